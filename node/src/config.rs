@@ -1,0 +1,440 @@
+//! Node configuration: `<home>/mirrorfarm.properties` → [`FileConfig`] (every key known, each with
+//! its line) → validated [`Config`]. All checks happen here, before any port is bound.
+//!
+//! Values come only from the file; a key that is absent takes the default documented in the README.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::names::{ProjectKey, RepoId};
+use crate::properties;
+use crate::upstream_url::UpstreamUrl;
+
+/// File name of the node configuration inside the home.
+pub const FILE_NAME: &str = "mirrorfarm.properties";
+
+/// A configuration error naming the file, and where known the line and key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// Path of the file.
+        file: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A bad line, key or value.
+    #[error("{file}:{line}: {key}: {message}")]
+    At {
+        /// Path of the file.
+        file: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The key on that line (empty for syntax errors).
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A required key is missing, or keys disagree.
+    #[error("{file}: {key}: {message}")]
+    Missing {
+        /// Path of the file.
+        file: PathBuf,
+        /// The key concerned.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A value with the line it came from.
+#[derive(Debug, Clone)]
+pub struct Located {
+    /// Raw value.
+    pub value: String,
+    /// 1-based line.
+    pub line: usize,
+}
+
+/// Every key the node knows, as read from the file: nothing validated yet beyond being known.
+#[derive(Debug, Default)]
+pub struct FileConfig {
+    /// `application.mode`
+    pub application_mode: Option<Located>,
+    /// `setup.displayName`
+    pub display_name: Option<Located>,
+    /// `setup.baseUrl`
+    pub base_url: Option<Located>,
+    /// `plugin.mirroring.upstream.url`
+    pub upstream_url: Option<Located>,
+    /// `plugin.mirroring.synchronization.interval`
+    pub sync_interval: Option<Located>,
+    /// `mirror.repos`
+    pub repos: Option<Located>,
+    /// `mirror.projects`
+    pub projects: Option<Located>,
+    /// `mirror.access`
+    pub access: Option<Located>,
+    /// `mirror.sync.concurrency`
+    pub sync_concurrency: Option<Located>,
+    /// `mirror.sync.timeout`
+    pub sync_timeout: Option<Located>,
+    /// `server.address`
+    pub http_address: Option<Located>,
+    /// `server.port`
+    pub http_port: Option<Located>,
+    /// `plugin.ssh.address`
+    pub ssh_address: Option<Located>,
+    /// `plugin.ssh.port`
+    pub ssh_port: Option<Located>,
+    /// `logging.format`
+    pub log_format: Option<Located>,
+}
+
+impl FileConfig {
+    fn slot(&mut self, key: &str) -> Option<&mut Option<Located>> {
+        Some(match key {
+            "application.mode" => &mut self.application_mode,
+            "setup.displayName" => &mut self.display_name,
+            "setup.baseUrl" => &mut self.base_url,
+            "plugin.mirroring.upstream.url" => &mut self.upstream_url,
+            "plugin.mirroring.synchronization.interval" => &mut self.sync_interval,
+            "mirror.repos" => &mut self.repos,
+            "mirror.projects" => &mut self.projects,
+            "mirror.access" => &mut self.access,
+            "mirror.sync.concurrency" => &mut self.sync_concurrency,
+            "mirror.sync.timeout" => &mut self.sync_timeout,
+            "server.address" => &mut self.http_address,
+            "server.port" => &mut self.http_port,
+            "plugin.ssh.address" => &mut self.ssh_address,
+            "plugin.ssh.port" => &mut self.ssh_port,
+            "logging.format" => &mut self.log_format,
+            _ => return None,
+        })
+    }
+
+    /// Reads the file: syntax errors, unknown keys and duplicates are refused with their line.
+    pub fn parse(file: &Path, text: &str) -> Result<Self, ConfigError> {
+        let entries = properties::parse(text).map_err(|e| ConfigError::At {
+            file: file.to_owned(),
+            line: e.line,
+            key: String::new(),
+            message: e.message,
+        })?;
+        let mut fc = Self::default();
+        for e in entries {
+            let at = |message: String| ConfigError::At {
+                file: file.to_owned(),
+                line: e.line,
+                key: e.key.clone(),
+                message,
+            };
+            let slot = fc
+                .slot(&e.key)
+                .ok_or_else(|| at("unknown key (see the README for the keys a node reads)".into()))?;
+            if let Some(prev) = slot {
+                return Err(at(format!("duplicate key (first set on line {})", prev.line)));
+            }
+            *slot = Some(Located {
+                value: e.value.trim().to_owned(),
+                line: e.line,
+            });
+        }
+        Ok(fc)
+    }
+}
+
+/// Who may read through this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone may clone and fetch.
+    Anonymous,
+    /// Authenticated access (not yet available: git requests get 401).
+    Authenticated,
+}
+
+/// Which projects are mirrored whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Projects {
+    /// None: only `mirror.repos`.
+    None,
+    /// Every project the upstream lists (`*`).
+    All,
+    /// These projects.
+    Some(BTreeSet<ProjectKey>),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The validated node configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// `setup.displayName`.
+    pub display_name: String,
+    /// `setup.baseUrl`, without trailing slash.
+    pub base_url: String,
+    /// `plugin.mirroring.upstream.url`.
+    pub upstream: UpstreamUrl,
+    /// `plugin.mirroring.synchronization.interval` (default 180 s).
+    pub sync_interval: Duration,
+    /// `mirror.repos`.
+    pub repos: BTreeSet<RepoId>,
+    /// `mirror.projects`.
+    pub projects: Projects,
+    /// `mirror.access` (default `authenticated`).
+    pub access: Access,
+    /// `mirror.sync.concurrency` (default 4).
+    pub sync_concurrency: usize,
+    /// `mirror.sync.timeout` (default 3600 s): one fetch longer than this is stopped.
+    pub sync_timeout: Duration,
+    /// `server.address`:`server.port` (default 0.0.0.0:7990).
+    pub http_addr: SocketAddr,
+    /// `plugin.ssh.address`:`plugin.ssh.port` (default 0.0.0.0:7999).
+    pub ssh_addr: SocketAddr,
+    /// `logging.format` (default `text`).
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Reads and validates `<home>/mirrorfarm.properties`.
+    pub fn load(home: &Path) -> Result<Self, ConfigError> {
+        let file = home.join(FILE_NAME);
+        let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Self::from_file(FileConfig::parse(&file, &text)?, &file)
+    }
+
+    /// Validates a parsed file.
+    pub fn from_file(fc: FileConfig, file: &Path) -> Result<Self, ConfigError> {
+        let v = Validator { file };
+        let mode = v.required(&fc.application_mode, "application.mode")?;
+        if mode.value != "mirror" {
+            return Err(v.at(mode, "application.mode", "must be `mirror`"));
+        }
+        let display_name = v.required(&fc.display_name, "setup.displayName")?;
+        if display_name.value.is_empty() {
+            return Err(v.at(display_name, "setup.displayName", "must not be empty"));
+        }
+        let base = v.required(&fc.base_url, "setup.baseUrl")?;
+        let base_url = base.value.trim_end_matches('/').to_owned();
+        let base_ok = ["https://", "http://"]
+            .iter()
+            .any(|s| base_url.strip_prefix(s).is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace)));
+        if !base_ok {
+            return Err(v.at(base, "setup.baseUrl", "must be an http:// or https:// URL"));
+        }
+        let up = v.required(&fc.upstream_url, "plugin.mirroring.upstream.url")?;
+        let upstream = UpstreamUrl::parse(&up.value)
+            .map_err(|e| v.at(up, "plugin.mirroring.upstream.url", &e.to_string()))?;
+        let sync_interval = v.seconds(&fc.sync_interval, "plugin.mirroring.synchronization.interval", 180)?;
+        let sync_timeout = v.seconds(&fc.sync_timeout, "mirror.sync.timeout", 3600)?;
+        let repos = match &fc.repos {
+            None => BTreeSet::new(),
+            Some(l) => list(&l.value)
+                .map(|s| RepoId::parse(s).map_err(|e| v.at(l, "mirror.repos", &format!("{s:?}: {e}"))))
+                .collect::<Result<_, _>>()?,
+        };
+        let projects = match &fc.projects {
+            None => Projects::None,
+            Some(l) if l.value == "*" => Projects::All,
+            Some(l) => Projects::Some(
+                list(&l.value)
+                    .map(|s| ProjectKey::parse(s).map_err(|e| v.at(l, "mirror.projects", &format!("{s:?}: {e}"))))
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        if let (Some(l), None) = (&fc.projects, upstream.listable_root()) {
+            return Err(v.at(
+                l,
+                "mirror.projects",
+                "this upstream cannot be listed (only file:// upstreams can for now): use mirror.repos",
+            ));
+        }
+        if repos.is_empty() && projects == Projects::None {
+            return Err(ConfigError::Missing {
+                file: file.to_owned(),
+                key: "mirror.repos".into(),
+                message: "set mirror.repos or mirror.projects (or both) to something to mirror".into(),
+            });
+        }
+        let access = match &fc.access {
+            None => Access::Authenticated,
+            Some(l) => match l.value.as_str() {
+                "anonymous" => Access::Anonymous,
+                "authenticated" => Access::Authenticated,
+                _ => return Err(v.at(l, "mirror.access", "must be `anonymous` or `authenticated`")),
+            },
+        };
+        let sync_concurrency = match &fc.sync_concurrency {
+            None => 4,
+            Some(l) => l
+                .value
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=64).contains(n))
+                .ok_or_else(|| v.at(l, "mirror.sync.concurrency", "must be a whole number from 1 to 64"))?,
+        };
+        let http_addr = v.addr(&fc.http_address, "server.address", &fc.http_port, "server.port", 7990)?;
+        let ssh_addr = v.addr(&fc.ssh_address, "plugin.ssh.address", &fc.ssh_port, "plugin.ssh.port", 7999)?;
+        if http_addr == ssh_addr && http_addr.port() != 0 {
+            let l = fc.ssh_port.as_ref().or(fc.http_port.as_ref());
+            return Err(match l {
+                Some(l) => v.at(l, "plugin.ssh.port", "HTTP and SSH cannot share one address"),
+                None => unreachable_defaults(file),
+            });
+        }
+        let log_format = match &fc.log_format {
+            None => LogFormat::Text,
+            Some(l) => match l.value.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err(v.at(l, "logging.format", "must be `text` or `json`")),
+            },
+        };
+        Ok(Self {
+            file: file.to_owned(),
+            display_name: display_name.value.clone(),
+            base_url,
+            upstream,
+            sync_interval,
+            repos,
+            projects,
+            access,
+            sync_concurrency,
+            sync_timeout,
+            http_addr,
+            ssh_addr,
+            log_format,
+        })
+    }
+}
+
+fn unreachable_defaults(file: &Path) -> ConfigError {
+    ConfigError::Missing {
+        file: file.to_owned(),
+        key: "plugin.ssh.port".into(),
+        message: "HTTP and SSH cannot share one address".into(),
+    }
+}
+
+fn list(s: &str) -> impl Iterator<Item = &str> {
+    s.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+}
+
+impl Validator<'_> {
+    fn at(&self, l: &Located, key: &str, message: &str) -> ConfigError {
+        ConfigError::At {
+            file: self.file.to_owned(),
+            line: l.line,
+            key: key.to_owned(),
+            message: format!("{message} (got {:?})", l.value),
+        }
+    }
+
+    fn required<'l>(&self, l: &'l Option<Located>, key: &str) -> Result<&'l Located, ConfigError> {
+        l.as_ref().ok_or_else(|| ConfigError::Missing {
+            file: self.file.to_owned(),
+            key: key.to_owned(),
+            message: "required key is missing".into(),
+        })
+    }
+
+    fn seconds(&self, l: &Option<Located>, key: &str, default: u64) -> Result<Duration, ConfigError> {
+        match l {
+            None => Ok(Duration::from_secs(default)),
+            Some(l) => l
+                .value
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=7 * 86_400).contains(n))
+                .map(Duration::from_secs)
+                .ok_or_else(|| self.at(l, key, "must be a whole number of seconds from 1 to 604800")),
+        }
+    }
+
+    fn addr(
+        &self,
+        address: &Option<Located>,
+        akey: &str,
+        port: &Option<Located>,
+        pkey: &str,
+        default_port: u16,
+    ) -> Result<SocketAddr, ConfigError> {
+        let ip = match address {
+            None => IpAddr::from([0, 0, 0, 0]),
+            Some(l) => l
+                .value
+                .parse::<IpAddr>()
+                .map_err(|_| self.at(l, akey, "must be an IP address such as 0.0.0.0 or 127.0.0.1"))?,
+        };
+        let port = match port {
+            None => default_port,
+            Some(l) => l
+                .value
+                .parse::<u16>()
+                .map_err(|_| self.at(l, pkey, "must be a port number from 0 to 65535"))?,
+        };
+        Ok(SocketAddr::new(ip, port))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "application.mode=mirror\nsetup.displayName=Mirror\nsetup.baseUrl=https://farm.example.com\nplugin.mirroring.upstream.url=ssh://git@up:7999\nmirror.repos=P/a, P/b.git\n";
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let f = Path::new("/h/mirrorfarm.properties");
+        Config::from_file(FileConfig::parse(f, text)?, f)
+    }
+
+    #[test]
+    fn good_config_with_defaults() {
+        let c = load(GOOD).expect("valid");
+        assert_eq!(c.repos.len(), 2);
+        assert_eq!(c.sync_interval, Duration::from_secs(180));
+        assert_eq!(c.http_addr.port(), 7990);
+        assert_eq!(c.ssh_addr.port(), 7999);
+        assert_eq!(c.access, Access::Authenticated);
+    }
+
+    #[test]
+    fn typo_names_file_line_and_key() {
+        let text = GOOD.replace("setup.displayName", "setup.dispalyName");
+        let msg = load(&text).expect_err("typo").to_string();
+        assert!(msg.contains("/h/mirrorfarm.properties:2: setup.dispalyName: unknown key"), "{msg}");
+    }
+
+    #[test]
+    fn duplicates_and_bad_values() {
+        let msg = load(&format!("{GOOD}mirror.repos=P/c\n")).expect_err("dup").to_string();
+        assert!(msg.contains(":6: mirror.repos: duplicate key (first set on line 5)"), "{msg}");
+        let msg = load(&format!("{GOOD}server.port=http\n")).expect_err("port").to_string();
+        assert!(msg.contains(":6: server.port:"), "{msg}");
+        let msg = load(&format!("{GOOD}mirror.projects=*\n")).expect_err("ssh list").to_string();
+        assert!(msg.contains("mirror.projects"), "{msg}");
+        let msg = load(&GOOD.replacen("=mirror\n", "=mirrors\n", 1)).expect_err("mode").to_string();
+        assert!(msg.contains(":1: "), "{msg}");
+        let msg = load(&GOOD.replace("mirror.repos=P/a, P/b.git\n", "")).expect_err("none").to_string();
+        assert!(msg.contains("mirror.repos"), "{msg}");
+    }
+}

@@ -1,0 +1,227 @@
+//! Running the system `git` (and `ssh -V`) from async code: tokio processes, a clean environment,
+//! bounded captured output, a time limit, and the minimum-version checks made at start.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+/// Oldest git the node works with.
+pub const MIN_GIT: (u32, u32, u32) = (2, 11, 1);
+/// Oldest OpenSSH client the node works with.
+pub const MIN_OPENSSH: (u32, u32, u32) = (7, 2, 0);
+/// Captured stdout/stderr beyond this is dropped (the command is not streaming data to us).
+const MAX_CAPTURE: usize = 64 * 1024 * 1024;
+
+/// A failed git invocation.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// git could not be started.
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        /// Program name.
+        program: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// git exited non-zero.
+    #[error("git {args} failed ({status}): {stderr}")]
+    Status {
+        /// The arguments, for the message.
+        args: String,
+        /// Exit status.
+        status: String,
+        /// What git printed on stderr.
+        stderr: String,
+    },
+    /// The time limit passed; the process was killed.
+    #[error("git {args} took longer than {secs} s and was stopped")]
+    Timeout {
+        /// The arguments, for the message.
+        args: String,
+        /// The limit.
+        secs: u64,
+    },
+    /// A version is too old or could not be read.
+    #[error("{0}")]
+    Version(String),
+}
+
+/// Output of a successful run.
+#[derive(Debug)]
+pub struct Output {
+    /// Standard output.
+    pub stdout: Vec<u8>,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// A `git` command with the environment every node invocation uses.
+pub fn git() -> Command {
+    let mut c = Command::new("git");
+    c.env("LC_ALL", "C")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "/bin/false")
+        .env("SSH_ASKPASS", "/bin/false")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_PROTOCOL")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    c
+}
+
+/// Runs `git -C dir args…` with an optional stdin and a time limit; fails on non-zero exit.
+pub async fn run<I, S>(
+    dir: Option<&Path>,
+    args: I,
+    envs: &[(&str, String)],
+    stdin: Option<Vec<u8>>,
+    limit: Duration,
+) -> Result<Output, GitError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    let label = args
+        .iter()
+        .take(2)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cmd = git();
+    if let Some(d) = dir {
+        cmd.arg("-C").arg(d);
+    }
+    cmd.args(&args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().map_err(|source| GitError::Spawn {
+        program: "git".into(),
+        source,
+    })?;
+    let mut out = child.stdout.take().expect("stdout is piped");
+    let mut err = child.stderr.take().expect("stderr is piped");
+    let input = child.stdin.take();
+    let work = async {
+        let feed = async {
+            if let (Some(mut w), Some(data)) = (input, stdin) {
+                use tokio::io::AsyncWriteExt;
+                // git may exit before reading everything; its exit status tells what happened.
+                let _ = w.write_all(&data).await;
+            }
+        };
+        let mut o = Vec::new();
+        let mut e = Vec::new();
+        let mut lim_o = (&mut out).take(MAX_CAPTURE as u64);
+        let mut lim_e = (&mut err).take(MAX_CAPTURE as u64);
+        let (_, ro, re) = tokio::join!(feed, lim_o.read_to_end(&mut o), lim_e.read_to_end(&mut e));
+        let _ = (ro, re);
+        let status = child.wait().await;
+        (status, o, e)
+    };
+    let (status, stdout, stderr) = tokio::time::timeout(limit, work).await.map_err(|_| GitError::Timeout {
+        args: label.clone(),
+        secs: limit.as_secs(),
+    })?;
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    let status = status.map_err(|source| GitError::Spawn {
+        program: "git".into(),
+        source,
+    })?;
+    if !status.success() {
+        return Err(GitError::Status {
+            args: label,
+            status: status.to_string(),
+            stderr: stderr.trim().to_owned(),
+        });
+    }
+    Ok(Output { stdout, stderr })
+}
+
+/// Parses the first `a.b[.c]` version number found in `text`.
+pub fn parse_version(text: &str, after: &str) -> Option<(u32, u32, u32)> {
+    let rest = &text[text.find(after)? + after.len()..];
+    let digits: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let mut it = digits.split('.').map(|p| p.parse::<u32>().ok());
+    let major = it.next()??;
+    let minor = it.next().flatten().unwrap_or(0);
+    let patch = it.next().flatten().unwrap_or(0);
+    Some((major, minor, patch))
+}
+
+fn fmt_v(v: (u32, u32, u32)) -> String {
+    format!("{}.{}.{}", v.0, v.1, v.2)
+}
+
+/// Checks the system git is new enough; returns its version.
+pub async fn check_git() -> Result<(u32, u32, u32), GitError> {
+    let out = run(None, ["--version"], &[], None, Duration::from_secs(30)).await?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = parse_version(&text, "git version ")
+        .ok_or_else(|| GitError::Version(format!("cannot read the git version from {text:?}")))?;
+    if v < MIN_GIT {
+        return Err(GitError::Version(format!(
+            "git {} is too old: mirrorfarm needs git {} or newer",
+            fmt_v(v),
+            fmt_v(MIN_GIT)
+        )));
+    }
+    Ok(v)
+}
+
+/// Checks the system OpenSSH client is new enough; returns its version.
+pub async fn check_openssh() -> Result<(u32, u32, u32), GitError> {
+    let out = Command::new("ssh")
+        .arg("-V")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|source| GitError::Spawn {
+            program: "ssh (OpenSSH client)".into(),
+            source,
+        })?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v = parse_version(&text, "OpenSSH_")
+        .ok_or_else(|| GitError::Version(format!("cannot read the OpenSSH version from {text:?}")))?;
+    if v < MIN_OPENSSH {
+        return Err(GitError::Version(format!(
+            "OpenSSH {} is too old: mirrorfarm needs OpenSSH {} or newer",
+            fmt_v(v),
+            fmt_v(MIN_OPENSSH)
+        )));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version("git version 2.47.3\n", "git version "), Some((2, 47, 3)));
+        assert_eq!(parse_version("git version 2.11.1.windows.1", "git version "), Some((2, 11, 1)));
+        assert_eq!(
+            parse_version("OpenSSH_9.2p1 Debian-2+deb12u6, OpenSSL", "OpenSSH_"),
+            Some((9, 2, 0))
+        );
+        assert!(parse_version("OpenSSH_7.1p2", "OpenSSH_").is_some_and(|v| v < MIN_OPENSSH));
+        assert!(parse_version("git version 2.11.0", "git version ").is_some_and(|v| v < MIN_GIT));
+    }
+}

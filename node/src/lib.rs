@@ -1,0 +1,18 @@
+//! A mirrorfarm mirror node: keeps an exact, crash-safe copy of upstream git repositories and
+//! serves clones and fetches over smart HTTP and SSH.
+
+pub mod config;
+pub mod gitcmd;
+pub mod home;
+pub mod identity;
+pub mod mirror_repo;
+pub mod names;
+pub mod node;
+pub mod packed_refs;
+pub mod properties;
+pub mod serve;
+pub mod state;
+pub mod status;
+pub mod store;
+pub mod sync;
+pub mod upstream_url;

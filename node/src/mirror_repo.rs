@@ -1,0 +1,243 @@
+//! One bare mirror repository on disk: creation with the node's settings, recovery after a crash,
+//! reading ref maps, and flipping the visible refs to a new state in one atomic step.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::gitcmd::{self, GitError};
+use crate::names::RefName;
+use crate::packed_refs::{self, RefMap, RefValue};
+
+/// Hidden namespace: not advertised to clients (`uploadpack.hideRefs`).
+pub const HIDDEN: &str = "refs/mirrorfarm/";
+/// Where the upstream's refs land during a fetch.
+pub const STAGING: &str = "refs/mirrorfarm/staging/";
+/// Where the upstream's HEAD lands during a fetch.
+pub const STAGING_HEAD: &str = "refs/mirrorfarm/staging-head";
+/// Where the previous visible state is kept (so a stateless fetch negotiated against it still works).
+pub const PREVIOUS: &str = "refs/mirrorfarm/previous/";
+
+const CONFIG: &str = "[core]
+\trepositoryformatversion = 0
+\tfilemode = true
+\tbare = true
+\tlogAllRefUpdates = false
+\tfsync = objects,derived-metadata,reference
+[gc]
+\tauto = 0
+\tautoDetach = false
+[uploadpack]
+\thideRefs = refs/mirrorfarm
+\tallowTipSHA1InWant = true
+\tallowFilter = true
+[repack]
+\twriteBitmaps = true
+[pack]
+\twriteBitmapHashCache = true
+[receive]
+\tdenyCurrentBranch = refuse
+";
+
+/// Errors about a mirror repository.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// A filesystem operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path concerned.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// git failed.
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// git printed something unexpected.
+    #[error("{0}")]
+    Parse(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RepoError + '_ {
+    move |source| RepoError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+const LOCAL: Duration = Duration::from_secs(600);
+
+/// A bare mirror repository.
+#[derive(Debug, Clone)]
+pub struct MirrorRepo {
+    path: PathBuf,
+}
+
+impl MirrorRepo {
+    /// The repository at `path` (which may not exist yet).
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
+    }
+    /// Its directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// Whether it has been created.
+    pub fn exists(&self) -> bool {
+        self.path.join("config").is_file()
+    }
+
+    /// Creates it (in a temporary directory renamed into place, so a half-made repository never
+    /// appears) with the node's settings.
+    pub async fn create(&self) -> Result<(), RepoError> {
+        let parent = self.path.parent().expect("repository paths have a parent");
+        tokio::fs::create_dir_all(parent).await.map_err(io(parent))?;
+        let tmp = self.path.with_extension("git.creating");
+        if tmp.exists() {
+            tokio::fs::remove_dir_all(&tmp).await.map_err(io(&tmp))?;
+        }
+        let args = [OsStr::new("init"), OsStr::new("--bare"), OsStr::new("--quiet"), tmp.as_os_str()];
+        gitcmd::run(None, args, &[], None, LOCAL).await?;
+        tokio::fs::write(tmp.join("config"), CONFIG).await.map_err(io(&tmp))?;
+        for f in ["description", "hooks"] {
+            let p = tmp.join(f);
+            let _ = if p.is_dir() {
+                tokio::fs::remove_dir_all(&p).await
+            } else {
+                tokio::fs::remove_file(&p).await
+            };
+        }
+        tokio::fs::rename(&tmp, &self.path).await.map_err(io(&self.path))?;
+        Ok(())
+    }
+
+    /// Removes what a killed process can leave behind: stale lock files, temporary packs and
+    /// objects, and quarantine directories. Only call while no git process works on this repository.
+    pub fn recover(&self) -> Result<usize, RepoError> {
+        let mut removed = 0;
+        let mut stack = vec![self.path.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(&dir)(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(io(&dir))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let path = entry.path();
+                let ft = entry.file_type().map_err(io(&path))?;
+                let stale = name.ends_with(".lock") || name.starts_with("tmp_") || name.starts_with("incoming-");
+                if stale {
+                    if ft.is_dir() {
+                        std::fs::remove_dir_all(&path).map_err(io(&path))?;
+                    } else {
+                        std::fs::remove_file(&path).map_err(io(&path))?;
+                    }
+                    removed += 1;
+                } else if ft.is_dir() {
+                    stack.push(path);
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Refs under `prefix` (e.g. `refs/` or [`STAGING`]), with the prefix stripped off for
+    /// [`STAGING`]; refs in the hidden namespace are left out when reading `refs/`.
+    pub async fn read_refs(&self, prefix: &str) -> Result<RefMap, RepoError> {
+        let fmt = "--format=%(objectname) %(objecttype) %(*objectname) %(*objecttype) %(refname)";
+        let out = gitcmd::run(Some(&self.path), ["for-each-ref", fmt, prefix], &[], None, LOCAL).await?;
+        let text = String::from_utf8(out.stdout).map_err(|_| RepoError::Parse("non-UTF-8 ref name".into()))?;
+        let mut map = RefMap::new();
+        let mut nested = Vec::new();
+        for line in text.lines() {
+            let mut parts = line.splitn(5, ' ');
+            let (oid, otype, peeled, ptype, name) = (
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+            );
+            let name = if prefix == STAGING {
+                format!("refs/{}", name.strip_prefix(STAGING).unwrap_or(name))
+            } else {
+                if name.starts_with(HIDDEN) {
+                    continue;
+                }
+                name.to_owned()
+            };
+            let Some(refname) = RefName::parse(&name) else {
+                tracing::warn!(repo = %self.path.display(), refname = %name, "skipping a ref with an invalid name");
+                continue;
+            };
+            let peeled = (otype == "tag" && !peeled.is_empty()).then(|| peeled.to_owned());
+            if ptype == "tag" {
+                nested.push(refname.clone());
+            }
+            map.insert(refname, RefValue { oid: oid.to_owned(), peeled });
+        }
+        if !nested.is_empty() {
+            self.peel_fully(&mut map, &nested).await?;
+        }
+        Ok(map)
+    }
+
+    async fn peel_fully(&self, map: &mut RefMap, names: &[RefName]) -> Result<(), RepoError> {
+        let input: String = names.iter().map(|n| format!("{}^{{}}\n", map[n].oid)).collect();
+        let out = gitcmd::run(
+            Some(&self.path),
+            ["cat-file", "--batch-check=%(objectname)"],
+            &[],
+            Some(input.into_bytes()),
+            LOCAL,
+        )
+        .await?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        for (name, line) in names.iter().zip(text.lines()) {
+            if let Some(v) = map.get_mut(name) {
+                v.peeled = Some(line.trim().to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    /// The object the staged upstream HEAD points to, if the upstream has one.
+    pub async fn staged_head(&self) -> Result<Option<String>, RepoError> {
+        match gitcmd::run(Some(&self.path), ["rev-parse", "--verify", "--quiet", STAGING_HEAD], &[], None, LOCAL).await {
+            Ok(out) => Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())),
+            Err(GitError::Status { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The branch HEAD points to (`refs/heads/…`).
+    pub async fn head_target(&self) -> Result<Option<String>, RepoError> {
+        let head = tokio::fs::read_to_string(self.path.join("HEAD")).await.map_err(io(&self.path))?;
+        Ok(head.strip_prefix("ref: ").map(|s| s.trim().to_owned()))
+    }
+
+    /// Makes `visible` the repository's advertised state in one atomic step, keeping `previous`
+    /// (the state it replaces) hidden under [`PREVIOUS`], then points HEAD at `head`.
+    pub async fn apply(&self, visible: &RefMap, previous: &RefMap, head: Option<&RefName>) -> Result<(), RepoError> {
+        let mut hidden = RefMap::new();
+        for (name, v) in previous {
+            if let Some(n) = RefName::parse(&format!("{PREVIOUS}{}", name.as_str())) {
+                hidden.insert(n, v.clone());
+            }
+        }
+        let content = packed_refs::render(visible, &hidden);
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || packed_refs::replace(&path, &content))
+            .await
+            .map_err(|e| RepoError::Parse(format!("packed-refs writer failed: {e}")))?
+            .map_err(io(&self.path))?;
+        if let Some(h) = head {
+            if self.head_target().await?.as_deref() != Some(h.as_str()) {
+                gitcmd::run(Some(&self.path), ["symbolic-ref", "HEAD", h.as_str()], &[], None, LOCAL).await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,177 @@
+//! Typed names: project keys, repository slugs, repository ids and git ref names.
+//!
+//! Every name that reaches the filesystem or a git command passes through these types first, so a
+//! path segment with `..`, a slash or an odd character is refused before any filesystem access.
+
+use std::fmt;
+
+/// Why a name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Empty segment.
+    #[error("empty name")]
+    Empty,
+    /// Longer than [`MAX_SEGMENT`].
+    #[error("name longer than {MAX_SEGMENT} characters")]
+    TooLong,
+    /// A character outside `[A-Za-z0-9._-]`.
+    #[error("character {0:?} is not allowed (only A-Z a-z 0-9 . _ -)")]
+    BadChar(char),
+    /// `.`/`..`, a leading dot, or `..` anywhere.
+    #[error("dot segments and names starting with '.' are not allowed")]
+    Dots,
+    /// Not of the form `PROJECT/repo`.
+    #[error("expected PROJECT/repo")]
+    Shape,
+}
+
+/// Longest project key or repository slug accepted.
+pub const MAX_SEGMENT: usize = 128;
+
+fn check_segment(s: &str) -> Result<(), NameError> {
+    if s.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if s.len() > MAX_SEGMENT {
+        return Err(NameError::TooLong);
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(NameError::BadChar(c));
+    }
+    if s.starts_with('.') || s.contains("..") {
+        return Err(NameError::Dots);
+    }
+    Ok(())
+}
+
+/// A Bitbucket project key such as `PROJ`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProjectKey(String);
+
+impl ProjectKey {
+    /// Validates a project key.
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        check_segment(s)?;
+        Ok(Self(s.to_owned()))
+    }
+    /// The key as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A repository slug such as `my-repo` (never with the `.git` suffix).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RepoSlug(String);
+
+impl RepoSlug {
+    /// Validates a slug; a trailing `.git` is stripped first.
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        let s = s.strip_suffix(".git").unwrap_or(s);
+        check_segment(s)?;
+        Ok(Self(s.to_owned()))
+    }
+    /// The slug as written, without `.git`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One mirrored repository: `PROJECT/repo`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RepoId {
+    /// Project key.
+    pub project: ProjectKey,
+    /// Repository slug.
+    pub repo: RepoSlug,
+}
+
+impl RepoId {
+    /// Parses `PROJECT/repo` (a trailing `.git` is allowed).
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        let (p, r) = s.split_once('/').ok_or(NameError::Shape)?;
+        if r.contains('/') {
+            return Err(NameError::Shape);
+        }
+        Ok(Self {
+            project: ProjectKey::parse(p)?,
+            repo: RepoSlug::parse(r)?,
+        })
+    }
+    /// Relative path of the bare repository: `PROJECT/repo.git`.
+    pub fn rel_path(&self) -> String {
+        format!("{}/{}.git", self.project.as_str(), self.repo.as_str())
+    }
+    /// Key used in the state store: `PROJECT/repo`.
+    pub fn key(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for RepoId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.project.as_str(), self.repo.as_str())
+    }
+}
+
+/// A full git ref name such as `refs/heads/main`, checked with git's rules
+/// (`git check-ref-format`), so it can go into packed-refs and command lines safely.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RefName(String);
+
+impl RefName {
+    /// Validates a full ref name under `refs/`.
+    pub fn parse(s: &str) -> Option<Self> {
+        if !s.starts_with("refs/") || s.ends_with('/') || s.ends_with('.') || s.contains("..") {
+            return None;
+        }
+        if s.contains("@{") || s.ends_with(".lock") || s.contains("//") {
+            return None;
+        }
+        let bad = |c: char| c.is_ascii_control() || " ~^:?*[\\".contains(c) || c == '\u{7f}';
+        if s.chars().any(bad) {
+            return None;
+        }
+        if s.split('/').any(|c| c.is_empty() || c.starts_with('.') || c.ends_with(".lock")) {
+            return None;
+        }
+        Some(Self(s.to_owned()))
+    }
+    /// The full name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RefName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_ids() {
+        let id = RepoId::parse("PROJ/my-repo.git").expect("valid");
+        assert_eq!(id.to_string(), "PROJ/my-repo");
+        assert_eq!(id.rel_path(), "PROJ/my-repo.git");
+        for bad in ["PROJ", "P/../x", "../r", "P/r/x", "P/.hidden", "P/a b", "/r", "P/", "P/%2e"] {
+            assert!(RepoId::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn ref_names() {
+        assert!(RefName::parse("refs/heads/main").is_some());
+        assert!(RefName::parse("refs/notes/commits").is_some());
+        for bad in ["HEAD", "refs/heads/a..b", "refs/heads/x.lock", "refs/a b", "refs/.x", "refs/x/"] {
+            assert!(RefName::parse(bad).is_none(), "{bad} accepted");
+        }
+    }
+}

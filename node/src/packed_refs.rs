@@ -1,0 +1,105 @@
+//! Writing a repository's whole visible ref state as one `packed-refs` file, atomically.
+//!
+//! The node never creates loose refs outside `refs/mirrorfarm/`, so the visible refs are exactly
+//! the content of `packed-refs`: replacing that file with one `rename(2)` flips every ref at once,
+//! and a crash at any moment leaves either the old or the new file, never a mix.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::names::RefName;
+
+/// One ref's value: the object it names and, for annotated tags, the fully peeled object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefValue {
+    /// Object ID (hex).
+    pub oid: String,
+    /// Fully peeled object ID for tags.
+    pub peeled: Option<String>,
+}
+
+/// A full ref map, sorted by name.
+pub type RefMap = BTreeMap<RefName, RefValue>;
+
+/// Hash of a ref map (hex SHA-256 over `oid name\n` lines in name order).
+pub fn refs_hash(refs: &RefMap) -> String {
+    let mut h = Sha256::new();
+    for (name, v) in refs {
+        h.update(v.oid.as_bytes());
+        h.update(b" ");
+        h.update(name.as_str().as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Renders `packed-refs` content: `visible` refs plus `extra` (hidden) refs, sorted together.
+pub fn render(visible: &RefMap, extra: &RefMap) -> Vec<u8> {
+    let mut all: BTreeMap<&str, &RefValue> = BTreeMap::new();
+    for (k, v) in visible.iter().chain(extra.iter()) {
+        all.insert(k.as_str(), v);
+    }
+    let mut out = Vec::with_capacity(all.len() * 64 + 64);
+    out.extend_from_slice(b"# pack-refs with: peeled fully-peeled sorted \n");
+    for (name, v) in all {
+        out.extend_from_slice(v.oid.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'\n');
+        if let Some(p) = &v.peeled {
+            out.push(b'^');
+            out.extend_from_slice(p.as_bytes());
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+/// Replaces `<repo>/packed-refs` with `content` using git's lock protocol
+/// (`packed-refs.lock` created exclusively, written, synced, renamed over).
+pub fn replace(repo: &Path, content: &[u8]) -> std::io::Result<()> {
+    let lock = repo.join("packed-refs.lock");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&lock)?;
+    let res = (|| {
+        f.write_all(content)?;
+        f.sync_all()?;
+        std::fs::rename(&lock, repo.join("packed-refs"))?;
+        std::fs::File::open(repo)?.sync_all()
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&lock);
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(s: &str) -> RefName {
+        RefName::parse(s).expect("valid ref")
+    }
+
+    #[test]
+    fn renders_sorted_with_peeled_lines() {
+        let mut v = RefMap::new();
+        v.insert(r("refs/tags/v1"), RefValue { oid: "b".repeat(40), peeled: Some("c".repeat(40)) });
+        v.insert(r("refs/heads/main"), RefValue { oid: "a".repeat(40), peeled: None });
+        let mut x = RefMap::new();
+        x.insert(r("refs/mirrorfarm/previous/refs/heads/main"), RefValue { oid: "d".repeat(40), peeled: None });
+        let text = String::from_utf8(render(&v, &x)).expect("utf8");
+        let lines: Vec<_> = text.lines().collect();
+        assert!(lines[0].starts_with("# pack-refs with:"));
+        assert!(lines[1].ends_with(" refs/heads/main"));
+        assert!(lines[2].ends_with(" refs/mirrorfarm/previous/refs/heads/main"));
+        assert!(lines[3].ends_with(" refs/tags/v1"));
+        assert_eq!(lines[4], format!("^{}", "c".repeat(40)));
+        assert_ne!(refs_hash(&v), refs_hash(&x));
+    }
+}

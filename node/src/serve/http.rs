@@ -1,0 +1,197 @@
+//! Smart HTTP: `/scm/<PROJECT>/<repo>[.git]/info/refs` and `…/git-upload-pack`, protocol v0 and
+//! v2, gzip request bodies, responses streamed from `git upload-pack`; pushes refused.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_compression::tokio::bufread::GzipDecoder;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
+use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
+use tokio_util::io::StreamReader;
+
+use crate::config::Access;
+use crate::serve::path::{parse_scm, PathError, ScmEndpoint, Service};
+use crate::serve::pktline;
+use crate::serve::upload_pack::{self, Mode, ServeLog, ServedStream};
+use crate::state::{Lookup, Shared};
+
+/// Largest (decompressed) upload-pack request accepted.
+const MAX_REQUEST: u64 = 256 * 1024 * 1024;
+
+/// Query of `info/refs`.
+#[derive(Debug, serde::Deserialize)]
+pub struct InfoRefsQuery {
+    service: Option<String>,
+}
+
+fn text(status: StatusCode, msg: impl Into<String>) -> Response {
+    let mut body = msg.into();
+    body.push('\n');
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+fn no_cache(h: &mut HeaderMap) {
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, max-age=0, must-revalidate"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    h.insert(header::EXPIRES, HeaderValue::from_static("Fri, 01 Jan 1980 00:00:00 GMT"));
+}
+
+fn git_protocol(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get("git-protocol")?.to_str().ok()?;
+    pktline::protocol_value_ok(v).then(|| v.to_owned())
+}
+
+/// Handles every request under `/scm/`.
+pub async fn scm(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<InfoRefsQuery>,
+    req: Request,
+) -> Response {
+    let path = req.uri().path().to_owned();
+    let rest = path.strip_prefix("/scm/").unwrap_or_default();
+    let (id, endpoint) = match parse_scm(rest) {
+        Ok(x) => x,
+        Err(PathError::NotGit) => return text(StatusCode::NOT_FOUND, "not found: this server only serves git smart HTTP"),
+        Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let service = match &endpoint {
+        ScmEndpoint::InfoRefs => match q.service.as_deref().and_then(Service::parse) {
+            Some(s) => s,
+            None => return text(StatusCode::FORBIDDEN, "only git's smart HTTP protocol is served (dumb HTTP is not)"),
+        },
+        ScmEndpoint::Rpc(s) => *s,
+    };
+    let method_ok = match endpoint {
+        ScmEndpoint::InfoRefs => req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD,
+        ScmEndpoint::Rpc(_) => req.method() == axum::http::Method::POST,
+    };
+    if !method_ok {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    }
+    if shared.config.access != Access::Anonymous {
+        let mut r = text(
+            StatusCode::UNAUTHORIZED,
+            "this mirror requires authentication (mirror.access is not `anonymous`), and authenticated access is not available yet",
+        );
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"mirrorfarm\""));
+        return r;
+    }
+    let repo_path = match shared.lookup(&id) {
+        Lookup::Ready(p) => p,
+        Lookup::Unknown => return text(StatusCode::NOT_FOUND, format!("repository {id} is not mirrored here")),
+        Lookup::NotReady => {
+            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, format!("repository {id} is not synchronized yet"));
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+            return r;
+        }
+    };
+    if service == Service::ReceivePack {
+        return refuse_push(&shared, &id, endpoint);
+    }
+    let proto = git_protocol(req.headers());
+    let version = proto.as_deref().map(pktline::protocol_version).unwrap_or(0);
+    let log = |kind| ServeLog {
+        repo: id.to_string(),
+        kind,
+        protocol: version,
+        client: peer.to_string(),
+    };
+    match endpoint {
+        ScmEndpoint::InfoRefs => advertise(&repo_path, proto.as_deref(), version, log("http-info-refs")),
+        ScmEndpoint::Rpc(_) => rpc(&repo_path, proto.as_deref(), req, log("http-upload-pack")).await,
+    }
+}
+
+fn refuse_push(shared: &Shared, id: &crate::names::RepoId, endpoint: ScmEndpoint) -> Response {
+    let msg = format!(
+        "this is a read-only mirror: push to {} instead",
+        shared.config.upstream.repo_url(id)
+    );
+    match endpoint {
+        ScmEndpoint::InfoRefs => {
+            let mut body = pktline::pkt("# service=git-receive-pack\n");
+            body.extend_from_slice(pktline::FLUSH);
+            body.extend_from_slice(&pktline::err(&msg));
+            let mut r = (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/x-git-receive-pack-advertisement")],
+                body,
+            )
+                .into_response();
+            no_cache(r.headers_mut());
+            r
+        }
+        ScmEndpoint::Rpc(_) => text(StatusCode::FORBIDDEN, msg),
+    }
+}
+
+fn advertise(repo: &std::path::Path, proto: Option<&str>, version: u32, log: ServeLog) -> Response {
+    let child = match upload_pack::spawn(repo, Mode::Advertise, proto) {
+        Ok(c) => c,
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot start git: {e}")),
+    };
+    let prefix = if version == 2 {
+        Vec::new()
+    } else {
+        let mut p = pktline::pkt("# service=git-upload-pack\n");
+        p.extend_from_slice(pktline::FLUSH);
+        p
+    };
+    let stream = ServedStream::new(child, log, prefix.len() as u64);
+    let head = futures_util::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from(prefix)) });
+    let body = Body::from_stream(futures_util::StreamExt::chain(head, stream));
+    git_response("application/x-git-upload-pack-advertisement", body)
+}
+
+async fn rpc(repo: &std::path::Path, proto: Option<&str>, req: Request, log: ServeLog) -> Response {
+    let gzip = match req.headers().get(header::CONTENT_ENCODING).map(|v| v.as_bytes()) {
+        None => false,
+        Some(b"gzip") | Some(b"x-gzip") => true,
+        Some(_) => return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported Content-Encoding"),
+    };
+    let ct_ok = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/x-git-upload-pack-request");
+    if !ct_ok {
+        return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, "expected Content-Type application/x-git-upload-pack-request");
+    }
+    let mut child = match upload_pack::spawn(repo, Mode::StatelessRpc, proto) {
+        Ok(c) => c,
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot start git: {e}")),
+    };
+    let mut stdin = child.stdin.take().expect("upload-pack stdin is piped");
+    let body = req
+        .into_body()
+        .into_data_stream()
+        .map_err(std::io::Error::other);
+    let reader = StreamReader::new(body);
+    let mut input: Box<dyn AsyncRead + Send + Unpin> = if gzip {
+        Box::new(GzipDecoder::new(BufReader::new(reader)))
+    } else {
+        Box::new(reader)
+    };
+    let repo_name = log.repo.clone();
+    tokio::spawn(async move {
+        let mut limited = (&mut input).take(MAX_REQUEST);
+        if let Err(e) = tokio::io::copy(&mut limited, &mut stdin).await {
+            // A broken request (bad gzip, client gone) ends upload-pack's input; it reports the rest.
+            tracing::debug!(repo = %repo_name, error = %e, "request body ended early");
+        }
+    });
+    git_response("application/x-git-upload-pack-result", Body::from_stream(ServedStream::new(child, log, 0)))
+}
+
+fn git_response(content_type: &'static str, body: Body) -> Response {
+    let mut r = Response::new(body);
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    no_cache(r.headers_mut());
+    r
+}

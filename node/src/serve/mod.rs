@@ -1,0 +1,8 @@
+//! Serving clients: smart HTTP, SSH, and the pieces they share.
+
+pub mod http;
+pub mod path;
+pub mod pktline;
+pub mod router;
+pub mod ssh;
+pub mod upload_pack;

@@ -1,0 +1,84 @@
+//! The node's HTTP routes: the status page and document, the sync trigger, and git under `/scm/`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+
+use crate::names::RepoId;
+use crate::serve::http;
+use crate::state::Shared;
+use crate::status;
+use crate::sync::scheduler::{SyncHandle, Trigger};
+
+/// State the routes share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Node state.
+    pub shared: Arc<Shared>,
+    /// Sync triggers.
+    pub sync: SyncHandle,
+}
+
+impl axum::extract::FromRef<AppState> for Arc<Shared> {
+    fn from_ref(s: &AppState) -> Self {
+        s.shared.clone()
+    }
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/status", get(status_doc))
+        .route("/rest/mirroring/latest/sync", post(trigger_sync))
+        .route("/scm/{*rest}", any(http::scm))
+        .with_state(state)
+}
+
+async fn index(State(s): State<AppState>) -> Html<String> {
+    Html(status::html(&status::build(&s.shared)))
+}
+
+async fn status_doc(State(s): State<AppState>) -> Response {
+    let mut r = Json(status::build(&s.shared)).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    r
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncRequest {
+    project: String,
+    repo: String,
+}
+
+fn json_error(status: StatusCode, msg: String) -> Response {
+    (status, Json(serde_json::json!({ "error": msg }))).into_response()
+}
+
+async fn trigger_sync(State(s): State<AppState>, body: Bytes) -> Response {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        s.sync.trigger(Trigger::All);
+        return (StatusCode::ACCEPTED, Json(serde_json::json!({ "accepted": "all" }))).into_response();
+    }
+    let req: SyncRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("expected {{\"project\":\"P\",\"repo\":\"r\"}}: {e}")),
+    };
+    let id = match RepoId::parse(&format!("{}/{}", req.project, req.repo)) {
+        Ok(id) if !req.project.contains('/') => id,
+        Ok(_) => return json_error(StatusCode::BAD_REQUEST, "bad project key".into()),
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    if !s.shared.snapshot().contains_key(&id) {
+        return json_error(StatusCode::NOT_FOUND, format!("repository {id} is not mirrored here"));
+    }
+    s.sync.trigger(Trigger::Repo(id.clone()));
+    (StatusCode::ACCEPTED, Json(serde_json::json!({ "accepted": id.to_string() }))).into_response()
+}

@@ -1,0 +1,211 @@
+//! The SSH front: `git clone ssh://git@host:7999/PROJECT/repo.git` through russh. Public-key
+//! authentication only (any key in `anonymous` mode); only `git-upload-pack` runs; no shell, no
+//! pty, no forwarding; pushes are refused with the upstream URL.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, MethodKind, MethodSet};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Access;
+use crate::serve::path::{parse_ssh_command, Service};
+use crate::serve::pktline;
+use crate::serve::upload_pack::{self, Mode};
+use crate::state::{Lookup, Shared};
+
+/// Builds the russh server configuration with the node's host key.
+pub fn config(host_key: russh::keys::PrivateKey) -> russh::server::Config {
+    let mut methods = MethodSet::empty();
+    methods.push(MethodKind::PublicKey);
+    russh::server::Config {
+        server_id: russh::SshId::Standard(format!("SSH-2.0-mirrorfarm_{}", env!("CARGO_PKG_VERSION")).into()),
+        methods,
+        keys: vec![host_key],
+        auth_rejection_time: Duration::from_millis(500),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        inactivity_timeout: Some(Duration::from_secs(600)),
+        keepalive_interval: Some(Duration::from_secs(30)),
+        nodelay: true,
+        ..Default::default()
+    }
+}
+
+/// Serves SSH on `listener` until `shutdown` turns true.
+pub async fn run(shared: Arc<Shared>, listener: TcpListener, config: russh::server::Config, mut shutdown: watch::Receiver<bool>) {
+    use russh::server::Server as _;
+    let mut server = SshServer { shared };
+    let running = server.run_on_socket(Arc::new(config), &listener);
+    let handle = running.handle();
+    tokio::select! {
+        res = running => if let Err(e) = res { tracing::error!(error = %e, "SSH server stopped") },
+        _ = shutdown.changed() => handle.shutdown("server shutting down".into()),
+    }
+}
+
+struct SshServer {
+    shared: Arc<Shared>,
+}
+
+impl russh::server::Server for SshServer {
+    type Handler = Connection;
+    fn new_client(&mut self, peer: Option<SocketAddr>) -> Connection {
+        Connection {
+            shared: self.shared.clone(),
+            peer: peer.map(|p| p.to_string()).unwrap_or_default(),
+            channels: HashMap::new(),
+            protocol: HashMap::new(),
+        }
+    }
+}
+
+/// One client connection.
+pub struct Connection {
+    shared: Arc<Shared>,
+    peer: String,
+    channels: HashMap<ChannelId, Channel<Msg>>,
+    protocol: HashMap<ChannelId, String>,
+}
+
+impl russh::server::Handler for Connection {
+    type Error = russh::Error;
+
+    async fn auth_publickey(&mut self, _user: &str, _key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+        // Anonymous mode accepts any key; otherwise the exec is answered with an explanation.
+        Ok(Auth::Accept)
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.channels.len() >= 8 {
+            return Ok(()); // dropping `reply` rejects the channel
+        }
+        self.channels.insert(channel.id(), channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if name == "GIT_PROTOCOL" && pktline::protocol_value_ok(value) {
+            self.protocol.insert(channel, value.to_owned());
+            session.channel_success(channel)?;
+        } else {
+            session.channel_failure(channel)?;
+        }
+        Ok(())
+    }
+
+    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+        session.channel_failure(channel)?;
+        let msg = "mirrorfarm: no shell access; this server only serves git fetches (git clone ssh://…)\r\n";
+        session.extended_data(channel, 1, msg.as_bytes().to_vec())?;
+        session.exit_status_request(channel, 1)?;
+        session.close(channel)?;
+        Ok(())
+    }
+
+    async fn exec_request(&mut self, channel: ChannelId, data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
+        let Some(ch) = self.channels.remove(&channel) else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        session.channel_success(channel)?;
+        let command = String::from_utf8_lossy(data).into_owned();
+        let proto = self.protocol.remove(&channel);
+        let shared = self.shared.clone();
+        let peer = self.peer.clone();
+        tokio::spawn(async move {
+            if let Err(e) = exec(shared, ch, &command, proto, peer).await {
+                tracing::debug!(error = %e, "SSH exec ended with an error");
+            }
+        });
+        Ok(())
+    }
+}
+
+async fn fail(ch: &Channel<Msg>, message: &str, as_err_packet: bool) -> Result<(), russh::Error> {
+    if as_err_packet {
+        ch.data_bytes(pktline::err(message)).await?;
+    } else {
+        ch.extended_data_bytes(1, format!("mirrorfarm: {message}\n").into_bytes()).await?;
+    }
+    ch.exit_status(1).await?;
+    ch.eof().await?;
+    ch.close().await
+}
+
+async fn exec(
+    shared: Arc<Shared>,
+    ch: Channel<Msg>,
+    command: &str,
+    proto: Option<String>,
+    peer: String,
+) -> Result<(), russh::Error> {
+    let (service, id) = match parse_ssh_command(command) {
+        Ok(x) => x,
+        Err(e) => return fail(&ch, &e, false).await,
+    };
+    if shared.config.access != Access::Anonymous {
+        let msg = "this mirror requires authentication (mirror.access is not `anonymous`), and authenticated access is not available yet";
+        return fail(&ch, msg, true).await;
+    }
+    let repo = match shared.lookup(&id) {
+        Lookup::Ready(p) => p,
+        Lookup::Unknown => return fail(&ch, &format!("repository {id} is not mirrored here"), true).await,
+        Lookup::NotReady => return fail(&ch, &format!("repository {id} is not synchronized yet; try again shortly"), true).await,
+    };
+    if service == Service::ReceivePack {
+        let msg = format!(
+            "this is a read-only mirror: push to {} instead",
+            shared.config.upstream.repo_url(&id)
+        );
+        return fail(&ch, &msg, true).await;
+    }
+    let version = proto.as_deref().map(pktline::protocol_version).unwrap_or(0);
+    let mut child = match upload_pack::spawn(&repo, Mode::Stateful, proto.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(&ch, &format!("cannot start git: {e}"), true).await,
+    };
+    let started = std::time::Instant::now();
+    let mut stdin = child.stdin.take().expect("upload-pack stdin is piped");
+    let mut stdout = child.stdout.take().expect("upload-pack stdout is piped");
+    let stderr = child.stderr.take().expect("upload-pack stderr is piped");
+    let (mut rx, tx) = ch.split();
+    let mut out = tx.make_writer();
+    let input = async move {
+        let _ = tokio::io::copy(&mut rx.make_reader(), &mut stdin).await;
+        let _ = stdin.shutdown().await;
+    };
+    tokio::spawn(input);
+    tokio::spawn(upload_pack::log_stderr(stderr, id.to_string()));
+    let sent = tokio::io::copy(&mut stdout, &mut out).await.unwrap_or(0);
+    let _ = out.flush().await;
+    let status = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(1);
+    tracing::info!(
+        repo = %id,
+        kind = "ssh-upload-pack",
+        protocol = version,
+        bytes = sent,
+        duration_ms = started.elapsed().as_millis() as u64,
+        client = %peer,
+        "served"
+    );
+    tx.exit_status(status as u32).await?;
+    tx.eof().await?;
+    tx.close().await
+}

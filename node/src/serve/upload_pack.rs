@@ -1,0 +1,132 @@
+//! Spawning `git upload-pack` for a client and streaming its output, with a log line per served
+//! request (repository, protocol, bytes, duration, client address) when the stream ends.
+
+use std::path::Path;
+use std::pin::Pin;
+use std::process::Stdio;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::process::{Child, ChildStdout, Command};
+use tokio_util::io::ReaderStream;
+
+use crate::gitcmd;
+
+/// How upload-pack is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `--stateless-rpc --advertise-refs` (HTTP `info/refs`).
+    Advertise,
+    /// `--stateless-rpc` (HTTP POST).
+    StatelessRpc,
+    /// Plain, bidirectional (SSH).
+    Stateful,
+}
+
+/// Starts `git upload-pack` on `repo` with stdin and stdout piped and stderr captured.
+pub fn spawn(repo: &Path, mode: Mode, git_protocol: Option<&str>) -> std::io::Result<Child> {
+    let mut cmd: Command = gitcmd::git();
+    cmd.arg("upload-pack").arg("--strict");
+    match mode {
+        Mode::Advertise => {
+            cmd.arg("--stateless-rpc").arg("--advertise-refs");
+        }
+        Mode::StatelessRpc => {
+            cmd.arg("--stateless-rpc");
+        }
+        Mode::Stateful => {}
+    }
+    cmd.arg(repo);
+    if let Some(p) = git_protocol {
+        cmd.env("GIT_PROTOCOL", p);
+    }
+    let stdin = if mode == Mode::Advertise { Stdio::null() } else { Stdio::piped() };
+    cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.spawn()
+}
+
+/// What is logged about one served request.
+#[derive(Debug, Clone)]
+pub struct ServeLog {
+    /// `PROJECT/repo`.
+    pub repo: String,
+    /// `http`/`ssh` and the request kind.
+    pub kind: &'static str,
+    /// Protocol version asked for.
+    pub protocol: u32,
+    /// Client address.
+    pub client: String,
+}
+
+/// Streams a child's stdout, owning the child (killed if the client goes away) and logging
+/// the bytes served when it ends.
+pub struct ServedStream {
+    inner: ReaderStream<ChildStdout>,
+    child: Child,
+    bytes: u64,
+    started: Instant,
+    log: ServeLog,
+}
+
+impl ServedStream {
+    /// Wraps `child` (its stdout must be piped and not yet taken); `prefix` bytes were already sent.
+    pub fn new(mut child: Child, log: ServeLog, prefix: u64) -> Self {
+        let stdout = child.stdout.take().expect("upload-pack stdout is piped");
+        if let Some(stderr) = child.stderr.take() {
+            let repo = log.repo.clone();
+            tokio::spawn(log_stderr(stderr, repo));
+        }
+        Self {
+            inner: ReaderStream::with_capacity(stdout, 64 * 1024),
+            child,
+            bytes: prefix,
+            started: Instant::now(),
+            log,
+        }
+    }
+}
+
+/// Logs what upload-pack printed on stderr (bounded).
+pub async fn log_stderr(stderr: tokio::process::ChildStderr, repo: String) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let _ = stderr.take(64 * 1024).read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf);
+    let text = text.trim();
+    if !text.is_empty() {
+        tracing::warn!(repo, stderr = %text, "upload-pack reported an error");
+    }
+}
+
+impl Stream for ServedStream {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let res = Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(b))) = &res {
+            self.bytes += b.len() as u64;
+        }
+        res
+    }
+}
+
+impl Drop for ServedStream {
+    fn drop(&mut self) {
+        let status = self.child.try_wait().ok().flatten();
+        if status.is_none() {
+            // The client went away, or upload-pack is still finishing: make sure it ends.
+            let _ = self.child.start_kill();
+        }
+        tracing::info!(
+            repo = %self.log.repo,
+            kind = self.log.kind,
+            protocol = self.log.protocol,
+            bytes = self.bytes,
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            client = %self.log.client,
+            "served"
+        );
+    }
+}

@@ -1,0 +1,118 @@
+//! The node's shared runtime state: configuration, identity, the state store and, per repository,
+//! its durable record plus whether a sync is running. Serving and /status read it; the sync
+//! scheduler writes it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
+
+use crate::config::Config;
+use crate::home::Home;
+use crate::identity::Identity;
+use crate::names::RepoId;
+use crate::store::{RepoRecord, Store, SyncResult};
+
+/// One repository as the node knows it now.
+#[derive(Debug, Clone, Default)]
+pub struct RepoEntry {
+    /// Durable record (generation, last results).
+    pub record: RepoRecord,
+    /// A sync is running.
+    pub syncing: bool,
+}
+
+impl RepoEntry {
+    /// Whether clients may be served this repository (it has a complete state).
+    pub fn servable(&self) -> bool {
+        self.record.generation > 0 && self.record.last_result != Some(SyncResult::NotFound)
+    }
+
+    /// The state word shown on /status.
+    pub fn state(&self) -> &'static str {
+        match (&self.record.last_result, self.record.generation) {
+            (Some(SyncResult::NotFound), _) => "NOT_FOUND",
+            (Some(SyncResult::Unauthorized), 0) => "AWAITING_AUTHORIZATION",
+            (Some(SyncResult::HostKeyChanged), _) => "ERROR",
+            (_, 0) if self.syncing || self.record.last_result.is_none() => "SYNCHRONIZING",
+            (_, 0) => "ERROR",
+            _ => "SYNCHRONIZED",
+        }
+    }
+}
+
+/// What serving learns about a requested repository.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Not mirrored here (or gone upstream).
+    Unknown,
+    /// Mirrored, but no complete state yet.
+    NotReady,
+    /// Serve from this bare repository.
+    Ready(PathBuf),
+}
+
+/// Shared by every task of a node.
+pub struct Shared {
+    /// Validated configuration.
+    pub config: Config,
+    /// Home paths.
+    pub home: Home,
+    /// Identity (node ID, farm ID, key).
+    pub identity: Identity,
+    /// Durable store.
+    pub store: Store,
+    /// OpenSSH client version (for ssh:// upstreams), if checked.
+    pub openssh: (u32, u32, u32),
+    /// Repositories currently mirrored.
+    pub repos: RwLock<BTreeMap<RepoId, RepoEntry>>,
+    /// The first inventory of repositories has been taken.
+    pub listed: AtomicBool,
+}
+
+impl Shared {
+    /// Path of a repository's bare mirror.
+    pub fn repo_path(&self, id: &RepoId) -> PathBuf {
+        self.home.repos_dir().join(id.rel_path())
+    }
+
+    /// Looks up a repository for serving.
+    pub fn lookup(&self, id: &RepoId) -> Lookup {
+        let repos = self.repos.read().expect("repo map lock is never poisoned");
+        match repos.get(id) {
+            None => Lookup::Unknown,
+            Some(e) if e.record.last_result == Some(SyncResult::NotFound) => Lookup::Unknown,
+            Some(e) if e.servable() => Lookup::Ready(self.repo_path(id)),
+            Some(_) => Lookup::NotReady,
+        }
+    }
+
+    /// A copy of the repository map.
+    pub fn snapshot(&self) -> BTreeMap<RepoId, RepoEntry> {
+        self.repos.read().expect("repo map lock is never poisoned").clone()
+    }
+
+    /// The node's state word (`STARTING`, `AWAITING_AUTHORIZATION`, `SYNCHRONIZING`,
+    /// `SYNCHRONIZED`, `ERROR`).
+    pub fn node_state(&self) -> &'static str {
+        if !self.listed.load(Ordering::Acquire) {
+            return "STARTING";
+        }
+        let repos = self.repos.read().expect("repo map lock is never poisoned");
+        let results = || repos.values().map(|e| e.record.last_result.clone());
+        if results().any(|r| r == Some(SyncResult::HostKeyChanged)) {
+            return "ERROR";
+        }
+        if results().any(|r| r == Some(SyncResult::Unauthorized)) {
+            return "AWAITING_AUTHORIZATION";
+        }
+        let active: Vec<_> = repos.values().filter(|e| e.record.last_result != Some(SyncResult::NotFound)).collect();
+        if active.iter().all(|e| e.servable()) {
+            return "SYNCHRONIZED";
+        }
+        if active.iter().any(|e| e.state() == "ERROR") && !active.iter().any(|e| e.syncing) {
+            return "ERROR";
+        }
+        "SYNCHRONIZING"
+    }
+}

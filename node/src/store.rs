@@ -1,0 +1,212 @@
+//! The node's durable state in a heed (LMDB) environment under `<home>/data`:
+//! identity (node ID, farm ID, data format) and one record per mirrored repository.
+//!
+//! Every call blocks on LMDB, so async code goes through the `*_async` helpers (spawn_blocking).
+
+use heed::types::{SerdeJson, Str};
+use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, WithoutTls};
+use serde::{Deserialize, Serialize};
+
+use crate::names::RepoId;
+
+/// Version of the on-disk data format written by this build.
+pub const DATA_FORMAT: u32 = 1;
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// LMDB failed.
+    #[error("state store {path}: {source}")]
+    Heed {
+        /// Store directory.
+        path: String,
+        /// Cause.
+        source: heed::Error,
+    },
+    /// The home was written by a newer mirrorfarm.
+    #[error("state store was written by a newer mirrorfarm (data format {found}, this build reads up to {DATA_FORMAT}); upgrade mirrorfarm")]
+    TooNew {
+        /// Format found.
+        found: u32,
+    },
+    /// A blocking task was cancelled.
+    #[error("state store task failed: {0}")]
+    Join(String),
+}
+
+/// The result of the last sync attempt of one repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SyncResult {
+    /// Refs now equal upstream's.
+    Ok,
+    /// The upstream refused the farm key.
+    Unauthorized,
+    /// The upstream could not be reached.
+    Unreachable,
+    /// The upstream's host key changed.
+    HostKeyChanged,
+    /// The repository does not exist upstream.
+    NotFound,
+    /// Anything else.
+    Failed,
+}
+
+/// Durable per-repository record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoRecord {
+    /// Counter of ref states applied; 0 means never synced.
+    pub generation: u64,
+    /// Hash of the visible ref map of this generation (hex).
+    pub refs_hash: String,
+    /// When the last sync attempt ended (Unix ms).
+    pub last_sync_ms: Option<i64>,
+    /// When the last successful sync ended (Unix ms).
+    pub last_success_ms: Option<i64>,
+    /// Result of the last attempt.
+    pub last_result: Option<SyncResult>,
+    /// A short message about the last attempt (empty when OK).
+    pub last_message: String,
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    env: Env<WithoutTls>,
+    meta: Database<'static, Str, Str>,
+    repos: Database<'static, Str, SerdeJson<RepoRecord>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`; refuses a newer data format and upgrades older ones.
+    pub fn open(dir: &std::path::Path) -> Result<Self, StoreError> {
+        let err = |source| StoreError::Heed {
+            path: dir.display().to_string(),
+            source,
+        };
+        // SAFETY: the home lock guarantees this process is the only one opening the environment,
+        // and it is opened once per process.
+        let env = unsafe {
+            EnvOpenOptions::new()
+                .read_txn_without_tls()
+                .map_size(256 * 1024 * 1024)
+                .max_dbs(4)
+                .open(dir)
+        }
+        .map_err(err)?;
+        let wtxn = env.write_txn().map_err(err)?;
+        let (meta, repos) = env
+            .create_databases_and_commit(wtxn, |dbo, wtxn| {
+                let meta = dbo.create_database::<Str, Str>(wtxn, Some("meta"))?;
+                let repos = dbo.create_database::<Str, SerdeJson<RepoRecord>>(wtxn, Some("repos"))?;
+                Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit((meta, repos)))
+            })
+            .map_err(err)?
+            .unwrap_commit();
+        let store = Self { env, meta, repos };
+        store.check_format()?;
+        Ok(store)
+    }
+
+    fn err(&self, source: heed::Error) -> StoreError {
+        StoreError::Heed {
+            path: self.env.path().display().to_string(),
+            source,
+        }
+    }
+
+    fn check_format(&self) -> Result<(), StoreError> {
+        let found = self.meta_get("format")?.and_then(|v| v.parse::<u32>().ok());
+        match found {
+            Some(f) if f > DATA_FORMAT => Err(StoreError::TooNew { found: f }),
+            Some(f) if f == DATA_FORMAT => Ok(()),
+            // No format yet (new home) or an older one: nothing to migrate before format 1.
+            _ => self.meta_put("format", &DATA_FORMAT.to_string()),
+        }
+    }
+
+    /// Reads a metadata value.
+    pub fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let rtxn = self.env.read_txn().map_err(|e| self.err(e))?;
+        let v = self.meta.get(&rtxn, key).map_err(|e| self.err(e))?;
+        Ok(v.map(str::to_owned))
+    }
+
+    /// Writes a metadata value.
+    pub fn meta_put(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let mut wtxn = self.env.write_txn().map_err(|e| self.err(e))?;
+        self.meta.put(&mut wtxn, key, value).map_err(|e| self.err(e))?;
+        wtxn.commit().map_err(|e| self.err(e))
+    }
+
+    /// Every repository record.
+    pub fn repos(&self) -> Result<Vec<(String, RepoRecord)>, StoreError> {
+        let rtxn = self.env.read_txn().map_err(|e| self.err(e))?;
+        let iter = self.repos.iter(&rtxn).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            out.push((k.to_owned(), v));
+        }
+        Ok(out)
+    }
+
+    /// One repository's record.
+    pub fn repo(&self, id: &RepoId) -> Result<Option<RepoRecord>, StoreError> {
+        let rtxn = self.env.read_txn().map_err(|e| self.err(e))?;
+        self.repos.get(&rtxn, &id.key()).map_err(|e| self.err(e))
+    }
+
+    /// Writes one repository's record.
+    pub fn put_repo(&self, id: &RepoId, rec: &RepoRecord) -> Result<(), StoreError> {
+        let mut wtxn = self.env.write_txn().map_err(|e| self.err(e))?;
+        self.repos.put(&mut wtxn, &id.key(), rec).map_err(|e| self.err(e))?;
+        wtxn.commit().map_err(|e| self.err(e))
+    }
+
+    /// Forgets one repository.
+    pub fn delete_repo(&self, id: &RepoId) -> Result<(), StoreError> {
+        let mut wtxn = self.env.write_txn().map_err(|e| self.err(e))?;
+        self.repos.delete(&mut wtxn, &id.key()).map_err(|e| self.err(e))?;
+        wtxn.commit().map_err(|e| self.err(e))
+    }
+
+    /// Runs `f` with the store on the blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Join(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_survive_reopen_and_newer_format_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = RepoId::parse("P/r").expect("id");
+        {
+            let s = Store::open(dir.path()).expect("open");
+            let rec = RepoRecord {
+                generation: 3,
+                last_result: Some(SyncResult::Ok),
+                ..Default::default()
+            };
+            s.put_repo(&id, &rec).expect("put");
+        }
+        {
+            let s = Store::open(dir.path()).expect("reopen");
+            assert_eq!(s.repo(&id).expect("get").map(|r| r.generation), Some(3));
+            s.meta_put("format", "99").expect("put format");
+        }
+        assert!(matches!(Store::open(dir.path()), Err(StoreError::TooNew { found: 99 })));
+    }
+}

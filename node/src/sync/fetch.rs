@@ -1,0 +1,174 @@
+//! One sync of one repository: fetch the upstream's refs into the hidden staging namespace
+//! (clients keep being served the previous state meanwhile), then flip the visible refs to the
+//! staged state in one atomic step.
+
+use std::time::{Duration, Instant};
+
+use crate::gitcmd::{self, GitError};
+use crate::mirror_repo::{MirrorRepo, RepoError, STAGING, STAGING_HEAD};
+use crate::names::{RefName, RepoId};
+use crate::packed_refs::{refs_hash, RefMap};
+use crate::store::SyncResult;
+use crate::sync::classify::classify;
+
+/// What a successful sync did.
+#[derive(Debug, Clone)]
+pub struct Synced {
+    /// Refs added, changed or removed.
+    pub changed: usize,
+    /// Hash of the new visible ref map.
+    pub refs_hash: String,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+/// Why a sync failed.
+#[derive(Debug, Clone)]
+pub struct SyncFailure {
+    /// What kind of failure.
+    pub kind: SyncResult,
+    /// Message for logs and /status.
+    pub message: String,
+}
+
+impl From<RepoError> for SyncFailure {
+    fn from(e: RepoError) -> Self {
+        let message = e.to_string();
+        let kind = match &e {
+            RepoError::Git(GitError::Status { stderr, .. }) => classify(stderr),
+            RepoError::Git(GitError::Timeout { .. }) => SyncResult::Unreachable,
+            _ => SyncResult::Failed,
+        };
+        Self { kind, message }
+    }
+}
+
+/// Settings of one sync.
+pub struct FetchPlan<'a> {
+    /// The repository.
+    pub id: &'a RepoId,
+    /// Its local mirror.
+    pub repo: &'a MirrorRepo,
+    /// The URL to fetch from.
+    pub url: String,
+    /// Environment for the upstream transport.
+    pub env: &'a [(&'static str, String)],
+    /// Time limit of the fetch.
+    pub timeout: Duration,
+}
+
+/// Runs one sync.
+pub async fn sync_repo(plan: FetchPlan<'_>) -> Result<Synced, SyncFailure> {
+    let started = Instant::now();
+    let repo = plan.repo;
+    if !repo.exists() {
+        repo.create().await?;
+    }
+    fetch(&plan, true).await?;
+    let staged = repo.read_refs(STAGING).await?;
+    let head_oid = repo.staged_head().await?;
+    let current = repo.read_refs("refs/").await?;
+    let current_head = repo.head_target().await?;
+    let head = choose_head(&staged, head_oid.as_deref(), current_head.as_deref());
+    let changed = count_changes(&current, &staged);
+    let head_changed = head.as_ref().map(RefName::as_str) != current_head.as_deref() && head.is_some();
+    if changed > 0 || head_changed {
+        repo.apply(&staged, &current, head.as_ref()).await?;
+    }
+    Ok(Synced {
+        changed,
+        refs_hash: refs_hash(&staged),
+        elapsed: started.elapsed(),
+    })
+}
+
+async fn fetch(plan: &FetchPlan<'_>, with_head: bool) -> Result<(), SyncFailure> {
+    let mut args = vec![
+        "fetch".to_owned(),
+        "--quiet".into(),
+        "--prune".into(),
+        "--force".into(),
+        "--no-tags".into(),
+        "--".into(),
+        plan.url.clone(),
+        format!("+refs/*:{STAGING}*"),
+    ];
+    if with_head {
+        args.push(format!("+HEAD:{STAGING_HEAD}"));
+    }
+    let res = gitcmd::run(Some(plan.repo.path()), &args, plan.env, None, plan.timeout).await;
+    match res {
+        Ok(_) => Ok(()),
+        // An empty upstream (or one with an unborn HEAD) has no HEAD to fetch: fetch the refs alone.
+        Err(GitError::Status { stderr, .. }) if with_head && stderr.contains("couldn't find remote ref HEAD") => {
+            let _ = gitcmd::run(
+                Some(plan.repo.path()),
+                ["update-ref", "-d", STAGING_HEAD],
+                &[],
+                None,
+                plan.timeout,
+            )
+            .await;
+            Box::pin(fetch(plan, false)).await
+        }
+        Err(e) => Err(RepoError::from(e).into()),
+    }
+}
+
+/// Picks the branch HEAD should name: the current one if the upstream HEAD still points where it
+/// does, else a branch at the upstream HEAD's commit (preferring main, then master).
+fn choose_head(staged: &RefMap, head_oid: Option<&str>, current: Option<&str>) -> Option<RefName> {
+    let oid = head_oid?;
+    let at_head = |n: &RefName| n.as_str().starts_with("refs/heads/") && staged[n].oid == oid;
+    if let Some(c) = current.and_then(RefName::parse) {
+        if staged.contains_key(&c) && at_head(&c) {
+            return Some(c);
+        }
+    }
+    let candidates: Vec<&RefName> = staged.keys().filter(|n| at_head(n)).collect();
+    for pref in ["refs/heads/main", "refs/heads/master"] {
+        if let Some(c) = candidates.iter().find(|c| c.as_str() == pref) {
+            return Some((*c).clone());
+        }
+    }
+    candidates.first().map(|c| (*c).clone())
+}
+
+fn count_changes(old: &RefMap, new: &RefMap) -> usize {
+    let changed = new.iter().filter(|(k, v)| old.get(*k) != Some(*v)).count();
+    let removed = old.keys().filter(|k| !new.contains_key(*k)).count();
+    changed + removed
+}
+
+/// Logs a finished sync, one line per sync.
+pub fn log_result(id: &RepoId, res: &Result<Synced, SyncFailure>, elapsed: Duration) {
+    match res {
+        Ok(s) => tracing::info!(repo = %id, duration_ms = elapsed.as_millis() as u64, refs_changed = s.changed, "sync ok"),
+        Err(f) => tracing::warn!(repo = %id, duration_ms = elapsed.as_millis() as u64, result = ?f.kind, error = %f.message, "sync failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packed_refs::RefValue;
+
+    fn map(items: &[(&str, &str)]) -> RefMap {
+        items
+            .iter()
+            .map(|(n, o)| (RefName::parse(n).expect("ref"), RefValue { oid: o.to_string(), peeled: None }))
+            .collect()
+    }
+
+    #[test]
+    fn head_choice_and_change_count() {
+        let staged = map(&[("refs/heads/dev", "1"), ("refs/heads/main", "1"), ("refs/heads/x", "2")]);
+        let pick = |cur| choose_head(&staged, Some("1"), cur).map(|r| r.to_string());
+        assert_eq!(pick(None).as_deref(), Some("refs/heads/main"));
+        assert_eq!(pick(Some("refs/heads/dev")).as_deref(), Some("refs/heads/dev"));
+        assert_eq!(pick(Some("refs/heads/x")).as_deref(), Some("refs/heads/main"));
+        assert!(choose_head(&staged, None, None).is_none());
+        let old = map(&[("refs/heads/main", "0"), ("refs/heads/gone", "3")]);
+        assert_eq!(count_changes(&old, &staged), 4);
+    }
+}

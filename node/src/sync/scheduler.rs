@@ -1,0 +1,337 @@
+//! The sync scheduler: triggers (start, every synchronization interval, the REST endpoint),
+//! coalescing (a trigger during a sync becomes one follow-up sync), a bound on concurrent syncs,
+//! retries with backoff, and removal of repositories that are no longer mirrored.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::mirror_repo::MirrorRepo;
+use crate::names::RepoId;
+use crate::state::Shared;
+use crate::store::{RepoRecord, SyncResult};
+use crate::sync::fetch::{self, FetchPlan, SyncFailure, Synced};
+use crate::sync::{inventory, transport};
+
+/// A request to sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// Re-list and sync every repository.
+    All,
+    /// Sync one repository.
+    Repo(RepoId),
+}
+
+/// Sends triggers to the scheduler; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SyncHandle {
+    tx: mpsc::UnboundedSender<Trigger>,
+}
+
+impl SyncHandle {
+    /// Asks for a sync; returns at once.
+    pub fn trigger(&self, t: Trigger) {
+        let _ = self.tx.send(t);
+    }
+}
+
+/// Creates the handle and the receiver the scheduler runs on.
+pub fn channel() -> (SyncHandle, mpsc::UnboundedReceiver<Trigger>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (SyncHandle { tx }, rx)
+}
+
+const RETRY_MIN: Duration = Duration::from_secs(5);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+/// Retry while waiting for the upstream admin to authorize the farm key.
+const RETRY_AUTH: Duration = Duration::from_secs(15);
+/// How long running syncs get to finish at shutdown before they are stopped.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+struct Scheduler {
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+    env: Arc<Vec<(&'static str, String)>>,
+    tasks: JoinSet<(RepoId, Result<Synced, SyncFailure>)>,
+    running: HashSet<RepoId>,
+    pending: HashSet<RepoId>,
+    retries: BTreeMap<RepoId, (Instant, Duration)>,
+}
+
+/// Runs until `shutdown` turns true.
+pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Trigger>, mut shutdown: watch::Receiver<bool>) {
+    let env = transport::upstream_env(&shared.home, &shared.config.upstream, shared.openssh);
+    let mut s = Scheduler {
+        permits: Arc::new(Semaphore::new(shared.config.sync_concurrency)),
+        env: Arc::new(env),
+        shared,
+        tasks: JoinSet::new(),
+        running: HashSet::new(),
+        pending: HashSet::new(),
+        retries: BTreeMap::new(),
+    };
+    let mut interval = tokio::time::interval(s.shared.config.sync_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let next_retry = s.retries.values().map(|(at, _)| *at).min();
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = interval.tick() => s.reconcile().await,
+            Some(t) = rx.recv() => match t {
+                Trigger::All => s.reconcile().await,
+                Trigger::Repo(id) => s.start(id),
+            },
+            Some(done) = s.tasks.join_next(), if !s.tasks.is_empty() => match done {
+                Ok((id, res)) => s.finished(id, res).await,
+                Err(e) => tracing::error!(error = %e, "sync task failed"),
+            },
+            _ = sleep_until(next_retry) => s.start_due_retries(),
+        }
+    }
+    if !s.tasks.is_empty() {
+        tracing::info!(running = s.tasks.len(), "waiting for running syncs before shutdown");
+        let drain = async { while s.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+            tracing::warn!("stopping unfinished syncs (they resume at next start)");
+            s.tasks.abort_all();
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Scheduler {
+    /// Re-lists the repositories, forgets the ones no longer mirrored, and syncs all.
+    async fn reconcile(&mut self) {
+        let shared = self.shared.clone();
+        let wanted = match tokio::task::spawn_blocking(move || inventory::list(&shared.config)).await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "listing repositories failed");
+                return;
+            }
+        };
+        let removed = self.apply_inventory(&wanted);
+        for id in removed {
+            self.forget(id).await;
+        }
+        self.shared.listed.store(true, Ordering::Release);
+        for id in wanted {
+            self.start(id);
+        }
+    }
+
+    fn apply_inventory(&mut self, wanted: &BTreeSet<RepoId>) -> Vec<RepoId> {
+        let mut repos = self.shared.repos.write().expect("repo map lock is never poisoned");
+        let removed: Vec<RepoId> = repos.keys().filter(|k| !wanted.contains(*k)).cloned().collect();
+        for id in &removed {
+            repos.remove(id);
+        }
+        for id in wanted {
+            repos.entry(id.clone()).or_default();
+        }
+        removed
+    }
+
+    /// Stops mirroring a repository: the caller already took it out of the served map.
+    async fn forget(&mut self, id: RepoId) {
+        tracing::info!(repo = %id, "repository is no longer mirrored; removing it");
+        self.retries.remove(&id);
+        self.pending.remove(&id);
+        let store = self.shared.store.clone();
+        let key = id.clone();
+        if let Err(e) = store.run(move |s| s.delete_repo(&key)).await {
+            tracing::error!(repo = %id, error = %e, "cannot remove repository record");
+        }
+        if !self.running.contains(&id) {
+            remove_dir(self.shared.repo_path(&id)).await;
+        }
+    }
+
+    fn start(&mut self, id: RepoId) {
+        let known = {
+            let mut repos = self.shared.repos.write().expect("repo map lock is never poisoned");
+            match repos.get_mut(&id) {
+                Some(e) => {
+                    e.syncing = true;
+                    true
+                }
+                None => false,
+            }
+        };
+        if !known {
+            return;
+        }
+        if self.running.contains(&id) {
+            self.pending.insert(id);
+            return;
+        }
+        self.retries.remove(&id);
+        self.running.insert(id.clone());
+        let shared = self.shared.clone();
+        let permits = self.permits.clone();
+        let env = self.env.clone();
+        self.tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+            let started = std::time::Instant::now();
+            if !shared.openssh_at_least_7_6() {
+                if let Err(e) = transport::pin_with_keyscan(&shared.home, &shared.config.upstream).await {
+                    tracing::warn!(error = %e, "cannot pin the upstream host key with ssh-keyscan");
+                }
+            }
+            let repo = MirrorRepo::new(shared.repo_path(&id));
+            let plan = FetchPlan {
+                id: &id,
+                repo: &repo,
+                url: shared.config.upstream.repo_url(&id),
+                env: &env,
+                timeout: shared.config.sync_timeout,
+            };
+            let res = fetch::sync_repo(plan).await;
+            fetch::log_result(&id, &res, started.elapsed());
+            (id, res)
+        });
+    }
+
+    async fn finished(&mut self, id: RepoId, res: Result<Synced, SyncFailure>) {
+        self.running.remove(&id);
+        let Some(mut entry) = self.shared.repos.read().expect("repo map lock is never poisoned").get(&id).cloned() else {
+            // Removed from the configuration while it synced.
+            remove_dir(self.shared.repo_path(&id)).await;
+            return;
+        };
+        let rec = next_record(&entry.record, &res, &self.shared.config.upstream.host_label());
+        let kind = rec.last_result.clone();
+        if kind == Some(SyncResult::NotFound) {
+            remove_dir(self.shared.repo_path(&id)).await;
+        }
+        let store = self.shared.store.clone();
+        let (key, to_store) = (id.clone(), rec.clone());
+        if let Err(e) = store.run(move |s| s.put_repo(&key, &to_store)).await {
+            tracing::error!(repo = %id, error = %e, "cannot record sync result");
+        }
+        let follow_up = self.pending.remove(&id);
+        entry.record = rec;
+        entry.syncing = follow_up;
+        if let Some(e) = self.shared.repos.write().expect("repo map lock is never poisoned").get_mut(&id) {
+            *e = entry.clone();
+        }
+        if follow_up {
+            self.start(id);
+            return;
+        }
+        let delay = match kind {
+            Some(SyncResult::Unauthorized) => Some(RETRY_AUTH),
+            Some(SyncResult::Unreachable) | Some(SyncResult::Failed) => {
+                let prev = self.retries.get(&id).map(|(_, d)| *d);
+                let max = RETRY_MAX.min(self.shared.config.sync_interval);
+                Some(prev.map(|d| (d * 2).min(max)).unwrap_or(RETRY_MIN).min(max))
+            }
+            _ => None,
+        };
+        match delay {
+            Some(d) => {
+                self.retries.insert(id, (Instant::now() + d, d));
+            }
+            None => {
+                self.retries.remove(&id);
+            }
+        }
+    }
+
+    fn start_due_retries(&mut self) {
+        let now = Instant::now();
+        let due: Vec<(RepoId, Duration)> = self
+            .retries
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(id, (_, d))| (id.clone(), *d))
+            .collect();
+        for (id, backoff) in due {
+            self.start(id.clone());
+            // Keep the backoff so the next failure doubles it.
+            self.retries.insert(id, (now + Duration::from_secs(86_400), backoff));
+        }
+    }
+}
+
+fn next_record(prev: &RepoRecord, res: &Result<Synced, SyncFailure>, host: &str) -> RepoRecord {
+    let now = now_ms();
+    let mut rec = prev.clone();
+    rec.last_sync_ms = Some(now);
+    match res {
+        Ok(s) => {
+            if s.refs_hash != prev.refs_hash || prev.generation == 0 {
+                rec.generation += 1;
+            }
+            rec.refs_hash = s.refs_hash.clone();
+            rec.last_success_ms = Some(now);
+            rec.last_result = Some(SyncResult::Ok);
+            rec.last_message.clear();
+        }
+        Err(f) => {
+            rec.last_result = Some(f.kind.clone());
+            rec.last_message = match f.kind {
+                SyncResult::HostKeyChanged => format!(
+                    "the host key of upstream host {host} has changed; sync is stopped. If the change is expected, remove the old key from the node's ssh/known_hosts"
+                ),
+                SyncResult::Unauthorized => "the upstream refused the farm key: grant it read access (see publicKey)".into(),
+                _ => f.message.chars().take(2000).collect(),
+            };
+            if f.kind == SyncResult::NotFound {
+                rec.generation = 0;
+                rec.refs_hash.clear();
+            }
+        }
+    }
+    rec
+}
+
+async fn remove_dir(path: std::path::PathBuf) {
+    if let Err(e) = tokio::fs::remove_dir_all(&path).await {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove repository directory");
+        }
+    }
+}
+
+impl Shared {
+    fn openssh_at_least_7_6(&self) -> bool {
+        !self.config.upstream.is_ssh() || self.openssh >= (7, 6, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_moves_only_when_refs_change() {
+        let ok = |h: &str| Ok(Synced { changed: 1, refs_hash: h.into(), elapsed: Duration::ZERO });
+        let r1 = next_record(&RepoRecord::default(), &ok("a"), "h");
+        assert_eq!(r1.generation, 1);
+        assert_eq!(next_record(&r1, &ok("a"), "h").generation, 1);
+        assert_eq!(next_record(&r1, &ok("b"), "h").generation, 2);
+        let gone = Err(SyncFailure { kind: SyncResult::NotFound, message: "x".into() });
+        assert_eq!(next_record(&r1, &gone, "h").generation, 0);
+        let hk = Err(SyncFailure { kind: SyncResult::HostKeyChanged, message: "x".into() });
+        assert!(next_record(&r1, &hk, "[up]:22").last_message.contains("[up]:22"));
+    }
+}

@@ -1,0 +1,68 @@
+//! How git reaches the upstream: for `ssh://`, the system OpenSSH client with the farm key, a
+//! known_hosts file of the node's own (first contact pins the host key) and batch mode.
+
+use std::path::Path;
+
+use crate::home::Home;
+use crate::upstream_url::UpstreamUrl;
+
+/// Quotes a string for the POSIX shell that git runs `GIT_SSH_COMMAND` with.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The environment for a git command that talks to the upstream.
+pub fn upstream_env(home: &Home, upstream: &UpstreamUrl, openssh: (u32, u32, u32)) -> Vec<(&'static str, String)> {
+    if !upstream.is_ssh() {
+        return Vec::new();
+    }
+    vec![("GIT_SSH_COMMAND", ssh_command(&home.upstream_key(), &home.known_hosts(), openssh))]
+}
+
+/// The ssh command line git uses (OpenSSH ≥ 7.6 pins on first contact with `accept-new`; older
+/// clients get the key pinned by [`crate::sync::transport`]'s caller with ssh-keyscan first).
+pub fn ssh_command(key: &Path, known_hosts: &Path, openssh: (u32, u32, u32)) -> String {
+    let strict = if openssh >= (7, 6, 0) { "accept-new" } else { "yes" };
+    format!(
+        "ssh -i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null \
+         -o StrictHostKeyChecking={strict} -o BatchMode=yes -o ConnectTimeout=15 \
+         -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -o LogLevel=ERROR",
+        sh_quote(&key.display().to_string()),
+        sh_quote(&known_hosts.display().to_string()),
+    )
+}
+
+/// For OpenSSH older than 7.6 (no `accept-new`): pins the upstream's host key with ssh-keyscan
+/// when known_hosts has no entry yet.
+pub async fn pin_with_keyscan(home: &Home, upstream: &UpstreamUrl) -> std::io::Result<()> {
+    let UpstreamUrl::Ssh { host, port, .. } = upstream else {
+        return Ok(());
+    };
+    let kh = home.known_hosts();
+    if tokio::fs::metadata(&kh).await.map(|m| m.len() > 0).unwrap_or(false) {
+        return Ok(());
+    }
+    let mut cmd = tokio::process::Command::new("ssh-keyscan");
+    cmd.arg("-T").arg("15");
+    if let Some(p) = port {
+        cmd.arg("-p").arg(p.to_string());
+    }
+    let out = cmd.arg("--").arg(host).kill_on_drop(true).output().await?;
+    if out.stdout.is_empty() {
+        return Err(std::io::Error::other(format!("ssh-keyscan found no host key for {host}")));
+    }
+    tokio::fs::write(&kh, &out.stdout).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_paths() {
+        let c = ssh_command(Path::new("/a b/k'ey"), Path::new("/kh"), (9, 2, 0));
+        assert!(c.contains("-i '/a b/k'\\''ey'"), "{c}");
+        assert!(c.contains("StrictHostKeyChecking=accept-new"));
+        assert!(ssh_command(Path::new("/k"), Path::new("/kh"), (7, 2, 0)).contains("StrictHostKeyChecking=yes"));
+    }
+}
