@@ -1,0 +1,211 @@
+//! A mirror node as a real `mirrorfarm node` process on a temporary home.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::{bin, free_port, upstream::keygen, wait_for};
+
+/// A running (or stopped) node.
+pub struct Node {
+    home: TempDir,
+    child: Option<Child>,
+    /// HTTP port on 127.0.0.1.
+    pub http: u16,
+    /// SSH port on 127.0.0.1.
+    pub ssh: u16,
+    client_key: PathBuf,
+}
+
+/// The properties every test node gets, for `upstream` and `repos`/`projects` lines in `extra`.
+pub fn properties(upstream: &str, http: u16, ssh: u16, extra: &str) -> String {
+    format!(
+        "application.mode=mirror\nsetup.displayName=Test mirror\nsetup.baseUrl=http://127.0.0.1:{http}\n\
+         plugin.mirroring.upstream.url={upstream}\nserver.address=127.0.0.1\nserver.port={http}\n\
+         plugin.ssh.address=127.0.0.1\nplugin.ssh.port={ssh}\n{extra}"
+    )
+}
+
+impl Node {
+    /// Writes the home's properties (`extra` is appended) and starts the node.
+    pub fn start(upstream: &str, extra: &str) -> Self {
+        let home = tempfile::Builder::new().prefix("mf-node-").tempdir().expect("tempdir");
+        let (http, ssh) = (free_port(), free_port());
+        std::fs::write(
+            home.path().join("mirrorfarm.properties"),
+            properties(upstream, http, ssh, extra),
+        )
+        .expect("write properties");
+        let client_key = home.path().join("client_ed25519");
+        keygen(&client_key);
+        let mut n = Self { home, child: None, http, ssh, client_key };
+        n.spawn();
+        n
+    }
+
+    /// The home directory.
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// Starts the process again (after [`Self::kill9`] or [`Self::stop`]).
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home.path().join("process.log"))
+            .expect("log file");
+        let child = Command::new(bin())
+            .arg("node")
+            .arg("--home")
+            .arg(self.home.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("start mirrorfarm node");
+        self.child = Some(child);
+        let port = self.http;
+        wait_for("the node's /status", Duration::from_secs(30), || {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    panic!("node exited with {st}: {}", self.log());
+                }
+            }
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+    }
+
+    /// The node's stdout/stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("process.log")).unwrap_or_default()
+    }
+
+    /// GET /status as JSON.
+    pub fn status(&self) -> Value {
+        self.get_json("/status")
+    }
+
+    /// GET a path as JSON.
+    pub fn get_json(&self, path: &str) -> Value {
+        let url = format!("http://127.0.0.1:{}{path}", self.http);
+        reqwest::blocking::get(&url)
+            .and_then(|r| r.json())
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+    }
+
+    /// Waits until the node's state is `state`.
+    pub fn wait_state(&self, state: &str, limit: Duration) -> Value {
+        wait_for(&format!("node state {state}"), limit, || {
+            let s = self.status();
+            (s["state"] == state).then_some(s)
+        })
+    }
+
+    /// The status entry of one repository.
+    pub fn repo_status(&self, project: &str, repo: &str) -> Option<Value> {
+        let s = self.status();
+        s["repos"]
+            .as_array()?
+            .iter()
+            .find(|r| r["project"] == project && r["repo"] == repo)
+            .cloned()
+    }
+
+    /// Waits until a repository's generation is at least `generation` and no sync is running.
+    pub fn wait_generation(&self, project: &str, repo: &str, generation: u64, limit: Duration) -> Value {
+        wait_for(&format!("{project}/{repo} generation {generation}"), limit, || {
+            let r = self.repo_status(project, repo)?;
+            (r["generation"].as_u64()? >= generation && r["syncing"] == false).then_some(r)
+        })
+    }
+
+    /// POST /rest/mirroring/latest/sync for one repository (or all with `None`); returns the status code.
+    pub fn trigger(&self, repo: Option<(&str, &str)>) -> u16 {
+        let url = format!("http://127.0.0.1:{}/rest/mirroring/latest/sync", self.http);
+        let c = reqwest::blocking::Client::new();
+        let req = match repo {
+            Some((p, r)) => c.post(&url).json(&serde_json::json!({"project": p, "repo": r})),
+            None => c.post(&url),
+        };
+        req.send().expect("POST sync").status().as_u16()
+    }
+
+    /// `http://…/scm/P/r.git`.
+    pub fn http_url(&self, project: &str, repo: &str) -> String {
+        format!("http://127.0.0.1:{}/scm/{project}/{repo}.git", self.http)
+    }
+
+    /// `ssh://git@…:port/P/r.git`.
+    pub fn ssh_url(&self, project: &str, repo: &str) -> String {
+        format!("ssh://git@127.0.0.1:{}/{project}/{repo}.git", self.ssh)
+    }
+
+    /// `GIT_SSH_COMMAND` for clients of this node (a throwaway client key; host key not checked).
+    pub fn git_ssh(&self) -> String {
+        format!(
+            "ssh -i {} -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR",
+            self.client_key.display()
+        )
+    }
+
+    /// The farm's public key as shown on /status.
+    pub fn public_key(&self) -> String {
+        self.status()["publicKey"].as_str().expect("publicKey").to_owned()
+    }
+
+    /// The node's bare mirror of a repository.
+    pub fn mirror_path(&self, project: &str, repo: &str) -> PathBuf {
+        self.home.path().join("repos").join(project).join(format!("{repo}.git"))
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, and wait (bounded) for a clean exit; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let code = wait_for("the node to exit", Duration::from_secs(30), || c.try_wait().ok().flatten());
+        code.code()
+    }
+
+    /// Process ID, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs `mirrorfarm node --home DIR` expecting it to exit; returns (code, stderr).
+pub fn run_expecting_exit(home: &Path, limit: Duration) -> (Option<i32>, String) {
+    let mut c = Command::new(bin())
+        .arg("node")
+        .arg("--home")
+        .arg(home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mirrorfarm");
+    let st = wait_for("mirrorfarm to exit", limit, || c.try_wait().ok().flatten());
+    let mut err = String::new();
+    use std::io::Read;
+    if let Some(mut e) = c.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    (st.code(), err)
+}
