@@ -25,7 +25,7 @@ pub fn ssh_command(key: &Path, known_hosts: &Path, openssh: (u32, u32, u32)) -> 
     let strict = if openssh >= (7, 6, 0) { "accept-new" } else { "yes" };
     format!(
         "ssh -i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null \
-         -o StrictHostKeyChecking={strict} -o BatchMode=yes -o ConnectTimeout=15 \
+         -o StrictHostKeyChecking={strict} -o HashKnownHosts=no -o BatchMode=yes -o ConnectTimeout=15 \
          -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -o LogLevel=ERROR",
         sh_quote(&key.display().to_string()),
         sh_quote(&known_hosts.display().to_string()),
