@@ -15,13 +15,26 @@ pub struct LogGuard;
 pub fn init(dir: &Path, format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = std::fs::create_dir_all(dir);
-    let file = OpenOptions::new().create(true).append(true).open(dir.join("node.log"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false);
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("node.log"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false);
     match (file, format) {
-        (Ok(f), LogFormat::Text) => builder.with_writer(std::io::stderr.and(std::sync::Arc::new(f))).init(),
-        (Ok(f), LogFormat::Json) => builder.json().with_writer(std::io::stderr.and(std::sync::Arc::new(f))).init(),
+        (Ok(f), LogFormat::Text) => builder
+            .with_writer(std::io::stderr.and(std::sync::Arc::new(f)))
+            .init(),
+        (Ok(f), LogFormat::Json) => builder
+            .json()
+            .with_writer(std::io::stderr.and(std::sync::Arc::new(f)))
+            .init(),
         (Err(e), fmt) => {
-            eprintln!("mirrorfarm: cannot open {}/node.log ({e}); logging to stderr only", dir.display());
+            eprintln!(
+                "mirrorfarm: cannot open {}/node.log ({e}); logging to stderr only",
+                dir.display()
+            );
             match fmt {
                 LogFormat::Text => builder.with_writer(std::io::stderr).init(),
                 LogFormat::Json => builder.json().with_writer(std::io::stderr).init(),

@@ -69,7 +69,10 @@ fn run_node(home: PathBuf) -> ExitCode {
         }
     };
     let _guard = logging::init(&home.join("logs"), config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("mirrorfarm: cannot start the async runtime: {e}");

@@ -10,13 +10,25 @@ fn help_version_and_config_check() {
     for sub in [&["node", "--help"][..], &["config", "check", "--help"][..]] {
         let out = Command::new(bin).args(sub).output().expect("run");
         assert!(out.status.success(), "{sub:?}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("--home"), "{sub:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("--home"),
+            "{sub:?}"
+        );
     }
     let dir = std::env::temp_dir().join(format!("mf-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::write(dir.join("mirrorfarm.properties"), "application.mode=mirror\nbogus.key=1\n").expect("write");
-    let out = Command::new(bin).args(["config", "check", "--home"]).arg(&dir).output().expect("run");
+    std::fs::write(
+        dir.join("mirrorfarm.properties"),
+        "application.mode=mirror\nbogus.key=1\n",
+    )
+    .expect("write");
+    let out = Command::new(bin)
+        .args(["config", "check", "--home"])
+        .arg(&dir)
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("mirrorfarm.properties:2: bogus.key: unknown key"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("mirrorfarm.properties:2: bogus.key: unknown key"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,1 +1,108 @@
-fn main() {}
+//! Clone benchmark: a generated repository of ≥ 50 MB cloned through the node over HTTP and SSH,
+//! and with `git clone --no-local` straight from the node's bare mirror (raw upload-pack), in one
+//! run. Reports medians, ratios against raw upload-pack, and the node's peak RSS.
+//!
+//! Run: `scripts/bench` (builds the release binary, then `cargo bench -p mirrorfarm-benches`).
+
+use std::time::{Duration, Instant};
+
+use mirrorfarm_tests::gitc;
+use mirrorfarm_tests::node::Node;
+use mirrorfarm_tests::upstream::{Shape, Upstream};
+
+const RUNS: usize = 5;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("clone: benchmark");
+        return;
+    }
+    let up = Upstream::new();
+    let src = up.create(
+        "BENCH",
+        "big",
+        &Shape {
+            commits: 64,
+            blob_bytes: 1 << 20,
+            branches: 8,
+            tags: 8,
+        },
+    );
+    gitc::run(Some(&src), &["repack", "-adq"], &[]);
+    let node = Node::start(
+        &up.file_url(),
+        "mirror.repos=BENCH/big\nmirror.access=anonymous\n",
+    );
+    node.wait_state("SYNCHRONIZED", Duration::from_secs(300));
+    let mirror = node.mirror_path("BENCH", "big");
+    // Same serving shape for every transport: one pack with a bitmap.
+    gitc::run(Some(&mirror), &["repack", "-adbq"], &[]);
+    let pack_bytes: u64 = std::fs::read_dir(mirror.join("objects/pack"))
+        .expect("pack dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".pack"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let ssh = node.git_ssh();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let raw_url = format!("file://{}", mirror.display());
+    let cases = [
+        ("raw upload-pack (git clone --no-local)", raw_url),
+        ("node HTTP", node.http_url("BENCH", "big")),
+        ("node SSH", node.ssh_url("BENCH", "big")),
+    ];
+    let mut results = Vec::new();
+    for (name, url) in &cases {
+        let mut times = Vec::new();
+        for i in 0..RUNS {
+            let dest = tmp.path().join(format!("{}-{i}", name.len()));
+            let t = Instant::now();
+            gitc::run(
+                None,
+                &[
+                    "clone",
+                    "-q",
+                    "--bare",
+                    "--no-local",
+                    url,
+                    dest.to_str().expect("utf8"),
+                ],
+                &[("GIT_SSH_COMMAND", ssh.as_str())],
+            );
+            times.push(t.elapsed());
+            std::fs::remove_dir_all(&dest).expect("cleanup");
+        }
+        results.push((name, median(times)));
+    }
+    let base = results[0].1.as_secs_f64();
+    println!(
+        "\nclone of a {:.1} MB pack, median of {RUNS} runs each",
+        pack_bytes as f64 / 1e6
+    );
+    for (name, t) in &results {
+        println!(
+            "  {name:<40} {:>8.3} s   ratio {:.2}",
+            t.as_secs_f64(),
+            t.as_secs_f64() / base
+        );
+    }
+    let rss = node.pid().map(vm_hwm_kib).unwrap_or(0);
+    println!(
+        "  node peak RSS (VmHWM)                    {:>8.1} MB",
+        rss as f64 / 1024.0
+    );
+}

@@ -132,11 +132,14 @@ impl FileConfig {
                 key: e.key.clone(),
                 message,
             };
-            let slot = fc
-                .slot(&e.key)
-                .ok_or_else(|| at("unknown key (see the README for the keys a node reads)".into()))?;
+            let slot = fc.slot(&e.key).ok_or_else(|| {
+                at("unknown key (see the README for the keys a node reads)".into())
+            })?;
             if let Some(prev) = slot {
-                return Err(at(format!("duplicate key (first set on line {})", prev.line)));
+                return Err(at(format!(
+                    "duplicate key (first set on line {})",
+                    prev.line
+                )));
             }
             *slot = Some(Located {
                 value: e.value.trim().to_owned(),
@@ -231,21 +234,29 @@ impl Config {
         }
         let base = v.required(&fc.base_url, "setup.baseUrl")?;
         let base_url = base.value.trim_end_matches('/').to_owned();
-        let base_ok = ["https://", "http://"]
-            .iter()
-            .any(|s| base_url.strip_prefix(s).is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace)));
+        let base_ok = ["https://", "http://"].iter().any(|s| {
+            base_url
+                .strip_prefix(s)
+                .is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace))
+        });
         if !base_ok {
             return Err(v.at(base, "setup.baseUrl", "must be an http:// or https:// URL"));
         }
         let up = v.required(&fc.upstream_url, "plugin.mirroring.upstream.url")?;
         let upstream = UpstreamUrl::parse(&up.value)
             .map_err(|e| v.at(up, "plugin.mirroring.upstream.url", &e.to_string()))?;
-        let sync_interval = v.seconds(&fc.sync_interval, "plugin.mirroring.synchronization.interval", 180)?;
+        let sync_interval = v.seconds(
+            &fc.sync_interval,
+            "plugin.mirroring.synchronization.interval",
+            180,
+        )?;
         let sync_timeout = v.seconds(&fc.sync_timeout, "mirror.sync.timeout", 3600)?;
         let repos = match &fc.repos {
             None => BTreeSet::new(),
             Some(l) => list(&l.value)
-                .map(|s| RepoId::parse(s).map_err(|e| v.at(l, "mirror.repos", &format!("{s:?}: {e}"))))
+                .map(|s| {
+                    RepoId::parse(s).map_err(|e| v.at(l, "mirror.repos", &format!("{s:?}: {e}")))
+                })
                 .collect::<Result<_, _>>()?,
         };
         let projects = match &fc.projects {
@@ -253,7 +264,10 @@ impl Config {
             Some(l) if l.value == "*" => Projects::All,
             Some(l) => Projects::Some(
                 list(&l.value)
-                    .map(|s| ProjectKey::parse(s).map_err(|e| v.at(l, "mirror.projects", &format!("{s:?}: {e}"))))
+                    .map(|s| {
+                        ProjectKey::parse(s)
+                            .map_err(|e| v.at(l, "mirror.projects", &format!("{s:?}: {e}")))
+                    })
                     .collect::<Result<_, _>>()?,
             ),
         };
@@ -268,7 +282,8 @@ impl Config {
             return Err(ConfigError::Missing {
                 file: file.to_owned(),
                 key: "mirror.repos".into(),
-                message: "set mirror.repos or mirror.projects (or both) to something to mirror".into(),
+                message: "set mirror.repos or mirror.projects (or both) to something to mirror"
+                    .into(),
             });
         }
         let access = match &fc.access {
@@ -276,7 +291,9 @@ impl Config {
             Some(l) => match l.value.as_str() {
                 "anonymous" => Access::Anonymous,
                 "authenticated" => Access::Authenticated,
-                _ => return Err(v.at(l, "mirror.access", "must be `anonymous` or `authenticated`")),
+                _ => {
+                    return Err(v.at(l, "mirror.access", "must be `anonymous` or `authenticated`"))
+                }
             },
         };
         let sync_concurrency = match &fc.sync_concurrency {
@@ -286,14 +303,36 @@ impl Config {
                 .parse::<usize>()
                 .ok()
                 .filter(|n| (1..=64).contains(n))
-                .ok_or_else(|| v.at(l, "mirror.sync.concurrency", "must be a whole number from 1 to 64"))?,
+                .ok_or_else(|| {
+                    v.at(
+                        l,
+                        "mirror.sync.concurrency",
+                        "must be a whole number from 1 to 64",
+                    )
+                })?,
         };
-        let http_addr = v.addr(&fc.http_address, "server.address", &fc.http_port, "server.port", 7990)?;
-        let ssh_addr = v.addr(&fc.ssh_address, "plugin.ssh.address", &fc.ssh_port, "plugin.ssh.port", 7999)?;
+        let http_addr = v.addr(
+            &fc.http_address,
+            "server.address",
+            &fc.http_port,
+            "server.port",
+            7990,
+        )?;
+        let ssh_addr = v.addr(
+            &fc.ssh_address,
+            "plugin.ssh.address",
+            &fc.ssh_port,
+            "plugin.ssh.port",
+            7999,
+        )?;
         if http_addr == ssh_addr && http_addr.port() != 0 {
             let l = fc.ssh_port.as_ref().or(fc.http_port.as_ref());
             return Err(match l {
-                Some(l) => v.at(l, "plugin.ssh.port", "HTTP and SSH cannot share one address"),
+                Some(l) => v.at(
+                    l,
+                    "plugin.ssh.port",
+                    "HTTP and SSH cannot share one address",
+                ),
                 None => unreachable_defaults(file),
             });
         }
@@ -357,7 +396,12 @@ impl Validator<'_> {
         })
     }
 
-    fn seconds(&self, l: &Option<Located>, key: &str, default: u64) -> Result<Duration, ConfigError> {
+    fn seconds(
+        &self,
+        l: &Option<Located>,
+        key: &str,
+        default: u64,
+    ) -> Result<Duration, ConfigError> {
         match l {
             None => Ok(Duration::from_secs(default)),
             Some(l) => l
@@ -366,7 +410,9 @@ impl Validator<'_> {
                 .ok()
                 .filter(|n| (1..=7 * 86_400).contains(n))
                 .map(Duration::from_secs)
-                .ok_or_else(|| self.at(l, key, "must be a whole number of seconds from 1 to 604800")),
+                .ok_or_else(|| {
+                    self.at(l, key, "must be a whole number of seconds from 1 to 604800")
+                }),
         }
     }
 
@@ -380,10 +426,13 @@ impl Validator<'_> {
     ) -> Result<SocketAddr, ConfigError> {
         let ip = match address {
             None => IpAddr::from([0, 0, 0, 0]),
-            Some(l) => l
-                .value
-                .parse::<IpAddr>()
-                .map_err(|_| self.at(l, akey, "must be an IP address such as 0.0.0.0 or 127.0.0.1"))?,
+            Some(l) => l.value.parse::<IpAddr>().map_err(|_| {
+                self.at(
+                    l,
+                    akey,
+                    "must be an IP address such as 0.0.0.0 or 127.0.0.1",
+                )
+            })?,
         };
         let port = match port {
             None => default_port,
@@ -421,20 +470,36 @@ mod tests {
     fn typo_names_file_line_and_key() {
         let text = GOOD.replace("setup.displayName", "setup.dispalyName");
         let msg = load(&text).expect_err("typo").to_string();
-        assert!(msg.contains("/h/mirrorfarm.properties:2: setup.dispalyName: unknown key"), "{msg}");
+        assert!(
+            msg.contains("/h/mirrorfarm.properties:2: setup.dispalyName: unknown key"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn duplicates_and_bad_values() {
-        let msg = load(&format!("{GOOD}mirror.repos=P/c\n")).expect_err("dup").to_string();
-        assert!(msg.contains(":6: mirror.repos: duplicate key (first set on line 5)"), "{msg}");
-        let msg = load(&format!("{GOOD}server.port=http\n")).expect_err("port").to_string();
+        let msg = load(&format!("{GOOD}mirror.repos=P/c\n"))
+            .expect_err("dup")
+            .to_string();
+        assert!(
+            msg.contains(":6: mirror.repos: duplicate key (first set on line 5)"),
+            "{msg}"
+        );
+        let msg = load(&format!("{GOOD}server.port=http\n"))
+            .expect_err("port")
+            .to_string();
         assert!(msg.contains(":6: server.port:"), "{msg}");
-        let msg = load(&format!("{GOOD}mirror.projects=*\n")).expect_err("ssh list").to_string();
+        let msg = load(&format!("{GOOD}mirror.projects=*\n"))
+            .expect_err("ssh list")
+            .to_string();
         assert!(msg.contains("mirror.projects"), "{msg}");
-        let msg = load(&GOOD.replacen("=mirror\n", "=mirrors\n", 1)).expect_err("mode").to_string();
+        let msg = load(&GOOD.replacen("=mirror\n", "=mirrors\n", 1))
+            .expect_err("mode")
+            .to_string();
         assert!(msg.contains(":1: "), "{msg}");
-        let msg = load(&GOOD.replace("mirror.repos=P/a, P/b.git\n", "")).expect_err("none").to_string();
+        let msg = load(&GOOD.replace("mirror.repos=P/a, P/b.git\n", ""))
+            .expect_err("none")
+            .to_string();
         assert!(msg.contains("mirror.repos"), "{msg}");
     }
 }

@@ -97,7 +97,9 @@ where
     if let Some(d) = dir {
         cmd.arg("-C").arg(d);
     }
-    cmd.args(&args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -128,10 +130,13 @@ where
         let status = child.wait().await;
         (status, o, e)
     };
-    let (status, stdout, stderr) = tokio::time::timeout(limit, work).await.map_err(|_| GitError::Timeout {
-        args: label.clone(),
-        secs: limit.as_secs(),
-    })?;
+    let (status, stdout, stderr) =
+        tokio::time::timeout(limit, work)
+            .await
+            .map_err(|_| GitError::Timeout {
+                args: label.clone(),
+                secs: limit.as_secs(),
+            })?;
     let stderr = String::from_utf8_lossy(&stderr).into_owned();
     let status = status.map_err(|source| GitError::Spawn {
         program: "git".into(),
@@ -197,8 +202,9 @@ pub async fn check_openssh() -> Result<(u32, u32, u32), GitError> {
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&out.stdout)
     );
-    let v = parse_version(&text, "OpenSSH_")
-        .ok_or_else(|| GitError::Version(format!("cannot read the OpenSSH version from {text:?}")))?;
+    let v = parse_version(&text, "OpenSSH_").ok_or_else(|| {
+        GitError::Version(format!("cannot read the OpenSSH version from {text:?}"))
+    })?;
     if v < MIN_OPENSSH {
         return Err(GitError::Version(format!(
             "OpenSSH {} is too old: mirrorfarm needs OpenSSH {} or newer",
@@ -215,8 +221,14 @@ mod tests {
 
     #[test]
     fn versions() {
-        assert_eq!(parse_version("git version 2.47.3\n", "git version "), Some((2, 47, 3)));
-        assert_eq!(parse_version("git version 2.11.1.windows.1", "git version "), Some((2, 11, 1)));
+        assert_eq!(
+            parse_version("git version 2.47.3\n", "git version "),
+            Some((2, 47, 3))
+        );
+        assert_eq!(
+            parse_version("git version 2.11.1.windows.1", "git version "),
+            Some((2, 11, 1))
+        );
         assert_eq!(
             parse_version("OpenSSH_9.2p1 Debian-2+deb12u6, OpenSSL", "OpenSSH_"),
             Some((9, 2, 0))

@@ -44,7 +44,14 @@ pub fn random_id() -> String {
     let mut b = [0u8; 16];
     getrandom::getrandom(&mut b).expect("the OS random source is available");
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 impl Identity {
@@ -91,11 +98,17 @@ pub fn ensure_key(path: &Path, comment: &str) -> Result<PrivateKey, IdentityErro
     getrandom::getrandom(&mut seed).expect("the OS random source is available");
     let pair = KeypairData::from(Ed25519Keypair::from_seed(&seed));
     let key = PrivateKey::new(pair, comment).map_err(|e| key_err(path, e))?;
-    let text = key.to_openssh(LineEnding::LF).map_err(|e| key_err(path, e))?;
-    let public = key.public_key().to_openssh().map_err(|e| key_err(path, e))?;
+    let text = key
+        .to_openssh(LineEnding::LF)
+        .map_err(|e| key_err(path, e))?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| key_err(path, e))?;
     write_atomic(path, text.as_bytes(), 0o600).map_err(|e| key_err(path, e))?;
     let pub_path = path.with_extension("pub");
-    write_atomic(&pub_path, format!("{public}\n").as_bytes(), 0o644).map_err(|e| key_err(&pub_path, e))?;
+    write_atomic(&pub_path, format!("{public}\n").as_bytes(), 0o644)
+        .map_err(|e| key_err(&pub_path, e))?;
     Ok(key)
 }
 
@@ -133,7 +146,10 @@ mod tests {
         assert_eq!(a.node_id, b.node_id);
         assert_eq!(a.public_key, b.public_key);
         assert!(a.public_key.starts_with("ssh-ed25519 "), "{}", a.public_key);
-        let mode = std::fs::metadata(home.upstream_key()).expect("key").permissions().mode();
+        let mode = std::fs::metadata(home.upstream_key())
+            .expect("key")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -91,14 +91,23 @@ impl MirrorRepo {
     /// appears) with the node's settings.
     pub async fn create(&self) -> Result<(), RepoError> {
         let parent = self.path.parent().expect("repository paths have a parent");
-        tokio::fs::create_dir_all(parent).await.map_err(io(parent))?;
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(io(parent))?;
         let tmp = self.path.with_extension("git.creating");
         if tmp.exists() {
             tokio::fs::remove_dir_all(&tmp).await.map_err(io(&tmp))?;
         }
-        let args = [OsStr::new("init"), OsStr::new("--bare"), OsStr::new("--quiet"), tmp.as_os_str()];
+        let args = [
+            OsStr::new("init"),
+            OsStr::new("--bare"),
+            OsStr::new("--quiet"),
+            tmp.as_os_str(),
+        ];
         gitcmd::run(None, args, &[], None, LOCAL).await?;
-        tokio::fs::write(tmp.join("config"), CONFIG).await.map_err(io(&tmp))?;
+        tokio::fs::write(tmp.join("config"), CONFIG)
+            .await
+            .map_err(io(&tmp))?;
         for f in ["description", "hooks"] {
             let p = tmp.join(f);
             let _ = if p.is_dir() {
@@ -107,7 +116,9 @@ impl MirrorRepo {
                 tokio::fs::remove_file(&p).await
             };
         }
-        tokio::fs::rename(&tmp, &self.path).await.map_err(io(&self.path))?;
+        tokio::fs::rename(&tmp, &self.path)
+            .await
+            .map_err(io(&self.path))?;
         Ok(())
     }
 
@@ -127,7 +138,9 @@ impl MirrorRepo {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let path = entry.path();
                 let ft = entry.file_type().map_err(io(&path))?;
-                let stale = name.ends_with(".lock") || name.starts_with("tmp_") || name.starts_with("incoming-");
+                let stale = name.ends_with(".lock")
+                    || name.starts_with("tmp_")
+                    || name.starts_with("incoming-");
                 if stale {
                     if ft.is_dir() {
                         std::fs::remove_dir_all(&path).map_err(io(&path))?;
@@ -147,8 +160,16 @@ impl MirrorRepo {
     /// [`STAGING`]; refs in the hidden namespace are left out when reading `refs/`.
     pub async fn read_refs(&self, prefix: &str) -> Result<RefMap, RepoError> {
         let fmt = "--format=%(objectname) %(objecttype) %(*objectname) %(*objecttype) %(refname)";
-        let out = gitcmd::run(Some(&self.path), ["for-each-ref", fmt, prefix], &[], None, LOCAL).await?;
-        let text = String::from_utf8(out.stdout).map_err(|_| RepoError::Parse("non-UTF-8 ref name".into()))?;
+        let out = gitcmd::run(
+            Some(&self.path),
+            ["for-each-ref", fmt, prefix],
+            &[],
+            None,
+            LOCAL,
+        )
+        .await?;
+        let text = String::from_utf8(out.stdout)
+            .map_err(|_| RepoError::Parse("non-UTF-8 ref name".into()))?;
         let mut map = RefMap::new();
         let mut nested = Vec::new();
         for line in text.lines() {
@@ -176,7 +197,13 @@ impl MirrorRepo {
             if ptype == "tag" {
                 nested.push(refname.clone());
             }
-            map.insert(refname, RefValue { oid: oid.to_owned(), peeled });
+            map.insert(
+                refname,
+                RefValue {
+                    oid: oid.to_owned(),
+                    peeled,
+                },
+            );
         }
         if !nested.is_empty() {
             self.peel_fully(&mut map, &nested).await?;
@@ -185,7 +212,10 @@ impl MirrorRepo {
     }
 
     async fn peel_fully(&self, map: &mut RefMap, names: &[RefName]) -> Result<(), RepoError> {
-        let input: String = names.iter().map(|n| format!("{}^{{}}\n", map[n].oid)).collect();
+        let input: String = names
+            .iter()
+            .map(|n| format!("{}^{{}}\n", map[n].oid))
+            .collect();
         let out = gitcmd::run(
             Some(&self.path),
             ["cat-file", "--batch-check=%(objectname)"],
@@ -205,7 +235,15 @@ impl MirrorRepo {
 
     /// The object the staged upstream HEAD points to, if the upstream has one.
     pub async fn staged_head(&self) -> Result<Option<String>, RepoError> {
-        match gitcmd::run(Some(&self.path), ["rev-parse", "--verify", "--quiet", STAGING_HEAD], &[], None, LOCAL).await {
+        match gitcmd::run(
+            Some(&self.path),
+            ["rev-parse", "--verify", "--quiet", STAGING_HEAD],
+            &[],
+            None,
+            LOCAL,
+        )
+        .await
+        {
             Ok(out) => Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())),
             Err(GitError::Status { .. }) => Ok(None),
             Err(e) => Err(e.into()),
@@ -214,13 +252,20 @@ impl MirrorRepo {
 
     /// The branch HEAD points to (`refs/heads/…`).
     pub async fn head_target(&self) -> Result<Option<String>, RepoError> {
-        let head = tokio::fs::read_to_string(self.path.join("HEAD")).await.map_err(io(&self.path))?;
+        let head = tokio::fs::read_to_string(self.path.join("HEAD"))
+            .await
+            .map_err(io(&self.path))?;
         Ok(head.strip_prefix("ref: ").map(|s| s.trim().to_owned()))
     }
 
     /// Makes `visible` the repository's advertised state in one atomic step, keeping `previous`
     /// (the state it replaces) hidden under [`PREVIOUS`], then points HEAD at `head`.
-    pub async fn apply(&self, visible: &RefMap, previous: &RefMap, head: Option<&RefName>) -> Result<(), RepoError> {
+    pub async fn apply(
+        &self,
+        visible: &RefMap,
+        previous: &RefMap,
+        head: Option<&RefName>,
+    ) -> Result<(), RepoError> {
         let mut hidden = RefMap::new();
         for (name, v) in previous {
             if let Some(n) = RefName::parse(&format!("{PREVIOUS}{}", name.as_str())) {
@@ -235,7 +280,14 @@ impl MirrorRepo {
             .map_err(io(&self.path))?;
         if let Some(h) = head {
             if self.head_target().await?.as_deref() != Some(h.as_str()) {
-                gitcmd::run(Some(&self.path), ["symbolic-ref", "HEAD", h.as_str()], &[], None, LOCAL).await?;
+                gitcmd::run(
+                    Some(&self.path),
+                    ["symbolic-ref", "HEAD", h.as_str()],
+                    &[],
+                    None,
+                    LOCAL,
+                )
+                .await?;
             }
         }
         Ok(())

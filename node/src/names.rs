@@ -135,7 +135,9 @@ impl RefName {
         if s.chars().any(bad) {
             return None;
         }
-        if s.split('/').any(|c| c.is_empty() || c.starts_with('.') || c.ends_with(".lock")) {
+        if s.split('/')
+            .any(|c| c.is_empty() || c.starts_with('.') || c.ends_with(".lock"))
+        {
             return None;
         }
         Some(Self(s.to_owned()))
@@ -161,7 +163,17 @@ mod tests {
         let id = RepoId::parse("PROJ/my-repo.git").expect("valid");
         assert_eq!(id.to_string(), "PROJ/my-repo");
         assert_eq!(id.rel_path(), "PROJ/my-repo.git");
-        for bad in ["PROJ", "P/../x", "../r", "P/r/x", "P/.hidden", "P/a b", "/r", "P/", "P/%2e"] {
+        for bad in [
+            "PROJ",
+            "P/../x",
+            "../r",
+            "P/r/x",
+            "P/.hidden",
+            "P/a b",
+            "/r",
+            "P/",
+            "P/%2e",
+        ] {
             assert!(RepoId::parse(bad).is_err(), "{bad} accepted");
         }
     }
@@ -170,7 +182,14 @@ mod tests {
     fn ref_names() {
         assert!(RefName::parse("refs/heads/main").is_some());
         assert!(RefName::parse("refs/notes/commits").is_some());
-        for bad in ["HEAD", "refs/heads/a..b", "refs/heads/x.lock", "refs/a b", "refs/.x", "refs/x/"] {
+        for bad in [
+            "HEAD",
+            "refs/heads/a..b",
+            "refs/heads/x.lock",
+            "refs/a b",
+            "refs/.x",
+            "refs/x/",
+        ] {
             assert!(RefName::parse(bad).is_none(), "{bad} accepted");
         }
     }

@@ -77,7 +77,10 @@ pub fn check_config(home: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Runs a node on `home` until `shutdown` resolves.
-pub async fn run(home_dir: &Path, shutdown: impl std::future::Future<Output = ()>) -> Result<(), NodeError> {
+pub async fn run(
+    home_dir: &Path,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), NodeError> {
     let config = Config::load(home_dir)?;
     let home = Home::new(home_dir);
     home.prepare()?;
@@ -96,16 +99,21 @@ pub async fn run(home_dir: &Path, shutdown: impl std::future::Future<Output = ()
             .map_err(|e| NodeError::Other(format!("startup task failed: {e}")))??
     };
     let host_key = crate::identity::ensure_key(&home.host_key(), "mirrorfarm-host")?;
-    let http = TcpListener::bind(config.http_addr).await.map_err(|source| NodeError::Bind {
-        addr: config.http_addr,
-        what: "HTTP",
-        source,
-    })?;
-    let ssh_listener = TcpListener::bind(config.ssh_addr).await.map_err(|source| NodeError::Bind {
-        addr: config.ssh_addr,
-        what: "SSH",
-        source,
-    })?;
+    let http = TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|source| NodeError::Bind {
+            addr: config.http_addr,
+            what: "HTTP",
+            source,
+        })?;
+    let ssh_listener =
+        TcpListener::bind(config.ssh_addr)
+            .await
+            .map_err(|source| NodeError::Bind {
+                addr: config.ssh_addr,
+                what: "SSH",
+                source,
+            })?;
     tracing::info!(
         http = %http.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         ssh = %ssh_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -127,9 +135,17 @@ pub async fn run(home_dir: &Path, shutdown: impl std::future::Future<Output = ()
     let (stop_tx, stop_rx) = watch::channel(false);
     let (sync, sync_rx) = scheduler::channel();
     let sched = tokio::spawn(scheduler::run(shared.clone(), sync_rx, stop_rx.clone()));
-    let ssh_task = tokio::spawn(ssh::run(shared.clone(), ssh_listener, ssh_config, stop_rx.clone()));
-    let app = router(AppState { shared: shared.clone(), sync })
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let ssh_task = tokio::spawn(ssh::run(
+        shared.clone(),
+        ssh_listener,
+        ssh_config,
+        stop_rx.clone(),
+    ));
+    let app = router(AppState {
+        shared: shared.clone(),
+        sync,
+    })
+    .into_make_service_with_connect_info::<SocketAddr>();
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {
         let res = axum::serve(http, app)
@@ -166,10 +182,20 @@ fn open_state(home: &Home) -> Result<(Store, Identity, BTreeMap<RepoId, RepoEntr
         let repo = MirrorRepo::new(home.repos_dir().join(id.rel_path()));
         match repo.recover() {
             Ok(0) => {}
-            Ok(n) => tracing::info!(repo = %id, removed = n, "cleaned up after an interrupted sync"),
-            Err(e) => tracing::warn!(repo = %id, error = %e, "cleanup after an interrupted sync failed"),
+            Ok(n) => {
+                tracing::info!(repo = %id, removed = n, "cleaned up after an interrupted sync")
+            }
+            Err(e) => {
+                tracing::warn!(repo = %id, error = %e, "cleanup after an interrupted sync failed")
+            }
         }
-        repos.insert(id, RepoEntry { record, syncing: false });
+        repos.insert(
+            id,
+            RepoEntry {
+                record,
+                syncing: false,
+            },
+        );
     }
     Ok((store, identity, repos))
 }

@@ -89,10 +89,28 @@ mod tests {
     #[test]
     fn renders_sorted_with_peeled_lines() {
         let mut v = RefMap::new();
-        v.insert(r("refs/tags/v1"), RefValue { oid: "b".repeat(40), peeled: Some("c".repeat(40)) });
-        v.insert(r("refs/heads/main"), RefValue { oid: "a".repeat(40), peeled: None });
+        v.insert(
+            r("refs/tags/v1"),
+            RefValue {
+                oid: "b".repeat(40),
+                peeled: Some("c".repeat(40)),
+            },
+        );
+        v.insert(
+            r("refs/heads/main"),
+            RefValue {
+                oid: "a".repeat(40),
+                peeled: None,
+            },
+        );
         let mut x = RefMap::new();
-        x.insert(r("refs/mirrorfarm/previous/refs/heads/main"), RefValue { oid: "d".repeat(40), peeled: None });
+        x.insert(
+            r("refs/mirrorfarm/previous/refs/heads/main"),
+            RefValue {
+                oid: "d".repeat(40),
+                peeled: None,
+            },
+        );
         let text = String::from_utf8(render(&v, &x)).expect("utf8");
         let lines: Vec<_> = text.lines().collect();
         assert!(lines[0].starts_with("# pack-refs with:"));

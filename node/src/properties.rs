@@ -115,7 +115,10 @@ mod tests {
     fn parses_forms_and_lines() {
         let text = "# comment\n\na=1\nb : two words\nc three\nd=con\\\n  tinued\ne=\\u0041\\=x\n";
         let e = parse(text).expect("parses");
-        let kv: Vec<_> = e.iter().map(|e| (e.key.as_str(), e.value.as_str(), e.line)).collect();
+        let kv: Vec<_> = e
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str(), e.line))
+            .collect();
         assert_eq!(
             kv,
             vec![

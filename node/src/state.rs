@@ -89,7 +89,10 @@ impl Shared {
 
     /// A copy of the repository map.
     pub fn snapshot(&self) -> BTreeMap<RepoId, RepoEntry> {
-        self.repos.read().expect("repo map lock is never poisoned").clone()
+        self.repos
+            .read()
+            .expect("repo map lock is never poisoned")
+            .clone()
     }
 
     /// The node's state word (`STARTING`, `AWAITING_AUTHORIZATION`, `SYNCHRONIZING`,
@@ -106,7 +109,10 @@ impl Shared {
         if results().any(|r| r == Some(SyncResult::Unauthorized)) {
             return "AWAITING_AUTHORIZATION";
         }
-        let active: Vec<_> = repos.values().filter(|e| e.record.last_result != Some(SyncResult::NotFound)).collect();
+        let active: Vec<_> = repos
+            .values()
+            .filter(|e| e.record.last_result != Some(SyncResult::NotFound))
+            .collect();
         if active.iter().all(|e| e.servable()) {
             return "SYNCHRONIZED";
         }

@@ -78,7 +78,8 @@ pub struct StatusDoc {
 
 fn rfc3339(ms: Option<i64>) -> Option<String> {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms?) * 1_000_000).ok()?;
-    t.format(&time::format_description::well_known::Rfc3339).ok()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 /// Builds the status document.
@@ -103,7 +104,10 @@ pub fn build(shared: &Shared) -> StatusDoc {
         .values()
         .filter_map(|e| e.record.last_result.as_ref())
         .any(|r| *r == SyncResult::Unreachable);
-    let last_ok = snapshot.values().filter_map(|e| e.record.last_success_ms).max();
+    let last_ok = snapshot
+        .values()
+        .filter_map(|e| e.record.last_success_ms)
+        .max();
     let anonymous = shared.config.access == Access::Anonymous;
     StatusDoc {
         state: shared.node_state(),

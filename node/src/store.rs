@@ -99,7 +99,8 @@ impl Store {
         let (meta, repos) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| {
                 let meta = dbo.create_database::<Str, Str>(wtxn, Some("meta"))?;
-                let repos = dbo.create_database::<Str, SerdeJson<RepoRecord>>(wtxn, Some("repos"))?;
+                let repos =
+                    dbo.create_database::<Str, SerdeJson<RepoRecord>>(wtxn, Some("repos"))?;
                 Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit((meta, repos)))
             })
             .map_err(err)?
@@ -136,7 +137,9 @@ impl Store {
     /// Writes a metadata value.
     pub fn meta_put(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let mut wtxn = self.env.write_txn().map_err(|e| self.err(e))?;
-        self.meta.put(&mut wtxn, key, value).map_err(|e| self.err(e))?;
+        self.meta
+            .put(&mut wtxn, key, value)
+            .map_err(|e| self.err(e))?;
         wtxn.commit().map_err(|e| self.err(e))
     }
 
@@ -161,14 +164,18 @@ impl Store {
     /// Writes one repository's record.
     pub fn put_repo(&self, id: &RepoId, rec: &RepoRecord) -> Result<(), StoreError> {
         let mut wtxn = self.env.write_txn().map_err(|e| self.err(e))?;
-        self.repos.put(&mut wtxn, &id.key(), rec).map_err(|e| self.err(e))?;
+        self.repos
+            .put(&mut wtxn, &id.key(), rec)
+            .map_err(|e| self.err(e))?;
         wtxn.commit().map_err(|e| self.err(e))
     }
 
     /// Forgets one repository.
     pub fn delete_repo(&self, id: &RepoId) -> Result<(), StoreError> {
         let mut wtxn = self.env.write_txn().map_err(|e| self.err(e))?;
-        self.repos.delete(&mut wtxn, &id.key()).map_err(|e| self.err(e))?;
+        self.repos
+            .delete(&mut wtxn, &id.key())
+            .map_err(|e| self.err(e))?;
         wtxn.commit().map_err(|e| self.err(e))
     }
 
@@ -207,6 +214,9 @@ mod tests {
             assert_eq!(s.repo(&id).expect("get").map(|r| r.generation), Some(3));
             s.meta_put("format", "99").expect("put format");
         }
-        assert!(matches!(Store::open(dir.path()), Err(StoreError::TooNew { found: 99 })));
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::TooNew { found: 99 })
+        ));
     }
 }

@@ -44,8 +44,7 @@ pub enum UrlError {
 
 fn safe(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-~/%+".contains(c))
 }
 
@@ -81,7 +80,9 @@ impl UpstreamUrl {
         if let Some(rest) = s.strip_prefix("https://") {
             let authority = rest.split('/').next().unwrap_or_default();
             if authority.contains('@') {
-                return Err(UrlError::Malformed("credentials must not be part of the URL"));
+                return Err(UrlError::Malformed(
+                    "credentials must not be part of the URL",
+                ));
             }
             split_host_port(authority)?;
             if !safe(rest) || rest.contains("..") {
@@ -93,7 +94,9 @@ impl UpstreamUrl {
         }
         if let Some(path) = s.strip_prefix("file://") {
             if !path.starts_with('/') || path.contains("/../") || path.ends_with("/..") {
-                return Err(UrlError::Malformed("file URL needs an absolute path: file:///path"));
+                return Err(UrlError::Malformed(
+                    "file URL needs an absolute path: file:///path",
+                ));
             }
             return Ok(Self::File {
                 path: PathBuf::from(if path.is_empty() { "/" } else { path }),
@@ -143,7 +146,9 @@ impl UpstreamUrl {
 
 fn split_host_port(s: &str) -> Result<(String, Option<u16>), UrlError> {
     let (host, port) = if let Some(r) = s.strip_prefix('[') {
-        let (h, after) = r.split_once(']').ok_or(UrlError::Malformed("bad IPv6 host"))?;
+        let (h, after) = r
+            .split_once(']')
+            .ok_or(UrlError::Malformed("bad IPv6 host"))?;
         (h, after.strip_prefix(':'))
     } else {
         match s.rsplit_once(':') {
@@ -195,7 +200,11 @@ impl fmt::Display for UpstreamUrl {
                 f.write_str(base)
             }
             Self::Https { rest } => write!(f, "https://{rest}"),
-            Self::File { path } => write!(f, "file://{}", path.display().to_string().trim_end_matches('/')),
+            Self::File { path } => write!(
+                f,
+                "file://{}",
+                path.display().to_string().trim_end_matches('/')
+            ),
         }
     }
 }

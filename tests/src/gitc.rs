@@ -45,7 +45,11 @@ pub fn run(dir: Option<&Path>, args: &[&str], envs: &[(&str, &str)]) -> String {
 
 /// The refs of a repository (bare or not) as `name → oid`, including `HEAD` when it resolves.
 pub fn refs(repo: &Path) -> BTreeMap<String, String> {
-    let text = run(Some(repo), &["for-each-ref", "--format=%(refname) %(objectname)"], &[]);
+    let text = run(
+        Some(repo),
+        &["for-each-ref", "--format=%(refname) %(objectname)"],
+        &[],
+    );
     let mut m: BTreeMap<String, String> = text
         .lines()
         .filter_map(|l| l.split_once(' '))
@@ -54,7 +58,10 @@ pub fn refs(repo: &Path) -> BTreeMap<String, String> {
         .collect();
     let head = try_run(Some(repo), &["rev-parse", "--verify", "-q", "HEAD"], &[]);
     if head.status.success() {
-        m.insert("HEAD".into(), String::from_utf8_lossy(&head.stdout).trim().to_owned());
+        m.insert(
+            "HEAD".into(),
+            String::from_utf8_lossy(&head.stdout).trim().to_owned(),
+        );
     }
     m
 }

@@ -17,9 +17,17 @@ pub fn bin() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     let p = target.join(profile).join("mirrorfarm");
-    assert!(p.exists(), "{} is missing: run `cargo build -p mirrorfarm` (the README's test command does)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build -p mirrorfarm` (the README's test command does)",
+        p.display()
+    );
     p
 }
 
@@ -38,7 +46,10 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -32,7 +32,10 @@ pub fn properties(upstream: &str, http: u16, ssh: u16, extra: &str) -> String {
 impl Node {
     /// Writes the home's properties (`extra` is appended) and starts the node.
     pub fn start(upstream: &str, extra: &str) -> Self {
-        let home = tempfile::Builder::new().prefix("mf-node-").tempdir().expect("tempdir");
+        let home = tempfile::Builder::new()
+            .prefix("mf-node-")
+            .tempdir()
+            .expect("tempdir");
         let (http, ssh) = (free_port(), free_port());
         std::fs::write(
             home.path().join("mirrorfarm.properties"),
@@ -41,7 +44,13 @@ impl Node {
         .expect("write properties");
         let client_key = home.path().join("client_ed25519");
         keygen(&client_key);
-        let mut n = Self { home, child: None, http, ssh, client_key };
+        let mut n = Self {
+            home,
+            child: None,
+            http,
+            ssh,
+            client_key,
+        };
         n.spawn();
         n
     }
@@ -116,11 +125,21 @@ impl Node {
     }
 
     /// Waits until a repository's generation is at least `generation` and no sync is running.
-    pub fn wait_generation(&self, project: &str, repo: &str, generation: u64, limit: Duration) -> Value {
-        wait_for(&format!("{project}/{repo} generation {generation}"), limit, || {
-            let r = self.repo_status(project, repo)?;
-            (r["generation"].as_u64()? >= generation && r["syncing"] == false).then_some(r)
-        })
+    pub fn wait_generation(
+        &self,
+        project: &str,
+        repo: &str,
+        generation: u64,
+        limit: Duration,
+    ) -> Value {
+        wait_for(
+            &format!("{project}/{repo} generation {generation}"),
+            limit,
+            || {
+                let r = self.repo_status(project, repo)?;
+                (r["generation"].as_u64()? >= generation && r["syncing"] == false).then_some(r)
+            },
+        )
     }
 
     /// POST /rest/mirroring/latest/sync for one repository (or all with `None`); returns the status code.
@@ -128,7 +147,9 @@ impl Node {
         let url = format!("http://127.0.0.1:{}/rest/mirroring/latest/sync", self.http);
         let c = reqwest::blocking::Client::new();
         let req = match repo {
-            Some((p, r)) => c.post(&url).json(&serde_json::json!({"project": p, "repo": r})),
+            Some((p, r)) => c
+                .post(&url)
+                .json(&serde_json::json!({"project": p, "repo": r})),
             None => c.post(&url),
         };
         req.send().expect("POST sync").status().as_u16()
@@ -154,12 +175,19 @@ impl Node {
 
     /// The farm's public key as shown on /status.
     pub fn public_key(&self) -> String {
-        self.status()["publicKey"].as_str().expect("publicKey").to_owned()
+        self.status()["publicKey"]
+            .as_str()
+            .expect("publicKey")
+            .to_owned()
     }
 
     /// The node's bare mirror of a repository.
     pub fn mirror_path(&self, project: &str, repo: &str) -> PathBuf {
-        self.home.path().join("repos").join(project).join(format!("{repo}.git"))
+        self.home
+            .path()
+            .join("repos")
+            .join(project)
+            .join(format!("{repo}.git"))
     }
 
     /// SIGKILL, and wait for the process to be gone.
@@ -173,8 +201,13 @@ impl Node {
     /// SIGTERM, and wait (bounded) for a clean exit; returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-        let code = wait_for("the node to exit", Duration::from_secs(30), || c.try_wait().ok().flatten());
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let code = wait_for("the node to exit", Duration::from_secs(30), || {
+            c.try_wait().ok().flatten()
+        });
         code.code()
     }
 

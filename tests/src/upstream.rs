@@ -26,7 +26,12 @@ pub struct Shape {
 impl Shape {
     /// A small repository: 20 commits, 3 branches, 2 tags.
     pub fn small() -> Self {
-        Self { commits: 20, blob_bytes: 200, branches: 3, tags: 2 }
+        Self {
+            commits: 20,
+            blob_bytes: 200,
+            branches: 3,
+            tags: 2,
+        }
     }
 }
 
@@ -50,9 +55,16 @@ impl Rng {
 impl Upstream {
     /// An upstream with no repositories and no sshd yet.
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("mf-upstream-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("mf-upstream-")
+            .tempdir()
+            .expect("tempdir");
         std::fs::create_dir_all(dir.path().join("git")).expect("mkdir git");
-        Self { dir, sshd: None, ssh_port: 0 }
+        Self {
+            dir,
+            sshd: None,
+            ssh_port: 0,
+        }
     }
 
     /// Base directory of the repositories.
@@ -73,15 +85,28 @@ impl Upstream {
     /// `ssh://` base URL (after [`Self::start_sshd`]).
     pub fn ssh_url(&self) -> String {
         assert!(self.sshd.is_some(), "start_sshd first");
-        format!("ssh://{}@127.0.0.1:{}{}", whoami(), self.ssh_port, self.root().display())
+        format!(
+            "ssh://{}@127.0.0.1:{}{}",
+            whoami(),
+            self.ssh_port,
+            self.root().display()
+        )
     }
 
     /// Creates `PROJECT/repo.git` with generated history; returns its path.
     pub fn create(&self, project: &str, repo: &str, shape: &Shape) -> PathBuf {
         let path = self.repo(project, repo);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir project");
-        gitc::run(None, &["init", "--bare", "-q", path.to_str().expect("utf8")], &[]);
-        gitc::run(Some(&path), &["symbolic-ref", "HEAD", "refs/heads/main"], &[]);
+        gitc::run(
+            None,
+            &["init", "--bare", "-q", path.to_str().expect("utf8")],
+            &[],
+        );
+        gitc::run(
+            Some(&path),
+            &["symbolic-ref", "HEAD", "refs/heads/main"],
+            &[],
+        );
         if shape.commits == 0 {
             return path;
         }
@@ -92,7 +117,8 @@ impl Upstream {
             .expect("spawn fast-import");
         {
             let mut w = std::io::BufWriter::new(child.stdin.take().expect("stdin"));
-            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (shape.commits as u64) << 7 ^ shape.blob_bytes as u64);
+            let mut rng =
+                Rng(0x9e37_79b9_7f4a_7c15 ^ (shape.commits as u64) << 7 ^ shape.blob_bytes as u64);
             for i in 1..=shape.commits {
                 let mut data = vec![0u8; shape.blob_bytes];
                 for chunk in data.chunks_mut(8) {
@@ -117,7 +143,12 @@ impl Upstream {
             }
             let at = |k: usize, n: usize| 2 * (1 + (k * 7919) % shape.commits.max(1)).min(n) + 1;
             for b in 0..shape.branches {
-                write!(w, "reset refs/heads/branch-{b}\nfrom :{}\n\n", at(b, shape.commits)).expect("write");
+                write!(
+                    w,
+                    "reset refs/heads/branch-{b}\nfrom :{}\n\n",
+                    at(b, shape.commits)
+                )
+                .expect("write");
             }
             for t in 0..shape.tags {
                 let msg = format!("release {t}\n");
@@ -130,7 +161,10 @@ impl Upstream {
                 .expect("write");
             }
         }
-        assert!(child.wait().expect("fast-import").success(), "fast-import failed");
+        assert!(
+            child.wait().expect("fast-import").success(),
+            "fast-import failed"
+        );
         path
     }
 
@@ -169,7 +203,10 @@ impl Upstream {
                 writeln!(w, "M 100644 :{} grow/{seed}-{i}.bin\n", 2 * i).expect("write");
             }
         }
-        assert!(child.wait().expect("fast-import").success(), "fast-import failed");
+        assert!(
+            child.wait().expect("fast-import").success(),
+            "fast-import failed"
+        );
     }
 
     /// Adds a commit on `branch` (created from main if missing); returns the new commit's id.
@@ -180,9 +217,15 @@ impl Upstream {
         let parent = if tip.status.success() {
             String::from_utf8_lossy(&tip.stdout).trim().to_owned()
         } else {
-            gitc::run(Some(&path), &["rev-parse", "refs/heads/main"], &[]).trim().to_owned()
+            gitc::run(Some(&path), &["rev-parse", "refs/heads/main"], &[])
+                .trim()
+                .to_owned()
         };
-        let tree = gitc::run(Some(&path), &["rev-parse", &format!("{parent}^{{tree}}")], &[]);
+        let tree = gitc::run(
+            Some(&path),
+            &["rev-parse", &format!("{parent}^{{tree}}")],
+            &[],
+        );
         let new = gitc::run(
             Some(&path),
             &["commit-tree", tree.trim(), "-p", &parent, "-m", message],
@@ -197,7 +240,8 @@ impl Upstream {
     pub fn start_sshd(&mut self) {
         let d = self.dir.path().join("sshd");
         std::fs::create_dir_all(&d).expect("mkdir sshd");
-        std::fs::create_dir_all("/run/sshd").expect("mkdir /run/sshd (sshd privilege separation dir)");
+        std::fs::create_dir_all("/run/sshd")
+            .expect("mkdir /run/sshd (sshd privilege separation dir)");
         let key = d.join("host_ed25519");
         if !key.exists() {
             keygen(&key);
@@ -255,14 +299,20 @@ impl Upstream {
     /// Grants `public_key` (OpenSSH one-line) access.
     pub fn authorize(&self, public_key: &str) {
         let p = self.dir.path().join("sshd").join("authorized_keys");
-        let mut f = std::fs::OpenOptions::new().append(true).open(p).expect("authorized_keys");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(p)
+            .expect("authorized_keys");
         writeln!(f, "{}", public_key.trim()).expect("write authorized_keys");
     }
 
     /// How many SSH sessions sshd accepted so far.
     pub fn accepted_sessions(&self) -> usize {
-        let log = std::fs::read_to_string(self.dir.path().join("sshd").join("sshd.log")).unwrap_or_default();
-        log.lines().filter(|l| l.contains("Accepted publickey")).count()
+        let log = std::fs::read_to_string(self.dir.path().join("sshd").join("sshd.log"))
+            .unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains("Accepted publickey"))
+            .count()
     }
 }
 

@@ -10,22 +10,44 @@ use mirrorfarm_tests::{bin, free_port};
 #[test]
 fn config_mistakes_exit_64_naming_file_line_and_key() {
     let cases = [
-        ("setup.displayName=Test mirror", "setup.dispalyName=Test mirror", 2, "setup.dispalyName"),
+        (
+            "setup.displayName=Test mirror",
+            "setup.dispalyName=Test mirror",
+            2,
+            "setup.dispalyName",
+        ),
         ("server.port=", "server.port=notaport\n#", 6, "server.port"),
-        ("application.mode=mirror", "application.mode=mirror\napplication.mode=mirror", 2, "application.mode"),
-        ("plugin.mirroring.upstream.url=", "plugin.mirroring.upstream.url=gopher://x\n#", 4, "plugin.mirroring.upstream.url"),
+        (
+            "application.mode=mirror",
+            "application.mode=mirror\napplication.mode=mirror",
+            2,
+            "application.mode",
+        ),
+        (
+            "plugin.mirroring.upstream.url=",
+            "plugin.mirroring.upstream.url=gopher://x\n#",
+            4,
+            "plugin.mirroring.upstream.url",
+        ),
     ];
     for (from, to, line, key) in cases {
         let home = tempfile::tempdir().expect("tempdir");
         let http = free_port();
-        let text = properties("file:///srv/git", http, free_port(), "mirror.repos=P/r\n").replacen(from, to, 1);
+        let text = properties("file:///srv/git", http, free_port(), "mirror.repos=P/r\n")
+            .replacen(from, to, 1);
         std::fs::write(home.path().join("mirrorfarm.properties"), &text).expect("write");
         let (code, err) = run_expecting_exit(home.path(), Duration::from_secs(20));
         assert_eq!(code, Some(64), "{key}: {err}");
         let want = format!("mirrorfarm.properties:{line}: {key}");
         assert!(err.contains(&want), "{key}: expected {want:?} in {err:?}");
-        assert!(std::net::TcpListener::bind(("127.0.0.1", http)).is_ok(), "port was bound");
-        assert!(!home.path().join("data").exists(), "{key}: state written before the config was checked");
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", http)).is_ok(),
+            "port was bound"
+        );
+        assert!(
+            !home.path().join("data").exists(),
+            "{key}: state written before the config was checked"
+        );
         // `config check` gives the same verdict.
         let out = std::process::Command::new(bin())
             .args(["config", "check", "--home"])
@@ -35,16 +57,25 @@ fn config_mistakes_exit_64_naming_file_line_and_key() {
         assert_eq!(out.status.code(), Some(64));
         assert!(String::from_utf8_lossy(&out.stderr).contains(&want));
     }
-    let (code, err) = run_expecting_exit(std::path::Path::new("/nonexistent-home"), Duration::from_secs(20));
+    let (code, err) = run_expecting_exit(
+        std::path::Path::new("/nonexistent-home"),
+        Duration::from_secs(20),
+    );
     assert_eq!(code, Some(64), "{err}");
-    assert!(err.contains("/nonexistent-home/mirrorfarm.properties"), "{err}");
+    assert!(
+        err.contains("/nonexistent-home/mirrorfarm.properties"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_second_node_on_the_same_home_is_refused() {
     let up = Upstream::new();
     up.create("P", "r", &Shape::small());
-    let node = Node::start(&up.file_url(), "mirror.repos=P/r\nmirror.access=anonymous\n");
+    let node = Node::start(
+        &up.file_url(),
+        "mirror.repos=P/r\nmirror.access=anonymous\n",
+    );
     let (code, err) = run_expecting_exit(node.home(), Duration::from_secs(20));
     assert_eq!(code, Some(75), "{err}");
     assert!(err.contains("already running"), "{err}");
@@ -62,7 +93,10 @@ fn a_second_node_on_the_same_home_is_refused() {
 fn sigterm_stops_the_node_cleanly_and_identity_survives_restart() {
     let up = Upstream::new();
     up.create("P", "r", &Shape::small());
-    let mut node = Node::start(&up.file_url(), "mirror.repos=P/r\nmirror.access=anonymous\n");
+    let mut node = Node::start(
+        &up.file_url(),
+        "mirror.repos=P/r\nmirror.access=anonymous\n",
+    );
     let before = node.wait_state("SYNCHRONIZED", Duration::from_secs(60));
     assert_eq!(node.stop(), Some(0));
     node.spawn();
@@ -71,5 +105,8 @@ fn sigterm_stops_the_node_cleanly_and_identity_survives_restart() {
         assert_eq!(before[k], after[k], "{k} changed across a restart");
     }
     // The last complete state is served at once, before any new sync.
-    assert_eq!(after["repos"][0]["generation"], before["repos"][0]["generation"]);
+    assert_eq!(
+        after["repos"][0]["generation"],
+        before["repos"][0]["generation"]
+    );
 }

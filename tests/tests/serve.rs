@@ -12,24 +12,48 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 fn farm() -> (Upstream, Node) {
     let up = Upstream::new();
-    let path = up.create("PROJ", "repo", &Shape { commits: 60, blob_bytes: 2000, branches: 4, tags: 3 });
+    let path = up.create(
+        "PROJ",
+        "repo",
+        &Shape {
+            commits: 60,
+            blob_bytes: 2000,
+            branches: 4,
+            tags: 3,
+        },
+    );
     // Refs beyond branches and tags are mirrored too.
     let head = gitc::run(Some(&path), &["rev-parse", "refs/heads/main~3"], &[]);
-    gitc::run(Some(&path), &["update-ref", "refs/notes/commits", head.trim()], &[]);
-    gitc::run(Some(&path), &["update-ref", "refs/pull/1/head", head.trim()], &[]);
-    let node = Node::start(&up.file_url(), "mirror.repos=PROJ/repo\nmirror.access=anonymous\n");
+    gitc::run(
+        Some(&path),
+        &["update-ref", "refs/notes/commits", head.trim()],
+        &[],
+    );
+    gitc::run(
+        Some(&path),
+        &["update-ref", "refs/pull/1/head", head.trim()],
+        &[],
+    );
+    let node = Node::start(
+        &up.file_url(),
+        "mirror.repos=PROJ/repo\nmirror.access=anonymous\n",
+    );
     node.wait_state("SYNCHRONIZED", LIMIT);
     (up, node)
 }
 
 fn raw_status(port: u16, request: &str) -> u16 {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     s.write_all(request.as_bytes()).expect("write");
     let mut buf = [0u8; 64];
     let n = s.read(&mut buf).expect("read");
     let line = String::from_utf8_lossy(&buf[..n]);
-    line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    line.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -44,7 +68,11 @@ fn clones_over_http_v0_v2_and_ssh_equal_upstream() {
         ("http-v2", node.http_url("PROJ", "repo"), "2"),
         ("ssh-v0", node.ssh_url("PROJ", "repo"), "0"),
         ("ssh-v2", node.ssh_url("PROJ", "repo"), "2"),
-        ("ssh-scp-path", format!("ssh://git@127.0.0.1:{}/PROJ/repo", node.ssh), "2"),
+        (
+            "ssh-scp-path",
+            format!("ssh://git@127.0.0.1:{}/PROJ/repo", node.ssh),
+            "2",
+        ),
     ];
     for (name, url, version) in cases {
         let envs = [("GIT_SSH_COMMAND", ssh.as_str())];
@@ -52,7 +80,19 @@ fn clones_over_http_v0_v2_and_ssh_equal_upstream() {
         assert_eq!(listed, want, "{name}: ls-remote differs from upstream");
         let dest = tmp.path().join(name);
         let proto = format!("protocol.version={version}");
-        gitc::run(None, &["-c", &proto, "clone", "-q", "--mirror", &url, dest.to_str().expect("utf8")], &envs);
+        gitc::run(
+            None,
+            &[
+                "-c",
+                &proto,
+                "clone",
+                "-q",
+                "--mirror",
+                &url,
+                dest.to_str().expect("utf8"),
+            ],
+            &envs,
+        );
         let got = gitc::refs(&dest);
         assert_eq!(got, want, "{name}: cloned refs differ from upstream");
         gitc::run(Some(&dest), &["fsck", "--no-dangling"], &[]);
@@ -66,20 +106,54 @@ fn shallow_partial_and_gzip_requests() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let ssh = node.git_ssh();
     let envs = [("GIT_SSH_COMMAND", ssh.as_str())];
-    for (name, url) in [("http", node.http_url("PROJ", "repo")), ("ssh", node.ssh_url("PROJ", "repo"))] {
+    for (name, url) in [
+        ("http", node.http_url("PROJ", "repo")),
+        ("ssh", node.ssh_url("PROJ", "repo")),
+    ] {
         let shallow = tmp.path().join(format!("shallow-{name}"));
-        gitc::run(None, &["clone", "-q", "--depth", "1", &url, shallow.to_str().expect("utf8")], &envs);
-        assert_eq!(gitc::run(Some(&shallow), &["rev-list", "--count", "HEAD"], &[]).trim(), "1");
-        assert!(shallow.join(".git/shallow").exists(), "{name}: not a shallow clone");
+        gitc::run(
+            None,
+            &[
+                "clone",
+                "-q",
+                "--depth",
+                "1",
+                &url,
+                shallow.to_str().expect("utf8"),
+            ],
+            &envs,
+        );
+        assert_eq!(
+            gitc::run(Some(&shallow), &["rev-list", "--count", "HEAD"], &[]).trim(),
+            "1"
+        );
+        assert!(
+            shallow.join(".git/shallow").exists(),
+            "{name}: not a shallow clone"
+        );
         let partial = tmp.path().join(format!("partial-{name}"));
         gitc::run(
             None,
-            &["clone", "-q", "--filter=blob:none", "--no-checkout", &url, partial.to_str().expect("utf8")],
+            &[
+                "clone",
+                "-q",
+                "--filter=blob:none",
+                "--no-checkout",
+                &url,
+                partial.to_str().expect("utf8"),
+            ],
             &envs,
         );
-        let missing = gitc::run(Some(&partial), &["rev-list", "--objects", "--missing=print", "--all"], &[]);
+        let missing = gitc::run(
+            Some(&partial),
+            &["rev-list", "--objects", "--missing=print", "--all"],
+            &[],
+        );
         let n = missing.lines().filter(|l| l.starts_with('?')).count();
-        assert!(n >= 50, "{name}: blobs were sent to a blob:none clone ({n} missing)");
+        assert!(
+            n >= 50,
+            "{name}: blobs were sent to a blob:none clone ({n} missing)"
+        );
     }
     // A gzip-compressed protocol v2 ls-refs request.
     let body = b"0014command=ls-refs\n00010009peel\n000csymrefs\n0000";
@@ -95,7 +169,10 @@ fn shallow_partial_and_gzip_requests() {
         .expect("POST");
     assert_eq!(resp.status().as_u16(), 200);
     let text = resp.text().expect("body");
-    assert!(text.contains("HEAD symref-target:refs/heads/main"), "{text}");
+    assert!(
+        text.contains("HEAD symref-target:refs/heads/main"),
+        "{text}"
+    );
     assert!(text.contains("refs/tags/v0.0 peeled:"), "{text}");
 }
 
@@ -104,45 +181,113 @@ fn pushes_are_refused_naming_the_upstream() {
     let (up, node) = farm();
     let tmp = tempfile::tempdir().expect("tempdir");
     let work = tmp.path().join("w");
-    gitc::run(None, &["clone", "-q", &node.http_url("PROJ", "repo"), work.to_str().expect("utf8")], &[]);
-    gitc::run(Some(&work), &["commit", "-q", "--allow-empty", "-m", "x"], &[]);
+    gitc::run(
+        None,
+        &[
+            "clone",
+            "-q",
+            &node.http_url("PROJ", "repo"),
+            work.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    gitc::run(
+        Some(&work),
+        &["commit", "-q", "--allow-empty", "-m", "x"],
+        &[],
+    );
     let ssh = node.git_ssh();
     let want = format!("{}/PROJ/repo.git", up.file_url());
     for url in [node.http_url("PROJ", "repo"), node.ssh_url("PROJ", "repo")] {
-        let out = gitc::try_run(Some(&work), &["push", &url, "HEAD:main"], &[("GIT_SSH_COMMAND", &ssh)]);
+        let out = gitc::try_run(
+            Some(&work),
+            &["push", &url, "HEAD:main"],
+            &[("GIT_SSH_COMMAND", &ssh)],
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "push to {url} succeeded");
-        assert!(err.contains("read-only mirror") && err.contains(&want), "{url}: {err}");
+        assert!(
+            err.contains("read-only mirror") && err.contains(&want),
+            "{url}: {err}"
+        );
     }
-    assert_eq!(gitc::refs(&up.repo("PROJ", "repo"))["refs/heads/main"], gitc::ls_remote(&node.http_url("PROJ", "repo"), &[])["refs/heads/main"]);
+    assert_eq!(
+        gitc::refs(&up.repo("PROJ", "repo"))["refs/heads/main"],
+        gitc::ls_remote(&node.http_url("PROJ", "repo"), &[])["refs/heads/main"]
+    );
 }
 
 #[test]
 fn bad_paths_and_unknown_repos_are_refused() {
     let (_up, node) = farm();
-    let get = |path: &str| raw_status(node.http, &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+    let get = |path: &str| {
+        raw_status(
+            node.http,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+    };
     let q = "info/refs?service=git-upload-pack";
     assert_eq!(get(&format!("/scm/PROJ/repo.git/{q}")), 200);
-    assert_eq!(get(&format!("/scm/PROJ/repo/{q}")), 200, "path without .git");
-    for bad in ["/scm/PROJ/../../etc/", "/scm/PROJ/..%2f..%2fetc/", "/scm/PROJ%2frepo/", "/scm/PROJ/re$po/", "/scm//etc/passwd/", "/scm/PROJ/.git/"] {
+    assert_eq!(
+        get(&format!("/scm/PROJ/repo/{q}")),
+        200,
+        "path without .git"
+    );
+    for bad in [
+        "/scm/PROJ/../../etc/",
+        "/scm/PROJ/..%2f..%2fetc/",
+        "/scm/PROJ%2frepo/",
+        "/scm/PROJ/re$po/",
+        "/scm//etc/passwd/",
+        "/scm/PROJ/.git/",
+    ] {
         assert_eq!(get(&format!("{bad}{q}")), 400, "{bad}");
     }
     assert_eq!(get(&format!("/scm/PROJ/other/{q}")), 404);
-    assert_eq!(get("/scm/PROJ/repo.git/info/refs"), 403, "dumb HTTP must not be served");
-    assert_eq!(get("/scm/PROJ/repo.git/HEAD"), 404, "raw files must not be served");
+    assert_eq!(
+        get("/scm/PROJ/repo.git/info/refs"),
+        403,
+        "dumb HTTP must not be served"
+    );
+    assert_eq!(
+        get("/scm/PROJ/repo.git/HEAD"),
+        404,
+        "raw files must not be served"
+    );
     let ssh = node.git_ssh();
     let envs = [("GIT_SSH_COMMAND", ssh.as_str())];
     let out = gitc::try_run(None, &["ls-remote", &node.ssh_url("PROJ", "other")], &envs);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not mirrored"), "{out:?}");
-    let out = gitc::try_run(None, &["ls-remote", &format!("ssh://git@127.0.0.1:{}/PROJ/../x.git", node.ssh)], &envs);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not mirrored"),
+        "{out:?}"
+    );
+    let out = gitc::try_run(
+        None,
+        &[
+            "ls-remote",
+            &format!("ssh://git@127.0.0.1:{}/PROJ/../x.git", node.ssh),
+        ],
+        &envs,
+    );
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("bad repository path"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad repository path"),
+        "{out:?}"
+    );
     // No shell.
     let mut cmd = std::process::Command::new("ssh");
-    cmd.args(node.git_ssh().split(' ').skip(1)).args(["-p", &node.ssh.to_string(), "git@127.0.0.1", "cat /etc/passwd"]);
+    cmd.args(node.git_ssh().split(' ').skip(1)).args([
+        "-p",
+        &node.ssh.to_string(),
+        "git@127.0.0.1",
+        "cat /etc/passwd",
+    ]);
     let out = cmd.output().expect("ssh");
     assert!(!out.status.success());
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("root:"), "command ran");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("root:"),
+        "command ran"
+    );
 }
 
 #[test]
@@ -151,10 +296,27 @@ fn non_anonymous_access_answers_401() {
     up.create("PROJ", "repo", &Shape::small());
     let node = Node::start(&up.file_url(), "mirror.repos=PROJ/repo\n");
     let s = node.wait_state("SYNCHRONIZED", LIMIT);
-    assert!(s["accessMessage"].as_str().unwrap_or_default().contains("anonymous"), "{s}");
-    let r = reqwest::blocking::get(format!("{}/info/refs?service=git-upload-pack", node.http_url("PROJ", "repo"))).expect("GET");
+    assert!(
+        s["accessMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("anonymous"),
+        "{s}"
+    );
+    let r = reqwest::blocking::get(format!(
+        "{}/info/refs?service=git-upload-pack",
+        node.http_url("PROJ", "repo")
+    ))
+    .expect("GET");
     assert_eq!(r.status().as_u16(), 401);
-    let out = gitc::try_run(None, &["ls-remote", &node.ssh_url("PROJ", "repo")], &[("GIT_SSH_COMMAND", &node.git_ssh())]);
+    let out = gitc::try_run(
+        None,
+        &["ls-remote", &node.ssh_url("PROJ", "repo")],
+        &[("GIT_SSH_COMMAND", &node.git_ssh())],
+    );
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("requires authentication"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("requires authentication"),
+        "{out:?}"
+    );
 }

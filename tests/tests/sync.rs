@@ -16,35 +16,61 @@ fn ssh_upstream_authorization_changes_and_host_key_pinning() {
     let mut up = Upstream::new();
     up.create("PROJ", "repo", &Shape::small());
     up.start_sshd();
-    let node = Node::start(&up.ssh_url(), "mirror.repos=PROJ/repo\nmirror.access=anonymous\n");
+    let node = Node::start(
+        &up.ssh_url(),
+        "mirror.repos=PROJ/repo\nmirror.access=anonymous\n",
+    );
     // The upstream does not know the farm key yet.
     let s = node.wait_state("AWAITING_AUTHORIZATION", LIMIT);
     let key = s["publicKey"].as_str().expect("publicKey").to_owned();
     assert!(key.starts_with("ssh-ed25519 "), "{key}");
-    let page = reqwest::blocking::get(format!("http://127.0.0.1:{}/", node.http)).expect("GET /").text().expect("html");
-    assert!(page.contains(key.split(' ').nth(1).expect("key body")), "GET / does not show the key");
-    assert!(page.contains(s["farmId"].as_str().expect("farmId")), "GET / does not show the farm ID");
-    assert_eq!(node.repo_status("PROJ", "repo").expect("repo")["state"], "AWAITING_AUTHORIZATION");
+    let page = reqwest::blocking::get(format!("http://127.0.0.1:{}/", node.http))
+        .expect("GET /")
+        .text()
+        .expect("html");
+    assert!(
+        page.contains(key.split(' ').nth(1).expect("key body")),
+        "GET / does not show the key"
+    );
+    assert!(
+        page.contains(s["farmId"].as_str().expect("farmId")),
+        "GET / does not show the farm ID"
+    );
+    assert_eq!(
+        node.repo_status("PROJ", "repo").expect("repo")["state"],
+        "AWAITING_AUTHORIZATION"
+    );
 
     // Authorized: the node syncs by itself (retry) or on trigger.
     up.authorize(&key);
     assert_eq!(node.trigger(Some(("PROJ", "repo"))), 202);
     node.wait_state("SYNCHRONIZED", LIMIT);
     let upstream_repo = up.repo("PROJ", "repo");
-    assert_eq!(gitc::ls_remote(&node.http_url("PROJ", "repo"), &[]), gitc::refs(&upstream_repo));
+    assert_eq!(
+        gitc::ls_remote(&node.http_url("PROJ", "repo"), &[]),
+        gitc::refs(&upstream_repo)
+    );
     let kh = std::fs::read_to_string(node.home().join("ssh/known_hosts")).expect("known_hosts");
-    assert!(kh.contains(&format!("[127.0.0.1]:")), "host key not pinned: {kh}");
+    assert!(kh.contains("[127.0.0.1]:"), "host key not pinned: {kh}");
 
     // Push upstream, add and delete branches, trigger: the mirror follows.
-    let gen = node.repo_status("PROJ", "repo").expect("repo")["generation"].as_u64().expect("gen");
+    let gen = node.repo_status("PROJ", "repo").expect("repo")["generation"]
+        .as_u64()
+        .expect("gen");
     up.commit("PROJ", "repo", "main", "new work");
     up.commit("PROJ", "repo", "feature/x", "a feature");
-    gitc::run(Some(&upstream_repo), &["update-ref", "-d", "refs/heads/branch-0"], &[]);
+    gitc::run(
+        Some(&upstream_repo),
+        &["update-ref", "-d", "refs/heads/branch-0"],
+        &[],
+    );
     assert_eq!(node.trigger(Some(("PROJ", "repo"))), 202);
     node.wait_generation("PROJ", "repo", gen + 1, LIMIT);
     let listed = gitc::ls_remote(&node.http_url("PROJ", "repo"), &[]);
     assert_eq!(listed, gitc::refs(&upstream_repo));
-    assert!(!listed.contains_key("refs/heads/branch-0") && listed.contains_key("refs/heads/feature/x"));
+    assert!(
+        !listed.contains_key("refs/heads/branch-0") && listed.contains_key("refs/heads/feature/x")
+    );
 
     // A trigger for everything (no body) is accepted too; a bad one is refused.
     assert_eq!(node.trigger(None), 202);
@@ -55,9 +81,19 @@ fn ssh_upstream_authorization_changes_and_host_key_pinning() {
     up.commit("PROJ", "repo", "main", "after key change");
     assert_eq!(node.trigger(Some(("PROJ", "repo"))), 202);
     let s = node.wait_state("ERROR", LIMIT);
-    let msg = s["repos"][0]["lastMessage"].as_str().unwrap_or_default().to_owned();
-    assert!(msg.contains("host key") && msg.contains("[127.0.0.1]:"), "{msg}");
-    assert_eq!(gitc::ls_remote(&node.http_url("PROJ", "repo"), &[]), listed, "must keep serving the last state");
+    let msg = s["repos"][0]["lastMessage"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        msg.contains("host key") && msg.contains("[127.0.0.1]:"),
+        "{msg}"
+    );
+    assert_eq!(
+        gitc::ls_remote(&node.http_url("PROJ", "repo"), &[]),
+        listed,
+        "must keep serving the last state"
+    );
 }
 
 fn visible(node: &Node) -> BTreeMap<String, String> {
@@ -67,8 +103,20 @@ fn visible(node: &Node) -> BTreeMap<String, String> {
 #[test]
 fn kill_9_during_sync_leaves_a_consistent_served_state() {
     let up = Upstream::new();
-    up.create("BIG", "repo", &Shape { commits: 30, blob_bytes: 1 << 20, branches: 2, tags: 2 });
-    let mut node = Node::start(&up.file_url(), "mirror.repos=BIG/repo\nmirror.access=anonymous\n");
+    up.create(
+        "BIG",
+        "repo",
+        &Shape {
+            commits: 30,
+            blob_bytes: 1 << 20,
+            branches: 2,
+            tags: 2,
+        },
+    );
+    let mut node = Node::start(
+        &up.file_url(),
+        "mirror.repos=BIG/repo\nmirror.access=anonymous\n",
+    );
     node.wait_state("SYNCHRONIZED", LIMIT);
     let old = visible(&node);
     assert_eq!(old, gitc::refs(&up.repo("BIG", "repo")));
@@ -83,10 +131,21 @@ fn kill_9_during_sync_leaves_a_consistent_served_state() {
         std::thread::sleep(Duration::from_millis(delay_ms));
         node.kill9();
         let mirror = node.mirror_path("BIG", "repo");
-        let out = gitc::try_run(Some(&mirror), &["fsck", "--no-dangling", "--no-progress"], &[]);
-        assert!(out.status.success(), "fsck after kill at {delay_ms} ms: {}", String::from_utf8_lossy(&out.stderr));
+        let out = gitc::try_run(
+            Some(&mirror),
+            &["fsck", "--no-dangling", "--no-progress"],
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "fsck after kill at {delay_ms} ms: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let refs = visible(&node);
-        assert!(refs == old || refs == new, "half-applied state after kill at {delay_ms} ms: {refs:?}");
+        assert!(
+            refs == old || refs == new,
+            "half-applied state after kill at {delay_ms} ms: {refs:?}"
+        );
     }
     assert!(
         node.log().contains("cleaned up after an interrupted sync"),
@@ -94,13 +153,29 @@ fn kill_9_during_sync_leaves_a_consistent_served_state() {
         node.log()
     );
     node.spawn();
-    wait_for("the new state after restarts", LIMIT, || (visible(&node) == new).then_some(()));
+    wait_for("the new state after restarts", LIMIT, || {
+        (visible(&node) == new).then_some(())
+    });
     node.wait_state("SYNCHRONIZED", LIMIT);
     let tmp = tempfile::tempdir().expect("tempdir");
     let dest = tmp.path().join("c");
-    gitc::run(None, &["clone", "-q", "--mirror", &node.http_url("BIG", "repo"), dest.to_str().expect("utf8")], &[]);
+    gitc::run(
+        None,
+        &[
+            "clone",
+            "-q",
+            "--mirror",
+            &node.http_url("BIG", "repo"),
+            dest.to_str().expect("utf8"),
+        ],
+        &[],
+    );
     assert_eq!(gitc::refs(&dest), new);
-    gitc::run(Some(&dest), &["fsck", "--no-dangling", "--no-progress"], &[]);
+    gitc::run(
+        Some(&dest),
+        &["fsck", "--no-dangling", "--no-progress"],
+        &[],
+    );
 }
 
 #[test]
@@ -109,15 +184,21 @@ fn removed_and_deleted_repositories_stop_being_served() {
     for (p, r) in [("A", "one"), ("A", "two"), ("B", "three")] {
         up.create(p, r, &Shape::small());
     }
-    let node = Node::start(&up.file_url(), "mirror.projects=A\nmirror.repos=B/three\nmirror.access=anonymous\n");
+    let node = Node::start(
+        &up.file_url(),
+        "mirror.projects=A\nmirror.repos=B/three\nmirror.access=anonymous\n",
+    );
     let s = node.wait_state("SYNCHRONIZED", LIMIT);
     assert_eq!(s["totalRepos"], 3);
     assert_eq!(s["syncedRepos"], 3);
     let code = |p: &str, r: &str| {
-        reqwest::blocking::get(format!("{}/info/refs?service=git-upload-pack", node.http_url(p, r)))
-            .expect("GET")
-            .status()
-            .as_u16()
+        reqwest::blocking::get(format!(
+            "{}/info/refs?service=git-upload-pack",
+            node.http_url(p, r)
+        ))
+        .expect("GET")
+        .status()
+        .as_u16()
     };
     assert_eq!(code("A", "two"), 200);
     assert_eq!(code("B", "three"), 200);
@@ -128,7 +209,12 @@ fn removed_and_deleted_repositories_stop_being_served() {
         (code("A", "two") == 404 && code("B", "three") == 404).then_some(())
     });
     assert_eq!(code("A", "one"), 200);
-    let st = node.repo_status("B", "three").expect("still listed (configured)");
+    let st = node
+        .repo_status("B", "three")
+        .expect("still listed (configured)");
     assert_eq!(st["state"], "NOT_FOUND");
-    assert!(node.repo_status("A", "two").is_none(), "a repo no longer listed upstream must leave /status");
+    assert!(
+        node.repo_status("A", "two").is_none(),
+        "a repo no longer listed upstream must leave /status"
+    );
 }

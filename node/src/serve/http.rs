@@ -31,13 +31,24 @@ pub struct InfoRefsQuery {
 fn text(status: StatusCode, msg: impl Into<String>) -> Response {
     let mut body = msg.into();
     body.push('\n');
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 fn no_cache(h: &mut HeaderMap) {
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, max-age=0, must-revalidate"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, max-age=0, must-revalidate"),
+    );
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    h.insert(header::EXPIRES, HeaderValue::from_static("Fri, 01 Jan 1980 00:00:00 GMT"));
+    h.insert(
+        header::EXPIRES,
+        HeaderValue::from_static("Fri, 01 Jan 1980 00:00:00 GMT"),
+    );
 }
 
 fn git_protocol(headers: &HeaderMap) -> Option<String> {
@@ -56,18 +67,30 @@ pub async fn scm(
     let rest = path.strip_prefix("/scm/").unwrap_or_default();
     let (id, endpoint) = match parse_scm(rest) {
         Ok(x) => x,
-        Err(PathError::NotGit) => return text(StatusCode::NOT_FOUND, "not found: this server only serves git smart HTTP"),
+        Err(PathError::NotGit) => {
+            return text(
+                StatusCode::NOT_FOUND,
+                "not found: this server only serves git smart HTTP",
+            )
+        }
         Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let service = match &endpoint {
         ScmEndpoint::InfoRefs => match q.service.as_deref().and_then(Service::parse) {
             Some(s) => s,
-            None => return text(StatusCode::FORBIDDEN, "only git's smart HTTP protocol is served (dumb HTTP is not)"),
+            None => {
+                return text(
+                    StatusCode::FORBIDDEN,
+                    "only git's smart HTTP protocol is served (dumb HTTP is not)",
+                )
+            }
         },
         ScmEndpoint::Rpc(s) => *s,
     };
     let method_ok = match endpoint {
-        ScmEndpoint::InfoRefs => req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD,
+        ScmEndpoint::InfoRefs => {
+            req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD
+        }
         ScmEndpoint::Rpc(_) => req.method() == axum::http::Method::POST,
     };
     if !method_ok {
@@ -78,16 +101,27 @@ pub async fn scm(
             StatusCode::UNAUTHORIZED,
             "this mirror requires authentication (mirror.access is not `anonymous`), and authenticated access is not available yet",
         );
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"mirrorfarm\""));
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"mirrorfarm\""),
+        );
         return r;
     }
     let repo_path = match shared.lookup(&id) {
         Lookup::Ready(p) => p,
-        Lookup::Unknown => return text(StatusCode::NOT_FOUND, format!("repository {id} is not mirrored here")),
+        Lookup::Unknown => {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("repository {id} is not mirrored here"),
+            )
+        }
         Lookup::NotReady => {
-            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, format!("repository {id} is not synchronized yet"));
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+            let mut r = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("repository {id} is not synchronized yet"),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
             return r;
         }
     };
@@ -103,8 +137,12 @@ pub async fn scm(
         client: peer.to_string(),
     };
     match endpoint {
-        ScmEndpoint::InfoRefs => advertise(&repo_path, proto.as_deref(), version, log("http-info-refs")),
-        ScmEndpoint::Rpc(_) => rpc(&repo_path, proto.as_deref(), req, log("http-upload-pack")).await,
+        ScmEndpoint::InfoRefs => {
+            advertise(&repo_path, proto.as_deref(), version, log("http-info-refs"))
+        }
+        ScmEndpoint::Rpc(_) => {
+            rpc(&repo_path, proto.as_deref(), req, log("http-upload-pack")).await
+        }
     }
 }
 
@@ -120,7 +158,10 @@ fn refuse_push(shared: &Shared, id: &crate::names::RepoId, endpoint: ScmEndpoint
             body.extend_from_slice(&pktline::err(&msg));
             let mut r = (
                 StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/x-git-receive-pack-advertisement")],
+                [(
+                    header::CONTENT_TYPE,
+                    "application/x-git-receive-pack-advertisement",
+                )],
                 body,
             )
                 .into_response();
@@ -134,7 +175,12 @@ fn refuse_push(shared: &Shared, id: &crate::names::RepoId, endpoint: ScmEndpoint
 fn advertise(repo: &std::path::Path, proto: Option<&str>, version: u32, log: ServeLog) -> Response {
     let child = match upload_pack::spawn(repo, Mode::Advertise, proto) {
         Ok(c) => c,
-        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot start git: {e}")),
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot start git: {e}"),
+            )
+        }
     };
     let prefix = if version == 2 {
         Vec::new()
@@ -144,27 +190,47 @@ fn advertise(repo: &std::path::Path, proto: Option<&str>, version: u32, log: Ser
         p
     };
     let stream = ServedStream::new(child, log, prefix.len() as u64);
-    let head = futures_util::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from(prefix)) });
+    let head =
+        futures_util::stream::once(
+            async move { Ok::<_, std::io::Error>(bytes::Bytes::from(prefix)) },
+        );
     let body = Body::from_stream(futures_util::StreamExt::chain(head, stream));
     git_response("application/x-git-upload-pack-advertisement", body)
 }
 
 async fn rpc(repo: &std::path::Path, proto: Option<&str>, req: Request, log: ServeLog) -> Response {
-    let gzip = match req.headers().get(header::CONTENT_ENCODING).map(|v| v.as_bytes()) {
+    let gzip = match req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.as_bytes())
+    {
         None => false,
         Some(b"gzip") | Some(b"x-gzip") => true,
-        Some(_) => return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported Content-Encoding"),
+        Some(_) => {
+            return text(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported Content-Encoding",
+            )
+        }
     };
     let ct_ok = req
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes() == b"application/x-git-upload-pack-request");
     if !ct_ok {
-        return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, "expected Content-Type application/x-git-upload-pack-request");
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected Content-Type application/x-git-upload-pack-request",
+        );
     }
     let mut child = match upload_pack::spawn(repo, Mode::StatelessRpc, proto) {
         Ok(c) => c,
-        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot start git: {e}")),
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot start git: {e}"),
+            )
+        }
     };
     let mut stdin = child.stdin.take().expect("upload-pack stdin is piped");
     let body = req
@@ -185,7 +251,10 @@ async fn rpc(repo: &std::path::Path, proto: Option<&str>, req: Request, log: Ser
             tracing::debug!(repo = %repo_name, error = %e, "request body ended early");
         }
     });
-    git_response("application/x-git-upload-pack-result", Body::from_stream(ServedStream::new(child, log, 0)))
+    git_response(
+        "application/x-git-upload-pack-result",
+        Body::from_stream(ServedStream::new(child, log, 0)),
+    )
 }
 
 fn git_response(content_type: &'static str, body: Body) -> Response {

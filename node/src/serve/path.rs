@@ -82,13 +82,18 @@ pub fn parse_scm(rest: &str) -> Result<(RepoId, ScmEndpoint), PathError> {
 pub fn parse_ssh_command(cmd: &str) -> Result<(Service, RepoId), String> {
     let cmd = cmd.trim();
     let (verb, arg) = if let Some(rest) = cmd.strip_prefix("git ") {
-        let (v, a) = rest.trim_start().split_once(' ').ok_or("missing repository argument")?;
+        let (v, a) = rest
+            .trim_start()
+            .split_once(' ')
+            .ok_or("missing repository argument")?;
         (format!("git-{v}"), a)
     } else {
         let (v, a) = cmd.split_once(' ').ok_or("missing repository argument")?;
         (v.to_owned(), a)
     };
-    let service = Service::parse(&verb).ok_or_else(|| format!("unsupported command {verb:?}: this server only serves git fetches"))?;
+    let service = Service::parse(&verb).ok_or_else(|| {
+        format!("unsupported command {verb:?}: this server only serves git fetches")
+    })?;
     let arg = arg.trim();
     let path = arg
         .strip_prefix('\'')
@@ -99,7 +104,8 @@ pub fn parse_ssh_command(cmd: &str) -> Result<(Service, RepoId), String> {
     }
     let path = path.strip_prefix('/').unwrap_or(path);
     let path = path.strip_prefix("scm/").unwrap_or(path);
-    let id = RepoId::parse(path.trim_end_matches('/')).map_err(|e| format!("bad repository path {path:?}: {e}"))?;
+    let id = RepoId::parse(path.trim_end_matches('/'))
+        .map_err(|e| format!("bad repository path {path:?}: {e}"))?;
     Ok((service, id))
 }
 
@@ -110,14 +116,35 @@ mod tests {
     #[test]
     fn scm_paths() {
         let (id, ep) = parse_scm("PROJ/repo.git/info/refs").expect("ok");
-        assert_eq!((id.to_string(), ep), ("PROJ/repo".into(), ScmEndpoint::InfoRefs));
+        assert_eq!(
+            (id.to_string(), ep),
+            ("PROJ/repo".into(), ScmEndpoint::InfoRefs)
+        );
         let (id, ep) = parse_scm("PROJ/repo/git-upload-pack").expect("ok");
-        assert_eq!((id.to_string(), ep), ("PROJ/repo".into(), ScmEndpoint::Rpc(Service::UploadPack)));
-        assert!(matches!(parse_scm("PROJ/../x/info/refs"), Err(PathError::Name(_))));
-        assert!(matches!(parse_scm("PROJ%2frepo/info/refs"), Err(PathError::Encoded)));
-        assert!(matches!(parse_scm("PROJ/re po/info/refs"), Err(PathError::Name(_))));
-        assert!(matches!(parse_scm("PROJ/repo/HEAD"), Err(PathError::NotGit)));
-        assert!(matches!(parse_scm("PROJ/repo/objects/../../x"), Err(PathError::Name(_))));
+        assert_eq!(
+            (id.to_string(), ep),
+            ("PROJ/repo".into(), ScmEndpoint::Rpc(Service::UploadPack))
+        );
+        assert!(matches!(
+            parse_scm("PROJ/../x/info/refs"),
+            Err(PathError::Name(_))
+        ));
+        assert!(matches!(
+            parse_scm("PROJ%2frepo/info/refs"),
+            Err(PathError::Encoded)
+        ));
+        assert!(matches!(
+            parse_scm("PROJ/re po/info/refs"),
+            Err(PathError::Name(_))
+        ));
+        assert!(matches!(
+            parse_scm("PROJ/repo/HEAD"),
+            Err(PathError::NotGit)
+        ));
+        assert!(matches!(
+            parse_scm("PROJ/repo/objects/../../x"),
+            Err(PathError::Name(_))
+        ));
     }
 
     #[test]

@@ -40,7 +40,10 @@ mod tests {
 
     #[test]
     fn frames() {
-        assert_eq!(pkt("# service=git-upload-pack\n"), b"001e# service=git-upload-pack\n");
+        assert_eq!(
+            pkt("# service=git-upload-pack\n"),
+            b"001e# service=git-upload-pack\n"
+        );
         assert_eq!(err("no"), b"000bERR no\n");
         assert_eq!(protocol_version("version=2"), 2);
         assert_eq!(protocol_version("object-format=sha1:version=1"), 1);

@@ -46,8 +46,10 @@ async fn index(State(s): State<AppState>) -> Html<String> {
 
 async fn status_doc(State(s): State<AppState>) -> Response {
     let mut r = Json(status::build(&s.shared)).into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     r
 }
 
@@ -65,11 +67,20 @@ fn json_error(status: StatusCode, msg: String) -> Response {
 async fn trigger_sync(State(s): State<AppState>, body: Bytes) -> Response {
     if body.iter().all(u8::is_ascii_whitespace) {
         s.sync.trigger(Trigger::All);
-        return (StatusCode::ACCEPTED, Json(serde_json::json!({ "accepted": "all" }))).into_response();
+        return (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "accepted": "all" })),
+        )
+            .into_response();
     }
     let req: SyncRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("expected {{\"project\":\"P\",\"repo\":\"r\"}}: {e}")),
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"project\":\"P\",\"repo\":\"r\"}}: {e}"),
+            )
+        }
     };
     let id = match RepoId::parse(&format!("{}/{}", req.project, req.repo)) {
         Ok(id) if !req.project.contains('/') => id,
@@ -77,8 +88,15 @@ async fn trigger_sync(State(s): State<AppState>, body: Bytes) -> Response {
         Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     if !s.shared.snapshot().contains_key(&id) {
-        return json_error(StatusCode::NOT_FOUND, format!("repository {id} is not mirrored here"));
+        return json_error(
+            StatusCode::NOT_FOUND,
+            format!("repository {id} is not mirrored here"),
+        );
     }
     s.sync.trigger(Trigger::Repo(id.clone()));
-    (StatusCode::ACCEPTED, Json(serde_json::json!({ "accepted": id.to_string() }))).into_response()
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "accepted": id.to_string() })),
+    )
+        .into_response()
 }

@@ -24,7 +24,9 @@ pub fn config(host_key: russh::keys::PrivateKey) -> russh::server::Config {
     let mut methods = MethodSet::empty();
     methods.push(MethodKind::PublicKey);
     russh::server::Config {
-        server_id: russh::SshId::Standard(format!("SSH-2.0-mirrorfarm_{}", env!("CARGO_PKG_VERSION")).into()),
+        server_id: russh::SshId::Standard(
+            format!("SSH-2.0-mirrorfarm_{}", env!("CARGO_PKG_VERSION")).into(),
+        ),
         methods,
         keys: vec![host_key],
         auth_rejection_time: Duration::from_millis(500),
@@ -37,7 +39,12 @@ pub fn config(host_key: russh::keys::PrivateKey) -> russh::server::Config {
 }
 
 /// Serves SSH on `listener` until `shutdown` turns true.
-pub async fn run(shared: Arc<Shared>, listener: TcpListener, config: russh::server::Config, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    config: russh::server::Config,
+    mut shutdown: watch::Receiver<bool>,
+) {
     use russh::server::Server as _;
     let mut server = SshServer { shared };
     let running = server.run_on_socket(Arc::new(config), &listener);
@@ -75,7 +82,11 @@ pub struct Connection {
 impl russh::server::Handler for Connection {
     type Error = russh::Error;
 
-    async fn auth_publickey(&mut self, _user: &str, _key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+    async fn auth_publickey(
+        &mut self,
+        _user: &str,
+        _key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
         // Anonymous mode accepts any key; otherwise the exec is answered with an explanation.
         Ok(Auth::Accept)
     }
@@ -110,7 +121,11 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
-    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         session.channel_failure(channel)?;
         let msg = "mirrorfarm: no shell access; this server only serves git fetches (git clone ssh://…)\r\n";
         session.extended_data(channel, 1, msg.as_bytes().to_vec())?;
@@ -119,7 +134,12 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
-    async fn exec_request(&mut self, channel: ChannelId, data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         let Some(ch) = self.channels.remove(&channel) else {
             session.channel_failure(channel)?;
             return Ok(());
@@ -142,7 +162,8 @@ async fn fail(ch: &Channel<Msg>, message: &str, as_err_packet: bool) -> Result<(
     if as_err_packet {
         ch.data_bytes(pktline::err(message)).await?;
     } else {
-        ch.extended_data_bytes(1, format!("mirrorfarm: {message}\n").into_bytes()).await?;
+        ch.extended_data_bytes(1, format!("mirrorfarm: {message}\n").into_bytes())
+            .await?;
     }
     ch.exit_status(1).await?;
     ch.eof().await?;
@@ -166,8 +187,17 @@ async fn exec(
     }
     let repo = match shared.lookup(&id) {
         Lookup::Ready(p) => p,
-        Lookup::Unknown => return fail(&ch, &format!("repository {id} is not mirrored here"), true).await,
-        Lookup::NotReady => return fail(&ch, &format!("repository {id} is not synchronized yet; try again shortly"), true).await,
+        Lookup::Unknown => {
+            return fail(&ch, &format!("repository {id} is not mirrored here"), true).await
+        }
+        Lookup::NotReady => {
+            return fail(
+                &ch,
+                &format!("repository {id} is not synchronized yet; try again shortly"),
+                true,
+            )
+            .await
+        }
     };
     if service == Service::ReceivePack {
         let msg = format!(
@@ -193,7 +223,10 @@ async fn exec(
     };
     tokio::spawn(input);
     tokio::spawn(upload_pack::log_stderr(stderr, id.to_string()));
-    let sent = tokio::io::copy(&mut stdout, &mut out).await.unwrap_or(0);
+    let mut stdout = tokio::io::BufReader::with_capacity(256 * 1024, &mut stdout);
+    let sent = tokio::io::copy_buf(&mut stdout, &mut out)
+        .await
+        .unwrap_or(0);
     let _ = out.flush().await;
     let status = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(1);
     tracing::info!(

@@ -42,8 +42,14 @@ pub fn spawn(repo: &Path, mode: Mode, git_protocol: Option<&str>) -> std::io::Re
     if let Some(p) = git_protocol {
         cmd.env("GIT_PROTOCOL", p);
     }
-    let stdin = if mode == Mode::Advertise { Stdio::null() } else { Stdio::piped() };
-    cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let stdin = if mode == Mode::Advertise {
+        Stdio::null()
+    } else {
+        Stdio::piped()
+    };
+    cmd.stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     cmd.spawn()
 }
 

@@ -6,10 +6,16 @@ use crate::store::SyncResult;
 /// Classifies the stderr of a failed fetch (run with `LC_ALL=C`).
 pub fn classify(stderr: &str) -> SyncResult {
     let s = stderr;
-    if s.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || s.contains("Host key verification failed") {
+    if s.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        || s.contains("Host key verification failed")
+    {
         return SyncResult::HostKeyChanged;
     }
-    if s.contains("Permission denied") || s.contains("Authentication failed") || s.contains("returned error: 403") || s.contains("returned error: 401") {
+    if s.contains("Permission denied")
+        || s.contains("Authentication failed")
+        || s.contains("returned error: 403")
+        || s.contains("returned error: 401")
+    {
         return SyncResult::Unauthorized;
     }
     if s.contains("does not appear to be a git repository")

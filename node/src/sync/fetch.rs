@@ -71,7 +71,8 @@ pub async fn sync_repo(plan: FetchPlan<'_>) -> Result<Synced, SyncFailure> {
     let current_head = repo.head_target().await?;
     let head = choose_head(&staged, head_oid.as_deref(), current_head.as_deref());
     let changed = count_changes(&current, &staged);
-    let head_changed = head.as_ref().map(RefName::as_str) != current_head.as_deref() && head.is_some();
+    let head_changed =
+        head.as_ref().map(RefName::as_str) != current_head.as_deref() && head.is_some();
     if changed > 0 || head_changed {
         repo.apply(&staged, &current, head.as_ref()).await?;
     }
@@ -100,7 +101,9 @@ async fn fetch(plan: &FetchPlan<'_>, with_head: bool) -> Result<(), SyncFailure>
     match res {
         Ok(_) => Ok(()),
         // An empty upstream (or one with an unborn HEAD) has no HEAD to fetch: fetch the refs alone.
-        Err(GitError::Status { stderr, .. }) if with_head && stderr.contains("couldn't find remote ref HEAD") => {
+        Err(GitError::Status { stderr, .. })
+            if with_head && stderr.contains("couldn't find remote ref HEAD") =>
+        {
             let _ = gitcmd::run(
                 Some(plan.repo.path()),
                 ["update-ref", "-d", STAGING_HEAD],
@@ -143,8 +146,12 @@ fn count_changes(old: &RefMap, new: &RefMap) -> usize {
 /// Logs a finished sync, one line per sync.
 pub fn log_result(id: &RepoId, res: &Result<Synced, SyncFailure>, elapsed: Duration) {
     match res {
-        Ok(s) => tracing::info!(repo = %id, duration_ms = elapsed.as_millis() as u64, refs_changed = s.changed, "sync ok"),
-        Err(f) => tracing::warn!(repo = %id, duration_ms = elapsed.as_millis() as u64, result = ?f.kind, error = %f.message, "sync failed"),
+        Ok(s) => {
+            tracing::info!(repo = %id, duration_ms = elapsed.as_millis() as u64, refs_changed = s.changed, "sync ok")
+        }
+        Err(f) => {
+            tracing::warn!(repo = %id, duration_ms = elapsed.as_millis() as u64, result = ?f.kind, error = %f.message, "sync failed")
+        }
     }
 }
 
@@ -156,17 +163,35 @@ mod tests {
     fn map(items: &[(&str, &str)]) -> RefMap {
         items
             .iter()
-            .map(|(n, o)| (RefName::parse(n).expect("ref"), RefValue { oid: o.to_string(), peeled: None }))
+            .map(|(n, o)| {
+                (
+                    RefName::parse(n).expect("ref"),
+                    RefValue {
+                        oid: o.to_string(),
+                        peeled: None,
+                    },
+                )
+            })
             .collect()
     }
 
     #[test]
     fn head_choice_and_change_count() {
-        let staged = map(&[("refs/heads/dev", "1"), ("refs/heads/main", "1"), ("refs/heads/x", "2")]);
+        let staged = map(&[
+            ("refs/heads/dev", "1"),
+            ("refs/heads/main", "1"),
+            ("refs/heads/x", "2"),
+        ]);
         let pick = |cur| choose_head(&staged, Some("1"), cur).map(|r| r.to_string());
         assert_eq!(pick(None).as_deref(), Some("refs/heads/main"));
-        assert_eq!(pick(Some("refs/heads/dev")).as_deref(), Some("refs/heads/dev"));
-        assert_eq!(pick(Some("refs/heads/x")).as_deref(), Some("refs/heads/main"));
+        assert_eq!(
+            pick(Some("refs/heads/dev")).as_deref(),
+            Some("refs/heads/dev")
+        );
+        assert_eq!(
+            pick(Some("refs/heads/x")).as_deref(),
+            Some("refs/heads/main")
+        );
         assert!(choose_head(&staged, None, None).is_none());
         let old = map(&[("refs/heads/main", "0"), ("refs/heads/gone", "3")]);
         assert_eq!(count_changes(&old, &staged), 4);

@@ -23,12 +23,19 @@ pub fn list(config: &Config) -> BTreeSet<RepoId> {
     };
     for p in projects {
         for name in dir_names(&root.join(p.as_str())) {
-            let Some(slug) = name.strip_suffix(".git") else { continue };
+            let Some(slug) = name.strip_suffix(".git") else {
+                continue;
+            };
             match RepoSlug::parse(slug) {
                 Ok(repo) => {
-                    out.insert(RepoId { project: p.clone(), repo });
+                    out.insert(RepoId {
+                        project: p.clone(),
+                        repo,
+                    });
                 }
-                Err(e) => tracing::warn!(project = p.as_str(), name, error = %e, "skipping an upstream repository with an unusable name"),
+                Err(e) => {
+                    tracing::warn!(project = p.as_str(), name, error = %e, "skipping an upstream repository with an unusable name")
+                }
             }
         }
     }

@@ -64,7 +64,11 @@ struct Scheduler {
 }
 
 /// Runs until `shutdown` turns true.
-pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Trigger>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<Trigger>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let env = transport::upstream_env(&shared.home, &shared.config.upstream, shared.openssh);
     let mut s = Scheduler {
         permits: Arc::new(Semaphore::new(shared.config.sync_concurrency)),
@@ -94,7 +98,10 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Trigger>, 
         }
     }
     if !s.tasks.is_empty() {
-        tracing::info!(running = s.tasks.len(), "waiting for running syncs before shutdown");
+        tracing::info!(
+            running = s.tasks.len(),
+            "waiting for running syncs before shutdown"
+        );
         let drain = async { while s.tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
             tracing::warn!("stopping unfinished syncs (they resume at next start)");
@@ -121,13 +128,14 @@ impl Scheduler {
     /// Re-lists the repositories, forgets the ones no longer mirrored, and syncs all.
     async fn reconcile(&mut self) {
         let shared = self.shared.clone();
-        let wanted = match tokio::task::spawn_blocking(move || inventory::list(&shared.config)).await {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::error!(error = %e, "listing repositories failed");
-                return;
-            }
-        };
+        let wanted =
+            match tokio::task::spawn_blocking(move || inventory::list(&shared.config)).await {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::error!(error = %e, "listing repositories failed");
+                    return;
+                }
+            };
         let removed = self.apply_inventory(&wanted);
         for id in removed {
             self.forget(id).await;
@@ -139,8 +147,16 @@ impl Scheduler {
     }
 
     fn apply_inventory(&mut self, wanted: &BTreeSet<RepoId>) -> Vec<RepoId> {
-        let mut repos = self.shared.repos.write().expect("repo map lock is never poisoned");
-        let removed: Vec<RepoId> = repos.keys().filter(|k| !wanted.contains(*k)).cloned().collect();
+        let mut repos = self
+            .shared
+            .repos
+            .write()
+            .expect("repo map lock is never poisoned");
+        let removed: Vec<RepoId> = repos
+            .keys()
+            .filter(|k| !wanted.contains(*k))
+            .cloned()
+            .collect();
         for id in &removed {
             repos.remove(id);
         }
@@ -167,7 +183,11 @@ impl Scheduler {
 
     fn start(&mut self, id: RepoId) {
         let known = {
-            let mut repos = self.shared.repos.write().expect("repo map lock is never poisoned");
+            let mut repos = self
+                .shared
+                .repos
+                .write()
+                .expect("repo map lock is never poisoned");
             match repos.get_mut(&id) {
                 Some(e) => {
                     e.syncing = true;
@@ -189,10 +209,15 @@ impl Scheduler {
         let permits = self.permits.clone();
         let env = self.env.clone();
         self.tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+            let _permit = permits
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
             let started = std::time::Instant::now();
             if !shared.openssh_at_least_7_6() {
-                if let Err(e) = transport::pin_with_keyscan(&shared.home, &shared.config.upstream).await {
+                if let Err(e) =
+                    transport::pin_with_keyscan(&shared.home, &shared.config.upstream).await
+                {
                     tracing::warn!(error = %e, "cannot pin the upstream host key with ssh-keyscan");
                 }
             }
@@ -212,12 +237,23 @@ impl Scheduler {
 
     async fn finished(&mut self, id: RepoId, res: Result<Synced, SyncFailure>) {
         self.running.remove(&id);
-        let Some(mut entry) = self.shared.repos.read().expect("repo map lock is never poisoned").get(&id).cloned() else {
+        let Some(mut entry) = self
+            .shared
+            .repos
+            .read()
+            .expect("repo map lock is never poisoned")
+            .get(&id)
+            .cloned()
+        else {
             // Removed from the configuration while it synced.
             remove_dir(self.shared.repo_path(&id)).await;
             return;
         };
-        let rec = next_record(&entry.record, &res, &self.shared.config.upstream.host_label());
+        let rec = next_record(
+            &entry.record,
+            &res,
+            &self.shared.config.upstream.host_label(),
+        );
         let kind = rec.last_result.clone();
         if kind == Some(SyncResult::NotFound) {
             remove_dir(self.shared.repo_path(&id)).await;
@@ -230,7 +266,13 @@ impl Scheduler {
         let follow_up = self.pending.remove(&id);
         entry.record = rec;
         entry.syncing = follow_up;
-        if let Some(e) = self.shared.repos.write().expect("repo map lock is never poisoned").get_mut(&id) {
+        if let Some(e) = self
+            .shared
+            .repos
+            .write()
+            .expect("repo map lock is never poisoned")
+            .get_mut(&id)
+        {
             *e = entry.clone();
         }
         if follow_up {
@@ -267,7 +309,8 @@ impl Scheduler {
         for (id, backoff) in due {
             self.start(id.clone());
             // Keep the backoff so the next failure doubles it.
-            self.retries.insert(id, (now + Duration::from_secs(86_400), backoff));
+            self.retries
+                .insert(id, (now + Duration::from_secs(86_400), backoff));
         }
     }
 }
@@ -324,14 +367,28 @@ mod tests {
 
     #[test]
     fn generation_moves_only_when_refs_change() {
-        let ok = |h: &str| Ok(Synced { changed: 1, refs_hash: h.into(), elapsed: Duration::ZERO });
+        let ok = |h: &str| {
+            Ok(Synced {
+                changed: 1,
+                refs_hash: h.into(),
+                elapsed: Duration::ZERO,
+            })
+        };
         let r1 = next_record(&RepoRecord::default(), &ok("a"), "h");
         assert_eq!(r1.generation, 1);
         assert_eq!(next_record(&r1, &ok("a"), "h").generation, 1);
         assert_eq!(next_record(&r1, &ok("b"), "h").generation, 2);
-        let gone = Err(SyncFailure { kind: SyncResult::NotFound, message: "x".into() });
+        let gone = Err(SyncFailure {
+            kind: SyncResult::NotFound,
+            message: "x".into(),
+        });
         assert_eq!(next_record(&r1, &gone, "h").generation, 0);
-        let hk = Err(SyncFailure { kind: SyncResult::HostKeyChanged, message: "x".into() });
-        assert!(next_record(&r1, &hk, "[up]:22").last_message.contains("[up]:22"));
+        let hk = Err(SyncFailure {
+            kind: SyncResult::HostKeyChanged,
+            message: "x".into(),
+        });
+        assert!(next_record(&r1, &hk, "[up]:22")
+            .last_message
+            .contains("[up]:22"));
     }
 }

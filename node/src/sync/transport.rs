@@ -12,17 +12,28 @@ fn sh_quote(s: &str) -> String {
 }
 
 /// The environment for a git command that talks to the upstream.
-pub fn upstream_env(home: &Home, upstream: &UpstreamUrl, openssh: (u32, u32, u32)) -> Vec<(&'static str, String)> {
+pub fn upstream_env(
+    home: &Home,
+    upstream: &UpstreamUrl,
+    openssh: (u32, u32, u32),
+) -> Vec<(&'static str, String)> {
     if !upstream.is_ssh() {
         return Vec::new();
     }
-    vec![("GIT_SSH_COMMAND", ssh_command(&home.upstream_key(), &home.known_hosts(), openssh))]
+    vec![(
+        "GIT_SSH_COMMAND",
+        ssh_command(&home.upstream_key(), &home.known_hosts(), openssh),
+    )]
 }
 
 /// The ssh command line git uses (OpenSSH ≥ 7.6 pins on first contact with `accept-new`; older
 /// clients get the key pinned by [`crate::sync::transport`]'s caller with ssh-keyscan first).
 pub fn ssh_command(key: &Path, known_hosts: &Path, openssh: (u32, u32, u32)) -> String {
-    let strict = if openssh >= (7, 6, 0) { "accept-new" } else { "yes" };
+    let strict = if openssh >= (7, 6, 0) {
+        "accept-new"
+    } else {
+        "yes"
+    };
     format!(
         "ssh -i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null \
          -o StrictHostKeyChecking={strict} -o HashKnownHosts=no -o BatchMode=yes -o ConnectTimeout=15 \
@@ -39,7 +50,11 @@ pub async fn pin_with_keyscan(home: &Home, upstream: &UpstreamUrl) -> std::io::R
         return Ok(());
     };
     let kh = home.known_hosts();
-    if tokio::fs::metadata(&kh).await.map(|m| m.len() > 0).unwrap_or(false) {
+    if tokio::fs::metadata(&kh)
+        .await
+        .map(|m| m.len() > 0)
+        .unwrap_or(false)
+    {
         return Ok(());
     }
     let mut cmd = tokio::process::Command::new("ssh-keyscan");
@@ -49,7 +64,9 @@ pub async fn pin_with_keyscan(home: &Home, upstream: &UpstreamUrl) -> std::io::R
     }
     let out = cmd.arg("--").arg(host).kill_on_drop(true).output().await?;
     if out.stdout.is_empty() {
-        return Err(std::io::Error::other(format!("ssh-keyscan found no host key for {host}")));
+        return Err(std::io::Error::other(format!(
+            "ssh-keyscan found no host key for {host}"
+        )));
     }
     tokio::fs::write(&kh, &out.stdout).await
 }
@@ -63,6 +80,7 @@ mod tests {
         let c = ssh_command(Path::new("/a b/k'ey"), Path::new("/kh"), (9, 2, 0));
         assert!(c.contains("-i '/a b/k'\\''ey'"), "{c}");
         assert!(c.contains("StrictHostKeyChecking=accept-new"));
-        assert!(ssh_command(Path::new("/k"), Path::new("/kh"), (7, 2, 0)).contains("StrictHostKeyChecking=yes"));
+        assert!(ssh_command(Path::new("/k"), Path::new("/kh"), (7, 2, 0))
+            .contains("StrictHostKeyChecking=yes"));
     }
 }
