@@ -1,5 +1,6 @@
 //! `mirrorfarm`: the one binary of the appliance.
 
+mod demo;
 mod logging;
 
 use std::path::PathBuf;
@@ -22,6 +23,18 @@ enum Command {
         /// The node's home directory.
         #[arg(long, value_name = "DIR")]
         home: PathBuf,
+    },
+    /// A working mirror on this machine: a generated upstream and a node serving it.
+    Demo {
+        /// Where the demo keeps its upstream and node home (reused by a second run).
+        #[arg(long, value_name = "DIR", default_value = "mirrorfarm-demo")]
+        workdir: PathBuf,
+        /// HTTP port of the node.
+        #[arg(long, value_name = "N", default_value_t = 7990)]
+        http_port: u16,
+        /// SSH port of the node.
+        #[arg(long, value_name = "N", default_value_t = 7999)]
+        ssh_port: u16,
     },
     /// Configuration tools.
     Config {
@@ -55,11 +68,31 @@ fn main() -> ExitCode {
                 ExitCode::from(64)
             }
         },
-        Command::Node { home } => run_node(home),
+        Command::Node { home } => run_node(home, None),
+        Command::Demo {
+            workdir,
+            http_port,
+            ssh_port,
+        } => {
+            let workdir = std::path::absolute(&workdir).unwrap_or(workdir);
+            let opts = demo::DemoOptions {
+                workdir,
+                http_port,
+                ssh_port,
+            };
+            eprintln!("mirrorfarm demo: preparing {} …", opts.workdir.display());
+            match demo::prepare(&opts) {
+                Ok(home) => run_node(home, Some(opts)),
+                Err(e) => {
+                    eprintln!("mirrorfarm demo: {e}");
+                    ExitCode::from(70)
+                }
+            }
+        }
     }
 }
 
-fn run_node(home: PathBuf) -> ExitCode {
+fn run_node(home: PathBuf, demo: Option<demo::DemoOptions>) -> ExitCode {
     // Validate the configuration before anything else (logging to the home included).
     let config = match mirrorfarm_node::node::check_config(&home) {
         Ok(c) => c,
@@ -79,6 +112,14 @@ fn run_node(home: PathBuf) -> ExitCode {
             return ExitCode::from(70);
         }
     };
+    if let Some(opts) = demo {
+        let port = opts.http_port;
+        runtime.spawn(async move {
+            if wait_synchronized(port).await {
+                println!("{}", demo::banner(&opts));
+            }
+        });
+    }
     let res = runtime.block_on(mirrorfarm_node::node::run(&home, shutdown_signal()));
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -88,6 +129,26 @@ fn run_node(home: PathBuf) -> ExitCode {
             ExitCode::from(e.exit_code() as u8)
         }
     }
+}
+
+/// Polls the node's /status until it is SYNCHRONIZED (bounded: 10 minutes).
+async fn wait_synchronized(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for _ in 0..1200 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+            continue;
+        };
+        let req = "GET /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        let mut body = String::new();
+        if s.write_all(req.as_bytes()).await.is_ok()
+            && s.read_to_string(&mut body).await.is_ok()
+            && body.contains("\"state\":\"SYNCHRONIZED\"")
+        {
+            return true;
+        }
+    }
+    false
 }
 
 async fn shutdown_signal() {
