@@ -30,7 +30,7 @@ fn main() {
         println!("clone: benchmark");
         return;
     }
-    let up = Upstream::new();
+    let mut up = Upstream::new();
     let src = up.create(
         "BENCH",
         "big",
@@ -58,12 +58,19 @@ fn main() {
         .map(|m| m.len())
         .sum();
     let ssh = node.git_ssh();
+    // Reference for the SSH transport: OpenSSH's sshd running git-upload-pack on the same mirror.
+    up.start_sshd();
+    let client_pub =
+        std::fs::read_to_string(node.client_key().with_extension("pub")).expect("client key");
+    up.authorize(&client_pub);
+    let openssh_url = format!("{}{}", up.sshd_authority(), mirror.display());
     let tmp = tempfile::tempdir().expect("tempdir");
     let raw_url = format!("file://{}", mirror.display());
     let cases = [
         ("raw upload-pack (git clone --no-local)", raw_url),
         ("node HTTP", node.http_url("BENCH", "big")),
         ("node SSH", node.ssh_url("BENCH", "big")),
+        ("OpenSSH sshd + git-upload-pack", openssh_url),
     ];
     let mut results = Vec::new();
     for (name, url) in &cases {
@@ -100,6 +107,10 @@ fn main() {
             t.as_secs_f64() / base
         );
     }
+    println!(
+        "  node SSH vs OpenSSH sshd                          ratio {:.2}",
+        results[2].1.as_secs_f64() / results[3].1.as_secs_f64()
+    );
     let rss = node.pid().map(vm_hwm_kib).unwrap_or(0);
     println!(
         "  node peak RSS (VmHWM)                    {:>8.1} MB",

@@ -173,6 +173,11 @@ impl Node {
         )
     }
 
+    /// The client private key [`Self::git_ssh`] uses (its `.pub` is beside it).
+    pub fn client_key(&self) -> &Path {
+        &self.client_key
+    }
+
     /// The farm's public key as shown on /status.
     pub fn public_key(&self) -> String {
         self.status()["publicKey"]

@@ -82,6 +82,25 @@ impl Upstream {
         format!("file://{}", self.root().display())
     }
 
+    /// `ssh://user@127.0.0.1:port` of the running sshd, for absolute paths of this machine.
+    pub fn sshd_authority(&self) -> String {
+        assert!(self.sshd.is_some(), "start_sshd first");
+        format!("ssh://{}@127.0.0.1:{}", whoami(), self.ssh_port)
+    }
+
+    /// Stops sshd: the upstream becomes unreachable.
+    pub fn stop_sshd(&mut self) {
+        if let Some(mut c) = self.sshd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts sshd again after [`Self::stop_sshd`], with the same port and keys.
+    pub fn restart_sshd(&mut self) {
+        self.launch_sshd();
+    }
+
     /// `ssh://` base URL (after [`Self::start_sshd`]).
     pub fn ssh_url(&self) -> String {
         assert!(self.sshd.is_some(), "start_sshd first");
