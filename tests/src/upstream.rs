@@ -129,103 +129,46 @@ impl Upstream {
         if shape.commits == 0 {
             return path;
         }
-        let mut child = gitc::cmd(Some(&path))
-            .args(["fast-import", "--quiet"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("spawn fast-import");
-        {
-            let mut w = std::io::BufWriter::new(child.stdin.take().expect("stdin"));
-            let mut rng =
-                Rng(0x9e37_79b9_7f4a_7c15 ^ (shape.commits as u64) << 7 ^ shape.blob_bytes as u64);
-            for i in 1..=shape.commits {
-                let mut data = vec![0u8; shape.blob_bytes];
-                for chunk in data.chunks_mut(8) {
-                    let v = rng.next().to_le_bytes();
-                    chunk.copy_from_slice(&v[..chunk.len()]);
-                }
-                write!(w, "blob\nmark :{}\ndata {}\n", 2 * i, data.len()).expect("write");
-                w.write_all(&data).expect("write");
-                let msg = format!("commit {i}\n");
-                write!(
-                    w,
-                    "\ncommit refs/heads/main\nmark :{}\ncommitter Test <test@example.com> {} +0000\ndata {}\n{msg}",
-                    2 * i + 1,
-                    1_700_000_000 + i,
-                    msg.len()
-                )
-                .expect("write");
-                if i > 1 {
-                    writeln!(w, "from :{}", 2 * i - 1).expect("write");
-                }
-                writeln!(w, "M 100644 :{} data/file{}.bin\n", 2 * i, i % 97).expect("write");
-            }
-            let at = |k: usize, n: usize| 2 * (1 + (k * 7919) % shape.commits.max(1)).min(n) + 1;
+        let seed = 0x9e37_79b9_7f4a_7c15 ^ (shape.commits as u64) << 7 ^ shape.blob_bytes as u64;
+        fast_import(&path, |w| {
+            random_commits(
+                w,
+                shape.commits,
+                shape.blob_bytes,
+                seed,
+                None,
+                1_700_000_000,
+            )?;
+            let at = |k: usize| 2 * (1 + (k * 7919) % shape.commits) + 1;
             for b in 0..shape.branches {
-                write!(
-                    w,
-                    "reset refs/heads/branch-{b}\nfrom :{}\n\n",
-                    at(b, shape.commits)
-                )
-                .expect("write");
+                write!(w, "reset refs/heads/branch-{b}\nfrom :{}\n\n", at(b))?;
             }
             for t in 0..shape.tags {
                 let msg = format!("release {t}\n");
                 write!(
                     w,
                     "tag v{t}.0\nfrom :{}\ntagger Test <test@example.com> 1700000000 +0000\ndata {}\n{msg}\n",
-                    at(t + 3, shape.commits),
+                    at(t + 3),
                     msg.len()
-                )
-                .expect("write");
+                )?;
             }
-        }
-        assert!(
-            child.wait().expect("fast-import").success(),
-            "fast-import failed"
-        );
+            Ok(())
+        });
         path
     }
 
     /// Appends `commits` commits of `blob_bytes` random bytes each on main.
     pub fn grow(&self, project: &str, repo: &str, commits: usize, blob_bytes: usize, seed: u64) {
-        let path = self.repo(project, repo);
-        let mut child = gitc::cmd(Some(&path))
-            .args(["fast-import", "--quiet"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("spawn fast-import");
-        {
-            let mut w = std::io::BufWriter::new(child.stdin.take().expect("stdin"));
-            let mut rng = Rng(seed | 1);
-            for i in 1..=commits {
-                let mut data = vec![0u8; blob_bytes];
-                for chunk in data.chunks_mut(8) {
-                    let v = rng.next().to_le_bytes();
-                    chunk.copy_from_slice(&v[..chunk.len()]);
-                }
-                write!(w, "blob\nmark :{}\ndata {}\n", 2 * i, data.len()).expect("write");
-                w.write_all(&data).expect("write");
-                let msg = format!("grow {seed} {i}\n");
-                write!(
-                    w,
-                    "\ncommit refs/heads/main\nmark :{}\ncommitter Test <test@example.com> 1800000000 +0000\ndata {}\n{msg}",
-                    2 * i + 1,
-                    msg.len()
-                )
-                .expect("write");
-                if i == 1 {
-                    writeln!(w, "from refs/heads/main^0").expect("write");
-                } else {
-                    writeln!(w, "from :{}", 2 * i - 1).expect("write");
-                }
-                writeln!(w, "M 100644 :{} grow/{seed}-{i}.bin\n", 2 * i).expect("write");
-            }
-        }
-        assert!(
-            child.wait().expect("fast-import").success(),
-            "fast-import failed"
-        );
+        fast_import(&self.repo(project, repo), |w| {
+            random_commits(
+                w,
+                commits,
+                blob_bytes,
+                seed,
+                Some("refs/heads/main^0"),
+                1_800_000_000,
+            )
+        });
     }
 
     /// Adds a commit on `branch` (created from main if missing); returns the new commit's id.
@@ -348,6 +291,61 @@ impl Drop for Upstream {
             let _ = c.wait();
         }
     }
+}
+
+/// Runs `git fast-import` on `repo`, feeding it what `write` writes.
+fn fast_import(repo: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) {
+    let mut child = gitc::cmd(Some(repo))
+        .args(["fast-import", "--quiet"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn fast-import");
+    {
+        let mut w = std::io::BufWriter::new(child.stdin.take().expect("stdin"));
+        write(&mut w).expect("write to fast-import");
+        w.flush().expect("flush fast-import");
+    }
+    assert!(
+        child.wait().expect("fast-import").success(),
+        "fast-import failed"
+    );
+}
+
+/// Writes `commits` commits on main, each adding `blob_bytes` of random (incompressible) bytes,
+/// with marks `:2i` (blob) and `:2i+1` (commit); the first commit's parent is `from`, if any.
+fn random_commits(
+    w: &mut dyn Write,
+    commits: usize,
+    blob_bytes: usize,
+    seed: u64,
+    from: Option<&str>,
+    time: usize,
+) -> std::io::Result<()> {
+    let mut rng = Rng(seed | 1);
+    for i in 1..=commits {
+        let mut data = vec![0u8; blob_bytes];
+        for chunk in data.chunks_mut(8) {
+            let v = rng.next().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+        write!(w, "blob\nmark :{}\ndata {}\n", 2 * i, data.len())?;
+        w.write_all(&data)?;
+        let msg = format!("commit {seed:x} {i}\n");
+        write!(
+            w,
+            "\ncommit refs/heads/main\nmark :{}\ncommitter Test <test@example.com> {} +0000\ndata {}\n{msg}",
+            2 * i + 1,
+            time + i,
+            msg.len()
+        )?;
+        match (i, from) {
+            (1, Some(f)) => writeln!(w, "from {f}")?,
+            (1, None) => {}
+            _ => writeln!(w, "from :{}", 2 * i - 1)?,
+        }
+        writeln!(w, "M 100644 :{} data/{seed:x}-{}.bin\n", 2 * i, i % 97)?;
+    }
+    Ok(())
 }
 
 /// Creates an Ed25519 key pair at `path` with ssh-keygen.

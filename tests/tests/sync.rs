@@ -85,7 +85,10 @@ fn ssh_upstream_authorization_changes_and_host_key_pinning() {
     });
     assert!(s["upstream"]["lastSuccessfulSync"].is_string(), "{s}");
     assert_eq!(s["repos"][0]["lastResult"], "UNREACHABLE");
-    assert_eq!(s["state"], "SYNCHRONIZED", "a node with a complete state keeps serving it");
+    assert_eq!(
+        s["state"], "SYNCHRONIZED",
+        "a node with a complete state keeps serving it"
+    );
     assert_eq!(gitc::ls_remote(&node.http_url("PROJ", "repo"), &[]), listed);
     up.restart_sshd();
 
@@ -194,8 +197,20 @@ fn kill_9_during_sync_leaves_a_consistent_served_state() {
 #[test]
 fn triggers_during_a_sync_coalesce_into_one_follow_up() {
     let up = Upstream::new();
-    up.create("BIG", "repo", &Shape { commits: 40, blob_bytes: 1 << 20, branches: 1, tags: 1 });
-    let node = Node::start(&up.file_url(), "mirror.repos=BIG/repo\nmirror.access=anonymous\n");
+    up.create(
+        "BIG",
+        "repo",
+        &Shape {
+            commits: 40,
+            blob_bytes: 1 << 20,
+            branches: 1,
+            tags: 1,
+        },
+    );
+    let node = Node::start(
+        &up.file_url(),
+        "mirror.repos=BIG/repo\nmirror.access=anonymous\n",
+    );
     node.wait_state("SYNCHRONIZED", LIMIT);
     let syncs = |n: &Node| n.log().matches("sync ok repo=BIG/repo").count();
     let before = syncs(&node);
@@ -204,11 +219,16 @@ fn triggers_during_a_sync_coalesce_into_one_follow_up() {
         assert_eq!(node.trigger(Some(("BIG", "repo"))), 202);
     }
     let want = gitc::refs(&up.repo("BIG", "repo"));
-    wait_for("the change to arrive", LIMIT, || (visible(&node) == want).then_some(()));
+    wait_for("the change to arrive", LIMIT, || {
+        (visible(&node) == want).then_some(())
+    });
     node.wait_generation("BIG", "repo", 2, LIMIT);
     std::thread::sleep(Duration::from_millis(500));
     let ran = syncs(&node) - before;
-    assert!((1..=2).contains(&ran), "10 triggers during one sync ran {ran} syncs");
+    assert!(
+        (1..=2).contains(&ran),
+        "10 triggers during one sync ran {ran} syncs"
+    );
 }
 
 #[test]
