@@ -8,11 +8,8 @@ use mirrorfarm_node::config::LogFormat;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::EnvFilter;
 
-/// Keeps the log file open.
-pub struct LogGuard;
-
 /// Installs the global subscriber. `RUST_LOG` overrides the default level (`info`).
-pub fn init(dir: &Path, format: LogFormat) -> LogGuard {
+pub fn init(dir: &Path, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = std::fs::create_dir_all(dir);
     let file = OpenOptions::new()
@@ -41,5 +38,4 @@ pub fn init(dir: &Path, format: LogFormat) -> LogGuard {
             }
         }
     }
-    LogGuard
 }

@@ -101,7 +101,7 @@ fn run_node(home: PathBuf, demo: Option<demo::DemoOptions>) -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let _guard = logging::init(&home.join("logs"), config.log_format);
+    logging::init(&home.join("logs"), config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -76,6 +76,12 @@ impl Shared {
         self.home.repos_dir().join(id.rel_path())
     }
 
+    /// Whether the ssh client pins the upstream host key itself (`accept-new`, OpenSSH ≥ 7.6);
+    /// older clients need ssh-keyscan first. Always true for non-SSH upstreams.
+    pub fn pins_host_key_on_first_contact(&self) -> bool {
+        !self.config.upstream.is_ssh() || self.openssh >= (7, 6, 0)
+    }
+
     /// Looks up a repository for serving.
     pub fn lookup(&self, id: &RepoId) -> Lookup {
         let repos = self.repos.read().expect("repo map lock is never poisoned");

@@ -214,7 +214,7 @@ impl Scheduler {
                 .await
                 .expect("the semaphore is never closed");
             let started = std::time::Instant::now();
-            if !shared.openssh_at_least_7_6() {
+            if !shared.pins_host_key_on_first_contact() {
                 if let Err(e) =
                     transport::pin_with_keyscan(&shared.home, &shared.config.upstream).await
                 {
@@ -352,12 +352,6 @@ async fn remove_dir(path: std::path::PathBuf) {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(path = %path.display(), error = %e, "cannot remove repository directory");
         }
-    }
-}
-
-impl Shared {
-    fn openssh_at_least_7_6(&self) -> bool {
-        !self.config.upstream.is_ssh() || self.openssh >= (7, 6, 0)
     }
 }
 

@@ -1,0 +1,107 @@
+//! The first stage of configuration: the properties file read into [`FileConfig`], where every key
+//! is known (unknown keys and duplicates are refused with their line) and nothing else is checked.
+
+use std::path::Path;
+
+use super::ConfigError;
+use crate::properties;
+
+/// A value with the line it came from.
+#[derive(Debug, Clone)]
+pub struct Located {
+    /// Raw value.
+    pub value: String,
+    /// 1-based line.
+    pub line: usize,
+}
+
+/// Every key the node knows, as read from the file: nothing validated yet beyond being known.
+#[derive(Debug, Default)]
+pub struct FileConfig {
+    /// `application.mode`
+    pub application_mode: Option<Located>,
+    /// `setup.displayName`
+    pub display_name: Option<Located>,
+    /// `setup.baseUrl`
+    pub base_url: Option<Located>,
+    /// `plugin.mirroring.upstream.url`
+    pub upstream_url: Option<Located>,
+    /// `plugin.mirroring.synchronization.interval`
+    pub sync_interval: Option<Located>,
+    /// `mirror.repos`
+    pub repos: Option<Located>,
+    /// `mirror.projects`
+    pub projects: Option<Located>,
+    /// `mirror.access`
+    pub access: Option<Located>,
+    /// `mirror.sync.concurrency`
+    pub sync_concurrency: Option<Located>,
+    /// `mirror.sync.timeout`
+    pub sync_timeout: Option<Located>,
+    /// `server.address`
+    pub http_address: Option<Located>,
+    /// `server.port`
+    pub http_port: Option<Located>,
+    /// `plugin.ssh.address`
+    pub ssh_address: Option<Located>,
+    /// `plugin.ssh.port`
+    pub ssh_port: Option<Located>,
+    /// `logging.format`
+    pub log_format: Option<Located>,
+}
+
+impl FileConfig {
+    fn slot(&mut self, key: &str) -> Option<&mut Option<Located>> {
+        Some(match key {
+            "application.mode" => &mut self.application_mode,
+            "setup.displayName" => &mut self.display_name,
+            "setup.baseUrl" => &mut self.base_url,
+            "plugin.mirroring.upstream.url" => &mut self.upstream_url,
+            "plugin.mirroring.synchronization.interval" => &mut self.sync_interval,
+            "mirror.repos" => &mut self.repos,
+            "mirror.projects" => &mut self.projects,
+            "mirror.access" => &mut self.access,
+            "mirror.sync.concurrency" => &mut self.sync_concurrency,
+            "mirror.sync.timeout" => &mut self.sync_timeout,
+            "server.address" => &mut self.http_address,
+            "server.port" => &mut self.http_port,
+            "plugin.ssh.address" => &mut self.ssh_address,
+            "plugin.ssh.port" => &mut self.ssh_port,
+            "logging.format" => &mut self.log_format,
+            _ => return None,
+        })
+    }
+
+    /// Reads the file: syntax errors, unknown keys and duplicates are refused with their line.
+    pub fn parse(file: &Path, text: &str) -> Result<Self, ConfigError> {
+        let entries = properties::parse(text).map_err(|e| ConfigError::At {
+            file: file.to_owned(),
+            line: e.line,
+            key: String::new(),
+            message: e.message,
+        })?;
+        let mut fc = Self::default();
+        for e in entries {
+            let at = |message: String| ConfigError::At {
+                file: file.to_owned(),
+                line: e.line,
+                key: e.key.clone(),
+                message,
+            };
+            let slot = fc.slot(&e.key).ok_or_else(|| {
+                at("unknown key (see the README for the keys a node reads)".into())
+            })?;
+            if let Some(prev) = slot {
+                return Err(at(format!(
+                    "duplicate key (first set on line {})",
+                    prev.line
+                )));
+            }
+            *slot = Some(Located {
+                value: e.value.trim().to_owned(),
+                line: e.line,
+            });
+        }
+        Ok(fc)
+    }
+}
