@@ -141,22 +141,18 @@ pub async fn run(
         ssh_config,
         stop_rx.clone(),
     ));
+    let header_timeout = shared.config.header_timeout;
     let app = router(AppState {
         shared: shared.clone(),
         sync,
-    })
-    .into_make_service_with_connect_info::<SocketAddr>();
-    let mut http_stop = stop_rx.clone();
-    let http_task = tokio::spawn(async move {
-        let res = axum::serve(http, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.changed().await;
-            })
-            .await;
-        if let Err(e) = res {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
     });
+    let http_task = tokio::spawn(crate::serve::http_server::run(
+        http,
+        app,
+        header_timeout,
+        stop_rx.clone(),
+        SHUTDOWN_GRACE,
+    ));
     shutdown.await;
     tracing::info!(grace_s = SHUTDOWN_GRACE.as_secs(), "shutting down");
     let _ = stop_tx.send(true);

@@ -291,6 +291,35 @@ fn bad_paths_and_unknown_repos_are_refused() {
 }
 
 #[test]
+fn a_slow_client_is_cut_off_at_the_header_timeout() {
+    let up = Upstream::new();
+    up.create("PROJ", "repo", &Shape::small());
+    let node = Node::start(
+        &up.file_url(),
+        "mirror.repos=PROJ/repo\nmirror.access=anonymous\nserver.headerTimeout=2\n",
+    );
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", node.http)).expect("connect");
+    s.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n")
+        .expect("partial headers");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let start = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let waited = start.elapsed();
+    assert!(
+        waited < Duration::from_secs(15),
+        "connection held for {waited:?}"
+    );
+    assert!(
+        waited >= Duration::from_secs(1),
+        "cut off too early ({waited:?})"
+    );
+    // Well-behaved clients are unaffected.
+    assert_eq!(node.status()["repos"][0]["project"], "PROJ");
+}
+
+#[test]
 fn non_anonymous_access_answers_401() {
     let up = Upstream::new();
     up.create("PROJ", "repo", &Shape::small());

@@ -42,6 +42,8 @@ pub struct FileConfig {
     pub http_address: Option<Located>,
     /// `server.port`
     pub http_port: Option<Located>,
+    /// `server.headerTimeout`
+    pub header_timeout: Option<Located>,
     /// `plugin.ssh.address`
     pub ssh_address: Option<Located>,
     /// `plugin.ssh.port`
@@ -65,6 +67,7 @@ impl FileConfig {
             "mirror.sync.timeout" => &mut self.sync_timeout,
             "server.address" => &mut self.http_address,
             "server.port" => &mut self.http_port,
+            "server.headerTimeout" => &mut self.header_timeout,
             "plugin.ssh.address" => &mut self.ssh_address,
             "plugin.ssh.port" => &mut self.ssh_port,
             "logging.format" => &mut self.log_format,

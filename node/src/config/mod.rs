@@ -106,6 +106,8 @@ pub struct Config {
     pub sync_timeout: Duration,
     /// `server.address`:`server.port` (default 0.0.0.0:7990).
     pub http_addr: SocketAddr,
+    /// `server.headerTimeout` (default 30 s): a request's headers must arrive within it.
+    pub header_timeout: Duration,
     /// `plugin.ssh.address`:`plugin.ssh.port` (default 0.0.0.0:7999).
     pub ssh_addr: SocketAddr,
     /// `logging.format` (default `text`).
@@ -153,6 +155,7 @@ impl Config {
             180,
         )?;
         let sync_timeout = v.seconds(&fc.sync_timeout, "mirror.sync.timeout", 3600)?;
+        let header_timeout = v.seconds(&fc.header_timeout, "server.headerTimeout", 30)?;
         let repos = match &fc.repos {
             None => BTreeSet::new(),
             Some(l) => list(&l.value)
@@ -258,6 +261,7 @@ impl Config {
             sync_concurrency,
             sync_timeout,
             http_addr,
+            header_timeout,
             ssh_addr,
             log_format,
         })

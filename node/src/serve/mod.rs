@@ -1,6 +1,7 @@
 //! Serving clients: smart HTTP, SSH, and the pieces they share.
 
 pub mod http;
+pub mod http_server;
 pub mod path;
 pub mod pktline;
 pub mod router;
