@@ -159,3 +159,42 @@ mod tests {
         assert!(parse_ssh_command("git-upload-pack '/P/../etc'").is_err());
     }
 }
+
+#[cfg(test)]
+mod random_input {
+    use super::*;
+
+    /// Random paths and commands built from a hostile alphabet never panic, and whatever is
+    /// accepted names only safe characters.
+    #[test]
+    fn hostile_input_is_refused_or_safe() {
+        let alphabet: Vec<char> = "aZ9._-/%\\'\" \0\n~$:@?#..gitinforefsupload-pack"
+            .chars()
+            .collect();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..20_000 {
+            let len = (x % 40) as usize;
+            let mut s = String::new();
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                s.push(alphabet[(x % alphabet.len() as u64) as usize]);
+            }
+            let safe = |id: &RepoId| {
+                let t = id.rel_path();
+                !t.contains("..")
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
+                    && !t.starts_with('/')
+            };
+            if let Ok((id, _)) = parse_scm(&s) {
+                assert!(safe(&id), "{s:?} → {id}");
+            }
+            if let Ok((_, id)) = parse_ssh_command(&format!("git-upload-pack '{s}'")) {
+                assert!(safe(&id), "{s:?} → {id}");
+            }
+            let _ = crate::properties::parse(&s);
+        }
+    }
+}
