@@ -9,7 +9,6 @@ pub mod mirror_repo;
 pub mod names;
 pub mod node;
 pub mod packed_refs;
-pub mod properties;
 pub mod serve;
 pub mod state;
 pub mod status;

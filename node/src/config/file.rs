@@ -3,17 +3,7 @@
 
 use std::path::Path;
 
-use super::ConfigError;
-use crate::properties;
-
-/// A value with the line it came from.
-#[derive(Debug, Clone)]
-pub struct Located {
-    /// Raw value.
-    pub value: String,
-    /// 1-based line.
-    pub line: usize,
-}
+use mirrorfarm_common::config::{read_known_keys, ConfigError, KnownKeys, Located};
 
 /// Every key the node knows, as read from the file: nothing validated yet beyond being known.
 #[derive(Debug, Default)]
@@ -52,7 +42,7 @@ pub struct FileConfig {
     pub log_format: Option<Located>,
 }
 
-impl FileConfig {
+impl KnownKeys for FileConfig {
     fn slot(&mut self, key: &str) -> Option<&mut Option<Located>> {
         Some(match key {
             "application.mode" => &mut self.application_mode,
@@ -74,37 +64,11 @@ impl FileConfig {
             _ => return None,
         })
     }
+}
 
+impl FileConfig {
     /// Reads the file: syntax errors, unknown keys and duplicates are refused with their line.
     pub fn parse(file: &Path, text: &str) -> Result<Self, ConfigError> {
-        let entries = properties::parse(text).map_err(|e| ConfigError::At {
-            file: file.to_owned(),
-            line: e.line,
-            key: String::new(),
-            message: e.message,
-        })?;
-        let mut fc = Self::default();
-        for e in entries {
-            let at = |message: String| ConfigError::At {
-                file: file.to_owned(),
-                line: e.line,
-                key: e.key.clone(),
-                message,
-            };
-            let slot = fc.slot(&e.key).ok_or_else(|| {
-                at("unknown key (see the README for the keys a node reads)".into())
-            })?;
-            if let Some(prev) = slot {
-                return Err(at(format!(
-                    "duplicate key (first set on line {})",
-                    prev.line
-                )));
-            }
-            *slot = Some(Located {
-                value: e.value.trim().to_owned(),
-                line: e.line,
-            });
-        }
-        Ok(fc)
+        read_known_keys(file, text, "a node")
     }
 }

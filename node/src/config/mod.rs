@@ -12,45 +12,12 @@ use crate::names::{ProjectKey, RepoId};
 use crate::upstream_url::UpstreamUrl;
 
 mod file;
-pub use file::{FileConfig, Located};
+pub use file::FileConfig;
+use mirrorfarm_common::config::{read_file, Validator};
+pub use mirrorfarm_common::config::{ConfigError, Located};
 
 /// File name of the node configuration inside the home.
 pub const FILE_NAME: &str = "mirrorfarm.properties";
-
-/// A configuration error naming the file, and where known the line and key.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{file}: cannot read: {source}")]
-    Read {
-        /// Path of the file.
-        file: PathBuf,
-        /// Cause.
-        source: std::io::Error,
-    },
-    /// A bad line, key or value.
-    #[error("{file}:{line}: {key}: {message}")]
-    At {
-        /// Path of the file.
-        file: PathBuf,
-        /// 1-based line number.
-        line: usize,
-        /// The key on that line (empty for syntax errors).
-        key: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A required key is missing, or keys disagree.
-    #[error("{file}: {key}: {message}")]
-    Missing {
-        /// Path of the file.
-        file: PathBuf,
-        /// The key concerned.
-        key: String,
-        /// What is wrong.
-        message: String,
-    },
-}
 
 /// Who may read through this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,10 +85,7 @@ impl Config {
     /// Reads and validates `<home>/mirrorfarm.properties`.
     pub fn load(home: &Path) -> Result<Self, ConfigError> {
         let file = home.join(FILE_NAME);
-        let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
-            file: file.clone(),
-            source,
-        })?;
+        let text = read_file(&file)?;
         Self::from_file(FileConfig::parse(&file, &text)?, &file)
     }
 
@@ -201,24 +165,12 @@ impl Config {
                 }
             },
         };
-        let sync_concurrency = match &fc.sync_concurrency {
-            None => 4,
-            Some(l) => l
-                .value
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=64).contains(n))
-                .ok_or_else(|| {
-                    v.at(
-                        l,
-                        "mirror.sync.concurrency",
-                        "must be a whole number from 1 to 64",
-                    )
-                })?,
-        };
+        let sync_concurrency =
+            v.number(&fc.sync_concurrency, "mirror.sync.concurrency", 1..=64, 4)? as usize;
         let http_addr = v.addr(
             &fc.http_address,
             "server.address",
+            IpAddr::from([0, 0, 0, 0]),
             &fc.http_port,
             "server.port",
             7990,
@@ -226,6 +178,7 @@ impl Config {
         let ssh_addr = v.addr(
             &fc.ssh_address,
             "plugin.ssh.address",
+            IpAddr::from([0, 0, 0, 0]),
             &fc.ssh_port,
             "plugin.ssh.port",
             7999,
@@ -238,7 +191,7 @@ impl Config {
                     "plugin.ssh.port",
                     "HTTP and SSH cannot share one address",
                 ),
-                None => unreachable_defaults(file),
+                None => v.missing("plugin.ssh.port", "HTTP and SSH cannot share one address"),
             });
         }
         let log_format = match &fc.log_format {
@@ -268,87 +221,8 @@ impl Config {
     }
 }
 
-fn unreachable_defaults(file: &Path) -> ConfigError {
-    ConfigError::Missing {
-        file: file.to_owned(),
-        key: "plugin.ssh.port".into(),
-        message: "HTTP and SSH cannot share one address".into(),
-    }
-}
-
 fn list(s: &str) -> impl Iterator<Item = &str> {
     s.split(',').map(str::trim).filter(|s| !s.is_empty())
-}
-
-struct Validator<'a> {
-    file: &'a Path,
-}
-
-impl Validator<'_> {
-    fn at(&self, l: &Located, key: &str, message: &str) -> ConfigError {
-        ConfigError::At {
-            file: self.file.to_owned(),
-            line: l.line,
-            key: key.to_owned(),
-            message: format!("{message} (got {:?})", l.value),
-        }
-    }
-
-    fn required<'l>(&self, l: &'l Option<Located>, key: &str) -> Result<&'l Located, ConfigError> {
-        l.as_ref().ok_or_else(|| ConfigError::Missing {
-            file: self.file.to_owned(),
-            key: key.to_owned(),
-            message: "required key is missing".into(),
-        })
-    }
-
-    fn seconds(
-        &self,
-        l: &Option<Located>,
-        key: &str,
-        default: u64,
-    ) -> Result<Duration, ConfigError> {
-        match l {
-            None => Ok(Duration::from_secs(default)),
-            Some(l) => l
-                .value
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (1..=7 * 86_400).contains(n))
-                .map(Duration::from_secs)
-                .ok_or_else(|| {
-                    self.at(l, key, "must be a whole number of seconds from 1 to 604800")
-                }),
-        }
-    }
-
-    fn addr(
-        &self,
-        address: &Option<Located>,
-        akey: &str,
-        port: &Option<Located>,
-        pkey: &str,
-        default_port: u16,
-    ) -> Result<SocketAddr, ConfigError> {
-        let ip = match address {
-            None => IpAddr::from([0, 0, 0, 0]),
-            Some(l) => l.value.parse::<IpAddr>().map_err(|_| {
-                self.at(
-                    l,
-                    akey,
-                    "must be an IP address such as 0.0.0.0 or 127.0.0.1",
-                )
-            })?,
-        };
-        let port = match port {
-            None => default_port,
-            Some(l) => l
-                .value
-                .parse::<u16>()
-                .map_err(|_| self.at(l, pkey, "must be a port number from 0 to 65535"))?,
-        };
-        Ok(SocketAddr::new(ip, port))
-    }
 }
 
 #[cfg(test)]

@@ -194,7 +194,7 @@ mod random_input {
             if let Ok((_, id)) = parse_ssh_command(&format!("git-upload-pack '{s}'")) {
                 assert!(safe(&id), "{s:?} → {id}");
             }
-            let _ = crate::properties::parse(&s);
+            let _ = mirrorfarm_common::properties::parse(&s);
         }
     }
 }

@@ -1,0 +1,6 @@
+//! What the mirrorfarm load balancer and nodes share: the properties reader, configuration
+//! building blocks, and the session cookie.
+
+pub mod config;
+pub mod properties;
+pub mod session;
