@@ -3,4 +3,5 @@
 
 pub mod config;
 pub mod properties;
+pub mod proxy_protocol;
 pub mod session;

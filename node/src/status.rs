@@ -66,6 +66,8 @@ pub struct StatusDoc {
     pub access: &'static str,
     /// Why git requests get 401, when they do.
     pub access_message: Option<&'static str>,
+    /// Every mirrored repository has a complete state to serve (what a load balancer checks).
+    pub ready: bool,
     /// Repositories in a servable state.
     pub synced_repos: usize,
     /// Repositories mirrored.
@@ -121,6 +123,11 @@ pub fn build(shared: &Shared) -> StatusDoc {
         access_message: (!anonymous).then_some(
             "git requests are answered 401: mirror.access is not `anonymous` and authenticated access is not available yet",
         ),
+        ready: shared.listed.load(std::sync::atomic::Ordering::Acquire)
+            && snapshot
+                .values()
+                .filter(|e| e.record.last_result != Some(SyncResult::NotFound))
+                .all(|e| e.servable()),
         synced_repos: snapshot.values().filter(|e| e.servable()).count(),
         total_repos: snapshot.len(),
         upstream: UpstreamStatus {

@@ -38,6 +38,8 @@ pub struct FileConfig {
     pub ssh_address: Option<Located>,
     /// `plugin.ssh.port`
     pub ssh_port: Option<Located>,
+    /// `plugin.ssh.proxyProtocol`
+    pub ssh_proxy_protocol: Option<Located>,
     /// `logging.format`
     pub log_format: Option<Located>,
 }
@@ -60,6 +62,7 @@ impl KnownKeys for FileConfig {
             "server.headerTimeout" => &mut self.header_timeout,
             "plugin.ssh.address" => &mut self.ssh_address,
             "plugin.ssh.port" => &mut self.ssh_port,
+            "plugin.ssh.proxyProtocol" => &mut self.ssh_proxy_protocol,
             "logging.format" => &mut self.log_format,
             _ => return None,
         })

@@ -77,6 +77,8 @@ pub struct Config {
     pub header_timeout: Duration,
     /// `plugin.ssh.address`:`plugin.ssh.port` (default 0.0.0.0:7999).
     pub ssh_addr: SocketAddr,
+    /// `plugin.ssh.proxyProtocol` (default false): SSH connections must start with a PROXY v2 header.
+    pub ssh_proxy_protocol: bool,
     /// `logging.format` (default `text`).
     pub log_format: LogFormat,
 }
@@ -120,6 +122,8 @@ impl Config {
         )?;
         let sync_timeout = v.seconds(&fc.sync_timeout, "mirror.sync.timeout", 3600)?;
         let header_timeout = v.seconds(&fc.header_timeout, "server.headerTimeout", 30)?;
+        let ssh_proxy_protocol =
+            v.boolean(&fc.ssh_proxy_protocol, "plugin.ssh.proxyProtocol", false)?;
         let repos = match &fc.repos {
             None => BTreeSet::new(),
             Some(l) => list(&l.value)
@@ -216,6 +220,7 @@ impl Config {
             http_addr,
             header_timeout,
             ssh_addr,
+            ssh_proxy_protocol,
             log_format,
         })
     }

@@ -5,5 +5,6 @@ pub mod http_server;
 pub mod path;
 pub mod pktline;
 pub mod router;
+pub mod session_cookie;
 pub mod ssh;
 pub mod upload_pack;

@@ -10,7 +10,7 @@ use axum::routing::{any, get, post};
 use axum::{Json, Router};
 
 use crate::names::RepoId;
-use crate::serve::http;
+use crate::serve::{http, session_cookie};
 use crate::state::Shared;
 use crate::status;
 use crate::sync::scheduler::{SyncHandle, Trigger};
@@ -32,12 +32,20 @@ impl axum::extract::FromRef<AppState> for Arc<Shared> {
 
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
+    let cookie = session_cookie::CookieSettings {
+        route: mirrorfarm_common::session::route_of_node(&state.shared.identity.node_id),
+        secure: state.shared.config.base_url.starts_with("https://"),
+    };
     Router::new()
         .route("/", get(index))
         .route("/status", get(status_doc))
         .route("/rest/mirroring/latest/sync", post(trigger_sync))
         .route("/scm/{*rest}", any(http::scm))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            cookie,
+            session_cookie::issue,
+        ))
 }
 
 async fn index(State(s): State<AppState>) -> Html<String> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::config::Access;
@@ -38,37 +38,95 @@ pub fn config(host_key: russh::keys::PrivateKey) -> russh::server::Config {
     }
 }
 
-/// Serves SSH on `listener` until `shutdown` turns true.
+/// Serves SSH on `listener` until `shutdown` turns true; with `plugin.ssh.proxyProtocol`, each
+/// connection must start with a PROXY v2 header, whose source address is then the client's.
 pub async fn run(
     shared: Arc<Shared>,
     listener: TcpListener,
     config: russh::server::Config,
+    shutdown: watch::Receiver<bool>,
+) {
+    let config = Arc::new(config);
+    let mut stop = shutdown.clone();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.changed() => break,
+            res = listener.accept() => match res {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "SSH accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(connection(
+            shared.clone(),
+            config.clone(),
+            stream,
+            peer,
+            shutdown.clone(),
+        ));
+    }
+}
+
+async fn connection(
+    shared: Arc<Shared>,
+    config: Arc<russh::server::Config>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    use russh::server::Server as _;
-    let mut server = SshServer { shared };
-    let running = server.run_on_socket(Arc::new(config), &listener);
-    let handle = running.handle();
+    let peer = if shared.config.ssh_proxy_protocol {
+        match tokio::time::timeout(Duration::from_secs(10), read_proxy_header(&mut stream)).await {
+            Ok(Ok(Some(src))) => src,
+            Ok(Ok(None)) => peer,
+            Ok(Err(e)) => {
+                tracing::warn!(client = %peer, error = %e, "refusing SSH connection without a valid PROXY header");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(client = %peer, "refusing SSH connection: no PROXY header within 10 s");
+                return;
+            }
+        }
+    } else {
+        peer
+    };
+    let handler = Connection {
+        shared,
+        peer: peer.to_string(),
+        channels: HashMap::new(),
+        protocol: HashMap::new(),
+    };
+    let session = match russh::server::run_stream(config, stream, handler).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(client = %peer, error = %e, "SSH connection setup failed");
+            return;
+        }
+    };
+    let handle = session.handle();
     tokio::select! {
-        res = running => if let Err(e) = res { tracing::error!(error = %e, "SSH server stopped") },
-        _ = shutdown.changed() => handle.shutdown("server shutting down".into()),
-    }
-}
-
-struct SshServer {
-    shared: Arc<Shared>,
-}
-
-impl russh::server::Server for SshServer {
-    type Handler = Connection;
-    fn new_client(&mut self, peer: Option<SocketAddr>) -> Connection {
-        Connection {
-            shared: self.shared.clone(),
-            peer: peer.map(|p| p.to_string()).unwrap_or_default(),
-            channels: HashMap::new(),
-            protocol: HashMap::new(),
+        res = session => if let Err(e) = res { tracing::debug!(client = %peer, error = %e, "SSH session ended with an error") },
+        _ = shutdown.changed() => {
+            let _ = handle
+                .disconnect(russh::Disconnect::ByApplication, "server shutting down".into(), String::new())
+                .await;
         }
     }
+}
+
+async fn read_proxy_header(stream: &mut TcpStream) -> std::io::Result<Option<SocketAddr>> {
+    use mirrorfarm_common::proxy_protocol as pp;
+    use tokio::io::AsyncReadExt;
+    let mut fixed = [0u8; 16];
+    stream.read_exact(&mut fixed).await?;
+    let len = pp::block_len(&fixed).map_err(std::io::Error::other)?;
+    let mut block = vec![0u8; len];
+    stream.read_exact(&mut block).await?;
+    pp::source(&fixed, &block).map_err(std::io::Error::other)
 }
 
 /// One client connection.
