@@ -1,40 +1,27 @@
-//! Log output: human-readable lines (or JSON with `logging.format=json`) on stderr, and the same
-//! in `<home>/logs/node.log`.
+//! Log output: human-readable lines (or JSON) on stderr, and the same in `<home>/logs/<file>`.
+//! `RUST_LOG` sets the level (default `info`); Pingora's `log` records are included.
 
 use std::fs::OpenOptions;
 use std::path::Path;
 
-use mirrorfarm_node::config::LogFormat;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber. `RUST_LOG` overrides the default level (`info`).
-pub fn init(dir: &Path, format: LogFormat) {
+/// Installs the global subscriber.
+pub fn init(dir: &Path, file_name: &str, json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = std::fs::create_dir_all(dir);
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("node.log"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false);
-    match (file, format) {
-        (Ok(f), LogFormat::Text) => builder
-            .with_writer(std::io::stderr.and(std::sync::Arc::new(f)))
-            .init(),
-        (Ok(f), LogFormat::Json) => builder
-            .json()
-            .with_writer(std::io::stderr.and(std::sync::Arc::new(f)))
-            .init(),
-        (Err(e), fmt) => {
-            eprintln!(
-                "mirrorfarm: cannot open {}/node.log ({e}); logging to stderr only",
-                dir.display()
-            );
-            match fmt {
-                LogFormat::Text => builder.with_writer(std::io::stderr).init(),
-                LogFormat::Json => builder.json().with_writer(std::io::stderr).init(),
+    let file = OpenOptions::new().create(true).append(true).open(dir.join(file_name));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false);
+    match (file, json) {
+        (Ok(f), false) => builder.with_writer(std::io::stderr.and(std::sync::Arc::new(f))).init(),
+        (Ok(f), true) => builder.json().with_writer(std::io::stderr.and(std::sync::Arc::new(f))).init(),
+        (Err(e), json) => {
+            eprintln!("mirrorfarm: cannot open {}/{file_name} ({e}); logging to stderr only", dir.display());
+            if json {
+                builder.json().with_writer(std::io::stderr).init()
+            } else {
+                builder.with_writer(std::io::stderr).init()
             }
         }
     }

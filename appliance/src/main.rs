@@ -1,14 +1,19 @@
-//! `mirrorfarm`: the one binary of the appliance.
+//! `mirrorfarm`: the one binary of the appliance (mirror node, load balancer, demo, tools).
 
+mod config_check;
 mod demo;
+mod lb_cmd;
 mod logging;
+mod node_cmd;
+mod probe;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// A git mirror farm: read-only mirror nodes kept in sync with a primary git server.
+/// A git mirror farm: read-only mirror nodes kept in sync with a primary git server, behind one
+/// load balancer.
 #[derive(Debug, Parser)]
 #[command(name = "mirrorfarm", version, about)]
 struct Cli {
@@ -24,15 +29,22 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         home: PathBuf,
     },
-    /// A working mirror on this machine: a generated upstream and a node serving it.
+    /// Run the load balancer on a home directory (reads DIR/mirrorfarm-lb.properties).
+    Lb {
+        /// The load balancer's home directory.
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+    },
+    /// A whole farm on this machine: a generated upstream, three nodes and the load balancer
+    /// for `localhost` with a self-signed certificate.
     Demo {
-        /// Where the demo keeps its upstream and node home (reused by a second run).
+        /// Where the demo keeps its upstream, node and load-balancer homes (reused by a second run).
         #[arg(long, value_name = "DIR", default_value = "mirrorfarm-demo")]
         workdir: PathBuf,
-        /// HTTP port of the node.
-        #[arg(long, value_name = "N", default_value_t = 7990)]
-        http_port: u16,
-        /// SSH port of the node.
+        /// HTTPS port of the load balancer.
+        #[arg(long, value_name = "N", default_value_t = 8443)]
+        https_port: u16,
+        /// SSH port of the load balancer.
         #[arg(long, value_name = "N", default_value_t = 7999)]
         ssh_port: u16,
     },
@@ -45,7 +57,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Check a home's configuration: exit 0 when good, 64 naming file, line and key when not.
+    /// Check a home's configuration (node, load balancer, or both): exit 0 when good, 64
+    /// naming file, line and key when not.
     Check {
         /// The home directory.
         #[arg(long, value_name = "DIR")]
@@ -54,114 +67,16 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    match Cli::parse().command {
         Command::Config {
             command: ConfigCommand::Check { home },
-        } => match mirrorfarm_node::node::check_config(&home) {
-            Ok(c) => {
-                println!("{}: OK", c.file.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("mirrorfarm: {e}");
-                ExitCode::from(64)
-            }
-        },
-        Command::Node { home } => run_node(home, None),
+        } => config_check::run(&home),
+        Command::Node { home } => node_cmd::run(home),
+        Command::Lb { home } => lb_cmd::run(home),
         Command::Demo {
             workdir,
-            http_port,
+            https_port,
             ssh_port,
-        } => {
-            let workdir = std::path::absolute(&workdir).unwrap_or(workdir);
-            let opts = demo::DemoOptions {
-                workdir,
-                http_port,
-                ssh_port,
-            };
-            eprintln!("mirrorfarm demo: preparing {} …", opts.workdir.display());
-            match demo::prepare(&opts) {
-                Ok(home) => run_node(home, Some(opts)),
-                Err(e) => {
-                    eprintln!("mirrorfarm demo: {e}");
-                    ExitCode::from(70)
-                }
-            }
-        }
-    }
-}
-
-fn run_node(home: PathBuf, demo: Option<demo::DemoOptions>) -> ExitCode {
-    // Validate the configuration before anything else (logging to the home included).
-    let config = match mirrorfarm_node::node::check_config(&home) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("mirrorfarm: {e}");
-            return ExitCode::from(64);
-        }
-    };
-    logging::init(&home.join("logs"), config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("mirrorfarm: cannot start the async runtime: {e}");
-            return ExitCode::from(70);
-        }
-    };
-    if let Some(opts) = demo {
-        let port = opts.http_port;
-        runtime.spawn(async move {
-            if wait_synchronized(port).await {
-                println!("{}", demo::banner(&opts));
-            }
-        });
-    }
-    let res = runtime.block_on(mirrorfarm_node::node::run(&home, shutdown_signal()));
-    match res {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "node stopped");
-            eprintln!("mirrorfarm: {e}");
-            ExitCode::from(e.exit_code() as u8)
-        }
-    }
-}
-
-/// Polls the node's /status until it is SYNCHRONIZED (bounded: 10 minutes).
-async fn wait_synchronized(port: u16) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    for _ in 0..1200 {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-            continue;
-        };
-        let req = "GET /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-        let mut body = String::new();
-        if s.write_all(req.as_bytes()).await.is_ok()
-            && s.read_to_string(&mut body).await.is_ok()
-            && body.contains("\"state\":\"SYNCHRONIZED\"")
-        {
-            return true;
-        }
-    }
-    false
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            return std::future::pending().await;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
+        } => demo::run(workdir, https_port, ssh_port),
     }
 }

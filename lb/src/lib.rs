@@ -1,1 +1,12 @@
-//! placeholder
+//! The mirrorfarm load balancer, on Pingora: TLS termination, `BITBUCKETSESSIONID` stickiness,
+//! SSH passthrough, health checks of the nodes, and an admin status listener.
+
+pub mod admin;
+pub mod background;
+pub mod backends;
+pub mod config;
+pub mod health;
+pub mod http_proxy;
+pub mod server;
+pub mod ssh_proxy;
+pub mod tls;

@@ -1,20 +1,9 @@
-//! `mirrorfarm demo`: a working mirror on this machine in one command — a generated `file://`
-//! upstream (two projects, three repositories with real history, branches and tags) and a node
-//! serving it over HTTP and SSH. (The load balancer and more nodes join with the farm issues.)
+//! The demo's upstream: a `file://` tree with two projects and three repositories of real
+//! generated history (one with 1500 commits), branches and annotated tags.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-
-/// Demo options.
-pub struct DemoOptions {
-    /// Where everything lives (reused by a second run).
-    pub workdir: PathBuf,
-    /// Node HTTP port.
-    pub http_port: u16,
-    /// Node SSH port.
-    pub ssh_port: u16,
-}
 
 const REPOS: [(&str, &str, usize); 3] = [
     ("PLAT", "kernel", 1500),
@@ -35,11 +24,10 @@ fn git(dir: &Path, args: &[&str]) -> Result<(), String> {
         .ok_or_else(|| format!("git {args:?} failed"))
 }
 
-/// Creates the demo upstream (once) and the node's home; returns the home.
-pub fn prepare(opts: &DemoOptions) -> Result<PathBuf, String> {
-    let upstream = opts.workdir.join("upstream");
+/// Creates the demo upstream under `dir` unless it is there already.
+pub fn ensure(dir: &Path) -> Result<(), String> {
     for (project, repo, commits) in REPOS {
-        let path = upstream.join(project).join(format!("{repo}.git"));
+        let path = dir.join(project).join(format!("{repo}.git"));
         if path.join("HEAD").exists() {
             continue;
         }
@@ -48,20 +36,7 @@ pub fn prepare(opts: &DemoOptions) -> Result<PathBuf, String> {
         git(&path, &["symbolic-ref", "HEAD", "refs/heads/main"])?;
         generate(&path, repo, commits)?;
     }
-    let home = opts.workdir.join("node1");
-    std::fs::create_dir_all(&home).map_err(|e| format!("{}: {e}", home.display()))?;
-    let props = format!(
-        "# Written by `mirrorfarm demo`.\napplication.mode=mirror\nsetup.displayName=mirrorfarm demo\n\
-         setup.baseUrl=http://localhost:{http}\nplugin.mirroring.upstream.url=file://{up}\n\
-         plugin.mirroring.synchronization.interval=30\nmirror.projects=*\nmirror.access=anonymous\n\
-         server.address=127.0.0.1\nserver.port={http}\nplugin.ssh.address=127.0.0.1\nplugin.ssh.port={ssh}\n",
-        http = opts.http_port,
-        ssh = opts.ssh_port,
-        up = upstream.display()
-    );
-    std::fs::write(home.join("mirrorfarm.properties"), props)
-        .map_err(|e| format!("{}: {e}", home.display()))?;
-    Ok(home)
+    Ok(())
 }
 
 /// Writes `commits` commits (a few files changing each time), 3 branches and a tag every 100 commits.
@@ -122,26 +97,4 @@ fn generate(path: &Path, name: &str, commits: usize) -> Result<(), String> {
     st.success()
         .then_some(())
         .ok_or_else(|| "git fast-import failed".into())
-}
-
-/// What to print once the node is synchronized.
-pub fn banner(opts: &DemoOptions) -> String {
-    let up = opts.workdir.join("upstream");
-    format!(
-        "\nmirrorfarm demo is ready.\n\n\
-         Clone over HTTP:  git clone http://localhost:{http}/scm/PLAT/kernel.git\n\
-         Clone over SSH:   git clone ssh://git@localhost:{ssh}/PLAT/kernel.git\n\
-         Status:           http://localhost:{http}/status   (page: http://localhost:{http}/)\n\n\
-         Push a change to the demo upstream and watch it arrive:\n\
-         \x20 git clone {up}/WEB/site.git /tmp/site && cd /tmp/site\n\
-         \x20 git commit --allow-empty -m hello && git push origin HEAD:main\n\
-         \x20 curl -X POST http://localhost:{http}/rest/mirroring/latest/sync \\\n\
-         \x20      -H 'Content-Type: application/json' -d '{{\"project\":\"WEB\",\"repo\":\"site\"}}'\n\
-         \x20 git ls-remote http://localhost:{http}/scm/WEB/site.git main\n\n\
-         Ctrl-C stops the demo; running it again reuses {work}.\n",
-        http = opts.http_port,
-        ssh = opts.ssh_port,
-        up = up.display(),
-        work = opts.workdir.display()
-    )
 }

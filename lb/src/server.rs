@@ -1,0 +1,181 @@
+//! Starting the LB: certificate, Pingora server and its services (HTTPS proxy, SSH passthrough,
+//! health checks, admin and redirect listeners, certificate reload, drain watcher).
+
+use std::sync::Arc;
+
+use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::Listeners;
+use pingora::prelude::http_proxy_service;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server};
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use crate::admin::{AdminApp, RedirectApp};
+use crate::background::{CertReloader, DrainWatcher};
+use crate::backends::Backends;
+use crate::config::{CertSource, LbConfig};
+use crate::health::HealthChecker;
+use crate::http_proxy::FarmProxy;
+use crate::ssh_proxy::SshPassthrough;
+use crate::tls::{self, ReloadingCert};
+
+/// Why the LB could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LbError {
+    /// The self-signed certificate could not be made.
+    #[error("cannot create the self-signed certificate in {path}: {source}")]
+    SelfSigned {
+        /// Its directory.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The certificate files do not load.
+    #[error(transparent)]
+    Pem(#[from] tls::PemError),
+    /// A listener address is taken or not allowed.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Address.
+        addr: std::net::SocketAddr,
+        /// Which listener.
+        what: &'static str,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+impl LbError {
+    /// Process exit code (sysexits).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Pem(_) => 64,
+            Self::Bind { .. } => 71,
+            Self::SelfSigned { .. } => 73,
+        }
+    }
+}
+
+/// Pingora exits the process when a listener cannot be bound: check them first.
+fn check_bindable(config: &LbConfig) -> Result<(), LbError> {
+    let mut all = vec![(config.https, "HTTPS"), (config.ssh, "SSH"), (config.admin, "admin")];
+    if let Some(a) = config.http_redirect {
+        all.push((a, "HTTP redirect"));
+    }
+    for (addr, what) in all {
+        std::net::TcpListener::bind(addr).map_err(|source| LbError::Bind { addr, what, source })?;
+    }
+    Ok(())
+}
+
+/// Runs the LB until SIGTERM (graceful: drain up to `lb.drain.grace`) or SIGINT (at once).
+pub fn run(config: LbConfig) -> Result<(), LbError> {
+    let (cert_path, key_path) = match &config.cert {
+        CertSource::Files { cert, key } => (cert.clone(), key.clone()),
+        CertSource::SelfSigned => tls::ensure_self_signed(&config.home, &config.hostname).map_err(|source| {
+            LbError::SelfSigned {
+                path: config.home.join("tls").display().to_string(),
+                source,
+            }
+        })?,
+    };
+    let cert = Arc::new(ReloadingCert::new(&cert_path, &key_path)?);
+    tracing::info!(
+        certificate = %cert_path.display(),
+        sha256 = %cert.fingerprint(),
+        self_signed = matches!(config.cert, CertSource::SelfSigned),
+        "TLS certificate"
+    );
+    check_bindable(&config)?;
+
+    let conf = ServerConf {
+        threads: config.threads,
+        grace_period_seconds: Some(config.drain_grace.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
+        pid_file: config.home.join("lb.pid").display().to_string(),
+        upgrade_sock: config.home.join("lb-upgrade.sock").display().to_string(),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let backends = Arc::new(Backends::new(&config.backends));
+
+    let mut proxy = http_proxy_service(
+        &server.configuration,
+        FarmProxy {
+            backends: backends.clone(),
+            hostname: config.hostname.clone(),
+        },
+    );
+    let mut tls_settings = TlsSettings::with_callbacks(Box::new(NoCallbacks)).expect("TLS settings without files");
+    tls_settings.set_cert_resolver(cert.clone());
+    tls_settings.enable_h2();
+    proxy.add_tls_with_settings(&config.https.to_string(), None, tls_settings);
+    server.add_service(proxy);
+
+    let ssh = Service::with_listeners(
+        "ssh passthrough".into(),
+        Listeners::tcp(&config.ssh.to_string()),
+        SshPassthrough {
+            backends: backends.clone(),
+            proxy_protocol: config.ssh_proxy_protocol,
+        },
+    );
+    server.add_service(ssh);
+
+    let admin = Service::with_listeners(
+        "admin".into(),
+        Listeners::tcp(&config.admin.to_string()),
+        AdminApp {
+            backends: backends.clone(),
+            cert: cert.clone(),
+            hostname: config.hostname.clone(),
+        },
+    );
+    server.add_service(admin);
+
+    if let Some(addr) = config.http_redirect {
+        let https_base = match config.https.port() {
+            443 => format!("https://{}", config.hostname),
+            p => format!("https://{}:{p}", config.hostname),
+        };
+        let redirect = Service::with_listeners("http redirect".into(), Listeners::tcp(&addr.to_string()), RedirectApp { https_base });
+        server.add_service(redirect);
+    }
+
+    server.add_service(background_service(
+        "health checks",
+        HealthChecker {
+            backends: backends.clone(),
+            interval: config.health_interval,
+            timeout: config.health_timeout,
+            fall: config.health_fall,
+            rise: config.health_rise,
+        },
+    ));
+    server.add_service(background_service("certificate reload", CertReloader { cert }));
+    server.add_service(background_service(
+        "drain",
+        DrainWatcher {
+            backends,
+            grace: config.drain_grace,
+        },
+    ));
+    tracing::info!(
+        hostname = %config.hostname,
+        https = %config.https,
+        ssh = %config.ssh,
+        admin = %config.admin,
+        backends = config.backends.len(),
+        "load balancer starting"
+    );
+    server.run(RunArgs::default());
+    Ok(())
+}
+
+/// Pingora's TLS settings want callbacks when no certificate files are given; we have none.
+struct NoCallbacks;
+
+#[async_trait::async_trait]
+impl pingora::listeners::TlsAccept for NoCallbacks {}

@@ -1,0 +1,67 @@
+//! SSH passthrough: each TCP connection goes to the healthy node with the fewest SSH connections
+//! (the next one if a connect fails), optionally preceded by a PROXY v2 header carrying the client
+//! address; bytes are then copied both ways until either side closes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::backends::{Backends, InFlight};
+
+/// The passthrough app.
+pub struct SshPassthrough {
+    /// The nodes.
+    pub backends: Arc<Backends>,
+    /// Send a PROXY v2 header first.
+    pub proxy_protocol: bool,
+}
+
+#[async_trait]
+impl ServerApp for SshPassthrough {
+    async fn process_new(self: &Arc<Self>, mut client: Stream, _shutdown: &ShutdownWatch) -> Option<Stream> {
+        let digest = client.get_socket_digest();
+        let peer = digest.as_ref().and_then(|d| d.peer_addr()).and_then(|a| a.as_inet()).copied();
+        let local = digest.as_ref().and_then(|d| d.local_addr()).and_then(|a| a.as_inet()).copied();
+        let mut tried = Vec::new();
+        let (mut upstream, in_flight) = loop {
+            let Some(b) = self.backends.least_loaded(true, &tried) else {
+                tracing::warn!(client = ?peer, "SSH connection refused: no healthy mirror node");
+                return None;
+            };
+            tried.push(b.addr.http);
+            match tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(b.addr.ssh)).await {
+                Ok(Ok(s)) => break (s, InFlight::new(b, true)),
+                Ok(Err(e)) => {
+                    if b.set_healthy(false) {
+                        tracing::warn!(backend = %b.addr.label, error = %e, "cannot connect to node SSH; out of rotation");
+                    }
+                }
+                Err(_) => {
+                    if b.set_healthy(false) {
+                        tracing::warn!(backend = %b.addr.label, "node SSH connect timed out; out of rotation");
+                    }
+                }
+            }
+        };
+        let _ = upstream.set_nodelay(true);
+        if self.proxy_protocol {
+            if let (Some(src), Some(dst)) = (peer, local) {
+                let header = mirrorfarm_common::proxy_protocol::encode(src, dst);
+                if upstream.write_all(&header).await.is_err() {
+                    return None;
+                }
+            }
+        }
+        match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            Ok((up, down)) => tracing::debug!(client = ?peer, backend = %in_flight.backend().addr.label, up, down, "SSH connection closed"),
+            Err(e) => tracing::debug!(client = ?peer, error = %e, "SSH connection ended with an error"),
+        }
+        None
+    }
+}
