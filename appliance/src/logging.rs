@@ -11,13 +11,26 @@ use tracing_subscriber::EnvFilter;
 pub fn init(dir: &Path, file_name: &str, json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = std::fs::create_dir_all(dir);
-    let file = OpenOptions::new().create(true).append(true).open(dir.join(file_name));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false);
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(file_name));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false);
     match (file, json) {
-        (Ok(f), false) => builder.with_writer(std::io::stderr.and(std::sync::Arc::new(f))).init(),
-        (Ok(f), true) => builder.json().with_writer(std::io::stderr.and(std::sync::Arc::new(f))).init(),
+        (Ok(f), false) => builder
+            .with_writer(std::io::stderr.and(std::sync::Arc::new(f)))
+            .init(),
+        (Ok(f), true) => builder
+            .json()
+            .with_writer(std::io::stderr.and(std::sync::Arc::new(f)))
+            .init(),
         (Err(e), json) => {
-            eprintln!("mirrorfarm: cannot open {}/{file_name} ({e}); logging to stderr only", dir.display());
+            eprintln!(
+                "mirrorfarm: cannot open {}/{file_name} ({e}); logging to stderr only",
+                dir.display()
+            );
             if json {
                 builder.json().with_writer(std::io::stderr).init()
             } else {

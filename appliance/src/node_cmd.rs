@@ -14,8 +14,15 @@ pub fn run(home: PathBuf) -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    logging::init(&home.join("logs"), "node.log", config.log_format == mirrorfarm_node::config::LogFormat::Json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    logging::init(
+        &home.join("logs"),
+        "node.log",
+        config.log_format == mirrorfarm_node::config::LogFormat::Json,
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("mirrorfarm: cannot start the async runtime: {e}");

@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pingora::apps::http_app::ServeHttp;
 use http::Response;
+use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
@@ -23,7 +23,12 @@ pub struct AdminApp {
     pub hostname: String,
 }
 
-fn response(code: u16, content_type: &str, body: Vec<u8>, location: Option<&str>) -> Response<Vec<u8>> {
+fn response(
+    code: u16,
+    content_type: &str,
+    body: Vec<u8>,
+    location: Option<&str>,
+) -> Response<Vec<u8>> {
     let mut b = Response::builder()
         .status(code)
         .header("Content-Type", content_type)
@@ -92,6 +97,11 @@ impl ServeHttp for RedirectApp {
             .map(|p| p.as_str().to_owned())
             .unwrap_or_else(|| "/".into());
         let location = format!("{}{path}", self.https_base);
-        response(301, "text/plain", format!("moved to {location}\n").into_bytes(), Some(&location))
+        response(
+            301,
+            "text/plain",
+            format!("moved to {location}\n").into_bytes(),
+            Some(&location),
+        )
     }
 }

@@ -51,7 +51,10 @@ impl Backend {
     }
     /// The route its session cookies carry, once known.
     pub fn route(&self) -> Option<String> {
-        self.route.read().expect("route lock is never poisoned").clone()
+        self.route
+            .read()
+            .expect("route lock is never poisoned")
+            .clone()
     }
     /// Records what a check found.
     pub fn set_info(&self, info: NodeInfo) {
@@ -63,7 +66,10 @@ impl Backend {
     }
     /// What the last check found.
     pub fn info(&self) -> NodeInfo {
-        self.info.read().expect("info lock is never poisoned").clone()
+        self.info
+            .read()
+            .expect("info lock is never poisoned")
+            .clone()
     }
 }
 
@@ -84,7 +90,11 @@ pub struct InFlight {
 impl InFlight {
     /// Starts counting.
     pub fn new(backend: Arc<Backend>, ssh: bool) -> Self {
-        let c = if ssh { &backend.active_ssh } else { &backend.active_http };
+        let c = if ssh {
+            &backend.active_ssh
+        } else {
+            &backend.active_http
+        };
         c.fetch_add(1, Ordering::AcqRel);
         if !ssh {
             backend.served_http.fetch_add(1, Ordering::Relaxed);
@@ -99,7 +109,11 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let c = if self.ssh { &self.backend.active_ssh } else { &self.backend.active_http };
+        let c = if self.ssh {
+            &self.backend.active_ssh
+        } else {
+            &self.backend.active_http
+        };
         c.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -147,7 +161,13 @@ impl Backends {
             return None;
         }
         let start = self.rr.fetch_add(1, Ordering::Relaxed) % n;
-        let load = |b: &Backend| if ssh { b.active_ssh.load(Ordering::Acquire) } else { b.active_http.load(Ordering::Acquire) };
+        let load = |b: &Backend| {
+            if ssh {
+                b.active_ssh.load(Ordering::Acquire)
+            } else {
+                b.active_http.load(Ordering::Acquire)
+            }
+        };
         (0..n)
             .map(|i| &self.list[(start + i) % n])
             .filter(|b| b.healthy() && !exclude.contains(&b.addr.http))
@@ -174,14 +194,27 @@ mod tests {
         assert!(b.least_loaded(false, &[]).is_none(), "nothing healthy yet");
         for (i, be) in b.all().iter().enumerate() {
             be.set_healthy(true);
-            be.set_info(NodeInfo { node_id: format!("{i}{i}{i}{i}aaaa-0000"), ..Default::default() });
+            be.set_info(NodeInfo {
+                node_id: format!("{i}{i}{i}{i}aaaa-0000"),
+                ..Default::default()
+            });
         }
-        assert_eq!(b.by_route("1111aaaa").map(|x| x.addr.label.clone()), Some("n2".into()));
+        assert_eq!(
+            b.by_route("1111aaaa").map(|x| x.addr.label.clone()),
+            Some("n2".into())
+        );
         let _busy = InFlight::new(b.all()[0].clone(), false);
         for _ in 0..4 {
-            assert_eq!(b.least_loaded(false, &[]).map(|x| x.addr.label.clone()), Some("n2".into()));
+            assert_eq!(
+                b.least_loaded(false, &[]).map(|x| x.addr.label.clone()),
+                Some("n2".into())
+            );
         }
-        assert_eq!(b.least_loaded(false, &[addr(2).http]).map(|x| x.addr.label.clone()), Some("n1".into()));
+        assert_eq!(
+            b.least_loaded(false, &[addr(2).http])
+                .map(|x| x.addr.label.clone()),
+            Some("n1".into())
+        );
         b.all()[1].set_healthy(false);
         assert!(b.by_route("1111aaaa").is_none());
         drop(_busy);

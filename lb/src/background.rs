@@ -36,9 +36,13 @@ impl BackgroundService for CertReloader {
                 Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
             };
             match self.cert.reload(forced) {
-                Ok(true) => tracing::info!(sha256 = %self.cert.fingerprint(), "TLS certificate reloaded"),
+                Ok(true) => {
+                    tracing::info!(sha256 = %self.cert.fingerprint(), "TLS certificate reloaded")
+                }
                 Ok(false) => {}
-                Err(e) => tracing::error!(error = %e, "TLS certificate not reloaded; still serving the previous one"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificate not reloaded; still serving the previous one")
+                }
             }
         }
     }
@@ -59,21 +63,29 @@ impl BackgroundService for DrainWatcher {
         if shutdown.changed().await.is_err() {
             return;
         }
-        tracing::info!(grace_s = self.grace.as_secs(), "draining in-flight requests");
+        tracing::info!(
+            grace_s = self.grace.as_secs(),
+            "draining in-flight requests"
+        );
         let deadline = tokio::time::Instant::now() + self.grace;
         loop {
             let busy: usize = self
                 .backends
                 .all()
                 .iter()
-                .map(|b| b.active_http.load(Ordering::Acquire) + b.active_ssh.load(Ordering::Acquire))
+                .map(|b| {
+                    b.active_http.load(Ordering::Acquire) + b.active_ssh.load(Ordering::Acquire)
+                })
                 .sum();
             if busy == 0 {
                 tracing::info!("drained; exiting");
                 std::process::exit(0);
             }
             if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(in_flight = busy, "grace period over; exiting with requests in flight");
+                tracing::warn!(
+                    in_flight = busy,
+                    "grace period over; exiting with requests in flight"
+                );
                 std::process::exit(0);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -5,7 +5,9 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mirrorfarm_common::config::{read_file, read_known_keys, ConfigError, KnownKeys, Located, Validator};
+use mirrorfarm_common::config::{
+    read_file, read_known_keys, ConfigError, KnownKeys, Located, Validator,
+};
 
 /// File name of the LB configuration inside its home.
 pub const FILE_NAME: &str = "mirrorfarm-lb.properties";
@@ -140,24 +142,53 @@ impl LbConfig {
         let host_ok = !hostname.is_empty()
             && hostname.len() <= 253
             && hostname.split('.').all(|l| {
-                !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             });
         if !host_ok {
-            return Err(v.at(h, "lb.hostname", "must be a DNS host name such as git.example.com"));
+            return Err(v.at(
+                h,
+                "lb.hostname",
+                "must be a DNS host name such as git.example.com",
+            ));
         }
-        let https = v.addr(&fc.https_address, "lb.https.address", any, &fc.https_port, "lb.https.port", 443)?;
+        let https = v.addr(
+            &fc.https_address,
+            "lb.https.address",
+            any,
+            &fc.https_port,
+            "lb.https.port",
+            443,
+        )?;
         let http_redirect = match &fc.http_port {
             None => None,
-            Some(_) => Some(SocketAddr::new(https.ip(), v.port(&fc.http_port, "lb.http.port", 80)?)),
+            Some(_) => Some(SocketAddr::new(
+                https.ip(),
+                v.port(&fc.http_port, "lb.http.port", 80)?,
+            )),
         };
-        let ssh = v.addr(&fc.ssh_address, "lb.ssh.address", any, &fc.ssh_port, "lb.ssh.port", 7999)?;
-        let ssh_proxy_protocol = v.boolean(&fc.ssh_proxy_protocol, "lb.ssh.proxyProtocol", false)?;
+        let ssh = v.addr(
+            &fc.ssh_address,
+            "lb.ssh.address",
+            any,
+            &fc.ssh_port,
+            "lb.ssh.port",
+            7999,
+        )?;
+        let ssh_proxy_protocol =
+            v.boolean(&fc.ssh_proxy_protocol, "lb.ssh.proxyProtocol", false)?;
         let cert = match (&fc.tls_certificate, &fc.tls_key) {
             (None, None) => CertSource::SelfSigned,
             (Some(c), Some(k)) => {
                 let resolve = |l: &Located| {
                     let p = PathBuf::from(&l.value);
-                    if p.is_absolute() { p } else { home.join(p) }
+                    if p.is_absolute() {
+                        p
+                    } else {
+                        home.join(p)
+                    }
                 };
                 let (cert, key) = (resolve(c), resolve(k));
                 crate::tls::check_pem_files(&cert, &key).map_err(|e| match e {
@@ -166,22 +197,44 @@ impl LbConfig {
                 })?;
                 CertSource::Files { cert, key }
             }
-            (Some(c), None) => return Err(v.at(c, "lb.tls.certificate", "lb.tls.key must be set too")),
-            (None, Some(k)) => return Err(v.at(k, "lb.tls.key", "lb.tls.certificate must be set too")),
+            (Some(c), None) => {
+                return Err(v.at(c, "lb.tls.certificate", "lb.tls.key must be set too"))
+            }
+            (None, Some(k)) => {
+                return Err(v.at(k, "lb.tls.key", "lb.tls.certificate must be set too"))
+            }
         };
         let b = v.required(&fc.backends, "lb.backends")?;
         let mut backends = Vec::new();
         for item in b.value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            backends.push(parse_backend(item).map_err(|m| v.at(b, "lb.backends", &format!("{item:?}: {m}")))?);
+            backends.push(
+                parse_backend(item)
+                    .map_err(|m| v.at(b, "lb.backends", &format!("{item:?}: {m}")))?,
+            );
         }
         if backends.is_empty() {
-            return Err(v.at(b, "lb.backends", "list at least one node as host:httpPort:sshPort"));
+            return Err(v.at(
+                b,
+                "lb.backends",
+                "list at least one node as host:httpPort:sshPort",
+            ));
         }
-        let health_interval = Duration::from_millis(v.number(&fc.health_interval, "lb.health.interval", 100..=60_000, 1000)?);
-        let health_timeout = Duration::from_millis(v.number(&fc.health_timeout, "lb.health.timeout", 100..=60_000, 2000)?);
+        let health_interval = Duration::from_millis(v.number(
+            &fc.health_interval,
+            "lb.health.interval",
+            100..=60_000,
+            1000,
+        )?);
+        let health_timeout = Duration::from_millis(v.number(
+            &fc.health_timeout,
+            "lb.health.timeout",
+            100..=60_000,
+            2000,
+        )?);
         let health_fall = v.number(&fc.health_fall, "lb.health.fall", 1..=100, 2)? as u32;
         let health_rise = v.number(&fc.health_rise, "lb.health.rise", 1..=100, 2)? as u32;
-        let drain_grace = Duration::from_secs(v.number(&fc.drain_grace, "lb.drain.grace", 0..=3600, 30)?);
+        let drain_grace =
+            Duration::from_secs(v.number(&fc.drain_grace, "lb.drain.grace", 0..=3600, 30)?);
         let admin = v.addr(
             &fc.admin_address,
             "lb.admin.address",
@@ -190,7 +243,9 @@ impl LbConfig {
             "lb.admin.port",
             7980,
         )?;
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         let threads = v.number(&fc.threads, "lb.threads", 1..=256, cpus as u64)? as usize;
         let log_json = match &fc.log_format {
             None => false,
@@ -200,11 +255,19 @@ impl LbConfig {
                 _ => return Err(v.at(l, "logging.format", "must be `text` or `json`")),
             },
         };
-        let ports = [("lb.https.port", Some(https)), ("lb.http.port", http_redirect), ("lb.ssh.port", Some(ssh)), ("lb.admin.port", Some(admin))];
+        let ports = [
+            ("lb.https.port", Some(https)),
+            ("lb.http.port", http_redirect),
+            ("lb.ssh.port", Some(ssh)),
+            ("lb.admin.port", Some(admin)),
+        ];
         for (i, (ka, a)) in ports.iter().enumerate() {
             for (kb, b) in &ports[i + 1..] {
                 if let (Some(a), Some(b)) = (a, b) {
-                    if a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified()) {
+                    if a.port() != 0
+                        && a.port() == b.port()
+                        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+                    {
                         return Err(v.missing(kb, &format!("same port as {ka}")));
                     }
                 }
@@ -233,13 +296,23 @@ impl LbConfig {
 
 fn parse_backend(item: &str) -> Result<BackendAddr, String> {
     let (host, ports) = if let Some(rest) = item.strip_prefix('[') {
-        let (h, p) = rest.split_once("]:").ok_or("expected [ipv6]:httpPort:sshPort")?;
+        let (h, p) = rest
+            .split_once("]:")
+            .ok_or("expected [ipv6]:httpPort:sshPort")?;
         (h, p)
     } else {
-        item.split_once(':').ok_or("expected host:httpPort:sshPort")?
+        item.split_once(':')
+            .ok_or("expected host:httpPort:sshPort")?
     };
-    let (hp, sp) = ports.split_once(':').ok_or("expected host:httpPort:sshPort")?;
-    let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("bad port {p:?}"));
+    let (hp, sp) = ports
+        .split_once(':')
+        .ok_or("expected host:httpPort:sshPort")?;
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("bad port {p:?}"))
+    };
     let (hp, sp) = (port(hp)?, port(sp)?);
     let ip = (host, hp)
         .to_socket_addrs()
@@ -266,20 +339,28 @@ mod tests {
 
     #[test]
     fn defaults_and_errors() {
-        let c = load("lb.hostname=Git.Example.com\nlb.backends=127.0.0.1:7990:7999, [::1]:7991:7998\n").expect("ok");
+        let c =
+            load("lb.hostname=Git.Example.com\nlb.backends=127.0.0.1:7990:7999, [::1]:7991:7998\n")
+                .expect("ok");
         assert_eq!(c.hostname, "git.example.com");
         assert_eq!(c.https.port(), 443);
         assert_eq!(c.ssh.port(), 7999);
         assert_eq!(c.admin.to_string(), "127.0.0.1:7980");
         assert_eq!(c.backends.len(), 2);
         assert_eq!(c.cert, CertSource::SelfSigned);
-        let e = load("lb.hostname=x\nlb.backend=127.0.0.1:1:2\n").expect_err("typo").to_string();
+        let e = load("lb.hostname=x\nlb.backend=127.0.0.1:1:2\n")
+            .expect_err("typo")
+            .to_string();
         assert!(e.contains(":2: lb.backend: unknown key"), "{e}");
-        let e = load("lb.hostname=x\nlb.backends=127.0.0.1:1\n").expect_err("bad").to_string();
+        let e = load("lb.hostname=x\nlb.backends=127.0.0.1:1\n")
+            .expect_err("bad")
+            .to_string();
         assert!(e.contains(":2: lb.backends:"), "{e}");
         let e = load("lb.hostname=x\nlb.backends=127.0.0.1:1:2\nlb.tls.certificate=/nope.pem\nlb.tls.key=/nope.key\n").expect_err("cert").to_string();
         assert!(e.contains(":3: lb.tls.certificate:"), "{e}");
-        let e = load("lb.hostname=bad_host\nlb.backends=127.0.0.1:1:2\n").expect_err("host").to_string();
+        let e = load("lb.hostname=bad_host\nlb.backends=127.0.0.1:1:2\n")
+            .expect_err("host")
+            .to_string();
         assert!(e.contains(":1: lb.hostname:"), "{e}");
     }
 }

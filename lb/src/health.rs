@@ -30,23 +30,40 @@ pub struct HealthChecker {
 pub async fn check(backend: &Backend, timeout: Duration) -> NodeInfo {
     match tokio::time::timeout(timeout, fetch_status(backend)).await {
         Ok(Ok(info)) => info,
-        Ok(Err(e)) => NodeInfo { error: Some(e), ..backend.info() },
-        Err(_) => NodeInfo { error: Some(format!("no answer within {timeout:?}")), ..backend.info() },
+        Ok(Err(e)) => NodeInfo {
+            error: Some(e),
+            ..backend.info()
+        },
+        Err(_) => NodeInfo {
+            error: Some(format!("no answer within {timeout:?}")),
+            ..backend.info()
+        },
     }
 }
 
 async fn fetch_status(backend: &Backend) -> Result<NodeInfo, String> {
-    let mut s = TcpStream::connect(backend.addr.http).await.map_err(|e| format!("connect: {e}"))?;
+    let mut s = TcpStream::connect(backend.addr.http)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     let req = format!("GET /status HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nUser-Agent: mirrorfarm-lb\r\n\r\n", backend.addr.http);
-    s.write_all(req.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("write: {e}"))?;
     let mut buf = Vec::new();
-    s.take(4 * 1024 * 1024).read_to_end(&mut buf).await.map_err(|e| format!("read: {e}"))?;
+    s.take(4 * 1024 * 1024)
+        .read_to_end(&mut buf)
+        .await
+        .map_err(|e| format!("read: {e}"))?;
     let text = String::from_utf8_lossy(&buf);
     let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP response")?;
     if !head.starts_with("HTTP/1.1 200") {
-        return Err(format!("status answered {}", head.lines().next().unwrap_or_default()));
+        return Err(format!(
+            "status answered {}",
+            head.lines().next().unwrap_or_default()
+        ));
     }
-    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| format!("bad /status JSON: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| format!("bad /status JSON: {e}"))?;
     Ok(NodeInfo {
         node_id: v["nodeId"].as_str().unwrap_or_default().to_owned(),
         state: v["state"].as_str().unwrap_or_default().to_owned(),
@@ -80,7 +97,10 @@ impl BackgroundService for HealthChecker {
                     fails[i] += 1;
                     passes[i] = 0;
                 }
-                let why = info.error.clone().unwrap_or_else(|| format!("state {}", info.state));
+                let why = info
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| format!("state {}", info.state));
                 b.set_info(info);
                 if ok && passes[i] >= self.rise && !b.healthy() {
                     b.set_healthy(true);

@@ -49,7 +49,9 @@ impl FarmProxy {
         resp.insert_header("Content-Type", "text/plain; charset=utf-8")?;
         resp.insert_header("Content-Length", (message.len() + 1).to_string())?;
         session.write_response_header(Box::new(resp), false).await?;
-        session.write_response_body(Some(Bytes::from(format!("{message}\n"))), true).await?;
+        session
+            .write_response_body(Some(Bytes::from(format!("{message}\n"))), true)
+            .await?;
         Ok(true)
     }
 }
@@ -72,7 +74,12 @@ impl ProxyHttp for FarmProxy {
             .or_else(|| req.uri.authority().map(|a| a.to_string()))
             .unwrap_or_default();
         if !host_matches(&host, &self.hostname) {
-            return Self::refuse(session, 421, &format!("this server only answers for {}", self.hostname)).await;
+            return Self::refuse(
+                session,
+                421,
+                &format!("this server only answers for {}", self.hostname),
+            )
+            .await;
         }
         let path = req.uri.path().to_owned();
         if NODE_ONLY_PREFIXES.iter().any(|p| path.starts_with(p)) {
@@ -81,7 +88,11 @@ impl ProxyHttp for FarmProxy {
         Ok(false)
     }
 
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
         let route = session
             .req_header()
             .headers
@@ -96,9 +107,12 @@ impl ProxyHttp for FarmProxy {
             .filter(|b| !ctx.tried.contains(&b.addr.http));
         let backend = match sticky {
             Some(b) => b,
-            None => self.backends.least_loaded(false, &ctx.tried).ok_or_else(|| {
-                Error::explain(ErrorType::HTTPStatus(503), "no healthy mirror node")
-            })?,
+            None => self
+                .backends
+                .least_loaded(false, &ctx.tried)
+                .ok_or_else(|| {
+                    Error::explain(ErrorType::HTTPStatus(503), "no healthy mirror node")
+                })?,
         };
         ctx.tried.push(backend.addr.http);
         let mut peer = HttpPeer::new(backend.addr.http, false, String::new());
@@ -112,7 +126,13 @@ impl ProxyHttp for FarmProxy {
         Ok(Box::new(peer))
     }
 
-    fn fail_to_connect(&self, _session: &mut Session, peer: &HttpPeer, ctx: &mut Self::CTX, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut Self::CTX,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
         if let Some(f) = ctx.in_flight.take() {
             if f.backend().set_healthy(false) {
                 tracing::warn!(backend = %f.backend().addr.label, peer = %peer, "cannot connect to node; out of rotation until it passes checks");
@@ -124,13 +144,22 @@ impl ProxyHttp for FarmProxy {
         e
     }
 
-    async fn upstream_request_filter(&self, session: &mut Session, upstream: &mut RequestHeader, _ctx: &mut Self::CTX) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
         let client = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip().to_string())
             .unwrap_or_default();
-        let xff = match upstream.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        let xff = match upstream
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
             Some(prev) if !prev.is_empty() => format!("{prev}, {client}"),
             _ => client,
         };
@@ -144,8 +173,15 @@ impl ProxyHttp for FarmProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
-        let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
-        let backend = ctx.in_flight.as_ref().map(|f| f.backend().addr.label.clone()).unwrap_or_default();
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let backend = ctx
+            .in_flight
+            .as_ref()
+            .map(|f| f.backend().addr.label.clone())
+            .unwrap_or_default();
         if let Some(e) = e {
             tracing::warn!(path = %session.req_header().uri.path(), status, backend, error = %e, "request failed");
         } else {

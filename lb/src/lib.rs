@@ -2,8 +2,8 @@
 //! SSH passthrough, health checks of the nodes, and an admin status listener.
 
 pub mod admin;
-pub mod background;
 pub mod backends;
+pub mod background;
 pub mod config;
 pub mod health;
 pub mod http_proxy;

@@ -12,8 +12,8 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::{AdminApp, RedirectApp};
-use crate::background::{CertReloader, DrainWatcher};
 use crate::backends::Backends;
+use crate::background::{CertReloader, DrainWatcher};
 use crate::config::{CertSource, LbConfig};
 use crate::health::HealthChecker;
 use crate::http_proxy::FarmProxy;
@@ -59,7 +59,11 @@ impl LbError {
 
 /// Pingora exits the process when a listener cannot be bound: check them first.
 fn check_bindable(config: &LbConfig) -> Result<(), LbError> {
-    let mut all = vec![(config.https, "HTTPS"), (config.ssh, "SSH"), (config.admin, "admin")];
+    let mut all = vec![
+        (config.https, "HTTPS"),
+        (config.ssh, "SSH"),
+        (config.admin, "admin"),
+    ];
     if let Some(a) = config.http_redirect {
         all.push((a, "HTTP redirect"));
     }
@@ -71,15 +75,15 @@ fn check_bindable(config: &LbConfig) -> Result<(), LbError> {
 
 /// Runs the LB until SIGTERM (graceful: drain up to `lb.drain.grace`) or SIGINT (at once).
 pub fn run(config: LbConfig) -> Result<(), LbError> {
-    let (cert_path, key_path) = match &config.cert {
-        CertSource::Files { cert, key } => (cert.clone(), key.clone()),
-        CertSource::SelfSigned => tls::ensure_self_signed(&config.home, &config.hostname).map_err(|source| {
-            LbError::SelfSigned {
-                path: config.home.join("tls").display().to_string(),
-                source,
-            }
-        })?,
-    };
+    let (cert_path, key_path) =
+        match &config.cert {
+            CertSource::Files { cert, key } => (cert.clone(), key.clone()),
+            CertSource::SelfSigned => tls::ensure_self_signed(&config.home, &config.hostname)
+                .map_err(|source| LbError::SelfSigned {
+                    path: config.home.join("tls").display().to_string(),
+                    source,
+                })?,
+        };
     let cert = Arc::new(ReloadingCert::new(&cert_path, &key_path)?);
     tracing::info!(
         certificate = %cert_path.display(),
@@ -108,7 +112,8 @@ pub fn run(config: LbConfig) -> Result<(), LbError> {
             hostname: config.hostname.clone(),
         },
     );
-    let mut tls_settings = TlsSettings::with_callbacks(Box::new(NoCallbacks)).expect("TLS settings without files");
+    let mut tls_settings =
+        TlsSettings::with_callbacks(Box::new(NoCallbacks)).expect("TLS settings without files");
     tls_settings.set_cert_resolver(cert.clone());
     tls_settings.enable_h2();
     proxy.add_tls_with_settings(&config.https.to_string(), None, tls_settings);
@@ -140,7 +145,11 @@ pub fn run(config: LbConfig) -> Result<(), LbError> {
             443 => format!("https://{}", config.hostname),
             p => format!("https://{}:{p}", config.hostname),
         };
-        let redirect = Service::with_listeners("http redirect".into(), Listeners::tcp(&addr.to_string()), RedirectApp { https_base });
+        let redirect = Service::with_listeners(
+            "http redirect".into(),
+            Listeners::tcp(&addr.to_string()),
+            RedirectApp { https_base },
+        );
         server.add_service(redirect);
     }
 
@@ -154,7 +163,10 @@ pub fn run(config: LbConfig) -> Result<(), LbError> {
             rise: config.health_rise,
         },
     ));
-    server.add_service(background_service("certificate reload", CertReloader { cert }));
+    server.add_service(background_service(
+        "certificate reload",
+        CertReloader { cert },
+    ));
     server.add_service(background_service(
         "drain",
         DrainWatcher {

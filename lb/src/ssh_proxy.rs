@@ -24,10 +24,22 @@ pub struct SshPassthrough {
 
 #[async_trait]
 impl ServerApp for SshPassthrough {
-    async fn process_new(self: &Arc<Self>, mut client: Stream, _shutdown: &ShutdownWatch) -> Option<Stream> {
+    async fn process_new(
+        self: &Arc<Self>,
+        mut client: Stream,
+        _shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
         let digest = client.get_socket_digest();
-        let peer = digest.as_ref().and_then(|d| d.peer_addr()).and_then(|a| a.as_inet()).copied();
-        let local = digest.as_ref().and_then(|d| d.local_addr()).and_then(|a| a.as_inet()).copied();
+        let peer = digest
+            .as_ref()
+            .and_then(|d| d.peer_addr())
+            .and_then(|a| a.as_inet())
+            .copied();
+        let local = digest
+            .as_ref()
+            .and_then(|d| d.local_addr())
+            .and_then(|a| a.as_inet())
+            .copied();
         let mut tried = Vec::new();
         let (mut upstream, in_flight) = loop {
             let Some(b) = self.backends.least_loaded(true, &tried) else {
@@ -35,7 +47,8 @@ impl ServerApp for SshPassthrough {
                 return None;
             };
             tried.push(b.addr.http);
-            match tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(b.addr.ssh)).await {
+            match tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(b.addr.ssh)).await
+            {
                 Ok(Ok(s)) => break (s, InFlight::new(b, true)),
                 Ok(Err(e)) => {
                     if b.set_healthy(false) {
@@ -59,8 +72,12 @@ impl ServerApp for SshPassthrough {
             }
         }
         match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-            Ok((up, down)) => tracing::debug!(client = ?peer, backend = %in_flight.backend().addr.label, up, down, "SSH connection closed"),
-            Err(e) => tracing::debug!(client = ?peer, error = %e, "SSH connection ended with an error"),
+            Ok((up, down)) => {
+                tracing::debug!(client = ?peer, backend = %in_flight.backend().addr.label, up, down, "SSH connection closed")
+            }
+            Err(e) => {
+                tracing::debug!(client = ?peer, error = %e, "SSH connection ended with an error")
+            }
         }
         None
     }

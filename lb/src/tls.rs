@@ -28,16 +28,29 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, 
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| PemError::Cert(format!("cannot read {}: {e}", cert.display())))?
         .collect::<Result<_, _>>()
-        .map_err(|e| PemError::Cert(format!("{}: not a PEM certificate chain: {e}", cert.display())))?;
+        .map_err(|e| {
+            PemError::Cert(format!(
+                "{}: not a PEM certificate chain: {e}",
+                cert.display()
+            ))
+        })?;
     if certs.is_empty() {
-        return Err(PemError::Cert(format!("{}: no certificate in the file", cert.display())));
+        return Err(PemError::Cert(format!(
+            "{}: no certificate in the file",
+            cert.display()
+        )));
     }
-    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| PemError::Key(format!("{}: no usable PEM private key: {e}", key.display())))?;
+    let der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| PemError::Key(format!("{}: no usable PEM private key: {e}", key.display())))?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&der)
         .map_err(|e| PemError::Key(format!("{}: unsupported key: {e}", key.display())))?;
     let ck = CertifiedKey::new(certs, signing);
-    ck.keys_match()
-        .map_err(|e| PemError::Key(format!("{} does not match the certificate: {e}", key.display())))?;
+    ck.keys_match().map_err(|e| {
+        PemError::Key(format!(
+            "{} does not match the certificate: {e}",
+            key.display()
+        ))
+    })?;
     Ok(Arc::new(ck))
 }
 
@@ -48,7 +61,11 @@ pub fn check_pem_files(cert: &Path, key: &Path) -> Result<(), PemError> {
 
 /// SHA-256 fingerprint of a DER certificate, as `AB:CD:…`.
 pub fn fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Where the self-signed certificate and key live in a home.
@@ -82,13 +99,21 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
 }
 
-fn mtimes(cert: &Path, key: &Path) -> Option<(SystemTime, SystemTime)> {
+/// Modification times of the certificate and key files.
+type Stamps = Option<(SystemTime, SystemTime)>;
+
+fn mtimes(cert: &Path, key: &Path) -> Stamps {
     let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     Some((m(cert)?, m(key)?))
 }
@@ -98,7 +123,7 @@ fn mtimes(cert: &Path, key: &Path) -> Option<(SystemTime, SystemTime)> {
 pub struct ReloadingCert {
     cert_path: PathBuf,
     key_path: PathBuf,
-    current: RwLock<(Arc<CertifiedKey>, Option<(SystemTime, SystemTime)>)>,
+    current: RwLock<(Arc<CertifiedKey>, Stamps)>,
 }
 
 impl ReloadingCert {
@@ -115,7 +140,11 @@ impl ReloadingCert {
     /// The fingerprint of the certificate served now.
     pub fn fingerprint(&self) -> String {
         let cur = self.current.read().expect("cert lock is never poisoned");
-        cur.0.cert.first().map(|c| fingerprint(c)).unwrap_or_default()
+        cur.0
+            .cert
+            .first()
+            .map(|c| fingerprint(c))
+            .unwrap_or_default()
     }
 
     /// Reloads when forced or when the files changed; a bad new file keeps the old certificate.
@@ -138,7 +167,13 @@ impl ReloadingCert {
 
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().expect("cert lock is never poisoned").0.clone())
+        Some(
+            self.current
+                .read()
+                .expect("cert lock is never poisoned")
+                .0
+                .clone(),
+        )
     }
 }
 
@@ -162,8 +197,15 @@ mod tests {
         assert_ne!(r.fingerprint(), fp);
         std::fs::write(&cert, "garbage").expect("write");
         assert!(r.reload(true).is_err());
-        assert_ne!(r.fingerprint(), fp, "a bad file keeps the current certificate");
-        assert!(matches!(check_pem_files(&cert, &key), Err(PemError::Cert(_))));
+        assert_ne!(
+            r.fingerprint(),
+            fp,
+            "a bad file keeps the current certificate"
+        );
+        assert!(matches!(
+            check_pem_files(&cert, &key),
+            Err(PemError::Cert(_))
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

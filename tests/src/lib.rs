@@ -2,6 +2,7 @@
 //! `mirrorfarm` node processes, and the real git client. Every wait is bounded in time.
 
 pub mod gitc;
+pub mod lb;
 pub mod node;
 pub mod upstream;
 

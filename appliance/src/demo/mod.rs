@@ -32,7 +32,8 @@ struct Layout {
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
-    std::fs::create_dir_all(path.parent().expect("config files have a parent")).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::create_dir_all(path.parent().expect("config files have a parent"))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -56,7 +57,10 @@ fn prepare(work: &Path, https_port: u16, ssh_port: u16) -> Result<Layout, String
         nodes.push((home, http, ssh));
     }
     let admin_port = free_port()?;
-    let backends: Vec<String> = nodes.iter().map(|(_, h, s)| format!("127.0.0.1:{h}:{s}")).collect();
+    let backends: Vec<String> = nodes
+        .iter()
+        .map(|(_, h, s)| format!("127.0.0.1:{h}:{s}"))
+        .collect();
     let lb = format!(
         "# Written by `mirrorfarm demo`.\nlb.hostname=localhost\nlb.https.address=127.0.0.1\nlb.https.port={https_port}\n\
          lb.ssh.address=127.0.0.1\nlb.ssh.port={ssh_port}\nlb.ssh.proxyProtocol=true\nlb.admin.port={admin_port}\n\
@@ -136,7 +140,10 @@ fn banner(l: &Layout) -> String {
 
 fn stop_all(children: &mut [(String, Child)]) {
     for (_, c) in children.iter() {
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     for (name, c) in children.iter_mut() {
@@ -158,7 +165,10 @@ fn stop_all(children: &mut [(String, Child)]) {
 /// Sets `stop` on SIGINT (Ctrl-C) or SIGTERM, from a small thread of its own.
 fn watch_signals(stop: Arc<AtomicBool>) {
     std::thread::spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             Ok(rt) => rt,
             Err(e) => {
                 eprintln!("mirrorfarm demo: cannot watch signals ({e}); stop it with kill");
@@ -220,8 +230,14 @@ pub fn run(workdir: PathBuf, https_port: u16, ssh_port: u16) -> ExitCode {
             eprintln!("\nmirrorfarm demo: stopping …");
             break ExitCode::SUCCESS;
         }
-        if let Some((name, st)) = children.iter_mut().find_map(|(n, c)| c.try_wait().ok().flatten().map(|s| (n.clone(), s))) {
-            eprintln!("mirrorfarm demo: {name} exited ({st}); see its logs under {}", work.display());
+        if let Some((name, st)) = children
+            .iter_mut()
+            .find_map(|(n, c)| c.try_wait().ok().flatten().map(|s| (n.clone(), s)))
+        {
+            eprintln!(
+                "mirrorfarm demo: {name} exited ({st}); see its logs under {}",
+                work.display()
+            );
             break ExitCode::from(70);
         }
         if !announced {
