@@ -1,0 +1,223 @@
+//! Load-balancer benchmark: mirrorfarm lb against HAProxy (Debian's package, TLS-terminating, HTTP
+//! to the same two nodes, the same certificate), in one run: `info/refs` requests/s and p50/p99
+//! latency with wrk (32 connections), the wall time of a full clone of a ≥ 50 MB repository, and
+//! SSH through the LB against SSH straight to a node.
+//!
+//! Run: `scripts/bench lb`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mirrorfarm_tests::lb::{backends, Lb};
+use mirrorfarm_tests::node::Node;
+use mirrorfarm_tests::upstream::{Shape, Upstream};
+use mirrorfarm_tests::{free_port, gitc, wait_for};
+
+const RUNS: usize = 3;
+
+struct Haproxy(Child);
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn haproxy(lb: &Lb, nodes: &[&Node], port: u16, dir: &std::path::Path) -> Haproxy {
+    let pem = dir.join("haproxy.pem");
+    let mut both = std::fs::read(lb.home().join("tls/cert.pem")).expect("cert");
+    both.extend(std::fs::read(lb.home().join("tls/key.pem")).expect("key"));
+    std::fs::write(&pem, both).expect("pem");
+    let servers: String = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("    server n{i} 127.0.0.1:{} check inter 1s\n", n.http))
+        .collect();
+    let cfg = format!(
+        "global\n    maxconn 4096\n    nbthread 2\ndefaults\n    mode http\n    timeout connect 3s\n    timeout client 600s\n    timeout server 600s\n    option forwardfor\n\
+         frontend https\n    bind 127.0.0.1:{port} ssl crt {pem} alpn h2,http/1.1\n    default_backend nodes\n\
+         backend nodes\n    balance leastconn\n    http-reuse always\n{servers}",
+        pem = pem.display()
+    );
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, cfg).expect("cfg");
+    let child = Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start haproxy (apt-get install haproxy)");
+    wait_for("haproxy to listen", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    Haproxy(child)
+}
+
+struct WrkResult {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn to_ms(s: &str) -> f64 {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
+    let v: f64 = num.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => v / 1000.0,
+        "ms" => v,
+        "s" => v * 1000.0,
+        "m" => v * 60_000.0,
+        _ => f64::NAN,
+    }
+}
+
+fn wrk(url: &str) -> WrkResult {
+    let out = Command::new("wrk")
+        .args(["-t2", "-c32", "-d10s", "--latency", url])
+        .output()
+        .expect("run wrk (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let find = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("nan")
+            .to_owned()
+    };
+    let errors = text
+        .lines()
+        .find(|l| l.contains("Non-2xx") || l.contains("Socket errors"));
+    if let Some(e) = errors {
+        eprintln!("  wrk {url}: {}", e.trim());
+    }
+    WrkResult {
+        rps: find("Requests/sec:").parse().unwrap_or(f64::NAN),
+        p50_ms: to_ms(&find("50%")),
+        p99_ms: to_ms(&find("99%")),
+    }
+}
+
+fn median_clone(url: &str, envs: &[(&str, &str)], dir: &std::path::Path) -> Duration {
+    let mut v = Vec::new();
+    for i in 0..RUNS {
+        let dest = dir.join(format!("clone-{i}"));
+        let t = Instant::now();
+        gitc::run(
+            None,
+            &["clone", "-q", "--bare", url, dest.to_str().expect("utf8")],
+            envs,
+        );
+        v.push(t.elapsed());
+        std::fs::remove_dir_all(&dest).expect("cleanup");
+    }
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("lb: benchmark");
+        return;
+    }
+    let up = Upstream::new();
+    let src = up.create(
+        "BENCH",
+        "big",
+        &Shape {
+            commits: 64,
+            blob_bytes: 1 << 20,
+            branches: 8,
+            tags: 8,
+        },
+    );
+    gitc::run(Some(&src), &["repack", "-adq"], &[]);
+    let props = "mirror.repos=BENCH/big\nmirror.access=anonymous\n";
+    let nodes = [
+        Node::start(&up.file_url(), props),
+        Node::start(&up.file_url(), props),
+    ];
+    for n in &nodes {
+        n.wait_state("SYNCHRONIZED", Duration::from_secs(300));
+        gitc::run(
+            Some(&n.mirror_path("BENCH", "big")),
+            &["repack", "-adbq"],
+            &[],
+        );
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let lb = Lb::start(&backends(&refs), "");
+    lb.wait_healthy(2, Duration::from_secs(60));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let hport = free_port();
+    let _ha = haproxy(&lb, &refs, hport, tmp.path());
+
+    let path = "/scm/BENCH/big.git/info/refs?service=git-upload-pack";
+    let ours = wrk(&format!("https://localhost:{}{path}", lb.https));
+    let theirs = wrk(&format!("https://localhost:{hport}{path}"));
+
+    let ca = lb.ca().display().to_string();
+    let env = [("GIT_SSL_CAINFO", ca.as_str())];
+    let clone_ours = median_clone(&lb.https_url("BENCH", "big"), &env, tmp.path());
+    let clone_theirs = median_clone(
+        &format!("https://localhost:{hport}/scm/BENCH/big.git"),
+        &env,
+        tmp.path(),
+    );
+
+    let ssh = nodes[0].git_ssh();
+    let ssh_env = [("GIT_SSH_COMMAND", ssh.as_str())];
+    let ssh_lb = median_clone(&lb.ssh_url("BENCH", "big"), &ssh_env, tmp.path());
+    let ssh_direct = median_clone(&nodes[0].ssh_url("BENCH", "big"), &ssh_env, tmp.path());
+
+    let rss_kib = lb
+        .pid()
+        .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .map(|v| v.trim().trim_end_matches("kB").trim().to_owned())
+        })
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(f64::NAN);
+    println!("\nmirrorfarm lb vs HAProxy (same 2 nodes, same certificate), one run");
+    println!(
+        "  info/refs requests/s      lb {:>9.0}   haproxy {:>9.0}   ratio {:.2} (target ≥ 1)",
+        ours.rps,
+        theirs.rps,
+        ours.rps / theirs.rps
+    );
+    println!(
+        "  info/refs p50 latency ms  lb {:>9.2}   haproxy {:>9.2}   ratio {:.2}",
+        ours.p50_ms,
+        theirs.p50_ms,
+        ours.p50_ms / theirs.p50_ms
+    );
+    println!(
+        "  info/refs p99 latency ms  lb {:>9.2}   haproxy {:>9.2}   ratio {:.2} (target ≤ 1)",
+        ours.p99_ms,
+        theirs.p99_ms,
+        ours.p99_ms / theirs.p99_ms
+    );
+    println!(
+        "  full clone (median of {RUNS}) s lb {:>6.3}   haproxy {:>9.3}   ratio {:.2}",
+        clone_ours.as_secs_f64(),
+        clone_theirs.as_secs_f64(),
+        clone_ours.as_secs_f64() / clone_theirs.as_secs_f64()
+    );
+    println!(
+        "  SSH clone (median of {RUNS}) s  lb {:>6.3}   direct  {:>9.3}   ratio {:.2} (target ≤ 1.05)",
+        ssh_lb.as_secs_f64(),
+        ssh_direct.as_secs_f64(),
+        ssh_lb.as_secs_f64() / ssh_direct.as_secs_f64()
+    );
+    println!(
+        "  lb peak RSS after {} clones of {:.0} MB: {:.1} MB",
+        2 * RUNS,
+        67.0,
+        rss_kib / 1024.0
+    );
+}
