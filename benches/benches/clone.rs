@@ -4,26 +4,14 @@
 //!
 //! Run: `scripts/bench` (builds the release binary, then `cargo bench -p mirrorfarm-benches`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mirrorfarm_tests::gitc;
+use mirrorfarm_tests::measure::{median_clone, peak_rss_mb};
 use mirrorfarm_tests::node::Node;
 use mirrorfarm_tests::upstream::{Shape, Upstream};
 
 const RUNS: usize = 5;
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn vm_hwm_kib(pid: u32) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -31,16 +19,7 @@ fn main() {
         return;
     }
     let mut up = Upstream::new();
-    let src = up.create(
-        "BENCH",
-        "big",
-        &Shape {
-            commits: 64,
-            blob_bytes: 1 << 20,
-            branches: 8,
-            tags: 8,
-        },
-    );
+    let src = up.create("BENCH", "big", &Shape::bench());
     gitc::run(Some(&src), &["repack", "-adq"], &[]);
     let node = Node::start(
         &up.file_url(),
@@ -72,29 +51,11 @@ fn main() {
         ("node SSH", node.ssh_url("BENCH", "big")),
         ("OpenSSH sshd + git-upload-pack", openssh_url),
     ];
-    let mut results = Vec::new();
-    for (name, url) in &cases {
-        let mut times = Vec::new();
-        for i in 0..RUNS {
-            let dest = tmp.path().join(format!("{}-{i}", name.len()));
-            let t = Instant::now();
-            gitc::run(
-                None,
-                &[
-                    "clone",
-                    "-q",
-                    "--bare",
-                    "--no-local",
-                    url,
-                    dest.to_str().expect("utf8"),
-                ],
-                &[("GIT_SSH_COMMAND", ssh.as_str())],
-            );
-            times.push(t.elapsed());
-            std::fs::remove_dir_all(&dest).expect("cleanup");
-        }
-        results.push((name, median(times)));
-    }
+    let envs = [("GIT_SSH_COMMAND", ssh.as_str())];
+    let results: Vec<_> = cases
+        .iter()
+        .map(|(name, url)| (name, median_clone(url, &envs, tmp.path(), RUNS)))
+        .collect();
     let base = results[0].1.as_secs_f64();
     println!(
         "\nclone of a {:.1} MB pack, median of {RUNS} runs each",
@@ -111,9 +72,6 @@ fn main() {
         "  node SSH vs OpenSSH sshd                          ratio {:.2}",
         results[2].1.as_secs_f64() / results[3].1.as_secs_f64()
     );
-    let rss = node.pid().map(vm_hwm_kib).unwrap_or(0);
-    println!(
-        "  node peak RSS (VmHWM)                    {:>8.1} MB",
-        rss as f64 / 1024.0
-    );
+    let rss = node.pid().map(peak_rss_mb).unwrap_or(f64::NAN);
+    println!("  node peak RSS (VmHWM)                    {rss:>8.1} MB");
 }

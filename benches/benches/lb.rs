@@ -6,9 +6,10 @@
 //! Run: `scripts/bench lb`.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mirrorfarm_tests::lb::{backends, Lb};
+use mirrorfarm_tests::measure::{median_clone, peak_rss_mb};
 use mirrorfarm_tests::node::Node;
 use mirrorfarm_tests::upstream::{Shape, Upstream};
 use mirrorfarm_tests::{free_port, gitc, wait_for};
@@ -101,39 +102,13 @@ fn wrk(url: &str) -> WrkResult {
     }
 }
 
-fn median_clone(url: &str, envs: &[(&str, &str)], dir: &std::path::Path) -> Duration {
-    let mut v = Vec::new();
-    for i in 0..RUNS {
-        let dest = dir.join(format!("clone-{i}"));
-        let t = Instant::now();
-        gitc::run(
-            None,
-            &["clone", "-q", "--bare", url, dest.to_str().expect("utf8")],
-            envs,
-        );
-        v.push(t.elapsed());
-        std::fs::remove_dir_all(&dest).expect("cleanup");
-    }
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         println!("lb: benchmark");
         return;
     }
     let up = Upstream::new();
-    let src = up.create(
-        "BENCH",
-        "big",
-        &Shape {
-            commits: 64,
-            blob_bytes: 1 << 20,
-            branches: 8,
-            tags: 8,
-        },
-    );
+    let src = up.create("BENCH", "big", &Shape::bench());
     gitc::run(Some(&src), &["repack", "-adq"], &[]);
     let props = "mirror.repos=BENCH/big\nmirror.access=anonymous\n";
     let nodes = [
@@ -161,28 +136,25 @@ fn main() {
 
     let ca = lb.ca().display().to_string();
     let env = [("GIT_SSL_CAINFO", ca.as_str())];
-    let clone_ours = median_clone(&lb.https_url("BENCH", "big"), &env, tmp.path());
+    let clone_ours = median_clone(&lb.https_url("BENCH", "big"), &env, tmp.path(), RUNS);
     let clone_theirs = median_clone(
         &format!("https://localhost:{hport}/scm/BENCH/big.git"),
         &env,
         tmp.path(),
+        RUNS,
     );
 
     let ssh = nodes[0].git_ssh();
     let ssh_env = [("GIT_SSH_COMMAND", ssh.as_str())];
-    let ssh_lb = median_clone(&lb.ssh_url("BENCH", "big"), &ssh_env, tmp.path());
-    let ssh_direct = median_clone(&nodes[0].ssh_url("BENCH", "big"), &ssh_env, tmp.path());
+    let ssh_lb = median_clone(&lb.ssh_url("BENCH", "big"), &ssh_env, tmp.path(), RUNS);
+    let ssh_direct = median_clone(
+        &nodes[0].ssh_url("BENCH", "big"),
+        &ssh_env,
+        tmp.path(),
+        RUNS,
+    );
 
-    let rss_kib = lb
-        .pid()
-        .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .map(|v| v.trim().trim_end_matches("kB").trim().to_owned())
-        })
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(f64::NAN);
+    let rss = lb.pid().map(peak_rss_mb).unwrap_or(f64::NAN);
     println!("\nmirrorfarm lb vs HAProxy (same 2 nodes, same certificate), one run");
     println!(
         "  info/refs requests/s      lb {:>9.0}   haproxy {:>9.0}   ratio {:.2} (target ≥ 1)",
@@ -215,9 +187,7 @@ fn main() {
         ssh_lb.as_secs_f64() / ssh_direct.as_secs_f64()
     );
     println!(
-        "  lb peak RSS after {} clones of {:.0} MB: {:.1} MB",
-        2 * RUNS,
-        67.0,
-        rss_kib / 1024.0
+        "  lb peak RSS after {} full clones through it: {rss:.1} MB",
+        2 * RUNS
     );
 }

@@ -1,19 +1,20 @@
 //! The load balancer as a real `mirrorfarm lb` process, and a real TLS client (curl) to talk to it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::node::Node;
-use crate::{bin, free_port, wait_for};
+use crate::process::Service;
+use crate::{free_port, wait_for};
 
 /// A running load balancer.
 pub struct Lb {
+    process: Service,
     home: TempDir,
-    child: Option<Child>,
     /// HTTPS port.
     pub https: u16,
     /// SSH port.
@@ -46,9 +47,10 @@ impl Lb {
              lb.health.fall=2\nlb.health.rise=1\nlb.drain.grace=5\nlb.threads=2\n{extra}"
         );
         std::fs::write(home.path().join("mirrorfarm-lb.properties"), props).expect("write");
+        let process = Service::new("lb", home.path());
         let mut lb = Self {
+            process,
             home,
-            child: None,
             https,
             ssh,
             admin,
@@ -64,35 +66,12 @@ impl Lb {
 
     /// Starts the process (again).
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.home.path().join("process.log"))
-            .expect("log");
-        let child = Command::new(bin())
-            .arg("lb")
-            .arg("--home")
-            .arg(self.home.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup"))
-            .stderr(log)
-            .spawn()
-            .expect("start mirrorfarm lb");
-        self.child = Some(child);
-        let port = self.admin;
-        wait_for("the LB's admin listener", Duration::from_secs(30), || {
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(st)) = c.try_wait() {
-                    panic!("lb exited with {st}: {}", self.log());
-                }
-            }
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        });
+        self.process.spawn(self.admin);
     }
 
     /// What the LB printed.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.home.path().join("process.log")).unwrap_or_default()
+        self.process.log()
     }
 
     /// The admin status document.
@@ -132,9 +111,14 @@ impl Lb {
 
     /// `curl` to the LB with the certificate verified; `args` go before the URL.
     pub fn curl(&self, path: &str, args: &[&str]) -> Output {
+        self.curl_with_ca(&self.ca(), path, args)
+    }
+
+    /// `curl` to the LB verifying its certificate with the CA file `ca`.
+    pub fn curl_with_ca(&self, ca: &Path, path: &str, args: &[&str]) -> Output {
         Command::new("curl")
             .args(["-sS", "--max-time", "20", "--cacert"])
-            .arg(self.ca())
+            .arg(ca)
             .args(args)
             .arg(format!("https://localhost:{}{path}", self.https))
             .output()
@@ -143,28 +127,11 @@ impl Lb {
 
     /// SIGTERM and wait (bounded); returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
-        let mut c = self.child.take()?;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(c.id().to_string())
-            .status();
-        let st = wait_for("the LB to exit", Duration::from_secs(30), || {
-            c.try_wait().ok().flatten()
-        });
-        st.code()
+        self.process.stop()
     }
 
     /// Process ID while running.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-}
-
-impl Drop for Lb {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process.pid()
     }
 }

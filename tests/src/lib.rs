@@ -3,7 +3,9 @@
 
 pub mod gitc;
 pub mod lb;
+pub mod measure;
 pub mod node;
+pub mod process;
 pub mod upstream;
 
 use std::net::TcpListener;

@@ -1,18 +1,19 @@
 //! A mirror node as a real `mirrorfarm node` process on a temporary home.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::process::Service;
 use crate::{bin, free_port, upstream::keygen, wait_for};
 
 /// A running (or stopped) node.
 pub struct Node {
+    process: Service,
     home: TempDir,
-    child: Option<Child>,
     /// HTTP port on 127.0.0.1.
     pub http: u16,
     /// SSH port on 127.0.0.1.
@@ -44,9 +45,10 @@ impl Node {
         .expect("write properties");
         let client_key = home.path().join("client_ed25519");
         keygen(&client_key);
+        let process = Service::new("node", home.path());
         let mut n = Self {
+            process,
             home,
-            child: None,
             http,
             ssh,
             client_key,
@@ -62,35 +64,12 @@ impl Node {
 
     /// Starts the process again (after [`Self::kill9`] or [`Self::stop`]).
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.home.path().join("process.log"))
-            .expect("log file");
-        let child = Command::new(bin())
-            .arg("node")
-            .arg("--home")
-            .arg(self.home.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("start mirrorfarm node");
-        self.child = Some(child);
-        let port = self.http;
-        wait_for("the node's /status", Duration::from_secs(30), || {
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(st)) = c.try_wait() {
-                    panic!("node exited with {st}: {}", self.log());
-                }
-            }
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        });
+        self.process.spawn(self.http);
     }
 
     /// The node's stdout/stderr so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.home.path().join("process.log")).unwrap_or_default()
+        self.process.log()
     }
 
     /// GET /status as JSON.
@@ -197,34 +176,17 @@ impl Node {
 
     /// SIGKILL, and wait for the process to be gone.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process.kill9();
     }
 
     /// SIGTERM, and wait (bounded) for a clean exit; returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
-        let mut c = self.child.take()?;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(c.id().to_string())
-            .status();
-        let code = wait_for("the node to exit", Duration::from_secs(30), || {
-            c.try_wait().ok().flatten()
-        });
-        code.code()
+        self.process.stop()
     }
 
     /// Process ID, while running.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill9();
+        self.process.pid()
     }
 }
 

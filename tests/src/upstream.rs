@@ -24,6 +24,17 @@ pub struct Shape {
 }
 
 impl Shape {
+    /// The benchmarks' repository: 64 commits of 1 MiB random data (a ≥ 64 MB pack), 8 branches,
+    /// 8 annotated tags.
+    pub fn bench() -> Self {
+        Self {
+            commits: 64,
+            blob_bytes: 1 << 20,
+            branches: 8,
+            tags: 8,
+        }
+    }
+
     /// A small repository: 20 commits, 3 branches, 2 tags.
     pub fn small() -> Self {
         Self {

@@ -44,6 +44,16 @@ fn envs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     v.iter().map(|(k, s)| (*k, s.as_str())).collect()
 }
 
+fn clone_via_lb(lb: &Lb, dest: &std::path::Path) {
+    let env = lb.git_env();
+    let url = lb.https_url("PROJ", "repo");
+    gitc::run(
+        None,
+        &["clone", "-q", &url, dest.to_str().expect("utf8")],
+        &envs(&env),
+    );
+}
+
 fn node_id_via_lb(lb: &Lb, jar: &std::path::Path) -> String {
     let jar = jar.to_str().expect("utf8");
     let out = lb.curl("/status", &["-b", jar, "-c", jar]);
@@ -122,16 +132,17 @@ fn https_and_ssh_clones_through_the_lb() {
         &["-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"],
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
-    let out = Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
-        .arg(lb.ca())
-        .args([
+    let out = lb.curl(
+        "/status",
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
             "-H",
             "Host: evil.example.com",
-            &format!("https://localhost:{}/status", lb.https),
-        ])
-        .output()
-        .expect("curl");
+        ],
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "421");
     // The nodes saw X-Forwarded-For … and the admin listener is only on 127.0.0.1.
     let admin = lb.admin_status();
@@ -179,18 +190,7 @@ fn the_cookie_keeps_a_client_on_one_node_and_fails_over() {
         );
     }
     // New clones work straight away.
-    let dest = tmp.path().join("clone");
-    let env = lb.git_env();
-    gitc::run(
-        None,
-        &[
-            "clone",
-            "-q",
-            &lb.https_url("PROJ", "repo"),
-            dest.to_str().expect("utf8"),
-        ],
-        &envs(&env),
-    );
+    clone_via_lb(&lb, &tmp.path().join("clone"));
     wait_for("the dead node out of rotation", LIMIT, || {
         (lb.admin_status()["healthyBackends"] == 2).then_some(())
     });
@@ -234,19 +234,8 @@ fn slow_clients_do_not_block_others() {
         idle.push(std::net::TcpStream::connect(("127.0.0.1", lb.ssh)).expect("connect ssh"));
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let env = lb.git_env();
     for i in 0..3 {
-        let dest = tmp.path().join(format!("c{i}"));
-        gitc::run(
-            None,
-            &[
-                "clone",
-                "-q",
-                &lb.https_url("PROJ", "repo"),
-                dest.to_str().expect("utf8"),
-            ],
-            &envs(&env),
-        );
+        clone_via_lb(&lb, &tmp.path().join(format!("c{i}")));
     }
     drop(idle);
 }
@@ -326,12 +315,7 @@ fn redirect_certificate_reload_and_graceful_stop() {
     let mut lb = Lb::start(&backends(&[&node]), &extra);
     lb.wait_healthy(1, LIMIT);
     let curl = |ca: &std::path::Path| {
-        Command::new("curl")
-            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
-            .arg(ca)
-            .arg(format!("https://localhost:{}/status", lb.https))
-            .output()
-            .expect("curl")
+        lb.curl_with_ca(ca, "/status", &["-o", "/dev/null", "-w", "%{http_code}"])
     };
     let old_ca = certs.path().join("old-ca.pem");
     std::fs::copy(certs.path().join("cert.pem"), &old_ca).expect("copy");
