@@ -6,8 +6,12 @@ use std::process::ExitCode;
 use crate::logging;
 
 /// Validates the configuration, then runs the load balancer until SIGTERM (drain) or SIGINT.
-pub fn run(home: PathBuf) -> ExitCode {
-    let config = match mirrorfarm_lb::config::LbConfig::load(&home) {
+pub fn run(home: PathBuf, config_file: Option<PathBuf>) -> ExitCode {
+    let loaded = match &config_file {
+        Some(f) => mirrorfarm_lb::config::LbConfig::load_file(f, &home),
+        None => mirrorfarm_lb::config::LbConfig::load(&home),
+    };
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mirrorfarm: {e}");

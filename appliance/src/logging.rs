@@ -1,5 +1,7 @@
 //! Log output: human-readable lines (or JSON) on stderr, and the same in `<home>/logs/<file>`.
-//! `RUST_LOG` sets the level (default `info`); Pingora's `log` records are included.
+//! `RUST_LOG` sets the level (default `info`); Pingora's `log` records are included. Under
+//! systemd (stderr connected to the journal, `JOURNAL_STREAM` set) text lines carry no timestamp:
+//! the journal adds its own.
 
 use std::fs::OpenOptions;
 use std::path::Path;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use crate::logging;
 
 /// Validates the configuration, then runs the node until SIGTERM/SIGINT.
-pub fn run(home: PathBuf) -> ExitCode {
-    let config = match mirrorfarm_node::node::check_config(&home) {
+pub fn run(home: PathBuf, config_file: Option<PathBuf>) -> ExitCode {
+    let config = match mirrorfarm_node::node::check_config(&home, config_file.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mirrorfarm: {e}");
@@ -29,7 +29,7 @@ pub fn run(home: PathBuf) -> ExitCode {
             return ExitCode::from(70);
         }
     };
-    match runtime.block_on(mirrorfarm_node::node::run(&home, shutdown_signal())) {
+    match runtime.block_on(mirrorfarm_node::node::run(&home, config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "node stopped");

@@ -21,6 +21,8 @@ pub struct AdminApp {
     pub cert: Arc<ReloadingCert>,
     /// `lb.hostname`.
     pub hostname: String,
+    /// Metrics.
+    pub metrics: Arc<crate::metrics::LbMetrics>,
 }
 
 fn response(
@@ -43,8 +45,18 @@ fn response(
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        if session.req_header().uri.path() != "/status" {
-            return response(404, "text/plain", b"not found\n".to_vec(), None);
+        match session.req_header().uri.path() {
+            "/status" => {}
+            "/metrics" => {
+                let body = self.metrics.render(&self.backends).into_bytes();
+                return response(
+                    200,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    body,
+                    None,
+                );
+            }
+            _ => return response(404, "text/plain", b"not found\n".to_vec(), None),
         }
         let backends: Vec<_> = self
             .backends

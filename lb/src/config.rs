@@ -128,10 +128,15 @@ pub struct LbConfig {
 impl LbConfig {
     /// Reads and validates `<home>/mirrorfarm-lb.properties`.
     pub fn load(home: &Path) -> Result<Self, ConfigError> {
-        let file = home.join(FILE_NAME);
-        let text = read_file(&file)?;
-        let fc: FileConfig = read_known_keys(&file, &text, "the load balancer")?;
-        Self::from_file(fc, &file, home)
+        Self::load_file(&home.join(FILE_NAME), home)
+    }
+
+    /// Reads and validates an LB configuration file anywhere; relative certificate paths are
+    /// taken from `home`.
+    pub fn load_file(file: &Path, home: &Path) -> Result<Self, ConfigError> {
+        let text = read_file(file)?;
+        let fc: FileConfig = read_known_keys(file, &text, "the load balancer")?;
+        Self::from_file(fc, file, home)
     }
 
     fn from_file(fc: FileConfig, file: &Path, home: &Path) -> Result<Self, ConfigError> {

@@ -17,7 +17,7 @@ use pingora::{Error, ErrorType, Result};
 use crate::backends::{Backends, InFlight};
 
 /// Paths the LB keeps from the world (nodes serve them on their own listeners only).
-pub const NODE_ONLY_PREFIXES: &[&str] = &["/rest/mirroring/"];
+pub const NODE_ONLY_PREFIXES: &[&str] = &["/rest/mirroring/", "/metrics"];
 
 /// The proxy logic.
 pub struct FarmProxy {
@@ -25,6 +25,8 @@ pub struct FarmProxy {
     pub backends: Arc<Backends>,
     /// `lb.hostname`.
     pub hostname: String,
+    /// Metrics.
+    pub metrics: Arc<crate::metrics::LbMetrics>,
 }
 
 /// Per-request state.
@@ -182,6 +184,7 @@ impl ProxyHttp for FarmProxy {
             .as_ref()
             .map(|f| f.backend().addr.label.clone())
             .unwrap_or_default();
+        self.metrics.request(&backend, status);
         if let Some(e) = e {
             tracing::warn!(path = %session.req_header().uri.path(), status, backend, error = %e, "request failed");
         } else {

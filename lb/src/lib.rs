@@ -7,6 +7,7 @@ pub mod background;
 pub mod config;
 pub mod health;
 pub mod http_proxy;
+pub mod metrics;
 pub mod server;
 pub mod ssh_proxy;
 pub mod tls;

@@ -17,6 +17,7 @@ use crate::background::{CertReloader, DrainWatcher};
 use crate::config::{CertSource, LbConfig};
 use crate::health::HealthChecker;
 use crate::http_proxy::FarmProxy;
+use crate::metrics::LbMetrics;
 use crate::ssh_proxy::SshPassthrough;
 use crate::tls::{self, ReloadingCert};
 
@@ -104,16 +105,21 @@ pub fn run(config: LbConfig) -> Result<(), LbError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let backends = Arc::new(Backends::new(&config.backends));
+    let metrics = Arc::new(LbMetrics::default());
 
     let mut proxy = http_proxy_service(
         &server.configuration,
         FarmProxy {
             backends: backends.clone(),
             hostname: config.hostname.clone(),
+            metrics: metrics.clone(),
         },
     );
+    let counter = HandshakeCounter {
+        metrics: metrics.clone(),
+    };
     let mut tls_settings =
-        TlsSettings::with_callbacks(Box::new(NoCallbacks)).expect("TLS settings without files");
+        TlsSettings::with_callbacks(Box::new(counter)).expect("TLS settings without files");
     tls_settings.set_cert_resolver(cert.clone());
     tls_settings.enable_h2();
     proxy.add_tls_with_settings(&config.https.to_string(), None, tls_settings);
@@ -125,6 +131,7 @@ pub fn run(config: LbConfig) -> Result<(), LbError> {
         SshPassthrough {
             backends: backends.clone(),
             proxy_protocol: config.ssh_proxy_protocol,
+            metrics: metrics.clone(),
         },
     );
     server.add_service(ssh);
@@ -136,6 +143,7 @@ pub fn run(config: LbConfig) -> Result<(), LbError> {
             backends: backends.clone(),
             cert: cert.clone(),
             hostname: config.hostname.clone(),
+            metrics,
         },
     );
     server.add_service(admin);
@@ -186,8 +194,18 @@ pub fn run(config: LbConfig) -> Result<(), LbError> {
     Ok(())
 }
 
-/// Pingora's TLS settings want callbacks when no certificate files are given; we have none.
-struct NoCallbacks;
+/// Counts completed TLS handshakes (Pingora's TLS callbacks).
+struct HandshakeCounter {
+    metrics: Arc<LbMetrics>,
+}
 
 #[async_trait::async_trait]
-impl pingora::listeners::TlsAccept for NoCallbacks {}
+impl pingora::listeners::TlsAccept for HandshakeCounter {
+    async fn handshake_complete_callback(
+        &self,
+        _tls: &pingora::protocols::tls::TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        self.metrics.tls_handshake();
+        None
+    }
+}

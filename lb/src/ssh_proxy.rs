@@ -20,6 +20,8 @@ pub struct SshPassthrough {
     pub backends: Arc<Backends>,
     /// Send a PROXY v2 header first.
     pub proxy_protocol: bool,
+    /// Metrics.
+    pub metrics: Arc<crate::metrics::LbMetrics>,
 }
 
 #[async_trait]
@@ -63,6 +65,7 @@ impl ServerApp for SshPassthrough {
             }
         };
         let _ = upstream.set_nodelay(true);
+        self.metrics.ssh_connection(&in_flight.backend().addr.label);
         if self.proxy_protocol {
             if let (Some(src), Some(dst)) = (peer, local) {
                 let header = mirrorfarm_common::proxy_protocol::encode(src, dst);

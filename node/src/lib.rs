@@ -5,6 +5,7 @@ pub mod config;
 pub mod gitcmd;
 pub mod home;
 pub mod identity;
+pub mod metrics;
 pub mod mirror_repo;
 pub mod names;
 pub mod node;

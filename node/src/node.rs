@@ -71,17 +71,21 @@ impl NodeError {
     }
 }
 
-/// Validates the configuration only (what `mirrorfarm node` checks before anything else).
-pub fn check_config(home: &Path) -> Result<Config, ConfigError> {
-    Config::load(home)
+/// Validates the configuration only (what `mirrorfarm node` checks before anything else):
+/// `config_file`, or `<home>/mirrorfarm.properties` when `None`.
+pub fn check_config(home: &Path, config_file: Option<&Path>) -> Result<Config, ConfigError> {
+    match config_file {
+        Some(f) => Config::load_file(f),
+        None => Config::load(home),
+    }
 }
 
-/// Runs a node on `home` until `shutdown` resolves.
+/// Runs a node with `config` on `home` until `shutdown` resolves.
 pub async fn run(
     home_dir: &Path,
+    config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), NodeError> {
-    let config = Config::load(home_dir)?;
     let home = Home::new(home_dir);
     home.prepare()?;
     let _lock = home.lock()?;
@@ -131,6 +135,7 @@ pub async fn run(
         openssh,
         repos: RwLock::new(repos),
         listed: AtomicBool::new(false),
+        metrics: crate::metrics::NodeMetrics::default(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (sync, sync_rx) = scheduler::channel();

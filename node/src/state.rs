@@ -68,6 +68,8 @@ pub struct Shared {
     pub repos: RwLock<BTreeMap<RepoId, RepoEntry>>,
     /// The first inventory of repositories has been taken.
     pub listed: AtomicBool,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::NodeMetrics,
 }
 
 impl Shared {

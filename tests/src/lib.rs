@@ -6,6 +6,7 @@ pub mod lb;
 pub mod measure;
 pub mod node;
 pub mod process;
+pub mod prom;
 pub mod upstream;
 
 use std::net::TcpListener;

@@ -86,9 +86,13 @@ pub struct Config {
 impl Config {
     /// Reads and validates `<home>/mirrorfarm.properties`.
     pub fn load(home: &Path) -> Result<Self, ConfigError> {
-        let file = home.join(FILE_NAME);
-        let text = read_file(&file)?;
-        Self::from_file(FileConfig::parse(&file, &text)?, &file)
+        Self::load_file(&home.join(FILE_NAME))
+    }
+
+    /// Reads and validates a node configuration file anywhere (e.g. `/etc/mirrorfarm/…`).
+    pub fn load_file(file: &Path) -> Result<Self, ConfigError> {
+        let text = read_file(file)?;
+        Self::from_file(FileConfig::parse(file, &text)?, file)
     }
 
     /// Validates a parsed file.

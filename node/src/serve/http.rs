@@ -131,18 +131,15 @@ pub async fn scm(
     let proto = git_protocol(req.headers());
     let version = proto.as_deref().map(pktline::protocol_version).unwrap_or(0);
     let log = |kind| ServeLog {
+        shared: shared.clone(),
         repo: id.to_string(),
         kind,
         protocol: version,
         client: peer.to_string(),
     };
     match endpoint {
-        ScmEndpoint::InfoRefs => {
-            advertise(&repo_path, proto.as_deref(), version, log("http-info-refs"))
-        }
-        ScmEndpoint::Rpc(_) => {
-            rpc(&repo_path, proto.as_deref(), req, log("http-upload-pack")).await
-        }
+        ScmEndpoint::InfoRefs => advertise(&repo_path, proto.as_deref(), version, log("info_refs")),
+        ScmEndpoint::Rpc(_) => rpc(&repo_path, proto.as_deref(), req, log("upload_pack")).await,
     }
 }
 

@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/status", get(status_doc))
+        .route("/metrics", get(metrics))
         .route("/rest/mirroring/latest/sync", post(trigger_sync))
         .route("/scm/{*rest}", any(http::scm))
         .with_state(state)
@@ -59,6 +60,18 @@ async fn status_doc(State(s): State<AppState>) -> Response {
         header::HeaderValue::from_static("no-store"),
     );
     r
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let body = s.shared.metrics.render(&s.shared);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -94,6 +94,7 @@ async fn connection(
     } else {
         peer
     };
+    let _active = shared.metrics.track("ssh");
     let handler = Connection {
         shared,
         peer: peer.to_string(),
@@ -287,10 +288,12 @@ async fn exec(
         .unwrap_or(0);
     let _ = out.flush().await;
     let status = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(1);
+    shared.metrics.served("ssh", "upload_pack", sent);
     tracing::info!(
         repo = %id,
-        kind = "ssh-upload-pack",
-        protocol = version,
+        protocol = "ssh",
+        kind = "upload_pack",
+        version,
         bytes = sent,
         duration_ms = started.elapsed().as_millis() as u64,
         client = %peer,

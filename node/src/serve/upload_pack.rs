@@ -54,16 +54,18 @@ pub fn spawn(repo: &Path, mode: Mode, git_protocol: Option<&str>) -> std::io::Re
 }
 
 /// What is logged about one served request.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeLog {
     /// `PROJECT/repo`.
     pub repo: String,
-    /// `http`/`ssh` and the request kind.
+    /// `info_refs` or `upload_pack`.
     pub kind: &'static str,
     /// Protocol version asked for.
     pub protocol: u32,
     /// Client address.
     pub client: String,
+    /// Where the served request is counted.
+    pub shared: std::sync::Arc<crate::state::Shared>,
 }
 
 /// Streams a child's stdout, owning the child (killed if the client goes away) and logging
@@ -74,6 +76,7 @@ pub struct ServedStream {
     bytes: u64,
     started: Instant,
     log: ServeLog,
+    _active: crate::metrics::ActiveGuard,
 }
 
 impl ServedStream {
@@ -84,7 +87,9 @@ impl ServedStream {
             let repo = log.repo.clone();
             tokio::spawn(log_stderr(stderr, repo));
         }
+        let active = log.shared.metrics.track("http");
         Self {
+            _active: active,
             inner: ReaderStream::with_capacity(stdout, 64 * 1024),
             child,
             bytes: prefix,
@@ -125,10 +130,15 @@ impl Drop for ServedStream {
             // The client went away, or upload-pack is still finishing: make sure it ends.
             let _ = self.child.start_kill();
         }
+        self.log
+            .shared
+            .metrics
+            .served("http", self.log.kind, self.bytes);
         tracing::info!(
             repo = %self.log.repo,
+            protocol = "http",
             kind = self.log.kind,
-            protocol = self.log.protocol,
+            version = self.log.protocol,
             bytes = self.bytes,
             duration_ms = self.started.elapsed().as_millis() as u64,
             client = %self.log.client,

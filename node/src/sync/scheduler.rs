@@ -231,6 +231,13 @@ impl Scheduler {
             };
             let res = fetch::sync_repo(plan).await;
             fetch::log_result(&id, &res, started.elapsed());
+            let result = match &res {
+                Ok(_) => SyncResult::Ok,
+                Err(f) => f.kind.clone(),
+            };
+            shared
+                .metrics
+                .sync_done(&result, started.elapsed().as_secs_f64());
             (id, res)
         });
     }

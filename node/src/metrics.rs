@@ -1,0 +1,213 @@
+//! The node's Prometheus metrics (`GET /metrics`, names prefixed `mirrorfarm_`): syncs, sync
+//! duration and lag, requests served by protocol, bytes served, active connections, upstream
+//! reachability and repository counts.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::state::Shared;
+use crate::store::SyncResult;
+
+/// `result` label of a sync.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `ok`, `unauthorized`, `unreachable`, `host_key_changed`, `not_found`, `failed`.
+    pub result: String,
+}
+
+/// Labels of a served request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServeLabels {
+    /// `http` or `ssh`.
+    pub protocol: String,
+    /// `info_refs` (ref advertisement) or `upload_pack` (a clone or fetch).
+    pub kind: String,
+}
+
+/// `protocol` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabel {
+    /// `http` or `ssh`.
+    pub protocol: String,
+}
+
+/// `repo` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RepoLabel {
+    /// `PROJECT/repo`.
+    pub repo: String,
+}
+
+/// Every metric of a node.
+pub struct NodeMetrics {
+    registry: Registry,
+    syncs: Family<ResultLabel, Counter>,
+    sync_duration: Histogram,
+    served: Family<ServeLabels, Counter>,
+    served_bytes: Family<ProtocolLabel, Counter>,
+    active: Family<ProtocolLabel, Gauge>,
+    sync_lag: Family<RepoLabel, Gauge<f64, AtomicU64>>,
+    upstream_reachable: Gauge,
+    repos: Gauge,
+    synced_repos: Gauge,
+}
+
+impl Default for NodeMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("mirrorfarm");
+        let syncs = Family::<ResultLabel, Counter>::default();
+        registry.register("syncs", "Syncs with the upstream, by result", syncs.clone());
+        let sync_duration = Histogram::new(exponential_buckets(0.01, 2.0, 16));
+        registry.register(
+            "sync_duration_seconds",
+            "Duration of syncs with the upstream",
+            sync_duration.clone(),
+        );
+        let served = Family::<ServeLabels, Counter>::default();
+        registry.register(
+            "served_requests",
+            "Git requests served, by protocol and kind",
+            served.clone(),
+        );
+        let served_bytes = Family::<ProtocolLabel, Counter>::default();
+        registry.register(
+            "served_bytes",
+            "Bytes of git responses served, by protocol",
+            served_bytes.clone(),
+        );
+        let active = Family::<ProtocolLabel, Gauge>::default();
+        registry.register(
+            "active_connections",
+            "Git responses or SSH connections open now",
+            active.clone(),
+        );
+        let sync_lag = Family::<RepoLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "sync_lag_seconds",
+            "Seconds since the last successful sync, per repository",
+            sync_lag.clone(),
+        );
+        let upstream_reachable = Gauge::default();
+        registry.register(
+            "upstream_reachable",
+            "1 when the last syncs reached the upstream",
+            upstream_reachable.clone(),
+        );
+        let repos = Gauge::default();
+        registry.register("repos", "Repositories mirrored", repos.clone());
+        let synced_repos = Gauge::default();
+        registry.register(
+            "synced_repos",
+            "Repositories with a complete state to serve",
+            synced_repos.clone(),
+        );
+        Self {
+            registry,
+            syncs,
+            sync_duration,
+            served,
+            served_bytes,
+            active,
+            sync_lag,
+            upstream_reachable,
+            repos,
+            synced_repos,
+        }
+    }
+}
+
+fn result_word(r: &SyncResult) -> &'static str {
+    match r {
+        SyncResult::Ok => "ok",
+        SyncResult::Unauthorized => "unauthorized",
+        SyncResult::Unreachable => "unreachable",
+        SyncResult::HostKeyChanged => "host_key_changed",
+        SyncResult::NotFound => "not_found",
+        SyncResult::Failed => "failed",
+    }
+}
+
+impl NodeMetrics {
+    /// Records a finished sync.
+    pub fn sync_done(&self, result: &SyncResult, seconds: f64) {
+        self.syncs
+            .get_or_create(&ResultLabel {
+                result: result_word(result).into(),
+            })
+            .inc();
+        self.sync_duration.observe(seconds);
+    }
+
+    /// Records a served request of `bytes`.
+    pub fn served(&self, protocol: &str, kind: &str, bytes: u64) {
+        self.served
+            .get_or_create(&ServeLabels {
+                protocol: protocol.into(),
+                kind: kind.into(),
+            })
+            .inc();
+        self.served_bytes
+            .get_or_create(&ProtocolLabel {
+                protocol: protocol.into(),
+            })
+            .inc_by(bytes);
+    }
+
+    /// Counts one open connection of `protocol` until the guard is dropped.
+    pub fn track(&self, protocol: &str) -> ActiveGuard {
+        let g = self
+            .active
+            .get_or_create(&ProtocolLabel {
+                protocol: protocol.into(),
+            })
+            .clone();
+        g.inc();
+        ActiveGuard(g)
+    }
+
+    /// Encodes every metric in the Prometheus text format, refreshing the state-derived ones.
+    pub fn render(&self, shared: &Shared) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let snapshot = shared.snapshot();
+        self.sync_lag.clear();
+        for (id, e) in &snapshot {
+            if let Some(ok) = e.record.last_success_ms {
+                self.sync_lag
+                    .get_or_create(&RepoLabel {
+                        repo: id.to_string(),
+                    })
+                    .set((now - ok).max(0) as f64 / 1000.0);
+            }
+        }
+        let unreachable = snapshot
+            .values()
+            .any(|e| e.record.last_result == Some(SyncResult::Unreachable));
+        self.upstream_reachable.set(i64::from(!unreachable));
+        self.repos.set(snapshot.len() as i64);
+        self.synced_repos
+            .set(snapshot.values().filter(|e| e.servable()).count() as i64);
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Decrements an active-connections gauge when dropped.
+pub struct ActiveGuard(Gauge);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
