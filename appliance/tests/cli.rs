@@ -32,3 +32,28 @@ fn help_version_and_config_check() {
         .contains("mirrorfarm.properties:2: bogus.key: unknown key"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_cli_definition() {
+    let bin = env!("CARGO_BIN_EXE_mirrorfarm");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(bin)
+            .args(["completions", shell])
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let has_home = text.contains("--home") || text.contains("-l home");
+        assert!(
+            text.contains("demo") && has_home,
+            "{shell} completions miss subcommands or flags"
+        );
+    }
+    let out = Command::new(bin).arg("man").output().expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(".TH mirrorfarm"),
+        "not roff: {text:.200}"
+    );
+    assert!(text.contains("config") && text.contains("node"));
+}

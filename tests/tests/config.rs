@@ -110,3 +110,30 @@ fn sigterm_stops_the_node_cleanly_and_identity_survives_restart() {
         before["repos"][0]["generation"]
     );
 }
+
+#[test]
+fn a_home_written_by_a_newer_version_is_refused() {
+    let up = Upstream::new();
+    up.create("P", "r", &Shape::small());
+    let mut node = Node::start(
+        &up.file_url(),
+        "mirror.repos=P/r\nmirror.access=anonymous\n",
+    );
+    node.wait_state("SYNCHRONIZED", Duration::from_secs(60));
+    assert_eq!(node.stop(), Some(0));
+    {
+        let store =
+            mirrorfarm_node::store::Store::open(&node.home().join("data")).expect("open store");
+        assert_eq!(
+            store.meta_get("format").expect("read"),
+            Some(mirrorfarm_node::store::DATA_FORMAT.to_string())
+        );
+        store.meta_put("format", "999").expect("write");
+    }
+    let (code, err) = run_expecting_exit(node.home(), Duration::from_secs(20));
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("written by a newer mirrorfarm") && err.contains("999"),
+        "{err}"
+    );
+}
