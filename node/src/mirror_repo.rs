@@ -258,6 +258,46 @@ impl MirrorRepo {
         Ok(head.strip_prefix("ref: ").map(|s| s.trim().to_owned()))
     }
 
+    /// Keeps the repository fast to serve: packs consolidated with a reachability bitmap
+    /// (geometric repacking into a multi-pack index on git ≥ 2.34, a full repack before) and a
+    /// commit-graph. Call only while no fetch runs on this repository: every object any ref
+    /// (visible, staged or previous) reaches is kept, and geometric repacking removes nothing.
+    pub async fn maintain(&self, git: (u32, u32, u32)) -> Result<(), RepoError> {
+        let repack: &[&str] = if git >= (2, 34, 0) {
+            &[
+                "repack",
+                "-d",
+                "-q",
+                "--geometric=2",
+                "--write-midx",
+                "--write-bitmap-index",
+            ]
+        } else {
+            &["repack", "-a", "-d", "-q", "-b"]
+        };
+        gitcmd::run(Some(&self.path), repack, &[], None, LOCAL).await?;
+        if git >= (2, 27, 0) {
+            let args = [
+                "commit-graph",
+                "write",
+                "--reachable",
+                "--changed-paths",
+                "--no-progress",
+            ];
+            gitcmd::run(Some(&self.path), args, &[], None, LOCAL).await?;
+        } else if git >= (2, 18, 0) {
+            gitcmd::run(
+                Some(&self.path),
+                ["commit-graph", "write", "--reachable"],
+                &[],
+                None,
+                LOCAL,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Makes `visible` the repository's advertised state in one atomic step, keeping `previous`
     /// (the state it replaces) hidden under [`PREVIOUS`], then points HEAD at `head`.
     pub async fn apply(

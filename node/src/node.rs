@@ -132,6 +132,7 @@ pub async fn run(
         home,
         identity,
         store,
+        git,
         openssh,
         repos: RwLock::new(repos),
         listed: AtomicBool::new(false),

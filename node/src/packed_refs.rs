@@ -24,9 +24,14 @@ pub struct RefValue {
 /// A full ref map, sorted by name.
 pub type RefMap = BTreeMap<RefName, RefValue>;
 
-/// Hash of a ref map (hex SHA-256 over `oid name\n` lines in name order).
-pub fn refs_hash(refs: &RefMap) -> String {
+/// Hash of a ref state (hex SHA-256 over `HEAD -> target\n`, then `oid name\n` lines in name order).
+pub fn refs_hash(refs: &RefMap, head: Option<&RefName>) -> String {
     let mut h = Sha256::new();
+    if let Some(t) = head {
+        h.update(b"HEAD -> ");
+        h.update(t.as_str().as_bytes());
+        h.update(b"\n");
+    }
     for (name, v) in refs {
         h.update(v.oid.as_bytes());
         h.update(b" ");
@@ -118,6 +123,10 @@ mod tests {
         assert!(lines[2].ends_with(" refs/mirrorfarm/previous/refs/heads/main"));
         assert!(lines[3].ends_with(" refs/tags/v1"));
         assert_eq!(lines[4], format!("^{}", "c".repeat(40)));
-        assert_ne!(refs_hash(&v), refs_hash(&x));
+        assert_ne!(refs_hash(&v, None), refs_hash(&x, None));
+        assert_ne!(
+            refs_hash(&v, None),
+            refs_hash(&v, Some(&r("refs/heads/main")))
+        );
     }
 }

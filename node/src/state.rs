@@ -62,6 +62,8 @@ pub struct Shared {
     pub identity: Identity,
     /// Durable store.
     pub store: Store,
+    /// System git version.
+    pub git: (u32, u32, u32),
     /// OpenSSH client version (for ssh:// upstreams), if checked.
     pub openssh: (u32, u32, u32),
     /// Repositories currently mirrored.

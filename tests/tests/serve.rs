@@ -98,6 +98,21 @@ fn clones_over_http_v0_v2_and_ssh_equal_upstream() {
         gitc::run(Some(&dest), &["fsck", "--no-dangling"], &[]);
     }
     assert!(node.log().contains("served"), "no serve log line");
+    // The mirror is kept in serving shape: a reachability bitmap and a commit-graph.
+    let mirror = node.mirror_path("PROJ", "repo");
+    let packs: Vec<String> = std::fs::read_dir(mirror.join("objects/pack"))
+        .expect("pack dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        packs.iter().any(|n| n.ends_with(".bitmap")),
+        "no bitmap: {packs:?}"
+    );
+    assert!(
+        mirror.join("objects/info/commit-graph").exists(),
+        "no commit-graph"
+    );
 }
 
 #[test]

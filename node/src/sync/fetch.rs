@@ -55,6 +55,8 @@ pub struct FetchPlan<'a> {
     pub env: &'a [(&'static str, String)],
     /// Time limit of the fetch.
     pub timeout: Duration,
+    /// Version of the system git (decides how repositories are kept in serving shape).
+    pub git: (u32, u32, u32),
 }
 
 /// Runs one sync.
@@ -76,9 +78,25 @@ pub async fn sync_repo(plan: FetchPlan<'_>) -> Result<Synced, SyncFailure> {
     if changed > 0 || head_changed {
         repo.apply(&staged, &current, head.as_ref()).await?;
     }
+    if changed > 0 {
+        // The new state is already served; now make serving it cheap.
+        let t = Instant::now();
+        match repo.maintain(plan.git).await {
+            Ok(()) => {
+                tracing::debug!(repo = %plan.id, duration_ms = t.elapsed().as_millis() as u64, "repository maintained")
+            }
+            Err(e) => {
+                tracing::warn!(repo = %plan.id, error = %e, "repository maintenance failed (serving continues)")
+            }
+        }
+    }
     Ok(Synced {
         changed,
-        refs_hash: refs_hash(&staged),
+        refs_hash: refs_hash(
+            &staged,
+            head.as_ref()
+                .or(current_head.as_deref().and_then(RefName::parse).as_ref()),
+        ),
         elapsed: started.elapsed(),
     })
 }

@@ -228,6 +228,7 @@ impl Scheduler {
                 url: shared.config.upstream.repo_url(&id),
                 env: &env,
                 timeout: shared.config.sync_timeout,
+                git: shared.git,
             };
             let res = fetch::sync_repo(plan).await;
             fetch::log_result(&id, &res, started.elapsed());
