@@ -56,6 +56,14 @@ pub struct NodeMetrics {
     upstream_reachable: Gauge,
     repos: Gauge,
     synced_repos: Gauge,
+    advertisements: Family<SourceLabel, Counter>,
+}
+
+/// `source` label of a ref advertisement.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    /// `memory` or `git`.
+    pub source: String,
 }
 
 impl Default for NodeMetrics {
@@ -107,7 +115,14 @@ impl Default for NodeMetrics {
             "Repositories with a complete state to serve",
             synced_repos.clone(),
         );
+        let advertisements = Family::<SourceLabel, Counter>::default();
+        registry.register(
+            "advertisements",
+            "Ref advertisements and ls-refs answers, by source (memory or a git process)",
+            advertisements.clone(),
+        );
         Self {
+            advertisements,
             registry,
             syncs,
             sync_duration,
@@ -157,6 +172,15 @@ impl NodeMetrics {
                 protocol: protocol.into(),
             })
             .inc_by(bytes);
+    }
+
+    /// Counts a ref advertisement answered from `source` (`memory` or `git`).
+    pub fn advertisement(&self, source: &str) {
+        self.advertisements
+            .get_or_create(&SourceLabel {
+                source: source.into(),
+            })
+            .inc();
     }
 
     /// Counts one open connection of `protocol` until the guard is dropped.

@@ -137,6 +137,7 @@ pub async fn run(
         repos: RwLock::new(repos),
         listed: AtomicBool::new(false),
         metrics: crate::metrics::NodeMetrics::default(),
+        refs: Default::default(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (sync, sync_rx) = scheduler::channel();

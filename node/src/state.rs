@@ -48,8 +48,8 @@ pub enum Lookup {
     Unknown,
     /// Mirrored, but no complete state yet.
     NotReady,
-    /// Serve from this bare repository.
-    Ready(PathBuf),
+    /// Serve from this bare repository, whose served ref state has this hash.
+    Ready(PathBuf, String),
 }
 
 /// Shared by every task of a node.
@@ -72,6 +72,8 @@ pub struct Shared {
     pub listed: AtomicBool,
     /// Prometheus metrics.
     pub metrics: crate::metrics::NodeMetrics,
+    /// Ref advertisements from memory.
+    pub refs: crate::serve::refs_cache::RefsCache,
 }
 
 impl Shared {
@@ -92,7 +94,9 @@ impl Shared {
         match repos.get(id) {
             None => Lookup::Unknown,
             Some(e) if e.record.last_result == Some(SyncResult::NotFound) => Lookup::Unknown,
-            Some(e) if e.servable() => Lookup::Ready(self.repo_path(id)),
+            Some(e) if e.servable() => {
+                Lookup::Ready(self.repo_path(id), e.record.refs_hash.clone())
+            }
             Some(_) => Lookup::NotReady,
         }
     }

@@ -107,8 +107,8 @@ pub async fn scm(
         );
         return r;
     }
-    let repo_path = match shared.lookup(&id) {
-        Lookup::Ready(p) => p,
+    let (repo_path, key) = match shared.lookup(&id) {
+        Lookup::Ready(p, key) => (p, key),
         Lookup::Unknown => {
             return text(
                 StatusCode::NOT_FOUND,
@@ -137,10 +137,70 @@ pub async fn scm(
         protocol: version,
         client: peer.to_string(),
     };
+    let target = Target {
+        shared: &shared,
+        id: &id,
+        path: &repo_path,
+        key: &key,
+    };
     match endpoint {
-        ScmEndpoint::InfoRefs => advertise(&repo_path, proto.as_deref(), version, log("info_refs")),
-        ScmEndpoint::Rpc(_) => rpc(&repo_path, proto.as_deref(), req, log("upload_pack")).await,
+        ScmEndpoint::InfoRefs => match cached_advertisement(&target, version).await {
+            Some(r) => {
+                shared.metrics.advertisement("memory");
+                r
+            }
+            None => {
+                shared.metrics.advertisement("git");
+                advertise(&repo_path, proto.as_deref(), version, log("info_refs"))
+            }
+        },
+        ScmEndpoint::Rpc(_) => {
+            rpc(&target, proto.as_deref(), version, req, log("upload_pack")).await
+        }
     }
+}
+
+/// The repository a request is served from, and the ref state it serves.
+struct Target<'a> {
+    shared: &'a Arc<Shared>,
+    id: &'a crate::names::RepoId,
+    path: &'a std::path::Path,
+    key: &'a str,
+}
+
+impl Target<'_> {
+    async fn advertised(&self) -> Option<Arc<crate::serve::refs_cache::Advertised>> {
+        match self.shared.refs.get(self.id, self.path, self.key).await {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::warn!(error = %e, "ref advertisement cache unavailable; asking git");
+                None
+            }
+        }
+    }
+}
+
+/// `info/refs` from memory for protocol v0 and v2 (v1 is left to git).
+async fn cached_advertisement(t: &Target<'_>, version: u32) -> Option<Response> {
+    if version == 1 {
+        return None;
+    }
+    let a = t.advertised().await?;
+    let body = if version == 2 {
+        a.v2_caps.clone()
+    } else {
+        let mut p = pktline::pkt("# service=git-upload-pack\n");
+        p.extend_from_slice(pktline::FLUSH);
+        p.extend_from_slice(&a.v0);
+        bytes::Bytes::from(p)
+    };
+    t.shared
+        .metrics
+        .served("http", "info_refs", body.len() as u64);
+    Some(git_response(
+        "application/x-git-upload-pack-advertisement",
+        Body::from(body),
+    ))
 }
 
 fn refuse_push(shared: &Shared, id: &crate::names::RepoId, endpoint: ScmEndpoint) -> Response {
@@ -195,7 +255,14 @@ fn advertise(repo: &std::path::Path, proto: Option<&str>, version: u32, log: Ser
     git_response("application/x-git-upload-pack-advertisement", body)
 }
 
-async fn rpc(repo: &std::path::Path, proto: Option<&str>, req: Request, log: ServeLog) -> Response {
+async fn rpc(
+    t: &Target<'_>,
+    proto: Option<&str>,
+    version: u32,
+    req: Request,
+    log: ServeLog,
+) -> Response {
+    let repo = t.path;
     let gzip = match req
         .headers()
         .get(header::CONTENT_ENCODING)
@@ -220,16 +287,6 @@ async fn rpc(repo: &std::path::Path, proto: Option<&str>, req: Request, log: Ser
             "expected Content-Type application/x-git-upload-pack-request",
         );
     }
-    let mut child = match upload_pack::spawn(repo, Mode::StatelessRpc, proto) {
-        Ok(c) => c,
-        Err(e) => {
-            return text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot start git: {e}"),
-            )
-        }
-    };
-    let mut stdin = child.stdin.take().expect("upload-pack stdin is piped");
     let body = req
         .into_body()
         .into_data_stream()
@@ -240,6 +297,31 @@ async fn rpc(repo: &std::path::Path, proto: Option<&str>, req: Request, log: Ser
     } else {
         Box::new(reader)
     };
+    if version == 2 {
+        // An ls-refs command is answered from memory; anything else goes to git, replayed whole.
+        let mut raw = Vec::new();
+        if let Ok(Some(args)) = crate::serve::v2_request::peek_ls_refs(&mut input, &mut raw).await {
+            if let Some(a) = t.advertised().await {
+                let body = a.ls_refs(&args);
+                t.shared
+                    .metrics
+                    .served("http", "ls_refs", body.len() as u64);
+                t.shared.metrics.advertisement("memory");
+                return git_response("application/x-git-upload-pack-result", Body::from(body));
+            }
+        }
+        input = Box::new(std::io::Cursor::new(raw).chain(input));
+    }
+    let mut child = match upload_pack::spawn(repo, Mode::StatelessRpc, proto) {
+        Ok(c) => c,
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot start git: {e}"),
+            )
+        }
+    };
+    let mut stdin = child.stdin.take().expect("upload-pack stdin is piped");
     let repo_name = log.repo.clone();
     tokio::spawn(async move {
         let mut limited = (&mut input).take(MAX_REQUEST);

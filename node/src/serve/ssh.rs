@@ -245,7 +245,7 @@ async fn exec(
         return fail(&ch, msg, true).await;
     }
     let repo = match shared.lookup(&id) {
-        Lookup::Ready(p) => p,
+        Lookup::Ready(p, _) => p,
         Lookup::Unknown => {
             return fail(&ch, &format!("repository {id} is not mirrored here"), true).await
         }

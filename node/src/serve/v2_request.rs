@@ -1,0 +1,146 @@
+//! Reading the start of a protocol-v2 request body to see whether it is an `ls-refs` command the
+//! node can answer from memory. Everything read is kept, so any other request (or one with an
+//! argument or capability the node does not know) is replayed to `git upload-pack` unchanged.
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::serve::refs_cache::LsRefs;
+
+/// The most of a request body read while deciding (an ls-refs request is small).
+const MAX_PEEK: usize = 1024 * 1024;
+
+enum Pkt {
+    Flush,
+    Delim,
+    Data(Vec<u8>),
+}
+
+async fn read_pkt<R: AsyncRead + Unpin + ?Sized>(
+    r: &mut R,
+    raw: &mut Vec<u8>,
+) -> std::io::Result<Option<Pkt>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    raw.extend_from_slice(&len);
+    let text =
+        std::str::from_utf8(&len).map_err(|_| std::io::Error::other("bad pkt-line length"))?;
+    let n = usize::from_str_radix(text, 16)
+        .map_err(|_| std::io::Error::other("bad pkt-line length"))?;
+    match n {
+        0 => Ok(Some(Pkt::Flush)),
+        1 => Ok(Some(Pkt::Delim)),
+        2..=3 => Err(std::io::Error::other("unexpected special packet")),
+        _ => {
+            if raw.len() + n > MAX_PEEK {
+                return Err(std::io::Error::other("request too large to inspect"));
+            }
+            let mut data = vec![0u8; n - 4];
+            r.read_exact(&mut data).await?;
+            raw.extend_from_slice(&data);
+            Ok(Some(Pkt::Data(data)))
+        }
+    }
+}
+
+/// Reads from `r` (appending every byte read to `raw`) and returns the arguments when the
+/// request is an `ls-refs` the node answers itself; `None` means "let git answer".
+pub async fn peek_ls_refs<R: AsyncRead + Unpin + ?Sized>(
+    r: &mut R,
+    raw: &mut Vec<u8>,
+) -> std::io::Result<Option<LsRefs>> {
+    match read_pkt(r, raw).await? {
+        Some(Pkt::Data(d)) if d == b"command=ls-refs\n" => {}
+        _ => return Ok(None),
+    }
+    // Capabilities until the delimiter.
+    loop {
+        match read_pkt(r, raw).await? {
+            Some(Pkt::Delim) => break,
+            Some(Pkt::Flush) => return Ok(Some(LsRefs::default())),
+            Some(Pkt::Data(d)) => {
+                let line = String::from_utf8_lossy(&d);
+                let line = line.trim_end_matches('\n');
+                let known = line.starts_with("agent=") || line == "object-format=sha1";
+                if !known {
+                    return Ok(None);
+                }
+            }
+            None => return Ok(None),
+        }
+    }
+    let mut args = LsRefs::default();
+    loop {
+        match read_pkt(r, raw).await? {
+            Some(Pkt::Flush) => return Ok(Some(args)),
+            Some(Pkt::Data(d)) => {
+                let line = String::from_utf8_lossy(&d);
+                let line = line.strip_suffix('\n').unwrap_or(&line);
+                match line {
+                    "peel" => args.peel = true,
+                    "symrefs" => args.symrefs = true,
+                    "unborn" => args.unborn = true,
+                    l => match l.strip_prefix("ref-prefix ") {
+                        Some(p) => args.prefixes.push(p.to_owned()),
+                        None => return Ok(None),
+                    },
+                }
+            }
+            Some(Pkt::Delim) | None => return Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn recognises_ls_refs_and_keeps_every_byte() {
+        use crate::serve::pktline::pkt;
+        let mut body = Vec::new();
+        for l in [
+            "command=ls-refs\n",
+            "agent=git/2.47.3\n",
+            "object-format=sha1\n",
+        ] {
+            body.extend(pkt(l));
+        }
+        body.extend(b"0001");
+        for l in ["peel\n", "symrefs\n", "ref-prefix refs/heads/\n"] {
+            body.extend(pkt(l));
+        }
+        body.extend(b"0000");
+        let mut raw = Vec::new();
+        let args = peek_ls_refs(&mut &body[..], &mut raw)
+            .await
+            .expect("read")
+            .expect("ls-refs");
+        assert!(args.peel && args.symrefs && !args.unborn);
+        assert_eq!(args.prefixes, vec!["refs/heads/".to_owned()]);
+        assert_eq!(raw, body);
+        let first = pkt("command=fetch\n");
+        let fetch = [first.clone(), b"0000".to_vec()].concat();
+        let mut raw = Vec::new();
+        assert!(peek_ls_refs(&mut &fetch[..], &mut raw)
+            .await
+            .expect("read")
+            .is_none());
+        assert_eq!(raw, first, "only the first packet is consumed");
+        let odd = [
+            pkt("command=ls-refs\n"),
+            b"0001".to_vec(),
+            pkt("weird\n"),
+            b"0000".to_vec(),
+        ]
+        .concat();
+        let mut raw = Vec::new();
+        assert!(peek_ls_refs(&mut &odd[..], &mut raw)
+            .await
+            .expect("read")
+            .is_none());
+    }
+}
