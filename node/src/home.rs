@@ -8,6 +8,7 @@
 //! <home>/keys/ssh_host_ed25519   host key of the node's SSH server
 //! <home>/ssh/known_hosts         the upstream's pinned host key
 //! <home>/repos/<PROJECT>/<repo>.git   bare mirror repositories
+//! <home>/cache/packs/            cached upload-pack responses (emptied at start)
 //! <home>/logs/node.log           log file (also written to stderr)
 //! ```
 
@@ -70,6 +71,10 @@ impl Home {
     /// Root of the mirror repositories.
     pub fn repos_dir(&self) -> PathBuf {
         self.root.join("repos")
+    }
+    /// Cache directory (emptied at start).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache")
     }
     /// Log directory.
     pub fn logs_dir(&self) -> PathBuf {

@@ -57,6 +57,8 @@ pub struct NodeMetrics {
     repos: Gauge,
     synced_repos: Gauge,
     advertisements: Family<SourceLabel, Counter>,
+    pack_cache: Family<ResultLabel, Counter>,
+    pack_cache_bytes: Gauge,
 }
 
 /// `source` label of a ref advertisement.
@@ -121,7 +123,21 @@ impl Default for NodeMetrics {
             "Ref advertisements and ls-refs answers, by source (memory or a git process)",
             advertisements.clone(),
         );
+        let pack_cache = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "pack_cache_requests",
+            "Upload-pack requests answered through the pack cache: hit, shared (while written), miss",
+            pack_cache.clone(),
+        );
+        let pack_cache_bytes = Gauge::default();
+        registry.register(
+            "pack_cache_bytes",
+            "Bytes of complete pack cache entries",
+            pack_cache_bytes.clone(),
+        );
         Self {
+            pack_cache,
+            pack_cache_bytes,
             advertisements,
             registry,
             syncs,
@@ -183,6 +199,21 @@ impl NodeMetrics {
             .inc();
     }
 
+    /// Counts a request answered through the pack cache.
+    pub fn pack_cache(&self, outcome: crate::serve::pack_cache::Outcome) {
+        use crate::serve::pack_cache::Outcome;
+        let result = match outcome {
+            Outcome::Hit => "hit",
+            Outcome::Shared => "shared",
+            Outcome::Miss => "miss",
+        };
+        self.pack_cache
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
+    }
+
     /// Counts one open connection of `protocol` until the guard is dropped.
     pub fn track(&self, protocol: &str) -> ActiveGuard {
         let g = self
@@ -219,6 +250,7 @@ impl NodeMetrics {
         self.repos.set(snapshot.len() as i64);
         self.synced_repos
             .set(snapshot.values().filter(|e| e.servable()).count() as i64);
+        self.pack_cache_bytes.set(shared.packs.size() as i64);
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

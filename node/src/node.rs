@@ -127,6 +127,14 @@ pub async fn run(
         "listening"
     );
     let ssh_config = ssh::config(host_key);
+    let packs = crate::serve::pack_cache::PackCache::new(
+        &home.cache_dir().join("packs"),
+        config.pack_cache_max,
+    )
+    .map_err(|source| HomeError::Io {
+        path: home.cache_dir(),
+        source,
+    })?;
     let shared = Arc::new(Shared {
         config,
         home,
@@ -138,6 +146,7 @@ pub async fn run(
         listed: AtomicBool::new(false),
         metrics: crate::metrics::NodeMetrics::default(),
         refs: Default::default(),
+        packs: Arc::new(packs),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (sync, sync_rx) = scheduler::channel();

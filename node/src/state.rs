@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use crate::config::Config;
 use crate::home::Home;
@@ -72,6 +72,8 @@ pub struct Shared {
     pub listed: AtomicBool,
     /// Prometheus metrics.
     pub metrics: crate::metrics::NodeMetrics,
+    /// Cached upload-pack responses.
+    pub packs: Arc<crate::serve::pack_cache::PackCache>,
     /// Ref advertisements from memory.
     pub refs: crate::serve::refs_cache::RefsCache,
 }

@@ -71,6 +71,8 @@ pub struct Config {
     pub sync_concurrency: usize,
     /// `mirror.sync.timeout` (default 3600 s): one fetch longer than this is stopped.
     pub sync_timeout: Duration,
+    /// `mirror.cache.packs.maxSize` (default 1 GiB; 0 turns the pack cache off).
+    pub pack_cache_max: u64,
     /// `server.address`:`server.port` (default 0.0.0.0:7990).
     pub http_addr: SocketAddr,
     /// `server.headerTimeout` (default 30 s): a request's headers must arrive within it.
@@ -126,6 +128,16 @@ impl Config {
         )?;
         let sync_timeout = v.seconds(&fc.sync_timeout, "mirror.sync.timeout", 3600)?;
         let header_timeout = v.seconds(&fc.header_timeout, "server.headerTimeout", 30)?;
+        let pack_cache_max = match &fc.pack_cache_max {
+            None => 1 << 30,
+            Some(l) => parse_size(&l.value).ok_or_else(|| {
+                v.at(
+                    l,
+                    "mirror.cache.packs.maxSize",
+                    "must be a size such as 0, 512m, 2g or 1048576",
+                )
+            })?,
+        };
         let ssh_proxy_protocol =
             v.boolean(&fc.ssh_proxy_protocol, "plugin.ssh.proxyProtocol", false)?;
         let repos = match &fc.repos {
@@ -222,12 +234,31 @@ impl Config {
             sync_concurrency,
             sync_timeout,
             http_addr,
+            pack_cache_max,
             header_timeout,
             ssh_addr,
             ssh_proxy_protocol,
             log_format,
         })
     }
+}
+
+/// `1048576`, `512k`, `512m`, `2g` (powers of 1024; upper or lower case).
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let (num, mult) = match s.strip_suffix(['k', 'm', 'g', 't']) {
+        Some(n) => {
+            let m = match s.chars().last() {
+                Some('k') => 1u64 << 10,
+                Some('m') => 1 << 20,
+                Some('g') => 1 << 30,
+                _ => 1 << 40,
+            };
+            (n, m)
+        }
+        None => (s.as_str(), 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
 }
 
 fn list(s: &str) -> impl Iterator<Item = &str> {
@@ -253,6 +284,10 @@ mod tests {
         assert_eq!(c.http_addr.port(), 7990);
         assert_eq!(c.ssh_addr.port(), 7999);
         assert_eq!(c.access, Access::Authenticated);
+        assert_eq!(c.pack_cache_max, 1 << 30);
+        assert_eq!(parse_size("512m"), Some(512 << 20));
+        assert_eq!(parse_size("0"), Some(0));
+        assert_eq!(parse_size("2x"), None);
     }
 
     #[test]

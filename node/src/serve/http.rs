@@ -19,6 +19,30 @@ use crate::serve::pktline;
 use crate::serve::upload_pack::{self, Mode, ServeLog, ServedStream};
 use crate::state::{Lookup, Shared};
 
+/// Requests up to this size are read whole and may be answered by the pack cache.
+const CACHEABLE_REQUEST: usize = 64 * 1024;
+
+/// Reads `r` to its end into `raw`, unless it holds more than `limit` bytes; whether it ended.
+async fn read_whole(
+    r: &mut (dyn AsyncRead + Send + Unpin),
+    raw: &mut Vec<u8>,
+    limit: usize,
+) -> bool {
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) => return true,
+            Ok(n) => {
+                raw.extend_from_slice(&buf[..n]);
+                if raw.len() > limit {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Largest (decompressed) upload-pack request accepted.
 const MAX_REQUEST: u64 = 256 * 1024 * 1024;
 
@@ -297,9 +321,9 @@ async fn rpc(
     } else {
         Box::new(reader)
     };
+    let mut raw = Vec::new();
     if version == 2 {
-        // An ls-refs command is answered from memory; anything else goes to git, replayed whole.
-        let mut raw = Vec::new();
+        // An ls-refs command is answered from memory; anything else goes on, replayed whole.
         if let Ok(Some(args)) = crate::serve::v2_request::peek_ls_refs(&mut input, &mut raw).await {
             if let Some(a) = t.advertised().await {
                 let body = a.ls_refs(&args);
@@ -310,8 +334,25 @@ async fn rpc(
                 return git_response("application/x-git-upload-pack-result", Body::from(body));
             }
         }
-        input = Box::new(std::io::Cursor::new(raw).chain(input));
     }
+    // A small request is read whole: identical ones are answered by the pack cache.
+    if t.shared.packs.enabled() && read_whole(&mut input, &mut raw, CACHEABLE_REQUEST).await {
+        match t.shared.packs.serve(t.id, t.key, repo, proto, raw.clone()) {
+            Ok((stream, outcome)) => {
+                t.shared.metrics.pack_cache(outcome);
+                let source = match outcome {
+                    crate::serve::pack_cache::Outcome::Hit => "cache",
+                    crate::serve::pack_cache::Outcome::Shared => "cache-shared",
+                    crate::serve::pack_cache::Outcome::Miss => "git-cached",
+                };
+                let body = Body::from_stream(upload_pack::LoggedStream::new(stream, log, source));
+                return git_response("application/x-git-upload-pack-result", body);
+            }
+            Err(e) => tracing::warn!(error = %e, "pack cache unavailable; serving without it"),
+        }
+    }
+    let mut input: Box<dyn AsyncRead + Send + Unpin> =
+        Box::new(std::io::Cursor::new(raw).chain(input));
     let mut child = match upload_pack::spawn(repo, Mode::StatelessRpc, proto) {
         Ok(c) => c,
         Err(e) => {

@@ -2,6 +2,7 @@
 
 pub mod http;
 pub mod http_server;
+pub mod pack_cache;
 pub mod path;
 pub mod pktline;
 pub mod refs_cache;

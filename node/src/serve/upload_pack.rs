@@ -146,3 +146,60 @@ impl Drop for ServedStream {
         );
     }
 }
+
+/// Counts and logs a response that does not come from a child process (e.g. the pack cache).
+pub struct LoggedStream<S> {
+    inner: S,
+    bytes: u64,
+    started: Instant,
+    log: ServeLog,
+    source: &'static str,
+    _active: crate::metrics::ActiveGuard,
+}
+
+impl<S> LoggedStream<S> {
+    /// Wraps `inner`; `source` says where the bytes come from (for the log line).
+    pub fn new(inner: S, log: ServeLog, source: &'static str) -> Self {
+        let active = log.shared.metrics.track("http");
+        Self {
+            inner,
+            bytes: 0,
+            started: Instant::now(),
+            log,
+            source,
+            _active: active,
+        }
+    }
+}
+
+impl<S: Stream<Item = std::io::Result<Bytes>> + Unpin> Stream for LoggedStream<S> {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let res = Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(b))) = &res {
+            self.bytes += b.len() as u64;
+        }
+        res
+    }
+}
+
+impl<S> Drop for LoggedStream<S> {
+    fn drop(&mut self) {
+        self.log
+            .shared
+            .metrics
+            .served("http", self.log.kind, self.bytes);
+        tracing::info!(
+            repo = %self.log.repo,
+            protocol = "http",
+            kind = self.log.kind,
+            version = self.log.protocol,
+            source = self.source,
+            bytes = self.bytes,
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            client = %self.log.client,
+            "served"
+        );
+    }
+}

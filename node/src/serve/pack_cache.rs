@@ -1,0 +1,330 @@
+//! The pack cache: identical upload-pack requests against the same ref state — a CI fleet cloning
+//! one commit — are answered from one `git upload-pack` run whose response is written to disk and
+//! streamed to every client asking for it, while it is being written and afterwards (as Gitaly's
+//! pack-objects cache does). Entries are keyed by the repository, its ref state and the whole
+//! request; bounded in size (least recently used go first); an entry is only ever served complete
+//! or while its one writer is still writing it — a failed or interrupted one is dropped, and the
+//! cache directory is emptied at start.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::names::RepoId;
+use crate::serve::upload_pack::{self, Mode};
+
+/// How far the writer has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    /// Bytes written so far.
+    Writing(u64),
+    /// Complete, with this size.
+    Done(u64),
+    /// Failed: never to be served.
+    Failed,
+}
+
+struct Entry {
+    repo: RepoId,
+    state: String,
+    path: PathBuf,
+    progress: watch::Receiver<Progress>,
+    last_used: std::time::Instant,
+}
+
+/// How a request was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A complete cached response.
+    Hit,
+    /// A response still being written for another client.
+    Shared,
+    /// A new `git upload-pack` run (now cached for the next ones).
+    Miss,
+}
+
+/// The cache.
+pub struct PackCache {
+    dir: PathBuf,
+    max_bytes: u64,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+fn key_of(repo: &RepoId, state: &str, protocol: Option<&str>, request: &[u8]) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        repo.to_string().as_bytes(),
+        b"\0",
+        state.as_bytes(),
+        b"\0",
+        protocol.unwrap_or("").as_bytes(),
+        b"\0",
+    ] {
+        h.update(part);
+    }
+    h.update(request);
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl PackCache {
+    /// A cache in `dir` (emptied now: nothing from an earlier run is trusted) of at most `max_bytes`.
+    pub fn new(dir: &Path, max_bytes: u64) -> std::io::Result<Self> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        std::fs::create_dir_all(dir)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            max_bytes,
+            entries: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Whether caching is on (`mirror.cache.packs.maxSize` > 0).
+    pub fn enabled(&self) -> bool {
+        self.max_bytes > 0
+    }
+
+    /// The response to `request` (a whole upload-pack request body) for `repo` in ref state
+    /// `state`, from the cache or from a new `git upload-pack` run on `repo_path` shared with
+    /// every identical request that arrives while it runs.
+    pub fn serve(
+        self: &Arc<Self>,
+        repo: &RepoId,
+        state: &str,
+        repo_path: &Path,
+        protocol: Option<&str>,
+        request: Vec<u8>,
+    ) -> std::io::Result<(CachedStream, Outcome)> {
+        let key = key_of(repo, state, protocol, &request);
+        let mut entries = self
+            .entries
+            .lock()
+            .expect("pack cache lock is never poisoned");
+        // Responses for ref states no longer served are of no more use.
+        entries.retain(|_, e| {
+            let keep = e.repo != *repo || e.state == state;
+            if !keep {
+                let _ = std::fs::remove_file(&e.path);
+            }
+            keep
+        });
+        if let Some(e) = entries.get_mut(&key) {
+            let p = *e.progress.borrow();
+            if p != Progress::Failed {
+                e.last_used = std::time::Instant::now();
+                let file = std::fs::File::open(&e.path)?;
+                let outcome = if matches!(p, Progress::Done(_)) {
+                    Outcome::Hit
+                } else {
+                    Outcome::Shared
+                };
+                return Ok((CachedStream::new(file, e.progress.clone()), outcome));
+            }
+            entries.remove(&key);
+        }
+        let tmp = self.dir.join(format!("{key}.tmp"));
+        let path = self.dir.join(format!("{key}.pack"));
+        let file = std::fs::File::create(&tmp)?;
+        let reader = std::fs::File::open(&tmp)?;
+        let child = upload_pack::spawn(repo_path, Mode::StatelessRpc, protocol)?;
+        let (tx, rx) = watch::channel(Progress::Writing(0));
+        entries.insert(
+            key.clone(),
+            Entry {
+                repo: repo.clone(),
+                state: state.to_owned(),
+                path: tmp.clone(),
+                progress: rx.clone(),
+                last_used: std::time::Instant::now(),
+            },
+        );
+        drop(entries);
+        let cache = self.clone();
+        tokio::spawn(async move {
+            let result = write_entry(child, request, file, &tx).await;
+            let done = match result {
+                Ok(size) => std::fs::rename(&tmp, &path).map(|_| size),
+                Err(e) => Err(e),
+            };
+            match done {
+                Ok(size) => {
+                    cache.completed(&key, &path);
+                    let _ = tx.send(Progress::Done(size));
+                    cache.evict();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "pack cache entry failed; it is dropped");
+                    let _ = tx.send(Progress::Failed);
+                    let _ = std::fs::remove_file(&tmp);
+                    cache
+                        .entries
+                        .lock()
+                        .expect("pack cache lock is never poisoned")
+                        .remove(&key);
+                }
+            }
+        });
+        Ok((CachedStream::new(reader, rx), Outcome::Miss))
+    }
+
+    fn completed(&self, key: &str, path: &Path) {
+        if let Some(e) = self
+            .entries
+            .lock()
+            .expect("pack cache lock is never poisoned")
+            .get_mut(key)
+        {
+            e.path = path.to_owned();
+        }
+    }
+
+    /// Drops least recently used complete entries until the cache fits its bound.
+    fn evict(&self) {
+        let mut entries = self
+            .entries
+            .lock()
+            .expect("pack cache lock is never poisoned");
+        let size = |e: &Entry| match *e.progress.borrow() {
+            Progress::Done(n) | Progress::Writing(n) => n,
+            Progress::Failed => 0,
+        };
+        let mut total: u64 = entries.values().map(size).sum();
+        while total > self.max_bytes {
+            let victim = entries
+                .iter()
+                .filter(|(_, e)| matches!(*e.progress.borrow(), Progress::Done(_)))
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone());
+            let Some(k) = victim else { break };
+            if let Some(e) = entries.remove(&k) {
+                total -= size(&e);
+                // Readers that have it open keep reading; the file goes when they close it.
+                let _ = std::fs::remove_file(&e.path);
+            }
+        }
+    }
+
+    /// Bytes held by complete entries.
+    pub fn size(&self) -> u64 {
+        let entries = self
+            .entries
+            .lock()
+            .expect("pack cache lock is never poisoned");
+        entries
+            .values()
+            .map(|e| match *e.progress.borrow() {
+                Progress::Done(n) => n,
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+/// Runs the writer: request in, response out to the file, progress published as it goes.
+async fn write_entry(
+    mut child: tokio::process::Child,
+    request: Vec<u8>,
+    file: std::fs::File,
+    tx: &watch::Sender<Progress>,
+) -> std::io::Result<u64> {
+    let mut stdin = child.stdin.take().expect("upload-pack stdin is piped");
+    let mut stdout = child.stdout.take().expect("upload-pack stdout is piped");
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(upload_pack::log_stderr(stderr, "pack cache".into()));
+    }
+    let feed = tokio::spawn(async move {
+        let _ = stdin.write_all(&request).await;
+    });
+    let mut file = tokio::fs::File::from_std(file);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut written = 0u64;
+    loop {
+        let n = stdout.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        file.write_all(&buf[..n]).await?;
+        written += n as u64;
+        let _ = tx.send(Progress::Writing(written));
+    }
+    file.flush().await?;
+    file.sync_data().await?;
+    let _ = feed.await;
+    let status = child.wait().await?;
+    if !status.success() {
+        return Err(std::io::Error::other(format!(
+            "git upload-pack exited with {status}"
+        )));
+    }
+    Ok(written)
+}
+
+/// A cached response read from its file, following the writer while it writes.
+pub struct CachedStream {
+    inner: Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>,
+}
+
+impl CachedStream {
+    fn new(file: std::fs::File, progress: watch::Receiver<Progress>) -> Self {
+        let state = (tokio::fs::File::from_std(file), progress, 0u64);
+        let s = futures_util::stream::unfold(
+            state,
+            |(mut file, mut progress, mut offset)| async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let p = *progress.borrow_and_update();
+                    let available = match p {
+                        Progress::Writing(n) | Progress::Done(n) => n,
+                        Progress::Failed => {
+                            let err = std::io::Error::other(
+                                "the response failed while it was being written",
+                            );
+                            return Some((Err(err), (file, progress, u64::MAX)));
+                        }
+                    };
+                    if offset == u64::MAX {
+                        return None;
+                    }
+                    if offset < available {
+                        let want = ((available - offset) as usize).min(buf.len());
+                        match file.read(&mut buf[..want]).await {
+                            Ok(0) => {}
+                            Ok(n) => {
+                                offset += n as u64;
+                                buf.truncate(n);
+                                return Some((Ok(Bytes::from(buf)), (file, progress, offset)));
+                            }
+                            Err(e) => return Some((Err(e), (file, progress, u64::MAX))),
+                        }
+                    }
+                    if matches!(p, Progress::Done(n) if offset >= n) {
+                        return None;
+                    }
+                    if progress.changed().await.is_err()
+                        && !matches!(*progress.borrow(), Progress::Done(_))
+                    {
+                        let err = std::io::Error::other("the response writer went away");
+                        return Some((Err(err), (file, progress, u64::MAX)));
+                    }
+                }
+            },
+        );
+        Self { inner: Box::pin(s) }
+    }
+}
+
+impl Stream for CachedStream {
+    type Item = std::io::Result<Bytes>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
