@@ -27,34 +27,50 @@ impl Drop for Killed {
     }
 }
 
-/// CPU seconds the whole machine has spent (user, nice, system, irq, softirq, steal).
-fn machine_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let first = stat.lines().next().unwrap_or_default();
-    let f: Vec<f64> = first
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    let busy: f64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|i| f.get(*i)).sum();
-    busy / 100.0
+/// A cpuacct cgroup that accounts the CPU of the processes put in it and of all their children
+/// (reaped or not); `None` where the machine has no writable cgroup v1 cpuacct hierarchy.
+struct CpuGroup(std::path::PathBuf);
+
+impl CpuGroup {
+    fn new(name: &str) -> Option<Self> {
+        let dir = std::path::PathBuf::from("/sys/fs/cgroup/cpuacct")
+            .join(format!("mirrorfarm-bench-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        dir.join("cpuacct.usage").exists().then_some(Self(dir))
+    }
+    fn add(&self, pid: u32) {
+        let _ = std::fs::write(self.0.join("cgroup.procs"), pid.to_string());
+    }
+    fn seconds(&self) -> f64 {
+        std::fs::read_to_string(self.0.join("cpuacct.usage"))
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .map(|ns| ns / 1e9)
+            .unwrap_or(f64::NAN)
+    }
 }
 
-/// CPU seconds this benchmark process and its reaped children (the git clients) have spent.
-fn own_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<f64> = after
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    f.get(11..15).map(|s| s.iter().sum::<f64>()).unwrap_or(0.0) / 100.0
+impl Drop for CpuGroup {
+    fn drop(&mut self) {
+        // Move anything left back to the root group, then remove ours.
+        if let Ok(pids) = std::fs::read_to_string(self.0.join("cgroup.procs")) {
+            for p in pids.lines() {
+                let _ = std::fs::write("/sys/fs/cgroup/cpuacct/cgroup.procs", p);
+            }
+        }
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
-/// Server CPU: what the machine spent minus what the clients (and this process) spent. The same
-/// for both servers, and it counts processes that no parent reaps (fcgiwrap ignores SIGCHLD).
-fn server_cpu() -> f64 {
-    machine_cpu() - own_cpu()
+fn pids_of(name: &str) -> Vec<u32> {
+    let out = Command::new("pgrep")
+        .args(["-x", name])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }
 
 fn baseline(dir: &Path, repos: &Path, port: u16) -> Killed {
@@ -146,8 +162,8 @@ fn noop_fetch(url: &str, dir: &Path) -> f64 {
 }
 
 /// (server CPU seconds per clone, wall seconds) for `n` clones, `parallel` at a time.
-fn clones(url: &str, dir: &Path, n: usize, parallel: bool) -> (f64, f64) {
-    let cpu0 = server_cpu();
+fn clones(url: &str, dir: &Path, n: usize, parallel: bool, group: &CpuGroup) -> (f64, f64) {
+    let cpu0 = group.seconds();
     let t = Instant::now();
     let run = |i: usize| {
         let dest = dir.join(format!("c-{i}"));
@@ -171,7 +187,7 @@ fn clones(url: &str, dir: &Path, n: usize, parallel: bool) -> (f64, f64) {
     let wall = t.elapsed().as_secs_f64();
     // Give the server a moment to reap its git processes, so their CPU is counted.
     std::thread::sleep(Duration::from_millis(500));
-    let cpu = server_cpu() - cpu0;
+    let cpu = group.seconds() - cpu0;
     for d in dests {
         let _ = std::fs::remove_dir_all(d);
     }
@@ -229,15 +245,31 @@ fn main() {
         noop_fetch(&their_base, tmp.path()),
     );
 
+    let (Some(ours), Some(theirs)) = (CpuGroup::new("node"), CpuGroup::new("baseline")) else {
+        panic!("this benchmark needs a writable cgroup v1 cpuacct hierarchy to measure server CPU (run as root)");
+    };
+    ours.add(node.pid().expect("node pid"));
+    for p in pids_of("nginx").into_iter().chain(pids_of("fcgiwrap")) {
+        theirs.add(p);
+    }
     let par = (
-        clones(&node_base, tmp.path(), 8, true),
-        clones(&their_base, tmp.path(), 8, true),
+        clones(&node_base, tmp.path(), 8, true, &ours),
+        clones(&their_base, tmp.path(), 8, true, &theirs),
     );
     let seq = (
-        clones(&node_base, tmp.path(), 20, false),
-        clones(&their_base, tmp.path(), 20, false),
+        clones(&node_base, tmp.path(), 20, false, &ours),
+        clones(&their_base, tmp.path(), 20, false, &theirs),
     );
 
+    let metrics = std::process::Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{}/metrics", node.http)])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let cache_lines: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("mirrorfarm_pack_cache_requests_total"))
+        .collect();
     let pack_mb: f64 = std::fs::read_dir(mirror.join("objects/pack"))
         .expect("pack dir")
         .filter_map(Result::ok)
@@ -246,6 +278,7 @@ fn main() {
         .map(|m| m.len() as f64 / 1e6)
         .sum();
     println!("\nnode vs nginx + fcgiwrap + git http-backend, {refs} refs, {pack_mb:.0} MB of packs, one run");
+    println!("  node pack cache: {}", cache_lines.join(", "));
     println!(
         "  info/refs v0 req/s          node {:>9.0}  baseline {:>9.0}  ratio {:>6.2} (target ≥ 10)",
         v0.0,

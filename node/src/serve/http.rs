@@ -20,7 +20,7 @@ use crate::serve::upload_pack::{self, Mode, ServeLog, ServedStream};
 use crate::state::{Lookup, Shared};
 
 /// Requests up to this size are read whole and may be answered by the pack cache.
-const CACHEABLE_REQUEST: usize = 64 * 1024;
+const CACHEABLE_REQUEST: usize = 1024 * 1024;
 
 /// Reads `r` to its end into `raw`, unless it holds more than `limit` bytes; whether it ended.
 async fn read_whole(
@@ -326,7 +326,7 @@ async fn rpc(
         // An ls-refs command is answered from memory; anything else goes on, replayed whole.
         if let Ok(Some(args)) = crate::serve::v2_request::peek_ls_refs(&mut input, &mut raw).await {
             if let Some(a) = t.advertised().await {
-                let body = a.ls_refs(&args);
+                let body = a.ls_refs_cached(&args);
                 t.shared
                     .metrics
                     .served("http", "ls_refs", body.len() as u64);

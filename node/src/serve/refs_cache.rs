@@ -30,10 +30,15 @@ pub struct Advertised {
     pub head: Option<(String, Option<String>)>,
     /// Visible refs in name order: name, object, fully peeled object for annotated tags.
     pub refs: Vec<(String, String, Option<String>)>,
+    /// `ls-refs` answers already rendered, by arguments (a few distinct ones in practice).
+    rendered: Mutex<HashMap<LsRefs, Bytes>>,
 }
 
+/// At most this many distinct `ls-refs` argument sets are kept rendered per ref state.
+const MAX_RENDERED: usize = 64;
+
 /// Arguments of an `ls-refs` request.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
 pub struct LsRefs {
     /// `peel`.
     pub peel: bool,
@@ -49,6 +54,27 @@ pub struct LsRefs {
 const TOO_MANY_PREFIXES: usize = 65_536;
 
 impl Advertised {
+    /// The `ls-refs` response, rendered once per distinct arguments.
+    pub fn ls_refs_cached(&self, args: &LsRefs) -> Bytes {
+        if let Some(b) = self
+            .rendered
+            .lock()
+            .expect("render cache lock is never poisoned")
+            .get(args)
+        {
+            return b.clone();
+        }
+        let b = Bytes::from(self.ls_refs(args));
+        let mut r = self
+            .rendered
+            .lock()
+            .expect("render cache lock is never poisoned");
+        if r.len() < MAX_RENDERED {
+            r.insert(args.clone(), b.clone());
+        }
+        b
+    }
+
     /// The `ls-refs` response (pkt-lines and a flush), as git's `ls_refs()` writes it.
     pub fn ls_refs(&self, args: &LsRefs) -> Vec<u8> {
         let prefixes: &[String] = if args.prefixes.len() >= TOO_MANY_PREFIXES {
@@ -210,6 +236,7 @@ async fn build(path: &Path) -> Result<Advertised, String> {
                 v2_caps,
                 head,
                 refs,
+                rendered: Mutex::default(),
             });
         }
     }
@@ -254,6 +281,7 @@ mod tests {
                 ("refs/heads/main".into(), "a".repeat(40), None),
                 ("refs/tags/v1".into(), "b".repeat(40), Some("a".repeat(40))),
             ],
+            rendered: Mutex::default(),
         }
     }
 
