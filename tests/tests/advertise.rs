@@ -196,6 +196,43 @@ fn advertisements_from_memory_equal_gits_own() {
     check_repo(&node, "BIG", "refs");
     check_repo(&node, "BIG", "empty");
 
+    // Over SSH (protocol v2) the same memory serves ls-refs, and clones share the pack cache.
+    let ssh = node.git_ssh();
+    let envs = [("GIT_SSH_COMMAND", ssh.as_str())];
+    let before = from_memory(&node);
+    let listed = gitc::ls_remote(&node.ssh_url("BIG", "refs"), &envs);
+    assert_eq!(listed, gitc::refs(&node.mirror_path("BIG", "refs")));
+    assert!(
+        from_memory(&node) > before,
+        "SSH ls-refs not served from memory"
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for i in 0..2 {
+        let dest = tmp.path().join(format!("ssh{i}"));
+        gitc::run(
+            None,
+            &[
+                "clone",
+                "-q",
+                "--mirror",
+                &node.ssh_url("BIG", "refs"),
+                dest.to_str().expect("utf8"),
+            ],
+            &envs,
+        );
+        assert_eq!(gitc::refs(&dest), listed);
+    }
+    let text = reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", node.http))
+        .and_then(|r| r.text())
+        .expect("metrics");
+    assert!(
+        prom::value(
+            &prom::parse(&text),
+            "mirrorfarm_pack_cache_requests_total",
+            &[("result", "hit")]
+        ) >= 1.0
+    );
+
     // A new state is advertised as soon as it is served.
     let gen = node.repo_status("BIG", "refs").expect("status")["generation"]
         .as_u64()

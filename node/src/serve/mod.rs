@@ -9,5 +9,6 @@ pub mod refs_cache;
 pub mod router;
 pub mod session_cookie;
 pub mod ssh;
+pub mod ssh_v2;
 pub mod upload_pack;
 pub mod v2_request;

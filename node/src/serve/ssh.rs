@@ -244,8 +244,8 @@ async fn exec(
         let msg = "this mirror requires authentication (mirror.access is not `anonymous`), and authenticated access is not available yet";
         return fail(&ch, msg, true).await;
     }
-    let repo = match shared.lookup(&id) {
-        Lookup::Ready(p, _) => p,
+    let (repo, key) = match shared.lookup(&id) {
+        Lookup::Ready(p, key) => (p, key),
         Lookup::Unknown => {
             return fail(&ch, &format!("repository {id} is not mirrored here"), true).await
         }
@@ -266,6 +266,23 @@ async fn exec(
         return fail(&ch, &msg, true).await;
     }
     let version = proto.as_deref().map(pktline::protocol_version).unwrap_or(0);
+    if version == 2 {
+        // v2 is stateless: refs from memory, fetches from the pack cache or one-shot git runs.
+        let started = std::time::Instant::now();
+        let res = crate::serve::ssh_v2::serve(&shared, ch, &id, &repo, &key).await;
+        let bytes = res.as_ref().map(|n| *n).unwrap_or(0);
+        shared.metrics.served("ssh", "upload_pack", bytes);
+        match res {
+            Ok(_) => {
+                tracing::info!(repo = %id, protocol = "ssh", kind = "upload_pack", version, bytes,
+                duration_ms = started.elapsed().as_millis() as u64, client = %peer, "served")
+            }
+            Err(e) => {
+                tracing::warn!(repo = %id, protocol = "ssh", client = %peer, error = %e, "SSH v2 session failed")
+            }
+        }
+        return Ok(());
+    }
     let mut child = match upload_pack::spawn(&repo, Mode::Stateful, proto.as_deref()) {
         Ok(c) => c,
         Err(e) => return fail(&ch, &format!("cannot start git: {e}"), true).await,

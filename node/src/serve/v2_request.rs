@@ -46,6 +46,27 @@ async fn read_pkt<R: AsyncRead + Unpin + ?Sized>(
     }
 }
 
+/// Reads one whole v2 command request (pkt-lines up to and including the closing flush) into a
+/// buffer; `None` when the stream ends before a request starts.
+pub async fn read_request<R: AsyncRead + Unpin + ?Sized>(
+    r: &mut R,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let mut raw = Vec::new();
+    loop {
+        match read_pkt(r, &mut raw).await? {
+            None if raw.is_empty() => return Ok(None),
+            None => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "request cut short",
+                ))
+            }
+            Some(Pkt::Flush) => return Ok(Some(raw)),
+            Some(_) => {}
+        }
+    }
+}
+
 /// Reads from `r` (appending every byte read to `raw`) and returns the arguments when the
 /// request is an `ls-refs` the node answers itself; `None` means "let git answer".
 pub async fn peek_ls_refs<R: AsyncRead + Unpin + ?Sized>(

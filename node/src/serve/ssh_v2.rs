@@ -1,0 +1,116 @@
+//! Protocol v2 over SSH without a long-lived git process: the capability advertisement and
+//! `ls-refs` come from memory (the same cache HTTP uses), and each `fetch` command is answered by
+//! the pack cache or a one-shot `git upload-pack --stateless-rpc` — v2 being stateless, a session
+//! is just a sequence of such requests.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use russh::server::Msg;
+use russh::Channel;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::names::RepoId;
+use crate::serve::upload_pack::{self, Mode};
+use crate::serve::v2_request::{peek_ls_refs, read_request};
+use crate::state::Shared;
+
+/// Serves one SSH v2 session on `ch` and closes it (exit status 0, or 1 after an error); returns
+/// the bytes sent, or what went wrong.
+pub async fn serve(
+    shared: &Arc<Shared>,
+    ch: Channel<Msg>,
+    id: &RepoId,
+    path: &Path,
+    key: &str,
+) -> Result<u64, String> {
+    let (mut rx, tx) = ch.split();
+    let mut out = tx.make_writer();
+    let mut input = rx.make_reader();
+    let result = async {
+        let adv = shared
+            .refs
+            .get(id, path, key)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut sent = adv.v2_caps.len() as u64;
+        out.write_all(&adv.v2_caps)
+            .await
+            .map_err(|e| e.to_string())?;
+        out.flush().await.map_err(|e| e.to_string())?;
+        loop {
+            let request = match read_request(&mut input).await {
+                Ok(Some(r)) => r,
+                Ok(None) => return Ok(sent),
+                Err(e) => return Err(format!("bad request: {e}")),
+            };
+            if let Ok(Some(args)) = peek_ls_refs(&mut request.as_slice(), &mut Vec::new()).await {
+                let body = adv.ls_refs_cached(&args);
+                shared.metrics.advertisement("memory");
+                out.write_all(&body).await.map_err(|e| e.to_string())?;
+                sent += body.len() as u64;
+            } else {
+                sent += answer(shared, id, key, path, request, &mut out).await?;
+            }
+            out.flush().await.map_err(|e| e.to_string())?;
+        }
+    }
+    .await;
+    drop(input);
+    let _ = tx.exit_status(u32::from(result.is_err())).await;
+    let _ = tx.eof().await;
+    let _ = tx.close().await;
+    result
+}
+
+/// A non-ls-refs command: from the pack cache when it is on, else from a one-shot git run.
+async fn answer(
+    shared: &Arc<Shared>,
+    id: &RepoId,
+    key: &str,
+    path: &Path,
+    request: Vec<u8>,
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> Result<u64, String> {
+    use futures_util::StreamExt;
+    if shared.packs.enabled() {
+        let (mut stream, outcome) = shared
+            .packs
+            .serve(id, key, path, Some("version=2"), request)
+            .map_err(|e| e.to_string())?;
+        shared.metrics.pack_cache(outcome);
+        let mut n = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| e.to_string())?;
+            out.write_all(&chunk).await.map_err(|e| e.to_string())?;
+            n += chunk.len() as u64;
+        }
+        return Ok(n);
+    }
+    let mut child = upload_pack::spawn(path, Mode::StatelessRpc, Some("version=2"))
+        .map_err(|e| e.to_string())?;
+    let mut stdin = child.stdin.take().expect("upload-pack stdin is piped");
+    let mut stdout = child.stdout.take().expect("upload-pack stdout is piped");
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(upload_pack::log_stderr(stderr, id.to_string()));
+    }
+    let feed = tokio::spawn(async move {
+        let _ = stdin.write_all(&request).await;
+    });
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n = 0u64;
+    loop {
+        let k = stdout.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if k == 0 {
+            break;
+        }
+        out.write_all(&buf[..k]).await.map_err(|e| e.to_string())?;
+        n += k as u64;
+    }
+    let _ = feed.await;
+    let status = child.wait().await.map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("git upload-pack exited with {status}"));
+    }
+    Ok(n)
+}
