@@ -157,9 +157,14 @@ impl PackCache {
             };
             match done {
                 Ok(size) => {
-                    cache.completed(&key, &path);
                     let _ = tx.send(Progress::Done(size));
-                    cache.evict();
+                    if cache.completed(&key, &path) {
+                        cache.evict();
+                    } else {
+                        // Dropped while it was written (its ref state was replaced): readers that
+                        // have it open finish; the file goes.
+                        let _ = std::fs::remove_file(&path);
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "pack cache entry failed; it is dropped");
@@ -176,14 +181,18 @@ impl PackCache {
         Ok((CachedStream::new(reader, rx), Outcome::Miss))
     }
 
-    fn completed(&self, key: &str, path: &Path) {
-        if let Some(e) = self
+    /// Points the entry at its final file; false when the entry was dropped meanwhile.
+    fn completed(&self, key: &str, path: &Path) -> bool {
+        let mut entries = self
             .entries
             .lock()
-            .expect("pack cache lock is never poisoned")
-            .get_mut(key)
-        {
-            e.path = path.to_owned();
+            .expect("pack cache lock is never poisoned");
+        match entries.get_mut(key) {
+            Some(e) => {
+                e.path = path.to_owned();
+                true
+            }
+            None => false,
         }
     }
 
