@@ -2,6 +2,7 @@
 //! serves clones and fetches over smart HTTP and SSH.
 
 pub mod config;
+pub mod farm;
 pub mod gitcmd;
 pub mod home;
 pub mod identity;

@@ -127,6 +127,8 @@ pub async fn run(
         "listening"
     );
     let ssh_config = ssh::config(host_key);
+    let http_bound = http.local_addr().unwrap_or(config.http_addr);
+    let ssh_bound = ssh_listener.local_addr().unwrap_or(config.ssh_addr);
     let packs = crate::serve::pack_cache::PackCache::new(
         &home.cache_dir().join("packs"),
         config.pack_cache_max,
@@ -147,10 +149,21 @@ pub async fn run(
         metrics: crate::metrics::NodeMetrics::default(),
         refs: Default::default(),
         packs: Arc::new(packs),
+        farm: RwLock::new(None),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (sync, sync_rx) = scheduler::channel();
     let sched = tokio::spawn(scheduler::run(shared.clone(), sync_rx, stop_rx.clone()));
+    let farm_task = shared.config.farm.clone().map(|farm| {
+        let (http, ssh) = (http_bound, ssh_bound);
+        tokio::spawn(crate::farm::membership::run(
+            shared.clone(),
+            farm,
+            http,
+            ssh,
+            stop_rx.clone(),
+        ))
+    });
     let ssh_task = tokio::spawn(ssh::run(
         shared.clone(),
         ssh_listener,
@@ -174,6 +187,9 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let all = async {
         let _ = tokio::join!(sched, ssh_task, http_task);
+        if let Some(f) = farm_task {
+            let _ = f.await;
+        }
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
         tracing::warn!("grace period over; stopping with requests still in flight");

@@ -72,6 +72,8 @@ pub struct Shared {
     pub listed: AtomicBool,
     /// Prometheus metrics.
     pub metrics: crate::metrics::NodeMetrics,
+    /// The farm as gossip shows it (`None` without `farm.secret`).
+    pub farm: RwLock<Option<crate::farm::membership::FarmView>>,
     /// Cached upload-pack responses.
     pub packs: Arc<crate::serve::pack_cache::PackCache>,
     /// Ref advertisements from memory.

@@ -76,6 +76,24 @@ pub struct StatusDoc {
     pub upstream: UpstreamStatus,
     /// Per repository.
     pub repos: Vec<RepoStatus>,
+    /// Live farm members agreeing on the farm configuration, this node included (1 without a farm).
+    pub member_count: usize,
+    /// Those members (empty without a farm).
+    pub members: Vec<crate::farm::membership::MemberView>,
+    /// Live nodes refused because their farm configuration differs, with the keys that differ.
+    pub refused_members: Vec<RefusedMember>,
+    /// Warnings, e.g. a member's clock more than 2 s off.
+    pub warnings: Vec<String>,
+}
+
+/// A node refused from the farm.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedMember {
+    /// Its node ID.
+    pub node_id: String,
+    /// The configuration keys on which it differs from this node.
+    pub differing_keys: Vec<String>,
 }
 
 fn rfc3339(ms: Option<i64>) -> Option<String> {
@@ -111,6 +129,11 @@ pub fn build(shared: &Shared) -> StatusDoc {
         .filter_map(|e| e.record.last_success_ms)
         .max();
     let anonymous = shared.config.access == Access::Anonymous;
+    let farm = shared
+        .farm
+        .read()
+        .expect("farm view lock is never poisoned")
+        .clone();
     StatusDoc {
         state: shared.node_state(),
         node_id: shared.identity.node_id.clone(),
@@ -136,6 +159,18 @@ pub fn build(shared: &Shared) -> StatusDoc {
             last_successful_sync: rfc3339(last_ok),
         },
         repos,
+        member_count: farm.as_ref().map(|f| f.members.len()).unwrap_or(1),
+        members: farm.as_ref().map(|f| f.members.clone()).unwrap_or_default(),
+        refused_members: farm
+            .as_ref()
+            .map(|f| {
+                f.refused
+                    .iter()
+                    .map(|(n, k)| RefusedMember { node_id: n.clone(), differing_keys: k.clone() })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        warnings: farm.map(|f| f.warnings).unwrap_or_default(),
     }
 }
 

@@ -43,6 +43,14 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port")
 }
 
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral UDP port")
+}
+
 /// Polls `f` every 100 ms until it returns `Some`, or panics after `limit` naming `what`.
 pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();

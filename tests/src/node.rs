@@ -23,8 +23,14 @@ pub struct Node {
 
 /// The properties every test node gets, for `upstream` and `repos`/`projects` lines in `extra`.
 pub fn properties(upstream: &str, http: u16, ssh: u16, extra: &str) -> String {
+    // A farm's members share one base URL: `extra` may set its own.
+    let base = if extra.contains("setup.baseUrl=") {
+        String::new()
+    } else {
+        format!("setup.baseUrl=http://127.0.0.1:{http}\n")
+    };
     format!(
-        "application.mode=mirror\nsetup.displayName=Test mirror\nsetup.baseUrl=http://127.0.0.1:{http}\n\
+        "application.mode=mirror\nsetup.displayName=Test mirror\n{base}\
          plugin.mirroring.upstream.url={upstream}\nserver.address=127.0.0.1\nserver.port={http}\n\
          plugin.ssh.address=127.0.0.1\nplugin.ssh.port={ssh}\n{extra}"
     )

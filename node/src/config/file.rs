@@ -44,6 +44,14 @@ pub struct FileConfig {
     pub ssh_proxy_protocol: Option<Located>,
     /// `logging.format`
     pub log_format: Option<Located>,
+    /// `farm.gossip.address`
+    pub farm_gossip_address: Option<Located>,
+    /// `farm.gossip.port`
+    pub farm_gossip_port: Option<Located>,
+    /// `farm.seeds`
+    pub farm_seeds: Option<Located>,
+    /// `farm.secret`
+    pub farm_secret: Option<Located>,
 }
 
 impl KnownKeys for FileConfig {
@@ -67,6 +75,10 @@ impl KnownKeys for FileConfig {
             "plugin.ssh.port" => &mut self.ssh_port,
             "plugin.ssh.proxyProtocol" => &mut self.ssh_proxy_protocol,
             "logging.format" => &mut self.log_format,
+            "farm.gossip.address" => &mut self.farm_gossip_address,
+            "farm.gossip.port" => &mut self.farm_gossip_port,
+            "farm.seeds" => &mut self.farm_seeds,
+            "farm.secret" => &mut self.farm_secret,
             _ => return None,
         })
     }

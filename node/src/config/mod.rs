@@ -83,6 +83,30 @@ pub struct Config {
     pub ssh_proxy_protocol: bool,
     /// `logging.format` (default `text`).
     pub log_format: LogFormat,
+    /// The farm (membership by gossip), when `farm.secret` is set.
+    pub farm: Option<FarmConfig>,
+}
+
+/// The farm keys.
+#[derive(Clone)]
+pub struct FarmConfig {
+    /// `farm.gossip.address`:`farm.gossip.port` (port default 7900): where this node gossips; the
+    /// address is also what peers use to reach it, so it must be a concrete one.
+    pub gossip_addr: SocketAddr,
+    /// `farm.seeds`: `host:port` of existing members (empty for the first node).
+    pub seeds: Vec<String>,
+    /// `farm.secret`: shared by every member; never sent anywhere.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for FarmConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FarmConfig")
+            .field("gossip_addr", &self.gossip_addr)
+            .field("seeds", &self.seeds)
+            .field("secret", &"***")
+            .finish()
+    }
 }
 
 impl Config {
@@ -222,7 +246,9 @@ impl Config {
                 _ => return Err(v.at(l, "logging.format", "must be `text` or `json`")),
             },
         };
+        let farm = farm_config(&fc, &v, [http_addr, ssh_addr])?;
         Ok(Self {
+            farm,
             file: file.to_owned(),
             display_name: display_name.value.clone(),
             base_url,
@@ -241,6 +267,85 @@ impl Config {
             log_format,
         })
     }
+}
+
+fn farm_config(
+    fc: &FileConfig,
+    v: &Validator<'_>,
+    taken: [SocketAddr; 2],
+) -> Result<Option<FarmConfig>, ConfigError> {
+    let Some(secret) = &fc.farm_secret else {
+        for (l, key) in [
+            (&fc.farm_seeds, "farm.seeds"),
+            (&fc.farm_gossip_address, "farm.gossip.address"),
+            (&fc.farm_gossip_port, "farm.gossip.port"),
+        ] {
+            if let Some(l) = l {
+                return Err(v.at(l, key, "needs farm.secret (the farm's shared secret) too"));
+            }
+        }
+        return Ok(None);
+    };
+    if secret.value.len() < 16 {
+        return Err(ConfigError::At {
+            file: v.file.to_owned(),
+            line: secret.line,
+            key: "farm.secret".into(),
+            message: "must be at least 16 characters (the value is not shown)".into(),
+        });
+    }
+    let gossip_addr = v.addr(
+        &fc.farm_gossip_address,
+        "farm.gossip.address",
+        IpAddr::from([0, 0, 0, 0]),
+        &fc.farm_gossip_port,
+        "farm.gossip.port",
+        7900,
+    )?;
+    if gossip_addr.ip().is_unspecified() {
+        return Err(match &fc.farm_gossip_address {
+            Some(l) => v.at(
+                l,
+                "farm.gossip.address",
+                "must be this node's address that the other members can reach",
+            ),
+            None => v.missing(
+                "farm.gossip.address",
+                "set it to this node's address that the other members can reach",
+            ),
+        });
+    }
+    if taken
+        .iter()
+        .any(|a| a.port() == gossip_addr.port() && gossip_addr.port() != 0)
+    {
+        let l = fc
+            .farm_gossip_port
+            .as_ref()
+            .or(fc.farm_gossip_address.as_ref())
+            .unwrap_or(secret);
+        return Err(v.at(
+            l,
+            "farm.gossip.port",
+            "same port as the HTTP or SSH listener",
+        ));
+    }
+    let seeds = match &fc.farm_seeds {
+        None => Vec::new(),
+        Some(l) => list(&l.value)
+            .map(|s| match s.rsplit_once(':') {
+                Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0) => {
+                    Ok(s.to_owned())
+                }
+                _ => Err(v.at(l, "farm.seeds", &format!("{s:?}: expected host:port"))),
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(Some(FarmConfig {
+        gossip_addr,
+        seeds,
+        secret: secret.value.clone(),
+    }))
 }
 
 /// `1048576`, `512k`, `512m`, `2g` (powers of 1024; upper or lower case).

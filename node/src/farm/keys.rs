@@ -1,0 +1,124 @@
+//! The typed gossip keys a node publishes, and reading a peer's state back into a [`Member`].
+//! Gossip is unauthenticated: every value is a hint, parsed strictly, and skipped when it does not
+//! parse. Secrets are never published (not even hashed).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use chitchat::{ChitchatId, NodeState};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, Projects};
+
+/// The node's HTTP listener as peers reach it.
+pub const HTTP: &str = "http";
+/// The node's SSH listener as peers reach it.
+pub const SSH: &str = "ssh";
+/// mirrorfarm version.
+pub const VERSION: &str = "version";
+/// Wall clock, Unix milliseconds, refreshed every half second.
+pub const CLOCK_MS: &str = "clock_ms";
+/// Node state word.
+pub const STATE: &str = "state";
+/// Prefix of the configuration digests: `config:<key>` = SHA-256 of the value.
+pub const CONFIG_PREFIX: &str = "config:";
+
+/// The configuration keys every member of a farm must agree on (their digests are gossiped;
+/// `farm.secret` is not: it is never published in any form).
+pub const FARM_KEYS: [&str; 4] = [
+    "plugin.mirroring.upstream.url",
+    "setup.baseUrl",
+    "mirror.repos",
+    "mirror.projects",
+];
+
+fn digest(s: &str) -> String {
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The digests of this node's [`FARM_KEYS`].
+pub fn config_digests(c: &Config) -> BTreeMap<&'static str, String> {
+    let repos: Vec<String> = c.repos.iter().map(|r| r.to_string()).collect();
+    let projects = match &c.projects {
+        Projects::None => String::new(),
+        Projects::All => "*".into(),
+        Projects::Some(p) => p
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    let values = [
+        c.upstream.to_string(),
+        c.base_url.clone(),
+        repos.join(","),
+        projects,
+    ];
+    FARM_KEYS
+        .iter()
+        .zip(values)
+        .map(|(k, v)| (*k, digest(&v)))
+        .collect()
+}
+
+/// What a peer says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Node ID.
+    pub node_id: String,
+    /// HTTP listener.
+    pub http: Option<SocketAddr>,
+    /// SSH listener.
+    pub ssh: Option<SocketAddr>,
+    /// Version.
+    pub version: String,
+    /// Its clock when it last published (Unix ms).
+    pub clock_ms: Option<i64>,
+    /// State word.
+    pub state: String,
+    /// Configuration digests by key.
+    pub config: BTreeMap<String, String>,
+}
+
+fn word(s: &str) -> Option<String> {
+    (s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c)))
+    .then(|| s.to_owned())
+}
+
+impl Member {
+    /// Reads a peer's gossip state; values that do not parse are left out.
+    pub fn from_state(id: &ChitchatId, st: &NodeState) -> Self {
+        let config = st
+            .key_values()
+            .filter_map(|(k, v)| {
+                let key = k.strip_prefix(CONFIG_PREFIX)?;
+                (FARM_KEYS.contains(&key)
+                    && v.len() == 64
+                    && v.chars().all(|c| c.is_ascii_hexdigit()))
+                .then(|| (key.to_owned(), v.to_owned()))
+            })
+            .collect();
+        Self {
+            node_id: word(&id.node_id).unwrap_or_default(),
+            http: st.get(HTTP).and_then(|v| v.parse().ok()),
+            ssh: st.get(SSH).and_then(|v| v.parse().ok()),
+            version: st.get(VERSION).and_then(word).unwrap_or_default(),
+            clock_ms: st.get(CLOCK_MS).and_then(|v| v.parse().ok()),
+            state: st.get(STATE).and_then(word).unwrap_or_default(),
+            config,
+        }
+    }
+
+    /// The farm keys on which this member disagrees with `ours` (missing counts as different).
+    pub fn mismatched_keys(&self, ours: &BTreeMap<&'static str, String>) -> Vec<String> {
+        ours.iter()
+            .filter(|(k, v)| self.config.get(**k) != Some(*v))
+            .map(|(k, _)| (*k).to_owned())
+            .collect()
+    }
+}

@@ -1,0 +1,239 @@
+//! Running gossip for a node and keeping the farm view that /status shows.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chitchat::transport::UdpTransport;
+use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatId, FailureDetectorConfig};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::config::FarmConfig;
+use crate::farm::keys::{self, Member};
+use crate::state::Shared;
+
+/// Gossip round interval.
+const GOSSIP_INTERVAL: Duration = Duration::from_millis(100);
+/// How often this node republishes its clock and state, and recomputes the view.
+const REFRESH: Duration = Duration::from_millis(500);
+/// Clock difference above which /status warns.
+const SKEW_WARNING_MS: i64 = 2000;
+
+/// One member as /status shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    /// Node ID.
+    pub node_id: String,
+    /// HTTP address.
+    pub address: Option<SocketAddr>,
+    /// State word.
+    pub state: String,
+    /// Version.
+    pub version: String,
+    /// Its clock minus ours, in ms (as last published; within about a second).
+    pub clock_skew_ms: Option<i64>,
+    /// Whether this is the node answering.
+    pub this_node: bool,
+}
+
+/// The farm as this node sees it.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FarmView {
+    /// Live members agreeing on the farm configuration, this node included.
+    pub members: Vec<MemberView>,
+    /// Live nodes refused because their configuration differs: node ID → keys that differ.
+    pub refused: Vec<(String, Vec<String>)>,
+    /// Warnings (clock skew).
+    pub warnings: Vec<String>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The chitchat settings: fast gossip and a failure detector tuned to take a stopped node out in
+/// about a second (chitchat's defaults take ~20 s).
+pub fn chitchat_config(node_id: &str, farm: &FarmConfig) -> ChitchatConfig {
+    ChitchatConfig {
+        chitchat_id: ChitchatId::new(node_id.to_owned(), now_ms() as u64, farm.gossip_addr),
+        cluster_id: "mirrorfarm".into(),
+        gossip_interval: GOSSIP_INTERVAL,
+        listen_addr: farm.gossip_addr,
+        seed_nodes: farm.seeds.clone(),
+        failure_detector_config: FailureDetectorConfig {
+            phi_threshold: 8.0,
+            sampling_window_size: 100,
+            max_interval: Duration::from_secs(2),
+            initial_interval: Duration::from_millis(200),
+            dead_node_grace_period: Duration::from_secs(3600),
+        },
+        marked_for_deletion_grace_period: Duration::from_secs(3600),
+        catchup_callback: None,
+        extra_liveness_predicate: None,
+        protocol_version: chitchat::ProtocolVersion::V1,
+    }
+}
+
+/// Runs gossip until `shutdown` turns true, keeping `shared.farm` up to date.
+pub async fn run(
+    shared: Arc<Shared>,
+    farm: FarmConfig,
+    http: SocketAddr,
+    ssh: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let ours = keys::config_digests(&shared.config);
+    let advertise = |port: u16| SocketAddr::new(farm.gossip_addr.ip(), port);
+    let mut initial = vec![
+        (keys::HTTP.to_owned(), advertise(http.port()).to_string()),
+        (keys::SSH.to_owned(), advertise(ssh.port()).to_string()),
+        (
+            keys::VERSION.to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ),
+        (keys::CLOCK_MS.to_owned(), now_ms().to_string()),
+        (keys::STATE.to_owned(), shared.node_state().to_owned()),
+    ];
+    initial.extend(
+        ours.iter()
+            .map(|(k, v)| (format!("{}{k}", keys::CONFIG_PREFIX), v.clone())),
+    );
+    let config = chitchat_config(&shared.identity.node_id, &farm);
+    let handle = match spawn_chitchat(config, initial, &UdpTransport).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(address = %farm.gossip_addr, error = %e, "cannot start farm gossip");
+            return;
+        }
+    };
+    tracing::info!(address = %farm.gossip_addr, seeds = ?farm.seeds, "farm gossip started");
+    let chitchat = handle.chitchat();
+    let mut tick = tokio::time::interval(REFRESH);
+    let mut logged: BTreeSet<(String, Vec<String>)> = BTreeSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = tick.tick() => {}
+        }
+        let me = shared.identity.node_id.clone();
+        let state = shared.node_state();
+        let now = now_ms();
+        let view = {
+            let mut c = chitchat.lock().await;
+            let own = c.self_node_state();
+            own.set(keys::CLOCK_MS, now);
+            own.set(keys::STATE, state);
+            let live: Vec<ChitchatId> = c.live_nodes().cloned().collect();
+            let members: Vec<Member> = live
+                .iter()
+                .filter_map(|id| c.node_state(id).map(|st| Member::from_state(id, st)))
+                .collect();
+            build_view(&me, now, members, &ours)
+        };
+        for r in &view.refused {
+            if logged.insert(r.clone()) {
+                tracing::error!(node = %r.0, keys = ?r.1, "refusing a node whose farm configuration differs");
+            }
+        }
+        *shared
+            .farm
+            .write()
+            .expect("farm view lock is never poisoned") = Some(view);
+    }
+    if let Err(e) = handle.shutdown().await {
+        tracing::warn!(error = %e, "farm gossip did not stop cleanly");
+    }
+}
+
+fn build_view(
+    me: &str,
+    now: i64,
+    members: Vec<Member>,
+    ours: &std::collections::BTreeMap<&'static str, String>,
+) -> FarmView {
+    let mut view = FarmView::default();
+    for m in members {
+        let mismatched = m.mismatched_keys(ours);
+        if m.node_id != me && !mismatched.is_empty() {
+            view.refused.push((m.node_id.clone(), mismatched));
+            continue;
+        }
+        let skew = m.clock_ms.map(|c| c - now).filter(|_| m.node_id != me);
+        if let Some(s) = skew.filter(|s| s.abs() > SKEW_WARNING_MS) {
+            view.warnings.push(format!(
+                "the clock of node {} is {:.1} s off",
+                m.node_id,
+                s as f64 / 1000.0
+            ));
+        }
+        view.members.push(MemberView {
+            this_node: m.node_id == me,
+            node_id: m.node_id,
+            address: m.http,
+            state: m.state,
+            version: m.version,
+            clock_skew_ms: skew,
+        });
+    }
+    view.members.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    view
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn member(id: &str, clock: i64, config: &BTreeMap<&'static str, String>) -> Member {
+        Member {
+            node_id: id.into(),
+            http: None,
+            ssh: None,
+            version: "0.1.0".into(),
+            clock_ms: Some(clock),
+            state: "SYNCHRONIZED".into(),
+            config: config
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn view_counts_agreeing_members_refuses_others_and_warns_on_skew() {
+        let ours: BTreeMap<&'static str, String> = keys::FARM_KEYS
+            .iter()
+            .map(|k| (*k, "a".repeat(64)))
+            .collect();
+        let mut other = ours.clone();
+        other.insert("plugin.mirroring.upstream.url", "b".repeat(64));
+        let v = build_view(
+            "me",
+            10_000,
+            vec![
+                member("me", 10_000, &ours),
+                member("n2", 10_500, &ours),
+                member("n3", 13_000, &ours),
+                member("bad", 10_000, &other),
+            ],
+            &ours,
+        );
+        assert_eq!(v.members.len(), 3);
+        assert_eq!(
+            v.refused,
+            vec![(
+                "bad".to_owned(),
+                vec!["plugin.mirroring.upstream.url".to_owned()]
+            )]
+        );
+        assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
+        assert!(v.warnings[0].contains("n3"));
+    }
+}

@@ -1,0 +1,123 @@
+//! Farm membership by gossip: three nodes find each other (memberCount 3 everywhere), a node
+//! whose configuration differs is refused with the differing key named, a killed node leaves the
+//! member list quickly and comes back when restarted; farm keys are validated like the others.
+
+use std::time::{Duration, Instant};
+
+use mirrorfarm_tests::node::{properties, run_expecting_exit, Node};
+use mirrorfarm_tests::upstream::{Shape, Upstream};
+use mirrorfarm_tests::{free_port, free_udp_port, wait_for};
+
+const LIMIT: Duration = Duration::from_secs(60);
+const SECRET: &str = "farm.secret=correct-horse-battery-staple\n";
+
+fn farm_props(port: u16, seed: Option<u16>) -> String {
+    let seeds = seed
+        .map(|s| format!("farm.seeds=127.0.0.1:{s}\n"))
+        .unwrap_or_default();
+    format!("setup.baseUrl=https://farm.example.com\nmirror.repos=P/r\nmirror.access=anonymous\n{SECRET}farm.gossip.address=127.0.0.1\nfarm.gossip.port={port}\n{seeds}")
+}
+
+fn member_count(n: &Node) -> u64 {
+    n.status()["memberCount"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn nodes_find_each_other_refuse_mismatches_and_notice_deaths() {
+    let up = Upstream::new();
+    up.create("P", "r", &Shape::small());
+    let ports: Vec<u16> = (0..3).map(|_| free_udp_port()).collect();
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            Node::start(
+                &up.file_url(),
+                &farm_props(ports[i], (i > 0).then_some(ports[0])),
+            )
+        })
+        .collect();
+    for n in &nodes {
+        wait_for("3 members", LIMIT, || (member_count(n) == 3).then_some(()));
+    }
+    let s = nodes[1].status();
+    let ids: Vec<&str> = s["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m["nodeId"].as_str())
+        .collect();
+    for n in &nodes {
+        let id = n.status()["nodeId"].as_str().expect("id").to_owned();
+        assert!(ids.contains(&id.as_str()), "{id} missing from {ids:?}");
+    }
+    assert!(s["members"][0]["address"].is_string() && s["members"][0]["version"].is_string());
+    let status_text = s.to_string();
+    assert!(
+        !status_text.contains("correct-horse"),
+        "the secret leaked into /status"
+    );
+
+    // A node mirroring another upstream is refused, and says which key differs.
+    let other = Upstream::new();
+    other.create("P", "r", &Shape::small());
+    let odd = Node::start(
+        &other.file_url(),
+        &farm_props(free_udp_port(), Some(ports[0])),
+    );
+    let refused = wait_for("the odd node to see the farm refuse it", LIMIT, || {
+        let s = odd.status();
+        (s["refusedMembers"].as_array()?.len() == 3).then_some(s)
+    });
+    assert_eq!(refused["memberCount"], 1);
+    assert_eq!(
+        refused["refusedMembers"][0]["differingKeys"][0],
+        "plugin.mirroring.upstream.url"
+    );
+    assert!(odd
+        .log()
+        .contains("refusing a node whose farm configuration differs"));
+    wait_for("members to list the odd node as refused", LIMIT, || {
+        (nodes[0].status()["refusedMembers"].as_array()?.len() == 1).then_some(())
+    });
+    assert_eq!(member_count(&nodes[0]), 3);
+
+    // A dead node leaves the member list; it comes back when restarted.
+    nodes[2].kill9();
+    let t = Instant::now();
+    wait_for("the dead node to leave", LIMIT, || {
+        (member_count(&nodes[0]) == 2 && member_count(&nodes[1]) == 2).then_some(())
+    });
+    eprintln!("dead node noticed after {:?}", t.elapsed());
+    nodes[2].spawn();
+    for n in &nodes {
+        wait_for("3 members again", LIMIT, || {
+            (member_count(n) == 3).then_some(())
+        });
+    }
+}
+
+#[test]
+fn farm_keys_are_validated() {
+    let cases = [
+        ("farm.seeds=127.0.0.1:7900\n", "farm.seeds", "needs farm.secret"),
+        ("farm.secret=short\n", "farm.secret", "at least 16 characters"),
+        ("farm.secret=0123456789abcdef0123\nfarm.gossip.address=0.0.0.0\n", "farm.gossip.address", "reach"),
+        ("farm.secret=0123456789abcdef0123\nfarm.gossip.address=127.0.0.1\nfarm.seeds=nohostport\n", "farm.seeds", "host:port"),
+    ];
+    for (extra, key, msg) in cases {
+        let home = tempfile::tempdir().expect("tempdir");
+        let text = properties(
+            "file:///srv/git",
+            free_port(),
+            free_port(),
+            &format!("mirror.repos=P/r\n{extra}"),
+        );
+        std::fs::write(home.path().join("mirrorfarm.properties"), text).expect("write");
+        let (code, err) = run_expecting_exit(home.path(), Duration::from_secs(20));
+        assert_eq!(code, Some(64), "{key}: {err}");
+        assert!(err.contains(key) && err.contains(msg), "{key}: {err}");
+        assert!(
+            !err.contains("0123456789abcdef0123") && !err.contains("short\""),
+            "a secret was printed: {err}"
+        );
+    }
+}
