@@ -14,6 +14,11 @@ use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Command, ConfigCommand};
 
+/// mimalloc: the proxy and the node allocate per request; glibc's malloc showed up at ~10 % of the
+/// LB's profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Config {

@@ -96,6 +96,7 @@ pub fn run(config: LbConfig) -> Result<(), LbError> {
 
     let conf = ServerConf {
         threads: config.threads,
+        work_stealing: false,
         grace_period_seconds: Some(config.drain_grace.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
         pid_file: config.home.join("lb.pid").display().to_string(),
