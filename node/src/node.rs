@@ -53,6 +53,9 @@ pub enum NodeError {
         /// Cause.
         source: std::io::Error,
     },
+    /// This node could not become a member of its farm.
+    #[error("farm: {0}")]
+    Farm(String),
     /// Anything else at start.
     #[error("{0}")]
     Other(String),
@@ -63,7 +66,7 @@ impl NodeError {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Config(_) => 64,
-            Self::Tools(_) => 69,
+            Self::Tools(_) | Self::Farm(_) => 69,
             Self::Home(HomeError::Locked(_)) => 75,
             Self::Bind { .. } => 71,
             _ => 70,
@@ -101,6 +104,21 @@ pub async fn run(
         tokio::task::spawn_blocking(move || open_state(&home))
             .await
             .map_err(|e| NodeError::Other(format!("startup task failed: {e}")))??
+    };
+    // A farm member: load, create or join the farm (taking on its identity) before serving anything.
+    let (identity, farm_ca) = match &config.farm {
+        None => (identity, None),
+        Some(farm) => {
+            let ca =
+                crate::farm::setup::ensure_member(&home, &store, &config, farm, &identity.node_id)
+                    .await
+                    .map_err(NodeError::Farm)?;
+            let (h, s) = (home.clone(), store.clone());
+            let identity = tokio::task::spawn_blocking(move || Identity::load_or_create(&h, &s))
+                .await
+                .map_err(|e| NodeError::Other(format!("startup task failed: {e}")))??;
+            (identity, Some(ca))
+        }
     };
     let host_key = crate::identity::ensure_key(&home.host_key(), "mirrorfarm-host")?;
     let http = TcpListener::bind(config.http_addr)
@@ -154,6 +172,18 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (sync, sync_rx) = scheduler::channel();
     let sched = tokio::spawn(scheduler::run(shared.clone(), sync_rx, stop_rx.clone()));
+    if let (Some(farm), Some(ca)) = (&shared.config.farm, &farm_ca) {
+        crate::farm::setup::serve_joins(
+            &shared.home,
+            &shared.config,
+            farm,
+            ca,
+            &shared.identity.node_id,
+            stop_rx.clone(),
+        )
+        .await
+        .map_err(NodeError::Farm)?;
+    }
     let farm_task = shared.config.farm.clone().map(|farm| {
         let (http, ssh) = (http_bound, ssh_bound);
         tokio::spawn(crate::farm::membership::run(

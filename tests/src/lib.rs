@@ -43,12 +43,16 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port")
 }
 
-/// A UDP port on 127.0.0.1 that was free a moment ago.
+/// A port on 127.0.0.1 free a moment ago for both UDP and TCP (farm gossip uses both).
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral UDP port")
+    for _ in 0..100 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
+        let port = udp.local_addr().expect("local address").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP");
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, or panics after `limit` naming `what`.

@@ -18,6 +18,27 @@ fn farm_props(port: u16, seed: Option<u16>) -> String {
     format!("setup.baseUrl=https://farm.example.com\nmirror.repos=P/r\nmirror.access=anonymous\n{SECRET}farm.gossip.address=127.0.0.1\nfarm.gossip.port={port}\n{seeds}")
 }
 
+/// Starts a node that asks the member at `seed` to join, and returns how it exited.
+fn try_join(upstream: &str, secret: &str, seed: u16) -> (Option<i32>, String) {
+    let home = tempfile::tempdir().expect("tempdir");
+    let extra = format!(
+        "setup.baseUrl=https://farm.example.com\nmirror.repos=P/r\nmirror.access=anonymous\n{secret}\
+         farm.gossip.address=127.0.0.1\nfarm.gossip.port={}\nfarm.seeds=127.0.0.1:{seed}\n",
+        free_udp_port()
+    );
+    std::fs::write(
+        home.path().join("mirrorfarm.properties"),
+        properties(upstream, free_port(), free_port(), &extra),
+    )
+    .expect("write");
+    let res = run_expecting_exit(home.path(), Duration::from_secs(40));
+    assert!(
+        !home.path().join("farm/ca.key").exists(),
+        "a refused node took the farm CA"
+    );
+    res
+}
+
 fn member_count(n: &Node) -> u64 {
     n.status()["memberCount"].as_u64().unwrap_or(0)
 }
@@ -56,29 +77,65 @@ fn nodes_find_each_other_refuse_mismatches_and_notice_deaths() {
         "the secret leaked into /status"
     );
 
-    // A node mirroring another upstream is refused, and says which key differs.
+    // One identity: every member has the farm ID and the upstream key of the first node.
+    let first = nodes[0].status();
+    for n in &nodes[1..] {
+        let s = n.status();
+        assert_eq!(s["farmId"], first["farmId"], "farm ID not shared");
+        assert_eq!(
+            s["publicKey"], first["publicKey"],
+            "upstream key not shared"
+        );
+    }
+
+    // A node mirroring another upstream is refused when it asks to join, naming the key.
     let other = Upstream::new();
     other.create("P", "r", &Shape::small());
-    let odd = Node::start(
-        &other.file_url(),
-        &farm_props(free_udp_port(), Some(ports[0])),
+    let (code, err) = try_join(&other.file_url(), SECRET, ports[0]);
+    assert_eq!(code, Some(69), "{err}");
+    assert!(
+        err.contains("refused") && err.contains("plugin.mirroring.upstream.url"),
+        "{err}"
     );
-    let refused = wait_for("the odd node to see the farm refuse it", LIMIT, || {
-        let s = odd.status();
-        (s["refusedMembers"].as_array()?.len() == 3).then_some(s)
+    // A node with the wrong secret gets nothing, and the member logs it.
+    let (code, err) = try_join(
+        &up.file_url(),
+        "farm.secret=not-the-right-secret-at-all\n",
+        ports[0],
+    );
+    assert_eq!(code, Some(69), "{err}");
+    assert!(err.contains("wrong farm secret"), "{err}");
+    assert!(nodes[0].log().contains("did not prove the farm secret"));
+
+    // A member whose configuration later differs is refused by the others, with the key named.
+    nodes[1].stop();
+    let props = nodes[1].home().join("mirrorfarm.properties");
+    let text = std::fs::read_to_string(&props)
+        .expect("read")
+        .replace("mirror.repos=P/r", "mirror.repos=P/r,P/other");
+    std::fs::write(&props, text).expect("write");
+    nodes[1].spawn();
+    let s = wait_for("the changed member to be refused", LIMIT, || {
+        let s = nodes[0].status();
+        (s["refusedMembers"].as_array()?.len() == 1).then_some(s)
     });
-    assert_eq!(refused["memberCount"], 1);
-    assert_eq!(
-        refused["refusedMembers"][0]["differingKeys"][0],
-        "plugin.mirroring.upstream.url"
-    );
-    assert!(odd
+    assert_eq!(s["refusedMembers"][0]["differingKeys"][0], "mirror.repos");
+    // (the stopped generation of that node may linger for a moment before it is declared dead)
+    wait_for("2 agreeing members", LIMIT, || {
+        (member_count(&nodes[0]) == 2).then_some(())
+    });
+    assert!(nodes[0]
         .log()
         .contains("refusing a node whose farm configuration differs"));
-    wait_for("members to list the odd node as refused", LIMIT, || {
-        (nodes[0].status()["refusedMembers"].as_array()?.len() == 1).then_some(())
+    nodes[1].stop();
+    let text = std::fs::read_to_string(&props)
+        .expect("read")
+        .replace("mirror.repos=P/r,P/other", "mirror.repos=P/r");
+    std::fs::write(&props, text).expect("write");
+    nodes[1].spawn();
+    wait_for("3 members", LIMIT, || {
+        (member_count(&nodes[0]) == 3).then_some(())
     });
-    assert_eq!(member_count(&nodes[0]), 3);
 
     // A dead node leaves the member list; it comes back when restarted.
     nodes[2].kill9();

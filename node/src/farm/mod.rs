@@ -4,5 +4,8 @@
 //! configuration. Gossip is treated as hints: it is shown on /status, and nothing is routed or
 //! trusted because of it.
 
+pub mod join;
 pub mod keys;
 pub mod membership;
+pub mod setup;
+pub mod trust;

@@ -1,0 +1,357 @@
+//! Joining a farm over TLS on the gossip address (TCP). The joiner proves the farm secret without
+//! sending it: HMAC-SHA256(secret, label, its nonce, the SHA-256 of the certificate the member
+//! presented in this very TLS session, its node ID) — bound to the session, so a man in the middle
+//! (with another certificate) cannot relay it. The member answers with its own proof and, only to
+//! a joiner that proved the secret and shares the farm configuration, the farm's identity: farm ID,
+//! upstream key and CA key. A wrong secret or configuration gets a refusal and nothing else.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::DigitallySignedStruct;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// What a joiner sends.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JoinRequest {
+    /// The joiner's node ID.
+    pub node_id: String,
+    /// 32 random bytes, hex.
+    pub nonce: String,
+    /// HMAC proof, hex.
+    pub proof: String,
+    /// Digests of its farm configuration keys.
+    pub config: BTreeMap<String, String>,
+}
+
+/// What a member answers.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JoinAnswer {
+    /// Why the joiner was refused, when it was.
+    pub refused: Option<String>,
+    /// The member's HMAC proof, hex.
+    pub proof: Option<String>,
+    /// Farm ID.
+    pub farm_id: Option<String>,
+    /// The farm's upstream private key (OpenSSH PEM).
+    pub upstream_key: Option<String>,
+    /// The farm CA's private key (PEM).
+    pub ca_key: Option<String>,
+}
+
+/// The farm's identity as a member hands it over.
+#[derive(Clone)]
+pub struct FarmIdentity {
+    /// Farm ID.
+    pub farm_id: String,
+    /// Upstream private key (OpenSSH PEM).
+    pub upstream_key: String,
+    /// CA private key (PEM).
+    pub ca_key: String,
+}
+
+const JOIN_LABEL: &[u8] = b"mirrorfarm-join-v1";
+const WELCOME_LABEL: &[u8] = b"mirrorfarm-welcome-v1";
+const MAX_LINE: u64 = 256 * 1024;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    (s.len().is_multiple_of(2) && s.len() <= 256).then_some(())?;
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+fn mac(secret: &str, label: &[u8], nonce: &[u8], cert_fp: &[u8], node_id: &str) -> Hmac<Sha256> {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes any key length");
+    for part in [
+        label,
+        b"\0",
+        nonce,
+        b"\0",
+        cert_fp,
+        b"\0",
+        node_id.as_bytes(),
+    ] {
+        m.update(part);
+    }
+    m
+}
+
+/// What a member needs to answer joiners.
+pub struct Member {
+    /// `farm.secret`.
+    pub secret: String,
+    /// Our farm configuration digests.
+    pub config: BTreeMap<&'static str, String>,
+    /// The identity handed to joiners.
+    pub identity: FarmIdentity,
+    /// SHA-256 of the certificate this listener presents.
+    pub cert_fp: [u8; 32],
+}
+
+/// Answers join requests on `listener` (TLS with `acceptor`) until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    member: Arc<Member>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.changed() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "farm listener accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let (acceptor, member) = (acceptor.clone(), member.clone());
+        tokio::spawn(async move {
+            let work = async {
+                let tls = acceptor.accept(stream).await.map_err(|e| e.to_string())?;
+                answer(tls, &member).await
+            };
+            match tokio::time::timeout(Duration::from_secs(10), work).await {
+                Ok(Ok(Some(joined))) => {
+                    tracing::info!(node = %joined, client = %peer, "a node joined the farm")
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => tracing::warn!(client = %peer, error = %e, "farm join refused"),
+                Err(_) => tracing::warn!(client = %peer, "farm join timed out"),
+            }
+        });
+    }
+}
+
+async fn answer(
+    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    m: &Member,
+) -> Result<Option<String>, String> {
+    let (r, mut w) = tokio::io::split(tls);
+    let mut line = String::new();
+    BufReader::new(r.take(MAX_LINE))
+        .read_line(&mut line)
+        .await
+        .map_err(|e| e.to_string())?;
+    let req: JoinRequest =
+        serde_json::from_str(&line).map_err(|_| "malformed join request".to_string())?;
+    let refuse = |why: String| JoinAnswer {
+        refused: Some(why),
+        proof: None,
+        farm_id: None,
+        upstream_key: None,
+        ca_key: None,
+    };
+    let nonce = unhex(&req.nonce).filter(|n| n.len() == 32);
+    let proof = unhex(&req.proof);
+    let ok = match (&nonce, &proof) {
+        (Some(n), Some(p)) => mac(&m.secret, JOIN_LABEL, n, &m.cert_fp, &req.node_id)
+            .verify_slice(p)
+            .is_ok(),
+        _ => false,
+    };
+    let (reply, result) = if !ok {
+        (
+            refuse("wrong farm secret".into()),
+            Err(format!(
+                "node {:?} did not prove the farm secret",
+                req.node_id
+            )),
+        )
+    } else {
+        let differing: Vec<&str> = m
+            .config
+            .iter()
+            .filter(|(k, v)| req.config.get(**k) != Some(*v))
+            .map(|(k, _)| *k)
+            .collect();
+        if !differing.is_empty() {
+            let why = format!("farm configuration differs: {}", differing.join(", "));
+            (
+                refuse(why.clone()),
+                Err(format!("node {}: {why}", req.node_id)),
+            )
+        } else {
+            let nonce = nonce.expect("checked above");
+            let proof = mac(&m.secret, WELCOME_LABEL, &nonce, &m.cert_fp, &req.node_id)
+                .finalize()
+                .into_bytes();
+            let welcome = JoinAnswer {
+                refused: None,
+                proof: Some(hex(&proof)),
+                farm_id: Some(m.identity.farm_id.clone()),
+                upstream_key: Some(m.identity.upstream_key.clone()),
+                ca_key: Some(m.identity.ca_key.clone()),
+            };
+            (welcome, Ok(Some(req.node_id.clone())))
+        }
+    };
+    let mut out = serde_json::to_string(&reply).map_err(|e| e.to_string())?;
+    out.push('\n');
+    w.write_all(out.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    w.shutdown().await.map_err(|e| e.to_string())?;
+    result
+}
+
+/// Accepts the member's certificate whatever it is (the joiner has no CA yet), still checking the
+/// handshake signatures, so the certificate is really the member's: the HMAC proofs bind to it.
+#[derive(Debug)]
+struct BindOnly(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for BindOnly {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Why joining through a seed failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// The seed answered no, or could not prove the secret: trying again will not help.
+    #[error("{0}")]
+    Refused(String),
+    /// The seed could not be reached or spoke nonsense: another seed, or later, may do.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// Asks the member at `seed` (host:port) to let this node in.
+pub async fn join(
+    seed: &str,
+    secret: &str,
+    node_id: &str,
+    config: &BTreeMap<&'static str, String>,
+) -> Result<FarmIdentity, JoinError> {
+    join_inner(seed, secret, node_id, config).await
+}
+
+async fn join_inner(
+    seed: &str,
+    secret: &str,
+    node_id: &str,
+    config: &BTreeMap<&'static str, String>,
+) -> Result<FarmIdentity, JoinError> {
+    use JoinError::Unreachable as U;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| U(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(BindOnly(provider)))
+        .with_no_client_auth();
+    let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(seed))
+        .await
+        .map_err(|_| U(format!("{seed}: no answer")))?
+        .map_err(|e| U(format!("{seed}: {e}")))?;
+    let name = ServerName::try_from("member.mirrorfarm").map_err(|e| U(e.to_string()))?;
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| U(format!("{seed}: TLS: {e}")))?;
+    let cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or_else(|| U(format!("{seed}: no certificate")))?;
+    let fp: [u8; 32] = Sha256::digest(cert.as_ref()).into();
+    let mut nonce = [0u8; 32];
+    getrandom::getrandom(&mut nonce).expect("the OS random source is available");
+    let proof = mac(secret, JOIN_LABEL, &nonce, &fp, node_id)
+        .finalize()
+        .into_bytes();
+    let req = JoinRequest {
+        node_id: node_id.to_owned(),
+        nonce: hex(&nonce),
+        proof: hex(&proof),
+        config: config
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+    };
+    let (r, mut w) = tokio::io::split(stream);
+    let mut line = serde_json::to_string(&req).map_err(|e| U(e.to_string()))?;
+    line.push('\n');
+    w.write_all(line.as_bytes())
+        .await
+        .map_err(|e| U(e.to_string()))?;
+    let mut answer = String::new();
+    BufReader::new(r.take(MAX_LINE))
+        .read_line(&mut answer)
+        .await
+        .map_err(|e| U(e.to_string()))?;
+    let a: JoinAnswer =
+        serde_json::from_str(&answer).map_err(|_| U(format!("{seed}: malformed answer")))?;
+    if let Some(why) = a.refused {
+        return Err(JoinError::Refused(format!(
+            "{seed} refused this node: {why}"
+        )));
+    }
+    let their = a
+        .proof
+        .as_deref()
+        .and_then(unhex)
+        .ok_or_else(|| JoinError::Refused(format!("{seed}: no proof of the farm secret")))?;
+    mac(secret, WELCOME_LABEL, &nonce, &fp, node_id)
+        .verify_slice(&their)
+        .map_err(|_| {
+            JoinError::Refused(format!(
+                "{seed} does not know the farm secret; nothing taken from it"
+            ))
+        })?;
+    match (a.farm_id, a.upstream_key, a.ca_key) {
+        (Some(farm_id), Some(upstream_key), Some(ca_key)) => Ok(FarmIdentity {
+            farm_id,
+            upstream_key,
+            ca_key,
+        }),
+        _ => Err(U(format!("{seed}: incomplete answer"))),
+    }
+}
