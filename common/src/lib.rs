@@ -1,7 +1,8 @@
 //! What the mirrorfarm load balancer and nodes share: the properties reader, configuration
-//! building blocks, and the session cookie.
+//! building blocks, the session cookie, the PROXY protocol codec and the farm join protocol.
 
 pub mod config;
+pub mod farm_join;
 pub mod properties;
 pub mod proxy_protocol;
 pub mod session;

@@ -179,6 +179,7 @@ pub async fn run(
             farm,
             ca,
             &shared.identity.node_id,
+            (http_bound, ssh_bound),
             stop_rx.clone(),
         )
         .await

@@ -4,7 +4,6 @@
 //! configuration. Gossip is treated as hints: it is shown on /status, and nothing is routed or
 //! trusted because of it.
 
-pub mod join;
 pub mod keys;
 pub mod membership;
 pub mod setup;

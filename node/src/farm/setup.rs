@@ -13,12 +13,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Config, FarmConfig};
-use crate::farm::join::{self, FarmIdentity, JoinError, Member};
 use crate::farm::keys;
 use crate::farm::trust::FarmCa;
 use crate::home::Home;
 use crate::identity::write_atomic;
 use crate::store::Store;
+use mirrorfarm_common::farm_join::{self as join, FarmIdentity, JoinError, Member};
 
 /// How long a new node keeps trying its seeds before giving up.
 const JOIN_PATIENCE: Duration = Duration::from_secs(30);
@@ -93,6 +93,7 @@ pub async fn serve_joins(
     farm: &FarmConfig,
     ca: &FarmCa,
     node_id: &str,
+    served: (std::net::SocketAddr, std::net::SocketAddr),
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let (cert_pem, key_pem) = ca.issue(node_id).map_err(|e| e.to_string())?;
@@ -119,6 +120,12 @@ pub async fn serve_joins(
             ca_key: ca.key_pem.clone(),
         },
         cert_fp,
+        ca_cert: ca.cert_pem().map_err(|e| e.to_string())?,
+        description: join::Description {
+            node_id: node_id.to_owned(),
+            http: std::net::SocketAddr::new(farm.gossip_addr.ip(), served.0.port()),
+            ssh: std::net::SocketAddr::new(farm.gossip_addr.ip(), served.1.port()),
+        },
     });
     tokio::spawn(join::serve(
         listener,

@@ -3,7 +3,10 @@
 //! presented in this very TLS session, its node ID) — bound to the session, so a man in the middle
 //! (with another certificate) cannot relay it. The member answers with its own proof and, only to
 //! a joiner that proved the secret and shares the farm configuration, the farm's identity: farm ID,
-//! upstream key and CA key. A wrong secret or configuration gets a refusal and nothing else.
+//! upstream key and CA key. A wrong secret or configuration gets a refusal and nothing else. A load
+//! balancer joins the same way (role `lb`) and gets only the farm ID and the CA certificate, which
+//! it then uses to verify members: a `describe` request over TLS checked against the farm CA tells
+//! it a member's addresses, so gossip alone never routes traffic anywhere.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +34,32 @@ pub struct JoinRequest {
     pub proof: String,
     /// Digests of its farm configuration keys.
     pub config: BTreeMap<String, String>,
+    /// `node` (default) or `lb`.
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// Who asks to join.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A mirror node: gets the whole farm identity.
+    #[default]
+    Node,
+    /// A load balancer: gets the farm ID and CA certificate only.
+    Lb,
+}
+
+/// A member's answer to `{"describe":true}`: where it serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Description {
+    /// Node ID.
+    pub node_id: String,
+    /// HTTP listener as the farm reaches it.
+    pub http: std::net::SocketAddr,
+    /// SSH listener as the farm reaches it.
+    pub ssh: std::net::SocketAddr,
 }
 
 /// What a member answers.
@@ -45,8 +74,10 @@ pub struct JoinAnswer {
     pub farm_id: Option<String>,
     /// The farm's upstream private key (OpenSSH PEM).
     pub upstream_key: Option<String>,
-    /// The farm CA's private key (PEM).
+    /// The farm CA's private key (PEM; nodes only).
     pub ca_key: Option<String>,
+    /// The farm CA's certificate (PEM).
+    pub ca_cert: Option<String>,
 }
 
 /// The farm's identity as a member hands it over.
@@ -103,6 +134,10 @@ pub struct Member {
     pub identity: FarmIdentity,
     /// SHA-256 of the certificate this listener presents.
     pub cert_fp: [u8; 32],
+    /// The farm CA certificate (PEM).
+    pub ca_cert: String,
+    /// Where this member serves (answered to `describe`).
+    pub description: Description,
 }
 
 /// Answers join requests on `listener` (TLS with `acceptor`) until `shutdown` turns true.
@@ -152,6 +187,15 @@ async fn answer(
         .read_line(&mut line)
         .await
         .map_err(|e| e.to_string())?;
+    if line.trim() == r#"{"describe":true}"# {
+        let mut out = serde_json::to_string(&m.description).map_err(|e| e.to_string())?;
+        out.push('\n');
+        w.write_all(out.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        w.shutdown().await.map_err(|e| e.to_string())?;
+        return Ok(None);
+    }
     let req: JoinRequest =
         serde_json::from_str(&line).map_err(|_| "malformed join request".to_string())?;
     let refuse = |why: String| JoinAnswer {
@@ -160,6 +204,7 @@ async fn answer(
         farm_id: None,
         upstream_key: None,
         ca_key: None,
+        ca_cert: None,
     };
     let nonce = unhex(&req.nonce).filter(|n| n.len() == 32);
     let proof = unhex(&req.proof);
@@ -178,10 +223,11 @@ async fn answer(
             )),
         )
     } else {
+        // A load balancer mirrors nothing: only nodes must share the farm configuration.
         let differing: Vec<&str> = m
             .config
             .iter()
-            .filter(|(k, v)| req.config.get(**k) != Some(*v))
+            .filter(|(k, v)| req.role == Role::Node && req.config.get(**k) != Some(*v))
             .map(|(k, _)| *k)
             .collect();
         if !differing.is_empty() {
@@ -195,12 +241,14 @@ async fn answer(
             let proof = mac(&m.secret, WELCOME_LABEL, &nonce, &m.cert_fp, &req.node_id)
                 .finalize()
                 .into_bytes();
+            let node = req.role == Role::Node;
             let welcome = JoinAnswer {
                 refused: None,
                 proof: Some(hex(&proof)),
                 farm_id: Some(m.identity.farm_id.clone()),
-                upstream_key: Some(m.identity.upstream_key.clone()),
-                ca_key: Some(m.identity.ca_key.clone()),
+                upstream_key: node.then(|| m.identity.upstream_key.clone()),
+                ca_key: node.then(|| m.identity.ca_key.clone()),
+                ca_cert: Some(m.ca_cert.clone()),
             };
             (welcome, Ok(Some(req.node_id.clone())))
         }
@@ -269,7 +317,29 @@ pub async fn join(
     node_id: &str,
     config: &BTreeMap<&'static str, String>,
 ) -> Result<FarmIdentity, JoinError> {
-    join_inner(seed, secret, node_id, config).await
+    let a = join_inner(seed, secret, node_id, config, Role::Node).await?;
+    match (a.farm_id, a.upstream_key, a.ca_key) {
+        (Some(farm_id), Some(upstream_key), Some(ca_key)) => Ok(FarmIdentity {
+            farm_id,
+            upstream_key,
+            ca_key,
+        }),
+        _ => Err(JoinError::Unreachable(format!("{seed}: incomplete answer"))),
+    }
+}
+
+/// For a load balancer: proves the secret to the member at `seed` and gets the farm ID and CA
+/// certificate (PEM).
+pub async fn join_as_lb(
+    seed: &str,
+    secret: &str,
+    lb_id: &str,
+) -> Result<(String, String), JoinError> {
+    let a = join_inner(seed, secret, lb_id, &BTreeMap::new(), Role::Lb).await?;
+    match (a.farm_id, a.ca_cert) {
+        (Some(f), Some(c)) => Ok((f, c)),
+        _ => Err(JoinError::Unreachable(format!("{seed}: incomplete answer"))),
+    }
 }
 
 async fn join_inner(
@@ -277,7 +347,8 @@ async fn join_inner(
     secret: &str,
     node_id: &str,
     config: &BTreeMap<&'static str, String>,
-) -> Result<FarmIdentity, JoinError> {
+    role: Role,
+) -> Result<JoinAnswer, JoinError> {
     use JoinError::Unreachable as U;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -315,6 +386,7 @@ async fn join_inner(
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
             .collect(),
+        role,
     };
     let (r, mut w) = tokio::io::split(stream);
     let mut line = serde_json::to_string(&req).map_err(|e| U(e.to_string()))?;
@@ -346,12 +418,59 @@ async fn join_inner(
                 "{seed} does not know the farm secret; nothing taken from it"
             ))
         })?;
-    match (a.farm_id, a.upstream_key, a.ca_key) {
-        (Some(farm_id), Some(upstream_key), Some(ca_key)) => Ok(FarmIdentity {
-            farm_id,
-            upstream_key,
-            ca_key,
-        }),
-        _ => Err(U(format!("{seed}: incomplete answer"))),
+    Ok(a)
+}
+
+/// Asks the member at `gossip_addr` where it serves, trusting only a certificate from the farm CA
+/// (`ca_pem`) that names `node_id`.
+pub async fn describe(
+    gossip_addr: std::net::SocketAddr,
+    ca_pem: &str,
+    node_id: &str,
+) -> Result<Description, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(c.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
     }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name =
+        ServerName::try_from(format!("{node_id}.nodes.mirrorfarm")).map_err(|e| e.to_string())?;
+    let work = async {
+        let tcp = TcpStream::connect(gossip_addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("not a verified member: {e}"))?;
+        let (r, mut w) = tokio::io::split(stream);
+        w.write_all(b"{\"describe\":true}\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        BufReader::new(r.take(MAX_LINE))
+            .read_line(&mut line)
+            .await
+            .map_err(|e| e.to_string())?;
+        let d: Description =
+            serde_json::from_str(&line).map_err(|_| "malformed description".to_string())?;
+        if d.node_id != node_id {
+            return Err(format!(
+                "member says it is {:?}, not {node_id:?}",
+                d.node_id
+            ));
+        }
+        Ok(d)
+    };
+    tokio::time::timeout(Duration::from_secs(5), work)
+        .await
+        .map_err(|_| "no answer".to_string())?
 }
