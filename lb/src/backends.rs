@@ -76,8 +76,20 @@ impl Backend {
 /// Every node, in configuration order.
 #[derive(Debug)]
 pub struct Backends {
-    list: Vec<Arc<Backend>>,
+    list: RwLock<Arc<Vec<Arc<Backend>>>>,
     rr: AtomicUsize,
+}
+
+fn backend(a: &BackendAddr) -> Arc<Backend> {
+    Arc::new(Backend {
+        addr: a.clone(),
+        healthy: AtomicBool::new(false),
+        route: RwLock::new(None),
+        info: RwLock::new(NodeInfo::default()),
+        active_http: AtomicUsize::new(0),
+        active_ssh: AtomicUsize::new(0),
+        served_http: AtomicU64::new(0),
+    })
 }
 
 /// Counts a request or connection on a backend while alive.
@@ -122,32 +134,48 @@ impl Backends {
     /// All nodes start out of rotation until their first passing checks.
     pub fn new(addrs: &[BackendAddr]) -> Self {
         Self {
-            list: addrs
-                .iter()
-                .map(|a| {
-                    Arc::new(Backend {
-                        addr: a.clone(),
-                        healthy: AtomicBool::new(false),
-                        route: RwLock::new(None),
-                        info: RwLock::new(NodeInfo::default()),
-                        active_http: AtomicUsize::new(0),
-                        active_ssh: AtomicUsize::new(0),
-                        served_http: AtomicU64::new(0),
-                    })
-                })
-                .collect(),
+            list: RwLock::new(Arc::new(addrs.iter().map(backend).collect())),
             rr: AtomicUsize::new(0),
         }
     }
 
-    /// Every node.
-    pub fn all(&self) -> &[Arc<Backend>] {
-        &self.list
+    /// Every node (a snapshot: nodes discovered by gossip come and go).
+    pub fn all(&self) -> Arc<Vec<Arc<Backend>>> {
+        self.list
+            .read()
+            .expect("backends lock is never poisoned")
+            .clone()
+    }
+
+    /// Adds a node (discovered and verified); out of rotation until it passes checks. Returns
+    /// false when a node with that label is there already.
+    pub fn add(&self, addr: &BackendAddr) -> bool {
+        let mut list = self.list.write().expect("backends lock is never poisoned");
+        if list.iter().any(|b| b.addr.label == addr.label) {
+            return false;
+        }
+        let mut next: Vec<Arc<Backend>> = list.as_ref().clone();
+        next.push(backend(addr));
+        *list = Arc::new(next);
+        true
+    }
+
+    /// Removes the nodes whose labels `keep` rejects; returns how many went.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) -> usize {
+        let mut list = self.list.write().expect("backends lock is never poisoned");
+        let next: Vec<Arc<Backend>> = list
+            .iter()
+            .filter(|b| keep(&b.addr.label))
+            .cloned()
+            .collect();
+        let gone = list.len() - next.len();
+        *list = Arc::new(next);
+        gone
     }
 
     /// The healthy node issuing `route`, if any.
     pub fn by_route(&self, route: &str) -> Option<Arc<Backend>> {
-        self.list
+        self.all()
             .iter()
             .find(|b| b.healthy() && b.route().as_deref() == Some(route))
             .cloned()
@@ -156,7 +184,8 @@ impl Backends {
     /// The healthy node with the fewest in-flight requests (or SSH connections), skipping
     /// `exclude`; ties are broken round-robin.
     pub fn least_loaded(&self, ssh: bool, exclude: &[SocketAddr]) -> Option<Arc<Backend>> {
-        let n = self.list.len();
+        let list = self.all();
+        let n = list.len();
         if n == 0 {
             return None;
         }
@@ -169,7 +198,7 @@ impl Backends {
             }
         };
         (0..n)
-            .map(|i| &self.list[(start + i) % n])
+            .map(|i| &list[(start + i) % n])
             .filter(|b| b.healthy() && !exclude.contains(&b.addr.http))
             .min_by_key(|b| load(b))
             .cloned()

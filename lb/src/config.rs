@@ -34,6 +34,10 @@ pub struct FileConfig {
     admin_port: Option<Located>,
     threads: Option<Located>,
     log_format: Option<Located>,
+    farm_seeds: Option<Located>,
+    farm_secret: Option<Located>,
+    farm_gossip_address: Option<Located>,
+    farm_gossip_port: Option<Located>,
 }
 
 impl KnownKeys for FileConfig {
@@ -58,6 +62,10 @@ impl KnownKeys for FileConfig {
             "lb.admin.port" => &mut self.admin_port,
             "lb.threads" => &mut self.threads,
             "logging.format" => &mut self.log_format,
+            "lb.farm.seeds" => &mut self.farm_seeds,
+            "lb.farm.secret" => &mut self.farm_secret,
+            "lb.farm.gossip.address" => &mut self.farm_gossip_address,
+            "lb.farm.gossip.port" => &mut self.farm_gossip_port,
             _ => return None,
         })
     }
@@ -123,6 +131,29 @@ pub struct LbConfig {
     pub threads: usize,
     /// `logging.format` is `json`.
     pub log_json: bool,
+    /// Following a farm by gossip (`lb.farm.*`).
+    pub farm: Option<LbFarm>,
+}
+
+/// `lb.farm.*`: follow the farm by gossip; members are verified against the farm CA.
+#[derive(Clone)]
+pub struct LbFarm {
+    /// `lb.farm.seeds`: gossip `host:port` of members.
+    pub seeds: Vec<String>,
+    /// `lb.farm.secret`.
+    pub secret: String,
+    /// `lb.farm.gossip.address`:`lb.farm.gossip.port` (port default 7901).
+    pub gossip_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for LbFarm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LbFarm")
+            .field("seeds", &self.seeds)
+            .field("gossip_addr", &self.gossip_addr)
+            .field("secret", &"***")
+            .finish()
+    }
 }
 
 impl LbConfig {
@@ -209,20 +240,28 @@ impl LbConfig {
                 return Err(v.at(k, "lb.tls.key", "lb.tls.certificate must be set too"))
             }
         };
-        let b = v.required(&fc.backends, "lb.backends")?;
+        let farm = lb_farm(&fc, &v)?;
         let mut backends = Vec::new();
-        for item in b.value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            backends.push(
-                parse_backend(item)
-                    .map_err(|m| v.at(b, "lb.backends", &format!("{item:?}: {m}")))?,
-            );
+        if let Some(b) = &fc.backends {
+            for item in b.value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                backends.push(
+                    parse_backend(item)
+                        .map_err(|m| v.at(b, "lb.backends", &format!("{item:?}: {m}")))?,
+                );
+            }
         }
-        if backends.is_empty() {
-            return Err(v.at(
-                b,
-                "lb.backends",
-                "list at least one node as host:httpPort:sshPort",
-            ));
+        if backends.is_empty() && farm.is_none() {
+            return Err(match &fc.backends {
+                Some(b) => v.at(
+                    b,
+                    "lb.backends",
+                    "list at least one node as host:httpPort:sshPort",
+                ),
+                None => v.missing(
+                    "lb.backends",
+                    "required (or follow a farm with lb.farm.seeds and lb.farm.secret)",
+                ),
+            });
         }
         let health_interval = Duration::from_millis(v.number(
             &fc.health_interval,
@@ -295,8 +334,87 @@ impl LbConfig {
             admin,
             threads,
             log_json,
+            farm,
         })
     }
+}
+
+fn lb_farm(fc: &FileConfig, v: &Validator<'_>) -> Result<Option<LbFarm>, ConfigError> {
+    let (seeds, secret) = match (&fc.farm_seeds, &fc.farm_secret) {
+        (None, None) => {
+            for (l, key) in [
+                (&fc.farm_gossip_address, "lb.farm.gossip.address"),
+                (&fc.farm_gossip_port, "lb.farm.gossip.port"),
+            ] {
+                if let Some(l) = l {
+                    return Err(v.at(l, key, "needs lb.farm.seeds and lb.farm.secret"));
+                }
+            }
+            return Ok(None);
+        }
+        (Some(s), Some(k)) => (s, k),
+        (Some(s), None) => return Err(v.at(s, "lb.farm.seeds", "needs lb.farm.secret too")),
+        (None, Some(k)) => {
+            return Err(v.missing(
+                "lb.farm.seeds",
+                &format!("needed with lb.farm.secret (line {})", k.line),
+            ))
+        }
+    };
+    if secret.value.len() < 16 {
+        return Err(ConfigError::At {
+            file: v.file.to_owned(),
+            line: secret.line,
+            key: "lb.farm.secret".into(),
+            message: "must be at least 16 characters (the value is not shown)".into(),
+        });
+    }
+    let seeds: Vec<String> = seeds
+        .value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if seeds.is_empty()
+        || seeds.iter().any(|s| {
+            s.rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        })
+    {
+        let l = fc.farm_seeds.as_ref().expect("checked above");
+        return Err(v.at(
+            l,
+            "lb.farm.seeds",
+            "expected host:port of farm members, comma separated",
+        ));
+    }
+    let gossip_addr = v.addr(
+        &fc.farm_gossip_address,
+        "lb.farm.gossip.address",
+        IpAddr::from([0, 0, 0, 0]),
+        &fc.farm_gossip_port,
+        "lb.farm.gossip.port",
+        7901,
+    )?;
+    if gossip_addr.ip().is_unspecified() {
+        return Err(match &fc.farm_gossip_address {
+            Some(l) => v.at(
+                l,
+                "lb.farm.gossip.address",
+                "must be this host's address that the farm members reach",
+            ),
+            None => v.missing(
+                "lb.farm.gossip.address",
+                "set it to this host's address that the farm members reach",
+            ),
+        });
+    }
+    Ok(Some(LbFarm {
+        seeds,
+        secret: secret.value.clone(),
+        gossip_addr,
+    }))
 }
 
 fn parse_backend(item: &str) -> Result<BackendAddr, String> {

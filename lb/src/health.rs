@@ -75,9 +75,9 @@ async fn fetch_status(backend: &Backend) -> Result<NodeInfo, String> {
 #[async_trait]
 impl BackgroundService for HealthChecker {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let n = self.backends.all().len();
-        let mut passes = vec![0u32; n];
-        let mut fails = vec![0u32; n];
+        // Consecutive passes and failures per node, by HTTP address (nodes come and go).
+        let mut counts: std::collections::HashMap<std::net::SocketAddr, (u32, u32)> =
+            Default::default();
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -85,27 +85,29 @@ impl BackgroundService for HealthChecker {
                 _ = shutdown.changed() => return,
                 _ = tick.tick() => {}
             }
-            let checks = self.backends.all().iter().map(|b| check(b, self.timeout));
+            let backends = self.backends.all();
+            let checks = backends.iter().map(|b| check(b, self.timeout));
             let results = futures_util::future::join_all(checks).await;
-            for (i, info) in results.into_iter().enumerate() {
-                let b = &self.backends.all()[i];
+            counts.retain(|a, _| backends.iter().any(|b| b.addr.http == *a));
+            for (b, info) in backends.iter().zip(results) {
+                let (passes, fails) = counts.entry(b.addr.http).or_default();
                 let ok = info.error.is_none() && info.ready;
                 if ok {
-                    passes[i] += 1;
-                    fails[i] = 0;
+                    *passes += 1;
+                    *fails = 0;
                 } else {
-                    fails[i] += 1;
-                    passes[i] = 0;
+                    *fails += 1;
+                    *passes = 0;
                 }
                 let why = info
                     .error
                     .clone()
                     .unwrap_or_else(|| format!("state {}", info.state));
                 b.set_info(info);
-                if ok && passes[i] >= self.rise && !b.healthy() {
+                if ok && *passes >= self.rise && !b.healthy() {
                     b.set_healthy(true);
                     tracing::info!(backend = %b.addr.label, "node in rotation");
-                } else if !ok && fails[i] >= self.fall && b.set_healthy(false) {
+                } else if !ok && *fails >= self.fall && b.set_healthy(false) {
                     tracing::warn!(backend = %b.addr.label, reason = %why, "node out of rotation");
                 }
             }

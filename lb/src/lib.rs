@@ -5,6 +5,7 @@ pub mod admin;
 pub mod backends;
 pub mod background;
 pub mod config;
+pub mod discovery;
 pub mod health;
 pub mod http_proxy;
 pub mod metrics;

@@ -117,7 +117,7 @@ impl LbMetrics {
 
     /// Encodes every metric, refreshing the backend gauges.
     pub fn render(&self, backends: &Backends) -> String {
-        for b in backends.all() {
+        for b in backends.all().iter() {
             let l = BackendLabel {
                 backend: b.addr.label.clone(),
             };

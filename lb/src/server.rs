@@ -35,6 +35,9 @@ pub enum LbError {
     /// The certificate files do not load.
     #[error(transparent)]
     Pem(#[from] tls::PemError),
+    /// The farm could not be followed (wrong secret, no member reachable).
+    #[error("farm: {0}")]
+    Farm(String),
     /// A listener address is taken or not allowed.
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
@@ -52,6 +55,7 @@ impl LbError {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Pem(_) => 64,
+            Self::Farm(_) => 69,
             Self::Bind { .. } => 71,
             Self::SelfSigned { .. } => 73,
         }
@@ -93,6 +97,21 @@ pub fn run(config: LbConfig) -> Result<(), LbError> {
         "TLS certificate"
     );
     check_bindable(&config)?;
+    // Following a farm: prove the secret before anything is served, and get the farm CA.
+    let farm = match &config.farm {
+        None => None,
+        Some(f) => {
+            let mut id = [0u8; 8];
+            getrandom::getrandom(&mut id).expect("the OS random source is available");
+            let lb_id = format!(
+                "lb-{}",
+                id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            );
+            let (farm_id, ca_pem) = crate::discovery::join(f, &lb_id).map_err(LbError::Farm)?;
+            tracing::info!(farm_id, seeds = ?f.seeds, "following the farm");
+            Some((f.clone(), ca_pem, lb_id))
+        }
+    };
 
     let conf = ServerConf {
         threads: config.threads,
@@ -176,6 +195,17 @@ pub fn run(config: LbConfig) -> Result<(), LbError> {
         "certificate reload",
         CertReloader { cert },
     ));
+    if let Some((farm, ca_pem, lb_id)) = farm {
+        server.add_service(background_service(
+            "farm discovery",
+            crate::discovery::Discovery {
+                backends: backends.clone(),
+                farm,
+                ca_pem,
+                lb_id,
+            },
+        ));
+    }
     server.add_service(background_service(
         "drain",
         DrainWatcher {

@@ -20,6 +20,8 @@ pub const VERSION: &str = "version";
 pub const CLOCK_MS: &str = "clock_ms";
 /// Node state word.
 pub const STATE: &str = "state";
+/// `lb` for a load balancer following the farm (nodes leave it out of the member list).
+pub const ROLE: &str = "role";
 /// Prefix of the configuration digests: `config:<key>` = SHA-256 of the value.
 pub const CONFIG_PREFIX: &str = "config:";
 
@@ -81,6 +83,8 @@ pub struct Member {
     pub state: String,
     /// Configuration digests by key.
     pub config: BTreeMap<String, String>,
+    /// Whether it is a load balancer rather than a node.
+    pub is_lb: bool,
 }
 
 fn word(s: &str) -> Option<String> {
@@ -111,6 +115,7 @@ impl Member {
             clock_ms: st.get(CLOCK_MS).and_then(|v| v.parse().ok()),
             state: st.get(STATE).and_then(word).unwrap_or_default(),
             config,
+            is_lb: st.get(ROLE) == Some("lb"),
         }
     }
 

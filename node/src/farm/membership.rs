@@ -159,7 +159,7 @@ fn build_view(
     ours: &std::collections::BTreeMap<&'static str, String>,
 ) -> FarmView {
     let mut view = FarmView::default();
-    for m in members {
+    for m in members.into_iter().filter(|m| !m.is_lb) {
         let mismatched = m.mismatched_keys(ours);
         if m.node_id != me && !mismatched.is_empty() {
             view.refused.push((m.node_id.clone(), mismatched));
@@ -203,6 +203,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect(),
+            is_lb: false,
         }
     }
 

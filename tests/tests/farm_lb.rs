@@ -1,0 +1,120 @@
+//! The LB following a farm by gossip: it proves the farm secret, verifies each member over TLS
+//! against the farm CA before routing to it, adds members that join and drops members that die —
+//! without a restart. An LB with the wrong secret gets nothing and stops.
+
+use std::process::Command;
+use std::time::Duration;
+
+use mirrorfarm_tests::lb::Lb;
+use mirrorfarm_tests::node::Node;
+use mirrorfarm_tests::upstream::{Shape, Upstream};
+use mirrorfarm_tests::{bin, free_port, free_udp_port, gitc, wait_for};
+
+const LIMIT: Duration = Duration::from_secs(60);
+const SECRET: &str = "correct-horse-battery-staple";
+
+fn node(up: &Upstream, port: u16, seed: Option<u16>) -> Node {
+    let seeds = seed
+        .map(|s| format!("farm.seeds=127.0.0.1:{s}\n"))
+        .unwrap_or_default();
+    Node::start(
+        &up.file_url(),
+        &format!(
+            "setup.baseUrl=https://localhost\nmirror.repos=P/r\nmirror.access=anonymous\nfarm.secret={SECRET}\n\
+             farm.gossip.address=127.0.0.1\nfarm.gossip.port={port}\n{seeds}"
+        ),
+    )
+}
+
+fn backends(lb: &Lb) -> (u64, usize) {
+    let s = lb.admin_status();
+    (
+        s["healthyBackends"].as_u64().unwrap_or(0),
+        s["backends"].as_array().map(Vec::len).unwrap_or(0),
+    )
+}
+
+#[test]
+fn the_lb_follows_the_farm() {
+    let up = Upstream::new();
+    up.create("P", "r", &Shape::small());
+    let p0 = free_udp_port();
+    let mut nodes = vec![node(&up, p0, None)];
+    nodes.push(node(&up, free_udp_port(), Some(p0)));
+    for n in &nodes {
+        n.wait_state("SYNCHRONIZED", LIMIT);
+    }
+    let extra = format!(
+        "lb.farm.seeds=127.0.0.1:{p0}\nlb.farm.secret={SECRET}\nlb.farm.gossip.address=127.0.0.1\nlb.farm.gossip.port={}\n",
+        free_udp_port()
+    );
+    let lb = Lb::start("", &extra);
+    wait_for("2 verified, healthy backends", LIMIT, || {
+        (backends(&lb) == (2, 2)).then_some(())
+    });
+    let dest = tempfile::tempdir().expect("tempdir");
+    let env = lb.git_env();
+    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    gitc::run(
+        None,
+        &[
+            "clone",
+            "-q",
+            &lb.https_url("P", "r"),
+            dest.path().join("c").to_str().expect("utf8"),
+        ],
+        &envs,
+    );
+    // The LB is not counted as a member by the nodes.
+    assert_eq!(nodes[0].status()["memberCount"], 2);
+
+    // A node joining appears without a restart; a node dying goes.
+    nodes.push(node(&up, free_udp_port(), Some(p0)));
+    nodes[2].wait_state("SYNCHRONIZED", LIMIT);
+    wait_for("3 backends", LIMIT, || {
+        (backends(&lb) == (3, 3)).then_some(())
+    });
+    nodes[1].kill9();
+    wait_for("the dead member dropped", LIMIT, || {
+        (backends(&lb).1 == 2).then_some(())
+    });
+    gitc::run(
+        None,
+        &[
+            "clone",
+            "-q",
+            &lb.https_url("P", "r"),
+            dest.path().join("d").to_str().expect("utf8"),
+        ],
+        &envs,
+    );
+}
+
+#[test]
+fn an_lb_with_the_wrong_secret_gets_nothing() {
+    let up = Upstream::new();
+    up.create("P", "r", &Shape::small());
+    let p0 = free_udp_port();
+    let member = node(&up, p0, None);
+    member.wait_state("SYNCHRONIZED", LIMIT);
+    let home = tempfile::tempdir().expect("tempdir");
+    let props = format!(
+        "lb.hostname=localhost\nlb.https.address=127.0.0.1\nlb.https.port={}\nlb.ssh.address=127.0.0.1\nlb.ssh.port={}\n\
+         lb.admin.port={}\nlb.farm.seeds=127.0.0.1:{p0}\nlb.farm.secret=this-is-not-the-secret\n\
+         lb.farm.gossip.address=127.0.0.1\nlb.farm.gossip.port={}\n",
+        free_port(),
+        free_port(),
+        free_port(),
+        free_udp_port()
+    );
+    std::fs::write(home.path().join("mirrorfarm-lb.properties"), props).expect("write");
+    let out = Command::new(bin())
+        .args(["lb", "--home"])
+        .arg(home.path())
+        .output()
+        .expect("run lb");
+    assert_eq!(out.status.code(), Some(69));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("wrong farm secret"), "{err}");
+    assert!(member.log().contains("did not prove the farm secret"));
+}
