@@ -9,6 +9,7 @@
 //! <home>/ssh/known_hosts         the upstream's pinned host key
 //! <home>/repos/<PROJECT>/<repo>.git   bare mirror repositories
 //! <home>/cache/packs/            cached upload-pack responses (emptied at start)
+//! <home>/farm/ca.key             the farm CA key (farm members only)
 //! <home>/logs/node.log           log file (also written to stderr)
 //! ```
 
