@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod farm_join;
+pub mod gossip;
 pub mod properties;
 pub mod proxy_protocol;
 pub mod session;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use chitchat::spawn_chitchat;
 use chitchat::transport::UdpTransport;
-use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatId, FailureDetectorConfig};
 use mirrorfarm_common::farm_join::{self, JoinError};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -60,30 +60,14 @@ pub struct Discovery {
 #[async_trait]
 impl BackgroundService for Discovery {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let config = ChitchatConfig {
-            chitchat_id: ChitchatId::new(self.lb_id.clone(), now_ms, self.farm.gossip_addr),
-            cluster_id: "mirrorfarm".into(),
-            gossip_interval: Duration::from_millis(100),
-            listen_addr: self.farm.gossip_addr,
-            seed_nodes: self.farm.seeds.clone(),
-            failure_detector_config: FailureDetectorConfig {
-                phi_threshold: 8.0,
-                sampling_window_size: 100,
-                max_interval: Duration::from_secs(2),
-                initial_interval: Duration::from_millis(200),
-                dead_node_grace_period: Duration::from_secs(3600),
-            },
-            marked_for_deletion_grace_period: Duration::from_secs(3600),
-            catchup_callback: None,
-            extra_liveness_predicate: None,
-            protocol_version: chitchat::ProtocolVersion::V1,
-        };
-        let handle = match spawn_chitchat(config, vec![("role".into(), "lb".into())], &UdpTransport)
-            .await
+        use mirrorfarm_common::gossip::{chitchat_config, ROLE, ROLE_LB};
+        let config = chitchat_config(&self.lb_id, self.farm.gossip_addr, &self.farm.seeds);
+        let handle = match spawn_chitchat(
+            config,
+            vec![(ROLE.into(), ROLE_LB.into())],
+            &UdpTransport,
+        )
+        .await
         {
             Ok(h) => h,
             Err(e) => {
@@ -105,7 +89,7 @@ impl BackgroundService for Discovery {
                 let c = chitchat.lock().await;
                 c.live_nodes()
                     .filter(|id| *id.node_id != *self.lb_id)
-                    .filter(|id| c.node_state(id).and_then(|s| s.get("role")) != Some("lb"))
+                    .filter(|id| c.node_state(id).and_then(|s| s.get(ROLE)) != Some(ROLE_LB))
                     .map(|id| (id.node_id.to_string(), id.gossip_advertise_addr))
                     .collect()
             };

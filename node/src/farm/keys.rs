@@ -20,8 +20,6 @@ pub const VERSION: &str = "version";
 pub const CLOCK_MS: &str = "clock_ms";
 /// Node state word.
 pub const STATE: &str = "state";
-/// `lb` for a load balancer following the farm (nodes leave it out of the member list).
-pub const ROLE: &str = "role";
 /// Prefix of the configuration digests: `config:<key>` = SHA-256 of the value.
 pub const CONFIG_PREFIX: &str = "config:";
 
@@ -115,7 +113,8 @@ impl Member {
             clock_ms: st.get(CLOCK_MS).and_then(|v| v.parse().ok()),
             state: st.get(STATE).and_then(word).unwrap_or_default(),
             config,
-            is_lb: st.get(ROLE) == Some("lb"),
+            is_lb: st.get(mirrorfarm_common::gossip::ROLE)
+                == Some(mirrorfarm_common::gossip::ROLE_LB),
         }
     }
 

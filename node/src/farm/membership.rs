@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chitchat::transport::UdpTransport;
-use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatId, FailureDetectorConfig};
+use chitchat::{spawn_chitchat, ChitchatId};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -14,8 +14,6 @@ use crate::config::FarmConfig;
 use crate::farm::keys::{self, Member};
 use crate::state::Shared;
 
-/// Gossip round interval.
-const GOSSIP_INTERVAL: Duration = Duration::from_millis(100);
 /// How often this node republishes its clock and state, and recomputes the view.
 const REFRESH: Duration = Duration::from_millis(500);
 /// Clock difference above which /status warns.
@@ -58,29 +56,6 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The chitchat settings: fast gossip and a failure detector tuned to take a stopped node out in
-/// about a second (chitchat's defaults take ~20 s).
-pub fn chitchat_config(node_id: &str, farm: &FarmConfig) -> ChitchatConfig {
-    ChitchatConfig {
-        chitchat_id: ChitchatId::new(node_id.to_owned(), now_ms() as u64, farm.gossip_addr),
-        cluster_id: "mirrorfarm".into(),
-        gossip_interval: GOSSIP_INTERVAL,
-        listen_addr: farm.gossip_addr,
-        seed_nodes: farm.seeds.clone(),
-        failure_detector_config: FailureDetectorConfig {
-            phi_threshold: 8.0,
-            sampling_window_size: 100,
-            max_interval: Duration::from_secs(2),
-            initial_interval: Duration::from_millis(200),
-            dead_node_grace_period: Duration::from_secs(3600),
-        },
-        marked_for_deletion_grace_period: Duration::from_secs(3600),
-        catchup_callback: None,
-        extra_liveness_predicate: None,
-        protocol_version: chitchat::ProtocolVersion::V1,
-    }
-}
-
 /// Runs gossip until `shutdown` turns true, keeping `shared.farm` up to date.
 pub async fn run(
     shared: Arc<Shared>,
@@ -105,7 +80,11 @@ pub async fn run(
         ours.iter()
             .map(|(k, v)| (format!("{}{k}", keys::CONFIG_PREFIX), v.clone())),
     );
-    let config = chitchat_config(&shared.identity.node_id, &farm);
+    let config = mirrorfarm_common::gossip::chitchat_config(
+        &shared.identity.node_id,
+        farm.gossip_addr,
+        &farm.seeds,
+    );
     let handle = match spawn_chitchat(config, initial, &UdpTransport).await {
         Ok(h) => h,
         Err(e) => {
