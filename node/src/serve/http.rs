@@ -270,7 +270,7 @@ fn advertise(repo: &std::path::Path, proto: Option<&str>, version: u32, log: Ser
         p.extend_from_slice(pktline::FLUSH);
         p
     };
-    let stream = ServedStream::new(child, log, prefix.len() as u64);
+    let stream = ServedStream::from_child(child, log, prefix.len() as u64);
     let head =
         futures_util::stream::once(
             async move { Ok::<_, std::io::Error>(bytes::Bytes::from(prefix)) },
@@ -373,7 +373,7 @@ async fn rpc(
     });
     git_response(
         "application/x-git-upload-pack-result",
-        Body::from_stream(ServedStream::new(child, log, 0)),
+        Body::from_stream(ServedStream::from_child(child, log, 0)),
     )
 }
 

@@ -68,34 +68,46 @@ pub struct ServeLog {
     pub shared: std::sync::Arc<crate::state::Shared>,
 }
 
-/// Streams a child's stdout, owning the child (killed if the client goes away) and logging
-/// the bytes served when it ends.
-pub struct ServedStream {
+/// A child's stdout as a stream, owning the child: it is stopped if the client goes away.
+pub struct ChildStream {
     inner: ReaderStream<ChildStdout>,
     child: Child,
-    bytes: u64,
-    started: Instant,
-    log: ServeLog,
-    _active: crate::metrics::ActiveGuard,
 }
+
+impl Stream for ChildStream {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+impl Drop for ChildStream {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            // The client went away, or upload-pack is still finishing: make sure it ends.
+            let _ = self.child.start_kill();
+        }
+    }
+}
+
+/// A child's response, counted and logged when it ends.
+pub type ServedStream = LoggedStream<ChildStream>;
 
 impl ServedStream {
     /// Wraps `child` (its stdout must be piped and not yet taken); `prefix` bytes were already sent.
-    pub fn new(mut child: Child, log: ServeLog, prefix: u64) -> Self {
+    pub fn from_child(mut child: Child, log: ServeLog, prefix: u64) -> Self {
         let stdout = child.stdout.take().expect("upload-pack stdout is piped");
         if let Some(stderr) = child.stderr.take() {
-            let repo = log.repo.clone();
-            tokio::spawn(log_stderr(stderr, repo));
+            tokio::spawn(log_stderr(stderr, log.repo.clone()));
         }
-        let active = log.shared.metrics.track("http");
-        Self {
-            _active: active,
+        let inner = ChildStream {
             inner: ReaderStream::with_capacity(stdout, 64 * 1024),
             child,
-            bytes: prefix,
-            started: Instant::now(),
-            log,
-        }
+        };
+        let mut s = LoggedStream::new(inner, log, "git");
+        s.bytes = prefix;
+        s
     }
 }
 
@@ -108,42 +120,6 @@ pub async fn log_stderr(stderr: tokio::process::ChildStderr, repo: String) {
     let text = text.trim();
     if !text.is_empty() {
         tracing::warn!(repo, stderr = %text, "upload-pack reported an error");
-    }
-}
-
-impl Stream for ServedStream {
-    type Item = std::io::Result<Bytes>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let res = Pin::new(&mut self.inner).poll_next(cx);
-        if let Poll::Ready(Some(Ok(b))) = &res {
-            self.bytes += b.len() as u64;
-        }
-        res
-    }
-}
-
-impl Drop for ServedStream {
-    fn drop(&mut self) {
-        let status = self.child.try_wait().ok().flatten();
-        if status.is_none() {
-            // The client went away, or upload-pack is still finishing: make sure it ends.
-            let _ = self.child.start_kill();
-        }
-        self.log
-            .shared
-            .metrics
-            .served("http", self.log.kind, self.bytes);
-        tracing::info!(
-            repo = %self.log.repo,
-            protocol = "http",
-            kind = self.log.kind,
-            version = self.log.protocol,
-            bytes = self.bytes,
-            duration_ms = self.started.elapsed().as_millis() as u64,
-            client = %self.log.client,
-            "served"
-        );
     }
 }
 
