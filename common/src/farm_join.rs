@@ -138,6 +138,8 @@ pub struct Member {
     pub ca_cert: String,
     /// Where this member serves (answered to `describe`).
     pub description: Description,
+    /// Where its mirrors live (`<root>/<PROJECT>/<repo>.git`), for members fetching from it.
+    pub repos_root: std::path::PathBuf,
 }
 
 /// Answers join requests on `listener` (TLS with `acceptor`) until `shutdown` turns true.
@@ -161,32 +163,118 @@ pub async fn serve(
         };
         let (acceptor, member) = (acceptor.clone(), member.clone());
         tokio::spawn(async move {
-            let work = async {
-                let tls = acceptor.accept(stream).await.map_err(|e| e.to_string())?;
-                answer(tls, &member).await
-            };
-            match tokio::time::timeout(Duration::from_secs(10), work).await {
-                Ok(Ok(Some(joined))) => {
+            match handle(stream, &acceptor, &member).await {
+                Ok(Some(joined)) => {
                     tracing::info!(node = %joined, client = %peer, "a node joined the farm")
                 }
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => tracing::warn!(client = %peer, error = %e, "farm join refused"),
-                Err(_) => tracing::warn!(client = %peer, "farm join timed out"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(client = %peer, error = %e, "farm request refused"),
             }
         });
     }
 }
 
-async fn answer(
-    tls: tokio_rustls::server::TlsStream<TcpStream>,
+/// One connection: TLS, then one request line (both within 10 s), then its answer.
+async fn handle(
+    stream: TcpStream,
+    acceptor: &tokio_rustls::TlsAcceptor,
     m: &Member,
 ) -> Result<Option<String>, String> {
-    let (r, mut w) = tokio::io::split(tls);
-    let mut line = String::new();
-    BufReader::new(r.take(MAX_LINE))
-        .read_line(&mut line)
+    let first = async {
+        let tls = acceptor.accept(stream).await.map_err(|e| e.to_string())?;
+        // A client certificate is only ever present after it verified against the farm CA.
+        let verified = tls.get_ref().1.peer_certificates().is_some();
+        let (r, w) = tokio::io::split(tls);
+        let mut reader = BufReader::new(r);
+        let mut line = String::new();
+        (&mut reader)
+            .take(MAX_LINE)
+            .read_line(&mut line)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((verified, reader, w, line))
+    };
+    let (verified, reader, w, line) = tokio::time::timeout(Duration::from_secs(10), first)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| "timed out".to_string())??;
+    if let Ok(UploadPackRequest { upload_pack }) = serde_json::from_str::<UploadPackRequest>(&line)
+    {
+        if !verified {
+            return Err("object transfer without a farm certificate".into());
+        }
+        serve_upload_pack(&m.repos_root, &upload_pack, reader, w).await?;
+        return Ok(None);
+    }
+    answer(&line, w, m).await
+}
+
+/// A member asking for a repository's objects: `{"uploadPack":"PROJECT/repo"}`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UploadPackRequest {
+    /// `PROJECT/repo`.
+    pub upload_pack: String,
+}
+
+fn repo_ok(repo: &str) -> bool {
+    let segs: Vec<&str> = repo.split('/').collect();
+    segs.len() == 2
+        && segs.iter().all(|s| {
+            !s.is_empty()
+                && s.len() <= 128
+                && !s.starts_with('.')
+                && !s.contains("..")
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        })
+}
+
+/// Runs `git upload-pack` on the mirror of `repo` with the connection as its input and output.
+async fn serve_upload_pack<R, W>(
+    root: &std::path::Path,
+    repo: &str,
+    mut reader: R,
+    mut w: W,
+) -> Result<(), String>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    if !repo_ok(repo) {
+        return Err(format!("bad repository name {repo:?}"));
+    }
+    let path = root.join(format!("{repo}.git"));
+    if !path.join("HEAD").is_file() {
+        return Err(format!("{repo} is not mirrored here"));
+    }
+    let mut child = tokio::process::Command::new("git")
+        .args(["upload-pack", "--strict"])
+        .arg(&path)
+        .env("LC_ALL", "C")
+        .env_remove("GIT_PROTOCOL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut reader, &mut stdin).await;
+        let _ = stdin.shutdown().await;
+    });
+    let _ = tokio::io::copy(&mut stdout, &mut w).await;
+    let _ = w.shutdown().await;
+    let _ = child.wait().await;
+    Ok(())
+}
+
+async fn answer<W: tokio::io::AsyncWrite + Unpin>(
+    line: &str,
+    mut w: W,
+    m: &Member,
+) -> Result<Option<String>, String> {
     if line.trim() == r#"{"describe":true}"# {
         let mut out = serde_json::to_string(&m.description).map_err(|e| e.to_string())?;
         out.push('\n');
@@ -197,7 +285,7 @@ async fn answer(
         return Ok(None);
     }
     let req: JoinRequest =
-        serde_json::from_str(&line).map_err(|_| "malformed join request".to_string())?;
+        serde_json::from_str(line).map_err(|_| "malformed join request".to_string())?;
     let refuse = |why: String| JoinAnswer {
         refused: Some(why),
         proof: None,
@@ -473,4 +561,56 @@ pub async fn describe(
     tokio::time::timeout(Duration::from_secs(5), work)
         .await
         .map_err(|_| "no answer".to_string())?
+}
+
+/// Opens an object transfer for `repo` from the member `node_id` at `peer`: TLS with this node's
+/// farm certificate, the member's verified against the farm CA; then the stream speaks git's
+/// upload-pack protocol (v0) with the member's mirror.
+pub async fn open_upload_pack(
+    peer: std::net::SocketAddr,
+    node_id: &str,
+    repo: &str,
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::PrivateKeyDer;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(c.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| e.to_string())?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    let name =
+        ServerName::try_from(format!("{node_id}.nodes.mirrorfarm")).map_err(|e| e.to_string())?;
+    let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(peer))
+        .await
+        .map_err(|_| format!("{peer}: no answer"))?
+        .map_err(|e| format!("{peer}: {e}"))?;
+    let mut stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("{peer} is not the verified member {node_id}: {e}"))?;
+    let mut line = serde_json::to_string(&UploadPackRequest {
+        upload_pack: repo.to_owned(),
+    })
+    .map_err(|e| e.to_string())?;
+    line.push('\n');
+    stream
+        .write_all(line.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(stream)
 }

@@ -192,6 +192,7 @@ pub async fn run(
             farm,
             http,
             ssh,
+            sync.clone(),
             stop_rx.clone(),
         ))
     });

@@ -20,6 +20,8 @@ pub const VERSION: &str = "version";
 pub const CLOCK_MS: &str = "clock_ms";
 /// Node state word.
 pub const STATE: &str = "state";
+/// Prefix of the published ref states: `refs:<PROJECT/repo>` = the refs hash this member serves.
+pub const REFS_PREFIX: &str = "refs:";
 /// Prefix of the configuration digests: `config:<key>` = SHA-256 of the value.
 pub const CONFIG_PREFIX: &str = "config:";
 
@@ -83,6 +85,10 @@ pub struct Member {
     pub config: BTreeMap<String, String>,
     /// Whether it is a load balancer rather than a node.
     pub is_lb: bool,
+    /// Its gossip (and farm TLS) address.
+    pub gossip: Option<SocketAddr>,
+    /// The ref state it serves, per repository (`PROJECT/repo` → refs hash).
+    pub refs: BTreeMap<String, String>,
 }
 
 fn word(s: &str) -> Option<String> {
@@ -115,6 +121,17 @@ impl Member {
             config,
             is_lb: st.get(mirrorfarm_common::gossip::ROLE)
                 == Some(mirrorfarm_common::gossip::ROLE_LB),
+            gossip: Some(id.gossip_advertise_addr),
+            refs: st
+                .key_values()
+                .filter_map(|(k, v)| {
+                    let repo = k.strip_prefix(REFS_PREFIX)?;
+                    let ok = crate::names::RepoId::parse(repo).is_ok()
+                        && v.len() == 64
+                        && v.chars().all(|c| c.is_ascii_hexdigit());
+                    ok.then(|| (repo.to_owned(), v.to_owned()))
+                })
+                .collect(),
         }
     }
 

@@ -35,6 +35,12 @@ pub struct MemberView {
     pub clock_skew_ms: Option<i64>,
     /// Whether this is the node answering.
     pub this_node: bool,
+    /// Gossip (and farm TLS) address.
+    #[serde(skip)]
+    pub gossip: Option<SocketAddr>,
+    /// The ref state it serves per repository.
+    #[serde(skip)]
+    pub refs: std::collections::BTreeMap<String, String>,
 }
 
 /// The farm as this node sees it.
@@ -62,6 +68,7 @@ pub async fn run(
     farm: FarmConfig,
     http: SocketAddr,
     ssh: SocketAddr,
+    sync: crate::sync::scheduler::SyncHandle,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let ours = keys::config_digests(&shared.config);
@@ -96,6 +103,8 @@ pub async fn run(
     let chitchat = handle.chitchat();
     let mut tick = tokio::time::interval(REFRESH);
     let mut logged: BTreeSet<(String, Vec<String>)> = BTreeSet::new();
+    let mut last_follow: std::collections::HashMap<crate::names::RepoId, std::time::Instant> =
+        Default::default();
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
@@ -104,11 +113,17 @@ pub async fn run(
         let me = shared.identity.node_id.clone();
         let state = shared.node_state();
         let now = now_ms();
+        let snapshot = shared.snapshot();
         let view = {
             let mut c = chitchat.lock().await;
             let own = c.self_node_state();
             own.set(keys::CLOCK_MS, now);
             own.set(keys::STATE, state);
+            for (id, e) in &snapshot {
+                if e.servable() {
+                    own.set(format!("{}{id}", keys::REFS_PREFIX), &e.record.refs_hash);
+                }
+            }
             let live: Vec<ChitchatId> = c.live_nodes().cloned().collect();
             let members: Vec<Member> = live
                 .iter()
@@ -121,6 +136,7 @@ pub async fn run(
                 tracing::error!(node = %r.0, keys = ?r.1, "refusing a node whose farm configuration differs");
             }
         }
+        follow_leaders(&me, &view, &snapshot, &sync, &mut last_follow);
         *shared
             .farm
             .write()
@@ -128,6 +144,48 @@ pub async fn run(
     }
     if let Err(e) = handle.shutdown().await {
         tracing::warn!(error = %e, "farm gossip did not stop cleanly");
+    }
+}
+
+/// For each repository another member leads, syncs (from that leader) when the leader serves a
+/// state this node does not — at most every 2 s per repository.
+fn follow_leaders(
+    me: &str,
+    view: &FarmView,
+    snapshot: &std::collections::BTreeMap<crate::names::RepoId, crate::state::RepoEntry>,
+    sync: &crate::sync::scheduler::SyncHandle,
+    last: &mut std::collections::HashMap<crate::names::RepoId, std::time::Instant>,
+) {
+    for (id, entry) in snapshot {
+        let repo = id.to_string();
+        let Some(leader) =
+            crate::farm::leader::leader_of(&repo, view.members.iter().map(|m| m.node_id.as_str()))
+        else {
+            continue;
+        };
+        if leader == me || entry.syncing {
+            continue;
+        }
+        let Some(theirs) = view
+            .members
+            .iter()
+            .find(|m| m.node_id == leader)
+            .and_then(|m| m.refs.get(&repo))
+        else {
+            continue;
+        };
+        if *theirs == entry.record.refs_hash {
+            continue;
+        }
+        let now = std::time::Instant::now();
+        if last
+            .get(id)
+            .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(2))
+        {
+            continue;
+        }
+        last.insert(id.clone(), now);
+        sync.trigger(crate::sync::scheduler::Trigger::Repo(id.clone()));
     }
 }
 
@@ -153,6 +211,8 @@ fn build_view(
             ));
         }
         view.members.push(MemberView {
+            gossip: m.gossip,
+            refs: m.refs,
             this_node: m.node_id == me,
             node_id: m.node_id,
             address: m.http,
@@ -183,6 +243,8 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect(),
             is_lb: false,
+            gossip: None,
+            refs: BTreeMap::new(),
         }
     }
 

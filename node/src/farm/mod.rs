@@ -5,6 +5,7 @@
 //! trusted because of it.
 
 pub mod keys;
+pub mod leader;
 pub mod membership;
 pub mod setup;
 pub mod trust;

@@ -100,11 +100,35 @@ pub async fn serve_joins(
     let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| e.to_string())?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| e.to_string())?;
     let cert_fp: [u8; 32] = Sha256::digest(cert.as_ref()).into();
+    let ca_pem = ca.cert_pem().map_err(|e| e.to_string())?;
+    // What `mirrorfarm farm-connect` (git's transport to other members) presents and trusts.
+    let dir = home.root().join("farm");
+    for (name, bytes, mode) in [
+        ("ca.pem", &ca_pem, 0o644),
+        ("node.pem", &cert_pem, 0o644),
+        ("node.key", &key_pem, 0o600),
+    ] {
+        write_atomic(&dir.join(name), bytes.as_bytes(), mode).map_err(|e| e.to_string())?;
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(c.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Joiners have no certificate yet; members fetching objects must present one from the farm CA.
+    let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| e.to_string())?;
     let tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_no_client_auth()
+        .with_client_cert_verifier(clients)
         .with_single_cert(vec![cert], key)
         .map_err(|e| e.to_string())?;
     let listener = TcpListener::bind(farm.gossip_addr)
@@ -120,7 +144,8 @@ pub async fn serve_joins(
             ca_key: ca.key_pem.clone(),
         },
         cert_fp,
-        ca_cert: ca.cert_pem().map_err(|e| e.to_string())?,
+        ca_cert: ca_pem.clone(),
+        repos_root: home.repos_dir(),
         description: join::Description {
             node_id: node_id.to_owned(),
             http: std::net::SocketAddr::new(farm.gossip_addr.ip(), served.0.port()),

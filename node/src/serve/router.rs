@@ -85,7 +85,14 @@ fn json_error(status: StatusCode, msg: String) -> Response {
     (status, Json(serde_json::json!({ "error": msg }))).into_response()
 }
 
-async fn trigger_sync(State(s): State<AppState>, body: Bytes) -> Response {
+/// Marks a trigger one member passed on to another (never passed on again).
+const FORWARDED: &str = "x-mirrorfarm-forwarded";
+
+async fn trigger_sync(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
     if body.iter().all(u8::is_ascii_whitespace) {
         s.sync.trigger(Trigger::All);
         return (
@@ -115,9 +122,47 @@ async fn trigger_sync(State(s): State<AppState>, body: Bytes) -> Response {
         );
     }
     s.sync.trigger(Trigger::Repo(id.clone()));
+    // In a farm the repository's leader fetches from the upstream: pass the trigger on to it
+    // (this node then follows the leader's new state).
+    let forwarded = headers.contains_key(FORWARDED);
+    if let Some((leader, _, Some(http))) =
+        crate::farm::leader::remote_leader(&s.shared, &id.to_string()).filter(|_| !forwarded)
+    {
+        let body = serde_json::json!({ "project": id.project.as_str(), "repo": id.repo.as_str() })
+            .to_string();
+        tokio::spawn(async move {
+            if let Err(e) = forward_trigger(http, &body).await {
+                tracing::warn!(leader, error = %e, "cannot pass the sync trigger on to the leader");
+            }
+        });
+    }
     (
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "accepted": id.to_string() })),
     )
         .into_response()
+}
+
+async fn forward_trigger(addr: std::net::SocketAddr, body: &str) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let work = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        let req = format!(
+            "POST /rest/mirroring/latest/sync HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{FORWARDED}: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).await?;
+        if &head[9..12] != b"202" {
+            return Err(std::io::Error::other(format!(
+                "leader answered {}",
+                String::from_utf8_lossy(&head)
+            )));
+        }
+        Ok(())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), work)
+        .await
+        .map_err(|_| std::io::Error::other("leader did not answer"))?
 }

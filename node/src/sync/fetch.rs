@@ -57,6 +57,8 @@ pub struct FetchPlan<'a> {
     pub timeout: Duration,
     /// Version of the system git (decides how repositories are kept in serving shape).
     pub git: (u32, u32, u32),
+    /// Fetching from another farm member (the repository's leader) rather than the upstream.
+    pub from_member: bool,
 }
 
 /// Runs one sync.
@@ -102,7 +104,19 @@ pub async fn sync_repo(plan: FetchPlan<'_>) -> Result<Synced, SyncFailure> {
 }
 
 async fn fetch(plan: &FetchPlan<'_>, with_head: bool) -> Result<(), SyncFailure> {
-    let mut args = vec![
+    let mut args: Vec<String> = if plan.from_member {
+        [
+            "-c",
+            "protocol.ext.allow=always",
+            "-c",
+            "protocol.version=0",
+        ]
+        .map(String::from)
+        .to_vec()
+    } else {
+        Vec::new()
+    };
+    args.extend([
         "fetch".to_owned(),
         "--quiet".into(),
         "--prune".into(),
@@ -111,7 +125,7 @@ async fn fetch(plan: &FetchPlan<'_>, with_head: bool) -> Result<(), SyncFailure>
         "--".into(),
         plan.url.clone(),
         format!("+refs/*:{STAGING}*"),
-    ];
+    ]);
     if with_head {
         args.push(format!("+HEAD:{STAGING_HEAD}"));
     }

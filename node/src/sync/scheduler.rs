@@ -222,10 +222,19 @@ impl Scheduler {
                 }
             }
             let repo = MirrorRepo::new(shared.repo_path(&id));
+            // In a farm, only the repository's leader fetches from the upstream; the others take
+            // the leader's state from it.
+            let member = crate::farm::leader::remote_leader(&shared, &id.to_string()).and_then(
+                |(node, peer, _)| {
+                    crate::farm::leader::farm_url(shared.home.root(), peer, &node, &id.to_string())
+                },
+            );
+            let from_member = member.is_some();
             let plan = FetchPlan {
                 id: &id,
                 repo: &repo,
-                url: shared.config.upstream.repo_url(&id),
+                from_member,
+                url: member.unwrap_or_else(|| shared.config.upstream.repo_url(&id)),
                 env: &env,
                 timeout: shared.config.sync_timeout,
                 git: shared.git,
