@@ -14,8 +14,9 @@ use crate::config::FarmConfig;
 use crate::farm::keys::{self, Member};
 use crate::state::Shared;
 
-/// How often this node republishes its clock and state, and recomputes the view.
-const REFRESH: Duration = Duration::from_millis(500);
+/// How often this node republishes its clock, state and ref states, and recomputes the view (a
+/// follower notices its leader's new state within about this plus a gossip round).
+const REFRESH: Duration = Duration::from_millis(100);
 /// Clock difference above which /status warns.
 const SKEW_WARNING_MS: i64 = 2000;
 
@@ -103,8 +104,10 @@ pub async fn run(
     let chitchat = handle.chitchat();
     let mut tick = tokio::time::interval(REFRESH);
     let mut logged: BTreeSet<(String, Vec<String>)> = BTreeSet::new();
-    let mut last_follow: std::collections::HashMap<crate::names::RepoId, std::time::Instant> =
-        Default::default();
+    let mut last_follow: std::collections::HashMap<
+        crate::names::RepoId,
+        (String, std::time::Instant),
+    > = Default::default();
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
@@ -148,13 +151,13 @@ pub async fn run(
 }
 
 /// For each repository another member leads, syncs (from that leader) when the leader serves a
-/// state this node does not — at most every 2 s per repository.
+/// state this node does not — once per new leader state, again after 5 s if still behind.
 fn follow_leaders(
     me: &str,
     view: &FarmView,
     snapshot: &std::collections::BTreeMap<crate::names::RepoId, crate::state::RepoEntry>,
     sync: &crate::sync::scheduler::SyncHandle,
-    last: &mut std::collections::HashMap<crate::names::RepoId, std::time::Instant>,
+    last: &mut std::collections::HashMap<crate::names::RepoId, (String, std::time::Instant)>,
 ) {
     for (id, entry) in snapshot {
         let repo = id.to_string();
@@ -178,13 +181,13 @@ fn follow_leaders(
             continue;
         }
         let now = std::time::Instant::now();
-        if last
+        let recent = last
             .get(id)
-            .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(2))
-        {
+            .is_some_and(|(h, t)| h == theirs && now.duration_since(*t) < Duration::from_secs(5));
+        if recent {
             continue;
         }
-        last.insert(id.clone(), now);
+        last.insert(id.clone(), (theirs.clone(), now));
         sync.trigger(crate::sync::scheduler::Trigger::Repo(id.clone()));
     }
 }
