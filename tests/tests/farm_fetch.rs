@@ -71,6 +71,20 @@ fn a_farm_fetches_each_change_from_the_upstream_once() {
         fetched, 3,
         "3 changes cost the upstream {fetched} SSH sessions"
     );
-    // The followers fetched from the leader, and say so in their logs.
-    assert!(nodes.iter().any(|n| n.log().contains("sync ok")));
+    // Every member shows every member serving the same ref state (generation) of the repository.
+    for n in &nodes {
+        let s = wait_for("one ref state on every member", LIMIT, || {
+            let s = n.status();
+            let states: std::collections::BTreeSet<String> = s["members"]
+                .as_array()?
+                .iter()
+                .filter_map(|m| m["repoStates"]["P/r"].as_str().map(str::to_owned))
+                .collect();
+            (states.len() == 1 && s["members"].as_array()?.len() == 3).then_some(s)
+        });
+        assert_eq!(
+            s["members"][0]["repoStates"]["P/r"],
+            s["repos"][0]["refsHash"]
+        );
+    }
 }

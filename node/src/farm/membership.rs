@@ -39,9 +39,8 @@ pub struct MemberView {
     /// Gossip (and farm TLS) address.
     #[serde(skip)]
     pub gossip: Option<SocketAddr>,
-    /// The ref state it serves per repository.
-    #[serde(skip)]
-    pub refs: std::collections::BTreeMap<String, String>,
+    /// The ref state (refs hash) it serves, per repository.
+    pub repo_states: std::collections::BTreeMap<String, String>,
 }
 
 /// The farm as this node sees it.
@@ -173,7 +172,7 @@ fn follow_leaders(
             .members
             .iter()
             .find(|m| m.node_id == leader)
-            .and_then(|m| m.refs.get(&repo))
+            .and_then(|m| m.repo_states.get(&repo))
         else {
             continue;
         };
@@ -215,7 +214,7 @@ fn build_view(
         }
         view.members.push(MemberView {
             gossip: m.gossip,
-            refs: m.refs,
+            repo_states: m.refs,
             this_node: m.node_id == me,
             node_id: m.node_id,
             address: m.http,
