@@ -35,24 +35,32 @@ pub fn bin() -> PathBuf {
     p
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
-}
-
-/// A port on 127.0.0.1 free a moment ago for both UDP and TCP (farm gossip uses both).
-pub fn free_udp_port() -> u16 {
-    for _ in 0..100 {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
-        let port = udp.local_addr().expect("local address").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+/// Hands out ports below Linux's ephemeral range (32768–60999), so a port a test chose is not
+/// taken meanwhile by an outgoing connection; each call in a process gets a new one.
+fn next_port(udp_too: bool) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() % 500) * 24;
+    for _ in 0..2000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (20_000 + (base - 20_000 + n) % 12_000) as u16;
+        let tcp_ok = TcpListener::bind(("127.0.0.1", port)).is_ok();
+        let udp_ok = !udp_too || std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if tcp_ok && udp_ok {
             return port;
         }
     }
-    panic!("no port free for both UDP and TCP");
+    panic!("no free port found");
+}
+
+/// A TCP port on 127.0.0.1 that is free now.
+pub fn free_port() -> u16 {
+    next_port(false)
+}
+
+/// A port on 127.0.0.1 free now for both UDP and TCP (farm gossip and the farm listener use both).
+pub fn free_udp_port() -> u16 {
+    next_port(true)
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, or panics after `limit` naming `what`.
