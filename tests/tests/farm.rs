@@ -105,7 +105,13 @@ fn nodes_find_each_other_refuse_mismatches_and_notice_deaths() {
     );
     assert_eq!(code, Some(69), "{err}");
     assert!(err.contains("wrong farm secret"), "{err}");
-    assert!(nodes[0].log().contains("did not prove the farm secret"));
+    // The member logs the refusal right after answering it.
+    wait_for("the member to log the refusal", LIMIT, || {
+        nodes[0]
+            .log()
+            .contains("did not prove the farm secret")
+            .then_some(())
+    });
 
     // A member whose configuration later differs is refused by the others, with the key named.
     nodes[1].stop();

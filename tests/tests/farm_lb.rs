@@ -116,5 +116,11 @@ fn an_lb_with_the_wrong_secret_gets_nothing() {
     assert_eq!(out.status.code(), Some(69));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("wrong farm secret"), "{err}");
-    assert!(member.log().contains("did not prove the farm secret"));
+    // The member logs the refusal right after answering it.
+    wait_for("the member to log the refusal", LIMIT, || {
+        member
+            .log()
+            .contains("did not prove the farm secret")
+            .then_some(())
+    });
 }
