@@ -516,13 +516,7 @@ pub async fn describe(
     ca_pem: &str,
     node_id: &str,
 ) -> Result<Description, String> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots
-            .add(c.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    }
+    let roots = ca_roots(ca_pem)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -576,12 +570,7 @@ pub async fn open_upload_pack(
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::PrivateKeyDer;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots
-            .add(c.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    }
+    let roots = ca_roots(ca_pem)?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
@@ -613,4 +602,19 @@ pub async fn open_upload_pack(
         .await
         .map_err(|e| e.to_string())?;
     Ok(stream)
+}
+
+/// The farm CA certificate(s) in `ca_pem` as a root store.
+pub fn ca_roots(ca_pem: &str) -> Result<rustls::RootCertStore, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(c.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    if roots.is_empty() {
+        return Err("no farm CA certificate".into());
+    }
+    Ok(roots)
 }

@@ -110,12 +110,7 @@ pub async fn serve_joins(
     ] {
         write_atomic(&dir.join(name), bytes.as_bytes(), mode).map_err(|e| e.to_string())?;
     }
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots
-            .add(c.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    }
+    let roots = join::ca_roots(&ca_pem)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     // Joiners have no certificate yet; members fetching objects must present one from the farm CA.
     let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
