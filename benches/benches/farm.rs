@@ -6,33 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use mirrorfarm_tests::node::Node;
-use mirrorfarm_tests::upstream::{Shape, Upstream};
-use mirrorfarm_tests::{free_udp_port, gitc, wait_for};
+use mirrorfarm_tests::farm::{main_of, ssh_farm};
+use mirrorfarm_tests::wait_for;
 
 const PUSHES: usize = 50;
-
-fn props(port: u16, seed: Option<u16>) -> String {
-    let seeds = seed
-        .map(|s| format!("farm.seeds=127.0.0.1:{s}\n"))
-        .unwrap_or_default();
-    format!(
-        "setup.baseUrl=https://farm.example.com\nmirror.repos=P/r\nmirror.access=anonymous\n\
-         farm.secret=correct-horse-battery-staple\nfarm.gossip.address=127.0.0.1\nfarm.gossip.port={port}\n{seeds}"
-    )
-}
-
-fn main_of(n: &Node) -> Option<String> {
-    let out = gitc::try_run(
-        None,
-        &["ls-remote", &n.http_url("P", "r"), "refs/heads/main"],
-        &[],
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .map(str::to_owned)
-}
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -40,28 +17,7 @@ fn main() {
         return;
     }
     let limit = Duration::from_secs(120);
-    let mut up = Upstream::new();
-    up.create("P", "r", &Shape::small());
-    up.start_sshd();
-    let p0 = free_udp_port();
-    let first = Node::start(&up.ssh_url(), &props(p0, None));
-    let s = first.wait_state("AWAITING_AUTHORIZATION", limit);
-    up.authorize(s["publicKey"].as_str().expect("key"));
-    first.trigger(Some(("P", "r")));
-    first.wait_state("SYNCHRONIZED", limit);
-    let mut nodes = vec![first];
-    for _ in 0..2 {
-        nodes.push(Node::start(
-            &up.ssh_url(),
-            &props(free_udp_port(), Some(p0)),
-        ));
-    }
-    for n in &nodes {
-        n.wait_state("SYNCHRONIZED", limit);
-        wait_for("3 members", limit, || {
-            (n.status()["memberCount"] == 3).then_some(())
-        });
-    }
+    let (up, nodes) = ssh_farm(3, limit);
     std::thread::sleep(Duration::from_secs(2));
     let before = up.accepted_sessions();
     let mut times = Vec::with_capacity(PUSHES);

@@ -1,6 +1,7 @@
 //! End-to-end harness: a real OpenSSH `sshd` upstream with generated bare repositories, real
 //! `mirrorfarm` node processes, and the real git client. Every wait is bounded in time.
 
+pub mod farm;
 pub mod gitc;
 pub mod lb;
 pub mod measure;

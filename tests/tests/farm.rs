@@ -4,19 +4,13 @@
 
 use std::time::{Duration, Instant};
 
+use mirrorfarm_tests::farm::member_props;
 use mirrorfarm_tests::node::{properties, run_expecting_exit, Node};
 use mirrorfarm_tests::upstream::{Shape, Upstream};
 use mirrorfarm_tests::{free_port, free_udp_port, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const SECRET: &str = "farm.secret=correct-horse-battery-staple\n";
-
-fn farm_props(port: u16, seed: Option<u16>) -> String {
-    let seeds = seed
-        .map(|s| format!("farm.seeds=127.0.0.1:{s}\n"))
-        .unwrap_or_default();
-    format!("setup.baseUrl=https://farm.example.com\nmirror.repos=P/r\nmirror.access=anonymous\n{SECRET}farm.gossip.address=127.0.0.1\nfarm.gossip.port={port}\n{seeds}")
-}
 
 /// Starts a node that asks the member at `seed` to join, and returns how it exited.
 fn try_join(upstream: &str, secret: &str, seed: u16) -> (Option<i32>, String) {
@@ -52,7 +46,7 @@ fn nodes_find_each_other_refuse_mismatches_and_notice_deaths() {
         .map(|i| {
             Node::start(
                 &up.file_url(),
-                &farm_props(ports[i], (i > 0).then_some(ports[0])),
+                &member_props(ports[i], (i > 0).then_some(ports[0])),
             )
         })
         .collect();

@@ -5,25 +5,16 @@
 use std::process::Command;
 use std::time::Duration;
 
+use mirrorfarm_tests::farm::{member, SECRET};
 use mirrorfarm_tests::lb::Lb;
 use mirrorfarm_tests::node::Node;
 use mirrorfarm_tests::upstream::{Shape, Upstream};
 use mirrorfarm_tests::{bin, free_port, free_udp_port, gitc, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(60);
-const SECRET: &str = "correct-horse-battery-staple";
 
 fn node(up: &Upstream, port: u16, seed: Option<u16>) -> Node {
-    let seeds = seed
-        .map(|s| format!("farm.seeds=127.0.0.1:{s}\n"))
-        .unwrap_or_default();
-    Node::start(
-        &up.file_url(),
-        &format!(
-            "setup.baseUrl=https://localhost\nmirror.repos=P/r\nmirror.access=anonymous\nfarm.secret={SECRET}\n\
-             farm.gossip.address=127.0.0.1\nfarm.gossip.port={port}\n{seeds}"
-        ),
-    )
+    member(&up.file_url(), port, seed)
 }
 
 fn backends(lb: &Lb) -> (u64, usize) {
