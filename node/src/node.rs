@@ -147,14 +147,16 @@ pub async fn run(
     let ssh_config = ssh::config(host_key);
     let http_bound = http.local_addr().unwrap_or(config.http_addr);
     let ssh_bound = ssh_listener.local_addr().unwrap_or(config.ssh_addr);
-    let packs = crate::serve::pack_cache::PackCache::new(
-        &home.cache_dir().join("packs"),
-        config.pack_cache_max,
-    )
-    .map_err(|source| HomeError::Io {
-        path: home.cache_dir(),
-        source,
-    })?;
+    // Emptying the cache directory may take a while: off the async threads.
+    let (dir, max) = (home.cache_dir().join("packs"), config.pack_cache_max);
+    let packs =
+        tokio::task::spawn_blocking(move || crate::serve::pack_cache::PackCache::new(&dir, max))
+            .await
+            .map_err(|e| NodeError::Other(format!("startup task failed: {e}")))?
+            .map_err(|source| HomeError::Io {
+                path: home.cache_dir(),
+                source,
+            })?;
     let shared = Arc::new(Shared {
         config,
         home,

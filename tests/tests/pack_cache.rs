@@ -173,7 +173,7 @@ fn an_interrupted_entry_is_never_served_and_the_bound_holds() {
         std::fs::read_dir(&cache)
             .ok()?
             .filter_map(Result::ok)
-            .find(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .find(|e| e.file_name().to_string_lossy().ends_with(".pack"))
             .map(|_| ())
     });
     node.kill9();

@@ -337,7 +337,12 @@ async fn rpc(
     }
     // A small request is read whole: identical ones are answered by the pack cache.
     if t.shared.packs.enabled() && read_whole(&mut input, &mut raw, CACHEABLE_REQUEST).await {
-        match t.shared.packs.serve(t.id, t.key, repo, proto, raw.clone()) {
+        match t
+            .shared
+            .packs
+            .serve(t.id, t.key, repo, proto, raw.clone())
+            .await
+        {
             Ok((stream, outcome)) => {
                 t.shared.metrics.pack_cache(outcome);
                 let source = match outcome {

@@ -4,7 +4,7 @@
 //! pack-objects cache does). Entries are keyed by the repository, its ref state and the whole
 //! request; bounded in size (least recently used go first); an entry is only ever served complete
 //! or while its one writer is still writing it — a failed or interrupted one is dropped, and the
-//! cache directory is emptied at start.
+//! cache directory is emptied at start (so a file left by a killed writer is never read).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -95,8 +95,9 @@ impl PackCache {
 
     /// The response to `request` (a whole upload-pack request body) for `repo` in ref state
     /// `state`, from the cache or from a new `git upload-pack` run on `repo_path` shared with
-    /// every identical request that arrives while it runs.
-    pub fn serve(
+    /// every identical request that arrives while it runs. File work happens outside the lock,
+    /// through tokio's blocking pool.
+    pub async fn serve(
         self: &Arc<Self>,
         repo: &RepoId,
         state: &str,
@@ -105,121 +106,129 @@ impl PackCache {
         request: Vec<u8>,
     ) -> std::io::Result<(CachedStream, Outcome)> {
         let key = key_of(repo, state, protocol, &request);
-        let mut entries = self
-            .entries
-            .lock()
-            .expect("pack cache lock is never poisoned");
-        // Responses for ref states no longer served are of no more use.
-        entries.retain(|_, e| {
-            let keep = e.repo != *repo || e.state == state;
-            if !keep {
-                let _ = std::fs::remove_file(&e.path);
-            }
-            keep
-        });
-        if let Some(e) = entries.get_mut(&key) {
-            let p = *e.progress.borrow();
-            if p != Progress::Failed {
-                e.last_used = std::time::Instant::now();
-                let file = std::fs::File::open(&e.path)?;
-                let outcome = if matches!(p, Progress::Done(_)) {
-                    Outcome::Hit
-                } else {
-                    Outcome::Shared
-                };
-                return Ok((CachedStream::new(file, e.progress.clone()), outcome));
-            }
-            entries.remove(&key);
+        let found = {
+            let mut entries = self
+                .entries
+                .lock()
+                .expect("pack cache lock is never poisoned");
+            // Responses for ref states no longer served are of no more use.
+            let mut stale = Vec::new();
+            entries.retain(|_, e| {
+                let keep = e.repo != *repo || e.state == state;
+                if !keep {
+                    stale.push(e.path.clone());
+                }
+                keep
+            });
+            remove_later(stale);
+            lookup(&mut entries, &key)
+        };
+        if let Some(found) = found {
+            return open(found).await;
         }
-        let tmp = self.dir.join(format!("{key}.tmp"));
-        let path = self.dir.join(format!("{key}.pack"));
-        let file = std::fs::File::create(&tmp)?;
-        let reader = std::fs::File::open(&tmp)?;
-        let child = upload_pack::spawn(repo_path, Mode::StatelessRpc, protocol)?;
+        // A miss: make this run's file first, then claim the key (another request may have won).
+        let mut id = [0u8; 8];
+        getrandom::getrandom(&mut id).expect("the OS random source is available");
+        let suffix: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let path = self.dir.join(format!("{key}-{suffix}.pack"));
+        let file = tokio::fs::File::create(&path).await?;
+        let reader = tokio::fs::File::open(&path).await?;
         let (tx, rx) = watch::channel(Progress::Writing(0));
-        entries.insert(
-            key.clone(),
-            Entry {
-                repo: repo.clone(),
-                state: state.to_owned(),
-                path: tmp.clone(),
-                progress: rx.clone(),
-                last_used: std::time::Instant::now(),
-            },
-        );
-        drop(entries);
+        let won = {
+            let mut entries = self
+                .entries
+                .lock()
+                .expect("pack cache lock is never poisoned");
+            match lookup(&mut entries, &key) {
+                Some(found) => Err(found),
+                None => {
+                    let entry = Entry {
+                        repo: repo.clone(),
+                        state: state.to_owned(),
+                        path: path.clone(),
+                        progress: rx.clone(),
+                        last_used: std::time::Instant::now(),
+                    };
+                    entries.insert(key.clone(), entry);
+                    Ok(())
+                }
+            }
+        };
+        if let Err(found) = won {
+            remove_later(vec![path]);
+            return open(found).await;
+        }
+        let child = match upload_pack::spawn(repo_path, Mode::StatelessRpc, protocol) {
+            Ok(c) => c,
+            Err(e) => {
+                self.drop_entry(&key, path);
+                return Err(e);
+            }
+        };
         let cache = self.clone();
         tokio::spawn(async move {
-            let result = write_entry(child, request, file, &tx).await;
-            let done = match result {
-                Ok(size) => std::fs::rename(&tmp, &path).map(|_| size),
-                Err(e) => Err(e),
-            };
-            match done {
+            match write_entry(child, request, file, &tx).await {
                 Ok(size) => {
                     let _ = tx.send(Progress::Done(size));
-                    if cache.completed(&key, &path) {
+                    let kept = cache
+                        .entries
+                        .lock()
+                        .expect("pack cache lock is never poisoned")
+                        .contains_key(&key);
+                    if kept {
                         cache.evict();
                     } else {
                         // Dropped while it was written (its ref state was replaced): readers that
                         // have it open finish; the file goes.
-                        let _ = std::fs::remove_file(&path);
+                        remove_later(vec![path]);
                     }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "pack cache entry failed; it is dropped");
                     let _ = tx.send(Progress::Failed);
-                    let _ = std::fs::remove_file(&tmp);
-                    cache
-                        .entries
-                        .lock()
-                        .expect("pack cache lock is never poisoned")
-                        .remove(&key);
+                    cache.drop_entry(&key, path);
                 }
             }
         });
         Ok((CachedStream::new(reader, rx), Outcome::Miss))
     }
 
-    /// Points the entry at its final file; false when the entry was dropped meanwhile.
-    fn completed(&self, key: &str, path: &Path) -> bool {
-        let mut entries = self
-            .entries
+    fn drop_entry(&self, key: &str, path: PathBuf) {
+        self.entries
             .lock()
-            .expect("pack cache lock is never poisoned");
-        match entries.get_mut(key) {
-            Some(e) => {
-                e.path = path.to_owned();
-                true
-            }
-            None => false,
-        }
+            .expect("pack cache lock is never poisoned")
+            .remove(key);
+        remove_later(vec![path]);
     }
 
     /// Drops least recently used complete entries until the cache fits its bound.
     fn evict(&self) {
-        let mut entries = self
-            .entries
-            .lock()
-            .expect("pack cache lock is never poisoned");
-        let size = |e: &Entry| match *e.progress.borrow() {
-            Progress::Done(n) | Progress::Writing(n) => n,
-            Progress::Failed => 0,
-        };
-        let mut total: u64 = entries.values().map(size).sum();
-        while total > self.max_bytes {
-            let victim = entries
-                .iter()
-                .filter(|(_, e)| matches!(*e.progress.borrow(), Progress::Done(_)))
-                .min_by_key(|(_, e)| e.last_used)
-                .map(|(k, _)| k.clone());
-            let Some(k) = victim else { break };
-            if let Some(e) = entries.remove(&k) {
-                total -= size(&e);
-                // Readers that have it open keep reading; the file goes when they close it.
-                let _ = std::fs::remove_file(&e.path);
+        let mut victims = Vec::new();
+        {
+            let mut entries = self
+                .entries
+                .lock()
+                .expect("pack cache lock is never poisoned");
+            let size = |e: &Entry| match *e.progress.borrow() {
+                Progress::Done(n) | Progress::Writing(n) => n,
+                Progress::Failed => 0,
+            };
+            let mut total: u64 = entries.values().map(size).sum();
+            while total > self.max_bytes {
+                let victim = entries
+                    .iter()
+                    .filter(|(_, e)| matches!(*e.progress.borrow(), Progress::Done(_)))
+                    .min_by_key(|(_, e)| e.last_used)
+                    .map(|(k, _)| k.clone());
+                let Some(k) = victim else { break };
+                if let Some(e) = entries.remove(&k) {
+                    total -= size(&e);
+                    victims.push(e.path);
+                }
             }
         }
+        // Readers that have a victim open keep reading; the file goes when they close it.
+        remove_later(victims);
     }
 
     /// Bytes held by complete entries.
@@ -238,11 +247,50 @@ impl PackCache {
     }
 }
 
+/// A usable entry under `key` (touching it), or `None`; a failed one is removed.
+fn lookup(
+    entries: &mut HashMap<String, Entry>,
+    key: &str,
+) -> Option<(PathBuf, watch::Receiver<Progress>)> {
+    let e = entries.get_mut(key)?;
+    if *e.progress.borrow() == Progress::Failed {
+        entries.remove(key);
+        return None;
+    }
+    e.last_used = std::time::Instant::now();
+    Some((e.path.clone(), e.progress.clone()))
+}
+
+/// Opens an entry found in the cache.
+async fn open(
+    (path, progress): (PathBuf, watch::Receiver<Progress>),
+) -> std::io::Result<(CachedStream, Outcome)> {
+    let outcome = if matches!(*progress.borrow(), Progress::Done(_)) {
+        Outcome::Hit
+    } else {
+        Outcome::Shared
+    };
+    let file = tokio::fs::File::open(&path).await?;
+    Ok((CachedStream::new(file, progress), outcome))
+}
+
+/// Removes files in the background (on tokio's blocking pool).
+fn remove_later(paths: Vec<PathBuf>) {
+    if paths.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        for p in paths {
+            let _ = tokio::fs::remove_file(p).await;
+        }
+    });
+}
+
 /// Runs the writer: request in, response out to the file, progress published as it goes.
 async fn write_entry(
     mut child: tokio::process::Child,
     request: Vec<u8>,
-    file: std::fs::File,
+    mut file: tokio::fs::File,
     tx: &watch::Sender<Progress>,
 ) -> std::io::Result<u64> {
     let mut stdin = child.stdin.take().expect("upload-pack stdin is piped");
@@ -253,7 +301,6 @@ async fn write_entry(
     let feed = tokio::spawn(async move {
         let _ = stdin.write_all(&request).await;
     });
-    let mut file = tokio::fs::File::from_std(file);
     let mut buf = vec![0u8; 256 * 1024];
     let mut written = 0u64;
     loop {
@@ -283,8 +330,8 @@ pub struct CachedStream {
 }
 
 impl CachedStream {
-    fn new(file: std::fs::File, progress: watch::Receiver<Progress>) -> Self {
-        let state = (tokio::fs::File::from_std(file), progress, 0u64);
+    fn new(file: tokio::fs::File, progress: watch::Receiver<Progress>) -> Self {
+        let state = (file, progress, 0u64);
         let s = futures_util::stream::unfold(
             state,
             |(mut file, mut progress, mut offset)| async move {

@@ -77,6 +77,7 @@ async fn answer(
         let (mut stream, outcome) = shared
             .packs
             .serve(id, key, path, Some("version=2"), request)
+            .await
             .map_err(|e| e.to_string())?;
         shared.metrics.pack_cache(outcome);
         let mut n = 0u64;
