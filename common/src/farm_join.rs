@@ -229,7 +229,8 @@ fn repo_ok(repo: &str) -> bool {
         })
 }
 
-/// Runs `git upload-pack` on the mirror of `repo` with the connection as its input and output.
+/// Runs `git upload-pack` on the mirror of `repo` with the connection as its input and output,
+/// advertising the staged state (`refs/mirrorfarm/staging/…`, `refs/mirrorfarm/staging-head`) too.
 async fn serve_upload_pack<R, W>(
     root: &std::path::Path,
     repo: &str,
@@ -247,8 +248,16 @@ where
     if !path.join("HEAD").is_file() {
         return Err(format!("{repo} is not mirrored here"));
     }
+    // Members fetch the state this one staged (hidden from clients until the farm flips).
     let mut child = tokio::process::Command::new("git")
-        .args(["upload-pack", "--strict"])
+        .args([
+            "-c",
+            "uploadpack.hideRefs=!refs/mirrorfarm/staging",
+            "-c",
+            "uploadpack.hideRefs=!refs/mirrorfarm/staging-head",
+            "upload-pack",
+            "--strict",
+        ])
         .arg(&path)
         .env("LC_ALL", "C")
         .env_remove("GIT_PROTOCOL")

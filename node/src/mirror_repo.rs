@@ -17,6 +17,9 @@ pub const STAGING: &str = "refs/mirrorfarm/staging/";
 pub const STAGING_HEAD: &str = "refs/mirrorfarm/staging-head";
 /// Where the previous visible state is kept (so a stateless fetch negotiated against it still works).
 pub const PREVIOUS: &str = "refs/mirrorfarm/previous/";
+/// Where the state before the previous one is kept (in a farm, a member may still advertise it
+/// for a moment while this one is two flips on).
+pub const OLDER: &str = "refs/mirrorfarm/older/";
 
 const CONFIG: &str = "[core]
 \trepositoryformatversion = 0
@@ -183,6 +186,8 @@ impl MirrorRepo {
             );
             let name = if prefix == STAGING {
                 format!("refs/{}", name.strip_prefix(STAGING).unwrap_or(name))
+            } else if prefix.starts_with(HIDDEN) {
+                name.to_owned()
             } else {
                 if name.starts_with(HIDDEN) {
                     continue;
@@ -298,17 +303,27 @@ impl MirrorRepo {
         Ok(())
     }
 
-    /// Makes `visible` the repository's advertised state in one atomic step, keeping `previous`
-    /// (the state it replaces) hidden under [`PREVIOUS`], then points HEAD at `head`.
+    /// Makes `visible` the repository's advertised state in one atomic step, keeping `current`
+    /// (the state it replaces) hidden under [`PREVIOUS`] and `previous` (the refs now under
+    /// [`PREVIOUS`], full names) under [`OLDER`], then points HEAD at `head`.
     pub async fn apply(
         &self,
         visible: &RefMap,
+        current: &RefMap,
         previous: &RefMap,
         head: Option<&RefName>,
     ) -> Result<(), RepoError> {
         let mut hidden = RefMap::new();
-        for (name, v) in previous {
+        for (name, v) in current {
             if let Some(n) = RefName::parse(&format!("{PREVIOUS}{}", name.as_str())) {
+                hidden.insert(n, v.clone());
+            }
+        }
+        for (name, v) in previous {
+            let Some(rest) = name.as_str().strip_prefix(PREVIOUS) else {
+                continue;
+            };
+            if let Some(n) = RefName::parse(&format!("{OLDER}{rest}")) {
                 hidden.insert(n, v.clone());
             }
         }

@@ -170,6 +170,7 @@ pub async fn run(
         refs: Default::default(),
         packs: Arc::new(packs),
         farm: RwLock::new(None),
+        farm_changed: Default::default(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (sync, sync_rx) = scheduler::channel();
@@ -255,7 +256,7 @@ fn open_state(home: &Home) -> Result<(Store, Identity, BTreeMap<RepoId, RepoEntr
             id,
             RepoEntry {
                 record,
-                syncing: false,
+                ..Default::default()
             },
         );
     }

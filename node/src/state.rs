@@ -20,6 +20,13 @@ pub struct RepoEntry {
     pub record: RepoRecord,
     /// A sync is running.
     pub syncing: bool,
+    /// The newest state this node has staged (complete, refs hidden), in a farm.
+    pub staged: Option<crate::farm::keys::StagedHint>,
+    /// Hashes of the earlier states whose tips are still kept (hidden), newest first: requests
+    /// negotiated against them still work here.
+    pub kept: Vec<String>,
+    /// Why this node does not serve the repository now (it cannot vouch for its state).
+    pub withheld: Option<&'static str>,
 }
 
 impl RepoEntry {
@@ -28,8 +35,22 @@ impl RepoEntry {
         self.record.generation > 0 && self.record.last_result != Some(SyncResult::NotFound)
     }
 
+    /// Whether this state is one the node can serve wants for: the served one, the staged one or
+    /// a kept earlier one.
+    pub fn holds(&self, refs_hash: &str) -> bool {
+        self.record.refs_hash == refs_hash
+            || self
+                .staged
+                .as_ref()
+                .is_some_and(|s| s.refs_hash == refs_hash)
+            || self.kept.iter().any(|k| k == refs_hash)
+    }
+
     /// The state word shown on /status.
     pub fn state(&self) -> &'static str {
+        if self.servable() && self.withheld.is_some() {
+            return "CATCHING_UP";
+        }
         match (&self.record.last_result, self.record.generation) {
             (Some(SyncResult::NotFound), _) => "NOT_FOUND",
             (Some(SyncResult::Unauthorized), 0) => "AWAITING_AUTHORIZATION",
@@ -48,6 +69,8 @@ pub enum Lookup {
     Unknown,
     /// Mirrored, but no complete state yet.
     NotReady,
+    /// This node does not serve it now (it cannot vouch for its state in the farm): why.
+    Withheld(&'static str),
     /// Serve from this bare repository, whose served ref state has this hash.
     Ready(PathBuf, String),
 }
@@ -78,6 +101,8 @@ pub struct Shared {
     pub packs: Arc<crate::serve::pack_cache::PackCache>,
     /// Ref advertisements from memory.
     pub refs: crate::serve::refs_cache::RefsCache,
+    /// Wakes the farm gossip loop to publish at once (a state was staged or flipped).
+    pub farm_changed: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -98,6 +123,10 @@ impl Shared {
         match repos.get(id) {
             None => Lookup::Unknown,
             Some(e) if e.record.last_result == Some(SyncResult::NotFound) => Lookup::Unknown,
+            Some(RepoEntry {
+                withheld: Some(why),
+                ..
+            }) => Lookup::Withheld(why),
             Some(e) if e.servable() => {
                 Lookup::Ready(self.repo_path(id), e.record.refs_hash.clone())
             }
@@ -131,6 +160,9 @@ impl Shared {
             .values()
             .filter(|e| e.record.last_result != Some(SyncResult::NotFound))
             .collect();
+        if active.iter().any(|e| e.servable() && e.withheld.is_some()) {
+            return "CATCHING_UP";
+        }
         if active.iter().all(|e| e.servable()) {
             return "SYNCHRONIZED";
         }

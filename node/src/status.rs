@@ -14,12 +14,17 @@ pub struct RepoStatus {
     pub project: String,
     /// Repository slug.
     pub repo: String,
-    /// `SYNCHRONIZED`, `SYNCHRONIZING`, `AWAITING_AUTHORIZATION`, `NOT_FOUND` or `ERROR`.
+    /// `SYNCHRONIZED`, `SYNCHRONIZING`, `CATCHING_UP` (not served now: behind the farm or cut off
+    /// from it), `AWAITING_AUTHORIZATION`, `NOT_FOUND` or `ERROR`.
     pub state: &'static str,
     /// Generation of the served ref state (0: none yet).
     pub generation: u64,
     /// Hash of the served ref map.
     pub refs_hash: String,
+    /// Hash of the newest staged state (in a farm; equal to `refsHash` once advertised).
+    pub staged_hash: Option<String>,
+    /// Why the node does not serve it now, when it does not.
+    pub withheld: Option<&'static str>,
     /// A sync is running now.
     pub syncing: bool,
     /// End of the last sync attempt (RFC 3339).
@@ -113,6 +118,8 @@ pub fn build(shared: &Shared) -> StatusDoc {
             state: e.state(),
             generation: e.record.generation,
             refs_hash: e.record.refs_hash.clone(),
+            staged_hash: e.staged.as_ref().map(|s| s.refs_hash.clone()),
+            withheld: e.withheld,
             syncing: e.syncing,
             last_sync: rfc3339(e.record.last_sync_ms),
             last_successful_sync: rfc3339(e.record.last_success_ms),
@@ -150,7 +157,7 @@ pub fn build(shared: &Shared) -> StatusDoc {
             && snapshot
                 .values()
                 .filter(|e| e.record.last_result != Some(SyncResult::NotFound))
-                .all(|e| e.servable()),
+                .all(|e| e.servable() && e.withheld.is_none()),
         synced_repos: snapshot.values().filter(|e| e.servable()).count(),
         total_repos: snapshot.len(),
         upstream: UpstreamStatus {

@@ -36,13 +36,15 @@ fn a_farm_fetches_each_change_from_the_upstream_once() {
             let states: std::collections::BTreeSet<String> = s["members"]
                 .as_array()?
                 .iter()
-                .filter_map(|m| m["repoStates"]["P/r"].as_str().map(str::to_owned))
+                .filter_map(|m| {
+                    let st = &m["repoStates"]["P/r"];
+                    Some(format!("{} {}", st["generation"], st["refsHash"].as_str()?))
+                })
                 .collect();
             (states.len() == 1 && s["members"].as_array()?.len() == 3).then_some(s)
         });
-        assert_eq!(
-            s["members"][0]["repoStates"]["P/r"],
-            s["repos"][0]["refsHash"]
-        );
+        let st = &s["members"][0]["repoStates"]["P/r"];
+        assert_eq!(st["refsHash"], s["repos"][0]["refsHash"]);
+        assert_eq!(st["generation"], s["repos"][0]["generation"]);
     }
 }

@@ -52,6 +52,8 @@ pub struct FileConfig {
     pub farm_seeds: Option<Located>,
     /// `farm.secret`
     pub farm_secret: Option<Located>,
+    /// `farm.stage.timeout`
+    pub farm_stage_timeout: Option<Located>,
 }
 
 impl KnownKeys for FileConfig {
@@ -79,6 +81,7 @@ impl KnownKeys for FileConfig {
             "farm.gossip.port" => &mut self.farm_gossip_port,
             "farm.seeds" => &mut self.farm_seeds,
             "farm.secret" => &mut self.farm_secret,
+            "farm.stage.timeout" => &mut self.farm_stage_timeout,
             _ => return None,
         })
     }

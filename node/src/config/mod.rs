@@ -97,6 +97,10 @@ pub struct FarmConfig {
     pub seeds: Vec<String>,
     /// `farm.secret`: shared by every member; never sent anywhere.
     pub secret: String,
+    /// `farm.stage.timeout` (default 15 s): how long members that staged a new state wait for the
+    /// others before advertising it without them (the laggards stop serving the repository until
+    /// they catch up).
+    pub stage_timeout: Duration,
 }
 
 impl std::fmt::Debug for FarmConfig {
@@ -279,6 +283,7 @@ fn farm_config(
             (&fc.farm_seeds, "farm.seeds"),
             (&fc.farm_gossip_address, "farm.gossip.address"),
             (&fc.farm_gossip_port, "farm.gossip.port"),
+            (&fc.farm_stage_timeout, "farm.stage.timeout"),
         ] {
             if let Some(l) = l {
                 return Err(v.at(l, key, "needs farm.secret (the farm's shared secret) too"));
@@ -345,6 +350,7 @@ fn farm_config(
         gossip_addr,
         seeds,
         secret: secret.value.clone(),
+        stage_timeout: v.seconds(&fc.farm_stage_timeout, "farm.stage.timeout", 15)?,
     }))
 }
 

@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use chitchat::{ChitchatId, NodeState};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Projects};
+use crate::names::RefName;
 
 /// The node's HTTP listener as peers reach it.
 pub const HTTP: &str = "http";
@@ -20,8 +22,12 @@ pub const VERSION: &str = "version";
 pub const CLOCK_MS: &str = "clock_ms";
 /// Node state word.
 pub const STATE: &str = "state";
-/// Prefix of the published ref states: `refs:<PROJECT/repo>` = the refs hash this member serves.
+/// Prefix of the published ref states: `refs:<PROJECT/repo>` = `<generation> <refs hash>` this
+/// member serves.
 pub const REFS_PREFIX: &str = "refs:";
+/// Prefix of the staged states: `staged:<PROJECT/repo>` = `<refs hash> <HEAD branch or ->` of the
+/// newest state this member holds complete (objects present, refs hidden until the farm flips).
+pub const STAGED_PREFIX: &str = "staged:";
 /// Prefix of the configuration digests: `config:<key>` = SHA-256 of the value.
 pub const CONFIG_PREFIX: &str = "config:";
 
@@ -87,8 +93,83 @@ pub struct Member {
     pub is_lb: bool,
     /// Its gossip (and farm TLS) address.
     pub gossip: Option<SocketAddr>,
-    /// The ref state it serves, per repository (`PROJECT/repo` → refs hash).
-    pub refs: BTreeMap<String, String>,
+    /// The ref state it serves, per repository (`PROJECT/repo`).
+    pub refs: BTreeMap<String, Served>,
+    /// The newest state it has staged, per repository.
+    pub staged: BTreeMap<String, StagedHint>,
+}
+
+fn is_hash(v: &str) -> bool {
+    v.len() == 64 && v.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// A ref state a member serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Served {
+    /// Generation (counts the farm's flips of this repository).
+    pub generation: u64,
+    /// Hash of the ref map.
+    pub refs_hash: String,
+}
+
+impl Served {
+    /// The gossip value.
+    pub fn encode(&self) -> String {
+        format!("{} {}", self.generation, self.refs_hash)
+    }
+    /// Reads a gossip value; `None` when it does not parse.
+    pub fn decode(v: &str) -> Option<Self> {
+        let (g, h) = v.split_once(' ')?;
+        Some(Self {
+            generation: g.parse().ok()?,
+            refs_hash: h.to_owned(),
+        })
+        .filter(|s| is_hash(&s.refs_hash))
+    }
+}
+
+/// A state a member has staged: its refs hash and the branch its HEAD names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedHint {
+    /// Hash of the staged ref map (with HEAD).
+    pub refs_hash: String,
+    /// The branch HEAD names in it.
+    pub head: Option<RefName>,
+}
+
+impl StagedHint {
+    /// The gossip value.
+    pub fn encode(&self) -> String {
+        let head = self.head.as_ref().map(RefName::as_str).unwrap_or("-");
+        format!("{} {head}", self.refs_hash)
+    }
+    /// Reads a gossip value; `None` when it does not parse.
+    pub fn decode(v: &str) -> Option<Self> {
+        let (h, head) = v.split_once(' ')?;
+        let head = match head {
+            "-" => None,
+            b => Some(RefName::parse(b).filter(|r| r.as_str().starts_with("refs/heads/"))?),
+        };
+        is_hash(h).then(|| Self {
+            refs_hash: h.to_owned(),
+            head,
+        })
+    }
+}
+
+fn repo_values<T>(
+    st: &NodeState,
+    prefix: &str,
+    decode: impl Fn(&str) -> Option<T>,
+) -> BTreeMap<String, T> {
+    st.key_values()
+        .filter_map(|(k, v)| {
+            let repo = k.strip_prefix(prefix)?;
+            crate::names::RepoId::parse(repo).ok()?;
+            Some((repo.to_owned(), decode(v)?))
+        })
+        .collect()
 }
 
 fn word(s: &str) -> Option<String> {
@@ -105,10 +186,7 @@ impl Member {
             .key_values()
             .filter_map(|(k, v)| {
                 let key = k.strip_prefix(CONFIG_PREFIX)?;
-                (FARM_KEYS.contains(&key)
-                    && v.len() == 64
-                    && v.chars().all(|c| c.is_ascii_hexdigit()))
-                .then(|| (key.to_owned(), v.to_owned()))
+                (FARM_KEYS.contains(&key) && is_hash(v)).then(|| (key.to_owned(), v.to_owned()))
             })
             .collect();
         Self {
@@ -122,16 +200,8 @@ impl Member {
             is_lb: st.get(mirrorfarm_common::gossip::ROLE)
                 == Some(mirrorfarm_common::gossip::ROLE_LB),
             gossip: Some(id.gossip_advertise_addr),
-            refs: st
-                .key_values()
-                .filter_map(|(k, v)| {
-                    let repo = k.strip_prefix(REFS_PREFIX)?;
-                    let ok = crate::names::RepoId::parse(repo).is_ok()
-                        && v.len() == 64
-                        && v.chars().all(|c| c.is_ascii_hexdigit());
-                    ok.then(|| (repo.to_owned(), v.to_owned()))
-                })
-                .collect(),
+            refs: repo_values(st, REFS_PREFIX, Served::decode),
+            staged: repo_values(st, STAGED_PREFIX, StagedHint::decode),
         }
     }
 
@@ -141,5 +211,34 @@ impl Member {
             .filter(|(k, v)| self.config.get(**k) != Some(*v))
             .map(|(k, _)| (*k).to_owned())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_values_round_trip_and_reject_junk() {
+        let s = Served {
+            generation: 7,
+            refs_hash: "a".repeat(64),
+        };
+        assert_eq!(Served::decode(&s.encode()), Some(s));
+        let h = StagedHint {
+            refs_hash: "b".repeat(64),
+            head: RefName::parse("refs/heads/main"),
+        };
+        assert_eq!(StagedHint::decode(&h.encode()), Some(h));
+        assert!(
+            StagedHint::decode(&format!("{} -", "c".repeat(64))).is_some_and(|h| h.head.is_none())
+        );
+        for bad in ["", "7", "x abc", &format!("-1 {}", "a".repeat(64))] {
+            assert_eq!(Served::decode(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            StagedHint::decode(&format!("{} refs/tags/v1", "a".repeat(64))),
+            None
+        );
     }
 }

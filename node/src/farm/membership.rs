@@ -11,12 +11,13 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::config::FarmConfig;
+use crate::farm::flip;
 use crate::farm::keys::{self, Member};
 use crate::state::Shared;
 
 /// How often this node republishes its clock, state and ref states, and recomputes the view (a
 /// follower notices its leader's new state within about this plus a gossip round).
-const REFRESH: Duration = Duration::from_millis(100);
+const REFRESH: Duration = Duration::from_millis(50);
 /// Clock difference above which /status warns.
 const SKEW_WARNING_MS: i64 = 2000;
 
@@ -39,8 +40,38 @@ pub struct MemberView {
     /// Gossip (and farm TLS) address.
     #[serde(skip)]
     pub gossip: Option<SocketAddr>,
-    /// The ref state (refs hash) it serves, per repository.
-    pub repo_states: std::collections::BTreeMap<String, String>,
+    /// Its state of each repository.
+    pub repo_states: std::collections::BTreeMap<String, RepoState>,
+}
+
+/// A member's state of one repository, as its gossip says.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoState {
+    /// Generation served (0: none).
+    pub generation: u64,
+    /// Hash of the ref map served.
+    pub refs_hash: Option<String>,
+    /// Hash of the newest state staged (equal to `refsHash` once advertised).
+    pub staged_hash: Option<String>,
+    /// The branch HEAD names in the staged state.
+    #[serde(skip)]
+    pub staged_head: Option<crate::names::RefName>,
+}
+
+fn repo_states(m: &Member) -> std::collections::BTreeMap<String, RepoState> {
+    let mut out: std::collections::BTreeMap<String, RepoState> = Default::default();
+    for (repo, s) in &m.refs {
+        let e = out.entry(repo.clone()).or_default();
+        e.generation = s.generation;
+        e.refs_hash = Some(s.refs_hash.clone());
+    }
+    for (repo, s) in &m.staged {
+        let e = out.entry(repo.clone()).or_default();
+        e.staged_hash = Some(s.refs_hash.clone());
+        e.staged_head = s.head.clone();
+    }
+    out
 }
 
 /// The farm as this node sees it.
@@ -103,14 +134,13 @@ pub async fn run(
     let chitchat = handle.chitchat();
     let mut tick = tokio::time::interval(REFRESH);
     let mut logged: BTreeSet<(String, Vec<String>)> = BTreeSet::new();
-    let mut last_follow: std::collections::HashMap<
-        crate::names::RepoId,
-        (String, std::time::Instant),
-    > = Default::default();
+    let mut follow = Follow::default();
+    let mut isolation = Isolation::default();
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = tick.tick() => {}
+            _ = shared.farm_changed.notified() => {}
         }
         let me = shared.identity.node_id.clone();
         let state = shared.node_state();
@@ -123,7 +153,14 @@ pub async fn run(
             own.set(keys::STATE, state);
             for (id, e) in &snapshot {
                 if e.servable() {
-                    own.set(format!("{}{id}", keys::REFS_PREFIX), &e.record.refs_hash);
+                    let served = keys::Served {
+                        generation: e.record.generation,
+                        refs_hash: e.record.refs_hash.clone(),
+                    };
+                    own.set(format!("{}{id}", keys::REFS_PREFIX), served.encode());
+                }
+                if let Some(st) = &e.staged {
+                    own.set(format!("{}{id}", keys::STAGED_PREFIX), st.encode());
                 }
             }
             let live: Vec<ChitchatId> = c.live_nodes().cloned().collect();
@@ -138,7 +175,12 @@ pub async fn run(
                 tracing::error!(node = %r.0, keys = ?r.1, "refusing a node whose farm configuration differs");
             }
         }
-        follow_leaders(&me, &view, &snapshot, &sync, &mut last_follow);
+        if isolation.update(&view, now) {
+            tracing::warn!("cut off from every other farm member: not serving until each repository is confirmed with the upstream");
+            sync.trigger(crate::sync::scheduler::Trigger::All);
+        }
+        mark_withheld(&shared, &view, isolation.since);
+        follow.leaders(&me, &view, &snapshot, &sync);
         *shared
             .farm
             .write()
@@ -149,45 +191,109 @@ pub async fn run(
     }
 }
 
-/// For each repository another member leads, syncs (from that leader) when the leader serves a
-/// state this node does not — once per new leader state, again after 5 s if still behind.
-fn follow_leaders(
-    me: &str,
-    view: &FarmView,
-    snapshot: &std::collections::BTreeMap<crate::names::RepoId, crate::state::RepoEntry>,
-    sync: &crate::sync::scheduler::SyncHandle,
-    last: &mut std::collections::HashMap<crate::names::RepoId, (String, std::time::Instant)>,
-) {
-    for (id, entry) in snapshot {
-        let repo = id.to_string();
-        let Some(leader) =
-            crate::farm::leader::leader_of(&repo, view.members.iter().map(|m| m.node_id.as_str()))
-        else {
-            continue;
-        };
-        if leader == me || entry.syncing {
-            continue;
+/// Whether this node has lost every peer it had.
+#[derive(Default)]
+struct Isolation {
+    had_peers: bool,
+    /// Since when (Unix ms) it sees no other member, after having seen some.
+    since: Option<i64>,
+}
+
+impl Isolation {
+    /// Updates from the view; true when the node has just become isolated.
+    fn update(&mut self, view: &FarmView, now: i64) -> bool {
+        let peers = view.members.iter().filter(|m| !m.this_node).count();
+        if peers > 0 {
+            if self.since.take().is_some() {
+                tracing::info!(peers, "in contact with the farm again");
+            }
+            self.had_peers = true;
+            return false;
         }
-        let Some(theirs) = view
-            .members
-            .iter()
-            .find(|m| m.node_id == leader)
-            .and_then(|m| m.repo_states.get(&repo))
-        else {
-            continue;
-        };
-        if *theirs == entry.record.refs_hash {
-            continue;
+        if self.had_peers && self.since.is_none() {
+            self.since = Some(now);
+            return true;
         }
-        let now = std::time::Instant::now();
-        let recent = last
-            .get(id)
-            .is_some_and(|(h, t)| h == theirs && now.duration_since(*t) < Duration::from_secs(5));
-        if recent {
-            continue;
+        false
+    }
+}
+
+/// Records, per repository, whether this node may serve it now (see [`flip::withheld`]).
+fn mark_withheld(shared: &Shared, view: &FarmView, isolated_since: Option<i64>) {
+    let mut repos = shared
+        .repos
+        .write()
+        .expect("repo map lock is never poisoned");
+    for (id, e) in repos.iter_mut() {
+        let why = flip::withheld(view, &id.to_string(), e, isolated_since);
+        if why != e.withheld {
+            match why {
+                Some(w) => {
+                    tracing::warn!(repo = %id, reason = w, "not serving this repository for now")
+                }
+                None => {
+                    tracing::info!(repo = %id, generation = e.record.generation, "serving this repository again")
+                }
+            }
+            e.withheld = why;
         }
-        last.insert(id.clone(), (theirs.clone(), now));
-        sync.trigger(crate::sync::scheduler::Trigger::Repo(id.clone()));
+    }
+}
+
+/// Sync triggers that keep this node with its farm, at most one per repository and target
+/// every 5 s.
+#[derive(Default)]
+struct Follow {
+    last: std::collections::HashMap<crate::names::RepoId, (String, std::time::Instant)>,
+}
+
+impl Follow {
+    /// A follower syncs (from the leader) when the leader holds a state it does not serve and
+    /// has not left behind; a leader that is behind the farm syncs from the upstream.
+    fn leaders(
+        &mut self,
+        me: &str,
+        view: &FarmView,
+        snapshot: &std::collections::BTreeMap<crate::names::RepoId, crate::state::RepoEntry>,
+        sync: &crate::sync::scheduler::SyncHandle,
+    ) {
+        for (id, entry) in snapshot {
+            if entry.syncing {
+                continue;
+            }
+            let repo = id.to_string();
+            let Some(leader) = crate::farm::leader::leader_of(
+                &repo,
+                view.members.iter().map(|m| m.node_id.as_str()),
+            ) else {
+                continue;
+            };
+            let want = if leader == me {
+                if entry.withheld.is_none() {
+                    continue;
+                }
+                "upstream"
+            } else {
+                match flip::target(view, &repo) {
+                    Some(t)
+                        if t != entry.record.refs_hash && !entry.kept.iter().any(|k| k == t) =>
+                    {
+                        t
+                    }
+                    _ => continue,
+                }
+            };
+            let now = std::time::Instant::now();
+            let recent = self
+                .last
+                .get(id)
+                .is_some_and(|(h, t)| h == want && now.duration_since(*t) < Duration::from_secs(5));
+            if recent {
+                continue;
+            }
+            self.last.insert(id.clone(), (want.to_owned(), now));
+            sync.trigger(crate::sync::scheduler::Trigger::Repo(id.clone()));
+        }
     }
 }
 
@@ -214,7 +320,7 @@ fn build_view(
         }
         view.members.push(MemberView {
             gossip: m.gossip,
-            repo_states: m.refs,
+            repo_states: repo_states(&m),
             this_node: m.node_id == me,
             node_id: m.node_id,
             address: m.http,
@@ -247,6 +353,7 @@ mod tests {
             is_lb: false,
             gossip: None,
             refs: BTreeMap::new(),
+            staged: BTreeMap::new(),
         }
     }
 

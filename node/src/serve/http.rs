@@ -148,6 +148,15 @@ pub async fn scm(
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
             return r;
         }
+        Lookup::Withheld(why) => {
+            let mut r = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("repository {id} is not served by this node right now ({why}); try again shortly"),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            return r;
+        }
     };
     if service == Service::ReceivePack {
         return refuse_push(&shared, &id, endpoint);

@@ -257,6 +257,14 @@ async fn exec(
             )
             .await
         }
+        Lookup::Withheld(why) => return fail(
+            &ch,
+            &format!(
+                "repository {id} is not served by this node right now ({why}); try again shortly"
+            ),
+            true,
+        )
+        .await,
     };
     if service == Service::ReceivePack {
         let msg = format!(

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::gitcmd::{self, GitError};
-use crate::mirror_repo::{MirrorRepo, RepoError, STAGING, STAGING_HEAD};
+use crate::mirror_repo::{MirrorRepo, RepoError, PREVIOUS, STAGING, STAGING_HEAD};
 use crate::names::{RefName, RepoId};
 use crate::packed_refs::{refs_hash, RefMap};
 use crate::store::SyncResult;
@@ -16,10 +16,25 @@ use crate::sync::classify::classify;
 pub struct Synced {
     /// Refs added, changed or removed.
     pub changed: usize,
-    /// Hash of the new visible ref map.
+    /// Hash of the ref map now served.
     pub refs_hash: String,
     /// How long it took.
     pub elapsed: Duration,
+    /// The generation the farm gives the new state (`None`: this node's own count goes on).
+    pub generation: Option<u64>,
+    /// A newer state appeared in the farm while this one waited: sync again at once.
+    pub again: bool,
+}
+
+/// A state fetched into the hidden staging namespace: complete, not yet advertised.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    /// The staged refs (visible names).
+    pub refs: RefMap,
+    /// The branch HEAD will name.
+    pub head: Option<RefName>,
+    /// Hash of refs and HEAD, as it will be served.
+    pub hash: String,
 }
 
 /// Why a sync failed.
@@ -61,24 +76,46 @@ pub struct FetchPlan<'a> {
     pub from_member: bool,
 }
 
-/// Runs one sync.
-pub async fn sync_repo(plan: FetchPlan<'_>) -> Result<Synced, SyncFailure> {
-    let started = Instant::now();
+/// Fetches into the staging namespace. `head_hint` is the branch HEAD should name when it is one
+/// at the upstream HEAD's commit (a follower passes its leader's choice; otherwise the current one).
+pub async fn stage(
+    plan: &FetchPlan<'_>,
+    head_hint: Option<RefName>,
+) -> Result<Staged, SyncFailure> {
     let repo = plan.repo;
     if !repo.exists() {
         repo.create().await?;
     }
-    fetch(&plan, true).await?;
-    let staged = repo.read_refs(STAGING).await?;
+    fetch(plan, true).await?;
+    let refs = repo.read_refs(STAGING).await?;
     let head_oid = repo.staged_head().await?;
+    let current_head = repo.head_target().await?;
+    let hint = head_hint.or_else(|| current_head.as_deref().and_then(RefName::parse));
+    let head = choose_head(
+        &refs,
+        head_oid.as_deref(),
+        hint.as_ref().map(RefName::as_str),
+    )
+    .or_else(|| current_head.as_deref().and_then(RefName::parse));
+    let hash = refs_hash(&refs, head.as_ref());
+    Ok(Staged { refs, head, hash })
+}
+
+/// Makes a staged state the served one in one atomic step (the replaced state and the one before
+/// it stay hidden so requests negotiated against them still work), then keeps the repository in
+/// serving shape.
+pub async fn flip(plan: &FetchPlan<'_>, staged: &Staged) -> Result<Synced, SyncFailure> {
+    let started = Instant::now();
+    let repo = plan.repo;
     let current = repo.read_refs("refs/").await?;
     let current_head = repo.head_target().await?;
-    let head = choose_head(&staged, head_oid.as_deref(), current_head.as_deref());
-    let changed = count_changes(&current, &staged);
-    let head_changed =
-        head.as_ref().map(RefName::as_str) != current_head.as_deref() && head.is_some();
+    let changed = count_changes(&current, &staged.refs);
+    let head_changed = staged.head.is_some()
+        && staged.head.as_ref().map(RefName::as_str) != current_head.as_deref();
     if changed > 0 || head_changed {
-        repo.apply(&staged, &current, head.as_ref()).await?;
+        let previous = repo.read_refs(PREVIOUS).await?;
+        repo.apply(&staged.refs, &current, &previous, staged.head.as_ref())
+            .await?;
     }
     if changed > 0 {
         // The new state is already served; now make serving it cheap.
@@ -94,12 +131,10 @@ pub async fn sync_repo(plan: FetchPlan<'_>) -> Result<Synced, SyncFailure> {
     }
     Ok(Synced {
         changed,
-        refs_hash: refs_hash(
-            &staged,
-            head.as_ref()
-                .or(current_head.as_deref().and_then(RefName::parse).as_ref()),
-        ),
+        refs_hash: staged.hash.clone(),
         elapsed: started.elapsed(),
+        generation: None,
+        again: false,
     })
 }
 
@@ -124,17 +159,28 @@ async fn fetch(plan: &FetchPlan<'_>, with_head: bool) -> Result<(), SyncFailure>
         "--no-tags".into(),
         "--".into(),
         plan.url.clone(),
-        format!("+refs/*:{STAGING}*"),
     ]);
-    if with_head {
-        args.push(format!("+HEAD:{STAGING_HEAD}"));
+    // From the upstream: all its refs and HEAD. From the leader: the state it staged (which its
+    // farm channel exposes), so followers stage before the leader advertises.
+    if plan.from_member {
+        args.push(format!("+{STAGING}*:{STAGING}*"));
+        if with_head {
+            args.push(format!("+{STAGING_HEAD}:{STAGING_HEAD}"));
+        }
+    } else {
+        args.push(format!("+refs/*:{STAGING}*"));
+        if with_head {
+            args.push(format!("+HEAD:{STAGING_HEAD}"));
+        }
     }
     let res = gitcmd::run(Some(plan.repo.path()), &args, plan.env, None, plan.timeout).await;
     match res {
         Ok(_) => Ok(()),
         // An empty upstream (or one with an unborn HEAD) has no HEAD to fetch: fetch the refs alone.
         Err(GitError::Status { stderr, .. })
-            if with_head && stderr.contains("couldn't find remote ref HEAD") =>
+            if with_head
+                && (stderr.contains("couldn't find remote ref HEAD")
+                    || stderr.contains(&format!("couldn't find remote ref {STAGING_HEAD}"))) =>
         {
             let _ = gitcmd::run(
                 Some(plan.repo.path()),

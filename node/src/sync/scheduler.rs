@@ -209,7 +209,8 @@ impl Scheduler {
         let permits = self.permits.clone();
         let env = self.env.clone();
         self.tasks.spawn(async move {
-            let _permit = permits
+            let permit = permits
+                .clone()
                 .acquire_owned()
                 .await
                 .expect("the semaphore is never closed");
@@ -222,24 +223,27 @@ impl Scheduler {
                 }
             }
             let repo = MirrorRepo::new(shared.repo_path(&id));
+            let name = id.to_string();
             // In a farm, only the repository's leader fetches from the upstream; the others take
-            // the leader's state from it.
-            let member = crate::farm::leader::remote_leader(&shared, &id.to_string()).and_then(
-                |(node, peer, _)| {
-                    crate::farm::leader::farm_url(shared.home.root(), peer, &node, &id.to_string())
-                },
-            );
-            let from_member = member.is_some();
+            // the state the leader staged from it.
+            let leader = crate::farm::leader::remote_leader(&shared, &name);
+            let member = leader.as_ref().and_then(|(node, peer, _)| {
+                crate::farm::leader::farm_url(shared.home.root(), *peer, node, &name)
+            });
+            let head_hint = match (&leader, &member) {
+                (Some((node, ..)), Some(_)) => leader_head(&shared, node, &name),
+                _ => None,
+            };
             let plan = FetchPlan {
                 id: &id,
                 repo: &repo,
-                from_member,
+                from_member: member.is_some(),
                 url: member.unwrap_or_else(|| shared.config.upstream.repo_url(&id)),
                 env: &env,
                 timeout: shared.config.sync_timeout,
                 git: shared.git,
             };
-            let res = fetch::sync_repo(plan).await;
+            let res = stage_and_flip(&shared, &plan, head_hint, permit, &permits).await;
             fetch::log_result(&id, &res, started.elapsed());
             let result = match &res {
                 Ok(_) => SyncResult::Ok,
@@ -280,7 +284,15 @@ impl Scheduler {
         if let Err(e) = store.run(move |s| s.put_repo(&key, &to_store)).await {
             tracing::error!(repo = %id, error = %e, "cannot record sync result");
         }
-        let follow_up = self.pending.remove(&id);
+        let again = matches!(&res, Ok(s) if s.again);
+        let follow_up = self.pending.remove(&id) || again;
+        if rec.refs_hash != entry.record.refs_hash && !entry.record.refs_hash.is_empty() {
+            // The replaced state's tips stay hidden in the repository (previous, older).
+            entry
+                .kept
+                .insert(0, std::mem::take(&mut entry.record.refs_hash));
+            entry.kept.truncate(2);
+        }
         entry.record = rec;
         entry.syncing = follow_up;
         if let Some(e) = self
@@ -332,14 +344,126 @@ impl Scheduler {
     }
 }
 
+/// The branch the leader's staged state names as HEAD (a hint from gossip).
+fn leader_head(shared: &Shared, leader: &str, repo: &str) -> Option<crate::names::RefName> {
+    let view = shared
+        .farm
+        .read()
+        .expect("farm view lock is never poisoned");
+    view.as_ref()?
+        .members
+        .iter()
+        .find(|m| m.node_id == leader)?
+        .repo_states
+        .get(repo)?
+        .staged_head
+        .clone()
+}
+
+/// Stages the new state, waits (in a farm) until the farm may advertise it, and flips to it.
+/// The concurrency permit is given back while waiting and taken again to flip.
+async fn stage_and_flip(
+    shared: &Shared,
+    plan: &FetchPlan<'_>,
+    head_hint: Option<crate::names::RefName>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    permits: &Arc<Semaphore>,
+) -> Result<Synced, SyncFailure> {
+    let staged = fetch::stage(plan, head_hint).await?;
+    let Some(farm) = &shared.config.farm else {
+        return fetch::flip(plan, &staged).await;
+    };
+    let known = {
+        let mut repos = shared
+            .repos
+            .write()
+            .expect("repo map lock is never poisoned");
+        repos.get_mut(plan.id).map(|e| {
+            e.staged = Some(crate::farm::keys::StagedHint {
+                refs_hash: staged.hash.clone(),
+                head: staged.head.clone(),
+            });
+            (e.record.refs_hash.clone(), e.record.generation)
+        })
+    };
+    let Some((served, generation)) = known else {
+        return fetch::flip(plan, &staged).await;
+    };
+    shared.farm_changed.notify_one();
+    if staged.hash == served {
+        return fetch::flip(plan, &staged).await;
+    }
+    drop(permit);
+    let decision = wait_for_farm(
+        shared,
+        &plan.id.to_string(),
+        &staged.hash,
+        generation,
+        farm.stage_timeout,
+    )
+    .await;
+    let generation = match decision {
+        crate::farm::flip::Decision::Flip(g) => g,
+        _ => {
+            tracing::info!(repo = %plan.id, "the farm moved on while this state was staged; syncing again");
+            return Ok(Synced {
+                changed: 0,
+                refs_hash: served,
+                elapsed: Duration::ZERO,
+                generation: None,
+                again: true,
+            });
+        }
+    };
+    let _permit = permits
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the semaphore is never closed");
+    let mut synced = fetch::flip(plan, &staged).await?;
+    synced.generation = Some(generation);
+    Ok(synced)
+}
+
+/// How often a staged state checks whether the farm may advertise it.
+const FLIP_POLL: Duration = Duration::from_millis(10);
+
+/// Waits until the farm view lets this node advertise `staged` (at most about the stage timeout).
+async fn wait_for_farm(
+    shared: &Shared,
+    repo: &str,
+    staged: &str,
+    generation: u64,
+    timeout: Duration,
+) -> crate::farm::flip::Decision {
+    use crate::farm::flip::{decide, Decision};
+    let start = std::time::Instant::now();
+    loop {
+        let d = match shared
+            .farm
+            .read()
+            .expect("farm view lock is never poisoned")
+            .as_ref()
+        {
+            Some(v) => decide(v, repo, staged, generation, start.elapsed(), timeout),
+            None => Decision::Flip(generation + 1),
+        };
+        if d != Decision::Wait {
+            return d;
+        }
+        tokio::time::sleep(FLIP_POLL).await;
+    }
+}
+
 fn next_record(prev: &RepoRecord, res: &Result<Synced, SyncFailure>, host: &str) -> RepoRecord {
     let now = now_ms();
     let mut rec = prev.clone();
     rec.last_sync_ms = Some(now);
     match res {
+        Ok(s) if s.again => {}
         Ok(s) => {
             if s.refs_hash != prev.refs_hash || prev.generation == 0 {
-                rec.generation += 1;
+                rec.generation = s.generation.unwrap_or(rec.generation + 1);
             }
             rec.refs_hash = s.refs_hash.clone();
             rec.last_success_ms = Some(now);
@@ -383,6 +507,8 @@ mod tests {
                 changed: 1,
                 refs_hash: h.into(),
                 elapsed: Duration::ZERO,
+                generation: None,
+                again: false,
             })
         };
         let r1 = next_record(&RepoRecord::default(), &ok("a"), "h");
