@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::lb::Lb;
 use crate::node::Node;
 use crate::upstream::{Shape, Upstream};
 use crate::{free_udp_port, gitc, wait_for};
@@ -63,4 +64,45 @@ pub fn main_of(node: &Node) -> Option<String> {
         .split_whitespace()
         .next()
         .map(str::to_owned)
+}
+
+/// A load balancer following the farm whose member gossips at 127.0.0.1:`seed`.
+pub fn following_lb(seed: u16) -> Lb {
+    let extra = format!(
+        "lb.farm.seeds=127.0.0.1:{seed}\nlb.farm.secret={SECRET}\nlb.farm.gossip.address=127.0.0.1\nlb.farm.gossip.port={}\n",
+        free_udp_port()
+    );
+    Lb::start("", &extra)
+}
+
+/// A farm of `n` synchronized members over a fresh `file://` upstream holding `P/r`, and the
+/// gossip port of the first; returns when every member sees all `n`.
+pub fn file_farm(n: usize, limit: Duration) -> (Upstream, Vec<Node>, u16) {
+    let up = Upstream::new();
+    up.create("P", "r", &Shape::small());
+    let p0 = free_udp_port();
+    let mut nodes = vec![member(&up.file_url(), p0, None)];
+    for _ in 1..n {
+        nodes.push(member(&up.file_url(), free_udp_port(), Some(p0)));
+    }
+    for node in &nodes {
+        node.wait_state("SYNCHRONIZED", limit);
+        wait_for(&format!("{n} members"), limit, || {
+            (node.status()["memberCount"] == n as u64).then_some(())
+        });
+    }
+    (up, nodes, p0)
+}
+
+/// Every ref `node` advertises names an object present in its mirror (the farm's invariant).
+pub fn advertised_objects_present(node: &Node) -> Result<usize, String> {
+    let refs = gitc::ls_remote(&node.http_url("P", "r"), &[]);
+    let mirror = node.mirror_path("P", "r");
+    for (name, oid) in &refs {
+        let out = gitc::try_run(Some(&mirror), &["cat-file", "-e", oid], &[]);
+        if !out.status.success() {
+            return Err(format!("{name} {oid} is advertised but missing"));
+        }
+    }
+    Ok(refs.len())
 }

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use mirrorfarm_tests::farm::{member, SECRET};
+use mirrorfarm_tests::farm::{following_lb, member, SECRET};
 use mirrorfarm_tests::lb::Lb;
 use mirrorfarm_tests::node::Node;
 use mirrorfarm_tests::upstream::{Shape, Upstream};
@@ -35,11 +35,7 @@ fn the_lb_follows_the_farm() {
     for n in &nodes {
         n.wait_state("SYNCHRONIZED", LIMIT);
     }
-    let extra = format!(
-        "lb.farm.seeds=127.0.0.1:{p0}\nlb.farm.secret={SECRET}\nlb.farm.gossip.address=127.0.0.1\nlb.farm.gossip.port={}\n",
-        free_udp_port()
-    );
-    let lb = Lb::start("", &extra);
+    let lb = following_lb(p0);
     wait_for("2 verified, healthy backends", LIMIT, || {
         (backends(&lb) == (2, 2)).then_some(())
     });

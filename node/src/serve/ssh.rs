@@ -257,14 +257,16 @@ async fn exec(
             )
             .await
         }
-        Lookup::Withheld(why) => return fail(
-            &ch,
-            &format!(
+        Lookup::Withheld(why) => {
+            return fail(
+                &ch,
+                &format!(
                 "repository {id} is not served by this node right now ({why}); try again shortly"
             ),
-            true,
-        )
-        .await,
+                true,
+            )
+            .await
+        }
     };
     if service == Service::ReceivePack {
         let msg = format!(
