@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use mirrorfarm_tests::farm::{following_lb, member, SECRET};
+use mirrorfarm_tests::farm::{following_lb, member};
 use mirrorfarm_tests::lb::Lb;
 use mirrorfarm_tests::node::Node;
 use mirrorfarm_tests::upstream::{Shape, Upstream};
