@@ -23,6 +23,8 @@ pub struct RepoStatus {
     pub refs_hash: String,
     /// Hash of the newest staged state (in a farm; equal to `refsHash` once advertised).
     pub staged_hash: Option<String>,
+    /// In a farm: the node ID of the member that fetches it from the upstream.
+    pub leader: Option<String>,
     /// Why the node does not serve it now, when it does not.
     pub withheld: Option<&'static str>,
     /// A sync is running now.
@@ -107,9 +109,19 @@ fn rfc3339(ms: Option<i64>) -> Option<String> {
         .ok()
 }
 
+fn leader_of(farm: &Option<crate::farm::membership::FarmView>, repo: &str) -> Option<String> {
+    let members = &farm.as_ref()?.members;
+    crate::farm::leader::leader_of(repo, members.iter().map(|m| m.node_id.as_str())).map(str::to_owned)
+}
+
 /// Builds the status document.
 pub fn build(shared: &Shared) -> StatusDoc {
     let snapshot = shared.snapshot();
+    let farm = shared
+        .farm
+        .read()
+        .expect("farm view lock is never poisoned")
+        .clone();
     let repos: Vec<RepoStatus> = snapshot
         .iter()
         .map(|(id, e)| RepoStatus {
@@ -120,6 +132,7 @@ pub fn build(shared: &Shared) -> StatusDoc {
             refs_hash: e.record.refs_hash.clone(),
             staged_hash: e.staged.as_ref().map(|s| s.refs_hash.clone()),
             withheld: e.withheld,
+            leader: leader_of(&farm, &id.to_string()),
             syncing: e.syncing,
             last_sync: rfc3339(e.record.last_sync_ms),
             last_successful_sync: rfc3339(e.record.last_success_ms),
@@ -136,11 +149,6 @@ pub fn build(shared: &Shared) -> StatusDoc {
         .filter_map(|e| e.record.last_success_ms)
         .max();
     let anonymous = shared.config.access == Access::Anonymous;
-    let farm = shared
-        .farm
-        .read()
-        .expect("farm view lock is never poisoned")
-        .clone();
     StatusDoc {
         state: shared.node_state(),
         node_id: shared.identity.node_id.clone(),

@@ -245,11 +245,14 @@ fn mark_withheld(shared: &Shared, view: &FarmView, isolated_since: Option<i64>) 
 #[derive(Default)]
 struct Follow {
     last: std::collections::HashMap<crate::names::RepoId, (String, std::time::Instant)>,
+    /// The leader of each repository at the previous look.
+    leaders: std::collections::HashMap<crate::names::RepoId, String>,
 }
 
 impl Follow {
     /// A follower syncs (from the leader) when the leader holds a state it does not serve and
-    /// has not left behind; a leader that is behind the farm syncs from the upstream.
+    /// has not left behind; a leader that is behind the farm syncs from the upstream, and so does
+    /// a node that has just taken a repository over (its leader died, perhaps mid-sync).
     fn leaders(
         &mut self,
         me: &str,
@@ -258,9 +261,6 @@ impl Follow {
         sync: &crate::sync::scheduler::SyncHandle,
     ) {
         for (id, entry) in snapshot {
-            if entry.syncing {
-                continue;
-            }
             let repo = id.to_string();
             let Some(leader) = crate::farm::leader::leader_of(
                 &repo,
@@ -268,6 +268,16 @@ impl Follow {
             ) else {
                 continue;
             };
+            let before = self.leaders.insert(id.clone(), leader.to_owned());
+            let took_over = before.is_some_and(|b| b != leader) && leader == me;
+            if took_over {
+                tracing::info!(repo = %id, "leading this repository now: syncing from the upstream");
+                sync.trigger(crate::sync::scheduler::Trigger::Repo(id.clone()));
+                continue;
+            }
+            if entry.syncing {
+                continue;
+            }
             let want = if leader == me {
                 if entry.withheld.is_none() {
                     continue;
