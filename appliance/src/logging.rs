@@ -9,9 +9,14 @@ use std::path::Path;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::EnvFilter;
 
+/// Info and up, except chitchat's own warnings: it logs one per gossip round (10 a second) for
+/// every unreachable member; the farm logs membership changes itself.
+const DEFAULT_FILTER: &str = "info,chitchat=error";
+
 /// Installs the global subscriber.
 pub fn init(dir: &Path, file_name: &str, json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let _ = std::fs::create_dir_all(dir);
     let file = OpenOptions::new()
         .create(true)

@@ -111,7 +111,8 @@ fn rfc3339(ms: Option<i64>) -> Option<String> {
 
 fn leader_of(farm: &Option<crate::farm::membership::FarmView>, repo: &str) -> Option<String> {
     let members = &farm.as_ref()?.members;
-    crate::farm::leader::leader_of(repo, members.iter().map(|m| m.node_id.as_str())).map(str::to_owned)
+    crate::farm::leader::leader_of(repo, members.iter().map(|m| m.node_id.as_str()))
+        .map(str::to_owned)
 }
 
 /// Builds the status document.

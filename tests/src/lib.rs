@@ -5,6 +5,7 @@ pub mod farm;
 pub mod gitc;
 pub mod lb;
 pub mod measure;
+pub mod netcut;
 pub mod node;
 pub mod process;
 pub mod prom;

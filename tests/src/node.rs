@@ -39,6 +39,12 @@ pub fn properties(upstream: &str, http: u16, ssh: u16, extra: &str) -> String {
 impl Node {
     /// Writes the home's properties (`extra` is appended) and starts the node.
     pub fn start(upstream: &str, extra: &str) -> Self {
+        Self::start_in_group(upstream, extra, None)
+    }
+
+    /// Like [`Self::start`], the process running with group ID `gid` (so a test's packet filter
+    /// can tell its connections from other nodes' on the same loopback).
+    pub fn start_in_group(upstream: &str, extra: &str, gid: Option<u32>) -> Self {
         let home = tempfile::Builder::new()
             .prefix("mf-node-")
             .tempdir()
@@ -51,7 +57,8 @@ impl Node {
         .expect("write properties");
         let client_key = home.path().join("client_ed25519");
         keygen(&client_key);
-        let process = Service::new("node", home.path());
+        let mut process = Service::new("node", home.path());
+        process.gid = gid;
         let mut n = Self {
             process,
             home,

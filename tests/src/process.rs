@@ -11,6 +11,8 @@ pub struct Service {
     role: &'static str,
     home: PathBuf,
     child: Option<Child>,
+    /// Group ID the process runs with (tests match its packets by it).
+    pub gid: Option<u32>,
 }
 
 impl Service {
@@ -20,6 +22,7 @@ impl Service {
             role,
             home: home.to_owned(),
             child: None,
+            gid: None,
         }
     }
 
@@ -31,7 +34,11 @@ impl Service {
             .append(true)
             .open(self.home.join("process.log"))
             .expect("log file");
-        let child = Command::new(bin())
+        let mut cmd = Command::new(bin());
+        if let Some(gid) = self.gid {
+            std::os::unix::process::CommandExt::gid(&mut cmd, gid);
+        }
+        let child = cmd
             .arg(self.role)
             .arg("--home")
             .arg(&self.home)

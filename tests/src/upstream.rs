@@ -99,6 +99,11 @@ impl Upstream {
         format!("ssh://{}@127.0.0.1:{}", whoami(), self.ssh_port)
     }
 
+    /// The port sshd listens on (after [`Self::start_sshd`]).
+    pub fn sshd_port(&self) -> u16 {
+        self.ssh_port
+    }
+
     /// Stops sshd: the upstream becomes unreachable.
     pub fn stop_sshd(&mut self) {
         if let Some(mut c) = self.sshd.take() {

@@ -75,7 +75,11 @@ fn a_leader_killed_mid_sync_is_taken_over() {
         .iter()
         .map(|&i| {
             let r = nodes[i].repo_status("P", "r").expect("P/r");
-            assert_ne!(r["leader"], leader_id.as_str(), "the dead leader still leads");
+            assert_ne!(
+                r["leader"],
+                leader_id.as_str(),
+                "the dead leader still leads"
+            );
             (
                 r["refsHash"].as_str().unwrap_or_default().to_owned(),
                 r["generation"].as_u64().unwrap_or(0),
