@@ -188,17 +188,27 @@ pub async fn run(
         .await
         .map_err(NodeError::Farm)?;
     }
-    let farm_task = shared.config.farm.clone().map(|farm| {
-        let (http, ssh) = (http_bound, ssh_bound);
-        tokio::spawn(crate::farm::membership::run(
-            shared.clone(),
-            farm,
-            http,
-            ssh,
-            sync.clone(),
-            stop_rx.clone(),
-        ))
-    });
+    let ca_pem = match &farm_ca {
+        Some(ca) => Some(ca.cert_pem().map_err(|e| NodeError::Farm(e.to_string()))?),
+        None => None,
+    };
+    let farm_task = shared
+        .config
+        .farm
+        .clone()
+        .zip(ca_pem)
+        .map(|(farm, ca_pem)| {
+            let (http, ssh) = (http_bound, ssh_bound);
+            tokio::spawn(crate::farm::membership::run(
+                shared.clone(),
+                farm,
+                http,
+                ssh,
+                sync.clone(),
+                crate::farm::verify::Verifier::new(ca_pem),
+                stop_rx.clone(),
+            ))
+        });
     let ssh_task = tokio::spawn(ssh::run(
         shared.clone(),
         ssh_listener,

@@ -89,6 +89,8 @@ pub struct StatusDoc {
     pub members: Vec<crate::farm::membership::MemberView>,
     /// Live nodes refused because their farm configuration differs, with the keys that differ.
     pub refused_members: Vec<RefusedMember>,
+    /// Live gossip peers not verified as members over the farm's TLS (node IDs): not counted.
+    pub unverified_nodes: Vec<String>,
     /// Warnings, e.g. a member's clock more than 2 s off.
     pub warnings: Vec<String>,
 }
@@ -185,6 +187,10 @@ pub fn build(shared: &Shared) -> StatusDoc {
                     .map(|(n, k)| RefusedMember { node_id: n.clone(), differing_keys: k.clone() })
                     .collect()
             })
+            .unwrap_or_default(),
+        unverified_nodes: farm
+            .as_ref()
+            .map(|f| f.unverified.clone())
             .unwrap_or_default(),
         warnings: farm.map(|f| f.warnings).unwrap_or_default(),
     }

@@ -10,6 +10,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Projects};
+use crate::farm::signing::{GossipKey, Publisher};
 use crate::names::RefName;
 
 /// The node's HTTP listener as peers reach it.
@@ -23,10 +24,11 @@ pub const CLOCK_MS: &str = "clock_ms";
 /// Node state word.
 pub const STATE: &str = "state";
 /// Prefix of the published ref states: `refs:<PROJECT/repo>` = `<generation> <refs hash>` this
-/// member serves.
+/// member serves (signed, see [`crate::farm::signing`]).
 pub const REFS_PREFIX: &str = "refs:";
 /// Prefix of the staged states: `staged:<PROJECT/repo>` = `<refs hash> <HEAD branch or ->` of the
-/// newest state this member holds complete (objects present, refs hidden until the farm flips).
+/// newest state this member holds complete (objects present, refs hidden until the farm flips;
+/// signed).
 pub const STAGED_PREFIX: &str = "staged:";
 /// Prefix of the configuration digests: `config:<key>` = SHA-256 of the value.
 pub const CONFIG_PREFIX: &str = "config:";
@@ -158,16 +160,17 @@ impl StagedHint {
     }
 }
 
+/// The signed per-repository values under `prefix` that verify and decode.
 fn repo_values<T>(
     st: &NodeState,
     prefix: &str,
-    decode: impl Fn(&str) -> Option<T>,
+    open: impl Fn(&str, &str) -> Option<T>,
 ) -> BTreeMap<String, T> {
     st.key_values()
         .filter_map(|(k, v)| {
             let repo = k.strip_prefix(prefix)?;
             crate::names::RepoId::parse(repo).ok()?;
-            Some((repo.to_owned(), decode(v)?))
+            Some((repo.to_owned(), open(k, v)?))
         })
         .collect()
 }
@@ -180,8 +183,13 @@ fn word(s: &str) -> Option<String> {
 }
 
 impl Member {
-    /// Reads a peer's gossip state; values that do not parse are left out.
-    pub fn from_state(id: &ChitchatId, st: &NodeState) -> Self {
+    /// Reads a peer's gossip state; values that do not parse, and ref states whose signature
+    /// under the farm's gossip key does not verify, are left out.
+    pub fn from_state(id: &ChitchatId, st: &NodeState, key: &GossipKey) -> Self {
+        let by = Publisher {
+            node_id: &id.node_id,
+            generation: id.generation_id,
+        };
         let config = st
             .key_values()
             .filter_map(|(k, v)| {
@@ -200,8 +208,10 @@ impl Member {
             is_lb: st.get(mirrorfarm_common::gossip::ROLE)
                 == Some(mirrorfarm_common::gossip::ROLE_LB),
             gossip: Some(id.gossip_advertise_addr),
-            refs: repo_values(st, REFS_PREFIX, Served::decode),
-            staged: repo_values(st, STAGED_PREFIX, StagedHint::decode),
+            refs: repo_values(st, REFS_PREFIX, |k, v| Served::decode(key.open(by, k, v)?)),
+            staged: repo_values(st, STAGED_PREFIX, |k, v| {
+                StagedHint::decode(key.open(by, k, v)?)
+            }),
         }
     }
 

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use crate::config::FarmConfig;
 use crate::farm::flip;
 use crate::farm::keys::{self, Member};
+use crate::farm::signing::{GossipKey, Publisher};
 use crate::state::Shared;
 
 /// How often this node republishes its clock, state and ref states, and recomputes the view (a
@@ -84,6 +85,8 @@ pub struct FarmView {
     pub refused: Vec<(String, Vec<String>)>,
     /// Warnings (clock skew).
     pub warnings: Vec<String>,
+    /// Live gossip peers not (yet) verified as members over the farm's TLS: node IDs.
+    pub unverified: Vec<String>,
 }
 
 fn now_ms() -> i64 {
@@ -100,6 +103,7 @@ pub async fn run(
     http: SocketAddr,
     ssh: SocketAddr,
     sync: crate::sync::scheduler::SyncHandle,
+    verifier: crate::farm::verify::Verifier,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let ours = keys::config_digests(&shared.config);
@@ -132,6 +136,7 @@ pub async fn run(
     };
     tracing::info!(address = %farm.gossip_addr, seeds = ?farm.seeds, "farm gossip started");
     let chitchat = handle.chitchat();
+    let key = GossipKey::derive(&farm.secret);
     let mut tick = tokio::time::interval(REFRESH);
     let mut logged: BTreeSet<(String, Vec<String>)> = BTreeSet::new();
     let mut follow = Follow::default();
@@ -148,6 +153,11 @@ pub async fn run(
         let snapshot = shared.snapshot();
         let view = {
             let mut c = chitchat.lock().await;
+            let self_id = c.self_chitchat_id().clone();
+            let by = Publisher {
+                node_id: &self_id.node_id,
+                generation: self_id.generation_id,
+            };
             let own = c.self_node_state();
             own.set(keys::CLOCK_MS, now);
             own.set(keys::STATE, state);
@@ -157,18 +167,34 @@ pub async fn run(
                         generation: e.record.generation,
                         refs_hash: e.record.refs_hash.clone(),
                     };
-                    own.set(format!("{}{id}", keys::REFS_PREFIX), served.encode());
+                    let k = format!("{}{id}", keys::REFS_PREFIX);
+                    let v = key.sign(by, &k, &served.encode());
+                    own.set(k, v);
                 }
                 if let Some(st) = &e.staged {
-                    own.set(format!("{}{id}", keys::STAGED_PREFIX), st.encode());
+                    let k = format!("{}{id}", keys::STAGED_PREFIX);
+                    let v = key.sign(by, &k, &st.encode());
+                    own.set(k, v);
                 }
             }
             let live: Vec<ChitchatId> = c.live_nodes().cloned().collect();
+            let mut unverified = Vec::new();
             let members: Vec<Member> = live
                 .iter()
-                .filter_map(|id| c.node_state(id).map(|st| Member::from_state(id, st)))
+                .filter_map(|id| c.node_state(id).map(|st| Member::from_state(id, st, &key)))
+                .filter(|m| {
+                    let ok = m.is_lb
+                        || m.node_id == me
+                        || m.gossip.is_some_and(|a| verifier.verified(&m.node_id, a));
+                    if !ok {
+                        unverified.push(m.node_id.clone());
+                    }
+                    ok
+                })
                 .collect();
-            build_view(&me, now, members, &ours)
+            let mut view = build_view(&me, now, members, &ours);
+            view.unverified = unverified;
+            view
         };
         for r in &view.refused {
             if logged.insert(r.clone()) {

@@ -10,4 +10,6 @@ pub mod keys;
 pub mod leader;
 pub mod membership;
 pub mod setup;
+pub mod signing;
 pub mod trust;
+pub mod verify;
