@@ -21,7 +21,7 @@ pub fn chitchat_config(id: &str, addr: SocketAddr, seeds: &[String]) -> Chitchat
     ChitchatConfig {
         chitchat_id: ChitchatId::new(id.to_owned(), generation, addr),
         cluster_id: "mirrorfarm".into(),
-        gossip_interval: Duration::from_millis(100),
+        gossip_interval: Duration::from_millis(20),
         listen_addr: addr,
         seed_nodes: seeds.to_vec(),
         failure_detector_config: FailureDetectorConfig {

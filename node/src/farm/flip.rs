@@ -29,6 +29,16 @@ pub fn target<'v>(view: &'v FarmView, repo: &str) -> Option<&'v str> {
         .and_then(|s| s.staged_hash.as_deref().or(s.refs_hash.as_deref()))
 }
 
+fn served_here<'v>(view: &'v FarmView, repo: &str) -> Option<&'v str> {
+    view.members
+        .iter()
+        .find(|m| m.this_node)?
+        .repo_states
+        .get(repo)?
+        .refs_hash
+        .as_deref()
+}
+
 /// Whether this node may advertise `staged` (the state it has staged of `repo`), having waited
 /// `waited` for the others. `own_generation` is the generation it serves now.
 pub fn decide(
@@ -45,8 +55,10 @@ pub fn decide(
         .iter()
         .any(|m| m.this_node && Some(m.node_id.as_str()) == leader);
     if !leading {
+        // Gossip may not carry the leader's newest staged state yet (this node fetched it on the
+        // leader's word): only a third state means the farm moved on.
         if let Some(t) = target(view, repo) {
-            if t != staged {
+            if t != staged && Some(t) != served_here(view, repo) {
                 return Decision::Superseded;
             }
         }

@@ -18,7 +18,9 @@ use crate::state::Shared;
 
 /// How often this node republishes its clock, state and ref states, and recomputes the view (a
 /// follower notices its leader's new state within about this plus a gossip round).
-const REFRESH: Duration = Duration::from_millis(50);
+const REFRESH: Duration = Duration::from_millis(20);
+/// How often the published clock is refreshed (ms); it is for skew warnings only.
+const CLOCK_EVERY_MS: i64 = 500;
 /// Clock difference above which /status warns.
 const SKEW_WARNING_MS: i64 = 2000;
 
@@ -159,7 +161,13 @@ pub async fn run(
                 generation: self_id.generation_id,
             };
             let own = c.self_node_state();
-            own.set(keys::CLOCK_MS, now);
+            if own
+                .get(keys::CLOCK_MS)
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_none_or(|t| (now - t).abs() >= CLOCK_EVERY_MS)
+            {
+                own.set(keys::CLOCK_MS, now);
+            }
             own.set(keys::STATE, state);
             for (id, e) in &snapshot {
                 if e.servable() {

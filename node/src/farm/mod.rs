@@ -9,6 +9,7 @@ pub mod flip;
 pub mod keys;
 pub mod leader;
 pub mod membership;
+pub mod nudge;
 pub mod setup;
 pub mod signing;
 pub mod trust;

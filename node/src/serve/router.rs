@@ -85,8 +85,7 @@ fn json_error(status: StatusCode, msg: String) -> Response {
     (status, Json(serde_json::json!({ "error": msg }))).into_response()
 }
 
-/// Marks a trigger one member passed on to another (never passed on again).
-const FORWARDED: &str = "x-mirrorfarm-forwarded";
+use crate::farm::nudge::FORWARDED;
 
 async fn trigger_sync(
     State(s): State<AppState>,
@@ -128,10 +127,9 @@ async fn trigger_sync(
     if let Some((leader, _, Some(http))) =
         crate::farm::leader::remote_leader(&s.shared, &id.to_string()).filter(|_| !forwarded)
     {
-        let body = serde_json::json!({ "project": id.project.as_str(), "repo": id.repo.as_str() })
-            .to_string();
+        let repo = id.clone();
         tokio::spawn(async move {
-            if let Err(e) = forward_trigger(http, &body).await {
+            if let Err(e) = crate::farm::nudge::trigger(http, &repo).await {
                 tracing::warn!(leader, error = %e, "cannot pass the sync trigger on to the leader");
             }
         });
@@ -141,28 +139,4 @@ async fn trigger_sync(
         Json(serde_json::json!({ "accepted": id.to_string() })),
     )
         .into_response()
-}
-
-async fn forward_trigger(addr: std::net::SocketAddr, body: &str) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let work = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await?;
-        let req = format!(
-            "POST /rest/mirroring/latest/sync HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{FORWARDED}: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await?;
-        let mut head = [0u8; 12];
-        s.read_exact(&mut head).await?;
-        if &head[9..12] != b"202" {
-            return Err(std::io::Error::other(format!(
-                "leader answered {}",
-                String::from_utf8_lossy(&head)
-            )));
-        }
-        Ok(())
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(5), work)
-        .await
-        .map_err(|_| std::io::Error::other("leader did not answer"))?
 }

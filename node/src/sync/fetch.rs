@@ -102,8 +102,8 @@ pub async fn stage(
 }
 
 /// Makes a staged state the served one in one atomic step (the replaced state and the one before
-/// it stay hidden so requests negotiated against them still work), then keeps the repository in
-/// serving shape.
+/// it stay hidden so requests negotiated against them still work). Follow with [`maintain`] when
+/// refs changed.
 pub async fn flip(plan: &FetchPlan<'_>, staged: &Staged) -> Result<Synced, SyncFailure> {
     let started = Instant::now();
     let repo = plan.repo;
@@ -117,18 +117,6 @@ pub async fn flip(plan: &FetchPlan<'_>, staged: &Staged) -> Result<Synced, SyncF
         repo.apply(&staged.refs, &current, &previous, staged.head.as_ref())
             .await?;
     }
-    if changed > 0 {
-        // The new state is already served; now make serving it cheap.
-        let t = Instant::now();
-        match repo.maintain(plan.git).await {
-            Ok(()) => {
-                tracing::debug!(repo = %plan.id, duration_ms = t.elapsed().as_millis() as u64, "repository maintained")
-            }
-            Err(e) => {
-                tracing::warn!(repo = %plan.id, error = %e, "repository maintenance failed (serving continues)")
-            }
-        }
-    }
     Ok(Synced {
         changed,
         refs_hash: staged.hash.clone(),
@@ -136,6 +124,19 @@ pub async fn flip(plan: &FetchPlan<'_>, staged: &Staged) -> Result<Synced, SyncF
         generation: None,
         again: false,
     })
+}
+
+/// Keeps the repository cheap to serve after its refs changed (the new state is already served).
+pub async fn maintain(plan: &FetchPlan<'_>) {
+    let t = Instant::now();
+    match plan.repo.maintain(plan.git).await {
+        Ok(()) => {
+            tracing::debug!(repo = %plan.id, duration_ms = t.elapsed().as_millis() as u64, "repository maintained")
+        }
+        Err(e) => {
+            tracing::warn!(repo = %plan.id, error = %e, "repository maintenance failed (serving continues)")
+        }
+    }
 }
 
 async fn fetch(plan: &FetchPlan<'_>, with_head: bool) -> Result<(), SyncFailure> {

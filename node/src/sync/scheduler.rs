@@ -369,9 +369,11 @@ async fn stage_and_flip(
     permit: tokio::sync::OwnedSemaphorePermit,
     permits: &Arc<Semaphore>,
 ) -> Result<Synced, SyncFailure> {
+    let t = std::time::Instant::now();
     let staged = fetch::stage(plan, head_hint).await?;
+    tracing::debug!(repo = %plan.id, duration_ms = t.elapsed().as_millis() as u64, hash = %staged.hash, from_member = plan.from_member, "staged");
     let Some(farm) = &shared.config.farm else {
-        return fetch::flip(plan, &staged).await;
+        return flip_and_publish(shared, plan, &staged, None).await;
     };
     let known = {
         let mut repos = shared
@@ -387,13 +389,18 @@ async fn stage_and_flip(
         })
     };
     let Some((served, generation)) = known else {
-        return fetch::flip(plan, &staged).await;
+        return flip_and_publish(shared, plan, &staged, None).await;
     };
     shared.farm_changed.notify_one();
     if staged.hash == served {
-        return fetch::flip(plan, &staged).await;
+        return flip_and_publish(shared, plan, &staged, None).await;
+    }
+    if !plan.from_member {
+        // The leader staged a new state from the upstream: its followers fetch it now.
+        crate::farm::nudge::followers(shared, plan.id);
     }
     drop(permit);
+    let t = std::time::Instant::now();
     let decision = wait_for_farm(
         shared,
         &plan.id.to_string(),
@@ -402,6 +409,7 @@ async fn stage_and_flip(
         farm.stage_timeout,
     )
     .await;
+    tracing::debug!(repo = %plan.id, waited_ms = t.elapsed().as_millis() as u64, ?decision, "farm decided");
     let generation = match decision {
         crate::farm::flip::Decision::Flip(g) => g,
         _ => {
@@ -420,8 +428,52 @@ async fn stage_and_flip(
         .acquire_owned()
         .await
         .expect("the semaphore is never closed");
-    let mut synced = fetch::flip(plan, &staged).await?;
-    synced.generation = Some(generation);
+    flip_and_publish(shared, plan, &staged, Some(generation)).await
+}
+
+/// Flips to `staged`, serves the new state at once (memory, store, gossip), then maintains the
+/// repository.
+async fn flip_and_publish(
+    shared: &Shared,
+    plan: &FetchPlan<'_>,
+    staged: &fetch::Staged,
+    generation: Option<u64>,
+) -> Result<Synced, SyncFailure> {
+    let t = std::time::Instant::now();
+    let mut synced = fetch::flip(plan, staged).await?;
+    tracing::debug!(repo = %plan.id, duration_ms = t.elapsed().as_millis() as u64, "flipped");
+    synced.generation = generation;
+    let record = {
+        let mut repos = shared
+            .repos
+            .write()
+            .expect("repo map lock is never poisoned");
+        repos.get_mut(plan.id).and_then(|e| {
+            if e.record.refs_hash == synced.refs_hash && e.record.generation > 0 {
+                return None;
+            }
+            if !e.record.refs_hash.is_empty() {
+                // The replaced state's tips stay hidden in the repository (previous, older).
+                e.kept.insert(0, std::mem::take(&mut e.record.refs_hash));
+                e.kept.truncate(2);
+            }
+            e.record.refs_hash = synced.refs_hash.clone();
+            e.record.generation = generation.unwrap_or(e.record.generation + 1);
+            e.record.last_result = Some(SyncResult::Ok);
+            e.record.last_success_ms = Some(now_ms());
+            Some(e.record.clone())
+        })
+    };
+    if let Some(rec) = record {
+        shared.farm_changed.notify_one();
+        let key = plan.id.clone();
+        if let Err(e) = shared.store.run(move |s| s.put_repo(&key, &rec)).await {
+            tracing::error!(repo = %plan.id, error = %e, "cannot record the new state");
+        }
+    }
+    if synced.changed > 0 {
+        fetch::maintain(plan).await;
+    }
     Ok(synced)
 }
 
