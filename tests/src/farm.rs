@@ -31,10 +31,17 @@ pub fn member(upstream: &str, port: u16, seed: Option<u16>) -> Node {
 /// node's farm key is authorized upstream, the others join it; returns when every member sees
 /// all `n`.
 pub fn ssh_farm(n: usize, limit: Duration) -> (Upstream, Vec<Node>) {
+    ssh_farm_with(n, limit, "")
+}
+
+/// [`ssh_farm`] with `extra` properties on every member.
+pub fn ssh_farm_with(n: usize, limit: Duration, extra: &str) -> (Upstream, Vec<Node>) {
     let mut up = Upstream::new();
     up.create("P", "r", &Shape::small());
     up.start_sshd();
     let p0 = free_udp_port();
+    let member =
+        |url: &str, port, seed| Node::start(url, &format!("{}{extra}", member_props(port, seed)));
     let first = member(&up.ssh_url(), p0, None);
     let s = first.wait_state("AWAITING_AUTHORIZATION", limit);
     up.authorize(s["publicKey"].as_str().expect("publicKey"));

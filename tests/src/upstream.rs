@@ -286,11 +286,18 @@ impl Upstream {
 
     /// How many SSH sessions sshd accepted so far.
     pub fn accepted_sessions(&self) -> usize {
+        self.sshd_log_lines("Accepted publickey")
+    }
+
+    /// Commands run over SSH so far (one per fetch, also over a shared connection).
+    pub fn command_sessions(&self) -> usize {
+        self.sshd_log_lines("Starting session: command")
+    }
+
+    fn sshd_log_lines(&self, what: &str) -> usize {
         let log = std::fs::read_to_string(self.dir.path().join("sshd").join("sshd.log"))
             .unwrap_or_default();
-        log.lines()
-            .filter(|l| l.contains("Accepted publickey"))
-            .count()
+        log.lines().filter(|l| l.contains(what)).count()
     }
 }
 

@@ -28,6 +28,8 @@ pub struct FileConfig {
     pub sync_concurrency: Option<Located>,
     /// `mirror.sync.timeout`
     pub sync_timeout: Option<Located>,
+    /// `mirror.sync.sshPersist`
+    pub ssh_persist: Option<Located>,
     /// `mirror.cache.packs.maxSize`
     pub pack_cache_max: Option<Located>,
     /// `server.address`
@@ -69,6 +71,7 @@ impl KnownKeys for FileConfig {
             "mirror.access" => &mut self.access,
             "mirror.sync.concurrency" => &mut self.sync_concurrency,
             "mirror.sync.timeout" => &mut self.sync_timeout,
+            "mirror.sync.sshPersist" => &mut self.ssh_persist,
             "mirror.cache.packs.maxSize" => &mut self.pack_cache_max,
             "server.address" => &mut self.http_address,
             "server.port" => &mut self.http_port,

@@ -71,6 +71,11 @@ pub struct Config {
     pub sync_concurrency: usize,
     /// `mirror.sync.timeout` (default 3600 s): one fetch longer than this is stopped.
     pub sync_timeout: Duration,
+    /// `mirror.sync.sshPersist` (default 0: off): for an ssh:// upstream, keep one SSH connection
+    /// open this many seconds after its last fetch and run later fetches over it (OpenSSH
+    /// connection sharing), saving the connection setup on every fetch. A key revoked or a host
+    /// key changed upstream is noticed only once that connection closes.
+    pub ssh_persist: Duration,
     /// `mirror.cache.packs.maxSize` (default 1 GiB; 0 turns the pack cache off).
     pub pack_cache_max: u64,
     /// `server.address`:`server.port` (default 0.0.0.0:7990).
@@ -155,6 +160,8 @@ impl Config {
             180,
         )?;
         let sync_timeout = v.seconds(&fc.sync_timeout, "mirror.sync.timeout", 3600)?;
+        let ssh_persist =
+            Duration::from_secs(v.number(&fc.ssh_persist, "mirror.sync.sshPersist", 0..=600, 0)?);
         let header_timeout = v.seconds(&fc.header_timeout, "server.headerTimeout", 30)?;
         let pack_cache_max = match &fc.pack_cache_max {
             None => 1 << 30,
@@ -263,6 +270,7 @@ impl Config {
             access,
             sync_concurrency,
             sync_timeout,
+            ssh_persist,
             http_addr,
             pack_cache_max,
             header_timeout,

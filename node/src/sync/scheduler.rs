@@ -69,7 +69,12 @@ pub async fn run(
     mut rx: mpsc::UnboundedReceiver<Trigger>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let env = transport::upstream_env(&shared.home, &shared.config.upstream, shared.openssh);
+    let env = transport::upstream_env(
+        &shared.home,
+        &shared.config.upstream,
+        shared.openssh,
+        shared.config.ssh_persist,
+    );
     let mut s = Scheduler {
         permits: Arc::new(Semaphore::new(shared.config.sync_concurrency)),
         env: Arc::new(env),
@@ -107,6 +112,9 @@ pub async fn run(
             tracing::warn!("stopping unfinished syncs (they resume at next start)");
             s.tasks.abort_all();
         }
+    }
+    if !s.shared.config.ssh_persist.is_zero() {
+        transport::close_shared(&s.shared.home, &s.shared.config.upstream).await;
     }
 }
 

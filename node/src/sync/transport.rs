@@ -11,19 +11,66 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// The environment for a git command that talks to the upstream.
+/// Where the shared connection's control socket lives (`%C`: a hash of host, port and user),
+/// if the path is short enough for a Unix socket (OpenSSH adds a 17-character temporary suffix).
+pub fn control_path(home: &Home) -> Option<String> {
+    let p = home.known_hosts().with_file_name("cm-%C");
+    let p = p.to_str()?.to_owned();
+    (p.len() - 2 + 40 + 17 < 104).then_some(p)
+}
+
+/// The environment for a git command that talks to the upstream (`persist`: see
+/// `mirror.sync.sshPersist`; zero for a new connection per fetch).
 pub fn upstream_env(
     home: &Home,
     upstream: &UpstreamUrl,
     openssh: (u32, u32, u32),
+    persist: std::time::Duration,
 ) -> Vec<(&'static str, String)> {
     if !upstream.is_ssh() {
         return Vec::new();
     }
-    vec![(
-        "GIT_SSH_COMMAND",
-        ssh_command(&home.upstream_key(), &home.known_hosts(), openssh),
-    )]
+    let mut cmd = ssh_command(&home.upstream_key(), &home.known_hosts(), openssh);
+    if !persist.is_zero() {
+        match control_path(home) {
+            Some(cp) => cmd.push_str(&format!(
+                " -o ControlMaster=auto -o ControlPath={} -o ControlPersist={}",
+                sh_quote(&cp),
+                persist.as_secs()
+            )),
+            None => tracing::warn!(
+                "the node's home path is too long for an SSH control socket: mirror.sync.sshPersist is not used"
+            ),
+        }
+    }
+    vec![("GIT_SSH_COMMAND", cmd)]
+}
+
+/// Closes a shared upstream connection, if one is open (at shutdown; best effort).
+pub async fn close_shared(home: &Home, upstream: &UpstreamUrl) {
+    let (
+        UpstreamUrl::Ssh {
+            host, port, user, ..
+        },
+        Some(cp),
+    ) = (upstream, control_path(home))
+    else {
+        return;
+    };
+    let mut cmd = tokio::process::Command::new("ssh");
+    cmd.args(["-o", &format!("ControlPath={cp}"), "-O", "exit"]);
+    if let Some(p) = port {
+        cmd.arg("-p").arg(p.to_string());
+    }
+    if let Some(u) = user {
+        cmd.arg("-l").arg(u);
+    }
+    cmd.arg("--").arg(host);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), cmd.status()).await;
 }
 
 /// The ssh command line git uses (OpenSSH ≥ 7.6 pins on first contact with `accept-new`; older
