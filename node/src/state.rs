@@ -96,7 +96,7 @@ pub struct Shared {
     /// Prometheus metrics.
     pub metrics: crate::metrics::NodeMetrics,
     /// The farm as gossip shows it (`None` without `farm.secret`).
-    pub farm: RwLock<Option<crate::farm::membership::FarmView>>,
+    pub farm: RwLock<Option<crate::farm::view::FarmView>>,
     /// Cached upload-pack responses.
     pub packs: Arc<crate::serve::pack_cache::PackCache>,
     /// Ref advertisements from memory.

@@ -86,7 +86,7 @@ pub struct StatusDoc {
     /// Live farm members agreeing on the farm configuration, this node included (1 without a farm).
     pub member_count: usize,
     /// Those members (empty without a farm).
-    pub members: Vec<crate::farm::membership::MemberView>,
+    pub members: Vec<crate::farm::view::MemberView>,
     /// Live nodes refused because their farm configuration differs, with the keys that differ.
     pub refused_members: Vec<RefusedMember>,
     /// Live gossip peers not verified as members over the farm's TLS (node IDs): not counted.
@@ -111,7 +111,7 @@ fn rfc3339(ms: Option<i64>) -> Option<String> {
         .ok()
 }
 
-fn leader_of(farm: &Option<crate::farm::membership::FarmView>, repo: &str) -> Option<String> {
+fn leader_of(farm: &Option<crate::farm::view::FarmView>, repo: &str) -> Option<String> {
     let members = &farm.as_ref()?.members;
     crate::farm::leader::leader_of(repo, members.iter().map(|m| m.node_id.as_str()))
         .map(str::to_owned)

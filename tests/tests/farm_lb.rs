@@ -1,6 +1,7 @@
 //! The LB following a farm by gossip: it proves the farm secret, verifies each member over TLS
 //! against the farm CA before routing to it, adds members that join and drops members that die —
-//! without a restart. An LB with the wrong secret gets nothing and stops.
+//! without a restart, and takes a member back when it returns. An LB with the wrong secret gets
+//! nothing and stops.
 
 use std::process::Command;
 use std::time::Duration;
@@ -75,6 +76,12 @@ fn the_lb_follows_the_farm() {
         ],
         &envs,
     );
+    // The dead member comes back: it rejoins and is routed to again.
+    nodes[1].spawn();
+    nodes[1].wait_state("SYNCHRONIZED", LIMIT);
+    wait_for("the member back in rotation", LIMIT, || {
+        (backends(&lb) == (3, 3)).then_some(())
+    });
 }
 
 #[test]

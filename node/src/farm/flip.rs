@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::farm::leader::leader_of;
-use crate::farm::membership::FarmView;
+use crate::farm::view::FarmView;
 use crate::state::RepoEntry;
 
 /// What a member holding a staged state should do now.
@@ -112,7 +112,7 @@ pub fn withheld(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::farm::membership::{MemberView, RepoState};
+    use crate::farm::view::{MemberView, RepoState};
 
     fn member(id: &str, me: bool, gen: u64, served: &str, staged: Option<&str>) -> MemberView {
         MemberView {

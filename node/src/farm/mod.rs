@@ -6,6 +6,7 @@
 //! without the farm's mutually authenticated TLS.
 
 pub mod flip;
+pub mod follow;
 pub mod keys;
 pub mod leader;
 pub mod membership;
@@ -14,3 +15,4 @@ pub mod setup;
 pub mod signing;
 pub mod trust;
 pub mod verify;
+pub mod view;

@@ -1,0 +1,125 @@
+//! Keeping this node with its farm: noticing it has been cut off, withholding the repositories it
+//! cannot vouch for, and triggering the syncs that catch it up (from the leader, or from the
+//! upstream when it leads).
+
+use std::time::Duration;
+
+use crate::farm::flip;
+use crate::farm::view::FarmView;
+use crate::state::Shared;
+
+/// Whether this node has lost every peer it had.
+#[derive(Default)]
+pub struct Isolation {
+    had_peers: bool,
+    /// Since when (Unix ms) it sees no other member, after having seen some.
+    pub since: Option<i64>,
+}
+
+impl Isolation {
+    /// Updates from the view; true when the node has just become isolated.
+    pub fn update(&mut self, view: &FarmView, now: i64) -> bool {
+        let peers = view.members.iter().filter(|m| !m.this_node).count();
+        if peers > 0 {
+            if self.since.take().is_some() {
+                tracing::info!(peers, "in contact with the farm again");
+            }
+            self.had_peers = true;
+            return false;
+        }
+        if self.had_peers && self.since.is_none() {
+            self.since = Some(now);
+            return true;
+        }
+        false
+    }
+}
+
+/// Records, per repository, whether this node may serve it now (see [`flip::withheld`]).
+pub fn mark_withheld(shared: &Shared, view: &FarmView, isolated_since: Option<i64>) {
+    let mut repos = shared
+        .repos
+        .write()
+        .expect("repo map lock is never poisoned");
+    for (id, e) in repos.iter_mut() {
+        let why = flip::withheld(view, &id.to_string(), e, isolated_since);
+        if why != e.withheld {
+            match why {
+                Some(w) => {
+                    tracing::warn!(repo = %id, reason = w, "not serving this repository for now")
+                }
+                None => {
+                    tracing::info!(repo = %id, generation = e.record.generation, "serving this repository again")
+                }
+            }
+            e.withheld = why;
+        }
+    }
+}
+
+/// Sync triggers that keep this node with its farm, at most one per repository and target
+/// every 5 s.
+#[derive(Default)]
+pub struct Follow {
+    last: std::collections::HashMap<crate::names::RepoId, (String, std::time::Instant)>,
+    /// The leader of each repository at the previous look.
+    leaders: std::collections::HashMap<crate::names::RepoId, String>,
+}
+
+impl Follow {
+    /// A follower syncs (from the leader) when the leader holds a state it does not serve and
+    /// has not left behind; a leader that is behind the farm syncs from the upstream, and so does
+    /// a node that has just taken a repository over (its leader died, perhaps mid-sync).
+    pub fn leaders(
+        &mut self,
+        me: &str,
+        view: &FarmView,
+        snapshot: &std::collections::BTreeMap<crate::names::RepoId, crate::state::RepoEntry>,
+        sync: &crate::sync::scheduler::SyncHandle,
+    ) {
+        for (id, entry) in snapshot {
+            let repo = id.to_string();
+            let Some(leader) = crate::farm::leader::leader_of(
+                &repo,
+                view.members.iter().map(|m| m.node_id.as_str()),
+            ) else {
+                continue;
+            };
+            let before = self.leaders.insert(id.clone(), leader.to_owned());
+            let took_over = before.is_some_and(|b| b != leader) && leader == me;
+            if took_over {
+                tracing::info!(repo = %id, "leading this repository now: syncing from the upstream");
+                sync.trigger(crate::sync::scheduler::Trigger::Repo(id.clone()));
+                continue;
+            }
+            if entry.syncing {
+                continue;
+            }
+            let want = if leader == me {
+                if entry.withheld.is_none() {
+                    continue;
+                }
+                "upstream"
+            } else {
+                match flip::target(view, &repo) {
+                    Some(t)
+                        if t != entry.record.refs_hash && !entry.kept.iter().any(|k| k == t) =>
+                    {
+                        t
+                    }
+                    _ => continue,
+                }
+            };
+            let now = std::time::Instant::now();
+            let recent = self
+                .last
+                .get(id)
+                .is_some_and(|(h, t)| h == want && now.duration_since(*t) < Duration::from_secs(5));
+            if recent {
+                continue;
+            }
+            self.last.insert(id.clone(), (want.to_owned(), now));
+            sync.trigger(crate::sync::scheduler::Trigger::Repo(id.clone()));
+        }
+    }
+}

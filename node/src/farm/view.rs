@@ -1,0 +1,172 @@
+//! The farm as one node sees it: the verified members agreeing on the farm configuration, with
+//! what each says about itself and its repositories, plus the refused and unverified peers.
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use crate::farm::keys::Member;
+
+/// Clock difference above which /status warns.
+const SKEW_WARNING_MS: i64 = 2000;
+
+/// One member as /status shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    /// Node ID.
+    pub node_id: String,
+    /// HTTP address.
+    pub address: Option<SocketAddr>,
+    /// State word.
+    pub state: String,
+    /// Version.
+    pub version: String,
+    /// Its clock minus ours, in ms (as last published; within about a second).
+    pub clock_skew_ms: Option<i64>,
+    /// Whether this is the node answering.
+    pub this_node: bool,
+    /// Gossip (and farm TLS) address.
+    #[serde(skip)]
+    pub gossip: Option<SocketAddr>,
+    /// Its state of each repository.
+    pub repo_states: std::collections::BTreeMap<String, RepoState>,
+}
+
+/// A member's state of one repository, as its gossip says.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoState {
+    /// Generation served (0: none).
+    pub generation: u64,
+    /// Hash of the ref map served.
+    pub refs_hash: Option<String>,
+    /// Hash of the newest state staged (equal to `refsHash` once advertised).
+    pub staged_hash: Option<String>,
+    /// The branch HEAD names in the staged state.
+    #[serde(skip)]
+    pub staged_head: Option<crate::names::RefName>,
+}
+
+fn repo_states(m: &Member) -> std::collections::BTreeMap<String, RepoState> {
+    let mut out: std::collections::BTreeMap<String, RepoState> = Default::default();
+    for (repo, s) in &m.refs {
+        let e = out.entry(repo.clone()).or_default();
+        e.generation = s.generation;
+        e.refs_hash = Some(s.refs_hash.clone());
+    }
+    for (repo, s) in &m.staged {
+        let e = out.entry(repo.clone()).or_default();
+        e.staged_hash = Some(s.refs_hash.clone());
+        e.staged_head = s.head.clone();
+    }
+    out
+}
+
+/// The farm as this node sees it.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FarmView {
+    /// Live members agreeing on the farm configuration, this node included.
+    pub members: Vec<MemberView>,
+    /// Live nodes refused because their configuration differs: node ID → keys that differ.
+    pub refused: Vec<(String, Vec<String>)>,
+    /// Warnings (clock skew).
+    pub warnings: Vec<String>,
+    /// Live gossip peers not (yet) verified as members over the farm's TLS: node IDs.
+    pub unverified: Vec<String>,
+}
+
+/// Builds the view from the members' gossip: members whose farm keys differ from `ours` are
+/// refused (this node is never refused by itself), clock skews over 2 s are warned about.
+pub fn build_view(
+    me: &str,
+    now: i64,
+    members: Vec<Member>,
+    ours: &std::collections::BTreeMap<&'static str, String>,
+) -> FarmView {
+    let mut view = FarmView::default();
+    for m in members.into_iter().filter(|m| !m.is_lb) {
+        let mismatched = m.mismatched_keys(ours);
+        if m.node_id != me && !mismatched.is_empty() {
+            view.refused.push((m.node_id.clone(), mismatched));
+            continue;
+        }
+        let skew = m.clock_ms.map(|c| c - now).filter(|_| m.node_id != me);
+        if let Some(s) = skew.filter(|s| s.abs() > SKEW_WARNING_MS) {
+            view.warnings.push(format!(
+                "the clock of node {} is {:.1} s off",
+                m.node_id,
+                s as f64 / 1000.0
+            ));
+        }
+        view.members.push(MemberView {
+            gossip: m.gossip,
+            repo_states: repo_states(&m),
+            this_node: m.node_id == me,
+            node_id: m.node_id,
+            address: m.http,
+            state: m.state,
+            version: m.version,
+            clock_skew_ms: skew,
+        });
+    }
+    view.members.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    view
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn member(id: &str, clock: i64, config: &BTreeMap<&'static str, String>) -> Member {
+        Member {
+            node_id: id.into(),
+            http: None,
+            ssh: None,
+            version: "0.1.0".into(),
+            clock_ms: Some(clock),
+            state: "SYNCHRONIZED".into(),
+            config: config
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            is_lb: false,
+            gossip: None,
+            refs: BTreeMap::new(),
+            staged: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn view_counts_agreeing_members_refuses_others_and_warns_on_skew() {
+        let ours: BTreeMap<&'static str, String> = keys::FARM_KEYS
+            .iter()
+            .map(|k| (*k, "a".repeat(64)))
+            .collect();
+        let mut other = ours.clone();
+        other.insert("plugin.mirroring.upstream.url", "b".repeat(64));
+        let v = build_view(
+            "me",
+            10_000,
+            vec![
+                member("me", 10_000, &ours),
+                member("n2", 10_500, &ours),
+                member("n3", 13_000, &ours),
+                member("bad", 10_000, &other),
+            ],
+            &ours,
+        );
+        assert_eq!(v.members.len(), 3);
+        assert_eq!(
+            v.refused,
+            vec![(
+                "bad".to_owned(),
+                vec!["plugin.mirroring.upstream.url".to_owned()]
+            )]
+        );
+        assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
+        assert!(v.warnings[0].contains("n3"));
+    }
+}
