@@ -141,7 +141,7 @@ mod tests {
 
     #[test]
     fn view_counts_agreeing_members_refuses_others_and_warns_on_skew() {
-        let ours: BTreeMap<&'static str, String> = keys::FARM_KEYS
+        let ours: BTreeMap<&'static str, String> = crate::farm::keys::FARM_KEYS
             .iter()
             .map(|k| (*k, "a".repeat(64)))
             .collect();
