@@ -56,10 +56,16 @@ pub fn decide(
         .any(|m| m.this_node && Some(m.node_id.as_str()) == leader);
     if !leading {
         // Gossip may not carry the leader's newest staged state yet (this node fetched it on the
-        // leader's word): only a third state means the farm moved on.
+        // leader's word): wait for it; a third state, or no word within the timeout, means the
+        // farm moved on. A follower never advertises a state its leader does not hold.
         if let Some(t) = target(view, repo) {
-            if t != staged && Some(t) != served_here(view, repo) {
-                return Decision::Superseded;
+            if t != staged {
+                let stale = Some(t) == served_here(view, repo);
+                return if stale && waited < timeout {
+                    Decision::Wait
+                } else {
+                    Decision::Superseded
+                };
             }
         }
     }
@@ -170,7 +176,15 @@ mod tests {
             Decision::Flip(5)
         );
         assert_eq!(d(&mk(&[], leader), T), Decision::Flip(5));
-        // A follower whose staged state is not the leader's gives it up.
+        // A follower whose staged state is not the leader's gives it up; one whose view of the
+        // leader is older than what it staged waits for gossip, up to the timeout.
+        let stale = view(
+            ids.iter()
+                .map(|id| member(id, *id == others[0], 4, "g", None))
+                .collect(),
+        );
+        assert_eq!(d(&stale, Duration::ZERO), Decision::Wait);
+        assert_eq!(d(&stale, T), Decision::Superseded);
         assert_eq!(
             decide(&mk(&others, others[0]), "P/r", "x", 4, Duration::ZERO, T),
             Decision::Superseded
