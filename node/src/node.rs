@@ -171,6 +171,7 @@ pub async fn run(
         packs: Arc::new(packs),
         farm: RwLock::new(None),
         farm_changed: Default::default(),
+        farm_view_updated: Default::default(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (sync, sync_rx) = scheduler::channel();

@@ -103,6 +103,8 @@ pub struct Shared {
     pub refs: crate::serve::refs_cache::RefsCache,
     /// Wakes the farm gossip loop to publish at once (a state was staged or flipped).
     pub farm_changed: tokio::sync::Notify,
+    /// Woken (all waiters) each time the farm view is rebuilt.
+    pub farm_view_updated: tokio::sync::Notify,
 }
 
 impl Shared {

@@ -68,6 +68,8 @@ pub async fn run(
     };
     tracing::info!(address = %farm.gossip_addr, seeds = ?farm.seeds, "farm gossip started");
     let chitchat = handle.chitchat();
+    // Wakes when a gossip round brought any member's new values (heartbeats alone do not).
+    let mut gossip_news = chitchat.lock().await.live_nodes_watcher();
     let key = GossipKey::derive(&farm.secret);
     let mut tick = tokio::time::interval(REFRESH);
     let mut logged: BTreeSet<(String, Vec<String>)> = BTreeSet::new();
@@ -78,6 +80,7 @@ pub async fn run(
             _ = shutdown.changed() => break,
             _ = tick.tick() => {}
             _ = shared.farm_changed.notified() => {}
+            r = gossip_news.changed() => if r.is_err() { break },
         }
         let me = shared.identity.node_id.clone();
         let state = shared.node_state();
@@ -149,6 +152,7 @@ pub async fn run(
             .farm
             .write()
             .expect("farm view lock is never poisoned") = Some(view);
+        shared.farm_view_updated.notify_waiters();
     }
     if let Err(e) = handle.shutdown().await {
         tracing::warn!(error = %e, "farm gossip did not stop cleanly");

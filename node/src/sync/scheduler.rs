@@ -485,8 +485,9 @@ async fn flip_and_publish(
     Ok(synced)
 }
 
-/// How often a staged state checks whether the farm may advertise it.
-const FLIP_POLL: Duration = Duration::from_millis(10);
+/// How often a staged state checks whether the farm may advertise it, at the latest (it checks
+/// each time the farm view is rebuilt).
+const FLIP_POLL: Duration = Duration::from_millis(50);
 
 /// Waits until the farm view lets this node advertise `staged` (at most about the stage timeout).
 async fn wait_for_farm(
@@ -499,6 +500,9 @@ async fn wait_for_farm(
     use crate::farm::flip::{decide, Decision};
     let start = std::time::Instant::now();
     loop {
+        let updated = shared.farm_view_updated.notified();
+        tokio::pin!(updated);
+        updated.as_mut().enable();
         let d = match shared
             .farm
             .read()
@@ -511,7 +515,7 @@ async fn wait_for_farm(
         if d != Decision::Wait {
             return d;
         }
-        tokio::time::sleep(FLIP_POLL).await;
+        let _ = tokio::time::timeout(FLIP_POLL, updated).await;
     }
 }
 
