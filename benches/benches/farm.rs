@@ -1,5 +1,5 @@
 //! Farm benchmark: push to the upstream + trigger one node → the change visible on every node
-//! (ls-remote on each, each node polled by its own thread), p50 and p99 over 50 pushes with 3 nodes, one run; the
+//! (each node's ref advertisement polled over HTTP), p50 and p99 over 50 pushes with 3 nodes, one run; the
 //! upstream's fetches per change (target 1). Twice: with a new SSH connection per fetch (the
 //! default) and with `mirror.sync.sshPersist` (one shared connection). Baseline, same run and
 //! same sshd: one bare `git ls-remote` of the upstream over SSH, each way.
@@ -8,7 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use mirrorfarm_tests::farm::{main_of, ssh_farm_with};
+use mirrorfarm_tests::farm::ssh_farm_with;
+use mirrorfarm_tests::node::Node;
 use mirrorfarm_tests::upstream::{keygen, Upstream};
 
 const PUSHES: usize = 50;
@@ -74,31 +75,31 @@ fn run(label: &str, extra: &str, shared: bool) {
     let base = baseline(&up, shared);
     let (conns, fetches) = (up.accepted_sessions(), up.command_sessions());
     let mut times = Vec::with_capacity(PUSHES);
+    let client = reqwest::blocking::Client::new();
     for i in 0..PUSHES {
         let new = up.commit("P", "r", "main", &format!("push {i}"));
         let t = Instant::now();
         nodes[i % nodes.len()].trigger(Some(("P", "r")));
-        // Each node watched by its own thread: the time is when the last one shows the push.
-        let seen = std::thread::scope(|s| {
-            let watchers: Vec<_> = nodes
-                .iter()
-                .map(|n| {
-                    let new = new.as_str();
-                    s.spawn(move || {
-                        while main_of(n).as_deref() != Some(new) {
-                            assert!(t.elapsed() < limit, "push {i} not visible on every node");
-                            std::thread::sleep(Duration::from_millis(2));
-                        }
-                        t.elapsed()
-                    })
-                })
-                .collect();
-            watchers
-                .into_iter()
-                .map(|w| w.join().expect("watcher"))
-                .max()
-                .expect("3 nodes")
-        });
+        // Poll every node's ref advertisement over one kept-alive HTTP connection each (what
+        // `git ls-remote` reads, without spawning a process per look).
+        let want = format!("{new} refs/heads/main");
+        let mut pending: Vec<&Node> = nodes.iter().collect();
+        while !pending.is_empty() {
+            assert!(t.elapsed() < limit, "push {i} not visible on every node");
+            pending.retain(|n| {
+                let url = format!("{}/info/refs?service=git-upload-pack", n.http_url("P", "r"));
+                let body = client
+                    .get(&url)
+                    .send()
+                    .and_then(|r| r.bytes())
+                    .unwrap_or_default();
+                !String::from_utf8_lossy(&body).contains(&want)
+            });
+            if !pending.is_empty() {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        let seen = t.elapsed();
         times.push(seen.as_secs_f64());
     }
     std::thread::sleep(Duration::from_secs(2));
