@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::Listeners;
-use pingora::prelude::http_proxy_service;
+use pingora::listeners::TcpSocketOptions;
+use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
@@ -78,6 +79,19 @@ fn check_bindable(config: &LbConfig) -> Result<(), LbError> {
     Ok(())
 }
 
+/// The listen address of one worker's listener: `addr` with the port written with `worker`
+/// leading zeros. pingora keeps its listening sockets in a table keyed by the address text and
+/// hands an existing socket to a second listener of the same text — two owners of one file
+/// descriptor, closed twice at shutdown. Distinct texts give each worker its own SO_REUSEPORT
+/// socket on the same address.
+fn worker_address(addr: std::net::SocketAddr, worker: usize) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    format!("{ip}:{}{}", "0".repeat(worker), addr.port())
+}
+
 /// Runs the LB until SIGTERM (graceful: drain up to `lb.drain.grace`) or SIGINT (at once).
 pub fn run(config: LbConfig) -> Result<(), LbError> {
     let (cert_path, key_path) =
@@ -127,34 +141,51 @@ pub fn run(config: LbConfig) -> Result<(), LbError> {
     let backends = Arc::new(Backends::new(&config.backends));
     let metrics = Arc::new(LbMetrics::default());
 
-    let mut proxy = http_proxy_service(
-        &server.configuration,
-        FarmProxy {
-            backends: backends.clone(),
-            hostname: config.hostname.clone(),
+    // Thread per core: one single-threaded service per worker on the same address
+    // (SO_REUSEPORT; the kernel spreads connections), so a connection's socket, its task and
+    // its upstream connections stay on one thread — with one accept loop for all threads, every
+    // read on a connection served by another thread cost a cross-thread wake-up.
+    let mut reuse = TcpSocketOptions::default();
+    reuse.so_reuseport = Some(true);
+    for worker in 0..config.threads {
+        let (https_addr, ssh_addr) = (
+            worker_address(config.https, worker),
+            worker_address(config.ssh, worker),
+        );
+        let mut proxy = http_proxy_service_with_name(
+            &server.configuration,
+            FarmProxy {
+                backends: backends.clone(),
+                hostname: config.hostname.clone(),
+                metrics: metrics.clone(),
+            },
+            &format!("https {worker}"),
+        );
+        proxy.threads = Some(1);
+        let counter = HandshakeCounter {
             metrics: metrics.clone(),
-        },
-    );
-    let counter = HandshakeCounter {
-        metrics: metrics.clone(),
-    };
-    let mut tls_settings =
-        TlsSettings::with_callbacks(Box::new(counter)).expect("TLS settings without files");
-    tls_settings.set_cert_resolver(cert.clone());
-    tls_settings.enable_h2();
-    proxy.add_tls_with_settings(&config.https.to_string(), None, tls_settings);
-    server.add_service(proxy);
+        };
+        let mut tls_settings =
+            TlsSettings::with_callbacks(Box::new(counter)).expect("TLS settings without files");
+        tls_settings.set_cert_resolver(cert.clone());
+        tls_settings.enable_h2();
+        proxy.add_tls_with_settings(&https_addr, Some(reuse.clone()), tls_settings);
+        server.add_service(proxy);
 
-    let ssh = Service::with_listeners(
-        "ssh passthrough".into(),
-        Listeners::tcp(&config.ssh.to_string()),
-        SshPassthrough {
-            backends: backends.clone(),
-            proxy_protocol: config.ssh_proxy_protocol,
-            metrics: metrics.clone(),
-        },
-    );
-    server.add_service(ssh);
+        let mut listeners = Listeners::new();
+        listeners.add_tcp_with_settings(&ssh_addr, reuse.clone());
+        let mut ssh = Service::with_listeners(
+            format!("ssh passthrough {worker}"),
+            listeners,
+            SshPassthrough {
+                backends: backends.clone(),
+                proxy_protocol: config.ssh_proxy_protocol,
+                metrics: metrics.clone(),
+            },
+        );
+        ssh.threads = Some(1);
+        server.add_service(ssh);
+    }
 
     let admin = Service::with_listeners(
         "admin".into(),
@@ -238,5 +269,24 @@ impl pingora::listeners::TlsAccept for HandshakeCounter {
     ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
         self.metrics.tls_handshake();
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_addresses_differ_in_text_only() {
+        for a in ["127.0.0.1:8443", "[::1]:7999", "0.0.0.0:443"] {
+            let addr: std::net::SocketAddr = a.parse().expect("address");
+            let texts: Vec<String> = (0..4).map(|w| worker_address(addr, w)).collect();
+            assert_eq!(texts[0], a);
+            for t in &texts {
+                assert_eq!(t.parse::<std::net::SocketAddr>().ok(), Some(addr), "{t}");
+            }
+            let distinct: std::collections::BTreeSet<&String> = texts.iter().collect();
+            assert_eq!(distinct.len(), 4);
+        }
     }
 }
