@@ -51,13 +51,19 @@ pub fn ssh_farm_with(n: usize, limit: Duration, extra: &str) -> (Upstream, Vec<N
     for _ in 1..n {
         nodes.push(member(&up.ssh_url(), free_udp_port(), Some(p0)));
     }
-    for node in &nodes {
+    wait_synchronized_members(&nodes, limit);
+    (up, nodes)
+}
+
+/// Waits until every node is `SYNCHRONIZED` and counts all of them as members.
+pub fn wait_synchronized_members(nodes: &[Node], limit: Duration) {
+    let n = nodes.len() as u64;
+    for node in nodes {
         node.wait_state("SYNCHRONIZED", limit);
         wait_for(&format!("{n} members"), limit, || {
-            (node.status()["memberCount"] == n as u64).then_some(())
+            (node.status()["memberCount"] == n).then_some(())
         });
     }
-    (up, nodes)
 }
 
 /// The commit `refs/heads/main` of `P/r` names on a node, as `git ls-remote` over HTTP shows it.
@@ -92,12 +98,7 @@ pub fn file_farm(n: usize, limit: Duration) -> (Upstream, Vec<Node>, u16) {
     for _ in 1..n {
         nodes.push(member(&up.file_url(), free_udp_port(), Some(p0)));
     }
-    for node in &nodes {
-        node.wait_state("SYNCHRONIZED", limit);
-        wait_for(&format!("{n} members"), limit, || {
-            (node.status()["memberCount"] == n as u64).then_some(())
-        });
-    }
+    wait_synchronized_members(&nodes, limit);
     (up, nodes, p0)
 }
 

@@ -52,6 +52,14 @@ pub struct InfoRefsQuery {
     service: Option<String>,
 }
 
+/// 503 with `Retry-After` (seconds).
+fn unavailable(message: String, retry_after: &'static str) -> Response {
+    let mut r = text(StatusCode::SERVICE_UNAVAILABLE, message);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static(retry_after));
+    r
+}
+
 fn text(status: StatusCode, msg: impl Into<String>) -> Response {
     let mut body = msg.into();
     body.push('\n');
@@ -140,23 +148,14 @@ pub async fn scm(
             )
         }
         Lookup::NotReady => {
-            let mut r = text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("repository {id} is not synchronized yet"),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
-            return r;
+            return unavailable(format!("repository {id} is not synchronized yet"), "10")
         }
-        Lookup::Withheld(why) => {
-            let mut r = text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("repository {id} is not served by this node right now ({why}); try again shortly"),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-            return r;
-        }
+        Lookup::Withheld(why) => return unavailable(
+            format!(
+                "repository {id} is not served by this node right now ({why}); try again shortly"
+            ),
+            "2",
+        ),
     };
     if service == Service::ReceivePack {
         return refuse_push(&shared, &id, endpoint);
