@@ -23,6 +23,11 @@ pub enum Decision {
 /// The state the farm converges on for `repo`: the one its leader staged (or serves).
 pub fn target<'v>(view: &'v FarmView, repo: &str) -> Option<&'v str> {
     let leader = leader_of(repo, view.members.iter().map(|m| m.node_id.as_str()))?;
+    target_of(view, leader, repo)
+}
+
+/// [`target`] when the leader is known.
+pub fn target_of<'v>(view: &'v FarmView, leader: &str, repo: &str) -> Option<&'v str> {
     let m = view.members.iter().find(|m| m.node_id == leader)?;
     m.repo_states
         .get(repo)

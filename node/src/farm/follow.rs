@@ -62,8 +62,10 @@ pub fn mark_withheld(shared: &Shared, view: &FarmView, isolated_since: Option<i6
 #[derive(Default)]
 pub struct Follow {
     last: std::collections::HashMap<crate::names::RepoId, (String, std::time::Instant)>,
-    /// The leader of each repository at the previous look.
+    /// The leader of each repository, as of `members`.
     leaders: std::collections::HashMap<crate::names::RepoId, String>,
+    /// The member IDs the leaders were computed for (recomputed only when they change).
+    members: Vec<String>,
 }
 
 impl Follow {
@@ -77,21 +79,29 @@ impl Follow {
         snapshot: &std::collections::BTreeMap<crate::names::RepoId, crate::state::RepoEntry>,
         sync: &crate::sync::scheduler::SyncHandle,
     ) {
+        let ids: Vec<&str> = view.members.iter().map(|m| m.node_id.as_str()).collect();
+        let membership_changed = self.members != ids;
+        if membership_changed {
+            self.members = ids.iter().map(|s| (*s).to_owned()).collect();
+        }
         for (id, entry) in snapshot {
             let repo = id.to_string();
-            let Some(leader) = crate::farm::leader::leader_of(
-                &repo,
-                view.members.iter().map(|m| m.node_id.as_str()),
-            ) else {
+            if membership_changed || !self.leaders.contains_key(id) {
+                let Some(leader) = crate::farm::leader::leader_of(&repo, ids.iter().copied())
+                else {
+                    self.leaders.remove(id);
+                    continue;
+                };
+                let before = self.leaders.insert(id.clone(), leader.to_owned());
+                if before.is_some_and(|b| b != leader) && leader == me {
+                    tracing::info!(repo = %id, "leading this repository now: syncing from the upstream");
+                    sync.trigger(crate::sync::scheduler::Trigger::Repo(id.clone()));
+                    continue;
+                }
+            }
+            let Some(leader) = self.leaders.get(id).map(String::as_str) else {
                 continue;
             };
-            let before = self.leaders.insert(id.clone(), leader.to_owned());
-            let took_over = before.is_some_and(|b| b != leader) && leader == me;
-            if took_over {
-                tracing::info!(repo = %id, "leading this repository now: syncing from the upstream");
-                sync.trigger(crate::sync::scheduler::Trigger::Repo(id.clone()));
-                continue;
-            }
             if entry.syncing {
                 continue;
             }
@@ -101,7 +111,7 @@ impl Follow {
                 }
                 "upstream"
             } else {
-                match flip::target(view, &repo) {
+                match flip::target_of(view, leader, &repo) {
                     Some(t)
                         if t != entry.record.refs_hash && !entry.kept.iter().any(|k| k == t) =>
                     {

@@ -16,9 +16,9 @@ use crate::farm::signing::{GossipKey, Publisher};
 use crate::farm::view::build_view;
 use crate::state::Shared;
 
-/// How often this node republishes its clock, state and ref states, and recomputes the view (a
-/// follower notices its leader's new state within about this plus a gossip round).
-const REFRESH: Duration = Duration::from_millis(20);
+/// How often this node republishes its clock, state and ref states and recomputes the view when
+/// nothing happened (changes wake it at once).
+const REFRESH: Duration = Duration::from_millis(250);
 /// How often the published clock is refreshed (ms); it is for skew warnings only.
 const CLOCK_EVERY_MS: i64 = 500;
 fn now_ms() -> i64 {
@@ -75,7 +75,10 @@ pub async fn run(
     let mut logged: BTreeSet<(String, Vec<String>)> = BTreeSet::new();
     let mut follow = Follow::default();
     let mut isolation = Isolation::default();
+    let mut published: std::collections::HashMap<String, String> = Default::default();
     loop {
+        // Event-driven: a local sync staged or flipped a state, or gossip brought news (a new
+        // value or a member coming or going); the tick is a fallback.
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = tick.tick() => {}
@@ -102,22 +105,44 @@ pub async fn run(
                 own.set(keys::CLOCK_MS, now);
             }
             own.set(keys::STATE, state);
+            // Only changed values are signed and set again.
+            let mut publish = |k: String, v: String| {
+                if published.get(&k) != Some(&v) {
+                    own.set(k.clone(), key.sign(by, &k, &v));
+                    published.insert(k, v);
+                }
+            };
+            let current: std::collections::HashSet<String> = snapshot
+                .iter()
+                .flat_map(|(id, e)| {
+                    let refs = e.servable().then(|| format!("{}{id}", keys::REFS_PREFIX));
+                    let staged = e
+                        .staged
+                        .as_ref()
+                        .map(|_| format!("{}{id}", keys::STAGED_PREFIX));
+                    refs.into_iter().chain(staged)
+                })
+                .collect();
             for (id, e) in &snapshot {
                 if e.servable() {
                     let served = keys::Served {
                         generation: e.record.generation,
                         refs_hash: e.record.refs_hash.clone(),
                     };
-                    let k = format!("{}{id}", keys::REFS_PREFIX);
-                    let v = key.sign(by, &k, &served.encode());
-                    own.set(k, v);
+                    publish(format!("{}{id}", keys::REFS_PREFIX), served.encode());
                 }
                 if let Some(st) = &e.staged {
-                    let k = format!("{}{id}", keys::STAGED_PREFIX);
-                    let v = key.sign(by, &k, &st.encode());
-                    own.set(k, v);
+                    publish(format!("{}{id}", keys::STAGED_PREFIX), st.encode());
                 }
             }
+            // A repository no longer mirrored (or gone upstream) is no longer claimed.
+            published.retain(|k, _| {
+                let keep = current.contains(k);
+                if !keep {
+                    own.delete(k);
+                }
+                keep
+            });
             let live: Vec<ChitchatId> = c.live_nodes().cloned().collect();
             let mut unverified = Vec::new();
             let members: Vec<Member> = live

@@ -150,12 +150,14 @@ pub async fn scm(
         Lookup::NotReady => {
             return unavailable(format!("repository {id} is not synchronized yet"), "10")
         }
-        Lookup::Withheld(why) => return unavailable(
-            format!(
+        Lookup::Withheld(why) => {
+            return unavailable(
+                format!(
                 "repository {id} is not served by this node right now ({why}); try again shortly"
             ),
-            "2",
-        ),
+                "2",
+            )
+        }
     };
     if service == Service::ReceivePack {
         return refuse_push(&shared, &id, endpoint);
