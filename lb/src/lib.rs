@@ -12,3 +12,4 @@ pub mod metrics;
 pub mod server;
 pub mod ssh_proxy;
 pub mod tls;
+pub mod upstream_get;

@@ -158,6 +158,7 @@ pub fn run(config: LbConfig) -> Result<(), LbError> {
                 backends: backends.clone(),
                 hostname: config.hostname.clone(),
                 metrics: metrics.clone(),
+                pool: Default::default(),
             },
             &format!("https {worker}"),
         );

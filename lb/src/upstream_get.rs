@@ -1,0 +1,497 @@
+//! A lean upstream leg for requests without a body (`GET /…/info/refs`, `/status`, `/`): the
+//! request head is written in one piece on a kept-alive connection from this worker's own pool,
+//! the response head is parsed with httparse and the body is streamed to the client as it comes
+//! (content-length, chunked or until close). pingora's general upstream path costs about as much
+//! per request as the TLS termination and HTTP serving together (a pooled connection is handed to
+//! an idle-watch task and back on every request); git's many small ref advertisements pay for it.
+//! Requests with a body (`git-upload-pack` POSTs) keep pingora's path.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use pingora::http::ResponseHeader;
+use pingora::prelude::Session;
+use pingora::{Error, ErrorType, Result};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Longest response head accepted from a node.
+const MAX_HEAD: usize = 64 * 1024;
+/// Idle connections kept per node and worker.
+const MAX_IDLE: usize = 64;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A clone of a large repository may spend minutes between writes (as pingora's path allows).
+const IO_TIMEOUT: Duration = Duration::from_secs(600);
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Headers that describe one connection, not the message: never passed on.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+];
+
+/// Whether a header is hop-by-hop.
+pub fn hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// Kept-alive connections to the nodes, for one worker.
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<HashMap<SocketAddr, Vec<TcpStream>>>,
+}
+
+impl Pool {
+    fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
+        self.idle
+            .lock()
+            .expect("pool lock is never poisoned")
+            .get_mut(&addr)?
+            .pop()
+    }
+
+    fn put(&self, addr: SocketAddr, conn: TcpStream) {
+        let mut idle = self.idle.lock().expect("pool lock is never poisoned");
+        let list = idle.entry(addr).or_default();
+        if list.len() < MAX_IDLE {
+            list.push(conn);
+        }
+    }
+}
+
+/// What became of a forwarded request.
+pub enum Outcome {
+    /// The response went to the client.
+    Done,
+    /// The node could not be reached; nothing was sent to the client (try another node).
+    Unreachable(std::io::Error),
+}
+
+fn upstream_error(what: &str, e: impl std::fmt::Display) -> Box<Error> {
+    Error::explain(ErrorType::HTTPStatus(502), format!("{what}: {e}"))
+}
+
+async fn timed<T>(
+    what: &str,
+    limit: Duration,
+    f: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    tokio::time::timeout(limit, f)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, what.to_owned()))?
+}
+
+/// How the response body is delimited.
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+struct Head {
+    response: ResponseHeader,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(Head, usize)>> {
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let mut r = httparse::Response::new(&mut headers);
+    let n = match r.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(upstream_error("bad response from node", e)),
+    };
+    let code = r.code.unwrap_or(502);
+    if (100..200).contains(&code) {
+        return Err(upstream_error("node answered", "an interim (1xx) response"));
+    }
+    let mut response = ResponseHeader::build(code, Some(r.headers.len()))?;
+    // HTTP/1.0 closes unless asked to keep alive; HTTP/1.1 keeps alive unless asked to close.
+    let (mut length, mut chunked, mut close) = (None, false, r.version == Some(0));
+    for h in r.headers.iter() {
+        let value = std::str::from_utf8(h.value).unwrap_or("");
+        if h.name.eq_ignore_ascii_case("content-length") {
+            length = Some(
+                value
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|e| upstream_error("bad content-length from node", e))?,
+            );
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.to_ascii_lowercase().contains("chunked");
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            let v = value.to_ascii_lowercase();
+            if v.contains("close") {
+                close = true;
+            } else if v.contains("keep-alive") {
+                close = false;
+            }
+        }
+        if !hop_by_hop(h.name) {
+            let name = http::HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|e| upstream_error("bad header name from node", e))?;
+            response.append_header(name, h.value)?;
+        }
+    }
+    let framing = if head_only || code == 204 || code == 304 {
+        Framing::Empty
+    } else if chunked {
+        // Passed on chunked (pingora frames it again for HTTP/1.1 and drops it for h2).
+        response.insert_header("transfer-encoding", "chunked")?;
+        Framing::Chunked
+    } else if let Some(l) = length {
+        Framing::Length(l)
+    } else {
+        Framing::UntilClose
+    };
+    let keep_alive = !close && !matches!(framing, Framing::UntilClose);
+    Ok(Some((
+        Head {
+            response,
+            framing,
+            keep_alive,
+        },
+        n,
+    )))
+}
+
+/// Sends `request` (a complete request head without body) to the node at `addr` and streams its
+/// answer to the client.
+pub async fn forward(
+    session: &mut Session,
+    pool: &Pool,
+    addr: SocketAddr,
+    request: &[u8],
+    head_only: bool,
+) -> Result<Outcome> {
+    for attempt in 0..2 {
+        let (mut conn, reused) = match pool.take(addr).filter(|_| attempt == 0) {
+            Some(c) => (c, true),
+            None => match timed("connect", CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+                Ok(c) => {
+                    let _ = c.set_nodelay(true);
+                    (c, false)
+                }
+                Err(e) => return Ok(Outcome::Unreachable(e)),
+            },
+        };
+        if let Err(e) = timed("write", IO_TIMEOUT, conn.write_all(request)).await {
+            if reused {
+                continue; // a kept-alive connection the node has closed meanwhile
+            }
+            return Ok(Outcome::Unreachable(e));
+        }
+        let mut buf = BytesMut::with_capacity(8 * 1024);
+        let (head, used) = loop {
+            if buf.len() >= MAX_HEAD {
+                return Err(upstream_error("node response head", "too large"));
+            }
+            let read = timed("read", IO_TIMEOUT, conn.read_buf(&mut buf)).await;
+            match read {
+                Ok(0) | Err(_) if reused && buf.is_empty() => break (None, 0),
+                Ok(0) => return Err(upstream_error("node", "closed the connection")),
+                Err(e) => return Err(upstream_error("reading from node", e)),
+                Ok(_) => {}
+            }
+            if let Some((head, n)) = parse_head(&buf, head_only)? {
+                break (Some(head), n);
+            }
+        };
+        let Some(head) = head else {
+            continue;
+        };
+        buf.advance(used);
+        let empty = matches!(head.framing, Framing::Empty | Framing::Length(0));
+        session
+            .write_response_header(Box::new(head.response), empty)
+            .await?;
+        let clean = match head.framing {
+            Framing::Empty => buf.is_empty(),
+            Framing::Length(n) => copy_length(session, &mut conn, buf, n).await?,
+            Framing::Chunked => copy_chunked(session, &mut conn, buf).await?,
+            Framing::UntilClose => copy_until_close(session, &mut conn, buf).await?,
+        };
+        if head.keep_alive && clean {
+            pool.put(addr, conn);
+        }
+        return Ok(Outcome::Done);
+    }
+    Ok(Outcome::Unreachable(std::io::Error::other(
+        "kept-alive connection closed, and a new one failed",
+    )))
+}
+
+/// Where a response body goes: the client's session (or, in tests, memory).
+#[async_trait::async_trait]
+pub trait BodySink: Send {
+    /// Writes the next piece of the body; `end` on the last.
+    async fn body(&mut self, data: Option<Bytes>, end: bool) -> Result<()>;
+}
+
+#[async_trait::async_trait]
+impl BodySink for Session {
+    async fn body(&mut self, data: Option<Bytes>, end: bool) -> Result<()> {
+        self.write_response_body(data, end).await
+    }
+}
+
+async fn read_more<R: AsyncRead + Unpin>(conn: &mut R, buf: &mut BytesMut) -> Result<()> {
+    buf.reserve(READ_CHUNK);
+    match timed("read", IO_TIMEOUT, conn.read_buf(buf)).await {
+        Ok(0) => Err(upstream_error("node", "closed the connection mid-body")),
+        Ok(_) => Ok(()),
+        Err(e) => Err(upstream_error("reading from node", e)),
+    }
+}
+
+/// Streams a body of `n` bytes; true when the connection ends exactly after it.
+async fn copy_length<S: BodySink, R: AsyncRead + Unpin + Send>(
+    session: &mut S,
+    conn: &mut R,
+    mut buf: BytesMut,
+    mut n: u64,
+) -> Result<bool> {
+    while n > 0 {
+        if buf.is_empty() {
+            read_more(conn, &mut buf).await?;
+        }
+        let take = buf.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+        let chunk: Bytes = buf.split_to(take).freeze();
+        n -= take as u64;
+        session.body(Some(chunk), n == 0).await?;
+    }
+    Ok(buf.is_empty())
+}
+
+/// Streams a chunked body (decoded; trailers dropped); true when the connection ends exactly
+/// after it.
+async fn copy_chunked<S: BodySink, R: AsyncRead + Unpin + Send>(
+    session: &mut S,
+    conn: &mut R,
+    mut buf: BytesMut,
+) -> Result<bool> {
+    loop {
+        let line_end = loop {
+            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                break i;
+            }
+            if buf.len() > 1024 {
+                return Err(upstream_error(
+                    "chunked body from node",
+                    "bad chunk size line",
+                ));
+            }
+            read_more(conn, &mut buf).await?;
+        };
+        let line = std::str::from_utf8(&buf[..line_end]).unwrap_or("");
+        let size = u64::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|e| upstream_error("chunked body from node", e))?;
+        buf.advance(line_end + 2);
+        if size == 0 {
+            // Trailers (ignored) up to the empty line.
+            loop {
+                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                    buf.advance(i + 2);
+                    if i == 0 {
+                        session.body(None, true).await?;
+                        return Ok(buf.is_empty());
+                    }
+                    continue;
+                }
+                if buf.len() > MAX_HEAD {
+                    return Err(upstream_error(
+                        "chunked body from node",
+                        "trailers too large",
+                    ));
+                }
+                read_more(conn, &mut buf).await?;
+            }
+        }
+        let mut left = size;
+        while left > 0 {
+            if buf.is_empty() {
+                read_more(conn, &mut buf).await?;
+            }
+            let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            left -= take as u64;
+            session
+                .body(Some(buf.split_to(take).freeze()), false)
+                .await?;
+        }
+        while buf.len() < 2 {
+            read_more(conn, &mut buf).await?;
+        }
+        if &buf[..2] != b"\r\n" {
+            return Err(upstream_error(
+                "chunked body from node",
+                "missing chunk end",
+            ));
+        }
+        buf.advance(2);
+    }
+}
+
+/// Streams a body delimited by the end of the connection; never reusable.
+async fn copy_until_close<S: BodySink, R: AsyncRead + Unpin + Send>(
+    session: &mut S,
+    conn: &mut R,
+    mut buf: BytesMut,
+) -> Result<bool> {
+    loop {
+        if !buf.is_empty() {
+            session.body(Some(buf.split().freeze()), false).await?;
+        }
+        buf.reserve(READ_CHUNK);
+        match timed("read", IO_TIMEOUT, conn.read_buf(&mut buf)).await {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => return Err(upstream_error("reading from node", e)),
+        }
+    }
+    session.body(None, true).await?;
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Collect {
+        data: Vec<u8>,
+        ended: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl BodySink for Collect {
+        async fn body(&mut self, data: Option<Bytes>, end: bool) -> Result<()> {
+            assert!(!self.ended, "body written after its end");
+            if let Some(d) = data {
+                self.data.extend_from_slice(&d);
+            }
+            self.ended = end;
+            Ok(())
+        }
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn chunked_bodies_decode_whether_buffered_or_read() {
+        let wire = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n";
+        for split in [0, 3, 12, wire.len()] {
+            let (first, rest) = wire.split_at(split);
+            let mut sink = Collect::default();
+            let mut reader: &[u8] = rest;
+            let clean = rt()
+                .block_on(copy_chunked(&mut sink, &mut reader, BytesMut::from(first)))
+                .expect("decodes");
+            assert_eq!(sink.data, b"hello world", "split at {split}");
+            assert!(sink.ended && clean);
+        }
+        let mut sink = Collect::default();
+        let mut reader: &[u8] = b"5\r\nhelloXX";
+        assert!(rt()
+            .block_on(copy_chunked(&mut sink, &mut reader, BytesMut::new()))
+            .is_err());
+        let mut reader: &[u8] = b"zz\r\n";
+        assert!(rt()
+            .block_on(copy_chunked(
+                &mut Collect::default(),
+                &mut reader,
+                BytesMut::new()
+            ))
+            .is_err());
+    }
+
+    #[test]
+    fn length_and_close_delimited_bodies() {
+        let mut sink = Collect::default();
+        let mut reader: &[u8] = b"lo world";
+        let clean = rt()
+            .block_on(copy_length(
+                &mut sink,
+                &mut reader,
+                BytesMut::from(&b"hel"[..]),
+                11,
+            ))
+            .expect("copies");
+        assert_eq!(sink.data, b"hello world");
+        assert!(sink.ended && clean);
+        // The node closing early is an error, not a short body.
+        let mut reader: &[u8] = b"short";
+        assert!(rt()
+            .block_on(copy_length(
+                &mut Collect::default(),
+                &mut reader,
+                BytesMut::new(),
+                11
+            ))
+            .is_err());
+        let mut sink = Collect::default();
+        let mut reader: &[u8] = b"until the end";
+        let clean = rt()
+            .block_on(copy_until_close(&mut sink, &mut reader, BytesMut::new()))
+            .expect("copies");
+        assert_eq!(sink.data, b"until the end");
+        assert!(sink.ended && !clean);
+    }
+
+    #[test]
+    fn response_heads_parse_with_framing_and_without_hop_by_hop_headers() {
+        let (h, n) = parse_head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\nSet-Cookie: a=b\r\n\r\nhello",
+            false,
+        )
+        .expect("parses")
+        .expect("complete");
+        assert_eq!(n, 79);
+        assert!(matches!(h.framing, Framing::Length(5)));
+        assert!(h.keep_alive);
+        assert!(h.response.headers.get("connection").is_none());
+        assert_eq!(
+            h.response.headers.get("set-cookie").map(|v| v.as_bytes()),
+            Some(&b"a=b"[..])
+        );
+        let (h, _) = parse_head(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        )
+        .expect("parses")
+        .expect("complete");
+        assert!(matches!(h.framing, Framing::Chunked));
+        let (h, _) = parse_head(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", false)
+            .expect("parses")
+            .expect("complete");
+        assert!(matches!(h.framing, Framing::UntilClose));
+        assert!(!h.keep_alive);
+        let (h, _) = parse_head(
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+            false,
+        )
+        .expect("parses")
+        .expect("complete");
+        assert!(matches!(h.framing, Framing::Empty));
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le", false)
+            .expect("parses")
+            .is_none());
+        assert!(parse_head(b"HTTP/1.1 100 Continue\r\n\r\n", false).is_err());
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).is_err());
+    }
+}
