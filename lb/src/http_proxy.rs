@@ -39,12 +39,12 @@ pub struct RequestCtx {
 }
 
 fn host_matches(host: &str, hostname: &str) -> bool {
-    let host = host.trim().to_ascii_lowercase();
+    let host = host.trim();
     let bare = match host.rsplit_once(':') {
-        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h.to_owned(),
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
         _ => host,
     };
-    bare == hostname
+    bare.eq_ignore_ascii_case(hostname)
 }
 
 impl FarmProxy {
@@ -186,14 +186,14 @@ impl ProxyHttp for FarmProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let req = session.req_header();
-        let host = req
-            .headers
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| req.uri.authority().map(|a| a.to_string()))
-            .unwrap_or_default();
-        if !host_matches(&host, &self.hostname) {
+        let host_ok = match req.headers.get("host").and_then(|h| h.to_str().ok()) {
+            Some(h) => host_matches(h, &self.hostname),
+            None => req
+                .uri
+                .authority()
+                .is_some_and(|a| host_matches(a.as_str(), &self.hostname)),
+        };
+        if !host_ok {
             return Self::refuse(
                 session,
                 421,
@@ -201,7 +201,7 @@ impl ProxyHttp for FarmProxy {
             )
             .await;
         }
-        let path = req.uri.path().to_owned();
+        let path = req.uri.path();
         if NODE_ONLY_PREFIXES.iter().any(|p| path.starts_with(p)) {
             return Self::refuse(session, 404, "not found").await;
         }
@@ -283,9 +283,9 @@ impl ProxyHttp for FarmProxy {
         let backend = ctx
             .in_flight
             .as_ref()
-            .map(|f| f.backend().addr.label.clone())
+            .map(|f| f.backend().addr.label.as_str())
             .unwrap_or_default();
-        self.metrics.request(&backend, status);
+        self.metrics.request(backend, status);
         if let Some(e) = e {
             tracing::warn!(path = %session.req_header().uri.path(), status, backend, error = %e, "request failed");
         } else {

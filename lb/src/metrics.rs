@@ -1,6 +1,7 @@
 //! The LB's Prometheus metrics (admin listener `GET /metrics`, names prefixed `mirrorfarm_lb_`):
 //! requests by backend and status, TLS handshakes, SSH connections, backend health and load.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -36,6 +37,8 @@ pub struct LbMetrics {
     healthy: Family<BackendLabel, Gauge>,
     active_requests: Family<BackendLabel, Gauge>,
     active_ssh: Family<BackendLabel, Gauge>,
+    /// The request counters already looked up, by status and backend (no allocation per request).
+    request_counters: std::sync::Mutex<HashMap<u16, HashMap<String, Counter>>>,
 }
 
 impl Default for LbMetrics {
@@ -85,6 +88,7 @@ impl Default for LbMetrics {
             healthy,
             active_requests,
             active_ssh,
+            request_counters: Default::default(),
         }
     }
 }
@@ -93,12 +97,24 @@ impl LbMetrics {
     /// Counts a finished HTTP request.
     pub fn request(&self, backend: &str, status: u16) {
         let backend = if backend.is_empty() { "none" } else { backend };
-        self.requests
+        let mut cache = self
+            .request_counters
+            .lock()
+            .expect("metrics cache lock is never poisoned");
+        let by_backend = cache.entry(status).or_default();
+        if let Some(c) = by_backend.get(backend) {
+            c.inc();
+            return;
+        }
+        let c = self
+            .requests
             .get_or_create(&RequestLabels {
                 backend: backend.into(),
                 status: status.to_string(),
             })
-            .inc();
+            .clone();
+        c.inc();
+        by_backend.insert(backend.to_owned(), c);
     }
 
     /// Counts a TLS handshake.
