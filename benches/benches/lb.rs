@@ -124,7 +124,11 @@ fn main() {
         );
     }
     let refs: Vec<&Node> = nodes.iter().collect();
-    let lb = Lb::start(&backends(&refs), "");
+    // The LB's default worker count (twice the CPUs), as an installed LB runs.
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let lb = Lb::start(&backends(&refs), &format!("lb.threads={}\n", 2 * cpus));
     lb.wait_healthy(2, Duration::from_secs(60));
     let tmp = tempfile::tempdir().expect("tempdir");
     let hport = free_port();

@@ -41,10 +41,16 @@ impl Lb {
             .tempdir()
             .expect("tempdir");
         let (https, ssh, admin) = (free_port(), free_port(), free_port());
+        // Two workers unless the test (or benchmark) says otherwise.
+        let threads = if extra.contains("lb.threads=") {
+            ""
+        } else {
+            "lb.threads=2\n"
+        };
         let props = format!(
             "lb.hostname=localhost\nlb.https.address=127.0.0.1\nlb.https.port={https}\nlb.ssh.address=127.0.0.1\n\
              lb.ssh.port={ssh}\nlb.admin.port={admin}\nlb.backends={backends}\nlb.health.interval=300\n\
-             lb.health.fall=2\nlb.health.rise=1\nlb.drain.grace=5\nlb.threads=2\n{extra}"
+             lb.health.fall=2\nlb.health.rise=1\nlb.drain.grace=5\n{threads}{extra}"
         );
         std::fs::write(home.path().join("mirrorfarm-lb.properties"), props).expect("write");
         let process = Service::new("lb", home.path());
