@@ -110,6 +110,17 @@ impl Lb {
         format!("ssh://git@localhost:{}/{project}/{repo}.git", self.ssh)
     }
 
+    /// `git [-c config…] clone -q` of `project/repo` through the LB into `dest`, the certificate
+    /// verified; panics with git's output when it fails.
+    pub fn clone_repo(&self, project: &str, repo: &str, dest: &Path, config: &[&str]) {
+        let env = self.git_env();
+        let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let url = self.https_url(project, repo);
+        let mut args: Vec<&str> = config.iter().flat_map(|c| ["-c", c]).collect();
+        args.extend(["clone", "-q", &url, dest.to_str().expect("utf8 path")]);
+        crate::gitc::run(None, &args, &envs);
+    }
+
     /// Environment for git clients over HTTPS (verifies the certificate with [`Self::ca`]).
     pub fn git_env(&self) -> Vec<(&'static str, String)> {
         vec![("GIT_SSL_CAINFO", self.ca().display().to_string())]

@@ -18,7 +18,6 @@ fn v0_fetches_through_the_lb_never_fail_while_the_repository_changes() {
     let lb = following_lb(p0);
     lb.wait_healthy(3, LIMIT);
     let env = lb.git_env();
-    let url = lb.https_url("P", "r");
     let work = tempfile::tempdir().expect("tempdir");
     let stop = Arc::new(AtomicBool::new(false));
     let fetched = Arc::new(AtomicUsize::new(0));
@@ -26,19 +25,7 @@ fn v0_fetches_through_the_lb_never_fail_while_the_repository_changes() {
     let mut fetchers = Vec::new();
     for i in 0..3 {
         let dir = work.path().join(format!("c{i}"));
-        let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        gitc::run(
-            None,
-            &[
-                "-c",
-                "protocol.version=0",
-                "clone",
-                "-q",
-                &url,
-                dir.to_str().expect("utf8"),
-            ],
-            &envs,
-        );
+        lb.clone_repo("P", "r", &dir, &["protocol.version=0"]);
         let (env, stop, fetched, failures) =
             (env.clone(), stop.clone(), fetched.clone(), failures.clone());
         fetchers.push(std::thread::spawn(move || {

@@ -10,7 +10,7 @@ use mirrorfarm_tests::farm::{following_lb, member};
 use mirrorfarm_tests::lb::Lb;
 use mirrorfarm_tests::node::Node;
 use mirrorfarm_tests::upstream::{Shape, Upstream};
-use mirrorfarm_tests::{bin, free_port, free_udp_port, gitc, wait_for};
+use mirrorfarm_tests::{bin, free_port, free_udp_port, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -41,18 +41,7 @@ fn the_lb_follows_the_farm() {
         (backends(&lb) == (2, 2)).then_some(())
     });
     let dest = tempfile::tempdir().expect("tempdir");
-    let env = lb.git_env();
-    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    gitc::run(
-        None,
-        &[
-            "clone",
-            "-q",
-            &lb.https_url("P", "r"),
-            dest.path().join("c").to_str().expect("utf8"),
-        ],
-        &envs,
-    );
+    lb.clone_repo("P", "r", &dest.path().join("c"), &[]);
     // The LB is not counted as a member by the nodes.
     assert_eq!(nodes[0].status()["memberCount"], 2);
 
@@ -66,16 +55,7 @@ fn the_lb_follows_the_farm() {
     wait_for("the dead member dropped", LIMIT, || {
         (backends(&lb).1 == 2).then_some(())
     });
-    gitc::run(
-        None,
-        &[
-            "clone",
-            "-q",
-            &lb.https_url("P", "r"),
-            dest.path().join("d").to_str().expect("utf8"),
-        ],
-        &envs,
-    );
+    lb.clone_repo("P", "r", &dest.path().join("d"), &[]);
     // The dead member comes back: it rejoins and is routed to again.
     nodes[1].spawn();
     nodes[1].wait_state("SYNCHRONIZED", LIMIT);

@@ -44,16 +44,6 @@ fn envs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     v.iter().map(|(k, s)| (*k, s.as_str())).collect()
 }
 
-fn clone_via_lb(lb: &Lb, dest: &std::path::Path) {
-    let env = lb.git_env();
-    let url = lb.https_url("PROJ", "repo");
-    gitc::run(
-        None,
-        &["clone", "-q", &url, dest.to_str().expect("utf8")],
-        &envs(&env),
-    );
-}
-
 fn node_id_via_lb(lb: &Lb, jar: &std::path::Path) -> String {
     let jar = jar.to_str().expect("utf8");
     let out = lb.curl("/status", &["-b", jar, "-c", jar]);
@@ -190,7 +180,7 @@ fn the_cookie_keeps_a_client_on_one_node_and_fails_over() {
         );
     }
     // New clones work straight away.
-    clone_via_lb(&lb, &tmp.path().join("clone"));
+    lb.clone_repo("PROJ", "repo", &tmp.path().join("clone"), &[]);
     wait_for("the dead node out of rotation", LIMIT, || {
         (lb.admin_status()["healthyBackends"] == 2).then_some(())
     });
@@ -235,7 +225,7 @@ fn slow_clients_do_not_block_others() {
     }
     let tmp = tempfile::tempdir().expect("tempdir");
     for i in 0..3 {
-        clone_via_lb(&lb, &tmp.path().join(format!("c{i}")));
+        lb.clone_repo("PROJ", "repo", &tmp.path().join(format!("c{i}")), &[]);
     }
     drop(idle);
 }

@@ -49,18 +49,7 @@ fn metrics_parse_and_move_with_clones() {
     );
 
     let tmp = tempfile::tempdir().expect("tempdir");
-    let env = lb.git_env();
-    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    gitc::run(
-        None,
-        &[
-            "clone",
-            "-q",
-            &lb.https_url("P", "r"),
-            tmp.path().join("a").to_str().expect("utf8"),
-        ],
-        &envs,
-    );
+    lb.clone_repo("P", "r", &tmp.path().join("a"), &[]);
     let ssh = node.git_ssh();
     gitc::run(
         None,
