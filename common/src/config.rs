@@ -223,6 +223,61 @@ impl Validator<'_> {
         Ok(SocketAddr::new(ip, port))
     }
 
+    /// A farm secret: at least 16 characters; the error never shows the value.
+    pub fn farm_secret(&self, l: &Located, key: &str) -> Result<String, ConfigError> {
+        if l.value.len() < 16 {
+            return Err(self.at(
+                l,
+                key,
+                "must be at least 16 characters (the value is not shown)",
+            ));
+        }
+        Ok(l.value.clone())
+    }
+
+    /// A comma list of gossip seeds, each `host:port` (port 1–65535); may be empty.
+    pub fn seeds(&self, l: &Located, key: &str) -> Result<Vec<String>, ConfigError> {
+        l.value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| match s.rsplit_once(':') {
+                Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0) => {
+                    Ok(s.to_owned())
+                }
+                _ => Err(self.at(l, key, &format!("{s:?}: expected host:port"))),
+            })
+            .collect()
+    }
+
+    /// This host's gossip address: an address key (required, and not 0.0.0.0 or `::`, since
+    /// peers use it to reach this host) and a port key with a default.
+    pub fn gossip_addr(
+        &self,
+        address: &Option<Located>,
+        akey: &str,
+        port: &Option<Located>,
+        pkey: &str,
+        default_port: u16,
+    ) -> Result<SocketAddr, ConfigError> {
+        let addr = self.addr(
+            address,
+            akey,
+            IpAddr::from([0, 0, 0, 0]),
+            port,
+            pkey,
+            default_port,
+        )?;
+        if addr.ip().is_unspecified() {
+            let what = "this host's address that the other farm members reach";
+            return Err(match address {
+                Some(l) => self.at(l, akey, &format!("must be {what}")),
+                None => self.missing(akey, &format!("set it to {what}")),
+            });
+        }
+        Ok(addr)
+    }
+
     /// A port number, or `default` when absent.
     pub fn port(&self, l: &Option<Located>, key: &str, default: u16) -> Result<u16, ConfigError> {
         match l {

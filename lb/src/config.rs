@@ -364,58 +364,25 @@ fn lb_farm(fc: &FileConfig, v: &Validator<'_>) -> Result<Option<LbFarm>, ConfigE
             ))
         }
     };
-    if secret.value.len() < 16 {
-        return Err(ConfigError::At {
-            file: v.file.to_owned(),
-            line: secret.line,
-            key: "lb.farm.secret".into(),
-            message: "must be at least 16 characters (the value is not shown)".into(),
-        });
-    }
-    let seeds: Vec<String> = seeds
-        .value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if seeds.is_empty()
-        || seeds.iter().any(|s| {
-            s.rsplit_once(':')
-                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-        })
-    {
-        let l = fc.farm_seeds.as_ref().expect("checked above");
+    let secret = v.farm_secret(secret, "lb.farm.secret")?;
+    let seeds_list = v.seeds(seeds, "lb.farm.seeds")?;
+    if seeds_list.is_empty() {
         return Err(v.at(
-            l,
+            seeds,
             "lb.farm.seeds",
             "expected host:port of farm members, comma separated",
         ));
     }
-    let gossip_addr = v.addr(
+    let gossip_addr = v.gossip_addr(
         &fc.farm_gossip_address,
         "lb.farm.gossip.address",
-        IpAddr::from([0, 0, 0, 0]),
         &fc.farm_gossip_port,
         "lb.farm.gossip.port",
         7901,
     )?;
-    if gossip_addr.ip().is_unspecified() {
-        return Err(match &fc.farm_gossip_address {
-            Some(l) => v.at(
-                l,
-                "lb.farm.gossip.address",
-                "must be this host's address that the farm members reach",
-            ),
-            None => v.missing(
-                "lb.farm.gossip.address",
-                "set it to this host's address that the farm members reach",
-            ),
-        });
-    }
     Ok(Some(LbFarm {
-        seeds,
-        secret: secret.value.clone(),
+        seeds: seeds_list,
+        secret,
         gossip_addr,
     }))
 }

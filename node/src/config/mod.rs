@@ -299,35 +299,14 @@ fn farm_config(
         }
         return Ok(None);
     };
-    if secret.value.len() < 16 {
-        return Err(ConfigError::At {
-            file: v.file.to_owned(),
-            line: secret.line,
-            key: "farm.secret".into(),
-            message: "must be at least 16 characters (the value is not shown)".into(),
-        });
-    }
-    let gossip_addr = v.addr(
+    let secret_value = v.farm_secret(secret, "farm.secret")?;
+    let gossip_addr = v.gossip_addr(
         &fc.farm_gossip_address,
         "farm.gossip.address",
-        IpAddr::from([0, 0, 0, 0]),
         &fc.farm_gossip_port,
         "farm.gossip.port",
         7900,
     )?;
-    if gossip_addr.ip().is_unspecified() {
-        return Err(match &fc.farm_gossip_address {
-            Some(l) => v.at(
-                l,
-                "farm.gossip.address",
-                "must be this node's address that the other members can reach",
-            ),
-            None => v.missing(
-                "farm.gossip.address",
-                "set it to this node's address that the other members can reach",
-            ),
-        });
-    }
     if taken
         .iter()
         .any(|a| a.port() == gossip_addr.port() && gossip_addr.port() != 0)
@@ -345,19 +324,12 @@ fn farm_config(
     }
     let seeds = match &fc.farm_seeds {
         None => Vec::new(),
-        Some(l) => list(&l.value)
-            .map(|s| match s.rsplit_once(':') {
-                Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0) => {
-                    Ok(s.to_owned())
-                }
-                _ => Err(v.at(l, "farm.seeds", &format!("{s:?}: expected host:port"))),
-            })
-            .collect::<Result<_, _>>()?,
+        Some(l) => v.seeds(l, "farm.seeds")?,
     };
     Ok(Some(FarmConfig {
         gossip_addr,
         seeds,
-        secret: secret.value.clone(),
+        secret: secret_value,
         stage_timeout: v.seconds(&fc.farm_stage_timeout, "farm.stage.timeout", 15)?,
     }))
 }
