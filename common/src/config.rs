@@ -226,11 +226,13 @@ impl Validator<'_> {
     /// A farm secret: at least 16 characters; the error never shows the value.
     pub fn farm_secret(&self, l: &Located, key: &str) -> Result<String, ConfigError> {
         if l.value.len() < 16 {
-            return Err(self.at(
-                l,
-                key,
-                "must be at least 16 characters (the value is not shown)",
-            ));
+            // Not `at`: that error quotes the value.
+            return Err(ConfigError::At {
+                file: self.file.to_owned(),
+                line: l.line,
+                key: key.to_owned(),
+                message: "must be at least 16 characters (the value is not shown)".into(),
+            });
         }
         Ok(l.value.clone())
     }
