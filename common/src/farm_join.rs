@@ -245,7 +245,10 @@ where
         return Err(format!("bad repository name {repo:?}"));
     }
     let path = root.join(format!("{repo}.git"));
-    if !path.join("HEAD").is_file() {
+    if !tokio::fs::metadata(path.join("HEAD"))
+        .await
+        .is_ok_and(|m| m.is_file())
+    {
         return Err(format!("{repo} is not mirrored here"));
     }
     // Members fetch the state this one staged (hidden from clients until the farm flips).

@@ -31,17 +31,26 @@ pub async fn ensure_member(
     farm: &FarmConfig,
     node_id: &str,
 ) -> Result<FarmCa, String> {
-    let farm_id = store
-        .meta_get("farm_id")
-        .map_err(|e| e.to_string())?
-        .ok_or("no farm ID")?;
-    if let Some(ca) = FarmCa::load(home.root(), &farm_id).map_err(|e| e.to_string())? {
-        return Ok(ca);
-    }
-    if farm.seeds.is_empty() {
+    // The store and the files are read and written on the blocking pool.
+    let (h, s, first) = (home.clone(), store.clone(), farm.seeds.is_empty());
+    let local = blocking(move || {
+        let farm_id = s
+            .meta_get("farm_id")
+            .map_err(|e| e.to_string())?
+            .ok_or("no farm ID")?;
+        if let Some(ca) = FarmCa::load(h.root(), &farm_id).map_err(|e| e.to_string())? {
+            return Ok(Some(ca));
+        }
+        if !first {
+            return Ok(None);
+        }
         let ca = FarmCa::create(&farm_id).map_err(|e| e.to_string())?;
-        ca.save(home.root()).map_err(|e| e.to_string())?;
+        ca.save(h.root()).map_err(|e| e.to_string())?;
         tracing::info!(farm_id, "created the farm (first node): farm CA made");
+        Ok(Some(ca))
+    })
+    .await?;
+    if let Some(ca) = local {
         return Ok(ca);
     }
     let digests = keys::config_digests(config);
@@ -50,7 +59,10 @@ pub async fn ensure_member(
     while started.elapsed() < JOIN_PATIENCE {
         for seed in &farm.seeds {
             match join::join(seed, &farm.secret, node_id, &digests).await {
-                Ok(identity) => return adopt(home, store, identity),
+                Ok(identity) => {
+                    let (h, s) = (home.clone(), store.clone());
+                    return blocking(move || adopt(&h, &s, identity)).await;
+                }
                 Err(JoinError::Refused(why)) => return Err(why),
                 Err(JoinError::Unreachable(why)) => last = why,
             }
@@ -60,6 +72,14 @@ pub async fn ensure_member(
     Err(format!(
         "no seed let this node join within {JOIN_PATIENCE:?}: {last}"
     ))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("farm setup task failed: {e}"))?
 }
 
 fn adopt(home: &Home, store: &Store, id: FarmIdentity) -> Result<FarmCa, String> {
@@ -103,13 +123,19 @@ pub async fn serve_joins(
     let ca_pem = ca.cert_pem().map_err(|e| e.to_string())?;
     // What `mirrorfarm farm-connect` (git's transport to other members) presents and trusts.
     let dir = home.root().join("farm");
-    for (name, bytes, mode) in [
-        ("ca.pem", &ca_pem, 0o644),
-        ("node.pem", &cert_pem, 0o644),
-        ("node.key", &key_pem, 0o600),
-    ] {
-        write_atomic(&dir.join(name), bytes.as_bytes(), mode).map_err(|e| e.to_string())?;
-    }
+    let files = [
+        ("ca.pem", ca_pem.clone(), 0o644),
+        ("node.pem", cert_pem.clone(), 0o644),
+        ("node.key", key_pem.clone(), 0o600),
+    ];
+    let key_path = home.upstream_key();
+    let upstream_key = blocking(move || {
+        for (name, bytes, mode) in files {
+            write_atomic(&dir.join(name), bytes.as_bytes(), mode).map_err(|e| e.to_string())?;
+        }
+        std::fs::read_to_string(key_path).map_err(|e| e.to_string())
+    })
+    .await?;
     let roots = join::ca_roots(&ca_pem)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     // Joiners have no certificate yet; members fetching objects must present one from the farm CA.
@@ -129,7 +155,6 @@ pub async fn serve_joins(
     let listener = TcpListener::bind(farm.gossip_addr)
         .await
         .map_err(|e| format!("cannot listen on {} (farm, TCP): {e}", farm.gossip_addr))?;
-    let upstream_key = std::fs::read_to_string(home.upstream_key()).map_err(|e| e.to_string())?;
     let member = Arc::new(Member {
         secret: farm.secret.clone(),
         config: keys::config_digests(config),
