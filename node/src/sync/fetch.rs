@@ -20,8 +20,6 @@ pub struct Synced {
     pub refs_hash: String,
     /// How long it took.
     pub elapsed: Duration,
-    /// The generation the farm gives the new state (`None`: this node's own count goes on).
-    pub generation: Option<u64>,
     /// A newer state appeared in the farm while this one waited: sync again at once.
     pub again: bool,
 }
@@ -121,7 +119,6 @@ pub async fn flip(plan: &FetchPlan<'_>, staged: &Staged) -> Result<Synced, SyncF
         changed,
         refs_hash: staged.hash.clone(),
         elapsed: started.elapsed(),
-        generation: None,
         again: false,
     })
 }

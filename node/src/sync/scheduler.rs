@@ -426,7 +426,6 @@ async fn stage_and_flip(
                 changed: 0,
                 refs_hash: served,
                 elapsed: Duration::ZERO,
-                generation: None,
                 again: true,
             });
         }
@@ -448,28 +447,19 @@ async fn flip_and_publish(
     generation: Option<u64>,
 ) -> Result<Synced, SyncFailure> {
     let t = std::time::Instant::now();
-    let mut synced = fetch::flip(plan, staged).await?;
+    let synced = fetch::flip(plan, staged).await?;
     tracing::debug!(repo = %plan.id, duration_ms = t.elapsed().as_millis() as u64, "flipped");
-    synced.generation = generation;
     let record = {
         let mut repos = shared
             .repos
             .write()
             .expect("repo map lock is never poisoned");
         repos.get_mut(plan.id).and_then(|e| {
-            if e.record.refs_hash == synced.refs_hash && e.record.generation > 0 {
-                return None;
-            }
-            if !e.record.refs_hash.is_empty() {
-                // The replaced state's tips stay hidden in the repository (previous, older).
-                e.kept.insert(0, std::mem::take(&mut e.record.refs_hash));
-                e.kept.truncate(2);
-            }
-            e.record.refs_hash = synced.refs_hash.clone();
-            e.record.generation = generation.unwrap_or(e.record.generation + 1);
-            e.record.last_result = Some(SyncResult::Ok);
-            e.record.last_success_ms = Some(now_ms());
-            Some(e.record.clone())
+            advance(e, &synced.refs_hash, generation).then(|| {
+                e.record.last_result = Some(SyncResult::Ok);
+                e.record.last_success_ms = Some(now_ms());
+                e.record.clone()
+            })
         })
     };
     if let Some(rec) = record {
@@ -483,6 +473,22 @@ async fn flip_and_publish(
         fetch::maintain(plan).await;
     }
     Ok(synced)
+}
+
+/// Makes `refs_hash` the served state of `e` (the generation moves on, to `generation` when the
+/// farm gives one; the replaced state is kept, two deep); false when it already was.
+fn advance(e: &mut crate::state::RepoEntry, refs_hash: &str, generation: Option<u64>) -> bool {
+    if e.record.refs_hash == refs_hash && e.record.generation > 0 {
+        return false;
+    }
+    if !e.record.refs_hash.is_empty() {
+        // The replaced state's tips stay hidden in the repository (previous, older).
+        e.kept.insert(0, std::mem::take(&mut e.record.refs_hash));
+        e.kept.truncate(2);
+    }
+    e.record.refs_hash = refs_hash.to_owned();
+    e.record.generation = generation.unwrap_or(e.record.generation + 1);
+    true
 }
 
 /// How often a staged state checks whether the farm may advertise it, at the latest (it checks
@@ -525,11 +531,8 @@ fn next_record(prev: &RepoRecord, res: &Result<Synced, SyncFailure>, host: &str)
     rec.last_sync_ms = Some(now);
     match res {
         Ok(s) if s.again => {}
-        Ok(s) => {
-            if s.refs_hash != prev.refs_hash || prev.generation == 0 {
-                rec.generation = s.generation.unwrap_or(rec.generation + 1);
-            }
-            rec.refs_hash = s.refs_hash.clone();
+        // The served state and generation were recorded at the flip (`advance`).
+        Ok(_) => {
             rec.last_success_ms = Some(now);
             rec.last_result = Some(SyncResult::Ok);
             rec.last_message.clear();
@@ -566,29 +569,26 @@ mod tests {
 
     #[test]
     fn generation_moves_only_when_refs_change() {
-        let ok = |h: &str| {
-            Ok(Synced {
-                changed: 1,
-                refs_hash: h.into(),
-                elapsed: Duration::ZERO,
-                generation: None,
-                again: false,
-            })
-        };
-        let r1 = next_record(&RepoRecord::default(), &ok("a"), "h");
-        assert_eq!(r1.generation, 1);
-        assert_eq!(next_record(&r1, &ok("a"), "h").generation, 1);
-        assert_eq!(next_record(&r1, &ok("b"), "h").generation, 2);
+        let mut e = crate::state::RepoEntry::default();
+        assert!(advance(&mut e, "a", None));
+        assert_eq!((e.record.generation, e.kept.len()), (1, 0));
+        assert!(!advance(&mut e, "a", None), "same state: nothing moves");
+        assert!(advance(&mut e, "b", None));
+        assert_eq!(e.record.generation, 2);
+        assert!(advance(&mut e, "c", Some(7)), "the farm's generation wins");
+        assert!(advance(&mut e, "d", None));
+        assert_eq!(e.record.generation, 8);
+        assert_eq!(e.kept, ["c", "b"], "two earlier states kept, newest first");
         let gone = Err(SyncFailure {
             kind: SyncResult::NotFound,
             message: "x".into(),
         });
-        assert_eq!(next_record(&r1, &gone, "h").generation, 0);
+        assert_eq!(next_record(&e.record, &gone, "h").generation, 0);
         let hk = Err(SyncFailure {
             kind: SyncResult::HostKeyChanged,
             message: "x".into(),
         });
-        assert!(next_record(&r1, &hk, "[up]:22")
+        assert!(next_record(&e.record, &hk, "[up]:22")
             .last_message
             .contains("[up]:22"));
     }
