@@ -147,6 +147,34 @@ impl Node {
         req.send().expect("POST sync").status().as_u16()
     }
 
+    /// Sends `n` triggers for one repository at once (threads released together, one client),
+    /// so they land within a few milliseconds; returns their status codes.
+    pub fn trigger_together(&self, project: &str, repo: &str, n: usize) -> Vec<u16> {
+        let url = format!("http://127.0.0.1:{}/rest/mirroring/latest/sync", self.http);
+        let c = reqwest::blocking::Client::new();
+        let body = serde_json::json!({"project": project, "repo": repo});
+        let gate = std::sync::Barrier::new(n);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n)
+                .map(|_| {
+                    s.spawn(|| {
+                        gate.wait();
+                        c.post(&url)
+                            .json(&body)
+                            .send()
+                            .expect("POST sync")
+                            .status()
+                            .as_u16()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("trigger thread"))
+                .collect()
+        })
+    }
+
     /// `http://…/scm/P/r.git`.
     pub fn http_url(&self, project: &str, repo: &str) -> String {
         format!("http://127.0.0.1:{}/scm/{project}/{repo}.git", self.http)
