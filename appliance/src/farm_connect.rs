@@ -40,7 +40,7 @@ pub fn run(
             return ExitCode::from(70);
         }
     };
-    rt.block_on(async {
+    let code = rt.block_on(async {
         let stream = match mirrorfarm_common::farm_join::open_upload_pack(
             peer, node, repo, &ca, &cert, &key,
         )
@@ -62,5 +62,9 @@ pub fn run(
         let _ = out.flush().await;
         up.abort();
         ExitCode::SUCCESS
-    })
+    });
+    // The stdin copy sits in a blocking read that git (our parent) may never end: it waits for
+    // this process to exit first. Dropping the runtime would wait for that read forever.
+    rt.shutdown_background();
+    code
 }

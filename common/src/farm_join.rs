@@ -600,6 +600,15 @@ pub async fn open_upload_pack(
         .await
         .map_err(|_| format!("{peer}: no answer"))?
         .map_err(|e| format!("{peer}: {e}"))?;
+    // A member that vanished from the network (no reset, no FIN) ends the session within
+    // about half a minute; a silent but live member (counting objects) keeps it.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(15))
+        .with_interval(Duration::from_secs(5))
+        .with_retries(3);
+    socket2::SockRef::from(&tcp)
+        .set_tcp_keepalive(&keepalive)
+        .map_err(|e| format!("{peer}: keepalive: {e}"))?;
     let mut stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
         .connect(name, tcp)
         .await

@@ -66,16 +66,29 @@ pub fn free_udp_port() -> u16 {
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, or panics after `limit` naming `what`.
-pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(what: &str, limit: Duration, f: impl FnMut() -> Option<T>) -> T {
+    wait_or_explain(what, limit, f, String::new)
+}
+
+/// Like [`wait_for`]; on timeout the panic message also carries `explain()` (state, logs), so
+/// a failure on CI says what the processes were doing.
+pub fn wait_or_explain<T>(
+    what: &str,
+    limit: Duration,
+    mut f: impl FnMut() -> Option<T>,
+    explain: impl FnOnce() -> String,
+) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
+        if start.elapsed() >= limit {
+            panic!(
+                "timed out after {limit:?} waiting for {what}\n{}",
+                explain()
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -85,6 +85,32 @@ impl Node {
         self.process.log()
     }
 
+    /// The status document (or why it cannot be had) and the last `lines` lines of the log.
+    pub fn explain(&self, lines: usize) -> String {
+        let url = format!("http://127.0.0.1:{}/status", self.http);
+        let status = reqwest::blocking::get(&url)
+            .and_then(|r| r.text())
+            .unwrap_or_else(|e| format!("(no status: {e})"));
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        let tail = all[all.len().saturating_sub(lines)..].join("\n");
+        let children = self
+            .pid()
+            .map(|pid| {
+                let out = Command::new("ps")
+                    .args(["-o", "pid,etimes,args", "--ppid"])
+                    .arg(pid.to_string())
+                    .output();
+                out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        format!(
+            "node :{} status: {status}\nchild processes:\n{children}log tail:\n{tail}",
+            self.http
+        )
+    }
+
     /// GET /status as JSON.
     pub fn status(&self) -> Value {
         self.get_json("/status")

@@ -9,7 +9,7 @@ use mirrorfarm_tests::farm::{advertised_objects_present, main_of, member_props};
 use mirrorfarm_tests::netcut::Cut;
 use mirrorfarm_tests::node::Node;
 use mirrorfarm_tests::upstream::{Shape, Upstream};
-use mirrorfarm_tests::{free_udp_port, wait_for};
+use mirrorfarm_tests::{free_udp_port, wait_for, wait_or_explain};
 
 const LIMIT: Duration = Duration::from_secs(90);
 /// The group the cut-off node runs as, so the filter can tell its connections apart.
@@ -84,9 +84,12 @@ fn a_member_cut_off_withholds_its_state_and_catches_up_after_the_cut() {
     let new = up.commit("P", "r", "main", "while one member is cut off");
     assert_eq!(a.trigger(Some(("P", "r"))), 202);
     for n in [&a, &b] {
-        wait_for("the change on the connected members", LIMIT, || {
-            (main_of(n).as_deref() == Some(new.as_str())).then_some(())
-        });
+        wait_or_explain(
+            "the change on the connected members",
+            LIMIT,
+            || (main_of(n).as_deref() == Some(new.as_str())).then_some(()),
+            || format!("{}\n{}", a.explain(60), b.explain(60)),
+        );
     }
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(info_refs_status(&c), 503, "the cut-off member serves again");
@@ -94,13 +97,18 @@ fn a_member_cut_off_withholds_its_state_and_catches_up_after_the_cut() {
     // Healed: it rejoins, catches up with the farm's generation, and serves again.
     drop(cut);
     let farm = a.repo_status("P", "r").expect("P/r");
-    wait_for("the healed member caught up", LIMIT, || {
-        let r = c.repo_status("P", "r")?;
-        (r["refsHash"] == farm["refsHash"]
-            && r["generation"] == farm["generation"]
-            && r["state"] == "SYNCHRONIZED")
-            .then_some(())
-    });
+    wait_or_explain(
+        "the healed member caught up",
+        LIMIT,
+        || {
+            let r = c.repo_status("P", "r")?;
+            (r["refsHash"] == farm["refsHash"]
+                && r["generation"] == farm["generation"]
+                && r["state"] == "SYNCHRONIZED")
+                .then_some(())
+        },
+        || format!("{}\n{}", a.explain(40), c.explain(80)),
+    );
     assert_eq!(info_refs_status(&c), 200);
     assert_eq!(main_of(&c).as_deref(), Some(new.as_str()));
     assert_eq!(c.status()["memberCount"], 3);
