@@ -19,7 +19,8 @@ use crate::backends::{Backend, Backends, InFlight};
 /// Paths the LB keeps from the world (nodes serve them on their own listeners only).
 pub const NODE_ONLY_PREFIXES: &[&str] = &["/rest/mirroring/", "/metrics"];
 
-/// The proxy logic.
+/// The proxy logic (cheap to clone: the HTTP/1.1 front holds one too).
+#[derive(Clone)]
 pub struct FarmProxy {
     /// The nodes.
     pub backends: Arc<Backends>,
@@ -28,7 +29,7 @@ pub struct FarmProxy {
     /// Metrics.
     pub metrics: Arc<crate::metrics::LbMetrics>,
     /// This worker's kept-alive connections for requests without a body.
-    pub pool: crate::upstream_get::Pool,
+    pub pool: Arc<crate::upstream_get::Pool>,
 }
 
 /// Per-request state.
@@ -38,7 +39,8 @@ pub struct RequestCtx {
     tried: Vec<SocketAddr>,
 }
 
-fn host_matches(host: &str, hostname: &str) -> bool {
+/// Whether a Host header (or authority) names the farm hostname.
+pub fn host_matches(host: &str, hostname: &str) -> bool {
     let host = host.trim();
     let bare = match host.rsplit_once(':') {
         Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
@@ -59,8 +61,12 @@ impl FarmProxy {
             .filter_map(|v| v.to_str().ok())
             .find_map(session::route_in_cookie_header)
             .map(str::to_owned);
+        self.pick(route.as_deref(), ctx)
+    }
+
+    /// [`Self::choose`] with the route the request's session cookie names.
+    pub(crate) fn pick(&self, route: Option<&str>, ctx: &mut RequestCtx) -> Result<Arc<Backend>> {
         let sticky = route
-            .as_deref()
             .and_then(|r| self.backends.by_route(r))
             .filter(|b| !ctx.tried.contains(&b.addr.http));
         let backend = match sticky {
@@ -77,9 +83,17 @@ impl FarmProxy {
         Ok(backend)
     }
 
+    /// The label of the node a request went to (empty when none).
+    pub(crate) fn backend_label(ctx: &RequestCtx) -> &str {
+        ctx.in_flight
+            .as_ref()
+            .map(|f| f.backend().addr.label.as_str())
+            .unwrap_or_default()
+    }
+
     /// A node could not be reached: out of rotation until it passes checks; whether another
     /// node is left to try.
-    fn unreachable(&self, ctx: &mut RequestCtx, why: &dyn std::fmt::Display) -> bool {
+    pub(crate) fn unreachable(&self, ctx: &mut RequestCtx, why: &dyn std::fmt::Display) -> bool {
         if let Some(f) = ctx.in_flight.take() {
             if f.backend().set_healthy(false) {
                 tracing::warn!(backend = %f.backend().addr.label, error = %why, "cannot connect to node; out of rotation until it passes checks");
@@ -91,43 +105,64 @@ impl FarmProxy {
     /// The request head sent to a node for a request without a body.
     fn bodiless_head(&self, session: &Session) -> Vec<u8> {
         let req = session.req_header();
-        let mut out = Vec::with_capacity(1024);
-        out.extend_from_slice(req.method.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        self.upstream_head(
+            req.method.as_str().as_bytes(),
             req.uri
                 .path_and_query()
                 .map(|p| p.as_str())
                 .unwrap_or("/")
                 .as_bytes(),
-        );
+            req.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
+            client,
+        )
+    }
+
+    /// A request head for a node: the client's headers without hop-by-hop and forwarding ones,
+    /// then `Host` and the `X-Forwarded-*` headers.
+    pub(crate) fn upstream_head<'h>(
+        &self,
+        method: &[u8],
+        path: &[u8],
+        headers: impl Iterator<Item = (&'h str, &'h [u8])>,
+        client: Option<std::net::IpAddr>,
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1024);
+        out.extend_from_slice(method);
+        out.push(b' ');
+        out.extend_from_slice(path);
         out.extend_from_slice(b" HTTP/1.1\r\n");
         let mut host = None;
         let mut xff = None;
-        for (name, value) in req.headers.iter() {
-            match name.as_str() {
-                "host" => host = Some(value.as_bytes()),
-                "x-forwarded-for" => xff = value.to_str().ok().filter(|v| !v.is_empty()),
-                "x-forwarded-proto" | "x-forwarded-host" => {}
-                n if crate::upstream_get::hop_by_hop(n) => {}
-                n => {
-                    out.extend_from_slice(n.as_bytes());
-                    out.extend_from_slice(b": ");
-                    out.extend_from_slice(value.as_bytes());
-                    out.extend_from_slice(b"\r\n");
-                }
+        for (name, value) in headers {
+            if name.eq_ignore_ascii_case("host") {
+                host = Some(value);
+            } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+                xff = Some(value).filter(|v| !v.is_empty());
+            } else if name.eq_ignore_ascii_case("x-forwarded-proto")
+                || name.eq_ignore_ascii_case("x-forwarded-host")
+                || crate::upstream_get::hop_by_hop(name)
+            {
+            } else {
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value);
+                out.extend_from_slice(b"\r\n");
             }
         }
         out.extend_from_slice(b"Host: ");
         out.extend_from_slice(host.unwrap_or(self.hostname.as_bytes()));
         out.extend_from_slice(b"\r\nX-Forwarded-For: ");
         if let Some(prev) = xff {
-            out.extend_from_slice(prev.as_bytes());
+            out.extend_from_slice(prev);
             out.extend_from_slice(b", ");
         }
-        if let Some(a) = session.client_addr().and_then(|a| a.as_inet()) {
+        if let Some(ip) = client {
             use std::io::Write;
-            let _ = write!(out, "{}", a.ip());
+            let _ = write!(out, "{ip}");
         }
         out.extend_from_slice(b"\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: ");
         out.extend_from_slice(self.hostname.as_bytes());
@@ -140,18 +175,41 @@ impl FarmProxy {
     async fn forward_bodiless(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let head_only = session.req_header().method == http::Method::HEAD;
         let request = self.bodiless_head(session);
+        let route = session
+            .req_header()
+            .headers
+            .get_all("cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(session::route_in_cookie_header)
+            .map(str::to_owned);
+        self.forward_to(session, route.as_deref(), &request, head_only, ctx)
+            .await?;
+        Ok(true)
+    }
+
+    /// Sends `request` (a head without body) to the node `route` names or the least loaded one,
+    /// the next node when one cannot be reached, and the answer to `sink`.
+    pub(crate) async fn forward_to<S: crate::upstream_get::ResponseSink>(
+        &self,
+        sink: &mut S,
+        route: Option<&str>,
+        request: &[u8],
+        head_only: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         loop {
-            let backend = self.choose(session, ctx)?;
+            let backend = self.pick(route, ctx)?;
             let outcome = crate::upstream_get::forward(
-                session,
+                sink,
                 &self.pool,
                 backend.addr.http,
-                &request,
+                request,
                 head_only,
             )
             .await?;
             match outcome {
-                crate::upstream_get::Outcome::Done => return Ok(true),
+                crate::upstream_get::Outcome::Done => return Ok(()),
                 crate::upstream_get::Outcome::Unreachable(e) => {
                     if !self.unreachable(ctx, &e) {
                         return Err(Error::explain(
@@ -280,11 +338,7 @@ impl ProxyHttp for FarmProxy {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        let backend = ctx
-            .in_flight
-            .as_ref()
-            .map(|f| f.backend().addr.label.as_str())
-            .unwrap_or_default();
+        let backend = Self::backend_label(ctx);
         self.metrics.request(backend, status);
         if let Some(e) = e {
             tracing::warn!(path = %session.req_header().uri.path(), status, backend, error = %e, "request failed");

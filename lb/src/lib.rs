@@ -6,6 +6,7 @@ pub mod backends;
 pub mod background;
 pub mod config;
 pub mod discovery;
+pub mod fast_front;
 pub mod health;
 pub mod http_proxy;
 pub mod metrics;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::Listeners;
 use pingora::listeners::{L4BufferSettings, ListenerConfig, TcpSocketOptions};
-use pingora::proxy::http_proxy_service_with_name;
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
@@ -16,6 +16,7 @@ use crate::admin::{AdminApp, RedirectApp};
 use crate::backends::Backends;
 use crate::background::{CertReloader, DrainWatcher};
 use crate::config::{CertSource, LbConfig};
+use crate::fast_front::FastFront;
 use crate::health::HealthChecker;
 use crate::http_proxy::FarmProxy;
 use crate::metrics::LbMetrics;
@@ -155,16 +156,17 @@ pub fn run(config: LbConfig) -> Result<(), LbError> {
             worker_address(config.https, worker),
             worker_address(config.ssh, worker),
         );
-        let mut proxy = http_proxy_service_with_name(
-            &server.configuration,
-            FarmProxy {
-                backends: backends.clone(),
-                hostname: config.hostname.clone(),
-                metrics: metrics.clone(),
-                pool: Default::default(),
-            },
-            &format!("https {worker}"),
-        );
+        let farm = FarmProxy {
+            backends: backends.clone(),
+            hostname: config.hostname.clone(),
+            metrics: metrics.clone(),
+            pool: Default::default(),
+        };
+        let front = FastFront {
+            proxy: Arc::new(http_proxy(&server.configuration, farm.clone())),
+            farm,
+        };
+        let mut proxy = Service::new(format!("https {worker}"), front);
         proxy.threads = Some(1);
         let counter = HandshakeCounter {
             metrics: metrics.clone(),

@@ -98,10 +98,71 @@ enum Framing {
     UntilClose,
 }
 
-struct Head {
-    response: ResponseHeader,
+/// A node's response head: its bytes as received and the headers passed on.
+pub struct Head {
+    /// The status code.
+    pub code: u16,
+    raw: Bytes,
+    /// The status line's end in `raw` (before its CRLF).
+    status_end: usize,
+    /// Name and value ranges in `raw` of the headers passed on (not hop-by-hop).
+    kept: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
     framing: Framing,
     keep_alive: bool,
+}
+
+impl Head {
+    fn kept(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.kept
+            .iter()
+            .map(|(n, v)| (&self.raw[n.clone()], &self.raw[v.clone()]))
+    }
+
+    /// The head as pingora's response header (chunked bodies are framed again by pingora).
+    pub fn to_response_header(&self) -> Result<ResponseHeader> {
+        let mut response = ResponseHeader::build(self.code, Some(self.kept.len() + 1))?;
+        for (name, value) in self.kept() {
+            let name = http::HeaderName::from_bytes(name)
+                .map_err(|e| upstream_error("bad header name from node", e))?;
+            let value = http::HeaderValue::from_bytes(value)
+                .map_err(|e| upstream_error("bad header value from node", e))?;
+            response.append_header(name, value)?;
+        }
+        if matches!(self.framing, Framing::Chunked) {
+            response.insert_header("transfer-encoding", "chunked")?;
+        }
+        Ok(response)
+    }
+
+    /// Whether an HTTP/1.1 client gets this body chunked (a body the node delimits by closing
+    /// is chunked too, so the client's connection stays reusable).
+    pub fn chunked_to_client(&self) -> bool {
+        matches!(self.framing, Framing::Chunked | Framing::UntilClose)
+    }
+
+    /// Appends the head as sent to an HTTP/1.1 client: the node's status line and headers,
+    /// without hop-by-hop ones, and `close` when the client's connection ends after it.
+    pub fn write_http11(&self, out: &mut Vec<u8>, close: bool) {
+        out.extend_from_slice(b"HTTP/1.1");
+        let line = &self.raw[..self.status_end];
+        // "HTTP/1.x SP code SP reason": keep from the first space on.
+        let from = line.iter().position(|b| *b == b' ').unwrap_or(line.len());
+        out.extend_from_slice(&line[from..]);
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in self.kept() {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+        if self.chunked_to_client() {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(Head, usize)>> {
@@ -116,7 +177,12 @@ fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(Head, usize)>> {
     if (100..200).contains(&code) {
         return Err(upstream_error("node answered", "an interim (1xx) response"));
     }
-    let mut response = ResponseHeader::build(code, Some(r.headers.len()))?;
+    let base = buf.as_ptr() as usize;
+    let range = |s: &[u8]| {
+        let start = s.as_ptr() as usize - base;
+        start..start + s.len()
+    };
+    let mut kept = Vec::with_capacity(r.headers.len());
     // HTTP/1.0 closes unless asked to keep alive; HTTP/1.1 keeps alive unless asked to close.
     let (mut length, mut chunked, mut close) = (None, false, r.version == Some(0));
     for h in r.headers.iter() {
@@ -139,26 +205,30 @@ fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(Head, usize)>> {
             }
         }
         if !hop_by_hop(h.name) {
-            let name = http::HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|e| upstream_error("bad header name from node", e))?;
-            response.append_header(name, h.value)?;
+            kept.push((range(h.name.as_bytes()), range(h.value)));
         }
     }
     let framing = if head_only || code == 204 || code == 304 {
         Framing::Empty
     } else if chunked {
-        // Passed on chunked (pingora frames it again for HTTP/1.1 and drops it for h2).
-        response.insert_header("transfer-encoding", "chunked")?;
         Framing::Chunked
     } else if let Some(l) = length {
+        // A chunked body's length header is dropped (RFC 9112 6.3); here it frames the body.
         Framing::Length(l)
     } else {
         Framing::UntilClose
     };
+    if chunked {
+        kept.retain(|(name, _)| !buf[name.clone()].eq_ignore_ascii_case(b"content-length"));
+    }
     let keep_alive = !close && !matches!(framing, Framing::UntilClose);
+    let status_end = buf.windows(2).position(|w| w == b"\r\n").unwrap_or(0);
     Ok(Some((
         Head {
-            response,
+            code,
+            raw: Bytes::copy_from_slice(&buf[..n]),
+            status_end,
+            kept,
             framing,
             keep_alive,
         },
@@ -168,8 +238,8 @@ fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(Head, usize)>> {
 
 /// Sends `request` (a complete request head without body) to the node at `addr` and streams its
 /// answer to the client.
-pub async fn forward(
-    session: &mut Session,
+pub async fn forward<S: ResponseSink>(
+    session: &mut S,
     pool: &Pool,
     addr: SocketAddr,
     request: &[u8],
@@ -213,9 +283,7 @@ pub async fn forward(
         };
         buf.advance(used);
         let empty = matches!(head.framing, Framing::Empty | Framing::Length(0));
-        session
-            .write_response_header(Box::new(head.response), empty)
-            .await?;
+        session.head(&head, empty).await?;
         let clean = match head.framing {
             Framing::Empty => buf.is_empty(),
             Framing::Length(n) => copy_length(session, &mut conn, buf, n).await?,
@@ -232,15 +300,23 @@ pub async fn forward(
     )))
 }
 
-/// Where a response body goes: the client's session (or, in tests, memory).
+/// Where a response goes: pingora's client session, the HTTP/1.1 front's own connection (or,
+/// in tests, memory).
 #[async_trait::async_trait]
-pub trait BodySink: Send {
+pub trait ResponseSink: Send {
+    /// Writes the response head; `end` when no body follows.
+    async fn head(&mut self, head: &Head, end: bool) -> Result<()>;
     /// Writes the next piece of the body; `end` on the last.
     async fn body(&mut self, data: Option<Bytes>, end: bool) -> Result<()>;
 }
 
 #[async_trait::async_trait]
-impl BodySink for Session {
+impl ResponseSink for Session {
+    async fn head(&mut self, head: &Head, end: bool) -> Result<()> {
+        let response = head.to_response_header()?;
+        self.write_response_header(Box::new(response), end).await
+    }
+
     async fn body(&mut self, data: Option<Bytes>, end: bool) -> Result<()> {
         self.write_response_body(data, end).await
     }
@@ -256,7 +332,7 @@ async fn read_more<R: AsyncRead + Unpin>(conn: &mut R, buf: &mut BytesMut) -> Re
 }
 
 /// Streams a body of `n` bytes; true when the connection ends exactly after it.
-async fn copy_length<S: BodySink, R: AsyncRead + Unpin + Send>(
+async fn copy_length<S: ResponseSink, R: AsyncRead + Unpin + Send>(
     session: &mut S,
     conn: &mut R,
     mut buf: BytesMut,
@@ -276,7 +352,7 @@ async fn copy_length<S: BodySink, R: AsyncRead + Unpin + Send>(
 
 /// Streams a chunked body (decoded; trailers dropped); true when the connection ends exactly
 /// after it.
-async fn copy_chunked<S: BodySink, R: AsyncRead + Unpin + Send>(
+async fn copy_chunked<S: ResponseSink, R: AsyncRead + Unpin + Send>(
     session: &mut S,
     conn: &mut R,
     mut buf: BytesMut,
@@ -343,7 +419,7 @@ async fn copy_chunked<S: BodySink, R: AsyncRead + Unpin + Send>(
 }
 
 /// Streams a body delimited by the end of the connection; never reusable.
-async fn copy_until_close<S: BodySink, R: AsyncRead + Unpin + Send>(
+async fn copy_until_close<S: ResponseSink, R: AsyncRead + Unpin + Send>(
     session: &mut S,
     conn: &mut R,
     mut buf: BytesMut,
@@ -374,7 +450,11 @@ mod tests {
     }
 
     #[async_trait::async_trait]
-    impl BodySink for Collect {
+    impl ResponseSink for Collect {
+        async fn head(&mut self, _head: &Head, _end: bool) -> Result<()> {
+            Ok(())
+        }
+
         async fn body(&mut self, data: Option<Bytes>, end: bool) -> Result<()> {
             assert!(!self.ended, "body written after its end");
             if let Some(d) = data {
@@ -464,18 +544,31 @@ mod tests {
         assert_eq!(n, 79);
         assert!(matches!(h.framing, Framing::Length(5)));
         assert!(h.keep_alive);
-        assert!(h.response.headers.get("connection").is_none());
+        let response = h.to_response_header().expect("header");
+        assert!(response.headers.get("connection").is_none());
         assert_eq!(
-            h.response.headers.get("set-cookie").map(|v| v.as_bytes()),
+            response.headers.get("set-cookie").map(|v| v.as_bytes()),
             Some(&b"a=b"[..])
         );
+        let mut out = Vec::new();
+        h.write_http11(&mut out, false);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nSet-Cookie: a=b\r\n\r\n"
+        );
         let (h, _) = parse_head(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.0 200 Fine\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\nX: y\r\n\r\n",
             false,
         )
         .expect("parses")
         .expect("complete");
         assert!(matches!(h.framing, Framing::Chunked));
+        let mut out = Vec::new();
+        h.write_http11(&mut out, true);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 Fine\r\nX: y\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        );
         let (h, _) = parse_head(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", false)
             .expect("parses")
             .expect("complete");

@@ -9,6 +9,7 @@ pub mod netcut;
 pub mod node;
 pub mod process;
 pub mod prom;
+pub mod raw_http;
 pub mod upstream;
 
 use std::net::TcpListener;

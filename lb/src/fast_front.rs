@@ -1,0 +1,347 @@
+//! The HTTPS front's HTTP/1.1 loop. Requests without a body for the farm hostname (git's ref
+//! advertisements, `/status`, web pages) are parsed with httparse and answered from a node on
+//! this worker's kept-alive connections (see [`crate::upstream_get`]), the node's response head
+//! passed on as bytes. Every other request — a body (`git-upload-pack`), an upgrade, HTTP/1.0,
+//! another host, a node-only path, anything unusual — and every h2 connection goes through
+//! pingora's HTTP proxy ([`FarmProxy`]), which is handed the bytes already read. pingora's
+//! per-request session, header maps and phases cost more CPU per ref advertisement than the TLS
+//! and the proxying themselves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Buf, Bytes, BytesMut};
+use mirrorfarm_common::session;
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::{Stream, ALPN};
+use pingora::proxy::HttpProxy;
+use pingora::server::ShutdownWatch;
+use pingora::{Error, ErrorType, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::http_proxy::{FarmProxy, RequestCtx, NODE_ONLY_PREFIXES};
+use crate::upstream_get::{Head, ResponseSink};
+
+/// How long a kept-alive connection may sit idle between requests (pingora's default too).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// How long a client may take to send a whole request head once it started.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest request head read here (pingora's limit too); a longer one is pingora's to refuse.
+const MAX_REQUEST_HEAD: usize = 64 * 1024;
+/// Most headers a request read here may have; more go to pingora.
+const MAX_HEADERS: usize = 64;
+/// Bodies up to this size are written with the head, as one TLS record.
+const COALESCE: usize = 16 * 1024;
+
+/// The HTTPS service of one worker.
+pub struct FastFront {
+    /// pingora's proxy, for everything the fast path does not take.
+    pub proxy: Arc<HttpProxy<FarmProxy>>,
+    /// The same proxy logic (backends, pool, metrics) for the fast path.
+    pub farm: FarmProxy,
+}
+
+/// What to do with a parsed request.
+enum Route {
+    /// Forward on the fast path.
+    Fast {
+        request: Vec<u8>,
+        head_only: bool,
+        cookie_route: Option<String>,
+        close: bool,
+        path: String,
+    },
+    /// Hand the connection to pingora for this request.
+    Pingora,
+}
+
+#[async_trait]
+impl ServerApp for FastFront {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        if !matches!(stream.selected_alpn_proto(), None | Some(ALPN::H1)) {
+            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+        }
+        self.serve(stream, shutdown).await;
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.proxy.http_cleanup().await;
+    }
+}
+
+impl FastFront {
+    async fn serve(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
+        let client = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let mut buf = BytesMut::with_capacity(4096);
+        loop {
+            if *shutdown.borrow() {
+                let _ = stream.shutdown().await;
+                return;
+            }
+            if !read_head(&mut stream, &mut buf, shutdown).await {
+                return;
+            }
+            let (route, used) = self.route(&buf, client);
+            match route {
+                Route::Pingora => {
+                    let mut session = ServerSession::new_http1(stream);
+                    session.set_keepalive(Some(KEEPALIVE_IDLE.as_secs()));
+                    // This request's bytes only: pingora does not reuse a connection with bytes
+                    // read past a request, so what the client pipelined after it stays here.
+                    session.set_pipelined_prefix(buf.split_to(used.min(buf.len())));
+                    match self.proxy.process_new_http(session, shutdown).await {
+                        Some(reused) => stream = reused.consume().0,
+                        None => return,
+                    }
+                }
+                Route::Fast {
+                    request,
+                    head_only,
+                    cookie_route,
+                    close,
+                    path,
+                } => {
+                    buf.advance(used);
+                    let close = close || *shutdown.borrow();
+                    let mut sink = RawSink {
+                        stream: &mut stream,
+                        close,
+                        chunked: false,
+                        pending: Vec::new(),
+                        head_sent: false,
+                        status: 0,
+                    };
+                    let mut ctx = RequestCtx::default();
+                    let res = self
+                        .farm
+                        .forward_to(
+                            &mut sink,
+                            cookie_route.as_deref(),
+                            &request,
+                            head_only,
+                            &mut ctx,
+                        )
+                        .await;
+                    let backend = FarmProxy::backend_label(&ctx).to_owned();
+                    let reusable = match res {
+                        Ok(()) => {
+                            let status = sink.status;
+                            self.farm.metrics.request(&backend, status);
+                            tracing::debug!(path, status, backend, "request");
+                            !close
+                        }
+                        Err(e) => {
+                            let status = match e.etype() {
+                                ErrorType::HTTPStatus(c) => *c,
+                                _ => 502,
+                            };
+                            self.farm.metrics.request(&backend, status);
+                            tracing::warn!(path, status, backend, error = %e, "request failed");
+                            if !sink.head_sent {
+                                let _ = sink.error(status).await;
+                            }
+                            false
+                        }
+                    };
+                    drop(ctx);
+                    if stream.flush().await.is_err() || !reusable {
+                        let _ = stream.shutdown().await;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decides where a request in `buf` goes. For the fast path, also the length of its head;
+    /// for pingora, how many of the buffered bytes are this request's (head and body, as far as
+    /// they can be told apart: all of them for a chunked or unparsable one).
+    fn route(&self, buf: &[u8], client: Option<std::net::IpAddr>) -> (Route, usize) {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        let used = match req.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            _ => return (Route::Pingora, buf.len()),
+        };
+        let mut body_len = Some(0usize);
+        let (mut host_ok, mut hosts, mut close, mut cookie_route, mut fast) =
+            (false, 0, false, None, true);
+        for h in req.headers.iter() {
+            let name = h.name;
+            if name.eq_ignore_ascii_case("host") {
+                hosts += 1;
+                host_ok = std::str::from_utf8(h.value)
+                    .is_ok_and(|v| crate::http_proxy::host_matches(v, &self.farm.hostname));
+            } else if name.eq_ignore_ascii_case("content-length") {
+                body_len = std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok());
+                fast &= body_len == Some(0);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                body_len = None;
+                fast = false;
+            } else if name.eq_ignore_ascii_case("upgrade") || name.eq_ignore_ascii_case("expect") {
+                fast = false;
+            } else if name.eq_ignore_ascii_case("connection") {
+                let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
+                fast &= !v.contains("upgrade");
+                close |= v.contains("close");
+            } else if name.eq_ignore_ascii_case("cookie") && cookie_route.is_none() {
+                cookie_route = std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(session::route_in_cookie_header)
+                    .map(str::to_owned);
+            }
+        }
+        let whole = body_len.map_or(buf.len(), |n| used.saturating_add(n));
+        let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
+            return (Route::Pingora, whole);
+        };
+        let head_only = method == "HEAD";
+        fast &= method == "GET" || head_only;
+        fast &= path.starts_with('/') && !NODE_ONLY_PREFIXES.iter().any(|p| path.starts_with(p));
+        fast &= hosts == 1 && host_ok;
+        if !fast {
+            return (Route::Pingora, whole);
+        }
+        let request = self.farm.upstream_head(
+            method.as_bytes(),
+            path.as_bytes(),
+            req.headers.iter().map(|h| (h.name, h.value)),
+            client,
+        );
+        (
+            Route::Fast {
+                request,
+                head_only,
+                cookie_route,
+                close,
+                path: path.to_owned(),
+            },
+            used,
+        )
+    }
+}
+
+/// Reads until `buf` holds a complete request head; false when the connection is done (closed,
+/// idle too long, shutting down, or a head too slow or too large — pingora answers the latter
+/// when it is handed what was read, so a too-large head is returned as "complete").
+async fn read_head(stream: &mut Stream, buf: &mut BytesMut, shutdown: &ShutdownWatch) -> bool {
+    let mut shutdown = shutdown.clone();
+    loop {
+        if !buf.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            match httparse::Request::new(&mut headers).parse(buf) {
+                Ok(httparse::Status::Partial) if buf.len() < MAX_REQUEST_HEAD => {}
+                // Complete, malformed, too many headers or too large: decided by `route`.
+                _ => return true,
+            }
+        }
+        let limit = if buf.is_empty() {
+            KEEPALIVE_IDLE
+        } else {
+            HEAD_TIMEOUT
+        };
+        buf.reserve(4096);
+        let read = tokio::select! {
+            r = tokio::time::timeout(limit, stream.read_buf(buf)) => r,
+            _ = shutdown.changed(), if buf.is_empty() => return false,
+        };
+        match read {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Writes a node's response to the client's connection as HTTP/1.1.
+struct RawSink<'s> {
+    stream: &'s mut Stream,
+    close: bool,
+    chunked: bool,
+    /// The head (and small body pieces) not yet written, to go out in one TLS record.
+    pending: Vec<u8>,
+    head_sent: bool,
+    /// The status passed on.
+    status: u16,
+}
+
+fn write_error(e: std::io::Error) -> Box<Error> {
+    Error::because(ErrorType::WriteError, "writing to the client", e)
+}
+
+impl RawSink<'_> {
+    async fn flush_pending(&mut self) -> Result<()> {
+        if !self.pending.is_empty() {
+            self.stream
+                .write_all(&self.pending)
+                .await
+                .map_err(write_error)?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    async fn error(&mut self, status: u16) -> Result<()> {
+        let reason = http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|c| c.canonical_reason())
+            .unwrap_or("Error");
+        let text = format!(
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reason}\n",
+            reason.len() + 1
+        );
+        self.stream
+            .write_all(text.as_bytes())
+            .await
+            .map_err(write_error)?;
+        self.stream.flush().await.map_err(write_error)
+    }
+}
+
+#[async_trait]
+impl ResponseSink for RawSink<'_> {
+    async fn head(&mut self, head: &Head, end: bool) -> Result<()> {
+        self.chunked = head.chunked_to_client();
+        self.head_sent = true;
+        self.status = head.code;
+        head.write_http11(&mut self.pending, self.close);
+        if end {
+            self.flush_pending().await?;
+        }
+        Ok(())
+    }
+
+    async fn body(&mut self, data: Option<Bytes>, end: bool) -> Result<()> {
+        let data = data.unwrap_or_default();
+        if self.chunked && !data.is_empty() {
+            self.pending
+                .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        }
+        if self.pending.len() + data.len() <= COALESCE {
+            self.pending.extend_from_slice(&data);
+        } else {
+            self.flush_pending().await?;
+            self.stream.write_all(&data).await.map_err(write_error)?;
+        }
+        if self.chunked && !data.is_empty() {
+            self.pending.extend_from_slice(b"\r\n");
+        }
+        if end {
+            if self.chunked {
+                self.pending.extend_from_slice(b"0\r\n\r\n");
+            }
+            self.flush_pending().await?;
+        }
+        Ok(())
+    }
+}
