@@ -14,6 +14,11 @@ use tokio::net::TcpStream;
 
 use crate::backends::{Backends, InFlight};
 
+/// Copy buffer from the client to its node.
+const CLIENT_TO_NODE_BUFFER: usize = 16 * 1024;
+/// Copy buffer from the node to its client.
+const NODE_TO_CLIENT_BUFFER: usize = 256 * 1024;
+
 /// The passthrough app.
 pub struct SshPassthrough {
     /// The nodes.
@@ -74,7 +79,16 @@ impl ServerApp for SshPassthrough {
                 }
             }
         }
-        match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        // A clone's pack flows node → client: large reads and writes there (tokio's default is
+        // 8 KiB, eight times the syscalls per megabyte); the client's side carries little.
+        match tokio::io::copy_bidirectional_with_sizes(
+            &mut client,
+            &mut upstream,
+            CLIENT_TO_NODE_BUFFER,
+            NODE_TO_CLIENT_BUFFER,
+        )
+        .await
+        {
             Ok((up, down)) => {
                 tracing::debug!(client = ?peer, backend = %in_flight.backend().addr.label, up, down, "SSH connection closed")
             }
