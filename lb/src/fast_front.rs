@@ -237,6 +237,8 @@ impl FastFront {
 /// when it is handed what was read, so a too-large head is returned as "complete").
 async fn read_head(stream: &mut Stream, buf: &mut BytesMut, shutdown: &ShutdownWatch) -> bool {
     let mut shutdown = shutdown.clone();
+    // The whole head within HEAD_TIMEOUT of its first byte, however slowly it trickles in.
+    let mut deadline = (!buf.is_empty()).then(|| tokio::time::Instant::now() + HEAD_TIMEOUT);
     loop {
         if !buf.is_empty() {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -246,15 +248,16 @@ async fn read_head(stream: &mut Stream, buf: &mut BytesMut, shutdown: &ShutdownW
                 _ => return true,
             }
         }
-        let limit = if buf.is_empty() {
-            KEEPALIVE_IDLE
-        } else {
-            HEAD_TIMEOUT
+        let until = match deadline {
+            Some(d) => d,
+            None if buf.is_empty() => tokio::time::Instant::now() + KEEPALIVE_IDLE,
+            None => *deadline.insert(tokio::time::Instant::now() + HEAD_TIMEOUT),
         };
         buf.reserve(4096);
+        let idle = buf.is_empty();
         let read = tokio::select! {
-            r = tokio::time::timeout(limit, stream.read_buf(buf)) => r,
-            _ = shutdown.changed(), if buf.is_empty() => return false,
+            r = tokio::time::timeout_at(until, stream.read_buf(buf)) => r,
+            _ = shutdown.changed(), if idle => return false,
         };
         match read {
             Ok(Ok(n)) if n > 0 => {}
