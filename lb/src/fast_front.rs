@@ -22,7 +22,8 @@ use pingora::{Error, ErrorType, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::http_proxy::{FarmProxy, RequestCtx, NODE_ONLY_PREFIXES};
-use crate::upstream_get::{Head, ResponseSink};
+use crate::response_head::Head;
+use crate::upstream_get::ResponseSink;
 
 /// How long a kept-alive connection may sit idle between requests (pingora's default too).
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
