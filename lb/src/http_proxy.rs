@@ -49,19 +49,22 @@ pub fn host_matches(host: &str, hostname: &str) -> bool {
     bare.eq_ignore_ascii_case(hostname)
 }
 
+/// The node route the request's `BITBUCKETSESSIONID` cookie names, if any.
+fn cookie_route(session: &Session) -> Option<&str> {
+    session
+        .req_header()
+        .headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(session::route_in_cookie_header)
+}
+
 impl FarmProxy {
     /// Picks the node for this request: the one its cookie names while healthy, else the least
     /// loaded healthy one not tried yet; counts the request as in flight on it.
     fn choose(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Arc<Backend>> {
-        let route = session
-            .req_header()
-            .headers
-            .get_all("cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(session::route_in_cookie_header)
-            .map(str::to_owned);
-        self.pick(route.as_deref(), ctx)
+        self.pick(cookie_route(session), ctx)
     }
 
     /// [`Self::choose`] with the route the request's session cookie names.
@@ -175,14 +178,7 @@ impl FarmProxy {
     async fn forward_bodiless(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let head_only = session.req_header().method == http::Method::HEAD;
         let request = self.bodiless_head(session);
-        let route = session
-            .req_header()
-            .headers
-            .get_all("cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(session::route_in_cookie_header)
-            .map(str::to_owned);
+        let route = cookie_route(session).map(str::to_owned);
         self.forward_to(session, route.as_deref(), &request, head_only, ctx)
             .await?;
         Ok(true)
