@@ -88,10 +88,15 @@ impl FastFront {
                 let _ = stream.shutdown().await;
                 return;
             }
-            if !read_head(&mut stream, &mut buf, shutdown).await {
-                return;
-            }
-            let (route, used) = self.route(&buf, client);
+            let mut deadline = None;
+            let (route, used) = loop {
+                if let Some(decided) = self.route(&buf, client) {
+                    break decided;
+                }
+                if !read_more(&mut stream, &mut buf, shutdown, &mut deadline).await {
+                    return;
+                }
+            };
             match route {
                 Route::Pingora => {
                     let mut session = ServerSession::new_http1(stream);
@@ -132,11 +137,11 @@ impl FastFront {
                             &mut ctx,
                         )
                         .await;
-                    let backend = FarmProxy::backend_label(&ctx).to_owned();
+                    let backend = FarmProxy::backend_label(&ctx);
                     let reusable = match res {
                         Ok(()) => {
                             let status = sink.status;
-                            self.farm.metrics.request(&backend, status);
+                            self.farm.metrics.request(backend, status);
                             tracing::debug!(path, status, backend, "request");
                             !close
                         }
@@ -145,7 +150,7 @@ impl FastFront {
                                 ErrorType::HTTPStatus(c) => *c,
                                 _ => 502,
                             };
-                            self.farm.metrics.request(&backend, status);
+                            self.farm.metrics.request(backend, status);
                             tracing::warn!(path, status, backend, error = %e, "request failed");
                             if !sink.head_sent {
                                 let _ = sink.error(status).await;
@@ -163,15 +168,18 @@ impl FastFront {
         }
     }
 
-    /// Decides where a request in `buf` goes. For the fast path, also the length of its head;
-    /// for pingora, how many of the buffered bytes are this request's (head and body, as far as
-    /// they can be told apart: all of them for a chunked or unparsable one).
-    fn route(&self, buf: &[u8], client: Option<std::net::IpAddr>) -> (Route, usize) {
+    /// Decides where the request in `buf` goes (parsing its head once; `None` while the head is
+    /// not all here). For the fast path, also
+    /// the length of its head; for pingora, how many of the buffered bytes are this request's
+    /// (head and body, as far as they can be told apart: all of them for a chunked one, or a head
+    /// too large or malformed, which pingora answers).
+    fn route(&self, buf: &[u8], client: Option<std::net::IpAddr>) -> Option<(Route, usize)> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         let used = match req.parse(buf) {
             Ok(httparse::Status::Complete(n)) => n,
-            _ => return (Route::Pingora, buf.len()),
+            Ok(httparse::Status::Partial) if buf.len() < MAX_REQUEST_HEAD => return None,
+            _ => return Some((Route::Pingora, buf.len())),
         };
         let mut body_len = Some(0usize);
         let (mut host_ok, mut hosts, mut close, mut cookie_route, mut fast) =
@@ -205,14 +213,14 @@ impl FastFront {
         }
         let whole = body_len.map_or(buf.len(), |n| used.saturating_add(n));
         let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
-            return (Route::Pingora, whole);
+            return Some((Route::Pingora, whole));
         };
         let head_only = method == "HEAD";
         fast &= method == "GET" || head_only;
         fast &= path.starts_with('/') && !NODE_ONLY_PREFIXES.iter().any(|p| path.starts_with(p));
         fast &= hosts == 1 && host_ok;
         if !fast {
-            return (Route::Pingora, whole);
+            return Some((Route::Pingora, whole));
         }
         let request = self.farm.upstream_head(
             method.as_bytes(),
@@ -220,7 +228,7 @@ impl FastFront {
             req.headers.iter().map(|h| (h.name, h.value)),
             client,
         );
-        (
+        Some((
             Route::Fast {
                 request,
                 head_only,
@@ -229,42 +237,33 @@ impl FastFront {
                 path: path.to_owned(),
             },
             used,
-        )
+        ))
     }
 }
 
-/// Reads until `buf` holds a complete request head; false when the connection is done (closed,
-/// idle too long, shutting down, or a head too slow or too large — pingora answers the latter
-/// when it is handed what was read, so a too-large head is returned as "complete").
-async fn read_head(stream: &mut Stream, buf: &mut BytesMut, shutdown: &ShutdownWatch) -> bool {
+/// Reads more of a request head into `buf`; false when the connection is done (closed, idle
+/// longer than the keep-alive, shutting down while idle, or the head not whole by `deadline`,
+/// which is set at its first byte).
+async fn read_more(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    shutdown: &ShutdownWatch,
+    deadline: &mut Option<tokio::time::Instant>,
+) -> bool {
+    let now = tokio::time::Instant::now();
+    let idle = buf.is_empty();
+    let until = if idle {
+        now + KEEPALIVE_IDLE
+    } else {
+        *deadline.get_or_insert(now + HEAD_TIMEOUT)
+    };
+    buf.reserve(4096);
     let mut shutdown = shutdown.clone();
-    // The whole head within HEAD_TIMEOUT of its first byte, however slowly it trickles in.
-    let mut deadline = (!buf.is_empty()).then(|| tokio::time::Instant::now() + HEAD_TIMEOUT);
-    loop {
-        if !buf.is_empty() {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            match httparse::Request::new(&mut headers).parse(buf) {
-                Ok(httparse::Status::Partial) if buf.len() < MAX_REQUEST_HEAD => {}
-                // Complete, malformed, too many headers or too large: decided by `route`.
-                _ => return true,
-            }
-        }
-        let until = match deadline {
-            Some(d) => d,
-            None if buf.is_empty() => tokio::time::Instant::now() + KEEPALIVE_IDLE,
-            None => *deadline.insert(tokio::time::Instant::now() + HEAD_TIMEOUT),
-        };
-        buf.reserve(4096);
-        let idle = buf.is_empty();
-        let read = tokio::select! {
-            r = tokio::time::timeout_at(until, stream.read_buf(buf)) => r,
-            _ = shutdown.changed(), if idle => return false,
-        };
-        match read {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => return false,
-        }
-    }
+    let read = tokio::select! {
+        r = tokio::time::timeout_at(until, stream.read_buf(buf)) => r,
+        _ = shutdown.changed(), if idle => return false,
+    };
+    matches!(read, Ok(Ok(n)) if n > 0)
 }
 
 /// Writes a node's response to the client's connection as HTTP/1.1.
@@ -328,8 +327,8 @@ impl ResponseSink for RawSink<'_> {
     async fn body(&mut self, data: Option<Bytes>, end: bool) -> Result<()> {
         let data = data.unwrap_or_default();
         if self.chunked && !data.is_empty() {
-            self.pending
-                .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            use std::io::Write;
+            let _ = write!(self.pending, "{:x}\r\n", data.len());
         }
         if self.pending.len() + data.len() <= COALESCE {
             self.pending.extend_from_slice(&data);

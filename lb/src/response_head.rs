@@ -2,7 +2,7 @@
 //! body's framing decided, hop-by-hop headers left out; given on as pingora's response header or,
 //! by the HTTP/1.1 front, as bytes.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::Result;
 
@@ -83,10 +83,12 @@ impl Head {
     }
 }
 
-pub(crate) fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(Head, usize)>> {
+/// Parses the response head at the start of `buf`; when it is complete, splits it off (the
+/// body's first bytes stay in `buf`). `None` while it is not.
+pub(crate) fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>> {
     let mut headers = [httparse::EMPTY_HEADER; 128];
     let mut r = httparse::Response::new(&mut headers);
-    let n = match r.parse(buf) {
+    let n = match r.parse(&buf[..]) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(upstream_error("bad response from node", e)),
@@ -141,17 +143,14 @@ pub(crate) fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(Head, us
     }
     let keep_alive = !close && !matches!(framing, Framing::UntilClose);
     let status_end = buf.windows(2).position(|w| w == b"\r\n").unwrap_or(0);
-    Ok(Some((
-        Head {
-            code,
-            raw: Bytes::copy_from_slice(&buf[..n]),
-            status_end,
-            kept,
-            framing,
-            keep_alive,
-        },
-        n,
-    )))
+    Ok(Some(Head {
+        code,
+        raw: buf.split_to(n).freeze(),
+        status_end,
+        kept,
+        framing,
+        keep_alive,
+    }))
 }
 
 #[cfg(test)]
@@ -160,13 +159,13 @@ mod tests {
 
     #[test]
     fn response_heads_parse_with_framing_and_without_hop_by_hop_headers() {
-        let (h, n) = parse_head(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\nSet-Cookie: a=b\r\n\r\nhello",
-            false,
-        )
-        .expect("parses")
-        .expect("complete");
-        assert_eq!(n, 79);
+        let mut wire = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\nSet-Cookie: a=b\r\n\r\nhello"[..],
+        );
+        let h = parse_head(&mut wire, false)
+            .expect("parses")
+            .expect("complete");
+        assert_eq!(&wire[..], b"hello", "the body's first bytes stay behind");
         assert!(matches!(h.framing, Framing::Length(5)));
         assert!(h.keep_alive);
         let response = h.to_response_header().expect("header");
@@ -181,8 +180,8 @@ mod tests {
             out,
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nSet-Cookie: a=b\r\n\r\n"
         );
-        let (h, _) = parse_head(
-            b"HTTP/1.0 200 Fine\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\nX: y\r\n\r\n",
+        let h = parse_head(
+            &mut BytesMut::from(&b"HTTP/1.0 200 Fine\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\nX: y\r\n\r\n"[..]),
             false,
         )
         .expect("parses")
@@ -194,22 +193,36 @@ mod tests {
             out,
             b"HTTP/1.1 200 Fine\r\nX: y\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
         );
-        let (h, _) = parse_head(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", false)
-            .expect("parses")
-            .expect("complete");
+        let h = parse_head(
+            &mut BytesMut::from(&b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"[..]),
+            false,
+        )
+        .expect("parses")
+        .expect("complete");
         assert!(matches!(h.framing, Framing::UntilClose));
         assert!(!h.keep_alive);
-        let (h, _) = parse_head(
-            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+        let h = parse_head(
+            &mut BytesMut::from(&b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n"[..]),
             false,
         )
         .expect("parses")
         .expect("complete");
         assert!(matches!(h.framing, Framing::Empty));
-        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le", false)
-            .expect("parses")
-            .is_none());
-        assert!(parse_head(b"HTTP/1.1 100 Continue\r\n\r\n", false).is_err());
-        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).is_err());
+        assert!(parse_head(
+            &mut BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Le"[..]),
+            false
+        )
+        .expect("parses")
+        .is_none());
+        assert!(parse_head(
+            &mut BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]),
+            false
+        )
+        .is_err());
+        assert!(parse_head(
+            &mut BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"[..]),
+            false
+        )
+        .is_err());
     }
 }

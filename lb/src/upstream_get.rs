@@ -118,25 +118,24 @@ pub async fn forward<S: ResponseSink>(
             return Ok(Outcome::Unreachable(e));
         }
         let mut buf = BytesMut::with_capacity(8 * 1024);
-        let (head, used) = loop {
+        let head = loop {
             if buf.len() >= MAX_HEAD {
                 return Err(upstream_error("node response head", "too large"));
             }
             let read = timed("read", IO_TIMEOUT, conn.read_buf(&mut buf)).await;
             match read {
-                Ok(0) | Err(_) if reused && buf.is_empty() => break (None, 0),
+                Ok(0) | Err(_) if reused && buf.is_empty() => break None,
                 Ok(0) => return Err(upstream_error("node", "closed the connection")),
                 Err(e) => return Err(upstream_error("reading from node", e)),
                 Ok(_) => {}
             }
-            if let Some((head, n)) = parse_head(&buf, head_only)? {
-                break (Some(head), n);
+            if let Some(head) = parse_head(&mut buf, head_only)? {
+                break Some(head);
             }
         };
         let Some(head) = head else {
             continue;
         };
-        buf.advance(used);
         let empty = matches!(head.framing, Framing::Empty | Framing::Length(0));
         session.head(&head, empty).await?;
         let clean = match head.framing {

@@ -33,6 +33,17 @@ impl RawResponse {
 /// Connects to `localhost:port` (the certificate verified with `ca`), writes `request`, reads
 /// until the server closes (at most 20 s) and returns everything read and whether it closed.
 pub fn exchange(port: u16, ca: &Path, request: &[u8]) -> (Vec<u8>, bool) {
+    exchange_in_pieces(port, ca, &[request], Duration::ZERO)
+}
+
+/// Like [`exchange`], writing `pieces` one by one with `pause` between them (a head that
+/// arrives in several reads).
+pub fn exchange_in_pieces(
+    port: u16,
+    ca: &Path,
+    pieces: &[&[u8]],
+    pause: Duration,
+) -> (Vec<u8>, bool) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -55,8 +66,13 @@ pub fn exchange(port: u16, ca: &Path, request: &[u8]) -> (Vec<u8>, bool) {
             .connect(name, tcp)
             .await
             .expect("TLS handshake with a verified certificate");
-        tls.write_all(request).await.expect("write");
-        tls.flush().await.expect("flush");
+        for (i, piece) in pieces.iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(pause).await;
+            }
+            tls.write_all(piece).await.expect("write");
+            tls.flush().await.expect("flush");
+        }
         let mut out = Vec::new();
         let closed = tokio::time::timeout(Duration::from_secs(20), async {
             let mut buf = [0u8; 16384];

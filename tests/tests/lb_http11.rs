@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mirrorfarm_tests::lb::{backends, Lb};
 use mirrorfarm_tests::node::Node;
-use mirrorfarm_tests::raw_http::{exchange, parse_responses};
+use mirrorfarm_tests::raw_http::{exchange, exchange_in_pieces, parse_responses};
 use mirrorfarm_tests::upstream::{Shape, Upstream};
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -95,6 +95,29 @@ fn http10_and_header_limits_are_answered() {
     let (wire, closed) = exchange(lb.https, &lb.ca(), big.as_bytes());
     assert!(closed);
     let text = String::from_utf8_lossy(&wire);
-    eprintln!("{text:.300}");
     assert!(text.starts_with("HTTP/1.1 "), "{text:.200}");
+}
+
+#[test]
+fn a_head_arriving_in_pieces_is_read_whole() {
+    let (_up, _nodes, lb) = setup();
+    let host = format!("localhost:{}", lb.https);
+    let second = format!("st: {host}\r\nConnection: cl");
+    let (wire, closed) = exchange_in_pieces(
+        lb.https,
+        &lb.ca(),
+        &[
+            b"GET /status HTTP/1.1\r\nHo",
+            second.as_bytes(),
+            b"ose\r\n\r\n",
+        ],
+        Duration::from_millis(200),
+    );
+    assert!(closed);
+    let r = parse_responses(&wire, &[false])
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&wire)));
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].code, 200);
+    let status: serde_json::Value = serde_json::from_slice(&r[0].body).expect("status JSON");
+    assert_eq!(status["state"], "SYNCHRONIZED");
 }
