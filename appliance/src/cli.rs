@@ -63,23 +63,6 @@ pub enum Command {
     },
     /// Print the man page (roff) to stdout.
     Man,
-    /// git transport between farm members (used by nodes: `ext::mirrorfarm farm-connect … %S`).
-    #[command(hide = true)]
-    FarmConnect {
-        /// This node's home (its farm certificate).
-        #[arg(long, value_name = "DIR")]
-        home: PathBuf,
-        /// The member's farm address.
-        #[arg(long, value_name = "ADDR")]
-        peer: std::net::SocketAddr,
-        /// The member's node ID (its certificate must name it).
-        #[arg(long, value_name = "ID")]
-        node: String,
-        /// `PROJECT/repo`.
-        repo: String,
-        /// The git service (`git-upload-pack`).
-        service: String,
-    },
 }
 
 /// `mirrorfarm config …`.

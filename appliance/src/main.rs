@@ -3,7 +3,6 @@
 mod cli;
 mod config_check;
 mod demo;
-mod farm_connect;
 mod lb_cmd;
 mod logging;
 mod node_cmd;
@@ -41,13 +40,6 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Command::FarmConnect {
-            home,
-            peer,
-            node,
-            repo,
-            service,
-        } => farm_connect::run(&home, peer, &node, &repo, &service),
         Command::Man => {
             match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
                 Ok(()) => ExitCode::SUCCESS,

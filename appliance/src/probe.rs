@@ -1,20 +1,45 @@
-//! A tiny HTTP/1.1 GET over plain TCP, for the demo to watch its own processes.
+//! How the demo watches its own processes: the nodes' typed status document and the LB's admin
+//! JSON, over the project's one HTTP client (reqwest's blocking client, no proxy).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-/// GETs `path` from `addr`; returns the body of a 200 response.
-pub fn get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.take(8 * 1024 * 1024).read_to_string(&mut buf).ok()?;
-    let (head, body) = buf.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+use mirrorfarm_common::status::StatusDoc;
+
+/// A short-timeout client for local probes.
+pub struct Client(Option<reqwest::blocking::Client>);
+
+impl Client {
+    /// A client with 2 s to connect and 5 s per request.
+    pub fn new() -> Self {
+        let c = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
+            .build();
+        if let Err(e) = &c {
+            eprintln!("mirrorfarm demo: cannot make an HTTP client: {e}");
+        }
+        Self(c.ok())
+    }
+
+    fn get(&self, addr: SocketAddr, path: &str) -> Option<reqwest::blocking::Response> {
+        let r = self
+            .0
+            .as_ref()?
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .ok()?;
+        r.status().is_success().then_some(r)
+    }
+
+    /// A node's `/status`.
+    pub fn status(&self, addr: SocketAddr) -> Option<StatusDoc> {
+        self.get(addr, "/status")?.json().ok()
+    }
+
+    /// Any JSON document.
+    pub fn json(&self, addr: SocketAddr, path: &str) -> Option<serde_json::Value> {
+        self.get(addr, path)?.json().ok()
+    }
 }

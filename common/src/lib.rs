@@ -1,9 +1,10 @@
 //! What the mirrorfarm load balancer and nodes share: the properties reader, configuration
-//! building blocks, the session cookie, the PROXY protocol codec and the farm join protocol.
+//! building blocks, the session cookie, the PROXY protocol codec, the farm channel's messages and client, and the status document.
 
 pub mod config;
-pub mod farm_join;
+pub mod farm;
 pub mod gossip;
 pub mod properties;
 pub mod proxy_protocol;
 pub mod session;
+pub mod status;

@@ -4,7 +4,9 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use serde::Serialize;
 
@@ -51,25 +53,19 @@ impl Backend {
     }
     /// The route its session cookies carry, once known.
     pub fn route(&self) -> Option<String> {
-        self.route
-            .read()
-            .expect("route lock is never poisoned")
-            .clone()
+        self.route.read().clone()
     }
     /// Records what a check found.
     pub fn set_info(&self, info: NodeInfo) {
         if !info.node_id.is_empty() {
             let route = mirrorfarm_common::session::route_of_node(&info.node_id);
-            *self.route.write().expect("route lock is never poisoned") = Some(route);
+            *self.route.write() = Some(route);
         }
-        *self.info.write().expect("info lock is never poisoned") = info;
+        *self.info.write() = info;
     }
     /// What the last check found.
     pub fn info(&self) -> NodeInfo {
-        self.info
-            .read()
-            .expect("info lock is never poisoned")
-            .clone()
+        self.info.read().clone()
     }
 }
 
@@ -141,16 +137,13 @@ impl Backends {
 
     /// Every node (a snapshot: nodes discovered by gossip come and go).
     pub fn all(&self) -> Arc<Vec<Arc<Backend>>> {
-        self.list
-            .read()
-            .expect("backends lock is never poisoned")
-            .clone()
+        self.list.read().clone()
     }
 
     /// Adds a node (discovered and verified); out of rotation until it passes checks. Returns
     /// false when a node with that label is there already.
     pub fn add(&self, addr: &BackendAddr) -> bool {
-        let mut list = self.list.write().expect("backends lock is never poisoned");
+        let mut list = self.list.write();
         if list.iter().any(|b| b.addr.label == addr.label) {
             return false;
         }
@@ -162,7 +155,7 @@ impl Backends {
 
     /// Removes the nodes whose labels `keep` rejects; returns how many went.
     pub fn retain(&self, keep: impl Fn(&str) -> bool) -> usize {
-        let mut list = self.list.write().expect("backends lock is never poisoned");
+        let mut list = self.list.write();
         let next: Vec<Arc<Backend>> = list
             .iter()
             .filter(|b| keep(&b.addr.label))

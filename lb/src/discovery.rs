@@ -1,7 +1,9 @@
-//! Following a farm: the LB proves the farm secret to a member (getting the farm CA certificate),
-//! gossips as a passive `role=lb` participant, and for each live member asks it, over TLS verified
-//! against the farm CA and the member's node ID, where it serves. Only members that pass that check
-//! become backends; members that leave gossip (dead) are removed. Gossip alone never routes traffic.
+//! Following a farm: the LB proves the farm secret to a member (getting the farm CA certificate and
+//! a client certificate of its own), gossips as a passive `role=lb` participant, and for each live
+//! member asks it over the farm channel (mutual TLS: its certificate presented, the member's
+//! verified against the farm CA and its node ID) where it serves. Only members that pass that
+//! check become backends; members that leave gossip (dead) are removed. Gossip alone never routes
+//! traffic.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -10,7 +12,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chitchat::spawn_chitchat;
 use chitchat::transport::UdpTransport;
-use mirrorfarm_common::farm_join::{self, JoinError};
+use mirrorfarm_common::farm::client::{self, FarmClient};
+use mirrorfarm_common::farm::messages::LbWelcome;
+use mirrorfarm_common::farm::FarmError;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
@@ -20,28 +24,48 @@ use crate::config::{BackendAddr, LbFarm};
 /// How long the LB keeps trying its seeds at start.
 const JOIN_PATIENCE: Duration = Duration::from_secs(30);
 
-/// Proves the secret to a seed and returns the farm ID and CA certificate (PEM).
-pub fn join(farm: &LbFarm, lb_id: &str) -> Result<(String, String), String> {
+/// Why the LB could not follow its farm.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// A member refused it (wrong secret) or could not prove the secret itself.
+    #[error(transparent)]
+    Refused(FarmError),
+    /// No seed answered in time.
+    #[error("no farm member answered within {secs} s: {last}")]
+    NoSeed {
+        /// How long it tried.
+        secs: u64,
+        /// The last seed's error.
+        last: String,
+    },
+    /// The runtime for joining could not be made.
+    #[error("cannot start the join: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Proves the secret to a seed; returns the farm ID, CA certificate and this LB's certificate.
+pub fn join(farm: &LbFarm, lb_id: &str) -> Result<LbWelcome, DiscoveryError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(DiscoveryError::Runtime)?;
     rt.block_on(async {
         let started = Instant::now();
         let mut last = String::new();
         while started.elapsed() < JOIN_PATIENCE {
             for seed in &farm.seeds {
-                match farm_join::join_as_lb(seed, &farm.secret, lb_id).await {
+                match client::join_lb(seed, &farm.secret, lb_id).await {
                     Ok(x) => return Ok(x),
-                    Err(JoinError::Refused(why)) => return Err(why),
-                    Err(JoinError::Unreachable(why)) => last = why,
+                    Err(e) if e.is_refusal() => return Err(DiscoveryError::Refused(e)),
+                    Err(e) => last = e.to_string(),
                 }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        Err(format!(
-            "no farm member answered within {JOIN_PATIENCE:?}: {last}"
-        ))
+        Err(DiscoveryError::NoSeed {
+            secs: JOIN_PATIENCE.as_secs(),
+            last,
+        })
     })
 }
 
@@ -51,8 +75,8 @@ pub struct Discovery {
     pub backends: Arc<Backends>,
     /// `lb.farm.*`.
     pub farm: LbFarm,
-    /// The farm CA certificate (PEM).
-    pub ca_pem: String,
+    /// What joining gave: the farm CA certificate and this LB's client certificate.
+    pub welcome: LbWelcome,
     /// This LB's gossip identity.
     pub lb_id: String,
 }
@@ -76,6 +100,14 @@ impl BackgroundService for Discovery {
             }
         };
         let chitchat = handle.chitchat();
+        let w = &self.welcome;
+        let client = match FarmClient::new(&w.ca_cert, &w.client_cert, &w.client_key) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot use the farm certificate; only static backends are used");
+                return;
+            }
+        };
         // Members verified so far: node ID → backend label.
         let mut verified: HashMap<String, String> = HashMap::new();
         let mut warned: HashSet<String> = HashSet::new();
@@ -97,9 +129,10 @@ impl BackgroundService for Discovery {
                 if verified.contains_key(node_id) {
                     continue;
                 }
-                match farm_join::describe(*gossip, &self.ca_pem, node_id).await {
+                match client.describe(node_id, *gossip).await {
                     Ok(d) => {
-                        let label = format!("{}@{}", &node_id[..node_id.len().min(8)], d.http);
+                        let short: String = node_id.chars().take(8).collect();
+                        let label = format!("{short}@{}", d.http);
                         let addr = BackendAddr {
                             label: label.clone(),
                             http: d.http,

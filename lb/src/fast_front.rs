@@ -21,8 +21,9 @@ use pingora::server::ShutdownWatch;
 use pingora::{Error, ErrorType, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::http_proxy::{FarmProxy, RequestCtx, NODE_ONLY_PREFIXES};
+use crate::http_proxy::{FarmProxy, RequestCtx};
 use crate::response_head::Head;
+use crate::rules::{self, Admission};
 use crate::upstream_get::ResponseSink;
 
 /// How long a kept-alive connection may sit idle between requests (pingora's default too).
@@ -182,14 +183,13 @@ impl FastFront {
             _ => return Some((Route::Pingora, buf.len())),
         };
         let mut body_len = Some(0usize);
-        let (mut host_ok, mut hosts, mut close, mut cookie_route, mut fast) =
-            (false, 0, false, None, true);
+        let (mut host, mut hosts, mut close, mut cookie_route, mut fast) =
+            (None, 0, false, None, true);
         for h in req.headers.iter() {
             let name = h.name;
             if name.eq_ignore_ascii_case("host") {
                 hosts += 1;
-                host_ok = std::str::from_utf8(h.value)
-                    .is_ok_and(|v| crate::http_proxy::host_matches(v, &self.farm.hostname));
+                host = std::str::from_utf8(h.value).ok();
             } else if name.eq_ignore_ascii_case("content-length") {
                 body_len = std::str::from_utf8(h.value)
                     .ok()
@@ -217,8 +217,9 @@ impl FastFront {
         };
         let head_only = method == "HEAD";
         fast &= method == "GET" || head_only;
-        fast &= path.starts_with('/') && !NODE_ONLY_PREFIXES.iter().any(|p| path.starts_with(p));
-        fast &= hosts == 1 && host_ok;
+        // Anything but a forward (another host, a node-only path) is pingora's to refuse.
+        fast &= path.starts_with('/') && hosts == 1;
+        fast &= rules::admit(host, path, &self.farm.hostname) == Admission::Forward;
         if !fast {
             return Some((Route::Pingora, whole));
         }

@@ -1,14 +1,14 @@
-//! Health checks: each node's `/status` is fetched every interval; a node leaves rotation after
-//! `fall` failed checks in a row (or when it is not `ready`), and comes back after `rise` passes.
+//! Health checks: each node's `/status` is fetched every interval (the status document typed in
+//! `mirrorfarm_common::status`); a node leaves rotation after `fall` failed checks in a row (or
+//! when it is not `ready`), and comes back after `rise` passes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use mirrorfarm_common::status::StatusDoc;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::backends::{Backend, Backends, NodeInfo};
 
@@ -26,9 +26,19 @@ pub struct HealthChecker {
     pub rise: u32,
 }
 
+/// The client health checks use: plain HTTP to the nodes, never through a proxy.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .user_agent("mirrorfarm-lb")
+        .pool_idle_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default()
+}
+
 /// Fetches and reads one node's /status.
-pub async fn check(backend: &Backend, timeout: Duration) -> NodeInfo {
-    match tokio::time::timeout(timeout, fetch_status(backend)).await {
+pub async fn check(http: &reqwest::Client, backend: &Backend, timeout: Duration) -> NodeInfo {
+    match tokio::time::timeout(timeout, fetch_status(http, backend)).await {
         Ok(Ok(info)) => info,
         Ok(Err(e)) => NodeInfo {
             error: Some(e),
@@ -41,33 +51,20 @@ pub async fn check(backend: &Backend, timeout: Duration) -> NodeInfo {
     }
 }
 
-async fn fetch_status(backend: &Backend) -> Result<NodeInfo, String> {
-    let mut s = TcpStream::connect(backend.addr.http)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let req = format!("GET /status HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nUser-Agent: mirrorfarm-lb\r\n\r\n", backend.addr.http);
-    s.write_all(req.as_bytes())
-        .await
-        .map_err(|e| format!("write: {e}"))?;
-    let mut buf = Vec::new();
-    s.take(4 * 1024 * 1024)
-        .read_to_end(&mut buf)
-        .await
-        .map_err(|e| format!("read: {e}"))?;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP response")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(format!(
-            "status answered {}",
-            head.lines().next().unwrap_or_default()
-        ));
+async fn fetch_status(http: &reqwest::Client, backend: &Backend) -> Result<NodeInfo, String> {
+    let url = format!("http://{}/status", backend.addr.http);
+    let r = http.get(url).send().await.map_err(|e| e.to_string())?;
+    if r.status() != reqwest::StatusCode::OK {
+        return Err(format!("status answered {}", r.status()));
     }
-    let v: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| format!("bad /status JSON: {e}"))?;
+    let doc: StatusDoc = r
+        .json()
+        .await
+        .map_err(|e| format!("bad /status document: {e}"))?;
     Ok(NodeInfo {
-        node_id: v["nodeId"].as_str().unwrap_or_default().to_owned(),
-        state: v["state"].as_str().unwrap_or_default().to_owned(),
-        ready: v["ready"].as_bool().unwrap_or(false),
+        node_id: doc.node_id,
+        state: doc.state,
+        ready: doc.ready,
         error: None,
     })
 }
@@ -78,6 +75,7 @@ impl BackgroundService for HealthChecker {
         // Consecutive passes and failures per node, by HTTP address (nodes come and go).
         let mut counts: std::collections::HashMap<std::net::SocketAddr, (u32, u32)> =
             Default::default();
+        let http = client();
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -86,7 +84,7 @@ impl BackgroundService for HealthChecker {
                 _ = tick.tick() => {}
             }
             let backends = self.backends.all();
-            let checks = backends.iter().map(|b| check(b, self.timeout));
+            let checks = backends.iter().map(|b| check(&http, b, self.timeout));
             let results = futures_util::future::join_all(checks).await;
             counts.retain(|a, _| backends.iter().any(|b| b.addr.http == *a));
             for (b, info) in backends.iter().zip(results) {

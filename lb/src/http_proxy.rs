@@ -15,9 +15,7 @@ use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
 use crate::backends::{Backend, Backends, InFlight};
-
-/// Paths the LB keeps from the world (nodes serve them on their own listeners only).
-pub const NODE_ONLY_PREFIXES: &[&str] = &["/rest/mirroring/", "/metrics"];
+use crate::rules::{self, Admission};
 
 /// The proxy logic (cheap to clone: the HTTP/1.1 front holds one too).
 #[derive(Clone)]
@@ -37,16 +35,6 @@ pub struct FarmProxy {
 pub struct RequestCtx {
     in_flight: Option<InFlight>,
     tried: Vec<SocketAddr>,
-}
-
-/// Whether a Host header (or authority) names the farm hostname.
-pub fn host_matches(host: &str, hostname: &str) -> bool {
-    let host = host.trim();
-    let bare = match host.rsplit_once(':') {
-        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
-        _ => host,
-    };
-    bare.eq_ignore_ascii_case(hostname)
 }
 
 /// The node route the request's `BITBUCKETSESSIONID` cookie names, if any.
@@ -144,11 +132,8 @@ impl FarmProxy {
             if name.eq_ignore_ascii_case("host") {
                 host = Some(value);
             } else if name.eq_ignore_ascii_case("x-forwarded-for") {
-                xff = Some(value).filter(|v| !v.is_empty());
-            } else if name.eq_ignore_ascii_case("x-forwarded-proto")
-                || name.eq_ignore_ascii_case("x-forwarded-host")
-                || crate::upstream_get::hop_by_hop(name)
-            {
+                xff = Some(value);
+            } else if rules::replaced_request_header(name) {
             } else {
                 out.extend_from_slice(name.as_bytes());
                 out.extend_from_slice(b": ");
@@ -159,15 +144,10 @@ impl FarmProxy {
         out.extend_from_slice(b"Host: ");
         out.extend_from_slice(host.unwrap_or(self.hostname.as_bytes()));
         out.extend_from_slice(b"\r\nX-Forwarded-For: ");
-        if let Some(prev) = xff {
-            out.extend_from_slice(prev);
-            out.extend_from_slice(b", ");
-        }
-        if let Some(ip) = client {
-            use std::io::Write;
-            let _ = write!(out, "{ip}");
-        }
-        out.extend_from_slice(b"\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: ");
+        out.extend_from_slice(&rules::forwarded_for(xff, client));
+        out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
+        out.extend_from_slice(rules::FORWARDED_PROTO.as_bytes());
+        out.extend_from_slice(b"\r\nX-Forwarded-Host: ");
         out.extend_from_slice(self.hostname.as_bytes());
         out.extend_from_slice(b"\r\n\r\n");
         out
@@ -240,24 +220,21 @@ impl ProxyHttp for FarmProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let req = session.req_header();
-        let host_ok = match req.headers.get("host").and_then(|h| h.to_str().ok()) {
-            Some(h) => host_matches(h, &self.hostname),
-            None => req
-                .uri
-                .authority()
-                .is_some_and(|a| host_matches(a.as_str(), &self.hostname)),
+        let host = match req.headers.get("host") {
+            Some(h) => h.to_str().ok(),
+            None => req.uri.authority().map(|a| a.as_str()),
         };
-        if !host_ok {
-            return Self::refuse(
-                session,
-                421,
-                &format!("this server only answers for {}", self.hostname),
-            )
-            .await;
-        }
-        let path = req.uri.path();
-        if NODE_ONLY_PREFIXES.iter().any(|p| path.starts_with(p)) {
-            return Self::refuse(session, 404, "not found").await;
+        match rules::admit(host, req.uri.path(), &self.hostname) {
+            Admission::Forward => {}
+            Admission::Misdirected => {
+                return Self::refuse(
+                    session,
+                    421,
+                    &format!("this server only answers for {}", self.hostname),
+                )
+                .await;
+            }
+            Admission::NodeOnly => return Self::refuse(session, 404, "not found").await,
         }
         let bodiless = (req.method == http::Method::GET || req.method == http::Method::HEAD)
             && req
@@ -310,18 +287,14 @@ impl ProxyHttp for FarmProxy {
         let client = session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
-        let xff = match upstream
+            .map(|a| a.ip());
+        let previous = upstream
             .headers
             .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(prev) if !prev.is_empty() => format!("{prev}, {client}"),
-            _ => client,
-        };
+            .map(|v| v.as_bytes());
+        let xff = rules::forwarded_for(previous, client);
         upstream.insert_header("X-Forwarded-For", xff)?;
-        upstream.insert_header("X-Forwarded-Proto", "https")?;
+        upstream.insert_header("X-Forwarded-Proto", rules::FORWARDED_PROTO)?;
         upstream.insert_header("X-Forwarded-Host", self.hostname.as_str())?;
         if upstream.headers.get("host").is_none() {
             upstream.insert_header("Host", self.hostname.as_str())?;
@@ -342,19 +315,5 @@ impl ProxyHttp for FarmProxy {
             tracing::debug!(path = %session.req_header().uri.path(), status, backend, "request");
         }
         ctx.in_flight = None;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_header_matching() {
-        assert!(host_matches("git.example.com", "git.example.com"));
-        assert!(host_matches("Git.Example.com:8443", "git.example.com"));
-        assert!(!host_matches("evil.com", "git.example.com"));
-        assert!(!host_matches("git.example.com.evil.com", "git.example.com"));
-        assert!(!host_matches("", "git.example.com"));
     }
 }

@@ -11,6 +11,7 @@ pub mod health;
 pub mod http_proxy;
 pub mod metrics;
 pub mod response_head;
+pub mod rules;
 pub mod server;
 pub mod ssh_proxy;
 pub mod tls;

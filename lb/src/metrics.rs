@@ -38,7 +38,7 @@ pub struct LbMetrics {
     active_requests: Family<BackendLabel, Gauge>,
     active_ssh: Family<BackendLabel, Gauge>,
     /// The request counters already looked up, by status and backend (no allocation per request).
-    request_counters: std::sync::Mutex<HashMap<u16, HashMap<String, Counter>>>,
+    request_counters: parking_lot::Mutex<HashMap<u16, HashMap<String, Counter>>>,
 }
 
 impl Default for LbMetrics {
@@ -97,10 +97,7 @@ impl LbMetrics {
     /// Counts a finished HTTP request.
     pub fn request(&self, backend: &str, status: u16) {
         let backend = if backend.is_empty() { "none" } else { backend };
-        let mut cache = self
-            .request_counters
-            .lock()
-            .expect("metrics cache lock is never poisoned");
+        let mut cache = self.request_counters.lock();
         let by_backend = cache.entry(status).or_default();
         if let Some(c) = by_backend.get(backend) {
             c.inc();

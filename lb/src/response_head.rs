@@ -6,7 +6,12 @@ use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::Result;
 
-use crate::upstream_get::{hop_by_hop, upstream_error};
+use crate::rules::hop_by_hop;
+
+/// A 502 for a node's bad or missing answer.
+pub(crate) fn upstream_error(what: &str, e: impl std::fmt::Display) -> Box<pingora::Error> {
+    pingora::Error::explain(pingora::ErrorType::HTTPStatus(502), format!("{what}: {e}"))
+}
 
 /// How the response body is delimited.
 pub(crate) enum Framing {
@@ -142,7 +147,18 @@ pub(crate) fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<H
         kept.retain(|(name, _)| !buf[name.clone()].eq_ignore_ascii_case(b"content-length"));
     }
     let keep_alive = !close && !matches!(framing, Framing::UntilClose);
-    let status_end = buf.windows(2).position(|w| w == b"\r\n").unwrap_or(0);
+    // The status line ends at the head's first LF (a bare LF is accepted, as httparse does).
+    let status_end = buf[..n]
+        .iter()
+        .position(|b| *b == b'\n')
+        .map(|i| {
+            if i > 0 && buf[i - 1] == b'\r' {
+                i - 1
+            } else {
+                i
+            }
+        })
+        .unwrap_or(0);
     Ok(Some(Head {
         code,
         raw: buf.split_to(n).freeze(),
@@ -156,6 +172,22 @@ pub(crate) fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<H
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_lf_heads_are_passed_on_without_panicking() {
+        // A node answering with bare LFs (httparse accepts them): the status line ends at the LF.
+        let mut wire = BytesMut::from(&b"HTTP/1.1 200 OK\nContent-Length: 3\n\nx\r\n"[..]);
+        let h = parse_head(&mut wire, false)
+            .expect("parses")
+            .expect("complete");
+        let mut out = Vec::new();
+        h.write_http11(&mut out, false);
+        assert!(
+            out.starts_with(b"HTTP/1.1 200 OK\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&out)
+        );
+    }
 
     #[test]
     fn response_heads_parse_with_framing_and_without_hop_by_hop_headers() {

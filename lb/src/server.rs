@@ -39,7 +39,7 @@ pub enum LbError {
     Pem(#[from] tls::PemError),
     /// The farm could not be followed (wrong secret, no member reachable).
     #[error("farm: {0}")]
-    Farm(String),
+    Farm(#[from] crate::discovery::DiscoveryError),
     /// A listener address is taken or not allowed.
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
@@ -125,9 +125,9 @@ pub fn run(config: LbConfig) -> Result<(), LbError> {
                 "lb-{}",
                 id.iter().map(|b| format!("{b:02x}")).collect::<String>()
             );
-            let (farm_id, ca_pem) = crate::discovery::join(f, &lb_id).map_err(LbError::Farm)?;
-            tracing::info!(farm_id, seeds = ?f.seeds, "following the farm");
-            Some((f.clone(), ca_pem, lb_id))
+            let welcome = crate::discovery::join(f, &lb_id)?;
+            tracing::info!(farm_id = welcome.farm_id, seeds = ?f.seeds, "following the farm");
+            Some((f.clone(), welcome, lb_id))
         }
     };
 
@@ -240,13 +240,13 @@ pub fn run(config: LbConfig) -> Result<(), LbError> {
         "certificate reload",
         CertReloader { cert },
     ));
-    if let Some((farm, ca_pem, lb_id)) = farm {
+    if let Some((farm, welcome, lb_id)) = farm {
         server.add_service(background_service(
             "farm discovery",
             crate::discovery::Discovery {
                 backends: backends.clone(),
                 farm,
-                ca_pem,
+                welcome,
                 lb_id,
             },
         ));

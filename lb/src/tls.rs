@@ -3,7 +3,9 @@
 //! without dropping connections.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 use std::time::SystemTime;
 
 use rustls::pki_types::pem::PemObject;
@@ -139,7 +141,7 @@ impl ReloadingCert {
 
     /// The fingerprint of the certificate served now.
     pub fn fingerprint(&self) -> String {
-        let cur = self.current.read().expect("cert lock is never poisoned");
+        let cur = self.current.read();
         cur.0
             .cert
             .first()
@@ -151,11 +153,11 @@ impl ReloadingCert {
     /// Returns whether a new certificate is now served.
     pub fn reload(&self, force: bool) -> Result<bool, PemError> {
         let now = mtimes(&self.cert_path, &self.key_path);
-        if !force && now == self.current.read().expect("cert lock is never poisoned").1 {
+        if !force && now == self.current.read().1 {
             return Ok(false);
         }
         let ck = load_certified_key(&self.cert_path, &self.key_path)?;
-        *self.current.write().expect("cert lock is never poisoned") = (ck, now);
+        *self.current.write() = (ck, now);
         Ok(true)
     }
 
@@ -167,13 +169,7 @@ impl ReloadingCert {
 
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(
-            self.current
-                .read()
-                .expect("cert lock is never poisoned")
-                .0
-                .clone(),
-        )
+        Some(self.current.read().0.clone())
     }
 }
 

@@ -6,18 +6,18 @@
 //! an idle-watch task and back on every request); git's many small ref advertisements pay for it.
 //! Requests with a body (`git-upload-pack` POSTs) keep pingora's path.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use pingora::prelude::Session;
-use pingora::{Error, ErrorType, Result};
+use pingora::Result;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::response_head::{parse_head, Framing, Head};
+use crate::response_head::{parse_head, upstream_error, Framing, Head};
 
 /// Longest response head accepted from a node.
 const MAX_HEAD: usize = 64 * 1024;
@@ -28,23 +28,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const IO_TIMEOUT: Duration = Duration::from_secs(600);
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Headers that describe one connection, not the message: never passed on.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-authorization",
-];
-
-/// Whether a header is hop-by-hop.
-pub fn hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-}
-
 /// Kept-alive connections to the nodes, for one worker.
 #[derive(Default)]
 pub struct Pool {
@@ -53,15 +36,11 @@ pub struct Pool {
 
 impl Pool {
     fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
-        self.idle
-            .lock()
-            .expect("pool lock is never poisoned")
-            .get_mut(&addr)?
-            .pop()
+        self.idle.lock().get_mut(&addr)?.pop()
     }
 
     fn put(&self, addr: SocketAddr, conn: TcpStream) {
-        let mut idle = self.idle.lock().expect("pool lock is never poisoned");
+        let mut idle = self.idle.lock();
         let list = idle.entry(addr).or_default();
         if list.len() < MAX_IDLE {
             list.push(conn);
@@ -75,10 +54,6 @@ pub enum Outcome {
     Done,
     /// The node could not be reached; nothing was sent to the client (try another node).
     Unreachable(std::io::Error),
-}
-
-pub(crate) fn upstream_error(what: &str, e: impl std::fmt::Display) -> Box<Error> {
-    Error::explain(ErrorType::HTTPStatus(502), format!("{what}: {e}"))
 }
 
 async fn timed<T>(

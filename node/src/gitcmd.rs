@@ -69,6 +69,12 @@ pub fn git() -> Command {
         .env_remove("GIT_DIR")
         .env_remove("GIT_WORK_TREE")
         .env_remove("GIT_PROTOCOL")
+        // TLS settings come from the node's own `-c` options, never from the environment.
+        .env_remove("GIT_SSL_CAINFO")
+        .env_remove("GIT_SSL_CAPATH")
+        .env_remove("GIT_SSL_CERT")
+        .env_remove("GIT_SSL_KEY")
+        .env_remove("GIT_SSL_NO_VERIFY")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     c
@@ -110,22 +116,34 @@ where
         program: "git".into(),
         source,
     })?;
-    let mut out = child.stdout.take().expect("stdout is piped");
-    let mut err = child.stderr.take().expect("stderr is piped");
-    let input = child.stdin.take();
+    if let (Some(mut w), Some(data)) = (child.stdin.take(), stdin) {
+        // git may exit before reading everything; its exit status tells what happened.
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = w.write_all(&data).await;
+        });
+    }
+    collect(&mut child, &label, limit).await
+}
+
+/// Waits for `child` (stdout and stderr piped) within `limit`, capturing both (bounded); fails
+/// on a non-zero exit. `label` names the command in errors.
+pub async fn collect(
+    child: &mut tokio::process::Child,
+    label: &str,
+    limit: Duration,
+) -> Result<Output, GitError> {
+    let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(GitError::Version(format!(
+            "git {label}: output is not captured"
+        )));
+    };
     let work = async {
-        let feed = async {
-            if let (Some(mut w), Some(data)) = (input, stdin) {
-                use tokio::io::AsyncWriteExt;
-                // git may exit before reading everything; its exit status tells what happened.
-                let _ = w.write_all(&data).await;
-            }
-        };
         let mut o = Vec::new();
         let mut e = Vec::new();
         let mut lim_o = (&mut out).take(MAX_CAPTURE as u64);
         let mut lim_e = (&mut err).take(MAX_CAPTURE as u64);
-        let (_, ro, re) = tokio::join!(feed, lim_o.read_to_end(&mut o), lim_e.read_to_end(&mut e));
+        let (ro, re) = tokio::join!(lim_o.read_to_end(&mut o), lim_e.read_to_end(&mut e));
         let _ = (ro, re);
         let status = child.wait().await;
         (status, o, e)
@@ -134,7 +152,7 @@ where
         tokio::time::timeout(limit, work)
             .await
             .map_err(|_| GitError::Timeout {
-                args: label.clone(),
+                args: label.to_owned(),
                 secs: limit.as_secs(),
             })?;
     let stderr = String::from_utf8_lossy(&stderr).into_owned();
@@ -144,7 +162,7 @@ where
     })?;
     if !status.success() {
         return Err(GitError::Status {
-            args: label,
+            args: label.to_owned(),
             status: status.to_string(),
             stderr: stderr.trim().to_owned(),
         });

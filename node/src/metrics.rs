@@ -11,7 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::state::Shared;
+use crate::names::RepoId;
+use crate::state::RepoEntry;
 use crate::store::SyncResult;
 
 /// `result` label of a sync.
@@ -200,13 +201,8 @@ impl NodeMetrics {
     }
 
     /// Counts a request answered through the pack cache.
-    pub fn pack_cache(&self, outcome: crate::serve::pack_cache::Outcome) {
-        use crate::serve::pack_cache::Outcome;
-        let result = match outcome {
-            Outcome::Hit => "hit",
-            Outcome::Shared => "shared",
-            Outcome::Miss => "miss",
-        };
+    /// `result`: `hit`, `shared` or `miss`.
+    pub fn pack_cache(&self, result: &'static str) {
         self.pack_cache
             .get_or_create(&ResultLabel {
                 result: result.into(),
@@ -226,15 +222,19 @@ impl NodeMetrics {
         ActiveGuard(g)
     }
 
-    /// Encodes every metric in the Prometheus text format, refreshing the state-derived ones.
-    pub fn render(&self, shared: &Shared) -> String {
+    /// Encodes every metric in the Prometheus text format, refreshing the ones derived from the
+    /// repositories (`snapshot`) and the pack cache's size.
+    pub fn render(
+        &self,
+        snapshot: &std::collections::BTreeMap<RepoId, RepoEntry>,
+        pack_cache_bytes: u64,
+    ) -> String {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let snapshot = shared.snapshot();
         self.sync_lag.clear();
-        for (id, e) in &snapshot {
+        for (id, e) in snapshot {
             if let Some(ok) = e.record.last_success_ms {
                 self.sync_lag
                     .get_or_create(&RepoLabel {
@@ -250,7 +250,7 @@ impl NodeMetrics {
         self.repos.set(snapshot.len() as i64);
         self.synced_repos
             .set(snapshot.values().filter(|e| e.servable()).count() as i64);
-        self.pack_cache_bytes.set(shared.packs.size() as i64);
+        self.pack_cache_bytes.set(pack_cache_bytes as i64);
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

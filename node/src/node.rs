@@ -4,22 +4,28 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use sha2::Digest;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Config, ConfigError};
+use crate::farm::{channel, Farm};
 use crate::gitcmd::{self, GitError};
 use crate::home::{Home, HomeError};
 use crate::identity::{Identity, IdentityError};
 use crate::mirror_repo::MirrorRepo;
 use crate::names::RepoId;
 use crate::serve::router::{router, AppState};
-use crate::serve::ssh;
-use crate::state::{RepoEntry, Shared};
+use crate::serve::{ssh, Serving};
+use crate::shared::Shared;
+use crate::state::RepoEntry;
 use crate::store::{Store, StoreError};
+use crate::sync::coordinator::{Alone, Coordinator};
 use crate::sync::scheduler;
 
 /// How long in-flight requests get at shutdown.
@@ -55,7 +61,7 @@ pub enum NodeError {
     },
     /// This node could not become a member of its farm.
     #[error("farm: {0}")]
-    Farm(String),
+    Farm(#[from] crate::farm::FarmSetupError),
     /// Anything else at start.
     #[error("{0}")]
     Other(String),
@@ -111,8 +117,7 @@ pub async fn run(
         Some(farm) => {
             let ca =
                 crate::farm::setup::ensure_member(&home, &store, &config, farm, &identity.node_id)
-                    .await
-                    .map_err(NodeError::Farm)?;
+                    .await?;
             let (h, s) = (home.clone(), store.clone());
             let identity = tokio::task::spawn_blocking(move || Identity::load_or_create(&h, &s))
                 .await
@@ -167,80 +172,135 @@ pub async fn run(
         repos: RwLock::new(repos),
         listed: AtomicBool::new(false),
         metrics: crate::metrics::NodeMetrics::default(),
-        refs: Default::default(),
-        packs: Arc::new(packs),
-        farm: RwLock::new(None),
-        farm_changed: Default::default(),
-        farm_view_updated: Default::default(),
+        repos_changed: Default::default(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (sync, sync_rx) = scheduler::channel();
-    let sched = tokio::spawn(scheduler::run(shared.clone(), sync_rx, stop_rx.clone()));
-    if let (Some(farm), Some(ca)) = (&shared.config.farm, &farm_ca) {
-        crate::farm::setup::serve_joins(
-            &shared.home,
-            &shared.config,
-            farm,
-            ca,
-            &shared.identity.node_id,
-            (http_bound, ssh_bound),
-            stop_rx.clone(),
-        )
-        .await
-        .map_err(NodeError::Farm)?;
-    }
-    let ca_pem = match &farm_ca {
-        Some(ca) => Some(ca.cert_pem().map_err(|e| NodeError::Farm(e.to_string()))?),
-        None => None,
+    let mut farm_tasks = Vec::new();
+    let farm = match (&shared.config.farm, farm_ca) {
+        (Some(fc), Some(ca)) => {
+            let (farm, tasks) =
+                join_farm(&shared, fc, ca, &sync, (http_bound, ssh_bound), &stop_rx).await?;
+            farm_tasks = tasks;
+            Some(farm)
+        }
+        _ => None,
     };
-    let farm_task = shared
-        .config
-        .farm
-        .clone()
-        .zip(ca_pem)
-        .map(|(farm, ca_pem)| {
-            let (http, ssh) = (http_bound, ssh_bound);
-            tokio::spawn(crate::farm::membership::run(
-                shared.clone(),
-                farm,
-                http,
-                ssh,
-                sync.clone(),
-                crate::farm::verify::Verifier::new(ca_pem),
-                stop_rx.clone(),
-            ))
-        });
-    let ssh_task = tokio::spawn(ssh::run(
+    let coordinator: Arc<dyn Coordinator> = match &farm {
+        Some(f) => f.clone(),
+        None => Arc::new(Alone),
+    };
+    let sched = tokio::spawn(scheduler::run(
         shared.clone(),
+        coordinator,
+        sync_rx,
+        stop_rx.clone(),
+    ));
+    let serving = Arc::new(Serving {
+        shared: shared.clone(),
+        packs: Arc::new(packs),
+        refs: Default::default(),
+    });
+    let ssh_task = tokio::spawn(ssh::run(
+        serving.clone(),
         ssh_listener,
         ssh_config,
         stop_rx.clone(),
     ));
     let header_timeout = shared.config.header_timeout;
     let app = router(AppState {
-        shared: shared.clone(),
+        shared: serving,
         sync,
+        farm,
     });
-    let http_task = tokio::spawn(crate::serve::http_server::run(
+    let http_task = tokio::spawn(crate::http_listener::run(
         http,
         app,
-        header_timeout,
+        crate::http_listener::Options {
+            header_timeout,
+            grace: SHUTDOWN_GRACE,
+            tls: None,
+        },
         stop_rx.clone(),
-        SHUTDOWN_GRACE,
     ));
     shutdown.await;
     tracing::info!(grace_s = SHUTDOWN_GRACE.as_secs(), "shutting down");
     let _ = stop_tx.send(true);
     let all = async {
         let _ = tokio::join!(sched, ssh_task, http_task);
-        if let Some(f) = farm_task {
-            let _ = f.await;
+        for t in farm_tasks {
+            let _ = t.await;
         }
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
         tracing::warn!("grace period over; stopping with requests still in flight");
     }
     Ok(())
+}
+
+/// Takes this node's place in its farm: its farm certificate, the farm channel, gossip.
+async fn join_farm(
+    shared: &Arc<Shared>,
+    config: &crate::config::FarmConfig,
+    ca: crate::farm::trust::FarmCa,
+    sync: &scheduler::SyncHandle,
+    (http, ssh): (SocketAddr, SocketAddr),
+    stop: &watch::Receiver<bool>,
+) -> Result<(Arc<Farm>, Vec<tokio::task::JoinHandle<()>>), NodeError> {
+    let node_id = shared.identity.node_id.clone();
+    let creds = crate::farm::setup::credentials(&shared.home, &ca, &node_id).await?;
+    let client = mirrorfarm_common::farm::client::FarmClient::new(
+        &creds.ca_pem,
+        &creds.cert_pem,
+        &creds.key_pem,
+    )
+    .map_err(crate::farm::FarmSetupError::from)?;
+    let farm = Arc::new(Farm {
+        shared: shared.clone(),
+        config: config.clone(),
+        view: RwLock::new(None),
+        view_updated: Default::default(),
+        client: client.clone(),
+        cert_files: creds.files.clone(),
+        sync: sync.clone(),
+    });
+    let tls =
+        mirrorfarm_common::farm::tls::member_server(&creds.ca_pem, &creds.cert_pem, &creds.key_pem)
+            .map_err(crate::farm::FarmSetupError::from)?;
+    let cert_fp: [u8; 32] =
+        match mirrorfarm_common::farm::tls::cert_and_key(&creds.cert_pem, &creds.key_pem) {
+            Ok((certs, _)) => match certs.first() {
+                Some(c) => sha2::Sha256::digest(c.as_ref()).into(),
+                None => return Err(NodeError::Other("the farm certificate is empty".into())),
+            },
+            Err(e) => return Err(crate::farm::FarmSetupError::from(e).into()),
+        };
+    let advertise = |port: u16| SocketAddr::new(config.gossip_addr.ip(), port);
+    let chan = channel::Channel {
+        farm: farm.clone(),
+        member: Arc::new(channel::join::Member {
+            secret: config.secret.clone(),
+            config: crate::farm::keys::config_digests(&shared.config),
+            ca_cert: creds.ca_pem.clone(),
+            ca,
+            upstream_key: creds.upstream_key.clone(),
+            cert_fp,
+        }),
+        description: mirrorfarm_common::farm::messages::Description {
+            node_id,
+            http: advertise(http.port()),
+            ssh: advertise(ssh.port()),
+        },
+    };
+    let channel_task = channel::serve(chan, tls, stop.clone()).await?;
+    let gossip_task = tokio::spawn(crate::farm::membership::run(
+        farm.clone(),
+        http,
+        ssh,
+        crate::farm::verify::Verifier::new(client),
+        stop.clone(),
+    ));
+    Ok((farm, vec![channel_task, gossip_task]))
 }
 
 /// Opens the store, loads the identity and the repository records, and cleans up after a crash.

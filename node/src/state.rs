@@ -1,17 +1,11 @@
-//! The node's shared runtime state: configuration, identity, the state store and, per repository,
-//! its durable record plus whether a sync is running. Serving and /status read it; the sync
-//! scheduler writes it.
+//! What the node knows of each repository now: its durable record, whether a sync runs, the
+//! state it has staged and the earlier states it keeps, and whether it may serve it. The sync
+//! scheduler and the farm write it; serving and /status read it.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
 
-use crate::config::Config;
-use crate::home::Home;
-use crate::identity::Identity;
-use crate::names::RepoId;
-use crate::store::{RepoRecord, Store, SyncResult};
+use crate::names::RefName;
+use crate::store::{RepoRecord, SyncResult};
 
 /// One repository as the node knows it now.
 #[derive(Debug, Clone, Default)]
@@ -21,7 +15,7 @@ pub struct RepoEntry {
     /// A sync is running.
     pub syncing: bool,
     /// The newest state this node has staged (complete, refs hidden), in a farm.
-    pub staged: Option<crate::farm::keys::StagedHint>,
+    pub staged: Option<StagedHint>,
     /// Hashes of the earlier states whose tips are still kept (hidden), newest first: requests
     /// negotiated against them still work here.
     pub kept: Vec<String>,
@@ -75,102 +69,11 @@ pub enum Lookup {
     Ready(PathBuf, String),
 }
 
-/// Shared by every task of a node.
-pub struct Shared {
-    /// Validated configuration.
-    pub config: Config,
-    /// Home paths.
-    pub home: Home,
-    /// Identity (node ID, farm ID, key).
-    pub identity: Identity,
-    /// Durable store.
-    pub store: Store,
-    /// System git version.
-    pub git: (u32, u32, u32),
-    /// OpenSSH client version (for ssh:// upstreams), if checked.
-    pub openssh: (u32, u32, u32),
-    /// Repositories currently mirrored.
-    pub repos: RwLock<BTreeMap<RepoId, RepoEntry>>,
-    /// The first inventory of repositories has been taken.
-    pub listed: AtomicBool,
-    /// Prometheus metrics.
-    pub metrics: crate::metrics::NodeMetrics,
-    /// The farm as gossip shows it (`None` without `farm.secret`).
-    pub farm: RwLock<Option<crate::farm::view::FarmView>>,
-    /// Cached upload-pack responses.
-    pub packs: Arc<crate::serve::pack_cache::PackCache>,
-    /// Ref advertisements from memory.
-    pub refs: crate::serve::refs_cache::RefsCache,
-    /// Wakes the farm gossip loop to publish at once (a state was staged or flipped).
-    pub farm_changed: tokio::sync::Notify,
-    /// Woken (all waiters) each time the farm view is rebuilt.
-    pub farm_view_updated: tokio::sync::Notify,
-}
-
-impl Shared {
-    /// Path of a repository's bare mirror.
-    pub fn repo_path(&self, id: &RepoId) -> PathBuf {
-        self.home.repos_dir().join(id.rel_path())
-    }
-
-    /// Whether the ssh client pins the upstream host key itself (`accept-new`, OpenSSH ≥ 7.6);
-    /// older clients need ssh-keyscan first. Always true for non-SSH upstreams.
-    pub fn pins_host_key_on_first_contact(&self) -> bool {
-        !self.config.upstream.is_ssh() || self.openssh >= (7, 6, 0)
-    }
-
-    /// Looks up a repository for serving.
-    pub fn lookup(&self, id: &RepoId) -> Lookup {
-        let repos = self.repos.read().expect("repo map lock is never poisoned");
-        match repos.get(id) {
-            None => Lookup::Unknown,
-            Some(e) if e.record.last_result == Some(SyncResult::NotFound) => Lookup::Unknown,
-            Some(RepoEntry {
-                withheld: Some(why),
-                ..
-            }) => Lookup::Withheld(why),
-            Some(e) if e.servable() => {
-                Lookup::Ready(self.repo_path(id), e.record.refs_hash.clone())
-            }
-            Some(_) => Lookup::NotReady,
-        }
-    }
-
-    /// A copy of the repository map.
-    pub fn snapshot(&self) -> BTreeMap<RepoId, RepoEntry> {
-        self.repos
-            .read()
-            .expect("repo map lock is never poisoned")
-            .clone()
-    }
-
-    /// The node's state word (`STARTING`, `AWAITING_AUTHORIZATION`, `SYNCHRONIZING`,
-    /// `SYNCHRONIZED`, `ERROR`).
-    pub fn node_state(&self) -> &'static str {
-        if !self.listed.load(Ordering::Acquire) {
-            return "STARTING";
-        }
-        let repos = self.repos.read().expect("repo map lock is never poisoned");
-        let results = || repos.values().map(|e| e.record.last_result.clone());
-        if results().any(|r| r == Some(SyncResult::HostKeyChanged)) {
-            return "ERROR";
-        }
-        if results().any(|r| r == Some(SyncResult::Unauthorized)) {
-            return "AWAITING_AUTHORIZATION";
-        }
-        let active: Vec<_> = repos
-            .values()
-            .filter(|e| e.record.last_result != Some(SyncResult::NotFound))
-            .collect();
-        if active.iter().any(|e| e.servable() && e.withheld.is_some()) {
-            return "CATCHING_UP";
-        }
-        if active.iter().all(|e| e.servable()) {
-            return "SYNCHRONIZED";
-        }
-        if active.iter().any(|e| e.state() == "ERROR") && !active.iter().any(|e| e.syncing) {
-            return "ERROR";
-        }
-        "SYNCHRONIZING"
-    }
+/// A state a member has staged: its refs hash and the branch its HEAD names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedHint {
+    /// Hash of the staged ref map (with HEAD).
+    pub refs_hash: String,
+    /// The branch HEAD names in it.
+    pub head: Option<RefName>,
 }

@@ -1,109 +1,11 @@
 //! The status document (`GET /status`) and the page for people (`GET /`).
 
-use serde::Serialize;
-
 use crate::config::Access;
-use crate::state::Shared;
+use crate::shared::Shared;
 use crate::store::SyncResult;
-
-/// One repository on /status.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RepoStatus {
-    /// Project key.
-    pub project: String,
-    /// Repository slug.
-    pub repo: String,
-    /// `SYNCHRONIZED`, `SYNCHRONIZING`, `CATCHING_UP` (not served now: behind the farm or cut off
-    /// from it), `AWAITING_AUTHORIZATION`, `NOT_FOUND` or `ERROR`.
-    pub state: &'static str,
-    /// Generation of the served ref state (0: none yet).
-    pub generation: u64,
-    /// Hash of the served ref map.
-    pub refs_hash: String,
-    /// Hash of the newest staged state (in a farm; equal to `refsHash` once advertised).
-    pub staged_hash: Option<String>,
-    /// In a farm: the node ID of the member that fetches it from the upstream.
-    pub leader: Option<String>,
-    /// Why the node does not serve it now, when it does not.
-    pub withheld: Option<&'static str>,
-    /// A sync is running now.
-    pub syncing: bool,
-    /// End of the last sync attempt (RFC 3339).
-    pub last_sync: Option<String>,
-    /// End of the last successful sync (RFC 3339).
-    pub last_successful_sync: Option<String>,
-    /// Result of the last attempt.
-    pub last_result: Option<SyncResult>,
-    /// Message of the last attempt.
-    pub last_message: String,
-}
-
-/// The upstream as /status shows it.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UpstreamStatus {
-    /// The configured URL.
-    pub url: String,
-    /// Whether the last attempts reached it.
-    pub reachable: bool,
-    /// The latest successful sync of any repository (RFC 3339).
-    pub last_successful_sync: Option<String>,
-}
-
-/// The whole document.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusDoc {
-    /// Node state.
-    pub state: &'static str,
-    /// This node.
-    pub node_id: String,
-    /// The farm.
-    pub farm_id: String,
-    /// `setup.displayName`.
-    pub display_name: String,
-    /// `setup.baseUrl`.
-    pub base_url: String,
-    /// The farm key the upstream must authorize.
-    pub public_key: String,
-    /// Mirrorfarm version.
-    pub version: &'static str,
-    /// `anonymous` or `authenticated`.
-    pub access: &'static str,
-    /// Why git requests get 401, when they do.
-    pub access_message: Option<&'static str>,
-    /// Every mirrored repository has a complete state to serve (what a load balancer checks).
-    pub ready: bool,
-    /// Repositories in a servable state.
-    pub synced_repos: usize,
-    /// Repositories mirrored.
-    pub total_repos: usize,
-    /// Upstream reachability.
-    pub upstream: UpstreamStatus,
-    /// Per repository.
-    pub repos: Vec<RepoStatus>,
-    /// Live farm members agreeing on the farm configuration, this node included (1 without a farm).
-    pub member_count: usize,
-    /// Those members (empty without a farm).
-    pub members: Vec<crate::farm::view::MemberView>,
-    /// Live nodes refused because their farm configuration differs, with the keys that differ.
-    pub refused_members: Vec<RefusedMember>,
-    /// Live gossip peers not verified as members over the farm's TLS (node IDs): not counted.
-    pub unverified_nodes: Vec<String>,
-    /// Warnings, e.g. a member's clock more than 2 s off.
-    pub warnings: Vec<String>,
-}
-
-/// A node refused from the farm.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RefusedMember {
-    /// Its node ID.
-    pub node_id: String,
-    /// The configuration keys on which it differs from this node.
-    pub differing_keys: Vec<String>,
-}
+pub use mirrorfarm_common::status::{
+    MemberRepoState, MemberStatus, RefusedMember, RepoStatus, StatusDoc, UpstreamStatus,
+};
 
 fn rfc3339(ms: Option<i64>) -> Option<String> {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms?) * 1_000_000).ok()?;
@@ -117,24 +19,20 @@ fn leader_of(farm: &Option<crate::farm::view::FarmView>, repo: &str) -> Option<S
         .map(str::to_owned)
 }
 
-/// Builds the status document.
-pub fn build(shared: &Shared) -> StatusDoc {
+/// Builds the status document (`farm`: the node's farm, when it is in one).
+pub fn build(shared: &Shared, farm: Option<&crate::farm::Farm>) -> StatusDoc {
     let snapshot = shared.snapshot();
-    let farm = shared
-        .farm
-        .read()
-        .expect("farm view lock is never poisoned")
-        .clone();
+    let farm = farm.and_then(|f| f.view.read().clone());
     let repos: Vec<RepoStatus> = snapshot
         .iter()
         .map(|(id, e)| RepoStatus {
             project: id.project.as_str().to_owned(),
             repo: id.repo.as_str().to_owned(),
-            state: e.state(),
+            state: e.state().to_owned(),
             generation: e.record.generation,
             refs_hash: e.record.refs_hash.clone(),
             staged_hash: e.staged.as_ref().map(|s| s.refs_hash.clone()),
-            withheld: e.withheld,
+            withheld: e.withheld.map(str::to_owned),
             leader: leader_of(&farm, &id.to_string()),
             syncing: e.syncing,
             last_sync: rfc3339(e.record.last_sync_ms),
@@ -153,17 +51,17 @@ pub fn build(shared: &Shared) -> StatusDoc {
         .max();
     let anonymous = shared.config.access == Access::Anonymous;
     StatusDoc {
-        state: shared.node_state(),
+        state: shared.node_state().to_owned(),
         node_id: shared.identity.node_id.clone(),
         farm_id: shared.identity.farm_id.clone(),
         display_name: shared.config.display_name.clone(),
         base_url: shared.config.base_url.clone(),
         public_key: shared.identity.public_key.clone(),
-        version: env!("CARGO_PKG_VERSION"),
-        access: if anonymous { "anonymous" } else { "authenticated" },
-        access_message: (!anonymous).then_some(
-            "git requests are answered 401: mirror.access is not `anonymous` and authenticated access is not available yet",
-        ),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        access: if anonymous { "anonymous" } else { "authenticated" }.to_owned(),
+        access_message: (!anonymous).then(|| {
+            "git requests are answered 401: mirror.access is not `anonymous` and authenticated access is not available yet".to_owned()
+        }),
         ready: shared.listed.load(std::sync::atomic::Ordering::Acquire)
             && snapshot
                 .values()
@@ -178,7 +76,10 @@ pub fn build(shared: &Shared) -> StatusDoc {
         },
         repos,
         member_count: farm.as_ref().map(|f| f.members.len()).unwrap_or(1),
-        members: farm.as_ref().map(|f| f.members.clone()).unwrap_or_default(),
+        members: farm
+            .as_ref()
+            .map(|f| f.members.iter().map(member_status).collect())
+            .unwrap_or_default(),
         refused_members: farm
             .as_ref()
             .map(|f| {
@@ -193,6 +94,29 @@ pub fn build(shared: &Shared) -> StatusDoc {
             .map(|f| f.unverified.clone())
             .unwrap_or_default(),
         warnings: farm.map(|f| f.warnings).unwrap_or_default(),
+    }
+}
+
+fn member_status(m: &crate::farm::view::MemberView) -> MemberStatus {
+    MemberStatus {
+        node_id: m.node_id.clone(),
+        address: m.address,
+        state: m.state.clone(),
+        version: m.version.clone(),
+        clock_skew_ms: m.clock_skew_ms,
+        this_node: m.this_node,
+        repo_states: m
+            .repo_states
+            .iter()
+            .map(|(repo, s)| {
+                let st = MemberRepoState {
+                    generation: s.generation,
+                    refs_hash: s.refs_hash.clone(),
+                    staged_hash: s.staged_hash.clone(),
+                };
+                (repo.clone(), st)
+            })
+            .collect(),
     }
 }
 
@@ -211,13 +135,14 @@ pub fn html(doc: &StatusDoc) -> String {
             "<tr><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             esc(&r.project),
             esc(&r.repo),
-            r.state,
+            esc(&r.state),
             esc(r.last_sync.as_deref().unwrap_or("never")),
             esc(&r.last_message)
         ));
     }
     let access = doc
         .access_message
+        .as_deref()
         .map(|m| format!("<p class=warn>{}</p>", esc(m)))
         .unwrap_or_default();
     format!(
@@ -231,7 +156,7 @@ td,th{{padding:.2em .8em;text-align:left}}.warn{{color:#a40}}</style></head><bod
         name = esc(&doc.display_name),
         node = esc(&doc.node_id),
         farm = esc(&doc.farm_id),
-        state = doc.state,
+        state = esc(&doc.state),
         synced = doc.synced_repos,
         total = doc.total_repos,
         up = esc(&doc.upstream.url),

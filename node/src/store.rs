@@ -34,23 +34,7 @@ pub enum StoreError {
     Join(String),
 }
 
-/// The result of the last sync attempt of one repository.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum SyncResult {
-    /// Refs now equal upstream's.
-    Ok,
-    /// The upstream refused the farm key.
-    Unauthorized,
-    /// The upstream could not be reached.
-    Unreachable,
-    /// The upstream's host key changed.
-    HostKeyChanged,
-    /// The repository does not exist upstream.
-    NotFound,
-    /// Anything else.
-    Failed,
-}
+pub use mirrorfarm_common::status::SyncResult;
 
 /// Durable per-repository record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,7 +70,8 @@ impl Store {
             source,
         };
         // SAFETY: the home lock guarantees this process is the only one opening the environment,
-        // and it is opened once per process.
+        // and it is opened once per process. (heed's open is the one unsafe call in mirrorfarm.)
+        #[allow(unsafe_code)]
         let env = unsafe {
             EnvOpenOptions::new()
                 .read_txn_without_tls()

@@ -50,7 +50,7 @@ pub fn exchange_in_pieces(
         .expect("runtime");
     let ca_pem = std::fs::read_to_string(ca).expect("read CA");
     rt.block_on(async {
-        let roots = mirrorfarm_common::farm_join::ca_roots(&ca_pem).expect("CA");
+        let roots = mirrorfarm_common::farm::tls::ca_roots(&ca_pem).expect("CA");
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

@@ -1,7 +1,9 @@
-//! `mirrorfarm demo`: a whole farm on this machine. A generated upstream, three nodes and the load
-//! balancer run as child processes of this one (the real `mirrorfarm node` and `mirrorfarm lb`);
-//! when every node is synchronized and in rotation, the clone commands are printed. Ctrl-C stops
-//! everything; a second run reuses the work directory (identities, mirrors, certificate).
+//! `mirrorfarm demo`: a whole farm on this machine. A generated upstream, three nodes forming one
+//! farm (one `farm.secret`: one farm ID, one upstream key, one upstream fetch per change) and the
+//! load balancer finding them by gossip run as child processes of this one (the real `mirrorfarm
+//! node` and `mirrorfarm lb`); when every node is synchronized, in the farm and in rotation, the
+//! clone commands are printed. Ctrl-C stops everything; a second run reuses the work directory
+//! (the farm secret, identities, mirrors, certificate).
 
 mod upstream;
 
@@ -31,6 +33,33 @@ struct Layout {
     nodes: Vec<(PathBuf, u16, u16)>,
 }
 
+/// The demo farm's secret: made once per work directory and kept there (0600).
+fn farm_secret(work: &Path) -> Result<String, String> {
+    let path = work.join("farm.secret");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        if s.trim().len() >= 16 {
+            return Ok(s.trim().to_owned());
+        }
+    }
+    let mut raw = [0u8; 24];
+    getrandom::getrandom(&mut raw).map_err(|e| format!("no randomness: {e}"))?;
+    let secret: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        writeln!(f, "{secret}").map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(secret)
+}
+
 fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::create_dir_all(path.parent().expect("config files have a parent"))
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -40,32 +69,42 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
 fn prepare(work: &Path, https_port: u16, ssh_port: u16) -> Result<Layout, String> {
     let up = work.join("upstream");
     upstream::ensure(&up)?;
+    let secret = farm_secret(work)?;
+    let gossip: Vec<u16> = (0..NODES).map(|_| free_port()).collect::<Result<_, _>>()?;
     let mut nodes = Vec::new();
     for i in 1..=NODES {
         let home = work.join(format!("node{i}"));
         let (http, ssh) = (free_port()?, free_port()?);
+        // Node 1 starts the farm; the others join through it.
+        let seeds = if i == 1 {
+            String::new()
+        } else {
+            format!("farm.seeds=127.0.0.1:{}\n", gossip[0])
+        };
         let props = format!(
             "# Written by `mirrorfarm demo` (ports are chosen afresh at each run).\n\
              application.mode=mirror\nsetup.displayName=mirrorfarm demo node {i}\n\
              setup.baseUrl=https://localhost:{https_port}\nplugin.mirroring.upstream.url=file://{up}\n\
              plugin.mirroring.synchronization.interval=30\nmirror.projects=*\nmirror.access=anonymous\n\
              server.address=127.0.0.1\nserver.port={http}\nplugin.ssh.address=127.0.0.1\nplugin.ssh.port={ssh}\n\
-             plugin.ssh.proxyProtocol=true\n",
-            up = up.display()
+             plugin.ssh.proxyProtocol=true\n\
+             farm.secret={secret}\nfarm.gossip.address=127.0.0.1\nfarm.gossip.port={g}\n{seeds}",
+            up = up.display(),
+            g = gossip[i - 1],
         );
         write(&home.join(mirrorfarm_node::config::FILE_NAME), &props)?;
         nodes.push((home, http, ssh));
     }
     let admin_port = free_port()?;
-    let backends: Vec<String> = nodes
-        .iter()
-        .map(|(_, h, s)| format!("127.0.0.1:{h}:{s}"))
-        .collect();
+    let seeds: Vec<String> = gossip.iter().map(|g| format!("127.0.0.1:{g}")).collect();
+    // No backend list: the LB finds the members by gossip (and learns its own gossip address).
     let lb = format!(
         "# Written by `mirrorfarm demo`.\nlb.hostname=localhost\nlb.https.address=127.0.0.1\nlb.https.port={https_port}\n\
          lb.ssh.address=127.0.0.1\nlb.ssh.port={ssh_port}\nlb.ssh.proxyProtocol=true\nlb.admin.port={admin_port}\n\
-         lb.backends={}\nlb.health.interval=500\nlb.drain.grace=5\nlb.threads=2\n",
-        backends.join(",")
+         lb.health.interval=500\nlb.drain.grace=5\nlb.threads=2\n\
+         lb.farm.seeds={}\nlb.farm.secret={secret}\nlb.farm.gossip.port={}\n",
+        seeds.join(","),
+        free_port()?,
     );
     write(&work.join("lb").join(mirrorfarm_lb::config::FILE_NAME), &lb)?;
     Ok(Layout {
@@ -98,22 +137,30 @@ fn spawn(args: &[&str], home: &Path) -> Result<Child, String> {
         .map_err(|e| format!("cannot start mirrorfarm {}: {e}", args.join(" ")))
 }
 
-fn farm_ready(l: &Layout) -> bool {
-    let nodes_ok = l.nodes.iter().all(|(_, http, _)| {
-        probe::get(SocketAddr::from(([127, 0, 0, 1], *http)), "/status")
-            .is_some_and(|b| b.contains("\"state\":\"SYNCHRONIZED\""))
-    });
-    let lb_ok = probe::get(SocketAddr::from(([127, 0, 0, 1], l.admin_port)), "/status")
-        .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
-        .is_some_and(|v| v["healthyBackends"].as_u64() == Some(NODES as u64));
-    nodes_ok && lb_ok
+/// Every node synchronized and in one farm of all of them, and all in the LB's rotation; the
+/// farm ID when so.
+fn farm_ready(l: &Layout, http: &probe::Client) -> Option<String> {
+    let mut farm_ids = std::collections::BTreeSet::new();
+    for (_, port, _) in &l.nodes {
+        let s = http.status(SocketAddr::from(([127, 0, 0, 1], *port)))?;
+        if s.state != "SYNCHRONIZED" || s.member_count != NODES {
+            return None;
+        }
+        farm_ids.insert(s.farm_id);
+    }
+    let lb = http.json(SocketAddr::from(([127, 0, 0, 1], l.admin_port)), "/status")?;
+    let lb_ok = lb["healthyBackends"].as_u64() == Some(NODES as u64);
+    (lb_ok && farm_ids.len() == 1).then(|| farm_ids.pop_first())?
 }
 
-fn banner(l: &Layout) -> String {
+fn banner(l: &Layout, farm_id: &str) -> String {
     let ca = l.work.join("lb").join("tls").join("cert.pem");
     let up = l.work.join("upstream");
+    let first = l.nodes.first().map(|(_, h, _)| *h).unwrap_or_default();
     format!(
-        "\nmirrorfarm demo is ready: {NODES} nodes behind the load balancer.\n\n\
+        "\nmirrorfarm demo is ready: a farm of {NODES} nodes (farm {farm_id}) behind the load balancer,\n\
+         which found them by gossip. Each change is fetched from the upstream once, by its leader;\n\
+         the others take it from the leader, and all of them advertise it together.\n\n\
          Clone over HTTPS (certificate verified):\n\
          \x20 GIT_SSL_CAINFO={ca} git clone https://localhost:{https}/scm/PLAT/kernel.git\n\
          Clone over SSH:\n\
@@ -124,9 +171,11 @@ fn banner(l: &Layout) -> String {
          Push a change to the demo upstream and watch it arrive:\n\
          \x20 git clone {up}/WEB/site.git /tmp/site && cd /tmp/site\n\
          \x20 git commit --allow-empty -m hello && git push origin HEAD:main\n\
-         \x20 for p in {ports}; do curl -s -X POST http://127.0.0.1:$p/rest/mirroring/latest/sync; done\n\
+         \x20 curl -s -X POST -H 'Content-Type: application/json' -d '{{\"project\":\"WEB\",\"repo\":\"site\"}}' \\\n\
+         \x20      http://127.0.0.1:{first}/rest/mirroring/latest/sync     (one trigger, to any node)\n\
+         \x20 for p in {ports}; do curl -s http://127.0.0.1:$p/status | grep -o '\"refsHash\":\"[0-9a-f]*\"' | head -1; done\n\
          \x20 GIT_SSL_CAINFO={ca} git ls-remote https://localhost:{https}/scm/WEB/site.git main\n\
-         (the nodes also pick it up by themselves within 30 s)\n\n\
+         (every node follows that one trigger; they also pick changes up by themselves within 30 s)\n\n\
          Logs: {work}/*/logs/. Ctrl-C stops the demo; running it again reuses {work}.\n",
         ca = ca.display(),
         https = l.https_port,
@@ -225,6 +274,7 @@ pub fn run(workdir: PathBuf, https_port: u16, ssh_port: u16) -> ExitCode {
     }
     let started = Instant::now();
     let mut announced = false;
+    let http = probe::Client::new();
     let code = loop {
         if stop.load(Ordering::Acquire) {
             eprintln!("\nmirrorfarm demo: stopping …");
@@ -241,8 +291,8 @@ pub fn run(workdir: PathBuf, https_port: u16, ssh_port: u16) -> ExitCode {
             break ExitCode::from(70);
         }
         if !announced {
-            if farm_ready(&layout) {
-                println!("{}", banner(&layout));
+            if let Some(farm_id) = farm_ready(&layout, &http) {
+                println!("{}", banner(&layout, &farm_id));
                 announced = true;
             } else if started.elapsed() > Duration::from_secs(600) {
                 eprintln!("mirrorfarm demo: the farm did not become ready within 10 minutes; see the logs under {}", work.display());

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::farm::flip;
 use crate::farm::view::FarmView;
-use crate::state::Shared;
+use crate::shared::Shared;
 
 /// Whether this node has lost every peer it had.
 #[derive(Default)]
@@ -37,10 +37,7 @@ impl Isolation {
 
 /// Records, per repository, whether this node may serve it now (see [`flip::withheld`]).
 pub fn mark_withheld(shared: &Shared, view: &FarmView, isolated_since: Option<i64>) {
-    let mut repos = shared
-        .repos
-        .write()
-        .expect("repo map lock is never poisoned");
+    let mut repos = shared.repos.write();
     for (id, e) in repos.iter_mut() {
         let why = flip::withheld(view, &id.to_string(), e, isolated_since);
         if why != e.withheld {

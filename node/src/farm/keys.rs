@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{Config, Projects};
 use crate::farm::signing::{GossipKey, Publisher};
 use crate::names::RefName;
+pub use crate::state::StagedHint;
 
 /// The node's HTTP listener as peers reach it.
 pub const HTTP: &str = "http";
@@ -131,17 +132,9 @@ impl Served {
     }
 }
 
-/// A state a member has staged: its refs hash and the branch its HEAD names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StagedHint {
-    /// Hash of the staged ref map (with HEAD).
-    pub refs_hash: String,
-    /// The branch HEAD names in it.
-    pub head: Option<RefName>,
-}
-
+// The gossip encoding of a staged state (the type is the repository map's).
 impl StagedHint {
-    /// The gossip value.
+    /// The gossip value (`<hash> <branch or ->`).
     pub fn encode(&self) -> String {
         let head = self.head.as_ref().map(RefName::as_str).unwrap_or("-");
         format!("{} {head}", self.refs_hash)

@@ -15,43 +15,20 @@ pub fn leader_of<'a>(repo: &str, members: impl IntoIterator<Item = &'a str>) -> 
     })
 }
 
-/// The member leading `repo` when it is another node than this one: its node ID, gossip (farm)
-/// address and HTTP address.
+/// The member leading `repo` when it is another node than this one: its node ID and farm
+/// (gossip) address.
 pub fn remote_leader(
-    shared: &crate::state::Shared,
+    farm: &crate::farm::Farm,
     repo: &str,
-) -> Option<(String, std::net::SocketAddr, Option<std::net::SocketAddr>)> {
-    shared.config.farm.as_ref()?;
-    let view = shared
-        .farm
-        .read()
-        .expect("farm view lock is never poisoned");
+) -> Option<(String, std::net::SocketAddr)> {
+    let view = farm.view.read();
     let members = &view.as_ref()?.members;
     let leader = leader_of(repo, members.iter().map(|m| m.node_id.as_str()))?;
     let m = members.iter().find(|m| m.node_id == leader)?;
     if m.this_node {
         return None;
     }
-    Some((m.node_id.clone(), m.gossip?, m.address))
-}
-
-/// The URL git fetches `repo` from when another member leads it: that member's mirror, through
-/// `mirrorfarm farm-connect` (mutually authenticated TLS with the farm CA).
-pub fn farm_url(
-    home: &std::path::Path,
-    peer: std::net::SocketAddr,
-    node: &str,
-    repo: &str,
-) -> Option<String> {
-    let exe = std::env::current_exe().ok()?;
-    let (exe, home) = (exe.to_str()?, home.to_str()?);
-    // git's ext:: transport splits on spaces; paths with spaces cannot be passed.
-    if exe.contains([' ', '%']) || home.contains([' ', '%']) {
-        return None;
-    }
-    Some(format!(
-        "ext::{exe} farm-connect --home {home} --peer {peer} --node {node} {repo} %S"
-    ))
+    Some((m.node_id.clone(), m.gossip?))
 }
 
 #[cfg(test)]

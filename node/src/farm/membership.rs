@@ -9,18 +9,17 @@ use chitchat::transport::UdpTransport;
 use chitchat::{spawn_chitchat, ChitchatId};
 use tokio::sync::watch;
 
-use crate::config::FarmConfig;
 use crate::farm::follow::{mark_withheld, Follow, Isolation};
 use crate::farm::keys::{self, Member};
 use crate::farm::signing::{GossipKey, Publisher};
 use crate::farm::view::build_view;
-use crate::state::Shared;
+use crate::farm::Farm;
 
 /// How often this node republishes its clock, state and ref states and recomputes the view when
 /// nothing happened (changes wake it at once).
 const REFRESH: Duration = Duration::from_millis(250);
 /// How often the published clock is refreshed (ms); it is for skew warnings only.
-const CLOCK_EVERY_MS: i64 = 500;
+const CLOCK_EVERY_MS: u64 = 500;
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -28,16 +27,15 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Runs gossip until `shutdown` turns true, keeping `shared.farm` up to date.
+/// Runs gossip until `shutdown` turns true, keeping the farm's view up to date.
 pub async fn run(
-    shared: Arc<Shared>,
-    farm: FarmConfig,
+    this: Arc<Farm>,
     http: SocketAddr,
     ssh: SocketAddr,
-    sync: crate::sync::scheduler::SyncHandle,
     verifier: crate::farm::verify::Verifier,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let (shared, farm, sync) = (&this.shared, &this.config, &this.sync);
     let ours = keys::config_digests(&shared.config);
     let advertise = |port: u16| SocketAddr::new(farm.gossip_addr.ip(), port);
     let mut initial = vec![
@@ -82,7 +80,7 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = tick.tick() => {}
-            _ = shared.farm_changed.notified() => {}
+            _ = shared.repos_changed.notified() => {}
             r = gossip_news.changed() => if r.is_err() { break },
         }
         let me = shared.identity.node_id.clone();
@@ -100,7 +98,7 @@ pub async fn run(
             if own
                 .get(keys::CLOCK_MS)
                 .and_then(|v| v.parse::<i64>().ok())
-                .is_none_or(|t| (now - t).abs() >= CLOCK_EVERY_MS)
+                .is_none_or(|t| now.saturating_sub(t).unsigned_abs() >= CLOCK_EVERY_MS)
             {
                 own.set(keys::CLOCK_MS, now);
             }
@@ -171,13 +169,10 @@ pub async fn run(
             tracing::warn!("cut off from every other farm member: not serving until each repository is confirmed with the upstream");
             sync.trigger(crate::sync::scheduler::Trigger::All);
         }
-        mark_withheld(&shared, &view, isolation.since);
-        follow.leaders(&me, &view, &snapshot, &sync);
-        *shared
-            .farm
-            .write()
-            .expect("farm view lock is never poisoned") = Some(view);
-        shared.farm_view_updated.notify_waiters();
+        mark_withheld(shared, &view, isolation.since);
+        follow.leaders(&me, &view, &snapshot, sync);
+        *this.view.write() = Some(view);
+        this.view_updated.notify_waiters();
     }
     if let Err(e) = handle.shutdown().await {
         tracing::warn!(error = %e, "farm gossip did not stop cleanly");

@@ -1,10 +1,13 @@
 //! The farm: nodes that mirror the same upstream under one hostname. Membership — who is alive,
 //! what each says about itself (chitchat gossip over UDP, failure detection tuned to notice a
 //! dead node within 1–2 s), whether each agrees on the farm's configuration — plus who
-//! fetches each repository (the leader) and when a new state may be advertised (the flip).
+//! fetches each repository (the leader), when a new state may be advertised (the flip), and the
+//! farm channel (HTTPS with mutual TLS on the gossip port) members talk over.
 //! Gossip is treated as hints: nothing is fetched from, trusted or handed over because of it
 //! without the farm's mutually authenticated TLS.
 
+pub mod channel;
+pub mod coordinate;
 pub mod flip;
 pub mod follow;
 pub mod keys;
@@ -16,3 +19,86 @@ pub mod signing;
 pub mod trust;
 pub mod verify;
 pub mod view;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use mirrorfarm_common::farm::client::FarmClient;
+use parking_lot::RwLock;
+
+use crate::config::FarmConfig;
+use crate::shared::Shared;
+use crate::sync::scheduler::SyncHandle;
+
+/// Why this node could not take its place in the farm.
+#[derive(Debug, thiserror::Error)]
+pub enum FarmSetupError {
+    /// No seed let it in (or one refused it).
+    #[error("{0}")]
+    Join(#[from] mirrorfarm_common::farm::FarmError),
+    /// No seed answered in time.
+    #[error("no seed let this node join within {secs} s: {last}")]
+    NoSeed {
+        /// How long it tried.
+        secs: u64,
+        /// The last seed's error.
+        last: String,
+    },
+    /// The farm CA or a certificate.
+    #[error(transparent)]
+    Trust(#[from] trust::TrustError),
+    /// The state store.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A file in the home.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The upstream key handed over does not load.
+    #[error("farm upstream key: {0}")]
+    UpstreamKey(String),
+    /// A startup task failed.
+    #[error("farm setup task failed: {0}")]
+    Task(String),
+    /// The farm listener could not be bound.
+    #[error("cannot listen on {addr} (farm, TCP): {source}")]
+    Bind {
+        /// Address.
+        addr: std::net::SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// The files of this node's farm certificate (what git presents when it fetches from a member).
+#[derive(Debug, Clone)]
+pub struct CertFiles {
+    /// The farm CA certificate.
+    pub ca: PathBuf,
+    /// This node's certificate.
+    pub cert: PathBuf,
+    /// Its key (0600).
+    pub key: PathBuf,
+}
+
+/// This node's place in its farm: the view gossip gives, the client it talks to members with.
+pub struct Farm {
+    /// What every part of the node shares.
+    pub shared: Arc<Shared>,
+    /// `farm.*`.
+    pub config: FarmConfig,
+    /// The farm as gossip shows it (`None` until the first round).
+    pub view: RwLock<Option<view::FarmView>>,
+    /// Woken (all waiters) each time the view is rebuilt.
+    pub view_updated: tokio::sync::Notify,
+    /// Requests to other members over the farm channel.
+    pub client: FarmClient,
+    /// This node's farm certificate files.
+    pub cert_files: CertFiles,
+    /// Sync triggers of this node.
+    pub sync: SyncHandle,
+}

@@ -59,10 +59,7 @@ fn ca_params(farm_id: &str) -> Result<CertificateParams, rcgen::Error> {
     Ok(p)
 }
 
-/// The DNS name in a node's certificate.
-pub fn node_name(node_id: &str) -> String {
-    format!("{node_id}.nodes.mirrorfarm")
-}
+pub use mirrorfarm_common::farm::tls::node_name;
 
 impl FarmCa {
     /// A new CA for `farm_id` (the first node of a farm).
@@ -81,11 +78,16 @@ impl FarmCa {
 
     /// A certificate and key (PEM) for `node_id`, signed by this CA.
     pub fn issue(&self, node_id: &str) -> Result<(String, String), TrustError> {
+        self.issue_named(node_id, &node_name(node_id))
+    }
+
+    /// A certificate and key (PEM) for `id` naming `dns` (e.g. a load balancer's name).
+    pub fn issue_named(&self, id: &str, dns: &str) -> Result<(String, String), TrustError> {
         let ca_key = KeyPair::from_pem(&self.key_pem)?;
         let issuer = Issuer::new(ca_params(&self.farm_id)?, ca_key);
         let key = KeyPair::generate()?;
-        let mut p = CertificateParams::new(vec![node_name(node_id)])?;
-        p.distinguished_name.push(DnType::CommonName, node_id);
+        let mut p = CertificateParams::new(vec![dns.to_owned()])?;
+        p.distinguished_name.push(DnType::CommonName, id);
         let cert = p.signed_by(&key, &issuer)?;
         Ok((cert.pem(), key.serialize_pem()))
     }
@@ -110,7 +112,7 @@ impl FarmCa {
     /// Keeps the CA key in the home (0600).
     pub fn save(&self, home: &Path) -> Result<(), TrustError> {
         let path = Self::path(home);
-        let dir = path.parent().expect("farm dir").to_owned();
+        let dir = home.join("farm");
         std::fs::create_dir_all(&dir).map_err(|source| TrustError::Io { path: dir, source })?;
         write_atomic(&path, self.key_pem.as_bytes(), 0o600)
             .map_err(|source| TrustError::Io { path, source })

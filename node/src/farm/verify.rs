@@ -5,8 +5,12 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
+
+use mirrorfarm_common::farm::client::FarmClient;
 
 /// How long after a failed check a peer is checked again.
 const RETRY: Duration = Duration::from_secs(2);
@@ -21,15 +25,15 @@ enum Check {
 /// Checks peers' farm certificates in the background and remembers the answers.
 #[derive(Clone)]
 pub struct Verifier {
-    ca_pem: Arc<str>,
+    client: FarmClient,
     checks: Arc<Mutex<HashMap<(String, SocketAddr), Check>>>,
 }
 
 impl Verifier {
-    /// Checks against the farm CA certificate `ca_pem`.
-    pub fn new(ca_pem: String) -> Self {
+    /// Checks with `client` (which trusts only the farm CA and names the member it asks).
+    pub fn new(client: FarmClient) -> Self {
         Self {
-            ca_pem: ca_pem.into(),
+            client,
             checks: Default::default(),
         }
     }
@@ -38,7 +42,7 @@ impl Verifier {
     /// yet (or its last check failed a while ago).
     pub fn verified(&self, node_id: &str, addr: SocketAddr) -> bool {
         let key = (node_id.to_owned(), addr);
-        let mut checks = self.checks.lock().expect("verifier lock is never poisoned");
+        let mut checks = self.checks.lock();
         match checks.get(&key) {
             Some(Check::Verified) => return true,
             Some(Check::Trying) => return false,
@@ -48,7 +52,7 @@ impl Verifier {
         checks.insert(key.clone(), Check::Trying);
         let this = self.clone();
         tokio::spawn(async move {
-            let res = mirrorfarm_common::farm_join::describe(addr, &this.ca_pem, &key.0).await;
+            let res = this.client.describe(&key.0, addr).await;
             let check = match res {
                 Ok(_) => {
                     tracing::info!(node = %key.0, address = %addr, "farm member verified");
@@ -59,10 +63,7 @@ impl Verifier {
                     Check::Failed(Instant::now())
                 }
             };
-            this.checks
-                .lock()
-                .expect("verifier lock is never poisoned")
-                .insert(key, check);
+            this.checks.lock().insert(key, check);
         });
         false
     }

@@ -3,16 +3,13 @@
 
 use std::net::SocketAddr;
 
-use serde::Serialize;
-
 use crate::farm::keys::Member;
 
 /// Clock difference above which /status warns.
 const SKEW_WARNING_MS: i64 = 2000;
 
-/// One member as /status shows it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// One member as this node sees it.
+#[derive(Debug, Clone)]
 pub struct MemberView {
     /// Node ID.
     pub node_id: String,
@@ -27,15 +24,13 @@ pub struct MemberView {
     /// Whether this is the node answering.
     pub this_node: bool,
     /// Gossip (and farm TLS) address.
-    #[serde(skip)]
     pub gossip: Option<SocketAddr>,
     /// Its state of each repository.
     pub repo_states: std::collections::BTreeMap<String, RepoState>,
 }
 
 /// A member's state of one repository, as its gossip says.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RepoState {
     /// Generation served (0: none).
     pub generation: u64,
@@ -44,7 +39,6 @@ pub struct RepoState {
     /// Hash of the newest state staged (equal to `refsHash` once advertised).
     pub staged_hash: Option<String>,
     /// The branch HEAD names in the staged state.
-    #[serde(skip)]
     pub staged_head: Option<crate::names::RefName>,
 }
 
@@ -64,8 +58,7 @@ fn repo_states(m: &Member) -> std::collections::BTreeMap<String, RepoState> {
 }
 
 /// The farm as this node sees it.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct FarmView {
     /// Live members agreeing on the farm configuration, this node included.
     pub members: Vec<MemberView>,

@@ -4,20 +4,19 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use async_compression::tokio::bufread::GzipDecoder;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::TryStreamExt;
-use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
-use tokio_util::io::StreamReader;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::config::Access;
+use crate::pktline;
 use crate::serve::path::{parse_scm, PathError, ScmEndpoint, Service};
-use crate::serve::pktline;
-use crate::serve::upload_pack::{self, Mode, ServeLog, ServedStream};
-use crate::state::{Lookup, Shared};
+use crate::serve::served::{LoggedStream, ServeLog, ServedStream};
+use crate::serve::Serving;
+use crate::state::Lookup;
+use crate::upload_pack::{self, Exposure, Mode};
 
 /// Requests up to this size are read whole and may be answered by the pack cache.
 const CACHEABLE_REQUEST: usize = 1024 * 1024;
@@ -42,9 +41,6 @@ async fn read_whole(
         }
     }
 }
-
-/// Largest (decompressed) upload-pack request accepted.
-const MAX_REQUEST: u64 = 256 * 1024 * 1024;
 
 /// Query of `info/refs`.
 #[derive(Debug, serde::Deserialize)]
@@ -90,7 +86,7 @@ fn git_protocol(headers: &HeaderMap) -> Option<String> {
 
 /// Handles every request under `/scm/`.
 pub async fn scm(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<Serving>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<InfoRefsQuery>,
     req: Request,
@@ -165,7 +161,7 @@ pub async fn scm(
     let proto = git_protocol(req.headers());
     let version = proto.as_deref().map(pktline::protocol_version).unwrap_or(0);
     let log = |kind| ServeLog {
-        shared: shared.clone(),
+        shared: shared.shared.clone(),
         repo: id.to_string(),
         kind,
         protocol: version,
@@ -196,7 +192,7 @@ pub async fn scm(
 
 /// The repository a request is served from, and the ref state it serves.
 struct Target<'a> {
-    shared: &'a Arc<Shared>,
+    shared: &'a Arc<Serving>,
     id: &'a crate::names::RepoId,
     path: &'a std::path::Path,
     key: &'a str,
@@ -237,7 +233,7 @@ async fn cached_advertisement(t: &Target<'_>, version: u32) -> Option<Response> 
     ))
 }
 
-fn refuse_push(shared: &Shared, id: &crate::names::RepoId, endpoint: ScmEndpoint) -> Response {
+fn refuse_push(shared: &Serving, id: &crate::names::RepoId, endpoint: ScmEndpoint) -> Response {
     let msg = format!(
         "this is a read-only mirror: push to {} instead",
         shared.config.upstream.repo_url(id)
@@ -264,7 +260,7 @@ fn refuse_push(shared: &Shared, id: &crate::names::RepoId, endpoint: ScmEndpoint
 }
 
 fn advertise(repo: &std::path::Path, proto: Option<&str>, version: u32, log: ServeLog) -> Response {
-    let child = match upload_pack::spawn(repo, Mode::Advertise, proto) {
+    let child = match upload_pack::spawn(repo, Mode::Advertise, Exposure::Clients, proto) {
         Ok(c) => c,
         Err(e) => {
             return text(
@@ -280,7 +276,10 @@ fn advertise(repo: &std::path::Path, proto: Option<&str>, version: u32, log: Ser
         p.extend_from_slice(pktline::FLUSH);
         p
     };
-    let stream = ServedStream::from_child(child, log, prefix.len() as u64);
+    let stream = match ServedStream::from_child(child, log, prefix.len() as u64) {
+        Ok(s) => s,
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
     let head =
         futures_util::stream::once(
             async move { Ok::<_, std::io::Error>(bytes::Bytes::from(prefix)) },
@@ -321,16 +320,7 @@ async fn rpc(
             "expected Content-Type application/x-git-upload-pack-request",
         );
     }
-    let body = req
-        .into_body()
-        .into_data_stream()
-        .map_err(std::io::Error::other);
-    let reader = StreamReader::new(body);
-    let mut input: Box<dyn AsyncRead + Send + Unpin> = if gzip {
-        Box::new(GzipDecoder::new(BufReader::new(reader)))
-    } else {
-        Box::new(reader)
-    };
+    let mut input = upload_pack::request_input(req.into_body(), gzip);
     let mut raw = Vec::new();
     if version == 2 {
         // An ls-refs command is answered from memory; anything else goes on, replayed whole.
@@ -354,13 +344,13 @@ async fn rpc(
             .await
         {
             Ok((stream, outcome)) => {
-                t.shared.metrics.pack_cache(outcome);
+                t.shared.metrics.pack_cache(outcome.label());
                 let source = match outcome {
                     crate::serve::pack_cache::Outcome::Hit => "cache",
                     crate::serve::pack_cache::Outcome::Shared => "cache-shared",
                     crate::serve::pack_cache::Outcome::Miss => "git-cached",
                 };
-                let body = Body::from_stream(upload_pack::LoggedStream::new(stream, log, source));
+                let body = Body::from_stream(LoggedStream::new(stream, log, source));
                 return git_response("application/x-git-upload-pack-result", body);
             }
             Err(e) => tracing::warn!(error = %e, "pack cache unavailable; serving without it"),
@@ -368,7 +358,7 @@ async fn rpc(
     }
     let mut input: Box<dyn AsyncRead + Send + Unpin> =
         Box::new(std::io::Cursor::new(raw).chain(input));
-    let mut child = match upload_pack::spawn(repo, Mode::StatelessRpc, proto) {
+    let mut child = match upload_pack::spawn(repo, Mode::StatelessRpc, Exposure::Clients, proto) {
         Ok(c) => c,
         Err(e) => {
             return text(
@@ -377,19 +367,26 @@ async fn rpc(
             )
         }
     };
-    let mut stdin = child.stdin.take().expect("upload-pack stdin is piped");
+    let Some(mut stdin) = child.stdin.take() else {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "upload-pack input is not piped",
+        );
+    };
     let repo_name = log.repo.clone();
     tokio::spawn(async move {
-        let mut limited = (&mut input).take(MAX_REQUEST);
-        if let Err(e) = tokio::io::copy(&mut limited, &mut stdin).await {
+        if let Err(e) = tokio::io::copy(&mut input, &mut stdin).await {
             // A broken request (bad gzip, client gone) ends upload-pack's input; it reports the rest.
             tracing::debug!(repo = %repo_name, error = %e, "request body ended early");
         }
     });
-    git_response(
-        "application/x-git-upload-pack-result",
-        Body::from_stream(ServedStream::from_child(child, log, 0)),
-    )
+    match ServedStream::from_child(child, log, 0) {
+        Ok(stream) => git_response(
+            "application/x-git-upload-pack-result",
+            Body::from_stream(stream),
+        ),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 fn git_response(content_type: &'static str, body: Body) -> Response {

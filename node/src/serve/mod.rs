@@ -1,14 +1,34 @@
 //! Serving clients: smart HTTP, SSH, and the pieces they share.
 
 pub mod http;
-pub mod http_server;
 pub mod pack_cache;
 pub mod path;
-pub mod pktline;
 pub mod refs_cache;
 pub mod router;
+pub mod served;
 pub mod session_cookie;
 pub mod ssh;
 pub mod ssh_v2;
-pub mod upload_pack;
 pub mod v2_request;
+
+use std::sync::Arc;
+
+use crate::shared::Shared;
+
+/// What serving works with: the node's shared core plus serving's own caches.
+pub struct Serving {
+    /// What every part of the node shares.
+    pub shared: Arc<Shared>,
+    /// Cached upload-pack responses.
+    pub packs: Arc<pack_cache::PackCache>,
+    /// Ref advertisements from memory.
+    pub refs: refs_cache::RefsCache,
+}
+
+impl std::ops::Deref for Serving {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}

@@ -9,7 +9,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -19,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::names::RepoId;
-use crate::serve::upload_pack::{self, Mode};
+use crate::upload_pack::{self, Exposure, Mode};
 
 /// How far the writer has got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +51,17 @@ pub enum Outcome {
     Shared,
     /// A new `git upload-pack` run (now cached for the next ones).
     Miss,
+}
+
+impl Outcome {
+    /// The metric label: `hit`, `shared` or `miss`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Shared => "shared",
+            Self::Miss => "miss",
+        }
+    }
 }
 
 /// The cache.
@@ -107,10 +120,7 @@ impl PackCache {
     ) -> std::io::Result<(CachedStream, Outcome)> {
         let key = key_of(repo, state, protocol, &request);
         let found = {
-            let mut entries = self
-                .entries
-                .lock()
-                .expect("pack cache lock is never poisoned");
+            let mut entries = self.entries.lock();
             // Responses for ref states no longer served are of no more use.
             let mut stale = Vec::new();
             entries.retain(|_, e| {
@@ -135,10 +145,7 @@ impl PackCache {
         let reader = tokio::fs::File::open(&path).await?;
         let (tx, rx) = watch::channel(Progress::Writing(0));
         let won = {
-            let mut entries = self
-                .entries
-                .lock()
-                .expect("pack cache lock is never poisoned");
+            let mut entries = self.entries.lock();
             match lookup(&mut entries, &key) {
                 Some(found) => Err(found),
                 None => {
@@ -158,23 +165,20 @@ impl PackCache {
             remove_later(vec![path]);
             return open(found).await;
         }
-        let child = match upload_pack::spawn(repo_path, Mode::StatelessRpc, protocol) {
-            Ok(c) => c,
-            Err(e) => {
-                self.drop_entry(&key, path);
-                return Err(e);
-            }
-        };
+        let child =
+            match upload_pack::spawn(repo_path, Mode::StatelessRpc, Exposure::Clients, protocol) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.drop_entry(&key, path);
+                    return Err(e);
+                }
+            };
         let cache = self.clone();
         tokio::spawn(async move {
             match write_entry(child, request, file, &tx).await {
                 Ok(size) => {
                     let _ = tx.send(Progress::Done(size));
-                    let kept = cache
-                        .entries
-                        .lock()
-                        .expect("pack cache lock is never poisoned")
-                        .contains_key(&key);
+                    let kept = cache.entries.lock().contains_key(&key);
                     if kept {
                         cache.evict();
                     } else {
@@ -194,10 +198,7 @@ impl PackCache {
     }
 
     fn drop_entry(&self, key: &str, path: PathBuf) {
-        self.entries
-            .lock()
-            .expect("pack cache lock is never poisoned")
-            .remove(key);
+        self.entries.lock().remove(key);
         remove_later(vec![path]);
     }
 
@@ -205,10 +206,7 @@ impl PackCache {
     fn evict(&self) {
         let mut victims = Vec::new();
         {
-            let mut entries = self
-                .entries
-                .lock()
-                .expect("pack cache lock is never poisoned");
+            let mut entries = self.entries.lock();
             let size = |e: &Entry| match *e.progress.borrow() {
                 Progress::Done(n) | Progress::Writing(n) => n,
                 Progress::Failed => 0,
@@ -222,7 +220,7 @@ impl PackCache {
                     .map(|(k, _)| k.clone());
                 let Some(k) = victim else { break };
                 if let Some(e) = entries.remove(&k) {
-                    total -= size(&e);
+                    total = total.saturating_sub(size(&e));
                     victims.push(e.path);
                 }
             }
@@ -233,10 +231,7 @@ impl PackCache {
 
     /// Bytes held by complete entries.
     pub fn size(&self) -> u64 {
-        let entries = self
-            .entries
-            .lock()
-            .expect("pack cache lock is never poisoned");
+        let entries = self.entries.lock();
         entries
             .values()
             .map(|e| match *e.progress.borrow() {
@@ -296,7 +291,7 @@ async fn write_entry(
     let mut stdin = child.stdin.take().expect("upload-pack stdin is piped");
     let mut stdout = child.stdout.take().expect("upload-pack stdout is piped");
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(upload_pack::log_stderr(stderr, "pack cache".into()));
+        tokio::spawn(crate::upload_pack::log_stderr(stderr, "pack cache".into()));
     }
     let feed = tokio::spawn(async move {
         let _ = stdin.write_all(&request).await;

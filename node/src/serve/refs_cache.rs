@@ -6,16 +6,17 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::gitcmd;
 use crate::mirror_repo::MirrorRepo;
 use crate::names::{RefName, RepoId};
 use crate::packed_refs::refs_hash;
-use crate::serve::pktline;
+use crate::pktline;
 
 /// One ref state of one repository, ready to be served.
 #[derive(Debug)]
@@ -56,19 +57,11 @@ const TOO_MANY_PREFIXES: usize = 65_536;
 impl Advertised {
     /// The `ls-refs` response, rendered once per distinct arguments.
     pub fn ls_refs_cached(&self, args: &LsRefs) -> Bytes {
-        if let Some(b) = self
-            .rendered
-            .lock()
-            .expect("render cache lock is never poisoned")
-            .get(args)
-        {
+        if let Some(b) = self.rendered.lock().get(args) {
             return b.clone();
         }
         let b = Bytes::from(self.ls_refs(args));
-        let mut r = self
-            .rendered
-            .lock()
-            .expect("render cache lock is never poisoned");
+        let mut r = self.rendered.lock();
         if r.len() < MAX_RENDERED {
             r.insert(args.clone(), b.clone());
         }
@@ -161,13 +154,7 @@ impl RefsCache {
         if let Some(a) = self.cached(id, key) {
             return Ok(a);
         }
-        let builder = self
-            .builders
-            .lock()
-            .expect("refs cache lock is never poisoned")
-            .entry(id.clone())
-            .or_default()
-            .clone();
+        let builder = self.builders.lock().entry(id.clone()).or_default().clone();
         let _guard = builder.lock().await;
         if let Some(a) = self.cached(id, key) {
             return Ok(a);
@@ -176,47 +163,25 @@ impl RefsCache {
             repo: id.to_string(),
             message,
         })?);
-        self.entries
-            .lock()
-            .expect("refs cache lock is never poisoned")
-            .insert(id.clone(), built.clone());
+        self.entries.lock().insert(id.clone(), built.clone());
         Ok(built)
     }
 
     fn cached(&self, id: &RepoId, key: &str) -> Option<Arc<Advertised>> {
-        let entries = self
-            .entries
-            .lock()
-            .expect("refs cache lock is never poisoned");
+        let entries = self.entries.lock();
         entries.get(id).filter(|a| a.key == key).cloned()
     }
 
     /// Forgets a repository (no longer mirrored).
     pub fn forget(&self, id: &RepoId) {
-        self.entries
-            .lock()
-            .expect("refs cache lock is never poisoned")
-            .remove(id);
+        self.entries.lock().remove(id);
     }
 }
 
 async fn advertise(path: &Path, protocol: Option<&str>) -> Result<Bytes, String> {
-    let envs: Vec<(&str, String)> = protocol
-        .map(|p| ("GIT_PROTOCOL", p.to_owned()))
-        .into_iter()
-        .collect();
-    let args = [
-        "upload-pack",
-        "--stateless-rpc",
-        "--advertise-refs",
-        "--strict",
-    ];
-    let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-    all.push(path.as_os_str());
-    let out = gitcmd::run(None, all, &envs, None, LOCAL)
+    crate::upload_pack::advertisement(path, protocol, LOCAL)
         .await
-        .map_err(|e| e.to_string())?;
-    Ok(Bytes::from(out.stdout))
+        .map_err(|e| e.to_string())
 }
 
 /// Reads the repository's state and git's advertisements of it; retries when a sync flips the

@@ -9,22 +9,24 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 
+use crate::farm::Farm;
 use crate::names::RepoId;
-use crate::serve::{http, session_cookie};
-use crate::state::Shared;
+use crate::serve::{http, session_cookie, Serving};
 use crate::status;
 use crate::sync::scheduler::{SyncHandle, Trigger};
 
 /// State the routes share.
 #[derive(Clone)]
 pub struct AppState {
-    /// Node state.
-    pub shared: Arc<Shared>,
+    /// The node's core and serving's caches.
+    pub shared: Arc<Serving>,
     /// Sync triggers.
     pub sync: SyncHandle,
+    /// The farm, in one (for /status).
+    pub farm: Option<Arc<Farm>>,
 }
 
-impl axum::extract::FromRef<AppState> for Arc<Shared> {
+impl axum::extract::FromRef<AppState> for Arc<Serving> {
     fn from_ref(s: &AppState) -> Self {
         s.shared.clone()
     }
@@ -50,11 +52,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn index(State(s): State<AppState>) -> Html<String> {
-    Html(status::html(&status::build(&s.shared)))
+    Html(status::html(&status::build(&s.shared, s.farm.as_deref())))
 }
 
 async fn status_doc(State(s): State<AppState>) -> Response {
-    let mut r = Json(status::build(&s.shared)).into_response();
+    let mut r = Json(status::build(&s.shared, s.farm.as_deref())).into_response();
     r.headers_mut().insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
@@ -63,7 +65,10 @@ async fn status_doc(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
-    let body = s.shared.metrics.render(&s.shared);
+    let body = s
+        .shared
+        .metrics
+        .render(&s.shared.snapshot(), s.shared.packs.size());
     (
         [(
             header::CONTENT_TYPE,
@@ -85,13 +90,7 @@ fn json_error(status: StatusCode, msg: String) -> Response {
     (status, Json(serde_json::json!({ "error": msg }))).into_response()
 }
 
-use crate::farm::nudge::FORWARDED;
-
-async fn trigger_sync(
-    State(s): State<AppState>,
-    headers: axum::http::HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn trigger_sync(State(s): State<AppState>, body: Bytes) -> Response {
     if body.iter().all(u8::is_ascii_whitespace) {
         s.sync.trigger(Trigger::All);
         return (
@@ -120,20 +119,9 @@ async fn trigger_sync(
             format!("repository {id} is not mirrored here"),
         );
     }
-    s.sync.trigger(Trigger::Repo(id.clone()));
-    // In a farm the repository's leader fetches from the upstream: pass the trigger on to it
-    // (this node then follows the leader's new state).
-    let forwarded = headers.contains_key(FORWARDED);
-    if let Some((leader, _, Some(http))) =
-        crate::farm::leader::remote_leader(&s.shared, &id.to_string()).filter(|_| !forwarded)
-    {
-        let repo = id.clone();
-        tokio::spawn(async move {
-            if let Err(e) = crate::farm::nudge::trigger(http, &repo).await {
-                tracing::warn!(leader, error = %e, "cannot pass the sync trigger on to the leader");
-            }
-        });
-    }
+    // In a farm the repository's leader fetches from the upstream: the trigger is passed on to
+    // it too (this node then follows the leader's new state).
+    s.sync.trigger(Trigger::Requested(id.clone()));
     (
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "accepted": id.to_string() })),

@@ -14,10 +14,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::config::Access;
+use crate::pktline;
 use crate::serve::path::{parse_ssh_command, Service};
-use crate::serve::pktline;
-use crate::serve::upload_pack::{self, Mode};
-use crate::state::{Lookup, Shared};
+use crate::serve::Serving;
+use crate::state::Lookup;
+use crate::upload_pack::{self, Exposure, Mode};
 
 /// Builds the russh server configuration with the node's host key.
 pub fn config(host_key: russh::keys::PrivateKey) -> russh::server::Config {
@@ -41,7 +42,7 @@ pub fn config(host_key: russh::keys::PrivateKey) -> russh::server::Config {
 /// Serves SSH on `listener` until `shutdown` turns true; with `plugin.ssh.proxyProtocol`, each
 /// connection must start with a PROXY v2 header, whose source address is then the client's.
 pub async fn run(
-    shared: Arc<Shared>,
+    shared: Arc<Serving>,
     listener: TcpListener,
     config: russh::server::Config,
     shutdown: watch::Receiver<bool>,
@@ -72,7 +73,7 @@ pub async fn run(
 }
 
 async fn connection(
-    shared: Arc<Shared>,
+    shared: Arc<Serving>,
     config: Arc<russh::server::Config>,
     mut stream: TcpStream,
     peer: SocketAddr,
@@ -132,7 +133,7 @@ async fn read_proxy_header(stream: &mut TcpStream) -> std::io::Result<Option<Soc
 
 /// One client connection.
 pub struct Connection {
-    shared: Arc<Shared>,
+    shared: Arc<Serving>,
     peer: String,
     channels: HashMap<ChannelId, Channel<Msg>>,
     protocol: HashMap<ChannelId, String>,
@@ -230,7 +231,7 @@ async fn fail(ch: &Channel<Msg>, message: &str, as_err_packet: bool) -> Result<(
 }
 
 async fn exec(
-    shared: Arc<Shared>,
+    shared: Arc<Serving>,
     ch: Channel<Msg>,
     command: &str,
     proto: Option<String>,
@@ -293,10 +294,11 @@ async fn exec(
         }
         return Ok(());
     }
-    let mut child = match upload_pack::spawn(&repo, Mode::Stateful, proto.as_deref()) {
-        Ok(c) => c,
-        Err(e) => return fail(&ch, &format!("cannot start git: {e}"), true).await,
-    };
+    let mut child =
+        match upload_pack::spawn(&repo, Mode::Stateful, Exposure::Clients, proto.as_deref()) {
+            Ok(c) => c,
+            Err(e) => return fail(&ch, &format!("cannot start git: {e}"), true).await,
+        };
     let started = std::time::Instant::now();
     let mut stdin = child.stdin.take().expect("upload-pack stdin is piped");
     let mut stdout = child.stdout.take().expect("upload-pack stdout is piped");
@@ -308,7 +310,7 @@ async fn exec(
         let _ = stdin.shutdown().await;
     };
     tokio::spawn(input);
-    tokio::spawn(upload_pack::log_stderr(stderr, id.to_string()));
+    tokio::spawn(crate::upload_pack::log_stderr(stderr, id.to_string()));
     let mut stdout = tokio::io::BufReader::with_capacity(256 * 1024, &mut stdout);
     let sent = tokio::io::copy_buf(&mut stdout, &mut out)
         .await

@@ -11,14 +11,14 @@ use russh::Channel;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::names::RepoId;
-use crate::serve::upload_pack::{self, Mode};
 use crate::serve::v2_request::{peek_ls_refs, read_request};
-use crate::state::Shared;
+use crate::serve::Serving;
+use crate::upload_pack::{self, Exposure, Mode};
 
 /// Serves one SSH v2 session on `ch` and closes it (exit status 0, or 1 after an error); returns
 /// the bytes sent, or what went wrong.
 pub async fn serve(
-    shared: &Arc<Shared>,
+    shared: &Arc<Serving>,
     ch: Channel<Msg>,
     id: &RepoId,
     path: &Path,
@@ -65,7 +65,7 @@ pub async fn serve(
 
 /// A non-ls-refs command: from the pack cache when it is on, else from a one-shot git run.
 async fn answer(
-    shared: &Arc<Shared>,
+    shared: &Arc<Serving>,
     id: &RepoId,
     key: &str,
     path: &Path,
@@ -79,7 +79,7 @@ async fn answer(
             .serve(id, key, path, Some("version=2"), request)
             .await
             .map_err(|e| e.to_string())?;
-        shared.metrics.pack_cache(outcome);
+        shared.metrics.pack_cache(outcome.label());
         let mut n = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| e.to_string())?;
@@ -88,12 +88,17 @@ async fn answer(
         }
         return Ok(n);
     }
-    let mut child = upload_pack::spawn(path, Mode::StatelessRpc, Some("version=2"))
-        .map_err(|e| e.to_string())?;
+    let mut child = upload_pack::spawn(
+        path,
+        Mode::StatelessRpc,
+        Exposure::Clients,
+        Some("version=2"),
+    )
+    .map_err(|e| e.to_string())?;
     let mut stdin = child.stdin.take().expect("upload-pack stdin is piped");
     let mut stdout = child.stdout.take().expect("upload-pack stdout is piped");
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(upload_pack::log_stderr(stderr, id.to_string()));
+        tokio::spawn(crate::upload_pack::log_stderr(stderr, id.to_string()));
     }
     let feed = tokio::spawn(async move {
         let _ = stdin.write_all(&request).await;

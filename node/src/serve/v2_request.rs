@@ -121,7 +121,7 @@ mod tests {
 
     #[tokio::test]
     async fn recognises_ls_refs_and_keeps_every_byte() {
-        use crate::serve::pktline::pkt;
+        use crate::pktline::pkt;
         let mut body = Vec::new();
         for l in [
             "command=ls-refs\n",

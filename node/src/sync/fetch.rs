@@ -70,8 +70,9 @@ pub struct FetchPlan<'a> {
     pub timeout: Duration,
     /// Version of the system git (decides how repositories are kept in serving shape).
     pub git: (u32, u32, u32),
-    /// Fetching from another farm member (the repository's leader) rather than the upstream.
-    pub from_member: bool,
+    /// Fetching from another farm member (the repository's leader) rather than the upstream:
+    /// git's `-c` settings for its farm channel.
+    pub member_config: Option<Vec<String>>,
 }
 
 /// Fetches into the staging namespace. `head_hint` is the branch HEAD should name when it is one
@@ -137,18 +138,12 @@ pub async fn maintain(plan: &FetchPlan<'_>) {
 }
 
 async fn fetch(plan: &FetchPlan<'_>, with_head: bool) -> Result<(), SyncFailure> {
-    let mut args: Vec<String> = if plan.from_member {
-        [
-            "-c",
-            "protocol.ext.allow=always",
-            "-c",
-            "protocol.version=0",
-        ]
-        .map(String::from)
-        .to_vec()
-    } else {
-        Vec::new()
-    };
+    let mut args: Vec<String> = plan
+        .member_config
+        .iter()
+        .flatten()
+        .flat_map(|c| ["-c".to_owned(), c.clone()])
+        .collect();
     args.extend([
         "fetch".to_owned(),
         "--quiet".into(),
@@ -160,7 +155,7 @@ async fn fetch(plan: &FetchPlan<'_>, with_head: bool) -> Result<(), SyncFailure>
     ]);
     // From the upstream: all its refs and HEAD. From the leader: the state it staged (which its
     // farm channel exposes), so followers stage before the leader advertises.
-    if plan.from_member {
+    if plan.member_config.is_some() {
         args.push(format!("+{STAGING}*:{STAGING}*"));
         if with_head {
             args.push(format!("+{STAGING_HEAD}:{STAGING_HEAD}"));
@@ -171,7 +166,14 @@ async fn fetch(plan: &FetchPlan<'_>, with_head: bool) -> Result<(), SyncFailure>
             args.push(format!("+HEAD:{STAGING_HEAD}"));
         }
     }
-    let res = gitcmd::run(Some(plan.repo.path()), &args, plan.env, None, plan.timeout).await;
+    // Members are reached directly, never through a proxy of the environment.
+    let member_env = [("NO_PROXY", "*".to_owned()), ("no_proxy", "*".to_owned())];
+    let env = if plan.member_config.is_some() {
+        &member_env[..]
+    } else {
+        plan.env
+    };
+    let res = gitcmd::run(Some(plan.repo.path()), &args, env, None, plan.timeout).await;
     match res {
         Ok(_) => Ok(()),
         // An empty upstream (or one with an unborn HEAD) has no HEAD to fetch: fetch the refs alone.

@@ -1,6 +1,7 @@
 //! Keeping the mirrors in step with the upstream: what to mirror, one sync, and the scheduler.
 
 pub mod classify;
+pub mod coordinator;
 pub mod fetch;
 pub mod inventory;
 pub mod scheduler;

@@ -13,8 +13,10 @@ use tokio::time::Instant;
 
 use crate::mirror_repo::MirrorRepo;
 use crate::names::RepoId;
-use crate::state::Shared;
+use crate::shared::Shared;
+use crate::state::RepoEntry;
 use crate::store::{RepoRecord, SyncResult};
+use crate::sync::coordinator::{Coordinator, Source, Verdict};
 use crate::sync::fetch::{self, FetchPlan, SyncFailure, Synced};
 use crate::sync::{inventory, transport};
 
@@ -23,8 +25,10 @@ use crate::sync::{inventory, transport};
 pub enum Trigger {
     /// Re-list and sync every repository.
     All,
-    /// Sync one repository.
+    /// Sync one repository (this node's own decision, or passed on by another member).
     Repo(RepoId),
+    /// A client asked this node to sync one repository: also passed on to whoever fetches it.
+    Requested(RepoId),
 }
 
 /// Sends triggers to the scheduler; cheap to clone.
@@ -55,6 +59,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 struct Scheduler {
     shared: Arc<Shared>,
+    coordinator: Arc<dyn Coordinator>,
     permits: Arc<Semaphore>,
     env: Arc<Vec<(&'static str, String)>>,
     tasks: JoinSet<(RepoId, Result<Synced, SyncFailure>)>,
@@ -66,6 +71,7 @@ struct Scheduler {
 /// Runs until `shutdown` turns true.
 pub async fn run(
     shared: Arc<Shared>,
+    coordinator: Arc<dyn Coordinator>,
     mut rx: mpsc::UnboundedReceiver<Trigger>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -79,6 +85,7 @@ pub async fn run(
         permits: Arc::new(Semaphore::new(shared.config.sync_concurrency)),
         env: Arc::new(env),
         shared,
+        coordinator,
         tasks: JoinSet::new(),
         running: HashSet::new(),
         pending: HashSet::new(),
@@ -94,6 +101,10 @@ pub async fn run(
             Some(t) = rx.recv() => match t {
                 Trigger::All => s.reconcile().await,
                 Trigger::Repo(id) => s.start(id),
+                Trigger::Requested(id) => {
+                    s.coordinator.requested(&id);
+                    s.start(id);
+                }
             },
             Some(done) = s.tasks.join_next(), if !s.tasks.is_empty() => match done {
                 Ok((id, res)) => s.finished(id, res).await,
@@ -155,11 +166,7 @@ impl Scheduler {
     }
 
     fn apply_inventory(&mut self, wanted: &BTreeSet<RepoId>) -> Vec<RepoId> {
-        let mut repos = self
-            .shared
-            .repos
-            .write()
-            .expect("repo map lock is never poisoned");
+        let mut repos = self.shared.repos.write();
         let removed: Vec<RepoId> = repos
             .keys()
             .filter(|k| !wanted.contains(*k))
@@ -191,11 +198,7 @@ impl Scheduler {
 
     fn start(&mut self, id: RepoId) {
         let known = {
-            let mut repos = self
-                .shared
-                .repos
-                .write()
-                .expect("repo map lock is never poisoned");
+            let mut repos = self.shared.repos.write();
             match repos.get_mut(&id) {
                 Some(e) => {
                     e.syncing = true;
@@ -214,6 +217,7 @@ impl Scheduler {
         self.retries.remove(&id);
         self.running.insert(id.clone());
         let shared = self.shared.clone();
+        let coordinator = self.coordinator.clone();
         let permits = self.permits.clone();
         let env = self.env.clone();
         self.tasks.spawn(async move {
@@ -231,27 +235,27 @@ impl Scheduler {
                 }
             }
             let repo = MirrorRepo::new(shared.repo_path(&id));
-            let name = id.to_string();
             // In a farm, only the repository's leader fetches from the upstream; the others take
             // the state the leader staged from it.
-            let leader = crate::farm::leader::remote_leader(&shared, &name);
-            let member = leader.as_ref().and_then(|(node, peer, _)| {
-                crate::farm::leader::farm_url(shared.home.root(), *peer, node, &name)
-            });
-            let head_hint = match (&leader, &member) {
-                (Some((node, ..)), Some(_)) => leader_head(&shared, node, &name),
-                _ => None,
+            let (url, member_config, head_hint) = match coordinator.source(&id) {
+                Source::Upstream => (shared.config.upstream.repo_url(&id), None, None),
+                Source::Member {
+                    url,
+                    git_config,
+                    head_hint,
+                } => (url, Some(git_config), head_hint),
             };
             let plan = FetchPlan {
                 id: &id,
                 repo: &repo,
-                from_member: member.is_some(),
-                url: member.unwrap_or_else(|| shared.config.upstream.repo_url(&id)),
+                member_config,
+                url,
                 env: &env,
                 timeout: shared.config.sync_timeout,
                 git: shared.git,
             };
-            let res = stage_and_flip(&shared, &plan, head_hint, permit, &permits).await;
+            let res =
+                stage_and_flip(&shared, &*coordinator, &plan, head_hint, permit, &permits).await;
             fetch::log_result(&id, &res, started.elapsed());
             let result = match &res {
                 Ok(_) => SyncResult::Ok,
@@ -266,23 +270,12 @@ impl Scheduler {
 
     async fn finished(&mut self, id: RepoId, res: Result<Synced, SyncFailure>) {
         self.running.remove(&id);
-        let Some(mut entry) = self
-            .shared
-            .repos
-            .read()
-            .expect("repo map lock is never poisoned")
-            .get(&id)
-            .cloned()
-        else {
+        let Some(prev) = self.shared.repos.read().get(&id).map(|e| e.record.clone()) else {
             // Removed from the configuration while it synced.
             remove_dir(self.shared.repo_path(&id)).await;
             return;
         };
-        let rec = next_record(
-            &entry.record,
-            &res,
-            &self.shared.config.upstream.host_label(),
-        );
+        let rec = next_record(&prev, &res, &self.shared.config.upstream.host_label());
         let kind = rec.last_result.clone();
         if kind == Some(SyncResult::NotFound) {
             remove_dir(self.shared.repo_path(&id)).await;
@@ -294,23 +287,10 @@ impl Scheduler {
         }
         let again = matches!(&res, Ok(s) if s.again);
         let follow_up = self.pending.remove(&id) || again;
-        if rec.refs_hash != entry.record.refs_hash && !entry.record.refs_hash.is_empty() {
-            // The replaced state's tips stay hidden in the repository (previous, older).
-            entry
-                .kept
-                .insert(0, std::mem::take(&mut entry.record.refs_hash));
-            entry.kept.truncate(2);
-        }
-        entry.record = rec;
-        entry.syncing = follow_up;
-        if let Some(e) = self
-            .shared
-            .repos
-            .write()
-            .expect("repo map lock is never poisoned")
-            .get_mut(&id)
-        {
-            *e = entry.clone();
+        // Written in place: what others set meanwhile (the farm's `withheld`, a staged state)
+        // stays as they left it.
+        if let Some(e) = self.shared.repos.write().get_mut(&id) {
+            record_finished(e, rec, follow_up);
         }
         if follow_up {
             self.start(id);
@@ -352,26 +332,18 @@ impl Scheduler {
     }
 }
 
-/// The branch the leader's staged state names as HEAD (a hint from gossip).
-fn leader_head(shared: &Shared, leader: &str, repo: &str) -> Option<crate::names::RefName> {
-    let view = shared
-        .farm
-        .read()
-        .expect("farm view lock is never poisoned");
-    view.as_ref()?
-        .members
-        .iter()
-        .find(|m| m.node_id == leader)?
-        .repo_states
-        .get(repo)?
-        .staged_head
-        .clone()
+/// Stores the result of a finished sync in the repository's entry, in place: what others set
+/// while the sync ran or its result was stored (the farm's `withheld`, a staged state) stays.
+fn record_finished(e: &mut RepoEntry, rec: RepoRecord, follow_up: bool) {
+    e.record = rec;
+    e.syncing = follow_up;
 }
 
-/// Stages the new state, waits (in a farm) until the farm may advertise it, and flips to it.
-/// The concurrency permit is given back while waiting and taken again to flip.
+/// Stages the new state, waits until the coordinator lets it flip, and flips to it. The
+/// concurrency permit may be given back while waiting and is taken again to flip.
 async fn stage_and_flip(
     shared: &Shared,
+    coordinator: &dyn Coordinator,
     plan: &FetchPlan<'_>,
     head_hint: Option<crate::names::RefName>,
     permit: tokio::sync::OwnedSemaphorePermit,
@@ -379,48 +351,16 @@ async fn stage_and_flip(
 ) -> Result<Synced, SyncFailure> {
     let t = std::time::Instant::now();
     let staged = fetch::stage(plan, head_hint).await?;
-    tracing::debug!(repo = %plan.id, duration_ms = t.elapsed().as_millis() as u64, hash = %staged.hash, from_member = plan.from_member, "staged");
-    let Some(farm) = &shared.config.farm else {
-        return flip_and_publish(shared, plan, &staged, None).await;
-    };
-    let known = {
-        let mut repos = shared
-            .repos
-            .write()
-            .expect("repo map lock is never poisoned");
-        repos.get_mut(plan.id).map(|e| {
-            e.staged = Some(crate::farm::keys::StagedHint {
-                refs_hash: staged.hash.clone(),
-                head: staged.head.clone(),
-            });
-            (e.record.refs_hash.clone(), e.record.generation)
-        })
-    };
-    let Some((served, generation)) = known else {
-        return flip_and_publish(shared, plan, &staged, None).await;
-    };
-    shared.farm_changed.notify_one();
-    if staged.hash == served {
-        return flip_and_publish(shared, plan, &staged, None).await;
-    }
-    if !plan.from_member {
-        // The leader staged a new state from the upstream: its followers fetch it now.
-        crate::farm::nudge::followers(shared, plan.id);
-    }
-    drop(permit);
+    let from_member = plan.member_config.is_some();
+    tracing::debug!(repo = %plan.id, duration_ms = t.elapsed().as_millis() as u64, hash = %staged.hash, from_member, "staged");
     let t = std::time::Instant::now();
-    let decision = wait_for_farm(
-        shared,
-        &plan.id.to_string(),
-        &staged.hash,
-        generation,
-        farm.stage_timeout,
-    )
-    .await;
-    tracing::debug!(repo = %plan.id, waited_ms = t.elapsed().as_millis() as u64, ?decision, "farm decided");
-    let generation = match decision {
-        crate::farm::flip::Decision::Flip(g) => g,
-        _ => {
+    let verdict = coordinator
+        .staged(plan.id, &staged, from_member, permit)
+        .await;
+    tracing::debug!(repo = %plan.id, waited_ms = t.elapsed().as_millis() as u64, ?verdict, "may flip");
+    let generation = match verdict {
+        Verdict::Flip(g) => g,
+        Verdict::Again { served } => {
             tracing::info!(repo = %plan.id, "the farm moved on while this state was staged; syncing again");
             return Ok(Synced {
                 changed: 0,
@@ -435,7 +375,7 @@ async fn stage_and_flip(
         .acquire_owned()
         .await
         .expect("the semaphore is never closed");
-    flip_and_publish(shared, plan, &staged, Some(generation)).await
+    flip_and_publish(shared, plan, &staged, generation).await
 }
 
 /// Flips to `staged`, serves the new state at once (memory, store, gossip), then maintains the
@@ -450,10 +390,7 @@ async fn flip_and_publish(
     let synced = fetch::flip(plan, staged).await?;
     tracing::debug!(repo = %plan.id, duration_ms = t.elapsed().as_millis() as u64, "flipped");
     let record = {
-        let mut repos = shared
-            .repos
-            .write()
-            .expect("repo map lock is never poisoned");
+        let mut repos = shared.repos.write();
         repos.get_mut(plan.id).and_then(|e| {
             advance(e, &synced.refs_hash, generation).then(|| {
                 e.record.last_result = Some(SyncResult::Ok);
@@ -463,7 +400,7 @@ async fn flip_and_publish(
         })
     };
     if let Some(rec) = record {
-        shared.farm_changed.notify_one();
+        shared.repos_changed.notify_one();
         let key = plan.id.clone();
         if let Err(e) = shared.store.run(move |s| s.put_repo(&key, &rec)).await {
             tracing::error!(repo = %plan.id, error = %e, "cannot record the new state");
@@ -477,7 +414,7 @@ async fn flip_and_publish(
 
 /// Makes `refs_hash` the served state of `e` (the generation moves on, to `generation` when the
 /// farm gives one; the replaced state is kept, two deep); false when it already was.
-fn advance(e: &mut crate::state::RepoEntry, refs_hash: &str, generation: Option<u64>) -> bool {
+fn advance(e: &mut RepoEntry, refs_hash: &str, generation: Option<u64>) -> bool {
     if e.record.refs_hash == refs_hash && e.record.generation > 0 {
         return false;
     }
@@ -489,40 +426,6 @@ fn advance(e: &mut crate::state::RepoEntry, refs_hash: &str, generation: Option<
     e.record.refs_hash = refs_hash.to_owned();
     e.record.generation = generation.unwrap_or(e.record.generation + 1);
     true
-}
-
-/// How often a staged state checks whether the farm may advertise it, at the latest (it checks
-/// each time the farm view is rebuilt).
-const FLIP_POLL: Duration = Duration::from_millis(50);
-
-/// Waits until the farm view lets this node advertise `staged` (at most about the stage timeout).
-async fn wait_for_farm(
-    shared: &Shared,
-    repo: &str,
-    staged: &str,
-    generation: u64,
-    timeout: Duration,
-) -> crate::farm::flip::Decision {
-    use crate::farm::flip::{decide, Decision};
-    let start = std::time::Instant::now();
-    loop {
-        let updated = shared.farm_view_updated.notified();
-        tokio::pin!(updated);
-        updated.as_mut().enable();
-        let d = match shared
-            .farm
-            .read()
-            .expect("farm view lock is never poisoned")
-            .as_ref()
-        {
-            Some(v) => decide(v, repo, staged, generation, start.elapsed(), timeout),
-            None => Decision::Flip(generation + 1),
-        };
-        if d != Decision::Wait {
-            return d;
-        }
-        let _ = tokio::time::timeout(FLIP_POLL, updated).await;
-    }
 }
 
 fn next_record(prev: &RepoRecord, res: &Result<Synced, SyncFailure>, host: &str) -> RepoRecord {
@@ -568,8 +471,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn finishing_a_sync_keeps_what_the_farm_marked_meanwhile() {
+        let id = RepoId::parse("P/r").expect("id");
+        let mut entry = RepoEntry::default();
+        entry.record.generation = 3;
+        entry.record.refs_hash = "a".into();
+        entry.syncing = true;
+        let repos = parking_lot::RwLock::new(BTreeMap::from([(id.clone(), entry)]));
+        // The scheduler reads the record, then awaits (store, directories)…
+        let prev = repos
+            .read()
+            .get(&id)
+            .map(|e| e.record.clone())
+            .expect("entry");
+        // …while the farm finds this node behind and withholds the repository.
+        repos.write().get_mut(&id).expect("entry").withheld = Some("behind the farm: catching up");
+        let ok: Result<Synced, SyncFailure> = Ok(Synced {
+            changed: 0,
+            refs_hash: "a".into(),
+            elapsed: Duration::ZERO,
+            again: false,
+        });
+        let rec = next_record(&prev, &ok, "h");
+        if let Some(e) = repos.write().get_mut(&id) {
+            record_finished(e, rec, false);
+        }
+        let e = repos.read().get(&id).cloned().expect("entry");
+        assert_eq!(e.withheld, Some("behind the farm: catching up"));
+        assert!(!e.syncing);
+        assert_eq!(e.record.last_result, Some(SyncResult::Ok));
+        assert_eq!((e.record.generation, e.record.refs_hash.as_str()), (3, "a"));
+    }
+
+    #[test]
     fn generation_moves_only_when_refs_change() {
-        let mut e = crate::state::RepoEntry::default();
+        let mut e = RepoEntry::default();
         assert!(advance(&mut e, "a", None));
         assert_eq!((e.record.generation, e.kept.len()), (1, 0));
         assert!(!advance(&mut e, "a", None), "same state: nothing moves");

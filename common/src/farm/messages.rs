@@ -1,0 +1,112 @@
+//! The farm channel's messages (JSON bodies), typed once for nodes and the load balancer.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// What a joiner sends to [`crate::farm::JOIN`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JoinRequest {
+    /// The joiner's node ID (or load balancer ID).
+    pub node_id: String,
+    /// 32 random bytes, hex.
+    pub nonce: String,
+    /// HMAC proof of the farm secret, hex (see [`crate::farm::proof`]).
+    pub proof: String,
+    /// Digests of its farm configuration keys.
+    pub config: BTreeMap<String, String>,
+    /// `node` (default) or `lb`.
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// Who asks to join.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A mirror node: gets the whole farm identity.
+    #[default]
+    Node,
+    /// A load balancer: gets the farm ID, the CA certificate and a client certificate.
+    Lb,
+}
+
+/// What a member answers a joiner.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JoinAnswer {
+    /// Why the joiner was refused, when it was.
+    pub refused: Option<String>,
+    /// The member's HMAC proof, hex.
+    pub proof: Option<String>,
+    /// Farm ID.
+    pub farm_id: Option<String>,
+    /// The farm's upstream private key (OpenSSH PEM; nodes only).
+    pub upstream_key: Option<String>,
+    /// The farm CA's private key (PEM; nodes only).
+    pub ca_key: Option<String>,
+    /// The farm CA's certificate (PEM).
+    pub ca_cert: Option<String>,
+    /// A client certificate issued to a load balancer (PEM; load balancers only).
+    pub client_cert: Option<String>,
+    /// Its private key (PEM; load balancers only).
+    pub client_key: Option<String>,
+}
+
+impl std::fmt::Debug for JoinAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the keys.
+        f.debug_struct("JoinAnswer")
+            .field("refused", &self.refused)
+            .field("farm_id", &self.farm_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The farm's identity as a member hands it to a joining node.
+#[derive(Clone)]
+pub struct FarmIdentity {
+    /// Farm ID.
+    pub farm_id: String,
+    /// Upstream private key (OpenSSH PEM).
+    pub upstream_key: String,
+    /// CA private key (PEM).
+    pub ca_key: String,
+}
+
+/// What a load balancer gets for joining.
+pub struct LbWelcome {
+    /// Farm ID.
+    pub farm_id: String,
+    /// The farm CA certificate (PEM).
+    pub ca_cert: String,
+    /// Its client certificate (PEM), for describing members.
+    pub client_cert: String,
+    /// That certificate's key (PEM).
+    pub client_key: String,
+}
+
+/// A member's answer at [`crate::farm::DESCRIBE`]: where it serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Description {
+    /// Node ID.
+    pub node_id: String,
+    /// HTTP listener as the farm reaches it.
+    pub http: SocketAddr,
+    /// SSH listener as the farm reaches it.
+    pub ssh: SocketAddr,
+}
+
+/// A sync passed on to a member at [`crate::farm::SYNC`] (a trigger for the repository's leader,
+/// or a leader's word that it staged a new state): never passed on again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SyncNudge {
+    /// Project key.
+    pub project: String,
+    /// Repository slug.
+    pub repo: String,
+}

@@ -1,0 +1,157 @@
+//! A node's status document (`GET /status`), typed once: the node writes it, the load balancer's
+//! health checks and the tests read it. Readers ignore fields they do not know (a newer node).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// The result of the last sync attempt of one repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SyncResult {
+    /// Refs now equal upstream's.
+    Ok,
+    /// The upstream refused the farm key.
+    Unauthorized,
+    /// The upstream could not be reached.
+    Unreachable,
+    /// The upstream's host key changed.
+    HostKeyChanged,
+    /// The repository does not exist upstream.
+    NotFound,
+    /// Anything else.
+    Failed,
+}
+
+/// One repository.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoStatus {
+    /// Project key.
+    pub project: String,
+    /// Repository slug.
+    pub repo: String,
+    /// `SYNCHRONIZED`, `SYNCHRONIZING`, `CATCHING_UP` (not served now: behind the farm or cut off
+    /// from it), `AWAITING_AUTHORIZATION`, `NOT_FOUND` or `ERROR`.
+    pub state: String,
+    /// Generation of the served ref state (0: none yet).
+    pub generation: u64,
+    /// Hash of the served ref map.
+    pub refs_hash: String,
+    /// Hash of the newest staged state (in a farm; equal to `refsHash` once advertised).
+    pub staged_hash: Option<String>,
+    /// In a farm: the node ID of the member that fetches it from the upstream.
+    pub leader: Option<String>,
+    /// Why the node does not serve it now, when it does not.
+    pub withheld: Option<String>,
+    /// A sync is running now.
+    pub syncing: bool,
+    /// End of the last sync attempt (RFC 3339).
+    pub last_sync: Option<String>,
+    /// End of the last successful sync (RFC 3339).
+    pub last_successful_sync: Option<String>,
+    /// Result of the last attempt.
+    pub last_result: Option<SyncResult>,
+    /// Message of the last attempt.
+    pub last_message: String,
+}
+
+/// The upstream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamStatus {
+    /// The configured URL.
+    pub url: String,
+    /// Whether the last attempts reached it.
+    pub reachable: bool,
+    /// The latest successful sync of any repository (RFC 3339).
+    pub last_successful_sync: Option<String>,
+}
+
+/// A farm member as the answering node sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// Node ID.
+    pub node_id: String,
+    /// HTTP address.
+    pub address: Option<SocketAddr>,
+    /// State word.
+    pub state: String,
+    /// Version.
+    pub version: String,
+    /// Its clock minus ours, in ms (as last published; within about a second).
+    pub clock_skew_ms: Option<i64>,
+    /// Whether this is the node answering.
+    pub this_node: bool,
+    /// Its state of each repository (`PROJECT/repo`).
+    pub repo_states: BTreeMap<String, MemberRepoState>,
+}
+
+/// A member's state of one repository, as its gossip says.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberRepoState {
+    /// Generation served (0: none).
+    pub generation: u64,
+    /// Hash of the ref map served.
+    pub refs_hash: Option<String>,
+    /// Hash of the newest state staged (equal to `refsHash` once advertised).
+    pub staged_hash: Option<String>,
+}
+
+/// A node refused from the farm.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedMember {
+    /// Its node ID.
+    pub node_id: String,
+    /// The configuration keys on which it differs from this node.
+    pub differing_keys: Vec<String>,
+}
+
+/// The whole document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusDoc {
+    /// Node state: `STARTING`, `AWAITING_AUTHORIZATION`, `SYNCHRONIZING`, `SYNCHRONIZED`,
+    /// `CATCHING_UP` or `ERROR`.
+    pub state: String,
+    /// This node.
+    pub node_id: String,
+    /// The farm.
+    pub farm_id: String,
+    /// `setup.displayName`.
+    pub display_name: String,
+    /// `setup.baseUrl`.
+    pub base_url: String,
+    /// The farm key the upstream must authorize.
+    pub public_key: String,
+    /// mirrorfarm version.
+    pub version: String,
+    /// `anonymous` or `authenticated`.
+    pub access: String,
+    /// Why git requests get 401, when they do.
+    pub access_message: Option<String>,
+    /// Every mirrored repository has a complete state to serve (what a load balancer checks).
+    pub ready: bool,
+    /// Repositories in a servable state.
+    pub synced_repos: usize,
+    /// Repositories mirrored.
+    pub total_repos: usize,
+    /// Upstream reachability.
+    pub upstream: UpstreamStatus,
+    /// Per repository.
+    pub repos: Vec<RepoStatus>,
+    /// Live farm members agreeing on the farm configuration, this node included (1 without a farm).
+    pub member_count: usize,
+    /// Those members (empty without a farm).
+    pub members: Vec<MemberStatus>,
+    /// Live nodes refused because their farm configuration differs, with the keys that differ.
+    pub refused_members: Vec<RefusedMember>,
+    /// Live gossip peers not verified as members over the farm's TLS (node IDs): not counted.
+    pub unverified_nodes: Vec<String>,
+    /// Warnings, e.g. a member's clock more than 2 s off.
+    pub warnings: Vec<String>,
+}

@@ -1,0 +1,133 @@
+//! The LB's request rules, written once for its own HTTP/1.1 front and pingora's path: which
+//! requests are forwarded (the farm hostname only; node-only paths never), which headers a node
+//! never gets from the client (hop-by-hop and forwarding ones), and the `X-Forwarded-*` it gets
+//! instead.
+
+use std::net::IpAddr;
+
+/// Paths the LB keeps from the world (nodes serve them on their own listeners only).
+pub const NODE_ONLY_PREFIXES: &[&str] = &["/rest/mirroring/", "/metrics"];
+
+/// `X-Forwarded-Proto` of every forwarded request.
+pub const FORWARDED_PROTO: &str = "https";
+
+/// Headers that describe one connection, not the message: never passed on.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+];
+
+/// Whether a header is hop-by-hop.
+pub fn hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// Whether a client's request header is replaced by the LB's own (`X-Forwarded-Proto`,
+/// `X-Forwarded-Host`) or dropped (hop-by-hop); `Host` and `X-Forwarded-For` are rewritten.
+pub fn replaced_request_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("x-forwarded-proto")
+        || name.eq_ignore_ascii_case("x-forwarded-host")
+        || hop_by_hop(name)
+}
+
+/// The `X-Forwarded-For` a node gets: the client's own list, then the client's address.
+pub fn forwarded_for(previous: Option<&[u8]>, client: Option<IpAddr>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    if let Some(prev) = previous.filter(|p| !p.is_empty()) {
+        out.extend_from_slice(prev);
+        out.extend_from_slice(b", ");
+    }
+    if let Some(ip) = client {
+        use std::io::Write;
+        let _ = write!(out, "{ip}");
+    }
+    out
+}
+
+/// Whether a Host header (or authority) names the farm hostname.
+pub fn host_matches(host: &str, hostname: &str) -> bool {
+    let host = host.trim();
+    let bare = match host.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
+    bare.eq_ignore_ascii_case(hostname)
+}
+
+/// What becomes of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Forwarded to a node.
+    Forward,
+    /// Another host: 421.
+    Misdirected,
+    /// A node-only path: 404.
+    NodeOnly,
+}
+
+/// Decides from the request's host (header or authority) and path.
+pub fn admit(host: Option<&str>, path: &str, hostname: &str) -> Admission {
+    if !host.is_some_and(|h| host_matches(h, hostname)) {
+        Admission::Misdirected
+    } else if NODE_ONLY_PREFIXES.iter().any(|p| path.starts_with(p)) {
+        Admission::NodeOnly
+    } else {
+        Admission::Forward
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_header_matching() {
+        assert!(host_matches("git.example.com", "git.example.com"));
+        assert!(host_matches("Git.Example.com:8443", "git.example.com"));
+        assert!(!host_matches("evil.com", "git.example.com"));
+        assert!(!host_matches("git.example.com.evil.com", "git.example.com"));
+        assert!(!host_matches("", "git.example.com"));
+    }
+
+    #[test]
+    fn admission_and_forwarding_headers() {
+        assert_eq!(
+            admit(
+                Some("git.example.com:443"),
+                "/scm/P/r.git",
+                "git.example.com"
+            ),
+            Admission::Forward
+        );
+        assert_eq!(
+            admit(Some("other"), "/", "git.example.com"),
+            Admission::Misdirected
+        );
+        assert_eq!(admit(None, "/", "git.example.com"), Admission::Misdirected);
+        assert_eq!(
+            admit(
+                Some("GIT.example.com"),
+                "/rest/mirroring/latest/sync",
+                "git.example.com"
+            ),
+            Admission::NodeOnly
+        );
+        assert_eq!(
+            admit(Some("git.example.com"), "/metrics", "git.example.com"),
+            Admission::NodeOnly
+        );
+        let ip = Some(IpAddr::from([10, 0, 0, 1]));
+        assert_eq!(forwarded_for(Some(b"1.2.3.4"), ip), b"1.2.3.4, 10.0.0.1");
+        assert_eq!(forwarded_for(Some(b""), ip), b"10.0.0.1");
+        assert!(
+            replaced_request_header("X-Forwarded-Host") && replaced_request_header("Connection")
+        );
+        assert!(!replaced_request_header("X-Forwarded-For") && !replaced_request_header("Cookie"));
+    }
+}

@@ -1,0 +1,179 @@
+//! Git objects between members: smart HTTP on the farm channel, advertising the state this node
+//! staged (hidden from clients until the farm flips), so followers stage a leader's new state
+//! before anyone advertises it. Only member nodes are served.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+
+use crate::farm::channel::{require_node, Channel, Peer, Refusal};
+use crate::names::RepoId;
+use crate::pktline;
+use crate::upload_pack::{self, ChildStream, Exposure, Mode};
+
+/// Query of `info/refs`.
+#[derive(Debug, serde::Deserialize)]
+pub struct InfoRefsQuery {
+    service: Option<String>,
+}
+
+fn text(status: StatusCode, msg: impl Into<String>) -> Response {
+    Refusal(status, msg.into()).into_response()
+}
+
+/// The mirror a member asks for: a node's certificate, a mirrored repository.
+fn target(
+    c: &Channel,
+    peer: &Peer,
+    project: &str,
+    repo: &str,
+) -> Result<std::path::PathBuf, Refusal> {
+    require_node(peer)?;
+    let id = repo
+        .strip_suffix(".git")
+        .and_then(|r| RepoId::parse(&format!("{project}/{r}")).ok())
+        .filter(|_| !project.contains('/'))
+        .ok_or_else(|| Refusal(StatusCode::BAD_REQUEST, "bad repository path".into()))?;
+    let shared = &c.farm.shared;
+    let known = shared
+        .repos
+        .read()
+        .get(&id)
+        .is_some_and(|e| e.record.generation > 0 || e.staged.is_some());
+    if !known {
+        return Err(Refusal(
+            StatusCode::NOT_FOUND,
+            format!("{id} is not held here"),
+        ));
+    }
+    Ok(shared.repo_path(&id))
+}
+
+fn git_protocol(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get("git-protocol")?.to_str().ok()?;
+    pktline::protocol_value_ok(v).then(|| v.to_owned())
+}
+
+fn git_response(content_type: &'static str, body: Body) -> Response {
+    let mut r = Response::new(body);
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+fn stream(mut child: tokio::process::Child, label: String) -> Result<ChildStream, Refusal> {
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(upload_pack::log_stderr(stderr, label));
+    }
+    ChildStream::new(child).map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// `GET …/info/refs?service=git-upload-pack`.
+pub async fn info_refs(
+    State(c): State<Channel>,
+    Extension(peer): Extension<Peer>,
+    Path((project, repo)): Path<(String, String)>,
+    Query(q): Query<InfoRefsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let path = match target(&c, &peer, &project, &repo) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    if q.service.as_deref() != Some("git-upload-pack") {
+        return text(
+            StatusCode::FORBIDDEN,
+            "only git-upload-pack is served between members",
+        );
+    }
+    let proto = git_protocol(&headers);
+    let v2 = proto.as_deref().map(pktline::protocol_version) == Some(2);
+    let child = match upload_pack::spawn(&path, Mode::Advertise, Exposure::Staged, proto.as_deref())
+    {
+        Ok(c) => c,
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot start git: {e}"),
+            )
+        }
+    };
+    let out = match stream(child, format!("{project}/{repo} (farm)")) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let mut prefix = Vec::new();
+    if !v2 {
+        prefix = pktline::pkt("# service=git-upload-pack\n");
+        prefix.extend_from_slice(pktline::FLUSH);
+    }
+    let head =
+        futures_util::stream::once(
+            async move { Ok::<_, std::io::Error>(bytes::Bytes::from(prefix)) },
+        );
+    git_response(
+        "application/x-git-upload-pack-advertisement",
+        Body::from_stream(futures_util::StreamExt::chain(head, out)),
+    )
+}
+
+/// `POST …/git-upload-pack`.
+pub async fn upload_pack(
+    State(c): State<Channel>,
+    Extension(peer): Extension<Peer>,
+    Path((project, repo)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let path = match target(&c, &peer, &project, &repo) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let headers = req.headers();
+    let gzip = match headers.get(header::CONTENT_ENCODING).map(|v| v.as_bytes()) {
+        None => false,
+        Some(b"gzip") | Some(b"x-gzip") => true,
+        Some(_) => {
+            return text(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported Content-Encoding",
+            )
+        }
+    };
+    let proto = git_protocol(headers);
+    let mut child = match upload_pack::spawn(
+        &path,
+        Mode::StatelessRpc,
+        Exposure::Staged,
+        proto.as_deref(),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot start git: {e}"),
+            )
+        }
+    };
+    let Some(mut stdin) = child.stdin.take() else {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "upload-pack input is not piped",
+        );
+    };
+    let mut input = upload_pack::request_input(req.into_body(), gzip);
+    tokio::spawn(async move {
+        // A broken request ends upload-pack's input; it reports the rest.
+        let _ = tokio::io::copy(&mut input, &mut stdin).await;
+    });
+    match stream(child, format!("{project}/{repo} (farm)")) {
+        Ok(out) => git_response(
+            "application/x-git-upload-pack-result",
+            Body::from_stream(out),
+        ),
+        Err(r) => r.into_response(),
+    }
+}

@@ -1,0 +1,175 @@
+//! The farm channel: one HTTPS listener per member on its gossip address (TCP; gossip is UDP on
+//! the same port), mutual TLS under the farm CA, served with the node's own HTTP stack. Joining
+//! is the one route open to a client without a farm certificate; every other route needs one, and
+//! objects and syncs need a node's (not a load balancer's).
+
+pub mod git;
+pub mod join;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use mirrorfarm_common::farm::messages::{Description, SyncNudge};
+use mirrorfarm_common::farm::{DESCRIBE, GIT, JOIN, SYNC};
+use tokio::sync::watch;
+
+use crate::farm::{Farm, FarmSetupError};
+use crate::http_listener::{self, ClientCert};
+use crate::names::RepoId;
+use crate::sync::scheduler::Trigger;
+
+/// Who is asking, by its farm certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// A member node (its node ID).
+    Node(String),
+    /// A load balancer (its ID).
+    Lb(String),
+}
+
+impl Peer {
+    /// Reads the name in a (verified) farm certificate.
+    pub fn of(cert: &ClientCert) -> Option<Self> {
+        let der = cert.0.as_ref()?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+        let san = parsed.subject_alternative_name().ok()??;
+        san.value.general_names.iter().find_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => {
+                if let Some(id) = mirrorfarm_common::farm::tls::node_of_name(d) {
+                    Some(Self::Node(id.to_owned()))
+                } else {
+                    d.strip_suffix(".lbs.mirrorfarm")
+                        .map(|id| Self::Lb(id.to_owned()))
+                }
+            }
+            _ => None,
+        })
+    }
+}
+
+/// What the routes share.
+#[derive(Clone)]
+pub struct Channel {
+    /// The farm.
+    pub farm: Arc<Farm>,
+    /// What joiners are answered with.
+    pub member: Arc<join::Member>,
+    /// Where this node serves.
+    pub description: Description,
+}
+
+/// A farm request answered with an error: its status and message.
+#[derive(Debug)]
+pub struct Refusal(pub StatusCode, pub String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, format!("{}\n", self.1)).into_response()
+    }
+}
+
+fn refuse(status: StatusCode, why: &'static str) -> Response {
+    Refusal(status, why.to_owned()).into_response()
+}
+
+/// Lets through only clients that presented a farm certificate.
+async fn require_certificate(mut req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<ClientCert>().and_then(Peer::of);
+    match peer {
+        Some(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        None => refuse(
+            StatusCode::FORBIDDEN,
+            "a farm client certificate is required for this route",
+        ),
+    }
+}
+
+/// Lets through only member nodes.
+pub fn require_node(peer: &Peer) -> Result<&str, Refusal> {
+    match peer {
+        Peer::Node(id) => Ok(id),
+        Peer::Lb(_) => Err(Refusal(
+            StatusCode::FORBIDDEN,
+            "only member nodes may use this route".into(),
+        )),
+    }
+}
+
+async fn describe(State(c): State<Channel>) -> Json<Description> {
+    Json(c.description.clone())
+}
+
+async fn sync(
+    State(c): State<Channel>,
+    Extension(peer): Extension<Peer>,
+    Json(n): Json<SyncNudge>,
+) -> Response {
+    let node = match require_node(&peer) {
+        Ok(n) => n.to_owned(),
+        Err(r) => return r.into_response(),
+    };
+    let id = match RepoId::parse(&format!("{}/{}", n.project, n.repo)) {
+        Ok(id) if !n.project.contains('/') => id,
+        _ => return refuse(StatusCode::BAD_REQUEST, "bad repository name"),
+    };
+    if !c.farm.shared.repos.read().contains_key(&id) {
+        return refuse(StatusCode::NOT_FOUND, "not mirrored here");
+    }
+    tracing::debug!(repo = %id, from = node, "sync passed on by a member");
+    c.farm.sync.trigger(Trigger::Repo(id));
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// The channel's routes.
+pub fn router(c: Channel) -> Router {
+    let members = Router::new()
+        .route(DESCRIBE, get(describe))
+        .route(SYNC, post(sync))
+        .route(
+            &format!("{GIT}/{{project}}/{{repo}}/info/refs"),
+            get(git::info_refs),
+        )
+        .route(
+            &format!("{GIT}/{{project}}/{{repo}}/git-upload-pack"),
+            post(git::upload_pack),
+        )
+        .layer(axum::middleware::from_fn(require_certificate));
+    Router::new()
+        .route(
+            JOIN,
+            post(join::join).layer(DefaultBodyLimit::max(join::MAX_REQUEST)),
+        )
+        .merge(members)
+        .with_state(c)
+}
+
+/// Serves the channel on the farm address until `shutdown` turns true.
+pub async fn serve(
+    c: Channel,
+    tls: rustls::ServerConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, FarmSetupError> {
+    let addr = c.farm.config.gossip_addr;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| FarmSetupError::Bind { addr, source })?;
+    let opts = http_listener::Options {
+        header_timeout: std::time::Duration::from_secs(10),
+        grace: std::time::Duration::from_secs(5),
+        tls: Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls))),
+    };
+    Ok(tokio::spawn(http_listener::run(
+        listener,
+        router(c),
+        opts,
+        shutdown,
+    )))
+}

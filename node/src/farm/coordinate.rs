@@ -1,0 +1,166 @@
+//! The farm as the sync scheduler's coordinator: a repository's leader fetches from the upstream
+//! and the others from the leader's staged state over the farm channel (git's smart-HTTP client
+//! with this node's farm certificate, the leader reached by the name in its certificate); a
+//! trigger a client sends to any member reaches the leader; a staged state is flipped to only
+//! when the farm may advertise it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mirrorfarm_common::farm::tls::node_name;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::farm::flip::{decide, Decision};
+use crate::farm::leader::remote_leader;
+use crate::farm::Farm;
+use crate::names::{RefName, RepoId};
+use crate::state::StagedHint;
+use crate::sync::coordinator::{Coordinator, Source, Verdict, Waiting};
+use crate::sync::fetch::Staged;
+
+/// Oldest git whose HTTP client takes `http.curloptResolve` (how a member's certificate name is
+/// resolved to its farm address); older ones fetch from the upstream instead.
+pub const MIN_GIT_FOR_MEMBERS: (u32, u32, u32) = (2, 37, 0);
+
+/// How often a staged state checks whether the farm may advertise it, at the latest (it checks
+/// each time the farm view is rebuilt).
+const FLIP_POLL: Duration = Duration::from_millis(50);
+
+impl Farm {
+    /// git's settings for fetching from member `node` at `addr`, and the URL of `repo` there.
+    pub fn member_fetch(
+        &self,
+        node: &str,
+        addr: SocketAddr,
+        repo: &RepoId,
+    ) -> (String, Vec<String>) {
+        let name = node_name(node);
+        let url = format!(
+            "https://{name}:{}{}/{}",
+            addr.port(),
+            mirrorfarm_common::farm::GIT,
+            repo.rel_path()
+        );
+        let ip = match addr.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        let f = &self.cert_files;
+        let config = vec![
+            format!("http.sslCert={}", f.cert.display()),
+            format!("http.sslKey={}", f.key.display()),
+            format!("http.sslCAInfo={}", f.ca.display()),
+            "http.sslVerify=true".to_owned(),
+            format!("http.curloptResolve={name}:{}:{ip}", addr.port()),
+            // A member gone without a word ends the fetch within a minute (a live one sends
+            // keep-alive packets while it counts objects).
+            "http.lowSpeedLimit=1".to_owned(),
+            "http.lowSpeedTime=60".to_owned(),
+            "credential.helper=".to_owned(),
+        ];
+        (url, config)
+    }
+
+    fn leader_head(&self, leader: &str, repo: &str) -> Option<RefName> {
+        let view = self.view.read();
+        view.as_ref()?
+            .members
+            .iter()
+            .find(|m| m.node_id == leader)?
+            .repo_states
+            .get(repo)?
+            .staged_head
+            .clone()
+    }
+
+    /// Waits until the farm view lets this node advertise `staged` (at most about the stage
+    /// timeout).
+    async fn wait_for_farm(&self, repo: &str, staged: &str, generation: u64) -> Decision {
+        let start = std::time::Instant::now();
+        loop {
+            let updated = self.view_updated.notified();
+            tokio::pin!(updated);
+            updated.as_mut().enable();
+            let d = match self.view.read().as_ref() {
+                Some(v) => decide(
+                    v,
+                    repo,
+                    staged,
+                    generation,
+                    start.elapsed(),
+                    self.config.stage_timeout,
+                ),
+                None => Decision::Flip(generation.saturating_add(1)),
+            };
+            if d != Decision::Wait {
+                return d;
+            }
+            let _ = tokio::time::timeout(FLIP_POLL, updated).await;
+        }
+    }
+}
+
+impl Coordinator for Farm {
+    fn source(&self, id: &RepoId) -> Source {
+        let repo = id.to_string();
+        let Some((node, addr)) = remote_leader(self, &repo) else {
+            return Source::Upstream;
+        };
+        if self.shared.git < MIN_GIT_FOR_MEMBERS {
+            tracing::warn!(
+                repo,
+                "git is older than 2.37: fetching from the upstream, not from the leader"
+            );
+            return Source::Upstream;
+        }
+        let (url, git_config) = self.member_fetch(&node, addr, id);
+        Source::Member {
+            url,
+            git_config,
+            head_hint: self.leader_head(&node, &repo),
+        }
+    }
+
+    fn requested(&self, id: &RepoId) {
+        if let Some((node, addr)) = remote_leader(self, &id.to_string()) {
+            crate::farm::nudge::member(self, node, addr, id);
+        }
+    }
+
+    fn staged<'a>(
+        &'a self,
+        id: &'a RepoId,
+        staged: &'a Staged,
+        from_member: bool,
+        permit: OwnedSemaphorePermit,
+    ) -> Waiting<'a> {
+        Box::pin(async move {
+            let known = self.shared.repos.write().get_mut(id).map(|e| {
+                e.staged = Some(StagedHint {
+                    refs_hash: staged.hash.clone(),
+                    head: staged.head.clone(),
+                });
+                (e.record.refs_hash.clone(), e.record.generation)
+            });
+            let Some((served, generation)) = known else {
+                return Verdict::Flip(None);
+            };
+            self.shared.repos_changed.notify_one();
+            if staged.hash == served {
+                return Verdict::Flip(None);
+            }
+            if !from_member {
+                // The leader staged a new state from the upstream: its followers fetch it now.
+                crate::farm::nudge::followers(self, id);
+            }
+            drop(permit);
+            match self
+                .wait_for_farm(&id.to_string(), &staged.hash, generation)
+                .await
+            {
+                Decision::Flip(g) => Verdict::Flip(Some(g)),
+                _ => Verdict::Again { served },
+            }
+        })
+    }
+}

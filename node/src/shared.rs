@@ -1,0 +1,105 @@
+//! What every part of a node shares: configuration, home, identity, the state store, the tool
+//! versions, the repository map and the metrics. The parts keep their own state elsewhere
+//! (serving: its caches; the farm: its view).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::RwLock;
+
+use crate::config::Config;
+use crate::home::Home;
+use crate::identity::Identity;
+use crate::names::RepoId;
+use crate::state::{Lookup, RepoEntry};
+use crate::store::{Store, SyncResult};
+
+/// Shared by every task of a node.
+pub struct Shared {
+    /// Validated configuration.
+    pub config: Config,
+    /// Home paths.
+    pub home: Home,
+    /// Identity (node ID, farm ID, key).
+    pub identity: Identity,
+    /// Durable store.
+    pub store: Store,
+    /// System git version.
+    pub git: (u32, u32, u32),
+    /// OpenSSH client version (for ssh:// upstreams), if checked.
+    pub openssh: (u32, u32, u32),
+    /// Repositories currently mirrored.
+    pub repos: RwLock<BTreeMap<RepoId, RepoEntry>>,
+    /// The first inventory of repositories has been taken.
+    pub listed: AtomicBool,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::NodeMetrics,
+    /// Woken when a repository's staged or served state changed (the farm publishes it at once).
+    pub repos_changed: tokio::sync::Notify,
+}
+
+impl Shared {
+    /// Path of a repository's bare mirror.
+    pub fn repo_path(&self, id: &RepoId) -> PathBuf {
+        self.home.repos_dir().join(id.rel_path())
+    }
+
+    /// Whether the ssh client pins the upstream host key itself (`accept-new`, OpenSSH ≥ 7.6);
+    /// older clients need ssh-keyscan first. Always true for non-SSH upstreams.
+    pub fn pins_host_key_on_first_contact(&self) -> bool {
+        !self.config.upstream.is_ssh() || self.openssh >= (7, 6, 0)
+    }
+
+    /// Looks up a repository for serving.
+    pub fn lookup(&self, id: &RepoId) -> Lookup {
+        let repos = self.repos.read();
+        match repos.get(id) {
+            None => Lookup::Unknown,
+            Some(e) if e.record.last_result == Some(SyncResult::NotFound) => Lookup::Unknown,
+            Some(RepoEntry {
+                withheld: Some(why),
+                ..
+            }) => Lookup::Withheld(why),
+            Some(e) if e.servable() => {
+                Lookup::Ready(self.repo_path(id), e.record.refs_hash.clone())
+            }
+            Some(_) => Lookup::NotReady,
+        }
+    }
+
+    /// A copy of the repository map.
+    pub fn snapshot(&self) -> BTreeMap<RepoId, RepoEntry> {
+        self.repos.read().clone()
+    }
+
+    /// The node's state word (`STARTING`, `AWAITING_AUTHORIZATION`, `SYNCHRONIZING`,
+    /// `SYNCHRONIZED`, `ERROR`).
+    pub fn node_state(&self) -> &'static str {
+        if !self.listed.load(Ordering::Acquire) {
+            return "STARTING";
+        }
+        let repos = self.repos.read();
+        let results = || repos.values().map(|e| e.record.last_result.clone());
+        if results().any(|r| r == Some(SyncResult::HostKeyChanged)) {
+            return "ERROR";
+        }
+        if results().any(|r| r == Some(SyncResult::Unauthorized)) {
+            return "AWAITING_AUTHORIZATION";
+        }
+        let active: Vec<_> = repos
+            .values()
+            .filter(|e| e.record.last_result != Some(SyncResult::NotFound))
+            .collect();
+        if active.iter().any(|e| e.servable() && e.withheld.is_some()) {
+            return "CATCHING_UP";
+        }
+        if active.iter().all(|e| e.servable()) {
+            return "SYNCHRONIZED";
+        }
+        if active.iter().any(|e| e.state() == "ERROR") && !active.iter().any(|e| e.syncing) {
+            return "ERROR";
+        }
+        "SYNCHRONIZING"
+    }
+}

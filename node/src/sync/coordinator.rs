@@ -1,0 +1,77 @@
+//! What the scheduler asks of whoever coordinates it with other nodes (the farm), and the answer
+//! of a node alone: fetch from the upstream, flip as soon as a state is staged.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::names::{RefName, RepoId};
+use crate::sync::fetch::Staged;
+
+/// Where one sync fetches from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The upstream (all its refs and HEAD).
+    Upstream,
+    /// Another member: the state it staged, over the farm channel.
+    Member {
+        /// The smart-HTTP URL of its mirror.
+        url: String,
+        /// `-c` settings for git (client certificate, CA, how the member's name resolves).
+        git_config: Vec<String>,
+        /// The branch HEAD names in its staged state.
+        head_hint: Option<RefName>,
+    },
+}
+
+/// Whether to flip to a staged state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Flip now; the generation to serve it as, when the farm decided one.
+    Flip(Option<u64>),
+    /// The state was superseded while it waited: keep serving `served`, sync again at once.
+    Again {
+        /// Hash of the state still served.
+        served: String,
+    },
+}
+
+/// A boxed future borrowing the coordinator.
+pub type Waiting<'a> = Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>;
+
+/// Coordinates syncs with other nodes.
+pub trait Coordinator: Send + Sync + 'static {
+    /// Where to fetch `id` from now.
+    fn source(&self, id: &RepoId) -> Source;
+    /// A client asked this node for a sync of `id` (passed on to whoever fetches it).
+    fn requested(&self, id: &RepoId);
+    /// `staged` (fetched from `source`) is complete: resolves when the node may flip to it. The
+    /// concurrency `permit` may be given back while waiting; the scheduler takes one again.
+    fn staged<'a>(
+        &'a self,
+        id: &'a RepoId,
+        staged: &'a Staged,
+        from_member: bool,
+        permit: OwnedSemaphorePermit,
+    ) -> Waiting<'a>;
+}
+
+/// A node without a farm.
+pub struct Alone;
+
+impl Coordinator for Alone {
+    fn source(&self, _: &RepoId) -> Source {
+        Source::Upstream
+    }
+    fn requested(&self, _: &RepoId) {}
+    fn staged<'a>(
+        &'a self,
+        _: &'a RepoId,
+        _: &'a Staged,
+        _: bool,
+        _: OwnedSemaphorePermit,
+    ) -> Waiting<'a> {
+        Box::pin(std::future::ready(Verdict::Flip(None)))
+    }
+}
