@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::lb::Lb;
-use crate::node::Node;
+use crate::node::{Node, Placement};
 use crate::upstream::{Shape, Upstream};
 use crate::{free_udp_port, gitc, wait_for};
 
@@ -36,12 +36,24 @@ pub fn ssh_farm(n: usize, limit: Duration) -> (Upstream, Vec<Node>) {
 
 /// [`ssh_farm`] with `extra` properties on every member.
 pub fn ssh_farm_with(n: usize, limit: Duration, extra: &str) -> (Upstream, Vec<Node>) {
+    ssh_farm_placed(n, limit, extra, &Placement::default())
+}
+
+/// [`ssh_farm_with`], each member's home and binary placed as `placement` says.
+pub fn ssh_farm_placed(
+    n: usize,
+    limit: Duration,
+    extra: &str,
+    placement: &Placement,
+) -> (Upstream, Vec<Node>) {
     let mut up = Upstream::new();
     up.create("P", "r", &Shape::small());
     up.start_sshd();
     let p0 = free_udp_port();
-    let member =
-        |url: &str, port, seed| Node::start(url, &format!("{}{extra}", member_props(port, seed)));
+    let member = |url: &str, port, seed| {
+        let props = format!("{}{extra}", member_props(port, seed));
+        Node::start_placed(url, &props, None, placement)
+    };
     let first = member(&up.ssh_url(), p0, None);
     let s = first.wait_state("AWAITING_AUTHORIZATION", limit);
     up.authorize(s["publicKey"].as_str().expect("publicKey"));
@@ -79,10 +91,11 @@ pub fn main_of(node: &Node) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A load balancer following the farm whose member gossips at 127.0.0.1:`seed`.
+/// A load balancer following the farm whose member gossips at 127.0.0.1:`seed` (its own gossip
+/// address left for it to learn from the seed).
 pub fn following_lb(seed: u16) -> Lb {
     let extra = format!(
-        "lb.farm.seeds=127.0.0.1:{seed}\nlb.farm.secret={SECRET}\nlb.farm.gossip.address=127.0.0.1\nlb.farm.gossip.port={}\n",
+        "lb.farm.seeds=127.0.0.1:{seed}\nlb.farm.secret={SECRET}\nlb.farm.gossip.port={}\n",
         free_udp_port()
     );
     Lb::start("", &extra)

@@ -10,6 +10,15 @@ use tempfile::TempDir;
 use crate::process::Service;
 use crate::{bin, free_port, upstream::keygen, wait_for};
 
+/// Where a node's home and binary live (defaults: a temporary `mf-node-*` home, the built binary).
+#[derive(Debug, Default, Clone)]
+pub struct Placement {
+    /// Prefix of the temporary home's name (may hold spaces).
+    pub home_prefix: Option<String>,
+    /// The binary to run.
+    pub bin: Option<PathBuf>,
+}
+
 /// A running (or stopped) node.
 pub struct Node {
     process: Service,
@@ -45,8 +54,18 @@ impl Node {
     /// Like [`Self::start`], the process running with group ID `gid` (so a test's packet filter
     /// can tell its connections from other nodes' on the same loopback).
     pub fn start_in_group(upstream: &str, extra: &str, gid: Option<u32>) -> Self {
+        Self::start_placed(upstream, extra, gid, &Placement::default())
+    }
+
+    /// Like [`Self::start_in_group`], with the home and binary where `placement` says.
+    pub fn start_placed(
+        upstream: &str,
+        extra: &str,
+        gid: Option<u32>,
+        placement: &Placement,
+    ) -> Self {
         let home = tempfile::Builder::new()
-            .prefix("mf-node-")
+            .prefix(placement.home_prefix.as_deref().unwrap_or("mf-node-"))
             .tempdir()
             .expect("tempdir");
         let (http, ssh) = (free_port(), free_port());
@@ -59,6 +78,7 @@ impl Node {
         keygen(&client_key);
         let mut process = Service::new("node", home.path());
         process.gid = gid;
+        process.bin = placement.bin.clone();
         let mut n = Self {
             process,
             home,

@@ -13,6 +13,8 @@ pub struct Service {
     child: Option<Child>,
     /// Group ID the process runs with (tests match its packets by it).
     pub gid: Option<u32>,
+    /// Another copy of the binary to run (e.g. one in a directory whose name has spaces).
+    pub bin: Option<PathBuf>,
 }
 
 impl Service {
@@ -23,6 +25,7 @@ impl Service {
             home: home.to_owned(),
             child: None,
             gid: None,
+            bin: None,
         }
     }
 
@@ -34,7 +37,7 @@ impl Service {
             .append(true)
             .open(self.home.join("process.log"))
             .expect("log file");
-        let mut cmd = Command::new(bin());
+        let mut cmd = Command::new(self.bin.clone().unwrap_or_else(bin));
         if let Some(gid) = self.gid {
             std::os::unix::process::CommandExt::gid(&mut cmd, gid);
         }

@@ -1,5 +1,6 @@
 //! `mirrorfarm demo`: the README's first command gives a working farm — three synchronized nodes
-//! behind the load balancer, cloneable over verified HTTPS and over SSH — and stops on Ctrl-C.
+//! of one farm (one farm ID, one trigger followed by all), found by the load balancer by gossip,
+//! cloneable over verified HTTPS and over SSH — and stops on Ctrl-C.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -73,6 +74,87 @@ fn demo_runs_a_farm_behind_the_lb() {
         &[("GIT_SSH_COMMAND", &ssh_cmd)],
     );
     assert!(listed.contains_key("refs/heads/main"));
+
+    // One farm: every node names the same farm ID and counts three members.
+    let ports: Vec<u16> = (1..=3)
+        .map(|i| {
+            let props = std::fs::read_to_string(wd.join(format!("node{i}/mirrorfarm.properties")))
+                .expect("node properties");
+            props
+                .lines()
+                .find_map(|l| l.strip_prefix("server.port="))
+                .and_then(|p| p.trim().parse().ok())
+                .expect("server.port")
+        })
+        .collect();
+    let status = |port: u16| -> serde_json::Value {
+        reqwest::blocking::get(format!("http://127.0.0.1:{port}/status"))
+            .and_then(|r| r.json())
+            .expect("status")
+    };
+    let farm_ids: std::collections::BTreeSet<String> = ports
+        .iter()
+        .map(|p| {
+            let s = status(*p);
+            assert_eq!(s["memberCount"], 3, "{s}");
+            s["farmId"].as_str().expect("farmId").to_owned()
+        })
+        .collect();
+    assert_eq!(farm_ids.len(), 1, "{farm_ids:?}");
+    let lb_config = std::fs::read_to_string(wd.join("lb/mirrorfarm-lb.properties")).expect("lb");
+    assert!(
+        !lb_config.contains("lb.backends"),
+        "the LB finds the nodes by gossip: {lb_config}"
+    );
+
+    // One trigger, to one node, and every node follows the change.
+    let site = work.path().join("site");
+    let upstream = wd.join("upstream/WEB/site.git");
+    gitc::run(
+        None,
+        &[
+            "clone",
+            "-q",
+            upstream.to_str().expect("utf8"),
+            site.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    gitc::run(
+        Some(&site),
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "hello",
+        ],
+        &[],
+    );
+    gitc::run(Some(&site), &["push", "-q", "origin", "HEAD:main"], &[]);
+    let new = gitc::run(Some(&site), &["rev-parse", "HEAD"], &[])
+        .trim()
+        .to_owned();
+    let answered = reqwest::blocking::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/rest/mirroring/latest/sync",
+            ports[0]
+        ))
+        .json(&serde_json::json!({"project": "WEB", "repo": "site"}))
+        .send()
+        .expect("trigger");
+    assert_eq!(answered.status().as_u16(), 202);
+    for p in &ports {
+        // Well within the nodes' own 30 s interval (a change takes well under a second).
+        wait_for("the change on every node", Duration::from_secs(10), || {
+            let refs = gitc::ls_remote(&format!("http://127.0.0.1:{p}/scm/WEB/site.git"), &[]);
+            (refs.get("refs/heads/main") == Some(&new)).then_some(())
+        });
+    }
     let _ = Command::new("kill")
         .arg("-INT")
         .arg(child.id().to_string())

@@ -91,7 +91,7 @@ pub fn decide(
         }
         max = max.max(s.generation);
     }
-    Decision::Flip(max + 1)
+    Decision::Flip(max.saturating_add(1))
 }
 
 /// Why this node should not serve `repo` now, if it should not: another live member advertises

@@ -85,8 +85,12 @@ pub fn build_view(
             view.refused.push((m.node_id.clone(), mismatched));
             continue;
         }
-        let skew = m.clock_ms.map(|c| c - now).filter(|_| m.node_id != me);
-        if let Some(s) = skew.filter(|s| s.abs() > SKEW_WARNING_MS) {
+        // A clock from gossip may be anything: no arithmetic on it may overflow.
+        let skew = m
+            .clock_ms
+            .map(|c| c.saturating_sub(now))
+            .filter(|_| m.node_id != me);
+        if let Some(s) = skew.filter(|s| s.unsigned_abs() > SKEW_WARNING_MS.unsigned_abs()) {
             view.warnings.push(format!(
                 "the clock of node {} is {:.1} s off",
                 m.node_id,
@@ -161,5 +165,13 @@ mod tests {
         );
         assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
         assert!(v.warnings[0].contains("n3"));
+        // Absurd clocks from gossip are warned about, not overflowed on.
+        let v = build_view(
+            "me",
+            10_000,
+            vec![member("n4", i64::MIN, &ours), member("n5", i64::MAX, &ours)],
+            &ours,
+        );
+        assert_eq!(v.warnings.len(), 2, "{:?}", v.warnings);
     }
 }
