@@ -18,7 +18,10 @@ pub fn cmd(dir: Option<&Path>) -> Command {
         .env("GIT_COMMITTER_EMAIL", "test@example.com")
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("LC_ALL", "C")
-        .env_remove("GIT_DIR");
+        .env_remove("GIT_DIR")
+        // TLS settings come from the test (`-c http.ssl…` or its own GIT_SSL_CAINFO), not the machine.
+        .env_remove("GIT_SSL_CAINFO")
+        .env_remove("GIT_SSL_CAPATH");
     c
 }
 
