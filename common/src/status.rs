@@ -1,5 +1,7 @@
 //! A node's status document (`GET /status`), typed once: the node writes it, the load balancer's
-//! health checks and the tests read it. Readers ignore fields they do not know (a newer node).
+//! health checks and the demo read it. Readers ignore fields they do not know (a newer node) and
+//! take defaults for fields that are missing (an older one), so a rolling upgrade of a farm keeps
+//! every node in rotation.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,13 +22,14 @@ pub enum SyncResult {
     HostKeyChanged,
     /// The repository does not exist upstream.
     NotFound,
-    /// Anything else.
+    /// Anything else (and any result a newer node names that this one does not know).
+    #[serde(other)]
     Failed,
 }
 
 /// One repository.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct RepoStatus {
     /// Project key.
     pub project: String,
@@ -58,8 +61,8 @@ pub struct RepoStatus {
 }
 
 /// The upstream.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct UpstreamStatus {
     /// The configured URL.
     pub url: String,
@@ -70,8 +73,8 @@ pub struct UpstreamStatus {
 }
 
 /// A farm member as the answering node sees it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct MemberStatus {
     /// Node ID.
     pub node_id: String,
@@ -91,7 +94,7 @@ pub struct MemberStatus {
 
 /// A member's state of one repository, as its gossip says.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct MemberRepoState {
     /// Generation served (0: none).
     pub generation: u64,
@@ -102,8 +105,8 @@ pub struct MemberRepoState {
 }
 
 /// A node refused from the farm.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct RefusedMember {
     /// Its node ID.
     pub node_id: String,
@@ -112,8 +115,8 @@ pub struct RefusedMember {
 }
 
 /// The whole document.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct StatusDoc {
     /// Node state: `STARTING`, `AWAITING_AUTHORIZATION`, `SYNCHRONIZING`, `SYNCHRONIZED`,
     /// `CATCHING_UP` or `ERROR`.
@@ -154,4 +157,23 @@ pub struct StatusDoc {
     pub unverified_nodes: Vec<String>,
     /// Warnings, e.g. a member's clock more than 2 s off.
     pub warnings: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn older_and_newer_documents_read() {
+        let older: StatusDoc =
+            serde_json::from_str(r#"{"nodeId":"n","state":"SYNCHRONIZED","ready":true}"#)
+                .expect("older document");
+        assert!(older.ready && older.node_id == "n" && older.repos.is_empty());
+        let newer: StatusDoc = serde_json::from_str(
+            r#"{"nodeId":"n","ready":false,"somethingNew":1,"repos":[{"project":"P","repo":"r","lastResult":"NEW_KIND"}]}"#,
+        )
+        .expect("newer document");
+        assert_eq!(newer.repos[0].last_result, Some(SyncResult::Failed));
+        assert!(serde_json::from_str::<StatusDoc>("[]").is_err());
+    }
 }

@@ -26,6 +26,9 @@ pub struct HealthChecker {
     pub rise: u32,
 }
 
+/// The largest `/status` document read.
+const MAX_STATUS: usize = 4 * 1024 * 1024;
+
 /// The client health checks use: plain HTTP to the nodes, never through a proxy.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -57,10 +60,17 @@ async fn fetch_status(http: &reqwest::Client, backend: &Backend) -> Result<NodeI
     if r.status() != reqwest::StatusCode::OK {
         return Err(format!("status answered {}", r.status()));
     }
-    let doc: StatusDoc = r
-        .json()
-        .await
-        .map_err(|e| format!("bad /status document: {e}"))?;
+    // Read within a bound: a node's answer is not trusted to be small.
+    let mut body = Vec::new();
+    let mut r = r;
+    while let Some(chunk) = r.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_STATUS {
+            return Err(format!("/status larger than {MAX_STATUS} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let doc: StatusDoc =
+        serde_json::from_slice(&body).map_err(|e| format!("bad /status document: {e}"))?;
     Ok(NodeInfo {
         node_id: doc.node_id,
         state: doc.state,

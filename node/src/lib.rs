@@ -1,5 +1,22 @@
 //! A mirrorfarm mirror node: keeps an exact, crash-safe copy of upstream git repositories and
 //! serves clones and fetches over smart HTTP and SSH.
+//!
+//! The flow, and where it lives (each layer uses only the ones above it):
+//! - **config** ([`config`], [`upstream_url`], [`names`]): the properties file → a validated
+//!   [`config::Config`], before anything is bound.
+//! - **store** ([`home`], [`store`], [`identity`], [`mirror_repo`], [`packed_refs`]): the home's
+//!   layout, the durable records, the node's identity and keys, the bare mirrors and their refs.
+//! - **plumbing** ([`gitcmd`], [`upload_pack`], [`pktline`], [`http_listener`]): running the
+//!   system git (the one place `git upload-pack` starts), and the HTTP listener that both the
+//!   client-facing side and the farm channel serve on.
+//! - **state** ([`state`], [`shared`], [`metrics`]): what the node knows of each repository now,
+//!   and what every part shares.
+//! - **sync** ([`sync`]): keeping the mirrors in step with the upstream (the scheduler asks a
+//!   [`sync::coordinator::Coordinator`] where to fetch from and when to flip).
+//! - **farm** ([`farm`], beside sync): membership by gossip, the farm channel (HTTPS with mutual
+//!   TLS), leaders and consistent flips; it is the coordinator of a node in a farm.
+//! - **serve** ([`serve`], [`status`]): smart HTTP, SSH, `/status`.
+//! - [`node`]: starts and stops all of it.
 
 pub mod config;
 pub mod farm;

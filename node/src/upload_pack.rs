@@ -57,7 +57,11 @@ pub fn spawn(
         cmd.arg("-c")
             .arg(format!("uploadpack.hideRefs=!{staging}"))
             .arg("-c")
-            .arg(format!("uploadpack.hideRefs=!{STAGING_HEAD}"));
+            .arg(format!("uploadpack.hideRefs=!{STAGING_HEAD}"))
+            // A keep-alive every second while it counts objects: the member fetching can tell a
+            // busy leader from one gone silent (its `http.lowSpeedLimit`).
+            .arg("-c")
+            .arg("uploadpack.keepAlive=1");
     }
     cmd.arg("upload-pack").arg("--strict");
     match mode {

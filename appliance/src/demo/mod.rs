@@ -25,6 +25,17 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("no free port: {e}"))
 }
 
+/// A port free for both TCP and UDP (gossip is UDP, the farm channel TCP, on one port).
+fn free_gossip_port() -> Result<u16, String> {
+    for _ in 0..50 {
+        let p = free_port()?;
+        if std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+            return Ok(p);
+        }
+    }
+    Err("no port free for both TCP and UDP".into())
+}
+
 struct Layout {
     work: PathBuf,
     https_port: u16,
@@ -44,33 +55,38 @@ fn farm_secret(work: &Path) -> Result<String, String> {
     let mut raw = [0u8; 24];
     getrandom::getrandom(&mut raw).map_err(|e| format!("no randomness: {e}"))?;
     let secret: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        writeln!(f, "{secret}").map_err(|e| format!("{}: {e}", path.display()))?;
-    }
+    write(&path, &format!("{secret}\n"))?;
     Ok(secret)
 }
 
+/// Writes a configuration file readable by its owner only (it holds the farm secret).
 fn write(path: &Path, text: &str) -> Result<(), String> {
-    std::fs::create_dir_all(path.parent().expect("config files have a parent"))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    // A file left by an earlier run keeps its mode: tighten it.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(err)?;
+    f.write_all(text.as_bytes()).map_err(err)
 }
 
 fn prepare(work: &Path, https_port: u16, ssh_port: u16) -> Result<Layout, String> {
     let up = work.join("upstream");
     upstream::ensure(&up)?;
     let secret = farm_secret(work)?;
-    let gossip: Vec<u16> = (0..NODES).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let gossip: Vec<u16> = (0..NODES)
+        .map(|_| free_gossip_port())
+        .collect::<Result<_, _>>()?;
     let mut nodes = Vec::new();
     for i in 1..=NODES {
         let home = work.join(format!("node{i}"));
@@ -104,7 +120,7 @@ fn prepare(work: &Path, https_port: u16, ssh_port: u16) -> Result<Layout, String
          lb.health.interval=500\nlb.drain.grace=5\nlb.threads=2\n\
          lb.farm.seeds={}\nlb.farm.secret={secret}\nlb.farm.gossip.port={}\n",
         seeds.join(","),
-        free_port()?,
+        free_gossip_port()?,
     );
     write(&work.join("lb").join(mirrorfarm_lb::config::FILE_NAME), &lb)?;
     Ok(Layout {

@@ -200,6 +200,7 @@ impl reqwest::dns::Resolve for MemberNames {
 pub struct FarmClient {
     http: reqwest::Client,
     names: MemberNames,
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl FarmClient {
@@ -208,7 +209,7 @@ impl FarmClient {
         let tls = tls::member_client(ca_pem, cert_pem, key_pem)?;
         let names = MemberNames::default();
         let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
+            .use_preconfigured_tls(tls.clone())
             .dns_resolver(Arc::new(names.clone()))
             .no_proxy()
             .connect_timeout(Duration::from_secs(3))
@@ -216,7 +217,11 @@ impl FarmClient {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| FarmError::Certificate(e.to_string()))?;
-        Ok(Self { http, names })
+        Ok(Self {
+            http,
+            names,
+            tls: Arc::new(tls),
+        })
     }
 
     /// The URL of `path` on member `node_id` at `addr` (its farm address).
@@ -245,24 +250,49 @@ impl FarmClient {
         Ok(r)
     }
 
-    /// Asks member `node_id` at `addr` where it serves; the answer must name it.
+    /// Asks member `node_id` at `addr` where it serves; the answer must name it. This is how a
+    /// peer is verified, so it runs on a connection of its own to exactly `addr` (never a pooled
+    /// one to another address under the same name).
     pub async fn describe(
         &self,
         node_id: &str,
         addr: SocketAddr,
     ) -> Result<Description, FarmError> {
-        let r = self
-            .send(addr, self.http.get(self.url(node_id, addr, DESCRIBE)))
-            .await?;
-        let bytes = r.bytes().await.map_err(|source| FarmError::Request {
-            peer: addr.to_string(),
+        let peer = addr.to_string();
+        let request = |source| FarmError::Request {
+            peer: peer.clone(),
             source,
-        })?;
-        let d: Description = serde_json::from_slice(&bytes)
-            .map_err(|e| malformed(&addr.to_string(), e.to_string()))?;
+        };
+        let name = node_name(node_id);
+        let once = reqwest::Client::builder()
+            .use_preconfigured_tls((*self.tls).clone())
+            .resolve(&name, addr)
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(request)?;
+        let url = format!("https://{name}:{}{DESCRIBE}", addr.port());
+        let r = once.get(url).send().await.map_err(request)?;
+        if r.remote_addr() != Some(addr) {
+            return Err(malformed(&peer, "answered from another address"));
+        }
+        if !r.status().is_success() {
+            return Err(FarmError::Status {
+                peer,
+                status: r.status().as_u16(),
+            });
+        }
+        let bytes = r.bytes().await.map_err(request)?;
+        if bytes.len() > MAX_ANSWER {
+            return Err(malformed(&peer, "answer too large"));
+        }
+        let d: Description =
+            serde_json::from_slice(&bytes).map_err(|e| malformed(&peer, e.to_string()))?;
         if d.node_id != node_id {
             return Err(malformed(
-                &addr.to_string(),
+                &peer,
                 format!("member says it is {:?}, not {node_id:?}", d.node_id),
             ));
         }

@@ -54,9 +54,13 @@ impl Farm {
             format!("http.curloptResolve={name}:{}:{ip}", addr.port()),
             // A member gone without a word ends the fetch within a minute (a live one sends
             // keep-alive packets while it counts objects).
+            // (the member's upload-pack sends one every second: `uploadpack.keepAlive=1`).
             "http.lowSpeedLimit=1".to_owned(),
             "http.lowSpeedTime=60".to_owned(),
             "credential.helper=".to_owned(),
+            // v0: the refs come with the first request (v2 takes a round trip and an upload-pack
+            // run more for ls-refs).
+            "protocol.version=0".to_owned(),
         ];
         (url, config)
     }
@@ -143,24 +147,26 @@ impl Coordinator for Farm {
                 (e.record.refs_hash.clone(), e.record.generation)
             });
             let Some((served, generation)) = known else {
-                return Verdict::Flip(None);
+                return (Verdict::Flip(None), Some(permit));
             };
             self.shared.repos_changed.notify_one();
             if staged.hash == served {
-                return Verdict::Flip(None);
+                return (Verdict::Flip(None), Some(permit));
             }
             if !from_member {
                 // The leader staged a new state from the upstream: its followers fetch it now.
                 crate::farm::nudge::followers(self, id);
             }
+            // Other syncs run while this one waits for the farm.
             drop(permit);
-            match self
+            let verdict = match self
                 .wait_for_farm(&id.to_string(), &staged.hash, generation)
                 .await
             {
                 Decision::Flip(g) => Verdict::Flip(Some(g)),
                 _ => Verdict::Again { served },
-            }
+            };
+            (verdict, None)
         })
     }
 }

@@ -37,8 +37,10 @@ pub enum Verdict {
     },
 }
 
-/// A boxed future borrowing the coordinator.
-pub type Waiting<'a> = Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>;
+/// A boxed future borrowing the coordinator: the verdict, and the concurrency permit when it was
+/// kept (`None`: given back while waiting).
+pub type Waiting<'a> =
+    Pin<Box<dyn Future<Output = (Verdict, Option<OwnedSemaphorePermit>)> + Send + 'a>>;
 
 /// Coordinates syncs with other nodes.
 pub trait Coordinator: Send + Sync + 'static {
@@ -47,7 +49,8 @@ pub trait Coordinator: Send + Sync + 'static {
     /// A client asked this node for a sync of `id` (passed on to whoever fetches it).
     fn requested(&self, id: &RepoId);
     /// `staged` (fetched from `source`) is complete: resolves when the node may flip to it. The
-    /// concurrency `permit` may be given back while waiting; the scheduler takes one again.
+    /// concurrency `permit` is handed back, or given up while waiting (the scheduler then takes
+    /// one again to flip).
     fn staged<'a>(
         &'a self,
         id: &'a RepoId,
@@ -70,8 +73,8 @@ impl Coordinator for Alone {
         _: &'a RepoId,
         _: &'a Staged,
         _: bool,
-        _: OwnedSemaphorePermit,
+        permit: OwnedSemaphorePermit,
     ) -> Waiting<'a> {
-        Box::pin(std::future::ready(Verdict::Flip(None)))
+        Box::pin(std::future::ready((Verdict::Flip(None), Some(permit))))
     }
 }

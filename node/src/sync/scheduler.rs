@@ -335,6 +335,11 @@ impl Scheduler {
 /// Stores the result of a finished sync in the repository's entry, in place: what others set
 /// while the sync ran or its result was stored (the farm's `withheld`, a staged state) stays.
 fn record_finished(e: &mut RepoEntry, rec: RepoRecord, follow_up: bool) {
+    if rec.last_result == Some(SyncResult::NotFound) {
+        // Gone upstream (its directory is removed): nothing staged or kept is held any more.
+        e.staged = None;
+        e.kept.clear();
+    }
     e.record = rec;
     e.syncing = follow_up;
 }
@@ -354,7 +359,7 @@ async fn stage_and_flip(
     let from_member = plan.member_config.is_some();
     tracing::debug!(repo = %plan.id, duration_ms = t.elapsed().as_millis() as u64, hash = %staged.hash, from_member, "staged");
     let t = std::time::Instant::now();
-    let verdict = coordinator
+    let (verdict, permit) = coordinator
         .staged(plan.id, &staged, from_member, permit)
         .await;
     tracing::debug!(repo = %plan.id, waited_ms = t.elapsed().as_millis() as u64, ?verdict, "may flip");
@@ -370,11 +375,14 @@ async fn stage_and_flip(
             });
         }
     };
-    let _permit = permits
-        .clone()
-        .acquire_owned()
-        .await
-        .expect("the semaphore is never closed");
+    let _permit = match permit {
+        Some(p) => p,
+        None => permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed"),
+    };
     flip_and_publish(shared, plan, &staged, generation).await
 }
 

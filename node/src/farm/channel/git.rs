@@ -143,6 +143,15 @@ pub async fn upload_pack(
             )
         }
     };
+    let ct_ok = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/x-git-upload-pack-request");
+    if !ct_ok {
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected Content-Type application/x-git-upload-pack-request",
+        );
+    }
     let proto = git_protocol(headers);
     let mut child = match upload_pack::spawn(
         &path,
