@@ -4,5 +4,6 @@ pub mod classify;
 pub mod coordinator;
 pub mod fetch;
 pub mod inventory;
+pub mod publish;
 pub mod scheduler;
 pub mod transport;

@@ -16,9 +16,9 @@ use crate::names::RepoId;
 use crate::shared::Shared;
 use crate::state::RepoEntry;
 use crate::store::{RepoRecord, SyncResult};
-use crate::sync::coordinator::{Coordinator, Source, Verdict};
+use crate::sync::coordinator::{Coordinator, Source};
 use crate::sync::fetch::{self, FetchPlan, SyncFailure, Synced};
-use crate::sync::{inventory, transport};
+use crate::sync::{inventory, publish, transport};
 
 /// A request to sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,7 +255,8 @@ impl Scheduler {
                 git: shared.git,
             };
             let res =
-                stage_and_flip(&shared, &*coordinator, &plan, head_hint, permit, &permits).await;
+                publish::stage_and_flip(&shared, &*coordinator, &plan, head_hint, permit, &permits)
+                    .await;
             fetch::log_result(&id, &res, started.elapsed());
             let result = match &res {
                 Ok(_) => SyncResult::Ok,
@@ -344,98 +345,6 @@ fn record_finished(e: &mut RepoEntry, rec: RepoRecord, follow_up: bool) {
     e.syncing = follow_up;
 }
 
-/// Stages the new state, waits until the coordinator lets it flip, and flips to it. The
-/// concurrency permit may be given back while waiting and is taken again to flip.
-async fn stage_and_flip(
-    shared: &Shared,
-    coordinator: &dyn Coordinator,
-    plan: &FetchPlan<'_>,
-    head_hint: Option<crate::names::RefName>,
-    permit: tokio::sync::OwnedSemaphorePermit,
-    permits: &Arc<Semaphore>,
-) -> Result<Synced, SyncFailure> {
-    let t = std::time::Instant::now();
-    let staged = fetch::stage(plan, head_hint).await?;
-    let from_member = plan.member_config.is_some();
-    tracing::debug!(repo = %plan.id, duration_ms = t.elapsed().as_millis() as u64, hash = %staged.hash, from_member, "staged");
-    let t = std::time::Instant::now();
-    let (verdict, permit) = coordinator
-        .staged(plan.id, &staged, from_member, permit)
-        .await;
-    tracing::debug!(repo = %plan.id, waited_ms = t.elapsed().as_millis() as u64, ?verdict, "may flip");
-    let generation = match verdict {
-        Verdict::Flip(g) => g,
-        Verdict::Again { served } => {
-            tracing::info!(repo = %plan.id, "the farm moved on while this state was staged; syncing again");
-            return Ok(Synced {
-                changed: 0,
-                refs_hash: served,
-                elapsed: Duration::ZERO,
-                again: true,
-            });
-        }
-    };
-    let _permit = match permit {
-        Some(p) => p,
-        None => permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed"),
-    };
-    flip_and_publish(shared, plan, &staged, generation).await
-}
-
-/// Flips to `staged`, serves the new state at once (memory, store, gossip), then maintains the
-/// repository.
-async fn flip_and_publish(
-    shared: &Shared,
-    plan: &FetchPlan<'_>,
-    staged: &fetch::Staged,
-    generation: Option<u64>,
-) -> Result<Synced, SyncFailure> {
-    let t = std::time::Instant::now();
-    let synced = fetch::flip(plan, staged).await?;
-    tracing::debug!(repo = %plan.id, duration_ms = t.elapsed().as_millis() as u64, "flipped");
-    let record = {
-        let mut repos = shared.repos.write();
-        repos.get_mut(plan.id).and_then(|e| {
-            advance(e, &synced.refs_hash, generation).then(|| {
-                e.record.last_result = Some(SyncResult::Ok);
-                e.record.last_success_ms = Some(now_ms());
-                e.record.clone()
-            })
-        })
-    };
-    if let Some(rec) = record {
-        shared.repos_changed.notify_one();
-        let key = plan.id.clone();
-        if let Err(e) = shared.store.run(move |s| s.put_repo(&key, &rec)).await {
-            tracing::error!(repo = %plan.id, error = %e, "cannot record the new state");
-        }
-    }
-    if synced.changed > 0 {
-        fetch::maintain(plan).await;
-    }
-    Ok(synced)
-}
-
-/// Makes `refs_hash` the served state of `e` (the generation moves on, to `generation` when the
-/// farm gives one; the replaced state is kept, two deep); false when it already was.
-fn advance(e: &mut RepoEntry, refs_hash: &str, generation: Option<u64>) -> bool {
-    if e.record.refs_hash == refs_hash && e.record.generation > 0 {
-        return false;
-    }
-    if !e.record.refs_hash.is_empty() {
-        // The replaced state's tips stay hidden in the repository (previous, older).
-        e.kept.insert(0, std::mem::take(&mut e.record.refs_hash));
-        e.kept.truncate(2);
-    }
-    e.record.refs_hash = refs_hash.to_owned();
-    e.record.generation = generation.unwrap_or(e.record.generation + 1);
-    true
-}
-
 fn next_record(prev: &RepoRecord, res: &Result<Synced, SyncFailure>, host: &str) -> RepoRecord {
     let now = now_ms();
     let mut rec = prev.clone();
@@ -514,13 +423,19 @@ mod tests {
     #[test]
     fn generation_moves_only_when_refs_change() {
         let mut e = RepoEntry::default();
-        assert!(advance(&mut e, "a", None));
+        assert!(publish::advance(&mut e, "a", None));
         assert_eq!((e.record.generation, e.kept.len()), (1, 0));
-        assert!(!advance(&mut e, "a", None), "same state: nothing moves");
-        assert!(advance(&mut e, "b", None));
+        assert!(
+            !publish::advance(&mut e, "a", None),
+            "same state: nothing moves"
+        );
+        assert!(publish::advance(&mut e, "b", None));
         assert_eq!(e.record.generation, 2);
-        assert!(advance(&mut e, "c", Some(7)), "the farm's generation wins");
-        assert!(advance(&mut e, "d", None));
+        assert!(
+            publish::advance(&mut e, "c", Some(7)),
+            "the farm's generation wins"
+        );
+        assert!(publish::advance(&mut e, "d", None));
         assert_eq!(e.record.generation, 8);
         assert_eq!(e.kept, ["c", "b"], "two earlier states kept, newest first");
         let gone = Err(SyncFailure {

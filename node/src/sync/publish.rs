@@ -1,0 +1,112 @@
+//! Making a staged state the served one: stage, let the coordinator decide when, flip in one
+//! atomic step, and record the new state (memory, store, the farm's notice) with its generation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+use crate::shared::Shared;
+use crate::state::RepoEntry;
+use crate::store::SyncResult;
+use crate::sync::coordinator::{Coordinator, Verdict};
+use crate::sync::fetch::{self, FetchPlan, SyncFailure, Synced};
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Stages the new state, waits until the coordinator lets it flip, and flips to it. The
+/// concurrency permit may be given back while waiting and is taken again to flip.
+pub(crate) async fn stage_and_flip(
+    shared: &Shared,
+    coordinator: &dyn Coordinator,
+    plan: &FetchPlan<'_>,
+    head_hint: Option<crate::names::RefName>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    permits: &Arc<Semaphore>,
+) -> Result<Synced, SyncFailure> {
+    let t = std::time::Instant::now();
+    let staged = fetch::stage(plan, head_hint).await?;
+    let from_member = plan.member_config.is_some();
+    tracing::debug!(repo = %plan.id, duration_ms = t.elapsed().as_millis() as u64, hash = %staged.hash, from_member, "staged");
+    let t = std::time::Instant::now();
+    let (verdict, permit) = coordinator
+        .staged(plan.id, &staged, from_member, permit)
+        .await;
+    tracing::debug!(repo = %plan.id, waited_ms = t.elapsed().as_millis() as u64, ?verdict, "may flip");
+    let generation = match verdict {
+        Verdict::Flip(g) => g,
+        Verdict::Again { served } => {
+            tracing::info!(repo = %plan.id, "the farm moved on while this state was staged; syncing again");
+            return Ok(Synced {
+                changed: 0,
+                refs_hash: served,
+                elapsed: Duration::ZERO,
+                again: true,
+            });
+        }
+    };
+    let _permit = match permit {
+        Some(p) => p,
+        None => permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed"),
+    };
+    flip_and_publish(shared, plan, &staged, generation).await
+}
+
+/// Flips to `staged`, serves the new state at once (memory, store, gossip), then maintains the
+/// repository.
+async fn flip_and_publish(
+    shared: &Shared,
+    plan: &FetchPlan<'_>,
+    staged: &fetch::Staged,
+    generation: Option<u64>,
+) -> Result<Synced, SyncFailure> {
+    let t = std::time::Instant::now();
+    let synced = fetch::flip(plan, staged).await?;
+    tracing::debug!(repo = %plan.id, duration_ms = t.elapsed().as_millis() as u64, "flipped");
+    let record = {
+        let mut repos = shared.repos.write();
+        repos.get_mut(plan.id).and_then(|e| {
+            advance(e, &synced.refs_hash, generation).then(|| {
+                e.record.last_result = Some(SyncResult::Ok);
+                e.record.last_success_ms = Some(now_ms());
+                e.record.clone()
+            })
+        })
+    };
+    if let Some(rec) = record {
+        shared.repos_changed.notify_one();
+        let key = plan.id.clone();
+        if let Err(e) = shared.store.run(move |s| s.put_repo(&key, &rec)).await {
+            tracing::error!(repo = %plan.id, error = %e, "cannot record the new state");
+        }
+    }
+    if synced.changed > 0 {
+        fetch::maintain(plan).await;
+    }
+    Ok(synced)
+}
+
+/// Makes `refs_hash` the served state of `e` (the generation moves on, to `generation` when the
+/// farm gives one; the replaced state is kept, two deep); false when it already was.
+pub(crate) fn advance(e: &mut RepoEntry, refs_hash: &str, generation: Option<u64>) -> bool {
+    if e.record.refs_hash == refs_hash && e.record.generation > 0 {
+        return false;
+    }
+    if !e.record.refs_hash.is_empty() {
+        // The replaced state's tips stay hidden in the repository (previous, older).
+        e.kept.insert(0, std::mem::take(&mut e.record.refs_hash));
+        e.kept.truncate(2);
+    }
+    e.record.refs_hash = refs_hash.to_owned();
+    e.record.generation = generation.unwrap_or(e.record.generation + 1);
+    true
+}
