@@ -5,6 +5,7 @@
 //! when the farm may advertise it.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mirrorfarm_common::farm::tls::node_name;
@@ -111,10 +112,10 @@ impl Coordinator for Farm {
             return Source::Upstream;
         };
         if self.shared.git < MIN_GIT_FOR_MEMBERS {
-            tracing::warn!(
-                repo,
-                "git is older than 2.37: fetching from the upstream, not from the leader"
-            );
+            static WARNED: AtomicBool = AtomicBool::new(false);
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                tracing::warn!("git is older than 2.37: this node fetches from the upstream, not from each repository's leader");
+            }
             return Source::Upstream;
         }
         let (url, git_config) = self.member_fetch(&node, addr, id);

@@ -5,5 +5,6 @@ pub mod coordinator;
 pub mod fetch;
 pub mod inventory;
 pub mod publish;
+pub mod record;
 pub mod scheduler;
 pub mod transport;

@@ -14,11 +14,10 @@ use tokio::time::Instant;
 use crate::mirror_repo::MirrorRepo;
 use crate::names::RepoId;
 use crate::shared::Shared;
-use crate::state::RepoEntry;
-use crate::store::{RepoRecord, SyncResult};
+use crate::store::SyncResult;
 use crate::sync::coordinator::{Coordinator, Source};
 use crate::sync::fetch::{self, FetchPlan, SyncFailure, Synced};
-use crate::sync::{inventory, publish, transport};
+use crate::sync::{inventory, publish, record, transport};
 
 /// A request to sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,13 +133,6 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Scheduler {
@@ -276,7 +268,7 @@ impl Scheduler {
             remove_dir(self.shared.repo_path(&id)).await;
             return;
         };
-        let rec = next_record(&prev, &res, &self.shared.config.upstream.host_label());
+        let rec = record::next(&prev, &res, &self.shared.config.upstream.host_label());
         let kind = rec.last_result.clone();
         if kind == Some(SyncResult::NotFound) {
             remove_dir(self.shared.repo_path(&id)).await;
@@ -291,7 +283,7 @@ impl Scheduler {
         // Written in place: what others set meanwhile (the farm's `withheld`, a staged state)
         // stays as they left it.
         if let Some(e) = self.shared.repos.write().get_mut(&id) {
-            record_finished(e, rec, follow_up);
+            record::finished(e, rec, follow_up);
         }
         if follow_up {
             self.start(id);
@@ -333,122 +325,10 @@ impl Scheduler {
     }
 }
 
-/// Stores the result of a finished sync in the repository's entry, in place: what others set
-/// while the sync ran or its result was stored (the farm's `withheld`, a staged state) stays.
-fn record_finished(e: &mut RepoEntry, rec: RepoRecord, follow_up: bool) {
-    if rec.last_result == Some(SyncResult::NotFound) {
-        // Gone upstream (its directory is removed): nothing staged or kept is held any more.
-        e.staged = None;
-        e.kept.clear();
-    }
-    e.record = rec;
-    e.syncing = follow_up;
-}
-
-fn next_record(prev: &RepoRecord, res: &Result<Synced, SyncFailure>, host: &str) -> RepoRecord {
-    let now = now_ms();
-    let mut rec = prev.clone();
-    rec.last_sync_ms = Some(now);
-    match res {
-        Ok(s) if s.again => {}
-        // The served state and generation were recorded at the flip (`advance`).
-        Ok(_) => {
-            rec.last_success_ms = Some(now);
-            rec.last_result = Some(SyncResult::Ok);
-            rec.last_message.clear();
-        }
-        Err(f) => {
-            rec.last_result = Some(f.kind.clone());
-            rec.last_message = match f.kind {
-                SyncResult::HostKeyChanged => format!(
-                    "the host key of upstream host {host} has changed; sync is stopped. If the change is expected, remove the old key from the node's ssh/known_hosts"
-                ),
-                SyncResult::Unauthorized => "the upstream refused the farm key: grant it read access (see publicKey)".into(),
-                _ => f.message.chars().take(2000).collect(),
-            };
-            if f.kind == SyncResult::NotFound {
-                rec.generation = 0;
-                rec.refs_hash.clear();
-            }
-        }
-    }
-    rec
-}
-
 async fn remove_dir(path: std::path::PathBuf) {
     if let Err(e) = tokio::fs::remove_dir_all(&path).await {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(path = %path.display(), error = %e, "cannot remove repository directory");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finishing_a_sync_keeps_what_the_farm_marked_meanwhile() {
-        let id = RepoId::parse("P/r").expect("id");
-        let mut entry = RepoEntry::default();
-        entry.record.generation = 3;
-        entry.record.refs_hash = "a".into();
-        entry.syncing = true;
-        let repos = parking_lot::RwLock::new(BTreeMap::from([(id.clone(), entry)]));
-        // The scheduler reads the record, then awaits (store, directories)…
-        let prev = repos
-            .read()
-            .get(&id)
-            .map(|e| e.record.clone())
-            .expect("entry");
-        // …while the farm finds this node behind and withholds the repository.
-        repos.write().get_mut(&id).expect("entry").withheld = Some("behind the farm: catching up");
-        let ok: Result<Synced, SyncFailure> = Ok(Synced {
-            changed: 0,
-            refs_hash: "a".into(),
-            elapsed: Duration::ZERO,
-            again: false,
-        });
-        let rec = next_record(&prev, &ok, "h");
-        if let Some(e) = repos.write().get_mut(&id) {
-            record_finished(e, rec, false);
-        }
-        let e = repos.read().get(&id).cloned().expect("entry");
-        assert_eq!(e.withheld, Some("behind the farm: catching up"));
-        assert!(!e.syncing);
-        assert_eq!(e.record.last_result, Some(SyncResult::Ok));
-        assert_eq!((e.record.generation, e.record.refs_hash.as_str()), (3, "a"));
-    }
-
-    #[test]
-    fn generation_moves_only_when_refs_change() {
-        let mut e = RepoEntry::default();
-        assert!(publish::advance(&mut e, "a", None));
-        assert_eq!((e.record.generation, e.kept.len()), (1, 0));
-        assert!(
-            !publish::advance(&mut e, "a", None),
-            "same state: nothing moves"
-        );
-        assert!(publish::advance(&mut e, "b", None));
-        assert_eq!(e.record.generation, 2);
-        assert!(
-            publish::advance(&mut e, "c", Some(7)),
-            "the farm's generation wins"
-        );
-        assert!(publish::advance(&mut e, "d", None));
-        assert_eq!(e.record.generation, 8);
-        assert_eq!(e.kept, ["c", "b"], "two earlier states kept, newest first");
-        let gone = Err(SyncFailure {
-            kind: SyncResult::NotFound,
-            message: "x".into(),
-        });
-        assert_eq!(next_record(&e.record, &gone, "h").generation, 0);
-        let hk = Err(SyncFailure {
-            kind: SyncResult::HostKeyChanged,
-            message: "x".into(),
-        });
-        assert!(next_record(&e.record, &hk, "[up]:22")
-            .last_message
-            .contains("[up]:22"));
     }
 }
