@@ -292,6 +292,38 @@ impl Validator<'_> {
     }
 }
 
+/// The local address the kernel would send to the first seed that resolves from (no packet is
+/// sent: a UDP socket is only connected).
+pub fn local_ip_toward(seeds: &[String]) -> Result<IpAddr, std::io::Error> {
+    use std::net::ToSocketAddrs;
+    let mut last = String::from("no seeds");
+    for seed in seeds {
+        let addrs = match seed.to_socket_addrs() {
+            Ok(a) => a,
+            Err(e) => {
+                last = format!("{seed}: {e}");
+                continue;
+            }
+        };
+        for a in addrs {
+            let any: SocketAddr = if a.is_ipv4() {
+                SocketAddr::from(([0, 0, 0, 0], 0))
+            } else {
+                SocketAddr::from(([0u16; 8], 0))
+            };
+            let local = std::net::UdpSocket::bind(any)
+                .and_then(|s| s.connect(a).map(|_| s))
+                .and_then(|s| s.local_addr());
+            match local {
+                Ok(l) if !l.ip().is_unspecified() => return Ok(l.ip()),
+                Ok(_) => last = format!("{seed}: no route"),
+                Err(e) => last = format!("{seed}: {e}"),
+            }
+        }
+    }
+    Err(std::io::Error::other(last))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

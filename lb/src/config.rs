@@ -384,7 +384,7 @@ fn lb_farm(fc: &FileConfig, v: &Validator<'_>) -> Result<Option<LbFarm>, ConfigE
         None => {
             // The address this host reaches the seeds from is the one they reach it at.
             let port = v.port(&fc.farm_gossip_port, "lb.farm.gossip.port", 7901)?;
-            let ip = local_ip_toward(&seeds_list).map_err(|why| {
+            let ip = mirrorfarm_common::config::local_ip_toward(&seeds_list).map_err(|why| {
                 v.missing(
                     "lb.farm.gossip.address",
                     &format!("this host's address could not be learned from lb.farm.seeds ({why}): set it"),
@@ -398,38 +398,6 @@ fn lb_farm(fc: &FileConfig, v: &Validator<'_>) -> Result<Option<LbFarm>, ConfigE
         secret,
         gossip_addr,
     }))
-}
-
-/// The local address the kernel would send to the first seed that resolves from (no packet is
-/// sent: a UDP socket is only connected).
-fn local_ip_toward(seeds: &[String]) -> Result<std::net::IpAddr, String> {
-    use std::net::ToSocketAddrs;
-    let mut last = String::from("no seeds");
-    for seed in seeds {
-        let addrs = match seed.to_socket_addrs() {
-            Ok(a) => a,
-            Err(e) => {
-                last = format!("{seed}: {e}");
-                continue;
-            }
-        };
-        for a in addrs {
-            let any: SocketAddr = if a.is_ipv4() {
-                SocketAddr::from(([0, 0, 0, 0], 0))
-            } else {
-                SocketAddr::from(([0u16; 8], 0))
-            };
-            let local = std::net::UdpSocket::bind(any)
-                .and_then(|s| s.connect(a).map(|_| s))
-                .and_then(|s| s.local_addr());
-            match local {
-                Ok(l) if !l.ip().is_unspecified() => return Ok(l.ip()),
-                Ok(_) => last = format!("{seed}: no route"),
-                Err(e) => last = format!("{seed}: {e}"),
-            }
-        }
-    }
-    Err(last)
 }
 
 fn parse_backend(item: &str) -> Result<BackendAddr, String> {
