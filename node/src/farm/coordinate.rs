@@ -51,6 +51,7 @@ impl Farm {
             format!("http.sslCert={}", f.cert.display()),
             format!("http.sslKey={}", f.key.display()),
             format!("http.sslCAInfo={}", f.ca.display()),
+            format!("http.sslCAPath={}", f.ca_dir.display()),
             "http.sslVerify=true".to_owned(),
             format!("http.curloptResolve={name}:{}:{ip}", addr.port()),
             // A member gone without a word ends the fetch within a minute (a live one sends

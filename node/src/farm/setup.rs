@@ -120,7 +120,7 @@ pub struct Credentials {
 }
 
 /// Issues this node a farm certificate and writes what git presents and trusts when it fetches
-/// from another member (`<home>/farm/ca.pem`, `node.pem`, `node.key` 0600).
+/// from another member (`<home>/farm/ca.pem`, `trust/ca.pem`, `node.pem`, `node.key` 0600).
 pub async fn credentials(
     home: &Home,
     ca: &FarmCa,
@@ -133,11 +133,15 @@ pub async fn credentials(
         let dir = home.root().join("farm");
         let files = CertFiles {
             ca: dir.join("ca.pem"),
+            ca_dir: dir.join("trust"),
             cert: dir.join("node.pem"),
             key: dir.join("node.key"),
         };
+        std::fs::create_dir_all(&files.ca_dir).map_err(io(&files.ca_dir))?;
+        let in_dir = files.ca_dir.join("ca.pem");
         for (path, bytes, mode) in [
             (&files.ca, &ca_pem, 0o644),
+            (&in_dir, &ca_pem, 0o644),
             (&files.cert, &cert_pem, 0o644),
             (&files.key, &key_pem, 0o600),
         ] {
