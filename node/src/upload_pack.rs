@@ -117,6 +117,34 @@ pub async fn log_stderr(stderr: tokio::process::ChildStderr, repo: String) {
     }
 }
 
+/// Checks the headers of an upload-pack POST: whether its body is gzipped, or why it is refused
+/// (415 with a message) before git runs.
+pub fn rpc_headers(
+    headers: &axum::http::HeaderMap,
+) -> Result<bool, (axum::http::StatusCode, &'static str)> {
+    use axum::http::{header, StatusCode};
+    let gzip = match headers.get(header::CONTENT_ENCODING).map(|v| v.as_bytes()) {
+        None => false,
+        Some(b"gzip") | Some(b"x-gzip") => true,
+        Some(_) => {
+            return Err((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported Content-Encoding",
+            ))
+        }
+    };
+    let ct_ok = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/x-git-upload-pack-request");
+    if !ct_ok {
+        return Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected Content-Type application/x-git-upload-pack-request",
+        ));
+    }
+    Ok(gzip)
+}
+
 /// An HTTP request body as upload-pack's input: gunzipped when `gzip`, at most [`MAX_REQUEST`]
 /// bytes.
 pub fn request_input(body: axum::body::Body, gzip: bool) -> Box<dyn AsyncRead + Send + Unpin> {

@@ -127,3 +127,28 @@ pub fn advertised_objects_present(node: &Node) -> Result<usize, String> {
     }
     Ok(refs.len())
 }
+
+/// Lands one change of `P/r` per node, each triggered at another node, waits until every node
+/// serves it, and returns the SSH sessions those changes cost the upstream (counted once no
+/// start-up sync runs; sessions arriving late are counted too).
+pub fn sessions_for_one_change_per_node(up: &Upstream, nodes: &[Node], limit: Duration) -> usize {
+    for n in nodes {
+        wait_for("start-up syncs to end", limit, || {
+            (n.repo_status("P", "r")?["syncing"] == false).then_some(())
+        });
+    }
+    let before = up.accepted_sessions();
+    for (i, n) in nodes.iter().enumerate() {
+        let new = up.commit("P", "r", "main", &format!("change {i}"));
+        assert_eq!(n.trigger(Some(("P", "r"))), 202);
+        for m in nodes {
+            wait_for("the change on every node", limit, || {
+                (main_of(m).as_deref() == Some(new.as_str())).then_some(())
+            });
+        }
+    }
+    // A follower falling back to the upstream would connect a little later: no condition says
+    // "no more sessions will come", so late ones are given two seconds to show.
+    std::thread::sleep(Duration::from_secs(2));
+    up.accepted_sessions() - before
+}

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use mirrorfarm_tests::farm::{main_of, ssh_farm};
+use mirrorfarm_tests::farm::{sessions_for_one_change_per_node, ssh_farm};
 use mirrorfarm_tests::wait_for;
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -12,19 +12,7 @@ const LIMIT: Duration = Duration::from_secs(90);
 #[test]
 fn a_farm_fetches_each_change_from_the_upstream_once() {
     let (up, nodes) = ssh_farm(3, LIMIT);
-    std::thread::sleep(Duration::from_secs(2));
-    let before = up.accepted_sessions();
-    for (i, n) in nodes.iter().enumerate() {
-        let new = up.commit("P", "r", "main", &format!("change {i}"));
-        assert_eq!(n.trigger(Some(("P", "r"))), 202);
-        for m in &nodes {
-            wait_for("the change on every node", LIMIT, || {
-                (main_of(m).as_deref() == Some(new.as_str())).then_some(())
-            });
-        }
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    let fetched = up.accepted_sessions() - before;
+    let fetched = sessions_for_one_change_per_node(&up, &nodes, LIMIT);
     assert_eq!(
         fetched, 3,
         "3 changes cost the upstream {fetched} SSH sessions"

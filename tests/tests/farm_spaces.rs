@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use mirrorfarm_tests::farm::{main_of, ssh_farm_placed};
+use mirrorfarm_tests::bin;
+use mirrorfarm_tests::farm::{sessions_for_one_change_per_node, ssh_farm_placed};
 use mirrorfarm_tests::node::Placement;
-use mirrorfarm_tests::{bin, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -32,26 +32,7 @@ fn a_farm_with_spaces_in_its_paths_fetches_each_change_once() {
             n.home().display()
         );
     }
-    // Sessions counted from here on, once no start-up sync runs: each change once, whichever
-    // node is triggered.
-    for n in &nodes {
-        wait_for("start-up syncs to end", LIMIT, || {
-            (n.repo_status("P", "r")?["syncing"] == false).then_some(())
-        });
-    }
-    let before = up.accepted_sessions();
-    for (i, n) in nodes.iter().enumerate() {
-        let new = up.commit("P", "r", "main", &format!("change {i}"));
-        assert_eq!(n.trigger(Some(("P", "r"))), 202);
-        for m in &nodes {
-            wait_for("the change on every node", LIMIT, || {
-                (main_of(m).as_deref() == Some(new.as_str())).then_some(())
-            });
-        }
-    }
-    // Late upstream sessions (a follower falling back to the upstream) would show up here.
-    std::thread::sleep(Duration::from_secs(2));
-    let fetched = up.accepted_sessions() - before;
+    let fetched = sessions_for_one_change_per_node(&up, &nodes, LIMIT);
     assert_eq!(
         fetched, 3,
         "3 changes cost the upstream {fetched} SSH sessions"

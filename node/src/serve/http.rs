@@ -296,30 +296,10 @@ async fn rpc(
     log: ServeLog,
 ) -> Response {
     let repo = t.path;
-    let gzip = match req
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .map(|v| v.as_bytes())
-    {
-        None => false,
-        Some(b"gzip") | Some(b"x-gzip") => true,
-        Some(_) => {
-            return text(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported Content-Encoding",
-            )
-        }
+    let gzip = match upload_pack::rpc_headers(req.headers()) {
+        Ok(g) => g,
+        Err((status, why)) => return text(status, why),
     };
-    let ct_ok = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes() == b"application/x-git-upload-pack-request");
-    if !ct_ok {
-        return text(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "expected Content-Type application/x-git-upload-pack-request",
-        );
-    }
     let mut input = upload_pack::request_input(req.into_body(), gzip);
     let mut raw = Vec::new();
     if version == 2 {

@@ -133,25 +133,10 @@ pub async fn upload_pack(
         Err(r) => return r.into_response(),
     };
     let headers = req.headers();
-    let gzip = match headers.get(header::CONTENT_ENCODING).map(|v| v.as_bytes()) {
-        None => false,
-        Some(b"gzip") | Some(b"x-gzip") => true,
-        Some(_) => {
-            return text(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported Content-Encoding",
-            )
-        }
+    let gzip = match upload_pack::rpc_headers(headers) {
+        Ok(g) => g,
+        Err((status, why)) => return text(status, why),
     };
-    let ct_ok = headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes() == b"application/x-git-upload-pack-request");
-    if !ct_ok {
-        return text(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "expected Content-Type application/x-git-upload-pack-request",
-        );
-    }
     let proto = git_protocol(headers);
     let mut child = match upload_pack::spawn(
         &path,
