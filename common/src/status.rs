@@ -174,6 +174,9 @@ mod tests {
         )
         .expect("newer document");
         assert_eq!(newer.repos[0].last_result, Some(SyncResult::Failed));
-        assert!(serde_json::from_str::<StatusDoc>("[]").is_err());
+        // Not a document at all is an error (the check fails), not a default.
+        for junk in ["42", "\"ready\"", "{", "null"] {
+            assert!(serde_json::from_str::<StatusDoc>(junk).is_err(), "{junk}");
+        }
     }
 }
