@@ -97,6 +97,32 @@ pub fn build(shared: &Shared, farm: Option<&crate::farm::Farm>) -> StatusDoc {
     }
 }
 
+/// What anyone may see of `doc` (a node in authenticated mode, to a caller who is not an admin):
+/// state, readiness, names, the farm ID and public key, counts — not the repositories, the
+/// upstream's URL, the members' addresses or git's messages.
+pub fn public(doc: StatusDoc) -> StatusDoc {
+    StatusDoc {
+        state: doc.state,
+        node_id: doc.node_id,
+        farm_id: doc.farm_id,
+        display_name: doc.display_name,
+        base_url: doc.base_url,
+        public_key: doc.public_key,
+        version: doc.version,
+        access: doc.access,
+        access_message: doc.access_message,
+        ready: doc.ready,
+        synced_repos: doc.synced_repos,
+        total_repos: doc.total_repos,
+        upstream: UpstreamStatus {
+            reachable: doc.upstream.reachable,
+            ..Default::default()
+        },
+        member_count: doc.member_count,
+        ..Default::default()
+    }
+}
+
 fn member_status(m: &crate::farm::view::MemberView) -> MemberStatus {
     MemberStatus {
         node_id: m.node_id.clone(),
@@ -150,7 +176,7 @@ pub fn html(doc: &StatusDoc) -> String {
 <style>body{{font-family:sans-serif;margin:2em}}pre{{background:#eee;padding:1em;white-space:pre-wrap;word-break:break-all}}\
 td,th{{padding:.2em .8em;text-align:left}}.warn{{color:#a40}}</style></head><body>\
 <h1>{name}</h1><p>Mirror node <code>{node}</code> of farm <code>{farm}</code> · state <b>{state}</b> · {synced}/{total} repositories synchronized</p>{access}\
-<h2>Authorize this farm</h2><p>Grant this key read access on the upstream <code>{up}</code>:</p><pre>{key}</pre>\
+<h2>Authorize this farm</h2><p>Grant this key read access on the upstream{up}:</p><pre>{key}</pre>\
 <h2>Repositories</h2><table><tr><th>Repository</th><th>State</th><th>Last sync</th><th>Message</th></tr>\n{rows}</table>\
 <p>Clone from <code>{base}/scm/PROJECT/repo.git</code>. Machine-readable status: <a href=\"/status\">/status</a>.</p></body></html>\n",
         name = esc(&doc.display_name),
@@ -159,7 +185,11 @@ td,th{{padding:.2em .8em;text-align:left}}.warn{{color:#a40}}</style></head><bod
         state = esc(&doc.state),
         synced = doc.synced_repos,
         total = doc.total_repos,
-        up = esc(&doc.upstream.url),
+        up = if doc.upstream.url.is_empty() {
+            String::new()
+        } else {
+            format!(" <code>{}</code>", esc(&doc.upstream.url))
+        },
         key = esc(&doc.public_key),
         base = esc(&doc.base_url),
     )

@@ -56,6 +56,8 @@ pub struct FileConfig {
     pub farm_secret: Option<Located>,
     /// `farm.stage.timeout`
     pub farm_stage_timeout: Option<Located>,
+    /// `mirror.admin.tokenFile`
+    pub admin_token_file: Option<Located>,
 }
 
 impl KnownKeys for FileConfig {
@@ -85,6 +87,7 @@ impl KnownKeys for FileConfig {
             "farm.seeds" => &mut self.farm_seeds,
             "farm.secret" => &mut self.farm_secret,
             "farm.stage.timeout" => &mut self.farm_stage_timeout,
+            "mirror.admin.tokenFile" => &mut self.admin_token_file,
             _ => return None,
         })
     }

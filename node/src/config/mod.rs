@@ -11,7 +11,10 @@ use std::time::Duration;
 use crate::names::{ProjectKey, RepoId};
 use crate::upstream_url::UpstreamUrl;
 
+mod admin;
 mod file;
+
+pub use admin::AdminToken;
 pub use file::FileConfig;
 use mirrorfarm_common::config::{read_file, Validator};
 pub use mirrorfarm_common::config::{ConfigError, Located};
@@ -90,6 +93,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The farm (membership by gossip), when `farm.secret` is set.
     pub farm: Option<FarmConfig>,
+    /// `mirror.admin.tokenFile`: the token that opens the admin routes to other hosts.
+    pub admin_token: Option<AdminToken>,
 }
 
 /// The farm keys.
@@ -258,8 +263,10 @@ impl Config {
             },
         };
         let farm = farm_config(&fc, &v, [http_addr, ssh_addr])?;
+        let admin_token = admin::admin_token(&fc.admin_token_file, &v, file)?;
         Ok(Self {
             farm,
+            admin_token,
             file: file.to_owned(),
             display_name: display_name.value.clone(),
             base_url,

@@ -1,5 +1,6 @@
 //! Serving clients: smart HTTP, SSH, and the pieces they share.
 
+pub mod admin;
 pub mod http;
 pub mod pack_cache;
 pub mod path;

@@ -1,9 +1,10 @@
 //! The node's HTTP routes: the status page and document, the sync trigger, and git under `/scm/`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -11,7 +12,7 @@ use axum::{Json, Router};
 
 use crate::farm::Farm;
 use crate::names::RepoId;
-use crate::serve::{http, session_cookie, Serving};
+use crate::serve::{admin, http, session_cookie, Serving};
 use crate::status;
 use crate::sync::scheduler::{SyncHandle, Trigger};
 
@@ -38,12 +39,18 @@ pub fn router(state: AppState) -> Router {
         route: mirrorfarm_common::session::route_of_node(&state.shared.identity.node_id),
         secure: state.shared.config.base_url.starts_with("https://"),
     };
+    let admin = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/rest/mirroring/latest/sync", post(trigger_sync))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_admin,
+        ));
     Router::new()
         .route("/", get(index))
         .route("/status", get(status_doc))
-        .route("/metrics", get(metrics))
-        .route("/rest/mirroring/latest/sync", post(trigger_sync))
         .route("/scm/{*rest}", any(http::scm))
+        .merge(admin)
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
             cookie,
@@ -51,12 +58,36 @@ pub fn router(state: AppState) -> Router {
         ))
 }
 
-async fn index(State(s): State<AppState>) -> Html<String> {
-    Html(status::html(&status::build(&s.shared, s.farm.as_deref())))
+/// The status document as this caller may see it: in authenticated mode, only an admin caller
+/// sees repositories, the upstream, members and messages.
+fn status_for(
+    s: &AppState,
+    peer: SocketAddr,
+    headers: &axum::http::HeaderMap,
+) -> status::StatusDoc {
+    let doc = status::build(&s.shared, s.farm.as_deref());
+    let who = admin::caller(peer, headers, s.shared.config.admin_token.as_ref());
+    if s.shared.config.access == crate::config::Access::Anonymous || who.is_admin() {
+        doc
+    } else {
+        status::public(doc)
+    }
 }
 
-async fn status_doc(State(s): State<AppState>) -> Response {
-    let mut r = Json(status::build(&s.shared, s.farm.as_deref())).into_response();
+async fn index(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
+) -> Html<String> {
+    Html(status::html(&status_for(&s, peer, &headers)))
+}
+
+async fn status_doc(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let mut r = Json(status_for(&s, peer, &headers)).into_response();
     r.headers_mut().insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
