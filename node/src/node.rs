@@ -196,10 +196,16 @@ pub async fn run(
         sync_rx,
         stop_rx.clone(),
     ));
+    let keys_file = (shared.config.ssh_keys_file.clone())
+        .unwrap_or_else(|| shared.home.root().join("authorized_keys"));
     let serving = Arc::new(Serving {
         shared: shared.clone(),
         packs: Arc::new(packs),
         refs: Default::default(),
+        keys: crate::serve::ssh_keys::AuthorizedKeys::new(
+            keys_file,
+            shared.config.ssh_keys_command.clone(),
+        ),
     });
     let ssh_task = tokio::spawn(ssh::run(
         serving.clone(),

@@ -60,7 +60,7 @@ pub fn build(shared: &Shared, farm: Option<&crate::farm::Farm>) -> StatusDoc {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         access: if anonymous { "anonymous" } else { "authenticated" }.to_owned(),
         access_message: (!anonymous).then(|| {
-            "git requests are answered 401: mirror.access is not `anonymous` and authenticated access is not available yet".to_owned()
+            "git over HTTP is answered 401 (mirror.access is not `anonymous`, and authenticated HTTP access is not available yet); git over SSH serves the keys of plugin.ssh.authorizedKeysFile / plugin.ssh.authorizedKeysCommand".to_owned()
         }),
         ready: shared.listed.load(std::sync::atomic::Ordering::Acquire)
             && snapshot

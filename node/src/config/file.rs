@@ -58,6 +58,10 @@ pub struct FileConfig {
     pub farm_stage_timeout: Option<Located>,
     /// `mirror.admin.tokenFile`
     pub admin_token_file: Option<Located>,
+    /// `plugin.ssh.authorizedKeysFile`
+    pub ssh_keys_file: Option<Located>,
+    /// `plugin.ssh.authorizedKeysCommand`
+    pub ssh_keys_command: Option<Located>,
 }
 
 impl KnownKeys for FileConfig {
@@ -88,6 +92,8 @@ impl KnownKeys for FileConfig {
             "farm.secret" => &mut self.farm_secret,
             "farm.stage.timeout" => &mut self.farm_stage_timeout,
             "mirror.admin.tokenFile" => &mut self.admin_token_file,
+            "plugin.ssh.authorizedKeysFile" => &mut self.ssh_keys_file,
+            "plugin.ssh.authorizedKeysCommand" => &mut self.ssh_keys_command,
             _ => return None,
         })
     }

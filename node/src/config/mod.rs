@@ -95,6 +95,11 @@ pub struct Config {
     pub farm: Option<FarmConfig>,
     /// `mirror.admin.tokenFile`: the token that opens the admin routes to other hosts.
     pub admin_token: Option<AdminToken>,
+    /// `plugin.ssh.authorizedKeysFile` (relative to the configuration file's directory; `None`:
+    /// `<home>/authorized_keys`).
+    pub ssh_keys_file: Option<PathBuf>,
+    /// `plugin.ssh.authorizedKeysCommand`.
+    pub ssh_keys_command: Option<String>,
 }
 
 /// The farm keys.
@@ -264,7 +269,20 @@ impl Config {
         };
         let farm = farm_config(&fc, &v, [http_addr, ssh_addr])?;
         let admin_token = admin::admin_token(&fc.admin_token_file, &v, file)?;
+        let ssh_keys_file = fc
+            .ssh_keys_file
+            .as_ref()
+            .map(|l| file.parent().unwrap_or(Path::new(".")).join(&l.value));
+        let ssh_keys_command = match &fc.ssh_keys_command {
+            Some(l) if l.value.trim().is_empty() => {
+                return Err(v.at(l, "plugin.ssh.authorizedKeysCommand", "must name a command"))
+            }
+            Some(l) => Some(l.value.trim().to_owned()),
+            None => None,
+        };
         Ok(Self {
+            ssh_keys_file,
+            ssh_keys_command,
             farm,
             admin_token,
             file: file.to_owned(),

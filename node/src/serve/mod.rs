@@ -9,6 +9,7 @@ pub mod router;
 pub mod served;
 pub mod session_cookie;
 pub mod ssh;
+pub mod ssh_keys;
 pub mod ssh_v2;
 pub mod v2_request;
 
@@ -24,6 +25,8 @@ pub struct Serving {
     pub packs: Arc<pack_cache::PackCache>,
     /// Ref advertisements from memory.
     pub refs: refs_cache::RefsCache,
+    /// The SSH keys the farm knows (authenticated mode).
+    pub keys: ssh_keys::AuthorizedKeys,
 }
 
 impl std::ops::Deref for Serving {

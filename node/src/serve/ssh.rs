@@ -101,6 +101,7 @@ async fn connection(
         peer: peer.to_string(),
         channels: HashMap::new(),
         protocol: HashMap::new(),
+        grant: None,
     };
     let session = match russh::server::run_stream(config, stream, handler).await {
         Ok(s) => s,
@@ -137,6 +138,8 @@ pub struct Connection {
     peer: String,
     channels: HashMap<ChannelId, Channel<Msg>>,
     protocol: HashMap<ChannelId, String>,
+    /// In authenticated mode: the user of the key that authenticated, and what it may read.
+    grant: Option<crate::serve::ssh_keys::KeyGrant>,
 }
 
 impl russh::server::Handler for Connection {
@@ -144,11 +147,24 @@ impl russh::server::Handler for Connection {
 
     async fn auth_publickey(
         &mut self,
-        _user: &str,
-        _key: VerifiedPublicKey<'_>,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        // Anonymous mode accepts any key; otherwise the exec is answered with an explanation.
-        Ok(Auth::Accept)
+        // Anonymous mode accepts any key; otherwise only a key the farm knows is a user.
+        if self.shared.config.access == Access::Anonymous {
+            return Ok(Auth::Accept);
+        }
+        match self.shared.keys.lookup(user, key.public_key).await {
+            Some(grant) => {
+                tracing::debug!(client = %self.peer, user = %grant.user, "SSH key authenticated");
+                self.grant = Some(grant);
+                Ok(Auth::Accept)
+            }
+            None => {
+                tracing::info!(client = %self.peer, "SSH key refused: not an authorized key");
+                Ok(Auth::reject())
+            }
+        }
     }
 
     async fn channel_open_session(
@@ -209,8 +225,9 @@ impl russh::server::Handler for Connection {
         let proto = self.protocol.remove(&channel);
         let shared = self.shared.clone();
         let peer = self.peer.clone();
+        let grant = self.grant.clone();
         tokio::spawn(async move {
-            if let Err(e) = exec(shared, ch, &command, proto, peer).await {
+            if let Err(e) = exec(shared, ch, &command, proto, peer, grant).await {
                 tracing::debug!(error = %e, "SSH exec ended with an error");
             }
         });
@@ -236,14 +253,15 @@ async fn exec(
     command: &str,
     proto: Option<String>,
     peer: String,
+    grant: Option<crate::serve::ssh_keys::KeyGrant>,
 ) -> Result<(), russh::Error> {
     let (service, id) = match parse_ssh_command(command) {
         Ok(x) => x,
         Err(e) => return fail(&ch, &e, false).await,
     };
-    if shared.config.access != Access::Anonymous {
-        let msg = "this mirror requires authentication (mirror.access is not `anonymous`), and authenticated access is not available yet";
-        return fail(&ch, msg, true).await;
+    if shared.config.access != Access::Anonymous && !grant.is_some_and(|g| g.may_read(&id)) {
+        // Exactly as for a repository that is not mirrored: existence is not revealed.
+        return fail(&ch, &format!("repository {id} is not mirrored here"), true).await;
     }
     let (repo, key) = match shared.lookup(&id) {
         Lookup::Ready(p, key) => (p, key),
