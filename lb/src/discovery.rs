@@ -125,11 +125,18 @@ impl BackgroundService for Discovery {
                     .map(|id| (id.node_id.to_string(), id.gossip_advertise_addr))
                     .collect()
             };
-            for (node_id, gossip) in &live {
-                if verified.contains_key(node_id) {
-                    continue;
-                }
-                match client.describe(node_id, *gossip).await {
+            // Unverified peers are checked together (each check is bounded in time), so a burst of
+            // forged gossip does not hold up the verification of real members.
+            let pending: Vec<&(String, std::net::SocketAddr)> = live
+                .iter()
+                .filter(|(n, _)| !verified.contains_key(n))
+                .collect();
+            let checks = pending
+                .iter()
+                .map(|(node_id, gossip)| client.describe(node_id, *gossip));
+            let results = futures_util::future::join_all(checks).await;
+            for ((node_id, gossip), res) in pending.into_iter().zip(results) {
+                match res {
                     Ok(d) => {
                         let short: String = node_id.chars().take(8).collect();
                         let label = format!("{short}@{}", d.http);
@@ -152,6 +159,8 @@ impl BackgroundService for Discovery {
                 }
             }
             let alive: HashSet<&String> = live.iter().map(|(n, _)| n).collect();
+            // Only peers still in gossip are remembered as warned about.
+            warned.retain(|n| alive.contains(n));
             let gone: Vec<String> = verified
                 .keys()
                 .filter(|n| !alive.contains(n))
