@@ -125,16 +125,29 @@ impl BackgroundService for Discovery {
                     .map(|id| (id.node_id.to_string(), id.gossip_advertise_addr))
                     .collect()
             };
-            // Unverified peers are checked together (each check is bounded in time), so a burst of
-            // forged gossip does not hold up the verification of real members.
+            // Unverified peers are checked a few at a time (each check bounded in time), at most
+            // 64 a round, so a burst of forged gossip neither holds up real members one check
+            // after another nor makes the LB open a connection to every address it names at once.
             let pending: Vec<&(String, std::net::SocketAddr)> = live
                 .iter()
                 .filter(|(n, _)| !verified.contains_key(n))
+                .take(64)
                 .collect();
-            let checks = pending
-                .iter()
-                .map(|(node_id, gossip)| client.describe(node_id, *gossip));
-            let results = futures_util::future::join_all(checks).await;
+            let results: Vec<_> = {
+                use futures_util::StreamExt;
+                let owned: Vec<(FarmClient, String, std::net::SocketAddr)> = pending
+                    .iter()
+                    .map(|(n, g)| (client.clone(), n.clone(), *g))
+                    .collect();
+                futures_util::stream::iter(
+                    owned
+                        .into_iter()
+                        .map(|(c, n, g)| async move { c.describe(&n, g).await }),
+                )
+                .buffered(8)
+                .collect()
+                .await
+            };
             for ((node_id, gossip), res) in pending.into_iter().zip(results) {
                 match res {
                     Ok(d) => {

@@ -31,15 +31,21 @@ impl Caller {
     }
 }
 
+/// Headers by which a proxy says it relayed a request (the LB always sends `X-Forwarded-For`).
+const RELAYED: [&str; 4] = ["x-forwarded-for", "forwarded", "x-real-ip", "via"];
+
 /// Tells the caller from the client address and the request headers.
 pub fn caller(peer: SocketAddr, headers: &HeaderMap, token: Option<&AdminToken>) -> Caller {
-    if peer.ip().is_loopback() && !headers.contains_key("x-forwarded-for") {
+    let relayed = RELAYED.iter().any(|h| headers.contains_key(*h));
+    if peer.ip().to_canonical().is_loopback() && !relayed {
         return Caller::OwnHost;
     }
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token);
     match (token, bearer) {
         (Some(t), Some(b)) if t.matches(b) => Caller::Admin,
         _ => Caller::Other,

@@ -74,12 +74,26 @@ fn status_for(
     }
 }
 
+/// The status depends on who asks: never cached, and caches are told it varies.
+fn private(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    h.insert(
+        header::VARY,
+        header::HeaderValue::from_static("Authorization"),
+    );
+    r
+}
+
 async fn index(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: axum::http::HeaderMap,
-) -> Html<String> {
-    Html(status::html(&status_for(&s, peer, &headers)))
+) -> Response {
+    private(Html(status::html(&status_for(&s, peer, &headers))).into_response())
 }
 
 async fn status_doc(
@@ -87,12 +101,7 @@ async fn status_doc(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    let mut r = Json(status_for(&s, peer, &headers)).into_response();
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    r
+    private(Json(status_for(&s, peer, &headers)).into_response())
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {

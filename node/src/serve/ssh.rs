@@ -102,6 +102,7 @@ async fn connection(
         channels: HashMap::new(),
         protocol: HashMap::new(),
         grant: None,
+        asked_command: false,
     };
     let session = match russh::server::run_stream(config, stream, handler).await {
         Ok(s) => s,
@@ -140,6 +141,8 @@ pub struct Connection {
     protocol: HashMap<ChannelId, String>,
     /// In authenticated mode: the user of the key that authenticated, and what it may read.
     grant: Option<crate::serve::ssh_keys::KeyGrant>,
+    /// Whether the keys command was asked about a key of this connection already.
+    asked_command: bool,
 }
 
 impl russh::server::Handler for Connection {
@@ -154,7 +157,15 @@ impl russh::server::Handler for Connection {
         if self.shared.config.access == Access::Anonymous {
             return Ok(Auth::Accept);
         }
-        match self.shared.keys.lookup(user, key.public_key).await {
+        // The keys command runs at most once per connection.
+        let may_run_command = !self.asked_command;
+        self.asked_command = true;
+        match self
+            .shared
+            .keys
+            .lookup(user, key.public_key, may_run_command)
+            .await
+        {
             Some(grant) => {
                 tracing::debug!(client = %self.peer, user = %grant.user, "SSH key authenticated");
                 self.grant = Some(grant);

@@ -3,11 +3,15 @@
 //! or the output of `plugin.ssh.authorizedKeysCommand` (run with OpenSSH's tokens `%u %t %f %k`
 //! and a time limit, printing lines of that format). Two options of ours name the user and what
 //! it may read: `user="alice",repos="PROJ/*,OTHER/tool" ssh-ed25519 AAAA… comment` (`*` reads
-//! everything mirrored). A line without both is ignored, with a warning.
+//! everything mirrored). A line without both, or with any other option (`from=`, `restrict`,
+//! `cert-authority` … are not implemented, so such a line would grant more than it says), is
+//! ignored with a warning; so is a second line for the same key (the first counts, as in OpenSSH).
+//! The command runs at most 4 at a time, at most once per connection, and a key it did not know
+//! is not asked about again for 30 s.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 use russh::keys::{HashAlg, PublicKey};
@@ -18,6 +22,12 @@ use crate::names::{ProjectKey, RepoId};
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most of its output read.
 const COMMAND_OUTPUT: u64 = 1024 * 1024;
+/// Commands running at once.
+const COMMAND_SLOTS: usize = 4;
+/// How long a key the command did not know is not asked about again.
+const UNKNOWN_FOR: Duration = Duration::from_secs(30);
+/// The largest keys file read.
+const MAX_FILE: u64 = 16 * 1024 * 1024;
 
 /// What one readable-repositories entry covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +104,12 @@ pub fn parse(text: &str, source: &str) -> HashMap<String, KeyGrant> {
         if t.is_empty() || t.starts_with('#') {
             continue;
         }
-        let entry = match t.parse::<russh::keys::ssh_key::authorized_keys::Entry>() {
+        // ssh-key reads a line of three words as a key without options: with options and no
+        // comment, a comment is added.
+        let parsed = t
+            .parse::<russh::keys::ssh_key::authorized_keys::Entry>()
+            .or_else(|_| format!("{t} -").parse());
+        let entry = match parsed {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(source, line = i + 1, error = %e, "not an authorized_keys line; ignored");
@@ -102,6 +117,10 @@ pub fn parse(text: &str, source: &str) -> HashMap<String, KeyGrant> {
             }
         };
         let opts = parse_opts(&entry);
+        if let Some((other, _)) = opts.iter().find(|(k, _)| k != "user" && k != "repos") {
+            tracing::warn!(source, line = i + 1, option = %other, "an authorized key with an option mirrorfarm does not implement; ignored");
+            continue;
+        }
         let user = option(&opts, "user").filter(|u| !u.is_empty());
         let repos = option(&opts, "repos").and_then(patterns);
         match (user, repos) {
@@ -110,7 +129,12 @@ pub fn parse(text: &str, source: &str) -> HashMap<String, KeyGrant> {
                     user: user.to_owned(),
                     repos,
                 };
-                out.insert(fingerprint(entry.public_key()), grant);
+                let fp = fingerprint(entry.public_key());
+                if out.contains_key(&fp) {
+                    tracing::warn!(source, line = i + 1, "a key listed again; the first line counts");
+                    continue;
+                }
+                out.insert(fp, grant);
             }
             _ => tracing::warn!(
                 source,
@@ -122,9 +146,12 @@ pub fn parse(text: &str, source: &str) -> HashMap<String, KeyGrant> {
     out
 }
 
+/// What identifies one version of the keys file: modification and change times, size, inode.
+type Stamp = (SystemTime, i64, u64, u64);
+
 #[derive(Default)]
 struct Cached {
-    stamp: Option<(SystemTime, u64)>,
+    stamp: Option<Stamp>,
     keys: HashMap<String, KeyGrant>,
 }
 
@@ -133,6 +160,8 @@ pub struct AuthorizedKeys {
     file: PathBuf,
     command: Option<String>,
     cache: Mutex<Cached>,
+    slots: tokio::sync::Semaphore,
+    unknown: Mutex<HashMap<String, Instant>>,
 }
 
 impl AuthorizedKeys {
@@ -142,55 +171,144 @@ impl AuthorizedKeys {
             file,
             command,
             cache: Mutex::default(),
+            slots: tokio::sync::Semaphore::new(COMMAND_SLOTS),
+            unknown: Mutex::default(),
         }
     }
 
-    /// The grant of `key` offered for SSH user `user`, if the farm knows the key.
-    pub async fn lookup(&self, user: &str, key: &PublicKey) -> Option<KeyGrant> {
+    /// The grant of `key` offered for SSH user `user`, if the farm knows the key; the command is
+    /// asked only when `may_run_command` (once per connection).
+    pub async fn lookup(
+        &self,
+        user: &str,
+        key: &PublicKey,
+        may_run_command: bool,
+    ) -> Option<KeyGrant> {
         let fp = fingerprint(key);
         self.reload_if_changed().await;
         if let Some(g) = self.cache.lock().keys.get(&fp) {
             return Some(g.clone());
         }
-        let command = self.command.as_deref()?;
-        let text = run_command(command, user, key, &fp).await?;
-        parse(&text, "plugin.ssh.authorizedKeysCommand").remove(&fp)
+        let command = self.command.as_deref().filter(|_| may_run_command)?;
+        {
+            let mut unknown = self.unknown.lock();
+            unknown.retain(|_, at| at.elapsed() < UNKNOWN_FOR);
+            if unknown.contains_key(&fp) {
+                return None;
+            }
+        }
+        let _slot = self.slots.acquire().await.ok()?;
+        let found = match run_command(command, user, key, &fp).await {
+            Some(text) => parse(&text, "plugin.ssh.authorizedKeysCommand").remove(&fp),
+            None => None,
+        };
+        if found.is_none() {
+            let mut unknown = self.unknown.lock();
+            if unknown.len() < 100_000 {
+                unknown.insert(fp, Instant::now());
+            }
+        }
+        found
     }
 
     async fn reload_if_changed(&self) {
-        let stamp = tokio::fs::metadata(&self.file)
-            .await
-            .ok()
-            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
-        if self.cache.lock().stamp == stamp {
+        use std::os::unix::fs::MetadataExt;
+        let meta = tokio::fs::metadata(&self.file).await.ok();
+        let stamp: Option<Stamp> = meta.as_ref().map(|m| {
+            let mtime = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+            (
+                mtime,
+                m.ctime()
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(m.ctime_nsec()),
+                m.len(),
+                m.ino(),
+            )
+        });
+        if stamp.is_some() && self.cache.lock().stamp == stamp {
             return;
         }
-        let text = tokio::fs::read_to_string(&self.file)
-            .await
-            .unwrap_or_default();
-        let keys = parse(&text, &self.file.display().to_string());
-        tracing::info!(file = %self.file.display(), keys = keys.len(), "authorized SSH keys loaded");
-        *self.cache.lock() = Cached { stamp, keys };
+        let keys = match meta {
+            None => HashMap::new(),
+            Some(m) if m.len() > MAX_FILE => {
+                tracing::warn!(file = %self.file.display(), "authorized keys file larger than 16 MiB; not read");
+                HashMap::new()
+            }
+            Some(_) => match tokio::fs::read_to_string(&self.file).await {
+                Ok(text) => parse(&text, &self.file.display().to_string()),
+                Err(e) => {
+                    tracing::warn!(file = %self.file.display(), error = %e, "cannot read the authorized keys file; no key is known");
+                    HashMap::new()
+                }
+            },
+        };
+        // A file changed within the last two seconds may change again unseen within the
+        // timestamps' resolution: it is read again next time.
+        let recent = stamp.is_some_and(|(mtime, ..)| {
+            mtime.elapsed().map_or(true, |d| d < Duration::from_secs(2))
+        });
+        let mut cache = self.cache.lock();
+        if cache.keys.len() != keys.len() || cache.stamp.is_none() {
+            tracing::debug!(file = %self.file.display(), keys = keys.len(), "authorized SSH keys read");
+        }
+        *cache = Cached {
+            stamp: if recent { None } else { stamp },
+            keys,
+        };
     }
 }
 
-/// Runs the keys command (no shell: words split on whitespace, tokens expanded per word).
+/// Whether an SSH user name may be passed to the command (`%u`).
+fn user_ok(user: &str) -> bool {
+    !user.is_empty()
+        && user.len() <= 64
+        && !user.starts_with('-')
+        && user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+/// Expands OpenSSH's tokens in one word, in one pass.
+fn expand(word: &str, tokens: &[(char, &str)]) -> String {
+    let mut out = String::with_capacity(word.len());
+    let mut chars = word.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('%') => out.push('%'),
+            Some(t) => match tokens.iter().find(|(k, _)| *k == t) {
+                Some((_, v)) => out.push_str(v),
+                None => {
+                    out.push('%');
+                    out.push(t);
+                }
+            },
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+/// Runs the keys command (no shell: words split on whitespace, tokens expanded per word, a clean
+/// environment).
 async fn run_command(command: &str, user: &str, key: &PublicKey, fp: &str) -> Option<String> {
     use tokio::io::AsyncReadExt;
+    if !user_ok(user) {
+        tracing::info!("SSH user name not passed to the keys command: not a plain name");
+        return None;
+    }
     let openssh = key.to_openssh().ok()?;
     let mut parts = openssh.split_whitespace();
     let (kind, blob) = (parts.next()?, parts.next()?);
-    let expand = |w: &str| {
-        w.replace("%%", "\u{0}")
-            .replace("%u", user)
-            .replace("%t", kind)
-            .replace("%f", fp)
-            .replace("%k", blob)
-            .replace('\u{0}', "%")
-    };
-    let mut words = command.split_whitespace().map(expand);
+    let tokens = [('u', user), ('t', kind), ('f', fp), ('k', blob)];
+    let mut words = command.split_whitespace().map(|w| expand(w, &tokens));
     let mut cmd = tokio::process::Command::new(words.next()?);
     cmd.args(words)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -237,5 +355,33 @@ mod tests {
         assert!(!g.may_read(&id("OTHER/x")) && !g.may_read(&id("PRO/a")));
         let all = parse(&format!("user=\"root\",repos=\"*\" {KEY}"), "test");
         assert!(all.values().all(|g| g.may_read(&id("ANY/thing"))));
+        // Without a comment, with options we do not implement, and listed twice.
+        let bare = KEY.rsplit_once(' ').map(|(k, _)| k).expect("key");
+        assert_eq!(
+            parse(&format!("user=\"a\",repos=\"P/*\" {bare}"), "t").len(),
+            1
+        );
+        assert!(parse(
+            &format!("from=\"10.0.0.1\",user=\"a\",repos=\"*\" {KEY}"),
+            "t"
+        )
+        .is_empty());
+        assert!(parse(&format!("cert-authority,user=\"a\",repos=\"*\" {KEY}"), "t").is_empty());
+        let twice = parse(
+            &format!("user=\"first\",repos=\"P/*\" {KEY}\nuser=\"second\",repos=\"*\" {KEY}"),
+            "t",
+        );
+        assert_eq!(
+            twice.values().next().map(|g| g.user.as_str()),
+            Some("first")
+        );
+    }
+
+    #[test]
+    fn tokens_expand_once_and_user_names_are_plain() {
+        let t = [('u', "%f"), ('f', "SHA256:x")];
+        assert_eq!(expand("%u-%f-%%-%z", &t), "%f-SHA256:x-%-%z");
+        assert!(user_ok("git") && user_ok("alice.b-1"));
+        assert!(!user_ok("-oProxyCommand") && !user_ok("a b") && !user_ok("") && !user_ok("é"));
     }
 }
