@@ -62,6 +62,10 @@ pub struct FileConfig {
     pub ssh_keys_file: Option<Located>,
     /// `plugin.ssh.authorizedKeysCommand`
     pub ssh_keys_command: Option<Located>,
+    /// `plugin.ssh.maxConnections`
+    pub ssh_max_connections: Option<Located>,
+    /// `plugin.ssh.firstCommandTimeout`
+    pub ssh_first_command_timeout: Option<Located>,
 }
 
 impl KnownKeys for FileConfig {
@@ -94,6 +98,8 @@ impl KnownKeys for FileConfig {
             "mirror.admin.tokenFile" => &mut self.admin_token_file,
             "plugin.ssh.authorizedKeysFile" => &mut self.ssh_keys_file,
             "plugin.ssh.authorizedKeysCommand" => &mut self.ssh_keys_command,
+            "plugin.ssh.maxConnections" => &mut self.ssh_max_connections,
+            "plugin.ssh.firstCommandTimeout" => &mut self.ssh_first_command_timeout,
             _ => return None,
         })
     }

@@ -100,6 +100,11 @@ pub struct Config {
     pub ssh_keys_file: Option<PathBuf>,
     /// `plugin.ssh.authorizedKeysCommand`.
     pub ssh_keys_command: Option<String>,
+    /// `plugin.ssh.maxConnections`: SSH connections served at once (default 1000).
+    pub ssh_max_connections: usize,
+    /// `plugin.ssh.firstCommandTimeout`: how long a connection may take from accept to its first
+    /// command (default 60 s).
+    pub ssh_first_command_timeout: Duration,
 }
 
 /// The farm keys.
@@ -280,7 +285,21 @@ impl Config {
             Some(l) => Some(l.value.trim().to_owned()),
             None => None,
         };
+        let ssh_max_connections = v.number(
+            &fc.ssh_max_connections,
+            "plugin.ssh.maxConnections",
+            1..=100_000,
+            1000,
+        )? as usize;
+        let ssh_first_command_timeout = Duration::from_secs(v.number(
+            &fc.ssh_first_command_timeout,
+            "plugin.ssh.firstCommandTimeout",
+            1..=600,
+            60,
+        )?);
         Ok(Self {
+            ssh_max_connections,
+            ssh_first_command_timeout,
             ssh_keys_file,
             ssh_keys_command,
             farm,

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +50,9 @@ pub async fn run(
 ) {
     let config = Arc::new(config);
     let mut stop = shutdown.clone();
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        shared.config.ssh_max_connections,
+    ));
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.changed() => break,
@@ -62,13 +66,22 @@ pub async fn run(
             },
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(
-            shared.clone(),
-            config.clone(),
-            stream,
-            peer,
-            shutdown.clone(),
-        ));
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Lines before the version string are allowed (RFC 4253 4.2); then the connection ends.
+            tracing::warn!(client = %peer, max = shared.config.ssh_max_connections, "SSH connection refused: plugin.ssh.maxConnections reached");
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut stream = stream;
+                let msg = b"mirrorfarm: too many SSH connections; try again shortly\r\n";
+                let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(msg)).await;
+            });
+            continue;
+        };
+        let (shared, config, shutdown) = (shared.clone(), config.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            connection(shared, config, stream, peer, shutdown).await;
+            drop(slot);
+        });
     }
 }
 
@@ -96,6 +109,8 @@ async fn connection(
         peer
     };
     let _active = shared.metrics.track("ssh");
+    let first_command = shared.config.ssh_first_command_timeout;
+    let commanded = Arc::new(AtomicBool::new(false));
     let handler = Connection {
         shared,
         peer: peer.to_string(),
@@ -103,23 +118,47 @@ async fn connection(
         protocol: HashMap::new(),
         grant: None,
         asked_command: false,
+        commanded: commanded.clone(),
+        opened: 0,
     };
-    let session = match russh::server::run_stream(config, stream, handler).await {
-        Ok(s) => s,
-        Err(e) => {
+    // A connection must reach its first command within `plugin.ssh.firstCommandTimeout`.
+    let deadline = tokio::time::Instant::now() + first_command;
+    let setup =
+        tokio::time::timeout_at(deadline, russh::server::run_stream(config, stream, handler));
+    let session = match setup.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
             tracing::debug!(client = %peer, error = %e, "SSH connection setup failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(client = %peer, "SSH connection closed: no SSH handshake in time");
             return;
         }
     };
     let handle = session.handle();
-    tokio::select! {
-        res = session => if let Err(e) = res { tracing::debug!(client = %peer, error = %e, "SSH session ended with an error") },
-        _ = shutdown.changed() => {
-            let _ = handle
-                .disconnect(russh::Disconnect::ByApplication, "server shutting down".into(), String::new())
-                .await;
+    let idle = async {
+        tokio::time::sleep_until(deadline).await;
+        if commanded.load(Ordering::Acquire) {
+            std::future::pending::<()>().await;
         }
-    }
+    };
+    let why = tokio::select! {
+        res = session => {
+            if let Err(e) = res {
+                tracing::debug!(client = %peer, error = %e, "SSH session ended with an error");
+            }
+            return;
+        }
+        _ = shutdown.changed() => "server shutting down",
+        _ = idle => {
+            tracing::info!(client = %peer, "SSH connection closed: no command in time");
+            "no command in time"
+        }
+    };
+    let _ = handle
+        .disconnect(russh::Disconnect::ByApplication, why.into(), String::new())
+        .await;
 }
 
 async fn read_proxy_header(stream: &mut TcpStream) -> std::io::Result<Option<SocketAddr>> {
@@ -143,6 +182,10 @@ pub struct Connection {
     grant: Option<crate::serve::ssh_keys::KeyGrant>,
     /// Whether the keys command was asked about a key of this connection already.
     asked_command: bool,
+    /// Set at the first command (the connection is past its first-command deadline then).
+    commanded: Arc<AtomicBool>,
+    /// Session channels opened on this connection so far.
+    opened: usize,
 }
 
 impl russh::server::Handler for Connection {
@@ -184,9 +227,11 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.channels.len() >= 8 {
+        // At most 8 sessions per connection in all (git uses one), not only 8 at once.
+        if self.opened >= 8 {
             return Ok(()); // dropping `reply` rejects the channel
         }
+        self.opened += 1;
         self.channels.insert(channel.id(), channel);
         reply.accept().await;
         Ok(())
@@ -231,6 +276,7 @@ impl russh::server::Handler for Connection {
             session.channel_failure(channel)?;
             return Ok(());
         };
+        self.commanded.store(true, Ordering::Release);
         session.channel_success(channel)?;
         let command = String::from_utf8_lossy(data).into_owned();
         let proto = self.protocol.remove(&channel);

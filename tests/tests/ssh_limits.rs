@@ -1,0 +1,71 @@
+//! SSH limits: at most `plugin.ssh.maxConnections` connections at once (one more is told so and
+//! closed), and a connection that has not sent a command within `plugin.ssh.firstCommandTimeout`
+//! is closed, freeing its place.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use mirrorfarm_tests::gitc;
+use mirrorfarm_tests::node::Node;
+use mirrorfarm_tests::upstream::{Shape, Upstream};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Connects and reads the server's first line (its version string, or why it will not talk).
+fn connect(port: u16) -> (TcpStream, String) {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut line = String::new();
+    BufReader::new(s.try_clone().expect("clone"))
+        .read_line(&mut line)
+        .expect("first line");
+    (s, line)
+}
+
+/// Reads until the server closes (bounded by the read timeout); true when it did.
+fn closed_by_server(mut s: TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn connections_are_bounded_and_silent_ones_cut() {
+    let up = Upstream::new();
+    up.create("P", "r", &Shape::small());
+    let node = Node::start(
+        &up.file_url(),
+        "mirror.repos=P/r\nmirror.access=anonymous\nplugin.ssh.maxConnections=2\nplugin.ssh.firstCommandTimeout=3\n",
+    );
+    node.wait_state("SYNCHRONIZED", LIMIT);
+    let (a, first) = connect(node.ssh);
+    let (b, second) = connect(node.ssh);
+    assert!(
+        first.starts_with("SSH-2.0-mirrorfarm") && second.starts_with("SSH-2.0-"),
+        "{first}{second}"
+    );
+    // A third is told why and closed.
+    let (c, refused) = connect(node.ssh);
+    assert!(refused.contains("too many SSH connections"), "{refused:?}");
+    assert!(closed_by_server(c));
+    // The two silent ones are closed by the first-command deadline (3 s; the read timeout is 20 s).
+    let started = std::time::Instant::now();
+    assert!(
+        closed_by_server(a) && closed_by_server(b),
+        "silent connections were not closed"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+    // Their places are free again: a real client is served.
+    let refs = gitc::ls_remote(
+        &node.ssh_url("P", "r"),
+        &[("GIT_SSH_COMMAND", &node.git_ssh())],
+    );
+    assert!(refs.contains_key("refs/heads/main"), "{refs:?}");
+}
