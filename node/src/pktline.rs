@@ -34,9 +34,62 @@ pub fn protocol_value_ok(value: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "=:._-".contains(c))
 }
 
+/// What is wrong with the framing of a whole request body (pkt-lines: `0000` flush, `0001`
+/// delimiter, or four hex digits of length ≥ 4 and that many bytes), if anything: an empty body,
+/// a bad length, a packet cut short.
+pub fn framing_error(body: &[u8]) -> Option<String> {
+    if body.is_empty() {
+        return Some("empty request".into());
+    }
+    let mut at = 0;
+    while at < body.len() {
+        let Some(head) = body.get(at..at + 4) else {
+            return Some(format!("a pkt-line length cut short at byte {at}"));
+        };
+        let len = std::str::from_utf8(head)
+            .ok()
+            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .and_then(|h| usize::from_str_radix(h, 16).ok());
+        match len {
+            Some(0 | 1) => at += 4,
+            Some(n) if n >= 4 => {
+                if at + n > body.len() {
+                    return Some(format!("a pkt-line of {n} bytes cut short at byte {at}"));
+                }
+                at += n;
+            }
+            _ => {
+                return Some(format!(
+                    "not a pkt-line length at byte {at}: {:?}",
+                    String::from_utf8_lossy(head)
+                ))
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn framing_of_whole_requests() {
+        assert_eq!(
+            framing_error(b"0032want 0123456789012345678901234567890123456789\n00000009done\n"),
+            None
+        );
+        assert_eq!(framing_error(b"0014command=ls-refs\n00010000"), None);
+        assert!(framing_error(b"").is_some());
+        assert!(framing_error(b"hello world").is_some_and(|e| e.contains("byte 0")));
+        assert!(framing_error(b"0009do").is_some_and(|e| e.contains("cut short")));
+        assert!(framing_error(b"0000000").is_some());
+        assert!(
+            framing_error(b"+00a0000").is_some(),
+            "a sign is not a hex digit"
+        );
+        assert!(framing_error(b"0003").is_some());
+    }
 
     #[test]
     fn frames() {

@@ -315,8 +315,19 @@ async fn rpc(
             }
         }
     }
-    // A small request is read whole: identical ones are answered by the pack cache.
-    if t.shared.packs.enabled() && read_whole(&mut input, &mut raw, CACHEABLE_REQUEST).await {
+    // A small request is read whole: its framing is checked (a malformed one gets 400 naming the
+    // problem, not an empty answer git reports as a broken connection), and identical ones are
+    // answered by the pack cache.
+    let whole = read_whole(&mut input, &mut raw, CACHEABLE_REQUEST).await;
+    if whole {
+        if let Some(problem) = crate::pktline::framing_error(&raw) {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("malformed git request: {problem}"),
+            );
+        }
+    }
+    if t.shared.packs.enabled() && whole {
         match t
             .shared
             .packs

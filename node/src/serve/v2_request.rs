@@ -15,19 +15,47 @@ enum Pkt {
     Data(Vec<u8>),
 }
 
+/// Reads up to `n` bytes (fewer only at the end of the stream), keeping every byte read in `raw`
+/// (so a request replayed after a failed peek is whole, even when it ends inside a packet).
+async fn read_kept<R: AsyncRead + Unpin + ?Sized>(
+    r: &mut R,
+    n: usize,
+    raw: &mut Vec<u8>,
+) -> std::io::Result<Vec<u8>> {
+    let mut out = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        let k = r.read(&mut out[got..]).await?;
+        if k == 0 {
+            break;
+        }
+        raw.extend_from_slice(&out[got..got + k]);
+        got += k;
+    }
+    out.truncate(got);
+    Ok(out)
+}
+
+fn cut_short() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "pkt-line cut short")
+}
+
 async fn read_pkt<R: AsyncRead + Unpin + ?Sized>(
     r: &mut R,
     raw: &mut Vec<u8>,
 ) -> std::io::Result<Option<Pkt>> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
+    // The stream may end cleanly before a packet, not inside one.
+    let len = read_kept(r, 4, raw).await?;
+    match len.len() {
+        0 => return Ok(None),
+        4 => {}
+        _ => return Err(cut_short()),
     }
-    raw.extend_from_slice(&len);
     let text =
         std::str::from_utf8(&len).map_err(|_| std::io::Error::other("bad pkt-line length"))?;
+    if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(std::io::Error::other("bad pkt-line length"));
+    }
     let n = usize::from_str_radix(text, 16)
         .map_err(|_| std::io::Error::other("bad pkt-line length"))?;
     match n {
@@ -38,9 +66,10 @@ async fn read_pkt<R: AsyncRead + Unpin + ?Sized>(
             if raw.len() + n > MAX_PEEK {
                 return Err(std::io::Error::other("request too large to inspect"));
             }
-            let mut data = vec![0u8; n - 4];
-            r.read_exact(&mut data).await?;
-            raw.extend_from_slice(&data);
+            let data = read_kept(r, n - 4, raw).await?;
+            if data.len() < n - 4 {
+                return Err(cut_short());
+            }
             Ok(Some(Pkt::Data(data)))
         }
     }
