@@ -88,6 +88,30 @@ pub fn spawn(
     cmd.spawn()
 }
 
+/// Starts a stateless-RPC `git upload-pack` (an HTTP POST's answer) and feeds it `input` in a
+/// task of its own; `label` names the request if its body breaks off (upload-pack reports the
+/// rest on stderr).
+pub fn spawn_fed(
+    repo: &Path,
+    exposure: Exposure,
+    git_protocol: Option<&str>,
+    mut input: Box<dyn AsyncRead + Send + Unpin>,
+    label: String,
+) -> std::io::Result<Child> {
+    let mut child = spawn(repo, Mode::StatelessRpc, exposure, git_protocol)?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("upload-pack input is not piped"))?;
+    tokio::spawn(async move {
+        if let Err(e) = tokio::io::copy(&mut input, &mut stdin).await {
+            // A broken request (bad gzip, client gone) ends upload-pack's input.
+            tracing::debug!(request = %label, error = %e, "request body ended early");
+        }
+    });
+    Ok(child)
+}
+
 /// The whole advertisement (`--stateless-rpc --advertise-refs`) for clients, within `limit`.
 pub async fn advertisement(
     repo: &Path,

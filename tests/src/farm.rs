@@ -129,8 +129,8 @@ pub fn advertised_objects_present(node: &Node) -> Result<usize, String> {
 }
 
 /// Lands one change of `P/r` per node, each triggered at another node, waits until every node
-/// serves it, and returns the SSH sessions those changes cost the upstream (counted once no
-/// start-up sync runs; sessions arriving late are counted too).
+/// serves it, and returns the SSH sessions those changes cost the upstream (counted from when no
+/// start-up sync runs to when no sync runs).
 pub fn sessions_for_one_change_per_node(up: &Upstream, nodes: &[Node], limit: Duration) -> usize {
     for n in nodes {
         wait_for("start-up syncs to end", limit, || {
@@ -147,8 +147,12 @@ pub fn sessions_for_one_change_per_node(up: &Upstream, nodes: &[Node], limit: Du
             });
         }
     }
-    // A follower falling back to the upstream would connect a little later: no condition says
-    // "no more sessions will come", so late ones are given two seconds to show.
-    std::thread::sleep(Duration::from_secs(2));
+    // A member that fetched from the upstream did so inside a sync (sshd logs the session when it
+    // opens): once no member syncs, every session these changes cost has been counted.
+    for n in nodes {
+        wait_for("every member's syncs to end", limit, || {
+            (n.repo_status("P", "r")?["syncing"] == false).then_some(())
+        });
+    }
     up.accepted_sessions() - before
 }

@@ -14,18 +14,13 @@ use crate::farm::keys::{self, Member};
 use crate::farm::signing::{GossipKey, Publisher};
 use crate::farm::view::build_view;
 use crate::farm::Farm;
+use crate::store::now_ms;
 
 /// How often this node republishes its clock, state and ref states and recomputes the view when
 /// nothing happened (changes wake it at once).
 const REFRESH: Duration = Duration::from_millis(250);
 /// How often the published clock is refreshed (ms); it is for skew warnings only.
 const CLOCK_EVERY_MS: u64 = 500;
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Runs gossip until `shutdown` turns true, keeping the farm's view up to date.
 pub async fn run(

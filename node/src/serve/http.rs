@@ -347,30 +347,17 @@ async fn rpc(
             Err(e) => tracing::warn!(error = %e, "pack cache unavailable; serving without it"),
         }
     }
-    let mut input: Box<dyn AsyncRead + Send + Unpin> =
-        Box::new(std::io::Cursor::new(raw).chain(input));
-    let mut child = match upload_pack::spawn(repo, Mode::StatelessRpc, Exposure::Clients, proto) {
-        Ok(c) => c,
-        Err(e) => {
-            return text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot start git: {e}"),
-            )
-        }
-    };
-    let Some(mut stdin) = child.stdin.take() else {
-        return text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "upload-pack input is not piped",
-        );
-    };
-    let repo_name = log.repo.clone();
-    tokio::spawn(async move {
-        if let Err(e) = tokio::io::copy(&mut input, &mut stdin).await {
-            // A broken request (bad gzip, client gone) ends upload-pack's input; it reports the rest.
-            tracing::debug!(repo = %repo_name, error = %e, "request body ended early");
-        }
-    });
+    let input: Box<dyn AsyncRead + Send + Unpin> = Box::new(std::io::Cursor::new(raw).chain(input));
+    let child =
+        match upload_pack::spawn_fed(repo, Exposure::Clients, proto, input, log.repo.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot start git: {e}"),
+                )
+            }
+        };
     match ServedStream::from_child(child, log, 0) {
         Ok(stream) => git_response(
             "application/x-git-upload-pack-result",

@@ -8,16 +8,9 @@ use tokio::sync::Semaphore;
 
 use crate::shared::Shared;
 use crate::state::RepoEntry;
-use crate::store::SyncResult;
+use crate::store::{now_ms, SyncResult};
 use crate::sync::coordinator::{Coordinator, Verdict};
 use crate::sync::fetch::{self, FetchPlan, SyncFailure, Synced};
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Stages the new state, waits until the coordinator lets it flip, and flips to it. The
 /// concurrency permit may be given back while waiting and is taken again to flip.

@@ -2,15 +2,8 @@
 //! /status) and the repository's entry, written in place.
 
 use crate::state::RepoEntry;
-use crate::store::{RepoRecord, SyncResult};
+use crate::store::{now_ms, RepoRecord, SyncResult};
 use crate::sync::fetch::{SyncFailure, Synced};
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Stores the result of a finished sync in the repository's entry, in place: what others set
 /// while the sync ran or its result was stored (the farm's `withheld`, a staged state) stays.

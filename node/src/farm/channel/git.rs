@@ -138,31 +138,18 @@ pub async fn upload_pack(
         Err((status, why)) => return text(status, why),
     };
     let proto = git_protocol(headers);
-    let mut child = match upload_pack::spawn(
-        &path,
-        Mode::StatelessRpc,
-        Exposure::Staged,
-        proto.as_deref(),
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            return text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot start git: {e}"),
-            )
-        }
-    };
-    let Some(mut stdin) = child.stdin.take() else {
-        return text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "upload-pack input is not piped",
-        );
-    };
-    let mut input = upload_pack::request_input(req.into_body(), gzip);
-    tokio::spawn(async move {
-        // A broken request ends upload-pack's input; it reports the rest.
-        let _ = tokio::io::copy(&mut input, &mut stdin).await;
-    });
+    let input = upload_pack::request_input(req.into_body(), gzip);
+    let label = format!("{project}/{repo} (farm)");
+    let child =
+        match upload_pack::spawn_fed(&path, Exposure::Staged, proto.as_deref(), input, label) {
+            Ok(c) => c,
+            Err(e) => {
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot start git: {e}"),
+                )
+            }
+        };
     match stream(child, format!("{project}/{repo} (farm)")) {
         Ok(out) => git_response(
             "application/x-git-upload-pack-result",
