@@ -32,6 +32,18 @@ pub fn route_in_cookie_header(header: &str) -> Option<&str> {
         .filter(|r| !r.is_empty() && r.len() <= 16 && r.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
+/// The session part (32 hex digits: 128 random bits) and route of every well-formed session
+/// cookie in a `Cookie` header value.
+pub fn sessions_in_cookie_header(header: &str) -> impl Iterator<Item = (&str, &str)> {
+    header
+        .split(';')
+        .map(str::trim)
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.split_once('.').unwrap_or((v, "")))
+        .filter(|(s, _)| s.len() == 32 && s.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
 /// Whether a `Cookie` header carries the session cookie at all.
 pub fn has_cookie(header: &str) -> bool {
     header
@@ -55,5 +67,11 @@ mod tests {
         assert_eq!(route_in_cookie_header("BITBUCKETSESSIONID=abc"), None);
         assert_eq!(route_in_cookie_header("BITBUCKETSESSIONID=abc.zz;"), None);
         assert!(!has_cookie("a=b"));
+        let s: Vec<_> = sessions_in_cookie_header(&header).collect();
+        assert_eq!(s, vec![("AB".repeat(16).as_str(), "6ac18c83")]);
+        assert_eq!(
+            sessions_in_cookie_header("BITBUCKETSESSIONID=abc.1").count(),
+            0
+        );
     }
 }

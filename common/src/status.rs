@@ -135,8 +135,12 @@ pub struct StatusDoc {
     pub version: String,
     /// `anonymous` or `authenticated`.
     pub access: String,
-    /// Why git requests get 401, when they do.
+    /// How access works now, in a sentence (e.g. that authentication runs on cached grants).
     pub access_message: Option<String>,
+    /// Authentication is running on cached grants: the upstream cannot be asked about credentials.
+    pub auth_offline: bool,
+    /// Live sessions on this node.
+    pub live_sessions: usize,
     /// Every mirrored repository has a complete state to serve (what a load balancer checks).
     pub ready: bool,
     /// Repositories in a servable state.

@@ -30,6 +30,7 @@ pub struct FileConfig {
     health_fall: Option<Located>,
     health_rise: Option<Located>,
     drain_grace: Option<Located>,
+    sticky: Option<Located>,
     admin_address: Option<Located>,
     admin_port: Option<Located>,
     threads: Option<Located>,
@@ -58,6 +59,7 @@ impl KnownKeys for FileConfig {
             "lb.health.fall" => &mut self.health_fall,
             "lb.health.rise" => &mut self.health_rise,
             "lb.drain.grace" => &mut self.drain_grace,
+            "lb.sticky" => &mut self.sticky,
             "lb.admin.address" => &mut self.admin_address,
             "lb.admin.port" => &mut self.admin_port,
             "lb.threads" => &mut self.threads,
@@ -125,6 +127,10 @@ pub struct LbConfig {
     pub health_rise: u32,
     /// `lb.drain.grace` (default 30 s): in-flight requests get this long at shutdown.
     pub drain_grace: Duration,
+    /// `lb.sticky` (default true): a request carrying a session cookie goes to the node its route
+    /// names while that node is healthy. With replicated sessions it may be turned off: every
+    /// request then goes to the least-loaded node.
+    pub sticky: bool,
     /// `lb.admin.address`:`lb.admin.port` (default 127.0.0.1:7980).
     pub admin: SocketAddr,
     /// `lb.threads` (default: twice the number of CPUs).
@@ -277,6 +283,7 @@ impl LbConfig {
         )?);
         let health_fall = v.number(&fc.health_fall, "lb.health.fall", 1..=100, 2)? as u32;
         let health_rise = v.number(&fc.health_rise, "lb.health.rise", 1..=100, 2)? as u32;
+        let sticky = v.boolean(&fc.sticky, "lb.sticky", true)?;
         let drain_grace =
             Duration::from_secs(v.number(&fc.drain_grace, "lb.drain.grace", 0..=3600, 30)?);
         let admin = v.addr(
@@ -334,6 +341,7 @@ impl LbConfig {
             health_fall,
             health_rise,
             drain_grace,
+            sticky,
             admin,
             threads,
             log_json,

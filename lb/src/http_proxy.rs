@@ -28,6 +28,8 @@ pub struct FarmProxy {
     pub metrics: Arc<crate::metrics::LbMetrics>,
     /// This worker's kept-alive connections for requests without a body.
     pub pool: Arc<crate::upstream_get::Pool>,
+    /// `lb.sticky`.
+    pub sticky: bool,
 }
 
 /// Per-request state.
@@ -58,6 +60,7 @@ impl FarmProxy {
     /// [`Self::choose`] with the route the request's session cookie names.
     pub(crate) fn pick(&self, route: Option<&str>, ctx: &mut RequestCtx) -> Result<Arc<Backend>> {
         let sticky = route
+            .filter(|_| self.sticky)
             .and_then(|r| self.backends.by_route(r))
             .filter(|b| !ctx.tried.contains(&b.addr.http));
         let backend = match sticky {

@@ -161,6 +161,7 @@ pub fn run(config: LbConfig) -> Result<(), LbError> {
             hostname: config.hostname.clone(),
             metrics: metrics.clone(),
             pool: Default::default(),
+            sticky: config.sticky,
         };
         let front = FastFront {
             proxy: Arc::new(http_proxy(&server.configuration, farm.clone())),

@@ -10,14 +10,16 @@
 //!   system git (the one place `git upload-pack` starts), and the HTTP listener that both the
 //!   client-facing side and the farm channel serve on.
 //! - **state** ([`state`], [`shared`], [`metrics`]): what the node knows of each repository now,
-//!   and what every part shares.
+//!   and what every part shares (the access gate included).
 //! - **sync** ([`sync`]): keeping the mirrors in step with the upstream (the scheduler asks a
 //!   [`sync::coordinator::Coordinator`] where to fetch from and when to flip).
 //! - **farm** ([`farm`], beside sync): membership by gossip, the farm channel (HTTPS with mutual
 //!   TLS), leaders and consistent flips; it is the coordinator of a node in a farm.
+//! - **access** ([`access`]): credentials checked with the upstream, cached decisions, sessions.
 //! - **serve** ([`serve`], [`status`]): smart HTTP, SSH, `/status`.
 //! - [`node`]: starts and stops all of it.
 
+pub mod access;
 pub mod config;
 pub mod farm;
 pub mod gitcmd;

@@ -60,6 +60,20 @@ pub struct NodeMetrics {
     advertisements: Family<SourceLabel, Counter>,
     pack_cache: Family<ResultLabel, Counter>,
     pack_cache_bytes: Gauge,
+    auth_decisions: Family<AuthLabels, Counter>,
+    sessions_live: Gauge,
+    pushes: Family<ResultLabel, Counter>,
+}
+
+/// Labels of an access decision.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// `cache` (a cached decision), `upstream` (this request asked), `shared` (waited for another
+    /// request's check).
+    pub source: String,
+    /// `granted`, `denied`, `bad_credentials`, `offline` (a cached grant while the upstream cannot
+    /// be asked), `unavailable`.
+    pub outcome: String,
 }
 
 /// `source` label of a ref advertisement.
@@ -136,7 +150,24 @@ impl Default for NodeMetrics {
             "Bytes of complete pack cache entries",
             pack_cache_bytes.clone(),
         );
+        let auth_decisions = Family::<AuthLabels, Counter>::default();
+        registry.register(
+            "auth_decisions",
+            "Credential decisions, by source (cache, upstream, shared) and outcome",
+            auth_decisions.clone(),
+        );
+        let sessions_live = Gauge::default();
+        registry.register("sessions_live", "Live sessions", sessions_live.clone());
+        let pushes = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "pushes",
+            "Pushes passed on to the upstream, by result (ok, refused, failed)",
+            pushes.clone(),
+        );
         Self {
+            auth_decisions,
+            sessions_live,
+            pushes,
             pack_cache,
             pack_cache_bytes,
             advertisements,
@@ -204,6 +235,30 @@ impl NodeMetrics {
     /// `result`: `hit`, `shared` or `miss`.
     pub fn pack_cache(&self, result: &'static str) {
         self.pack_cache
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// Counts an access decision.
+    pub fn auth_decision(&self, source: &'static str, outcome: &'static str) {
+        self.auth_decisions
+            .get_or_create(&AuthLabels {
+                source: source.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Sets the number of live sessions.
+    pub fn sessions_live(&self, n: usize) {
+        self.sessions_live.set(n as i64);
+    }
+
+    /// Counts a push passed on (`ok`, `refused`, `failed`).
+    pub fn push(&self, result: &'static str) {
+        self.pushes
             .get_or_create(&ResultLabel {
                 result: result.into(),
             })

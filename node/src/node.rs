@@ -162,7 +162,10 @@ pub async fn run(
                 path: home.cache_dir(),
                 source,
             })?;
+    let gate = crate::access::Gate::new(&config, &identity.node_id)
+        .map_err(|e| NodeError::Other(format!("access: {e}")))?;
     let shared = Arc::new(Shared {
+        gate,
         config,
         home,
         identity,
@@ -173,6 +176,7 @@ pub async fn run(
         listed: AtomicBool::new(false),
         metrics: crate::metrics::NodeMetrics::default(),
         repos_changed: Default::default(),
+        served_changed: Default::default(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (sync, sync_rx) = scheduler::channel();
@@ -206,6 +210,7 @@ pub async fn run(
             keys_file,
             shared.config.ssh_keys_command.clone(),
         ),
+        sync: sync.clone(),
     });
     let ssh_task = tokio::spawn(ssh::run(
         serving.clone(),
@@ -306,7 +311,8 @@ async fn join_farm(
         crate::farm::verify::Verifier::new(client),
         stop.clone(),
     ));
-    Ok((farm, vec![channel_task, gossip_task]))
+    let sessions_task = tokio::spawn(crate::farm::sessions::run(farm.clone(), stop.clone()));
+    Ok((farm, vec![channel_task, gossip_task, sessions_task]))
 }
 
 /// Opens the store, loads the identity and the repository records, and cleans up after a crash.

@@ -37,6 +37,10 @@ pub struct Shared {
     pub metrics: crate::metrics::NodeMetrics,
     /// Woken when a repository's staged or served state changed (the farm publishes it at once).
     pub repos_changed: tokio::sync::Notify,
+    /// Woken (all waiters) when a repository's served state advanced.
+    pub served_changed: tokio::sync::Notify,
+    /// Who may read and push: credentials, decisions, sessions.
+    pub gate: crate::access::Gate,
 }
 
 impl Shared {

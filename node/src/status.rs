@@ -50,6 +50,30 @@ pub fn build(shared: &Shared, farm: Option<&crate::farm::Farm>) -> StatusDoc {
         .filter_map(|e| e.record.last_success_ms)
         .max();
     let anonymous = shared.config.access == Access::Anonymous;
+    let offline = shared.gate.decisions.as_ref().and_then(|d| d.offline());
+    let mut warnings = farm
+        .as_ref()
+        .map(|f| f.warnings.clone())
+        .unwrap_or_default();
+    if let Some(o) = &offline {
+        warnings.push(format!(
+            "authentication is running on cached grants since {}: {}",
+            rfc3339(
+                o.since
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_millis() as i64)
+            )
+            .unwrap_or_default(),
+            o.error
+        ));
+    }
+    if shared.config.auth.auth_url_in_clear() {
+        warnings.push(
+            "plugin.mirroring.upstream.auth.url is http://: credentials cross the network in clear"
+                .into(),
+        );
+    }
     StatusDoc {
         state: shared.node_state().to_owned(),
         node_id: shared.identity.node_id.clone(),
@@ -58,10 +82,15 @@ pub fn build(shared: &Shared, farm: Option<&crate::farm::Farm>) -> StatusDoc {
         base_url: shared.config.base_url.clone(),
         public_key: shared.identity.public_key.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        access: if anonymous { "anonymous" } else { "authenticated" }.to_owned(),
-        access_message: (!anonymous).then(|| {
-            "git over HTTP is answered 401 (mirror.access is not `anonymous`, and authenticated HTTP access is not available yet); git over SSH serves the keys of plugin.ssh.authorizedKeysFile / plugin.ssh.authorizedKeysCommand".to_owned()
-        }),
+        access: if anonymous {
+            "anonymous"
+        } else {
+            "authenticated"
+        }
+        .to_owned(),
+        access_message: (!anonymous).then(|| access_message(shared)),
+        auth_offline: offline.is_some(),
+        live_sessions: shared.gate.sessions.live_count(crate::store::now_ms()),
         ready: shared.listed.load(std::sync::atomic::Ordering::Acquire)
             && snapshot
                 .values()
@@ -85,7 +114,10 @@ pub fn build(shared: &Shared, farm: Option<&crate::farm::Farm>) -> StatusDoc {
             .map(|f| {
                 f.refused
                     .iter()
-                    .map(|(n, k)| RefusedMember { node_id: n.clone(), differing_keys: k.clone() })
+                    .map(|(n, k)| RefusedMember {
+                        node_id: n.clone(),
+                        differing_keys: k.clone(),
+                    })
                     .collect()
             })
             .unwrap_or_default(),
@@ -93,8 +125,24 @@ pub fn build(shared: &Shared, farm: Option<&crate::farm::Farm>) -> StatusDoc {
             .as_ref()
             .map(|f| f.unverified.clone())
             .unwrap_or_default(),
-        warnings: farm.map(|f| f.warnings).unwrap_or_default(),
+        warnings,
     }
+}
+
+fn access_message(shared: &Shared) -> String {
+    let offline = shared.gate.decisions.as_ref().and_then(|d| d.offline());
+    let mut m = String::from(
+        "git over HTTP needs credentials the upstream accepts (checked with its smart-HTTP endpoint, \
+         cached) or a session; git over SSH serves the keys of plugin.ssh.authorizedKeysFile / \
+         plugin.ssh.authorizedKeysCommand",
+    );
+    if offline.is_some() {
+        m.push_str(
+            ". The upstream cannot be asked about credentials now: authentication is running on \
+             cached grants (new users get 503)",
+        );
+    }
+    m
 }
 
 /// What anyone may see of `doc` (a node in authenticated mode, to a caller who is not an admin):
@@ -111,6 +159,8 @@ pub fn public(doc: StatusDoc) -> StatusDoc {
         version: doc.version,
         access: doc.access,
         access_message: doc.access_message,
+        auth_offline: doc.auth_offline,
+        live_sessions: doc.live_sessions,
         ready: doc.ready,
         synced_repos: doc.synced_repos,
         total_repos: doc.total_repos,

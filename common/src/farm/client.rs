@@ -18,11 +18,14 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 
 use crate::farm::messages::{
-    Description, FarmIdentity, JoinAnswer, JoinRequest, LbWelcome, Role, SyncNudge,
+    Description, FarmIdentity, JoinAnswer, JoinRequest, LbWelcome, Role, SessionBatch, SyncNudge,
 };
 use crate::farm::proof::{self, JOIN_LABEL, WELCOME_LABEL};
 use crate::farm::tls::{self, node_name};
-use crate::farm::{FarmError, DESCRIBE, JOIN, SYNC};
+use crate::farm::{FarmError, DESCRIBE, JOIN, SESSIONS, SYNC};
+
+/// The largest batch of sessions read from a member.
+const MAX_SESSIONS_ANSWER: usize = 64 << 20;
 
 /// The largest answer read from a member.
 const MAX_ANSWER: usize = 256 * 1024;
@@ -312,5 +315,51 @@ impl FarmClient {
         )
         .await
         .map(drop)
+    }
+
+    /// Sends changed sessions to member `node_id` at `addr`.
+    pub async fn push_sessions(
+        &self,
+        node_id: &str,
+        addr: SocketAddr,
+        batch: &SessionBatch,
+    ) -> Result<(), FarmError> {
+        self.send(
+            addr,
+            self.http
+                .post(self.url(node_id, addr, SESSIONS))
+                .timeout(Duration::from_secs(30))
+                .json(batch),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Every session member `node_id` at `addr` holds.
+    pub async fn pull_sessions(
+        &self,
+        node_id: &str,
+        addr: SocketAddr,
+    ) -> Result<SessionBatch, FarmError> {
+        let peer = addr.to_string();
+        let mut r = self
+            .send(
+                addr,
+                self.http
+                    .get(self.url(node_id, addr, SESSIONS))
+                    .timeout(Duration::from_secs(30)),
+            )
+            .await?;
+        let mut body = Vec::new();
+        while let Some(chunk) = r.chunk().await.map_err(|source| FarmError::Request {
+            peer: peer.clone(),
+            source,
+        })? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_SESSIONS_ANSWER {
+                return Err(malformed(&peer, "answer too large"));
+            }
+        }
+        serde_json::from_slice(&body).map_err(|e| malformed(&peer, e.to_string()))
     }
 }

@@ -110,3 +110,32 @@ pub struct SyncNudge {
     /// Repository slug.
     pub repo: String,
 }
+
+/// A session as members hold and replicate it (the cookie value itself is never sent: only its
+/// SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRecord {
+    /// SHA-256 of the cookie's session part, hex.
+    pub key: String,
+    /// Who authenticated.
+    pub user: String,
+    /// Created, ms since the epoch.
+    pub created_ms: i64,
+    /// Last used, ms since the epoch.
+    pub last_used_ms: i64,
+    /// Repositories (`PROJECT/repo`) the user may read, with when that grant expires (ms since the
+    /// epoch).
+    pub grants: BTreeMap<String, i64>,
+    /// Ended (logged out or expired); kept a while so every member hears of it.
+    #[serde(default)]
+    pub removed: bool,
+}
+
+/// Sessions sent between members.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionBatch {
+    /// The records.
+    pub sessions: Vec<SessionRecord>,
+}

@@ -20,3 +20,5 @@ pub const SYNC: &str = "/farm/sync";
 /// Prefix of the git objects a member serves its peers: `<GIT>/<PROJECT>/<repo>.git/…` (smart
 /// HTTP, with the state it staged; a node's certificate needed).
 pub const GIT: &str = "/farm/git";
+/// Sessions: `GET` every live one a member holds, `POST` changed ones to merge (nodes only).
+pub const SESSIONS: &str = "/farm/sessions";

@@ -66,6 +66,20 @@ pub struct FileConfig {
     pub ssh_max_connections: Option<Located>,
     /// `plugin.ssh.firstCommandTimeout`
     pub ssh_first_command_timeout: Option<Located>,
+    /// `plugin.mirroring.upstream.auth.url`
+    pub auth_url: Option<Located>,
+    /// `plugin.mirroring.upstream.tls.caFile`
+    pub upstream_ca_file: Option<Located>,
+    /// `mirror.auth.cacheTtl`
+    pub auth_cache_ttl: Option<Located>,
+    /// `mirror.auth.offlineTtl`
+    pub auth_offline_ttl: Option<Located>,
+    /// `hazelcast.http.sessions`
+    pub session_mode: Option<Located>,
+    /// `server.session.timeout`
+    pub session_timeout: Option<Located>,
+    /// `mirror.push.syncWait`
+    pub push_sync_wait: Option<Located>,
 }
 
 impl KnownKeys for FileConfig {
@@ -100,6 +114,13 @@ impl KnownKeys for FileConfig {
             "plugin.ssh.authorizedKeysCommand" => &mut self.ssh_keys_command,
             "plugin.ssh.maxConnections" => &mut self.ssh_max_connections,
             "plugin.ssh.firstCommandTimeout" => &mut self.ssh_first_command_timeout,
+            "plugin.mirroring.upstream.auth.url" => &mut self.auth_url,
+            "plugin.mirroring.upstream.tls.caFile" => &mut self.upstream_ca_file,
+            "mirror.auth.cacheTtl" => &mut self.auth_cache_ttl,
+            "mirror.auth.offlineTtl" => &mut self.auth_offline_ttl,
+            "hazelcast.http.sessions" => &mut self.session_mode,
+            "server.session.timeout" => &mut self.session_timeout,
+            "mirror.push.syncWait" => &mut self.push_sync_wait,
             _ => return None,
         })
     }

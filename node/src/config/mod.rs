@@ -11,8 +11,11 @@ use std::time::Duration;
 use crate::names::{ProjectKey, RepoId};
 use crate::upstream_url::UpstreamUrl;
 
+mod access;
 mod admin;
 mod file;
+
+pub use access::{AccessConfig, SessionMode};
 
 pub use admin::AdminToken;
 pub use file::FileConfig;
@@ -27,7 +30,7 @@ pub const FILE_NAME: &str = "mirrorfarm.properties";
 pub enum Access {
     /// Anyone may clone and fetch.
     Anonymous,
-    /// Authenticated access (not yet available: git requests get 401).
+    /// Credentials checked with the upstream (or a session) for every git request.
     Authenticated,
 }
 
@@ -105,6 +108,8 @@ pub struct Config {
     /// `plugin.ssh.firstCommandTimeout`: how long a connection may take from accept to its first
     /// command (default 60 s).
     pub ssh_first_command_timeout: Duration,
+    /// Credentials, sessions and pushes.
+    pub auth: AccessConfig,
 }
 
 /// The farm keys.
@@ -297,7 +302,9 @@ impl Config {
             1..=600,
             60,
         )?);
+        let auth = access::access_config(&fc, &v, file, access, &upstream)?;
         Ok(Self {
+            auth,
             ssh_max_connections,
             ssh_first_command_timeout,
             ssh_keys_file,

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod leader;
 pub mod membership;
 pub mod nudge;
+pub mod sessions;
 pub mod setup;
 pub mod signing;
 pub mod trust;

@@ -10,11 +10,10 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::config::Access;
 use crate::pktline;
 use crate::serve::path::{parse_scm, PathError, ScmEndpoint, Service};
 use crate::serve::served::{LoggedStream, ServeLog, ServedStream};
-use crate::serve::Serving;
+use crate::serve::{http_access, push, Serving};
 use crate::state::Lookup;
 use crate::upload_pack::{self, Exposure, Mode};
 
@@ -56,7 +55,8 @@ fn unavailable(message: String, retry_after: &'static str) -> Response {
     r
 }
 
-fn text(status: StatusCode, msg: impl Into<String>) -> Response {
+/// A plain-text answer.
+pub fn text(status: StatusCode, msg: impl Into<String>) -> Response {
     let mut body = msg.into();
     body.push('\n');
     (
@@ -67,7 +67,8 @@ fn text(status: StatusCode, msg: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn no_cache(h: &mut HeaderMap) {
+/// Headers telling caches not to keep a git answer.
+pub fn no_cache(h: &mut HeaderMap) {
     h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, max-age=0, must-revalidate"),
@@ -124,24 +125,22 @@ pub async fn scm(
     if !method_ok {
         return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     }
-    if shared.config.access != Access::Anonymous {
-        let mut r = text(
-            StatusCode::UNAUTHORIZED,
-            "this mirror requires authentication (mirror.access is not `anonymous`), and authenticated access is not available yet",
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"mirrorfarm\""),
-        );
-        return r;
-    }
+    // Reads need the gate's word; pushes are the upstream's to judge.
+    let set_cookie = if service == Service::ReceivePack {
+        None
+    } else {
+        let admission = shared.gate.admit(req.headers(), &id, &shared.metrics).await;
+        match http_access::refusal(&shared, &id, admission) {
+            Ok(c) => c,
+            Err(r) => return r,
+        }
+    };
     let (repo_path, key) = match shared.lookup(&id) {
         Lookup::Ready(p, key) => (p, key),
-        Lookup::Unknown => {
-            return text(
-                StatusCode::NOT_FOUND,
-                format!("repository {id} is not mirrored here"),
-            )
+        Lookup::Unknown => return http_access::not_mirrored(&id),
+        Lookup::NotReady if service == Service::ReceivePack => (Default::default(), String::new()),
+        Lookup::Withheld(_) if service == Service::ReceivePack => {
+            (Default::default(), String::new())
         }
         Lookup::NotReady => {
             return unavailable(format!("repository {id} is not synchronized yet"), "10")
@@ -156,7 +155,12 @@ pub async fn scm(
         }
     };
     if service == Service::ReceivePack {
-        return refuse_push(&shared, &id, endpoint);
+        let upstream = shared.gate.decisions.as_ref().map(|d| d.upstream().clone());
+        return match (upstream, endpoint) {
+            (Some(up), ScmEndpoint::InfoRefs) => push::advertise(&shared, &up, &id, req).await,
+            (Some(up), ScmEndpoint::Rpc(_)) => push::receive(&shared, &up, &id, req).await,
+            (None, endpoint) => push::refuse(&shared, &id, endpoint),
+        };
     }
     let proto = git_protocol(req.headers());
     let version = proto.as_deref().map(pktline::protocol_version).unwrap_or(0);
@@ -173,7 +177,7 @@ pub async fn scm(
         path: &repo_path,
         key: &key,
     };
-    match endpoint {
+    let mut response = match endpoint {
         ScmEndpoint::InfoRefs => match cached_advertisement(&target, version).await {
             Some(r) => {
                 shared.metrics.advertisement("memory");
@@ -187,7 +191,11 @@ pub async fn scm(
         ScmEndpoint::Rpc(_) => {
             rpc(&target, proto.as_deref(), version, req, log("upload_pack")).await
         }
+    };
+    if let Some(c) = set_cookie {
+        response.headers_mut().append(header::SET_COOKIE, c);
     }
+    response
 }
 
 /// The repository a request is served from, and the ref state it serves.
@@ -231,32 +239,6 @@ async fn cached_advertisement(t: &Target<'_>, version: u32) -> Option<Response> 
         "application/x-git-upload-pack-advertisement",
         Body::from(body),
     ))
-}
-
-fn refuse_push(shared: &Serving, id: &crate::names::RepoId, endpoint: ScmEndpoint) -> Response {
-    let msg = format!(
-        "this is a read-only mirror: push to {} instead",
-        shared.config.upstream.repo_url(id)
-    );
-    match endpoint {
-        ScmEndpoint::InfoRefs => {
-            let mut body = pktline::pkt("# service=git-receive-pack\n");
-            body.extend_from_slice(pktline::FLUSH);
-            body.extend_from_slice(&pktline::err(&msg));
-            let mut r = (
-                StatusCode::OK,
-                [(
-                    header::CONTENT_TYPE,
-                    "application/x-git-receive-pack-advertisement",
-                )],
-                body,
-            )
-                .into_response();
-            no_cache(r.headers_mut());
-            r
-        }
-        ScmEndpoint::Rpc(_) => text(StatusCode::FORBIDDEN, msg),
-    }
 }
 
 fn advertise(repo: &std::path::Path, proto: Option<&str>, version: u32, log: ServeLog) -> Response {

@@ -2,8 +2,11 @@
 
 pub mod admin;
 pub mod http;
+pub mod http_access;
 pub mod pack_cache;
 pub mod path;
+pub mod push;
+pub mod receive_pack;
 pub mod refs_cache;
 pub mod router;
 pub mod served;
@@ -27,6 +30,8 @@ pub struct Serving {
     pub refs: refs_cache::RefsCache,
     /// The SSH keys the farm knows (authenticated mode).
     pub keys: ssh_keys::AuthorizedKeys,
+    /// Sync triggers (a push through the farm asks for one).
+    pub sync: crate::sync::scheduler::SyncHandle,
 }
 
 impl std::ops::Deref for Serving {

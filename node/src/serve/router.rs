@@ -46,16 +46,23 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             admin::require_admin,
         ));
-    Router::new()
+    let anonymous = state.shared.config.access == crate::config::Access::Anonymous;
+    let routes = Router::new()
         .route("/", get(index))
         .route("/status", get(status_doc))
         .route("/scm/{*rest}", any(http::scm))
         .merge(admin)
-        .with_state(state)
-        .layer(axum::middleware::from_fn_with_state(
+        .with_state(state);
+    // Anonymous: a routing cookie for every client. Authenticated: the cookie is the session, set
+    // only when a request authenticates.
+    if anonymous {
+        routes.layer(axum::middleware::from_fn_with_state(
             cookie,
             session_cookie::issue,
         ))
+    } else {
+        routes
+    }
 }
 
 /// The status document as this caller may see it: in authenticated mode, only an admin caller
@@ -105,6 +112,8 @@ async fn status_doc(
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
+    let live = s.shared.gate.sessions.live_count(crate::store::now_ms());
+    s.shared.metrics.sessions_live(live);
     let body = s
         .shared
         .metrics

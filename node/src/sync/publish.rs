@@ -77,6 +77,7 @@ async fn flip_and_publish(
     };
     if let Some(rec) = record {
         shared.repos_changed.notify_one();
+        shared.served_changed.notify_waiters();
         let key = plan.id.clone();
         if let Err(e) = shared.store.run(move |s| s.put_repo(&key, &rec)).await {
             tracing::error!(repo = %plan.id, error = %e, "cannot record the new state");

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use mirrorfarm_common::farm::messages::{Description, SyncNudge};
-use mirrorfarm_common::farm::{DESCRIBE, GIT, JOIN, SYNC};
+use mirrorfarm_common::farm::{DESCRIBE, GIT, JOIN, SESSIONS, SYNC};
 use tokio::sync::watch;
 
 use crate::farm::{Farm, FarmSetupError};
@@ -133,6 +133,12 @@ pub fn router(c: Channel) -> Router {
     let members = Router::new()
         .route(DESCRIBE, get(describe))
         .route(SYNC, post(sync))
+        .route(
+            SESSIONS,
+            get(crate::farm::sessions::list)
+                .post(crate::farm::sessions::merge)
+                .layer(DefaultBodyLimit::max(64 << 20)),
+        )
         .route(
             &format!("{GIT}/{{project}}/{{repo}}/info/refs"),
             get(git::info_refs),

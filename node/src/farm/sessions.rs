@@ -1,0 +1,134 @@
+//! Sessions replicated over the farm channel (`hazelcast.http.sessions=replicated`): every change
+//! is sent to every other live member at once; a member this node newly sees (one that joined,
+//! restarted or could not be reached) is asked for all it holds and sent all this node holds, so
+//! a member that joins later or restarts gets every live session. Removals travel as records
+//! marked removed; expiry follows from the replicated last use.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use mirrorfarm_common::farm::messages::SessionBatch;
+use tokio::sync::watch;
+
+use crate::farm::channel::{require_node, Channel, Peer};
+use crate::farm::Farm;
+use crate::store::now_ms;
+
+/// How often ended sessions are forgotten.
+const SWEEP: Duration = Duration::from_secs(30);
+/// How soon a member a send failed to reach is tried again (all sessions, both ways).
+const RESYNC: Duration = Duration::from_secs(2);
+
+/// `GET /farm/sessions`: every session this node holds (nodes only).
+pub async fn list(State(c): State<Channel>, Extension(peer): Extension<Peer>) -> Response {
+    if let Err(r) = require_node(&peer) {
+        return r.into_response();
+    }
+    let sessions = c.farm.shared.gate.sessions.all(now_ms());
+    Json(SessionBatch { sessions }).into_response()
+}
+
+/// `POST /farm/sessions`: merges sessions another member sends (nodes only).
+pub async fn merge(
+    State(c): State<Channel>,
+    Extension(peer): Extension<Peer>,
+    Json(batch): Json<SessionBatch>,
+) -> Response {
+    if let Err(r) = require_node(&peer) {
+        return r.into_response();
+    }
+    c.farm.shared.gate.sessions.merge(batch.sessions);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn others(farm: &Farm) -> Vec<(String, SocketAddr)> {
+    match farm.view.read().as_ref() {
+        Some(v) => v
+            .members
+            .iter()
+            .filter(|m| !m.this_node)
+            .filter_map(|m| Some((m.node_id.clone(), m.gossip?)))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Keeps this node's sessions and the other members' in step until `stop` turns true.
+pub async fn run(farm: Arc<Farm>, mut stop: watch::Receiver<bool>) {
+    let sessions = &farm.shared.gate.sessions;
+    if !sessions.replicated() {
+        return;
+    }
+    // Members whose sessions this node has (and who have this node's).
+    let mut in_step: HashSet<String> = HashSet::new();
+    // Members a send failed to reach: brought back in step when next seen.
+    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut stale: HashSet<String> = HashSet::new();
+    let mut sweep = tokio::time::interval(SWEEP);
+    let mut resync = tokio::time::interval(RESYNC);
+    loop {
+        let members = others(&farm);
+        let live: HashSet<String> = members.iter().map(|(n, _)| n.clone()).collect();
+        in_step.retain(|n| live.contains(n));
+        for (node, addr) in &members {
+            if !in_step.insert(node.clone()) {
+                continue;
+            }
+            let (farm, node, addr, failed) = (farm.clone(), node.clone(), *addr, failed_tx.clone());
+            tokio::spawn(async move {
+                let s = &farm.shared.gate.sessions;
+                let ok = match farm.client.pull_sessions(&node, addr).await {
+                    Ok(b) => {
+                        s.merge(b.sessions);
+                        let all = SessionBatch {
+                            sessions: s.all(now_ms()),
+                        };
+                        farm.client.push_sessions(&node, addr, &all).await.is_ok()
+                    }
+                    Err(e) => {
+                        tracing::debug!(node, error = %e, "cannot take a member's sessions");
+                        false
+                    }
+                };
+                if !ok {
+                    let _ = failed.send(node);
+                }
+            });
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = sessions.changed.notified() => {
+                let batch = SessionBatch { sessions: sessions.take_changed() };
+                if batch.sessions.is_empty() {
+                    continue;
+                }
+                let batch = Arc::new(batch);
+                for (node, addr) in members {
+                    let (farm, batch, failed) = (farm.clone(), batch.clone(), failed_tx.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = farm.client.push_sessions(&node, addr, &batch).await {
+                            tracing::debug!(node, error = %e, "cannot send sessions to a member");
+                            let _ = failed.send(node);
+                        }
+                    });
+                }
+            }
+            Some(node) = failed_rx.recv() => {
+                stale.insert(node);
+            }
+            _ = resync.tick() => {
+                for node in stale.drain() {
+                    in_step.remove(&node);
+                }
+            }
+            _ = farm.view_updated.notified() => {}
+            _ = sweep.tick() => sessions.sweep(now_ms()),
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The gate's answers as HTTP: 401 with `WWW-Authenticate: Basic realm="<setup.displayName>"`,
+//! 404 exactly as for a repository not mirrored, 503 while the upstream cannot be asked; and the
+//! session cookie of a request that authenticated.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use mirrorfarm_common::session;
+
+use crate::access::Admission;
+use crate::names::RepoId;
+use crate::serve::Serving;
+
+/// The 404 of a repository that is not mirrored (or that the caller may not know about).
+pub fn not_mirrored(id: &RepoId) -> Response {
+    plain(
+        StatusCode::NOT_FOUND,
+        format!("repository {id} is not mirrored here"),
+    )
+}
+
+fn plain(status: StatusCode, mut msg: String) -> Response {
+    msg.push('\n');
+    let mut r = (status, msg).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// 401 asking for Basic credentials in this farm's realm.
+pub fn unauthorized(serving: &Serving, msg: String) -> Response {
+    let mut r = plain(StatusCode::UNAUTHORIZED, msg);
+    let realm = serving.config.display_name.replace(['"', '\\'], "'");
+    if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{realm}\"")) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+/// A refusal for anything but `Allowed`; for `Allowed`, the cookie to set, if any.
+pub fn refusal(
+    serving: &Serving,
+    id: &RepoId,
+    a: Admission,
+) -> Result<Option<HeaderValue>, Response> {
+    match a {
+        Admission::Allowed { new_session } => Ok(new_session.and_then(|s| cookie(serving, &s))),
+        Admission::Unauthorized(msg) => Err(unauthorized(serving, msg)),
+        Admission::NotFound => Err(not_mirrored(id)),
+        Admission::Unavailable(msg) => {
+            let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, msg);
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+            Err(r)
+        }
+    }
+}
+
+/// `Set-Cookie` for session part `session` with this node's route.
+pub fn cookie(serving: &Serving, session: &str) -> Option<HeaderValue> {
+    let secure = if serving.config.base_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{}={session}.{}; Path=/; HttpOnly; SameSite=Lax{secure}",
+        session::COOKIE,
+        serving.gate.route
+    ))
+    .ok()
+}
