@@ -49,9 +49,26 @@ pub fn ssh_farm_placed(
     let mut up = Upstream::new();
     up.create("P", "r", &Shape::small());
     up.start_sshd();
+    let nodes = ssh_farm_on(&up, n, limit, extra, placement);
+    (up, nodes)
+}
+
+/// A farm of `n` synchronized members over `up` (holding `P/r`, its sshd started); `extra` may
+/// set `mirror.access` (members are anonymous otherwise).
+pub fn ssh_farm_on(
+    up: &Upstream,
+    n: usize,
+    limit: Duration,
+    extra: &str,
+    placement: &Placement,
+) -> Vec<Node> {
     let p0 = free_udp_port();
     let member = |url: &str, port, seed| {
-        let props = format!("{}{extra}", member_props(port, seed));
+        let mut base = member_props(port, seed);
+        if extra.contains("mirror.access=") {
+            base = base.replace("mirror.access=anonymous\n", "");
+        }
+        let props = format!("{base}{extra}");
         Node::start_placed(url, &props, None, placement)
     };
     let first = member(&up.ssh_url(), p0, None);
@@ -64,7 +81,7 @@ pub fn ssh_farm_placed(
         nodes.push(member(&up.ssh_url(), free_udp_port(), Some(p0)));
     }
     wait_synchronized_members(&nodes, limit);
-    (up, nodes)
+    nodes
 }
 
 /// Waits until every node is `SYNCHRONIZED` and counts all of them as members.
@@ -94,8 +111,13 @@ pub fn main_of(node: &Node) -> Option<String> {
 /// A load balancer following the farm whose member gossips at 127.0.0.1:`seed` (its own gossip
 /// address left for it to learn from the seed).
 pub fn following_lb(seed: u16) -> Lb {
+    following_lb_with(seed, "")
+}
+
+/// [`following_lb`] with `extra` LB properties.
+pub fn following_lb_with(seed: u16, extra: &str) -> Lb {
     let extra = format!(
-        "lb.farm.seeds=127.0.0.1:{seed}\nlb.farm.secret={SECRET}\nlb.farm.gossip.port={}\n",
+        "lb.farm.seeds=127.0.0.1:{seed}\nlb.farm.secret={SECRET}\nlb.farm.gossip.port={}\n{extra}",
         free_udp_port()
     );
     Lb::start("", &extra)

@@ -3,6 +3,7 @@
 
 pub mod farm;
 pub mod gitc;
+pub mod http_upstream;
 pub mod lb;
 pub mod measure;
 pub mod netcut;

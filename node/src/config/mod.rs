@@ -411,7 +411,7 @@ fn list(s: &str) -> impl Iterator<Item = &str> {
 mod tests {
     use super::*;
 
-    const GOOD: &str = "application.mode=mirror\nsetup.displayName=Mirror\nsetup.baseUrl=https://farm.example.com\nplugin.mirroring.upstream.url=ssh://git@up:7999\nmirror.repos=P/a, P/b.git\n";
+    const GOOD: &str = "application.mode=mirror\nsetup.displayName=Mirror\nsetup.baseUrl=https://farm.example.com\nplugin.mirroring.upstream.url=ssh://git@up:7999\nmirror.repos=P/a, P/b.git\nplugin.mirroring.upstream.auth.url=https://up/scm/\n";
 
     fn load(text: &str) -> Result<Config, ConfigError> {
         let f = Path::new("/h/mirrorfarm.properties");
@@ -430,6 +430,34 @@ mod tests {
         assert_eq!(parse_size("512m"), Some(512 << 20));
         assert_eq!(parse_size("0"), Some(0));
         assert_eq!(parse_size("2x"), None);
+        assert_eq!(c.auth.auth_url.as_deref(), Some("https://up/scm"));
+        assert_eq!(c.auth.cache_ttl, Duration::from_secs(300));
+        assert_eq!(c.auth.offline_ttl, Duration::from_secs(3600));
+        assert_eq!(c.auth.session_timeout, Duration::from_secs(1800));
+        assert_eq!(c.auth.push_sync_wait, Duration::from_secs(10));
+        assert_eq!(c.auth.sessions, SessionMode::Replicated);
+    }
+
+    #[test]
+    fn authenticated_needs_somewhere_to_check_credentials() {
+        let no_url = GOOD.replace("plugin.mirroring.upstream.auth.url=https://up/scm/\n", "");
+        let msg = load(&no_url).expect_err("no auth url").to_string();
+        assert!(msg.contains("plugin.mirroring.upstream.auth.url"), "{msg}");
+        // An https:// upstream is its own auth URL; anonymous needs none.
+        let https = no_url.replace("ssh://git@up:7999", "https://up/scm");
+        let c = load(&https).expect("https upstream");
+        assert_eq!(c.auth.auth_url.as_deref(), Some("https://up/scm"));
+        load(&format!("{no_url}mirror.access=anonymous\n")).expect("anonymous");
+        let bad = GOOD.replace("https://up/scm/", "ftp://up");
+        let msg = load(&bad).expect_err("scheme").to_string();
+        assert!(
+            msg.contains(":6: plugin.mirroring.upstream.auth.url"),
+            "{msg}"
+        );
+        let msg = load(&format!("{GOOD}hazelcast.http.sessions=everywhere\n"))
+            .expect_err("mode")
+            .to_string();
+        assert!(msg.contains(":7: hazelcast.http.sessions"), "{msg}");
     }
 
     #[test]
@@ -448,13 +476,13 @@ mod tests {
             .expect_err("dup")
             .to_string();
         assert!(
-            msg.contains(":6: mirror.repos: duplicate key (first set on line 5)"),
+            msg.contains(":7: mirror.repos: duplicate key (first set on line 5)"),
             "{msg}"
         );
         let msg = load(&format!("{GOOD}server.port=http\n"))
             .expect_err("port")
             .to_string();
-        assert!(msg.contains(":6: server.port:"), "{msg}");
+        assert!(msg.contains(":7: server.port:"), "{msg}");
         let msg = load(&format!("{GOOD}mirror.projects=*\n"))
             .expect_err("ssh list")
             .to_string();
