@@ -84,6 +84,16 @@ pub fn ssh_farm_on(
     nodes
 }
 
+/// The gossip port a member's properties name.
+pub fn gossip_port(node: &Node) -> u16 {
+    std::fs::read_to_string(node.home().join("mirrorfarm.properties"))
+        .expect("properties")
+        .lines()
+        .find_map(|l| l.strip_prefix("farm.gossip.port="))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("farm.gossip.port")
+}
+
 /// Waits until every node is `SYNCHRONIZED` and counts all of them as members.
 pub fn wait_synchronized_members(nodes: &[Node], limit: Duration) {
     let n = nodes.len() as u64;

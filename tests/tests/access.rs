@@ -186,7 +186,7 @@ fn credentials_decide_what_each_user_reads() {
     assert_eq!(info_refs(&node, "a", None, Some(&bogus)).status, 401);
 
     // What it counted.
-    let m = reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", node_port(&node)))
+    let m = reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", node.http))
         .expect("metrics")
         .text()
         .expect("text");
@@ -198,15 +198,6 @@ fn credentials_decide_what_each_user_reads() {
     ] {
         assert!(m.contains(needle), "{needle} in\n{m}");
     }
-}
-
-fn node_port(node: &Node) -> u16 {
-    node.http_url("P", "r")
-        .trim_start_matches("http://127.0.0.1:")
-        .split('/')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port")
 }
 
 #[test]

@@ -47,7 +47,8 @@ fn admin_routes_need_the_token_or_the_nodes_own_host() {
     let node = Node::start(
         &up.file_url(),
         &format!(
-            "mirror.repos=P/r\nmirror.access=authenticated\nmirror.admin.tokenFile={}\n",
+            "mirror.repos=P/r\nmirror.access=authenticated\nmirror.admin.tokenFile={}\n\
+             plugin.mirroring.upstream.auth.url=https://127.0.0.1:9/scm\n",
             token_file.display()
         ),
     );

@@ -57,6 +57,22 @@ fn config_mistakes_exit_64_naming_file_line_and_key() {
         assert_eq!(out.status.code(), Some(64));
         assert!(String::from_utf8_lossy(&out.stderr).contains(&want));
     }
+    // Authenticated access with nowhere to check credentials (a file:// upstream, no auth URL).
+    let home = tempfile::tempdir().expect("tempdir");
+    let text = properties(
+        "file:///srv/git",
+        free_port(),
+        free_port(),
+        "mirror.repos=P/r\n",
+    );
+    std::fs::write(home.path().join("mirrorfarm.properties"), &text).expect("write");
+    let (code, err) = run_expecting_exit(home.path(), Duration::from_secs(20));
+    assert_eq!(code, Some(64), "{err}");
+    assert!(
+        err.contains("plugin.mirroring.upstream.auth.url")
+            && err.contains("mirror.access=anonymous"),
+        "{err}"
+    );
     let (code, err) = run_expecting_exit(
         std::path::Path::new("/nonexistent-home"),
         Duration::from_secs(20),

@@ -1,5 +1,5 @@
 //! Serving: clones over smart HTTP (v0, v2) and SSH equal the upstream ref for ref; shallow and
-//! partial clones; gzip requests; pushes refused; bad paths refused; 401 without anonymous access.
+//! partial clones; gzip requests; pushes refused; bad paths refused; 401 and 503 in authenticated mode without a reachable credential check.
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -335,24 +335,32 @@ fn a_slow_client_is_cut_off_at_the_header_timeout() {
 }
 
 #[test]
-fn non_anonymous_access_answers_401() {
+fn authenticated_access_without_a_reachable_upstream_endpoint() {
     let up = Upstream::new();
     up.create("PROJ", "repo", &Shape::small());
-    let node = Node::start(&up.file_url(), "mirror.repos=PROJ/repo\n");
-    let s = node.wait_state("SYNCHRONIZED", LIMIT);
-    assert!(
-        s["accessMessage"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("anonymous"),
-        "{s}"
+    // Nothing listens on port 9: credentials cannot be checked.
+    let node = Node::start(
+        &up.file_url(),
+        "mirror.repos=PROJ/repo\nplugin.mirroring.upstream.auth.url=https://127.0.0.1:9/scm\n",
     );
-    let r = reqwest::blocking::get(format!(
+    let s = node.wait_state("SYNCHRONIZED", LIMIT);
+    assert_eq!(s["access"], "authenticated", "{s}");
+    let url = format!(
         "{}/info/refs?service=git-upload-pack",
         node.http_url("PROJ", "repo")
-    ))
-    .expect("GET");
+    );
+    // No credentials: 401 asking for them.
+    let r = reqwest::blocking::get(&url).expect("GET");
     assert_eq!(r.status().as_u16(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    // Credentials nobody can check: 503 (a 401 would make git drop the user's password).
+    let r = reqwest::blocking::Client::new()
+        .get(&url)
+        .basic_auth("alice", Some("pw"))
+        .send()
+        .expect("GET");
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(node.status()["authOffline"] == true);
     let out = gitc::try_run(
         None,
         &["ls-remote", &node.ssh_url("PROJ", "repo")],

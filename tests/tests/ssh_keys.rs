@@ -72,7 +72,7 @@ fn only_known_keys_read_and_only_what_their_line_names() {
     let node = Node::start(
         &up.file_url(),
         &format!(
-            "mirror.repos=PROJ/a,PROJ/b\nmirror.access=authenticated\n\
+            "mirror.repos=PROJ/a,PROJ/b\nmirror.access=authenticated\nplugin.mirroring.upstream.auth.url=https://127.0.0.1:9/scm\n\
              plugin.ssh.authorizedKeysFile={}\nplugin.ssh.authorizedKeysCommand={} %u %f\n",
             file.display(),
             script.display()
