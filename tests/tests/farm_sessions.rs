@@ -1,7 +1,8 @@
 //! Sessions replicated farm-wide (`hazelcast.http.sessions=replicated`, the default in a farm): a
 //! session issued by one member works on every other member without credentials and without a
 //! new upstream check, through the LB with `lb.sticky=false`, on a member that restarted and on
-//! one that joined later; the session carried over to another member keeps its value.
+//! one that joined later; the session carried over to another member keeps its value; logging
+//! out on one member ends it on all.
 
 use std::time::Duration;
 
@@ -127,4 +128,23 @@ fn a_session_issued_by_one_member_works_on_every_member() {
         "the session on a member that joined later",
     );
     assert_eq!(http.checks(), checks, "still no new upstream check");
+
+    // Logging out on one member ends the session on all.
+    let r = reqwest::blocking::Client::new()
+        .delete(format!(
+            "http://127.0.0.1:{}/rest/mirroring/latest/session",
+            nodes[1].http
+        ))
+        .header("Cookie", &cookie)
+        .send()
+        .expect("DELETE session");
+    assert_eq!(r.status().as_u16(), 204);
+    for (i, n) in nodes.iter().enumerate() {
+        wait_or_explain(
+            &format!("the session to end on member {}", i + 1),
+            Duration::from_secs(10),
+            || (get(n, None, Some(&cookie)).0 == 401).then_some(()),
+            || n.explain(30),
+        );
+    }
 }

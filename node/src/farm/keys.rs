@@ -36,11 +36,14 @@ pub const CONFIG_PREFIX: &str = "config:";
 
 /// The configuration keys every member of a farm must agree on (their digests are gossiped;
 /// `farm.secret` is not: it is never published in any form).
-pub const FARM_KEYS: [&str; 4] = [
+pub const FARM_KEYS: [&str; 7] = [
     "plugin.mirroring.upstream.url",
     "setup.baseUrl",
     "mirror.repos",
     "mirror.projects",
+    "mirror.access",
+    "plugin.mirroring.upstream.auth.url",
+    "hazelcast.http.sessions",
 ];
 
 fn digest(s: &str) -> String {
@@ -62,11 +65,22 @@ pub fn config_digests(c: &Config) -> BTreeMap<&'static str, String> {
             .collect::<Vec<_>>()
             .join(","),
     };
+    let access = match c.access {
+        crate::config::Access::Anonymous => "anonymous",
+        crate::config::Access::Authenticated => "authenticated",
+    };
+    let sessions = match c.auth.sessions {
+        crate::config::SessionMode::Replicated => "replicated",
+        crate::config::SessionMode::Local => "local",
+    };
     let values = [
         c.upstream.to_string(),
         c.base_url.clone(),
         repos.join(","),
         projects,
+        access.to_owned(),
+        c.auth.auth_url.clone().unwrap_or_default(),
+        sessions.to_owned(),
     ];
     FARM_KEYS
         .iter()

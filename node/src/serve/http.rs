@@ -130,9 +130,9 @@ pub async fn scm(
         None
     } else {
         let admission = shared.gate.admit(req.headers(), &id, &shared.metrics).await;
-        match http_access::refusal(&shared, &id, admission) {
-            Ok(c) => c,
-            Err(r) => return r,
+        match http_access::gated(&shared, &id, admission) {
+            http_access::Gated::Serve(c) => c,
+            http_access::Gated::Refuse(r) => return r,
         }
     };
     let (repo_path, key) = match shared.lookup(&id) {

@@ -38,21 +38,27 @@ pub fn unauthorized(serving: &Serving, msg: String) -> Response {
     r
 }
 
-/// A refusal for anything but `Allowed`; for `Allowed`, the cookie to set, if any.
-pub fn refusal(
-    serving: &Serving,
-    id: &RepoId,
-    a: Admission,
-) -> Result<Option<HeaderValue>, Response> {
+/// A request the gate let through (with the cookie to set, if any), or the answer refusing it.
+pub enum Gated {
+    /// Serve it; set this cookie on the answer.
+    Serve(Option<HeaderValue>),
+    /// Answer with this.
+    Refuse(Response),
+}
+
+/// The gate's word as HTTP.
+pub fn gated(serving: &Serving, id: &RepoId, a: Admission) -> Gated {
     match a {
-        Admission::Allowed { new_session } => Ok(new_session.and_then(|s| cookie(serving, &s))),
-        Admission::Unauthorized(msg) => Err(unauthorized(serving, msg)),
-        Admission::NotFound => Err(not_mirrored(id)),
+        Admission::Allowed { new_session } => {
+            Gated::Serve(new_session.and_then(|s| cookie(serving, &s)))
+        }
+        Admission::Unauthorized(msg) => Gated::Refuse(unauthorized(serving, msg)),
+        Admission::NotFound => Gated::Refuse(not_mirrored(id)),
         Admission::Unavailable(msg) => {
             let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, msg);
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-            Err(r)
+            Gated::Refuse(r)
         }
     }
 }

@@ -41,28 +41,21 @@ const RESPONSE_HEADERS: [HeaderName; 4] = [
     header::RETRY_AFTER,
 ];
 
-fn bad_gateway(up: &Upstream, id: &RepoId, e: &reqwest::Error) -> Response {
+/// 502 naming what failed (not where: the upstream's address is for admins).
+fn bad_gateway(e: reqwest::Error) -> Response {
+    let why = if e.is_timeout() {
+        "it did not answer in time".to_owned()
+    } else if e.is_connect() {
+        "it cannot be reached".to_owned()
+    } else {
+        e.without_url().to_string()
+    };
+    tracing::warn!(error = %why, "cannot pass a push on to the upstream");
     let mut r = Response::new(Body::from(format!(
-        "cannot pass the push on to {}: {}\n",
-        up.url(id, ""),
-        e.without_url_ref()
+        "cannot pass the push on to the upstream: {why}\n"
     )));
     *r.status_mut() = StatusCode::BAD_GATEWAY;
     r
-}
-
-trait WithoutUrlRef {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrlRef for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        let mut s = self.to_string();
-        if let Some(u) = self.url() {
-            s = s.replace(u.as_str(), "");
-        }
-        s
-    }
 }
 
 fn forward(req: reqwest::RequestBuilder, headers: &HeaderMap) -> reqwest::RequestBuilder {
@@ -108,7 +101,7 @@ pub async fn advertise(serving: &Serving, up: &Upstream, id: &RepoId, req: Reque
         }
         Err(e) => {
             serving.metrics.push("failed");
-            bad_gateway(up, id, &e)
+            bad_gateway(e)
         }
     }
 }
@@ -139,7 +132,7 @@ pub async fn receive(serving: &Arc<Serving>, up: &Upstream, id: &RepoId, req: Re
         Ok(r) => r,
         Err(e) => {
             serving.metrics.push("failed");
-            return bad_gateway(up, id, &e);
+            return bad_gateway(e);
         }
     };
     let commands = followed

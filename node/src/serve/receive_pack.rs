@@ -17,9 +17,12 @@ pub struct Commands {
     pub sideband: bool,
 }
 
-/// Splits complete pkt-lines off `buf`: `Some(None)` for a flush, `Some(Some(payload))` for data,
-/// `None` when `buf` holds no whole packet; `Err` for broken framing.
-fn next_pkt(buf: &[u8]) -> Result<Option<(Option<&[u8]>, usize)>, ()> {
+/// The next packet of a buffer and the bytes it took: `None` as payload for a flush.
+type Split<'a> = Option<(Option<&'a [u8]>, usize)>;
+
+/// Splits complete pkt-lines off `buf`: `Some((None, 4))` for a flush, `Some((Some(payload), n))`
+/// for data, `None` when `buf` holds no whole packet; `Err` for broken framing.
+fn next_pkt(buf: &[u8]) -> Result<Split<'_>, ()> {
     if buf.len() < 4 {
         return Ok(None);
     }

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::{Json, Router};
 
 use crate::farm::Farm;
@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(index))
         .route("/status", get(status_doc))
         .route("/scm/{*rest}", any(http::scm))
+        .route("/rest/mirroring/latest/session", delete(logout))
         .merge(admin)
         .with_state(state);
     // Anonymous: a routing cookie for every client. Authenticated: the cookie is the session, set
@@ -109,6 +110,32 @@ async fn status_doc(
     headers: axum::http::HeaderMap,
 ) -> Response {
     private(Json(status_for(&s, peer, &headers)).into_response())
+}
+
+/// `DELETE /rest/mirroring/latest/session`: ends the caller's session (on every member, in a
+/// farm with replicated sessions) and clears its cookie.
+async fn logout(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let now = crate::store::now_ms();
+    let ended = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(mirrorfarm_common::session::sessions_in_cookie_header)
+        .filter(|(session, _)| s.shared.gate.sessions.remove(session, now))
+        .count();
+    let status = if ended > 0 {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    let mut r = status.into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        header::HeaderValue::from_static(
+            "BITBUCKETSESSIONID=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax",
+        ),
+    );
+    r
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
