@@ -16,6 +16,14 @@ impl std::fmt::Debug for CredKey {
     }
 }
 
+impl CredKey {
+    /// A key for unit tests.
+    #[cfg(test)]
+    pub fn test(n: u8) -> Self {
+        Self([n; 32])
+    }
+}
+
 /// A credential presented with a request.
 pub struct Credential {
     /// The `Authorization` value, passed on to the upstream as it came.

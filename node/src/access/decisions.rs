@@ -26,6 +26,8 @@ pub enum Outcome {
     Granted {
         /// Decided from a cached grant while the upstream cannot be asked.
         offline: bool,
+        /// When the upstream said so (ms since the epoch): a grant lasts the TTL from then.
+        decided_ms: i64,
     },
     /// Wrong credentials.
     BadCredentials,
@@ -39,6 +41,7 @@ pub enum Outcome {
 struct Cached {
     verdict: Verdict,
     at: Instant,
+    at_ms: i64,
 }
 
 type Key = (CredKey, RepoId);
@@ -93,9 +96,9 @@ impl Decisions {
         }
     }
 
-    fn fresh(&self, key: &Key, now: Instant) -> Option<Verdict> {
+    fn fresh(&self, key: &Key, now: Instant) -> Option<Cached> {
         let c = *self.cache.lock().get(key)?;
-        (now < c.at + self.lifetime(c.verdict)).then_some(c.verdict)
+        (now < c.at + self.lifetime(c.verdict)).then_some(c)
     }
 
     fn remember(&self, key: Key, verdict: Verdict) {
@@ -105,7 +108,14 @@ impl Decisions {
             let keep = self.ttl + self.offline_ttl;
             cache.retain(|_, c| c.verdict == Verdict::Granted && now < c.at + keep);
         }
-        cache.insert(key, Cached { verdict, at: now });
+        cache.insert(
+            key,
+            Cached {
+                verdict,
+                at: now,
+                at_ms: crate::store::now_ms(),
+            },
+        );
     }
 
     /// Decides whether `cred` may read `repo` (counted in `metrics`).
@@ -116,9 +126,9 @@ impl Decisions {
         metrics: &crate::metrics::NodeMetrics,
     ) -> Outcome {
         let key = (cred.key, repo.clone());
-        if let Some(v) = self.fresh(&key, Instant::now()) {
-            metrics.auth_decision("cache", v.label());
-            return outcome(v);
+        if let Some(c) = self.fresh(&key, Instant::now()) {
+            metrics.auth_decision("cache", c.verdict.label());
+            return outcome(c.verdict, c.at_ms);
         }
         let flight = self.inflight.lock().entry(key.clone()).or_default().clone();
         let mut asked = false;
@@ -147,7 +157,12 @@ impl Decisions {
                     *self.offline.lock() = None;
                 }
                 metrics.auth_decision(source, v.label());
-                outcome(v)
+                let at_ms = self
+                    .cache
+                    .lock()
+                    .get(&key)
+                    .map_or_else(crate::store::now_ms, |c| c.at_ms);
+                outcome(v, at_ms)
             }
             Err(e) => {
                 if asked {
@@ -166,7 +181,10 @@ impl Decisions {
                             && Instant::now() < c.at + self.ttl + self.offline_ttl =>
                     {
                         metrics.auth_decision("cache", "offline");
-                        Outcome::Granted { offline: true }
+                        Outcome::Granted {
+                            offline: true,
+                            decided_ms: c.at_ms,
+                        }
                     }
                     _ => {
                         metrics.auth_decision(source, "unavailable");
@@ -178,9 +196,12 @@ impl Decisions {
     }
 }
 
-fn outcome(v: Verdict) -> Outcome {
+fn outcome(v: Verdict, decided_ms: i64) -> Outcome {
     match v {
-        Verdict::Granted => Outcome::Granted { offline: false },
+        Verdict::Granted => Outcome::Granted {
+            offline: false,
+            decided_ms,
+        },
         Verdict::BadCredentials => Outcome::BadCredentials,
         Verdict::NoAccess => Outcome::NoAccess,
     }

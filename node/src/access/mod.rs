@@ -121,16 +121,19 @@ impl Gate {
             return Admission::Unavailable("no upstream to check credentials with".into());
         };
         match decisions.decide(&cred, repo, metrics).await {
-            Outcome::Granted { .. } => {
+            // Read on a cached grant while the upstream is away: nothing new to record.
+            Outcome::Granted { offline: true, .. } => Admission::Allowed { new_session: None },
+            Outcome::Granted { decided_ms, .. } => {
                 let session = session_user
                     .as_ref()
                     .filter(|(_, u)| *u == cred.user)
                     .map(|(s, _)| s.as_str());
                 let new_session = self.sessions.grant(
                     session,
+                    cred.key,
                     &cred.user,
                     repo,
-                    now + self.grant_ttl_ms,
+                    decided_ms + self.grant_ttl_ms,
                     now,
                 );
                 Admission::Allowed { new_session }

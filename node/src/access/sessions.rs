@@ -10,6 +10,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
+use crate::access::credential::CredKey;
 use crate::names::RepoId;
 
 /// At most this many sessions are kept; past it, new ones are not issued (requests still work
@@ -65,6 +66,8 @@ pub struct Sessions {
     timeout: Duration,
     replicated: bool,
     entries: Mutex<HashMap<String, Entry>>,
+    /// The session this node issued to each credential (in memory only; never sent anywhere).
+    by_credential: Mutex<HashMap<CredKey, String>>,
     dirty: Mutex<HashSet<String>>,
     /// Woken when sessions changed that the farm should carry.
     pub changed: tokio::sync::Notify,
@@ -77,6 +80,7 @@ impl Sessions {
             timeout,
             replicated,
             entries: Mutex::new(HashMap::new()),
+            by_credential: Mutex::new(HashMap::new()),
             dirty: Mutex::new(HashSet::new()),
             changed: tokio::sync::Notify::new(),
         }
@@ -144,30 +148,45 @@ impl Sessions {
         }
     }
 
-    /// Records a grant of `repo` until `expires_ms` in `session` of `user` (a new session when
-    /// `session` is `None` or names none of `user`'s): the session part of the cookie to set when
-    /// a new one was made.
+    /// Records a grant of `repo` until `expires_ms` for `user`, who authenticated with `cred`: in
+    /// the session the request presented (when live and `user`'s), else in the one this node
+    /// issued earlier to the same credential (clients that keep no cookies, as git by default,
+    /// get that one back instead of a new one per request), else in a new one. Returns the
+    /// session part of the cookie to set when the client did not present it.
     pub fn grant(
         &self,
-        session: Option<&str>,
+        presented: Option<&str>,
+        cred: CredKey,
         user: &str,
         repo: &RepoId,
         expires_ms: i64,
         now: i64,
     ) -> Option<String> {
         let mut entries = self.entries.lock();
-        if let Some(s) = session {
-            let key = key_of(s);
-            if let Some(e) = entries.get_mut(&key) {
-                if self.live(&e.record, now) && e.record.user == user {
-                    e.record.grants.insert(repo.to_string(), expires_ms);
-                    e.record.last_used_ms = now;
-                    e.published_use_ms = now;
-                    drop(entries);
-                    self.mark(key);
-                    return None;
-                }
+        let issued = self.by_credential.lock().get(&cred).cloned();
+        let candidates = [(presented.map(str::to_owned), false), (issued, true)];
+        for (value, set_cookie) in candidates {
+            let Some(value) = value else { continue };
+            let key = key_of(&value);
+            let Some(e) = entries.get_mut(&key) else {
+                continue;
+            };
+            if !self.live(&e.record, now) || e.record.user != user {
+                continue;
             }
+            e.record.last_used_ms = now;
+            let g = e.record.grants.entry(repo.to_string()).or_insert(0);
+            // Only a grant that lasts longer is news for the other members.
+            let news = expires_ms > *g;
+            *g = (*g).max(expires_ms);
+            if news {
+                e.published_use_ms = now;
+            }
+            drop(entries);
+            if news {
+                self.mark(key);
+            }
+            return set_cookie.then_some(value);
         }
         if entries.len() >= MAX_SESSIONS {
             entries.retain(|_, e| self.live(&e.record, now));
@@ -196,6 +215,12 @@ impl Sessions {
             },
         );
         drop(entries);
+        let mut by_credential = self.by_credential.lock();
+        if by_credential.len() >= MAX_SESSIONS {
+            by_credential.clear();
+        }
+        by_credential.insert(cred, value.clone());
+        drop(by_credential);
         self.mark(key);
         Some(value)
     }
@@ -284,10 +309,16 @@ mod tests {
     fn grant_use_expire_and_merge() {
         let s = Sessions::new(Duration::from_secs(60), true);
         let a = repo("P/a");
+        let (ca, cb) = (CredKey::test(1), CredKey::test(2));
         let v = s
-            .grant(None, "alice", &a, 10_000, 1_000)
+            .grant(None, ca, "alice", &a, 10_000, 1_000)
             .expect("new session");
         assert_eq!(v.len(), 32);
+        // The same credential without a cookie gets the same session back.
+        assert_eq!(
+            s.grant(None, ca, "alice", &a, 10_000, 1_500),
+            Some(v.clone())
+        );
         assert_eq!(
             s.standing(&v, &a, 2_000),
             Standing::Granted {
@@ -309,11 +340,12 @@ mod tests {
         );
         // Another grant goes into the same session.
         assert_eq!(
-            s.grant(Some(&v), "alice", &repo("P/b"), 20_000, 10_000),
+            s.grant(Some(&v), ca, "alice", &repo("P/b"), 20_000, 10_000),
             None
         );
         // Not another user's.
-        assert!(s.grant(Some(&v), "bob", &a, 20_000, 10_000).is_some());
+        let bobs = s.grant(Some(&v), cb, "bob", &a, 20_000, 10_000);
+        assert!(bobs.is_some_and(|b| b != v));
         // Idle past the timeout.
         assert_eq!(
             s.standing(&v, &repo("P/b"), 10_000 + 60_000),
