@@ -173,7 +173,9 @@ fn credentials_decide_what_each_user_reads() {
     );
     let cookie = set.split(';').next().expect("cookie").to_owned();
     // A client that keeps no cookies (git by default) gets the same session back, not a new one.
-    let again = info_refs(&node, "a", Some(ALICE), None).set_cookie.expect("cookie");
+    let again = info_refs(&node, "a", Some(ALICE), None)
+        .set_cookie
+        .expect("cookie");
     assert_eq!(again.split(';').next(), Some(cookie.as_str()));
     let value = cookie.trim_start_matches("BITBUCKETSESSIONID=");
     let (random, route) = value.split_once('.').expect("route suffix");
