@@ -75,26 +75,8 @@ fn pids_of(name: &str) -> Vec<u32> {
 
 fn baseline(dir: &Path, repos: &Path, port: u16) -> Killed {
     let sock = dir.join("fcgiwrap.sock");
-    let backend = {
-        let out = Command::new("git")
-            .arg("--exec-path")
-            .output()
-            .expect("git --exec-path");
-        format!(
-            "{}/git-http-backend",
-            String::from_utf8_lossy(&out.stdout).trim()
-        )
-    };
-    let fcgi = Command::new("fcgiwrap")
-        .args(["-c", "8", "-s"])
-        .arg(format!("unix:{}", sock.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("fcgiwrap (apt-get install fcgiwrap)");
-    wait_for("fcgiwrap socket", Duration::from_secs(10), || {
-        sock.exists().then_some(())
-    });
+    let backend = mirrorfarm_tests::http_upstream::git_http_backend();
+    let fcgi = mirrorfarm_tests::http_upstream::fcgiwrap(&sock, 8);
     let conf = format!(
         "user root;\nworker_processes 2;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 4096; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  fastcgi_temp_path {d}/fcgi;\n  proxy_temp_path {d}/proxy;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\

@@ -12,6 +12,33 @@ use tempfile::TempDir;
 
 use crate::{free_port, wait_for};
 
+/// The path of git's `git-http-backend` program.
+pub fn git_http_backend() -> String {
+    let out = Command::new("git")
+        .arg("--exec-path")
+        .output()
+        .expect("git --exec-path");
+    format!(
+        "{}/git-http-backend",
+        String::from_utf8_lossy(&out.stdout).trim()
+    )
+}
+
+/// Starts fcgiwrap with `children` workers on the unix socket `sock`; returns once it listens.
+pub fn fcgiwrap(sock: &Path, children: u32) -> Child {
+    let fcgi = Command::new("fcgiwrap")
+        .args(["-c", &children.to_string(), "-s"])
+        .arg(format!("unix:{}", sock.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("fcgiwrap (apt-get install fcgiwrap)");
+    wait_for("fcgiwrap socket", Duration::from_secs(10), || {
+        sock.exists().then_some(())
+    });
+    fcgi
+}
+
 /// A running nginx + fcgiwrap + git http-backend.
 pub struct HttpUpstream {
     dir: TempDir,
@@ -97,16 +124,7 @@ impl HttpUpstream {
             ));
         }
         std::fs::write(d.join("htpasswd"), htpasswd).expect("htpasswd");
-        let backend = {
-            let out = Command::new("git")
-                .arg("--exec-path")
-                .output()
-                .expect("git --exec-path");
-            format!(
-                "{}/git-http-backend",
-                String::from_utf8_lossy(&out.stdout).trim()
-            )
-        };
+        let backend = git_http_backend();
         let mut script = String::from("#!/bin/sh\ncase \"$PATH_INFO\" in\n");
         for (repo, who) in rules {
             script.push_str(&format!(
@@ -126,16 +144,7 @@ impl HttpUpstream {
         )
         .expect("chmod");
         let sock = d.join("fcgiwrap.sock");
-        let fcgi = Command::new("fcgiwrap")
-            .args(["-c", "4", "-s"])
-            .arg(format!("unix:{}", sock.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("fcgiwrap (apt-get install fcgiwrap)");
-        wait_for("fcgiwrap socket", Duration::from_secs(10), || {
-            sock.exists().then_some(())
-        });
+        let fcgi = fcgiwrap(&sock, 4);
         let port = free_port();
         let conf = format!(
             "user root;\nmaster_process off;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\

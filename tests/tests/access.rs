@@ -226,8 +226,22 @@ fn cached_grants_outlive_the_upstream_and_session_grants_expire() {
     // The upstream's endpoint goes down: alice's cached grant (past its TTL, within
     // mirror.auth.offlineTtl) still reads; bob, never checked, gets 503, not 401.
     http.stop();
-    let refs = gitc::ls_remote(&url_as(&node, "a", ALICE), &NO_PROMPT);
-    assert!(refs.contains_key("refs/heads/main"));
+    let work = tempfile::tempdir().expect("tempdir");
+    let dest = work.path().join("a");
+    gitc::run(
+        None,
+        &[
+            "clone",
+            "-q",
+            &url_as(&node, "a", ALICE),
+            dest.to_str().expect("utf8"),
+        ],
+        &NO_PROMPT,
+    );
+    assert_eq!(
+        gitc::refs(&dest).get("refs/remotes/origin/main"),
+        gitc::refs(&up.repo("PROJ", "a")).get("refs/heads/main")
+    );
     let r = info_refs(&node, "b", Some(BOB), None);
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(

@@ -107,3 +107,18 @@ pub struct Farm {
     /// Sync triggers of this node.
     pub sync: SyncHandle,
 }
+
+impl Farm {
+    /// The other members of the current view, with their farm addresses.
+    pub fn others(&self) -> Vec<(String, std::net::SocketAddr)> {
+        match self.view.read().as_ref() {
+            Some(v) => v
+                .members
+                .iter()
+                .filter(|m| !m.this_node)
+                .filter_map(|m| Some((m.node_id.clone(), m.gossip?)))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+}

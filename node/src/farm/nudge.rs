@@ -29,16 +29,7 @@ pub fn member(farm: &Farm, node: String, addr: SocketAddr, repo: &RepoId) {
 
 /// Tells every other member of the view to sync `repo` (fire and forget).
 pub fn followers(farm: &Farm, repo: &RepoId) {
-    let others: Vec<(String, SocketAddr)> = match farm.view.read().as_ref() {
-        Some(v) => v
-            .members
-            .iter()
-            .filter(|m| !m.this_node)
-            .filter_map(|m| Some((m.node_id.clone(), m.gossip?)))
-            .collect(),
-        None => return,
-    };
-    for (node, addr) in others {
+    for (node, addr) in farm.others() {
         let (client, nudge) = (farm.client.clone(), nudge(repo));
         tokio::spawn(async move {
             if let Err(e) = client.sync(&node, addr, &nudge).await {

@@ -5,7 +5,6 @@
 //! marked removed; expiry follows from the replicated last use.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,18 +46,6 @@ pub async fn merge(
     StatusCode::NO_CONTENT.into_response()
 }
 
-fn others(farm: &Farm) -> Vec<(String, SocketAddr)> {
-    match farm.view.read().as_ref() {
-        Some(v) => v
-            .members
-            .iter()
-            .filter(|m| !m.this_node)
-            .filter_map(|m| Some((m.node_id.clone(), m.gossip?)))
-            .collect(),
-        None => Vec::new(),
-    }
-}
-
 /// Keeps this node's sessions and the other members' in step until `stop` turns true.
 pub async fn run(farm: Arc<Farm>, mut stop: watch::Receiver<bool>) {
     let sessions = &farm.shared.gate.sessions;
@@ -73,7 +60,7 @@ pub async fn run(farm: Arc<Farm>, mut stop: watch::Receiver<bool>) {
     let mut sweep = tokio::time::interval(SWEEP);
     let mut resync = tokio::time::interval(RESYNC);
     loop {
-        let members = others(&farm);
+        let members = farm.others();
         let live: HashSet<String> = members.iter().map(|(n, _)| n.clone()).collect();
         in_step.retain(|n| live.contains(n));
         for (node, addr) in &members {
