@@ -63,6 +63,15 @@ pub struct NodeMetrics {
     auth_decisions: Family<AuthLabels, Counter>,
     sessions_live: Gauge,
     pushes: Family<ResultLabel, Counter>,
+    busy: Counter,
+    processes: Family<StateLabel, Gauge>,
+}
+
+/// `state` label of upload-pack places.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// `running` or `waiting`.
+    pub state: String,
 }
 
 /// Labels of an access decision.
@@ -164,7 +173,21 @@ impl Default for NodeMetrics {
             "Pushes passed on to the upstream, by result (ok, refused, failed)",
             pushes.clone(),
         );
+        let busy = Counter::default();
+        registry.register(
+            "busy_refusals",
+            "Requests refused because every upload-pack place stayed busy (mirror.serve.maxProcesses)",
+            busy.clone(),
+        );
+        let processes = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "upload_pack_places",
+            "Upload-pack processes serving clients, and requests waiting for a place",
+            processes.clone(),
+        );
         Self {
+            busy,
+            processes,
             auth_decisions,
             sessions_live,
             pushes,
@@ -254,6 +277,22 @@ impl NodeMetrics {
     /// Sets the number of live sessions.
     pub fn sessions_live(&self, n: usize) {
         self.sessions_live.set(n as i64);
+    }
+
+    /// Counts a request refused for want of an upload-pack place.
+    pub fn busy(&self) {
+        self.busy.inc();
+    }
+
+    /// Sets the upload-pack places taken and the requests waiting.
+    pub fn places(&self, running: usize, waiting: usize) {
+        for (state, n) in [("running", running), ("waiting", waiting)] {
+            self.processes
+                .get_or_create(&StateLabel {
+                    state: state.into(),
+                })
+                .set(n as i64);
+        }
     }
 
     /// Counts a push passed on (`ok`, `refused`, `failed`).

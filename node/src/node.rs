@@ -211,6 +211,10 @@ pub async fn run(
             shared.config.ssh_keys_command.clone(),
         ),
         sync: sync.clone(),
+        processes: crate::serve::processes::Processes::new(
+            shared.config.serve_max_processes,
+            shared.config.serve_queue_timeout,
+        ),
     });
     let ssh_task = tokio::spawn(ssh::run(
         serving.clone(),

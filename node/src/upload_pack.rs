@@ -18,8 +18,44 @@ use tokio_util::io::{ReaderStream, StreamReader};
 use crate::gitcmd;
 use crate::mirror_repo::{STAGING, STAGING_HEAD};
 
-/// Largest (decompressed) upload-pack request accepted over HTTP.
-pub const MAX_REQUEST: u64 = 256 * 1024 * 1024;
+/// The error a capped request body gives once it passes its limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the request is larger than {0} bytes")]
+pub struct TooLarge(pub u64);
+
+/// Whether a read failed because the body passed its limit.
+pub fn is_too_large(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<TooLarge>())
+}
+
+/// A reader that fails with [`TooLarge`] (never a silent end) once more than `left` bytes come.
+struct Capped<R> {
+    inner: R,
+    limit: u64,
+    left: u64,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Capped<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &res {
+            let n = (buf.filled().len() - before) as u64;
+            if n > self.left {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    TooLarge(self.limit),
+                )));
+            }
+            self.left -= n;
+        }
+        res
+    }
+}
 
 /// How upload-pack is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,22 +205,32 @@ pub fn rpc_headers(
     Ok(gzip)
 }
 
-/// An HTTP request body as upload-pack's input: gunzipped when `gzip`, at most [`MAX_REQUEST`]
-/// bytes.
-pub fn request_input(body: axum::body::Body, gzip: bool) -> Box<dyn AsyncRead + Send + Unpin> {
-    use tokio::io::AsyncReadExt;
+/// An HTTP request body as upload-pack's input: gunzipped when `gzip`; past `limit` bytes
+/// (decompressed) it fails with [`TooLarge`].
+pub fn request_input(
+    body: axum::body::Body,
+    gzip: bool,
+    limit: u64,
+) -> Box<dyn AsyncRead + Send + Unpin> {
     let reader = StreamReader::new(body.into_data_stream().map_err(std::io::Error::other));
-    if gzip {
-        Box::new(GzipDecoder::new(BufReader::new(reader)).take(MAX_REQUEST))
+    let inner: Box<dyn AsyncRead + Send + Unpin> = if gzip {
+        Box::new(GzipDecoder::new(BufReader::new(reader)))
     } else {
-        Box::new(reader.take(MAX_REQUEST))
-    }
+        Box::new(reader)
+    };
+    Box::new(Capped {
+        inner,
+        limit,
+        left: limit,
+    })
 }
 
 /// A child's stdout as a stream, owning the child: it is stopped if the reader goes away.
 pub struct ChildStream {
     inner: ReaderStream<ChildStdout>,
     child: Child,
+    /// The place the process holds (`mirror.serve.maxProcesses`), given back with it.
+    place: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl ChildStream {
@@ -197,7 +243,14 @@ impl ChildStream {
         Ok(Self {
             inner: ReaderStream::with_capacity(stdout, 64 * 1024),
             child,
+            place: None,
         })
+    }
+
+    /// Holds `place` until the stream is dropped.
+    pub fn holding(mut self, place: Option<tokio::sync::OwnedSemaphorePermit>) -> Self {
+        self.place = place;
+        self
     }
 }
 

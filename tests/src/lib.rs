@@ -94,3 +94,22 @@ pub fn wait_or_explain<T>(
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A git request body: `first` pkt-lines, a flush, then `then` pkt-lines (e.g. wants, then
+/// `done`).
+pub fn pktline_request(first: &[&str], then: &[&str]) -> Vec<u8> {
+    let pkt = |s: &str| {
+        let mut v = format!("{:04x}", s.len() + 4).into_bytes();
+        v.extend_from_slice(s.as_bytes());
+        v
+    };
+    let mut out = Vec::new();
+    for s in first {
+        out.extend(pkt(s));
+    }
+    out.extend_from_slice(b"0000");
+    for s in then {
+        out.extend(pkt(s));
+    }
+    out
+}

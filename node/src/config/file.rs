@@ -80,6 +80,14 @@ pub struct FileConfig {
     pub session_timeout: Option<Located>,
     /// `mirror.push.syncWait`
     pub push_sync_wait: Option<Located>,
+    /// `mirror.serve.maxProcesses`
+    pub serve_max_processes: Option<Located>,
+    /// `mirror.serve.queueTimeout`
+    pub serve_queue_timeout: Option<Located>,
+    /// `mirror.serve.maxRequestSize`
+    pub serve_max_request: Option<Located>,
+    /// `server.bodyTimeout`
+    pub body_timeout: Option<Located>,
 }
 
 impl KnownKeys for FileConfig {
@@ -121,6 +129,10 @@ impl KnownKeys for FileConfig {
             "hazelcast.http.sessions" => &mut self.session_mode,
             "server.session.timeout" => &mut self.session_timeout,
             "mirror.push.syncWait" => &mut self.push_sync_wait,
+            "mirror.serve.maxProcesses" => &mut self.serve_max_processes,
+            "mirror.serve.queueTimeout" => &mut self.serve_queue_timeout,
+            "mirror.serve.maxRequestSize" => &mut self.serve_max_request,
+            "server.bodyTimeout" => &mut self.body_timeout,
             _ => return None,
         })
     }

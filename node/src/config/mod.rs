@@ -110,6 +110,18 @@ pub struct Config {
     pub ssh_first_command_timeout: Duration,
     /// Credentials, sessions and pushes.
     pub auth: AccessConfig,
+    /// `mirror.serve.maxProcesses` (default 2 × CPUs): upload-pack processes serving clients at
+    /// once.
+    pub serve_max_processes: usize,
+    /// `mirror.serve.queueTimeout` (default 30 s): how long a request waits for a place before it
+    /// is refused.
+    pub serve_queue_timeout: Duration,
+    /// `mirror.serve.maxRequestSize` (default 32 MiB): the largest upload-pack request body
+    /// (decompressed); a larger one gets 413.
+    pub serve_max_request: u64,
+    /// `server.bodyTimeout` (default 60 s): an upload-pack request's body must arrive within it
+    /// (408 otherwise).
+    pub body_timeout: Duration,
 }
 
 /// The farm keys.
@@ -303,7 +315,37 @@ impl Config {
             60,
         )?);
         let auth = access::access_config(&fc, &v, file, access, &upstream)?;
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+        let serve_max_processes = v.number(
+            &fc.serve_max_processes,
+            "mirror.serve.maxProcesses",
+            1..=4096,
+            2 * cpus,
+        )? as usize;
+        let serve_queue_timeout = Duration::from_secs(v.number(
+            &fc.serve_queue_timeout,
+            "mirror.serve.queueTimeout",
+            0..=600,
+            30,
+        )?);
+        let serve_max_request = match &fc.serve_max_request {
+            None => 32 << 20,
+            Some(l) => parse_size(&l.value)
+                .filter(|n| (64 * 1024..=1 << 30).contains(n))
+                .ok_or_else(|| {
+                    v.at(
+                        l,
+                        "mirror.serve.maxRequestSize",
+                        "must be a size from 64k to 1g, such as 32m",
+                    )
+                })?,
+        };
+        let body_timeout = v.seconds(&fc.body_timeout, "server.bodyTimeout", 60)?;
         Ok(Self {
+            serve_max_request,
+            body_timeout,
+            serve_max_processes,
+            serve_queue_timeout,
             auth,
             ssh_max_connections,
             ssh_first_command_timeout,

@@ -17,27 +17,61 @@ use crate::serve::{http_access, push, Serving};
 use crate::state::Lookup;
 use crate::upload_pack::{self, Exposure, Mode};
 
-/// Requests up to this size are read whole and may be answered by the pack cache.
+/// Requests up to this size may be answered by the pack cache.
 const CACHEABLE_REQUEST: usize = 1024 * 1024;
 
-/// Reads `r` to its end into `raw`, unless it holds more than `limit` bytes; whether it ended.
-async fn read_whole(
+/// How reading a request body ended, when it did not end well.
+enum BodyError {
+    /// Past `server.bodyTimeout`.
+    Slow,
+    /// Larger than `mirror.serve.maxRequestSize` (decompressed).
+    TooLarge,
+    /// Broken (bad gzip, the client went away).
+    Broken(std::io::Error),
+}
+
+/// Reads `r` to its end into `raw` (which may hold its first bytes already), by `deadline`.
+async fn read_request(
     r: &mut (dyn AsyncRead + Send + Unpin),
     raw: &mut Vec<u8>,
-    limit: usize,
-) -> bool {
-    let mut buf = [0u8; 8192];
-    loop {
-        match r.read(&mut buf).await {
-            Ok(0) => return true,
-            Ok(n) => {
-                raw.extend_from_slice(&buf[..n]);
-                if raw.len() > limit {
-                    return false;
-                }
+    deadline: tokio::time::Instant,
+) -> Result<(), BodyError> {
+    let read = async {
+        let mut buf = [0u8; 8192];
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+                Err(e) if upload_pack::is_too_large(&e) => return Err(BodyError::TooLarge),
+                Err(e) => return Err(BodyError::Broken(e)),
             }
-            Err(_) => return false,
         }
+    };
+    tokio::time::timeout_at(deadline, read)
+        .await
+        .unwrap_or(Err(BodyError::Slow))
+}
+
+fn body_refused(shared: &Serving, e: BodyError) -> Response {
+    match e {
+        BodyError::Slow => text(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s (server.bodyTimeout)",
+                shared.config.body_timeout.as_secs()
+            ),
+        ),
+        BodyError::TooLarge => text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "git request larger than {} bytes (mirror.serve.maxRequestSize)",
+                shared.config.serve_max_request
+            ),
+        ),
+        BodyError::Broken(e) => text(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the request body: {e}"),
+        ),
     }
 }
 
@@ -185,7 +219,14 @@ pub async fn scm(
             }
             None => {
                 shared.metrics.advertisement("git");
-                advertise(&repo_path, proto.as_deref(), version, log("info_refs"))
+                advertise(
+                    &shared,
+                    &repo_path,
+                    proto.as_deref(),
+                    version,
+                    log("info_refs"),
+                )
+                .await
             }
         },
         ScmEndpoint::Rpc(_) => {
@@ -241,7 +282,23 @@ async fn cached_advertisement(t: &Target<'_>, version: u32) -> Option<Response> 
     ))
 }
 
-fn advertise(repo: &std::path::Path, proto: Option<&str>, version: u32, log: ServeLog) -> Response {
+/// 503 for a request that found no place for a git process.
+fn busy(shared: &Serving, e: crate::serve::processes::Busy) -> Response {
+    shared.metrics.busy();
+    unavailable(e.to_string(), "5")
+}
+
+async fn advertise(
+    shared: &Serving,
+    repo: &std::path::Path,
+    proto: Option<&str>,
+    version: u32,
+    log: ServeLog,
+) -> Response {
+    let place = match shared.processes.acquire().await {
+        Ok(p) => p,
+        Err(e) => return busy(shared, e),
+    };
     let child = match upload_pack::spawn(repo, Mode::Advertise, Exposure::Clients, proto) {
         Ok(c) => c,
         Err(e) => {
@@ -258,7 +315,7 @@ fn advertise(repo: &std::path::Path, proto: Option<&str>, version: u32, log: Ser
         p.extend_from_slice(pktline::FLUSH);
         p
     };
-    let stream = match ServedStream::from_child(child, log, prefix.len() as u64) {
+    let stream = match ServedStream::from_child(child, log, prefix.len() as u64, Some(place)) {
         Ok(s) => s,
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
@@ -282,11 +339,18 @@ async fn rpc(
         Ok(g) => g,
         Err((status, why)) => return text(status, why),
     };
-    let mut input = upload_pack::request_input(req.into_body(), gzip);
+    let limit = t.shared.config.serve_max_request;
+    let mut input = upload_pack::request_input(req.into_body(), gzip, limit);
     let mut raw = Vec::new();
+    let deadline = tokio::time::Instant::now() + t.shared.config.body_timeout;
     if version == 2 {
         // An ls-refs command is answered from memory; anything else goes on, replayed whole.
-        if let Ok(Some(args)) = crate::serve::v2_request::peek_ls_refs(&mut input, &mut raw).await {
+        let peek = crate::serve::v2_request::peek_ls_refs(&mut input, &mut raw);
+        let peeked = match tokio::time::timeout_at(deadline, peek).await {
+            Ok(p) => p,
+            Err(_) => return body_refused(t.shared, BodyError::Slow),
+        };
+        if let Ok(Some(args)) = peeked {
             if let Some(a) = t.advertised().await {
                 let body = a.ls_refs_cached(&args);
                 t.shared
@@ -297,23 +361,24 @@ async fn rpc(
             }
         }
     }
-    // A small request is read whole: its framing is checked (a malformed one gets 400 naming the
-    // problem, not an empty answer git reports as a broken connection), and identical ones are
-    // answered by the pack cache.
-    let whole = read_whole(&mut input, &mut raw, CACHEABLE_REQUEST).await;
-    if whole {
-        if let Some(problem) = crate::pktline::framing_error(&raw) {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("malformed git request: {problem}"),
-            );
-        }
+    // The request is read whole, by server.bodyTimeout and within mirror.serve.maxRequestSize
+    // (before git starts: a slow client holds no process): its framing is checked (a malformed
+    // one gets 400 naming the problem, not an empty answer git reports as a broken connection),
+    // and small ones are answered by the pack cache.
+    if let Err(e) = read_request(&mut input, &mut raw, deadline).await {
+        return body_refused(t.shared, e);
     }
-    if t.shared.packs.enabled() && whole {
+    if let Some(problem) = crate::pktline::framing_error(&raw) {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("malformed git request: {problem}"),
+        );
+    }
+    if t.shared.packs.enabled() && raw.len() <= CACHEABLE_REQUEST {
         match t
             .shared
             .packs
-            .serve(t.id, t.key, repo, proto, raw.clone())
+            .serve(t.id, t.key, repo, proto, raw.clone(), &t.shared.processes)
             .await
         {
             Ok((stream, outcome)) => {
@@ -326,10 +391,17 @@ async fn rpc(
                 let body = Body::from_stream(LoggedStream::new(stream, log, source));
                 return git_response("application/x-git-upload-pack-result", body);
             }
-            Err(e) => tracing::warn!(error = %e, "pack cache unavailable; serving without it"),
+            Err(crate::serve::pack_cache::ServeError::Busy(e)) => return busy(t.shared, e),
+            Err(crate::serve::pack_cache::ServeError::Io(e)) => {
+                tracing::warn!(error = %e, "pack cache unavailable; serving without it")
+            }
         }
     }
-    let input: Box<dyn AsyncRead + Send + Unpin> = Box::new(std::io::Cursor::new(raw).chain(input));
+    let place = match t.shared.processes.acquire().await {
+        Ok(p) => p,
+        Err(e) => return busy(t.shared, e),
+    };
+    let input: Box<dyn AsyncRead + Send + Unpin> = Box::new(std::io::Cursor::new(raw));
     let child =
         match upload_pack::spawn_fed(repo, Exposure::Clients, proto, input, log.repo.clone()) {
             Ok(c) => c,
@@ -340,7 +412,7 @@ async fn rpc(
                 )
             }
         };
-    match ServedStream::from_child(child, log, 0) {
+    match ServedStream::from_child(child, log, 0, Some(place)) {
         Ok(stream) => git_response(
             "application/x-git-upload-pack-result",
             Body::from_stream(stream),

@@ -5,6 +5,7 @@ pub mod http;
 pub mod http_access;
 pub mod pack_cache;
 pub mod path;
+pub mod processes;
 pub mod push;
 pub mod receive_pack;
 pub mod refs_cache;
@@ -30,6 +31,8 @@ pub struct Serving {
     pub refs: refs_cache::RefsCache,
     /// The SSH keys the farm knows (authenticated mode).
     pub keys: ssh_keys::AuthorizedKeys,
+    /// Places for upload-pack processes (`mirror.serve.maxProcesses`).
+    pub processes: processes::Processes,
     /// Sync triggers (a push through the farm asks for one).
     pub sync: crate::sync::scheduler::SyncHandle,
 }

@@ -42,6 +42,17 @@ struct Entry {
     last_used: std::time::Instant,
 }
 
+/// Why the pack cache could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// No place for the process that would write the entry.
+    #[error(transparent)]
+    Busy(crate::serve::processes::Busy),
+    /// The cache's files.
+    #[error("pack cache: {0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// How a request was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -117,7 +128,8 @@ impl PackCache {
         repo_path: &Path,
         protocol: Option<&str>,
         request: Vec<u8>,
-    ) -> std::io::Result<(CachedStream, Outcome)> {
+        processes: &crate::serve::processes::Processes,
+    ) -> Result<(CachedStream, Outcome), ServeError> {
         let key = key_of(repo, state, protocol, &request);
         let found = {
             let mut entries = self.entries.lock();
@@ -134,9 +146,17 @@ impl PackCache {
             lookup(&mut entries, &key)
         };
         if let Some(found) = found {
-            return open(found).await;
+            return Ok(open(found).await?);
         }
-        // A miss: make this run's file first, then claim the key (another request may have won).
+        // A miss: the process that writes the entry takes a place (readers take none)...
+        let place = processes.acquire().await.map_err(ServeError::Busy)?;
+        // ... and while this request waited for it, another may have started the same entry.
+        let found = lookup(&mut self.entries.lock(), &key);
+        if let Some(found) = found {
+            drop(place);
+            return Ok(open(found).await?);
+        }
+        // Make this run's file first, then claim the key (another request may have won).
         let mut id = [0u8; 8];
         getrandom::getrandom(&mut id).expect("the OS random source is available");
         let suffix: String = id.iter().map(|b| format!("{b:02x}")).collect();
@@ -163,19 +183,21 @@ impl PackCache {
         };
         if let Err(found) = won {
             remove_later(vec![path]);
-            return open(found).await;
+            return Ok(open(found).await?);
         }
         let child =
             match upload_pack::spawn(repo_path, Mode::StatelessRpc, Exposure::Clients, protocol) {
                 Ok(c) => c,
                 Err(e) => {
                     self.drop_entry(&key, path);
-                    return Err(e);
+                    return Err(ServeError::Io(e));
                 }
             };
         let cache = self.clone();
         tokio::spawn(async move {
-            match write_entry(child, request, file, &tx).await {
+            let written = write_entry(child, request, file, &tx).await;
+            drop(place);
+            match written {
                 Ok(size) => {
                     let _ = tx.send(Progress::Done(size));
                     let kept = cache.entries.lock().contains_key(&key);

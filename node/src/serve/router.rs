@@ -141,6 +141,8 @@ async fn logout(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Re
 async fn metrics(State(s): State<AppState>) -> Response {
     let live = s.shared.gate.sessions.live_count(crate::store::now_ms());
     s.shared.metrics.sessions_live(live);
+    let p = &s.shared.processes;
+    s.shared.metrics.places(p.running(), p.waiting());
     let body = s
         .shared
         .metrics

@@ -31,11 +31,16 @@ pub type ServedStream = LoggedStream<ChildStream>;
 
 impl ServedStream {
     /// Wraps `child` (its stdout must be piped and not yet taken); `prefix` bytes were already sent.
-    pub fn from_child(mut child: Child, log: ServeLog, prefix: u64) -> std::io::Result<Self> {
+    pub fn from_child(
+        mut child: Child,
+        log: ServeLog,
+        prefix: u64,
+        place: Option<crate::serve::processes::Permit>,
+    ) -> std::io::Result<Self> {
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(crate::upload_pack::log_stderr(stderr, log.repo.clone()));
         }
-        let mut s = LoggedStream::new(ChildStream::new(child)?, log, "git");
+        let mut s = LoggedStream::new(ChildStream::new(child)?.holding(place), log, "git");
         s.bytes = prefix;
         Ok(s)
     }

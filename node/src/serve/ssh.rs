@@ -369,6 +369,13 @@ async fn exec(
         }
         return Ok(());
     }
+    let place = match shared.processes.acquire().await {
+        Ok(p) => p,
+        Err(e) => {
+            shared.metrics.busy();
+            return fail(&ch, &e.to_string(), true).await;
+        }
+    };
     let mut child =
         match upload_pack::spawn(&repo, Mode::Stateful, Exposure::Clients, proto.as_deref()) {
             Ok(c) => c,
@@ -392,6 +399,7 @@ async fn exec(
         .unwrap_or(0);
     let _ = out.flush().await;
     let status = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(1);
+    drop(place);
     shared.metrics.served("ssh", "upload_pack", sent);
     tracing::info!(
         repo = %id,

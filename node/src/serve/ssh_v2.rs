@@ -76,7 +76,7 @@ async fn answer(
     if shared.packs.enabled() {
         let (mut stream, outcome) = shared
             .packs
-            .serve(id, key, path, Some("version=2"), request)
+            .serve(id, key, path, Some("version=2"), request, &shared.processes)
             .await
             .map_err(|e| e.to_string())?;
         shared.metrics.pack_cache(outcome.label());
@@ -88,6 +88,10 @@ async fn answer(
         }
         return Ok(n);
     }
+    let _place = shared.processes.acquire().await.map_err(|e| {
+        shared.metrics.busy();
+        e.to_string()
+    })?;
     let mut child = upload_pack::spawn(
         path,
         Mode::StatelessRpc,

@@ -138,7 +138,11 @@ pub async fn upload_pack(
         Err((status, why)) => return text(status, why),
     };
     let proto = git_protocol(headers);
-    let input = upload_pack::request_input(req.into_body(), gzip);
+    let input = upload_pack::request_input(
+        req.into_body(),
+        gzip,
+        c.farm.shared.config.serve_max_request,
+    );
     let label = format!("{project}/{repo} (farm)");
     let child =
         match upload_pack::spawn_fed(&path, Exposure::Staged, proto.as_deref(), input, label) {
