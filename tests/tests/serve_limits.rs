@@ -198,3 +198,60 @@ fn request_bodies_are_bounded_in_size_and_time() {
         &[],
     );
 }
+
+#[test]
+fn a_mirror_fetch_with_30000_wants_works_over_ssh_v2_as_over_http() {
+    let up = Upstream::new();
+    let path = up.create("P", "many", &Shape::small());
+    // 30 000 root commits, each on a branch of its own: a v2 fetch of all of them asks for 30 000
+    // objects, a request of about 1.5 MB (more than SSH accepted before).
+    let mut stream = String::new();
+    for i in 0..30_000 {
+        let msg = format!("c{i}\n");
+        stream.push_str(&format!(
+            "commit refs/heads/b{i}\ncommitter T <t@example.com> 1700000000 +0000\ndata {}\n{msg}\n",
+            msg.len()
+        ));
+    }
+    let mut fi = Command::new("git")
+        .args(["fast-import", "--quiet"])
+        .current_dir(&path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("fast-import");
+    std::io::Write::write_all(fi.stdin.as_mut().expect("stdin"), stream.as_bytes()).expect("feed");
+    drop(fi.stdin.take());
+    assert!(fi.wait().expect("fast-import").success());
+    let node = Node::start(
+        &up.file_url(),
+        "mirror.repos=P/many\nmirror.access=anonymous\n",
+    );
+    node.wait_state("SYNCHRONIZED", Duration::from_secs(180));
+    let work = tempfile::tempdir().expect("tempdir");
+    for (name, url, env) in [
+        ("http", node.http_url("P", "many"), vec![]),
+        (
+            "ssh",
+            node.ssh_url("P", "many"),
+            vec![("GIT_SSH_COMMAND", node.git_ssh())],
+        ),
+    ] {
+        let dest = work.path().join(name);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        gitc::run(
+            None,
+            &[
+                "-c",
+                "protocol.version=2",
+                "clone",
+                "-q",
+                "--mirror",
+                &url,
+                dest.to_str().expect("utf8"),
+            ],
+            &env,
+        );
+        let refs = gitc::refs(&dest);
+        assert!(refs.len() > 30_000, "{name}: {} refs", refs.len());
+    }
+}

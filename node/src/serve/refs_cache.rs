@@ -75,8 +75,12 @@ impl Advertised {
         } else {
             &args.prefixes
         };
+        // Each name is checked against its own prefixes in a set: thousands of `ref-prefix`
+        // arguments cost no more than a few.
+        let set: std::collections::HashSet<&str> = prefixes.iter().map(String::as_str).collect();
         let matches = |name: &str| {
-            prefixes.is_empty() || prefixes.iter().any(|p| name.starts_with(p.as_str()))
+            set.is_empty()
+                || (0..=name.len()).any(|i| name.is_char_boundary(i) && set.contains(&name[..i]))
         };
         let mut out = Vec::with_capacity(self.refs.len() * 64 + 64);
         if let Some((target, oid)) = &self.head {

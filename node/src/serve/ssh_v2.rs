@@ -39,7 +39,8 @@ pub async fn serve(
             .map_err(|e| e.to_string())?;
         out.flush().await.map_err(|e| e.to_string())?;
         loop {
-            let request = match read_request(&mut input).await {
+            let limit = shared.config.serve_max_request as usize;
+            let request = match read_request(&mut input, limit).await {
                 Ok(Some(r)) => r,
                 Ok(None) => return Ok(sent),
                 Err(e) => return Err(format!("bad request: {e}")),

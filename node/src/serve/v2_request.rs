@@ -43,6 +43,7 @@ fn cut_short() -> std::io::Error {
 async fn read_pkt<R: AsyncRead + Unpin + ?Sized>(
     r: &mut R,
     raw: &mut Vec<u8>,
+    limit: usize,
 ) -> std::io::Result<Option<Pkt>> {
     // The stream may end cleanly before a packet, not inside one.
     let len = read_kept(r, 4, raw).await?;
@@ -63,8 +64,10 @@ async fn read_pkt<R: AsyncRead + Unpin + ?Sized>(
         1 => Ok(Some(Pkt::Delim)),
         2..=3 => Err(std::io::Error::other("unexpected special packet")),
         _ => {
-            if raw.len() + n > MAX_PEEK {
-                return Err(std::io::Error::other("request too large to inspect"));
+            if raw.len() + n > limit {
+                return Err(std::io::Error::other(format!(
+                    "request larger than {limit} bytes"
+                )));
             }
             let data = read_kept(r, n - 4, raw).await?;
             if data.len() < n - 4 {
@@ -75,14 +78,16 @@ async fn read_pkt<R: AsyncRead + Unpin + ?Sized>(
     }
 }
 
-/// Reads one whole v2 command request (pkt-lines up to and including the closing flush) into a
-/// buffer; `None` when the stream ends before a request starts.
+/// Reads one whole v2 command request (pkt-lines up to and including the closing flush, at most
+/// `limit` bytes: what HTTP accepts) into a buffer; `None` when the stream ends before a request
+/// starts.
 pub async fn read_request<R: AsyncRead + Unpin + ?Sized>(
     r: &mut R,
+    limit: usize,
 ) -> std::io::Result<Option<Vec<u8>>> {
     let mut raw = Vec::new();
     loop {
-        match read_pkt(r, &mut raw).await? {
+        match read_pkt(r, &mut raw, limit).await? {
             None if raw.is_empty() => return Ok(None),
             None => {
                 return Err(std::io::Error::new(
@@ -102,13 +107,13 @@ pub async fn peek_ls_refs<R: AsyncRead + Unpin + ?Sized>(
     r: &mut R,
     raw: &mut Vec<u8>,
 ) -> std::io::Result<Option<LsRefs>> {
-    match read_pkt(r, raw).await? {
+    match read_pkt(r, raw, MAX_PEEK).await? {
         Some(Pkt::Data(d)) if d == b"command=ls-refs\n" => {}
         _ => return Ok(None),
     }
     // Capabilities until the delimiter.
     loop {
-        match read_pkt(r, raw).await? {
+        match read_pkt(r, raw, MAX_PEEK).await? {
             Some(Pkt::Delim) => break,
             Some(Pkt::Flush) => return Ok(Some(LsRefs::default())),
             Some(Pkt::Data(d)) => {
@@ -124,7 +129,7 @@ pub async fn peek_ls_refs<R: AsyncRead + Unpin + ?Sized>(
     }
     let mut args = LsRefs::default();
     loop {
-        match read_pkt(r, raw).await? {
+        match read_pkt(r, raw, MAX_PEEK).await? {
             Some(Pkt::Flush) => return Ok(Some(args)),
             Some(Pkt::Data(d)) => {
                 let line = String::from_utf8_lossy(&d);
