@@ -183,6 +183,7 @@ impl FastFront {
             _ => return Some((Route::Pingora, buf.len())),
         };
         let mut body_len = Some(0usize);
+        let (mut lengths, mut chunked) = (0u32, false);
         let (mut host, mut hosts, mut close, mut cookie_route, mut fast) =
             (None, 0, false, None, true);
         for h in req.headers.iter() {
@@ -191,11 +192,16 @@ impl FastFront {
                 hosts += 1;
                 host = std::str::from_utf8(h.value).ok();
             } else if name.eq_ignore_ascii_case("content-length") {
+                // A second Content-Length, or one beside Transfer-Encoding (in either order),
+                // is ambiguous: every buffered byte goes to pingora, which refuses it.
+                lengths += 1;
                 body_len = std::str::from_utf8(h.value)
                     .ok()
-                    .and_then(|v| v.trim().parse().ok());
+                    .and_then(|v| v.trim().parse().ok())
+                    .filter(|_| lengths == 1 && !chunked);
                 fast &= body_len == Some(0);
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = true;
                 body_len = None;
                 fast = false;
             } else if name.eq_ignore_ascii_case("upgrade") || name.eq_ignore_ascii_case("expect") {
@@ -219,7 +225,8 @@ impl FastFront {
         fast &= method == "GET" || head_only;
         // Anything but a forward (another host, a node-only path) is pingora's to refuse.
         fast &= path.starts_with('/') && hosts == 1;
-        fast &= rules::admit(host, path, &self.farm.hostname) == Admission::Forward;
+        let path_only = path.split_once('?').map_or(path, |(p, _)| p);
+        fast &= rules::admit(host, path_only, &self.farm.hostname) == Admission::Forward;
         if !fast {
             return Some((Route::Pingora, whole));
         }

@@ -238,6 +238,14 @@ impl ProxyHttp for FarmProxy {
                 .await;
             }
             Admission::NodeOnly => return Self::refuse(session, 404, "not found").await,
+            Admission::BadPath => {
+                return Self::refuse(
+                    session,
+                    400,
+                    "paths with //, dot-segments or percent-encoding are not served",
+                )
+                .await
+            }
         }
         let bodiless = (req.method == http::Method::GET || req.method == http::Method::HEAD)
             && req

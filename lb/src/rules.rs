@@ -5,8 +5,22 @@
 
 use std::net::IpAddr;
 
-/// Paths the LB keeps from the world (nodes serve them on their own listeners only).
+/// Paths the LB keeps from the world (nodes serve them on their own listeners only); compared
+/// without regard to case.
 pub const NODE_ONLY_PREFIXES: &[&str] = &["/rest/mirroring/", "/metrics"];
+
+/// Paths under [`NODE_ONLY_PREFIXES`] that users do reach through the LB: ending one's session.
+pub const PUBLIC_EXCEPTIONS: &[&str] = &["/rest/mirroring/latest/session"];
+
+/// Whether a path is one a node might read differently than the LB: an empty segment (`//`),
+/// a dot-segment, percent-encoding, a backslash or a control character. Nothing the farm serves
+/// needs any of them.
+fn ambiguous(path: &str) -> bool {
+    path.contains("//")
+        || path.contains(['%', '\\'])
+        || path.chars().any(|c| c.is_control())
+        || path.split('/').any(|seg| seg == "." || seg == "..")
+}
 
 /// `X-Forwarded-Proto` of every forwarded request.
 pub const FORWARDED_PROTO: &str = "https";
@@ -50,6 +64,10 @@ pub fn forwarded_for(previous: Option<&[u8]>, client: Option<IpAddr>) -> Vec<u8>
     out
 }
 
+fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
 /// Whether a Host header (or authority) names the farm hostname.
 pub fn host_matches(host: &str, hostname: &str) -> bool {
     let host = host.trim();
@@ -67,6 +85,8 @@ pub enum Admission {
     Forward,
     /// Another host: 421.
     Misdirected,
+    /// A path a node might read differently (`//`, dot-segments, percent-encoding): 400.
+    BadPath,
     /// A node-only path: 404.
     NodeOnly,
 }
@@ -75,7 +95,13 @@ pub enum Admission {
 pub fn admit(host: Option<&str>, path: &str, hostname: &str) -> Admission {
     if !host.is_some_and(|h| host_matches(h, hostname)) {
         Admission::Misdirected
-    } else if NODE_ONLY_PREFIXES.iter().any(|p| path.starts_with(p)) {
+    } else if !path.starts_with('/') || ambiguous(path) {
+        Admission::BadPath
+    } else if NODE_ONLY_PREFIXES
+        .iter()
+        .any(|p| starts_with_ignore_case(path, p))
+        && !PUBLIC_EXCEPTIONS.contains(&path)
+    {
         Admission::NodeOnly
     } else {
         Admission::Forward
@@ -93,6 +119,33 @@ mod tests {
         assert!(!host_matches("evil.com", "git.example.com"));
         assert!(!host_matches("git.example.com.evil.com", "git.example.com"));
         assert!(!host_matches("", "git.example.com"));
+    }
+
+    #[test]
+    fn node_only_and_ambiguous_paths() {
+        let h = Some("git.example.com");
+        let admit = |p| admit(h, p, "git.example.com");
+        for p in [
+            "/rest/mirroring/latest/sync",
+            "/REST/Mirroring/latest/sync",
+            "/metrics",
+        ] {
+            assert_eq!(admit(p), Admission::NodeOnly, "{p}");
+        }
+        for p in [
+            "//rest/mirroring/latest/sync",
+            "/%72est/mirroring/latest/sync",
+            "/scm/../rest/mirroring/latest/sync",
+            "/rest/mirroring/latest/./sync",
+            "/scm/P/r.git/..",
+            "scm/P/r.git",
+            "/a\\b",
+        ] {
+            assert_eq!(admit(p), Admission::BadPath, "{p}");
+        }
+        assert_eq!(admit("/rest/mirroring/latest/session"), Admission::Forward);
+        assert_eq!(admit("/scm/P/r.git/info/refs"), Admission::Forward);
+        assert_eq!(admit("/"), Admission::Forward);
     }
 
     #[test]
