@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Buf, Bytes, BytesMut};
-use mirrorfarm_common::session;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
@@ -22,18 +21,14 @@ use pingora::{Error, ErrorType, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::http_proxy::{FarmProxy, RequestCtx};
+use crate::request_head::{self, Framing};
 use crate::response_head::Head;
-use crate::rules::{self, Admission};
 use crate::upstream_get::ResponseSink;
 
 /// How long a kept-alive connection may sit idle between requests (pingora's default too).
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 /// How long a client may take to send a whole request head once it started.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest request head read here (pingora's limit too); a longer one is pingora's to refuse.
-const MAX_REQUEST_HEAD: usize = 64 * 1024;
-/// Most headers a request read here may have; more go to pingora.
-const MAX_HEADERS: usize = 64;
 /// Bodies up to this size are written with the head, as one TLS record.
 const COALESCE: usize = 16 * 1024;
 
@@ -175,77 +170,28 @@ impl FastFront {
     /// (head and body, as far as they can be told apart: all of them for a chunked one, or a head
     /// too large or malformed, which pingora answers).
     fn route(&self, buf: &[u8], client: Option<std::net::IpAddr>) -> Option<(Route, usize)> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        let used = match req.parse(buf) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) if buf.len() < MAX_REQUEST_HEAD => return None,
-            _ => return Some((Route::Pingora, buf.len())),
-        };
-        let mut body_len = Some(0usize);
-        let (mut lengths, mut chunked) = (0u32, false);
-        let (mut host, mut hosts, mut close, mut cookie_route, mut fast) =
-            (None, 0, false, None, true);
-        for h in req.headers.iter() {
-            let name = h.name;
-            if name.eq_ignore_ascii_case("host") {
-                hosts += 1;
-                host = std::str::from_utf8(h.value).ok();
-            } else if name.eq_ignore_ascii_case("content-length") {
-                // A second Content-Length, or one beside Transfer-Encoding (in either order),
-                // is ambiguous: every buffered byte goes to pingora, which refuses it.
-                lengths += 1;
-                body_len = std::str::from_utf8(h.value)
-                    .ok()
-                    .and_then(|v| v.trim().parse().ok())
-                    .filter(|_| lengths == 1 && !chunked);
-                fast &= body_len == Some(0);
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = true;
-                body_len = None;
-                fast = false;
-            } else if name.eq_ignore_ascii_case("upgrade") || name.eq_ignore_ascii_case("expect") {
-                fast = false;
-            } else if name.eq_ignore_ascii_case("connection") {
-                let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
-                fast &= !v.contains("upgrade");
-                close |= v.contains("close");
-            } else if name.eq_ignore_ascii_case("cookie") && cookie_route.is_none() {
-                cookie_route = std::str::from_utf8(h.value)
-                    .ok()
-                    .and_then(session::route_in_cookie_header)
-                    .map(str::to_owned);
-            }
+        let framed = request_head::frame(buf, &self.farm.hostname, |method, path, headers| {
+            self.farm.upstream_head(
+                method,
+                path,
+                headers.iter().map(|h| (h.name, h.value)),
+                client,
+            )
+        });
+        match framed {
+            Framing::Partial => None,
+            Framing::Pingora(whole) => Some((Route::Pingora, whole)),
+            Framing::Fast(h) => Some((
+                Route::Fast {
+                    request: h.request,
+                    head_only: h.head_only,
+                    cookie_route: h.cookie_route,
+                    close: h.close,
+                    path: h.path,
+                },
+                h.used,
+            )),
         }
-        let whole = body_len.map_or(buf.len(), |n| used.saturating_add(n));
-        let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
-            return Some((Route::Pingora, whole));
-        };
-        let head_only = method == "HEAD";
-        fast &= method == "GET" || head_only;
-        // Anything but a forward (another host, a node-only path) is pingora's to refuse.
-        fast &= path.starts_with('/') && hosts == 1;
-        let path_only = path.split_once('?').map_or(path, |(p, _)| p);
-        fast &= rules::admit(host, path_only, &self.farm.hostname) == Admission::Forward;
-        if !fast {
-            return Some((Route::Pingora, whole));
-        }
-        let request = self.farm.upstream_head(
-            method.as_bytes(),
-            path.as_bytes(),
-            req.headers.iter().map(|h| (h.name, h.value)),
-            client,
-        );
-        Some((
-            Route::Fast {
-                request,
-                head_only,
-                cookie_route,
-                close,
-                path: path.to_owned(),
-            },
-            used,
-        ))
     }
 }
 

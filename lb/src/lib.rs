@@ -10,6 +10,7 @@ pub mod fast_front;
 pub mod health;
 pub mod http_proxy;
 pub mod metrics;
+pub mod request_head;
 pub mod response_head;
 pub mod rules;
 pub mod server;

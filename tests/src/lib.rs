@@ -2,6 +2,7 @@
 //! `mirrorfarm` node processes, and the real git client. Every wait is bounded in time.
 
 pub mod farm;
+pub mod fuzz;
 pub mod gitc;
 pub mod http_upstream;
 pub mod lb;

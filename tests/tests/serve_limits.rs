@@ -13,6 +13,18 @@ use mirrorfarm_tests::{gitc, pktline_request, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
+/// A plain clone of P/r from `node` over HTTP succeeds.
+fn clone_works(node: &Node) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let dest = work.path().join("r");
+    let url = node.http_url("P", "r");
+    gitc::run(
+        None,
+        &["clone", "-q", &url, dest.to_str().expect("utf8")],
+        &[],
+    );
+}
+
 #[test]
 fn upload_pack_processes_are_bounded_and_waiters_get_503() {
     let up = Upstream::new();
@@ -113,18 +125,7 @@ fn upload_pack_processes_are_bounded_and_waiters_get_503() {
     wait_for("a POST to be served again", LIMIT, || {
         (post().status().as_u16() == 200).then_some(())
     });
-    let work = tempfile::tempdir().expect("tempdir");
-    let dest = work.path().join("r");
-    gitc::run(
-        None,
-        &[
-            "clone",
-            "-q",
-            &node.http_url("P", "r"),
-            dest.to_str().expect("utf8"),
-        ],
-        &[],
-    );
+    clone_works(&node);
 }
 
 #[test]
@@ -185,18 +186,7 @@ fn request_bodies_are_bounded_in_size_and_time() {
     assert!(t.elapsed() >= Duration::from_secs(2));
 
     // Within the limits, clones are served.
-    let work = tempfile::tempdir().expect("tempdir");
-    let dest = work.path().join("r");
-    gitc::run(
-        None,
-        &[
-            "clone",
-            "-q",
-            &node.http_url("P", "r"),
-            dest.to_str().expect("utf8"),
-        ],
-        &[],
-    );
+    clone_works(&node);
 }
 
 #[test]
