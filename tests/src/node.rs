@@ -17,6 +17,8 @@ pub struct Placement {
     pub home_prefix: Option<String>,
     /// The binary to run.
     pub bin: Option<PathBuf>,
+    /// The directory the home is made in (default: the system's temporary directory).
+    pub home_in: Option<PathBuf>,
 }
 
 /// A running (or stopped) node.
@@ -64,10 +66,13 @@ impl Node {
         gid: Option<u32>,
         placement: &Placement,
     ) -> Self {
-        let home = tempfile::Builder::new()
-            .prefix(placement.home_prefix.as_deref().unwrap_or("mf-node-"))
-            .tempdir()
-            .expect("tempdir");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(placement.home_prefix.as_deref().unwrap_or("mf-node-"));
+        let home = match &placement.home_in {
+            Some(dir) => builder.tempdir_in(dir),
+            None => builder.tempdir(),
+        }
+        .expect("tempdir");
         let (http, ssh) = (free_port(), free_port());
         std::fs::write(
             home.path().join("mirrorfarm.properties"),

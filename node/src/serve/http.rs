@@ -392,6 +392,9 @@ async fn rpc(
                 return git_response("application/x-git-upload-pack-result", body);
             }
             Err(crate::serve::pack_cache::ServeError::Busy(e)) => return busy(t.shared, e),
+            Err(crate::serve::pack_cache::ServeError::NoRoom) => {
+                tracing::debug!("the pack cache's disk is nearly full; serving without it")
+            }
             Err(crate::serve::pack_cache::ServeError::Io(e)) => {
                 tracing::warn!(error = %e, "pack cache unavailable; serving without it")
             }

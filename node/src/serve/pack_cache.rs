@@ -48,9 +48,27 @@ pub enum ServeError {
     /// No place for the process that would write the entry.
     #[error(transparent)]
     Busy(crate::serve::processes::Busy),
+    /// The cache's disk has less than [`MIN_FREE`] free: the request is served without it.
+    #[error("the pack cache's disk is nearly full")]
+    NoRoom,
     /// The cache's files.
     #[error("pack cache: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// A new entry is started only while the cache's filesystem has this much free: on a full disk
+/// requests are served straight from git (an entry failing half-written would break them).
+pub const MIN_FREE: u64 = 64 << 20;
+
+/// Whether `dir`'s filesystem has [`MIN_FREE`] bytes free for unprivileged use.
+async fn room_in(dir: PathBuf) -> bool {
+    tokio::task::spawn_blocking(move || {
+        rustix::fs::statvfs(&dir)
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize) >= MIN_FREE)
+            .unwrap_or(true)
+    })
+    .await
+    .unwrap_or(true)
 }
 
 /// How a request was answered.
@@ -147,6 +165,9 @@ impl PackCache {
         };
         if let Some(found) = found {
             return Ok(open(found).await?);
+        }
+        if !room_in(self.dir.clone()).await {
+            return Err(ServeError::NoRoom);
         }
         // A miss: the process that writes the entry takes a place (readers take none)...
         let place = processes.acquire().await.map_err(ServeError::Busy)?;

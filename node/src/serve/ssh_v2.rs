@@ -11,6 +11,7 @@ use russh::Channel;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::names::RepoId;
+use crate::serve::pack_cache::ServeError;
 use crate::serve::v2_request::{peek_ls_refs, read_request};
 use crate::serve::Serving;
 use crate::upload_pack::{self, Exposure, Mode};
@@ -74,12 +75,33 @@ async fn answer(
     out: &mut (impl tokio::io::AsyncWrite + Unpin),
 ) -> Result<u64, String> {
     use futures_util::StreamExt;
-    if shared.packs.enabled() {
-        let (mut stream, outcome) = shared
+    let cached = if shared.packs.enabled() {
+        let served = shared
             .packs
-            .serve(id, key, path, Some("version=2"), request, &shared.processes)
-            .await
-            .map_err(|e| e.to_string())?;
+            .serve(
+                id,
+                key,
+                path,
+                Some("version=2"),
+                request.clone(),
+                &shared.processes,
+            )
+            .await;
+        match served {
+            Ok(s) => Some(s),
+            Err(ServeError::Busy(e)) => {
+                shared.metrics.busy();
+                return Err(e.to_string());
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "serving without the pack cache");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if let Some((mut stream, outcome)) = cached {
         shared.metrics.pack_cache(outcome.label());
         let mut n = 0u64;
         while let Some(chunk) = stream.next().await {
