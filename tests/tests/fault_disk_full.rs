@@ -15,8 +15,11 @@ use mirrorfarm_tests::{gitc, wait_or_explain};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
-/// A tmpfs of a fixed size, unmounted when dropped.
-struct Tmpfs(PathBuf, tempfile::TempDir);
+/// A tmpfs of a fixed size, unmounted when dropped (then its mount point is removed).
+struct Tmpfs {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
 
 impl Tmpfs {
     fn mount(size_mb: u32) -> Self {
@@ -35,13 +38,13 @@ impl Tmpfs {
             "mount a tmpfs (needs root): {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Self(path, dir)
+        Self { path, _dir: dir }
     }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
 }
 
@@ -55,7 +58,7 @@ fn a_full_disk_fails_syncs_clearly_keeps_serving_and_recovers() {
         "mirror.repos=P/r\nmirror.access=anonymous\nplugin.mirroring.synchronization.interval=10\n",
         None,
         &Placement {
-            home_in: Some(fs.0.clone()),
+            home_in: Some(fs.path.clone()),
             ..Default::default()
         },
     );
@@ -64,7 +67,7 @@ fn a_full_disk_fails_syncs_clearly_keeps_serving_and_recovers() {
     let generation = node.repo_status("P", "r").expect("repo")["generation"].clone();
 
     // Fill the disk to the last byte.
-    let filler = fs.0.join("filler");
+    let filler = fs.path.join("filler");
     {
         let mut f = std::fs::File::create(&filler).expect("filler");
         let chunk = vec![0x5a; 1 << 20];
