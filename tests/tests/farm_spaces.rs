@@ -23,6 +23,7 @@ fn a_farm_with_spaces_in_its_paths_fetches_each_change_once() {
     let placement = Placement {
         home_prefix: Some("mf node home ".into()),
         bin: Some(exe),
+        ..Default::default()
     };
     let (up, nodes) = ssh_farm_placed(3, LIMIT, "", &placement);
     for n in &nodes {
