@@ -141,6 +141,8 @@ pub struct StatusDoc {
     pub auth_offline: bool,
     /// Live sessions on this node.
     pub live_sessions: usize,
+    /// With state `STALE`: seconds since the served state was last confirmed by the upstream.
+    pub stale_seconds: Option<u64>,
     /// Every mirrored repository has a complete state to serve (what a load balancer checks).
     pub ready: bool,
     /// Repositories in a servable state.

@@ -78,7 +78,7 @@ impl Shared {
     }
 
     /// The node's state word (`STARTING`, `AWAITING_AUTHORIZATION`, `SYNCHRONIZING`,
-    /// `SYNCHRONIZED`, `ERROR`).
+    /// `SYNCHRONIZED`, `STALE`, `CATCHING_UP`, `ERROR`).
     pub fn node_state(&self) -> &'static str {
         if !self.listed.load(Ordering::Acquire) {
             return "STARTING";
@@ -99,11 +99,27 @@ impl Shared {
             return "CATCHING_UP";
         }
         if active.iter().all(|e| e.servable()) {
+            // Serving a complete state the upstream could not be asked about lately.
+            if results().any(|r| r == Some(SyncResult::Unreachable)) {
+                return "STALE";
+            }
             return "SYNCHRONIZED";
         }
         if active.iter().any(|e| e.state() == "ERROR") && !active.iter().any(|e| e.syncing) {
             return "ERROR";
         }
         "SYNCHRONIZING"
+    }
+
+    /// Seconds since the oldest last successful sync among repositories whose upstream could not
+    /// be reached at their last try (`None` when every one was reached).
+    pub fn stale_seconds(&self, now_ms: i64) -> Option<u64> {
+        self.repos
+            .read()
+            .values()
+            .filter(|e| e.record.last_result == Some(SyncResult::Unreachable))
+            .filter_map(|e| e.record.last_success_ms)
+            .min()
+            .map(|ok| ((now_ms - ok).max(0) / 1000) as u64)
     }
 }

@@ -91,6 +91,7 @@ pub fn build(shared: &Shared, farm: Option<&crate::farm::Farm>) -> StatusDoc {
         access_message: (!anonymous).then(|| access_message(shared)),
         auth_offline: offline.is_some(),
         live_sessions: shared.gate.sessions.live_count(crate::store::now_ms()),
+        stale_seconds: shared.stale_seconds(crate::store::now_ms()),
         ready: shared.listed.load(std::sync::atomic::Ordering::Acquire)
             && snapshot
                 .values()
@@ -161,6 +162,7 @@ pub fn public(doc: StatusDoc) -> StatusDoc {
         access_message: doc.access_message,
         auth_offline: doc.auth_offline,
         live_sessions: doc.live_sessions,
+        stale_seconds: doc.stale_seconds,
         ready: doc.ready,
         synced_repos: doc.synced_repos,
         total_repos: doc.total_repos,

@@ -86,11 +86,17 @@ fn ssh_upstream_authorization_changes_and_host_key_pinning() {
     assert!(s["upstream"]["lastSuccessfulSync"].is_string(), "{s}");
     assert_eq!(s["repos"][0]["lastResult"], "UNREACHABLE");
     assert_eq!(
-        s["state"], "SYNCHRONIZED",
-        "a node with a complete state keeps serving it"
+        s["state"], "STALE",
+        "a node with a complete state keeps serving it, and says it is stale"
     );
+    assert!(s["staleSeconds"].is_u64(), "{s}");
+    assert_eq!(s["ready"], true, "a stale node stays in the LB's rotation");
     assert_eq!(gitc::ls_remote(&node.http_url("PROJ", "repo"), &[]), listed);
+    // The upstream returns: the node catches up.
     up.restart_sshd();
+    assert_eq!(node.trigger(Some(("PROJ", "repo"))), 202);
+    let s = node.wait_state("SYNCHRONIZED", LIMIT);
+    assert!(s["staleSeconds"].is_null(), "{s}");
 
     // The upstream's host key changes: sync stops with an error naming the host; serving goes on.
     up.change_host_key();
