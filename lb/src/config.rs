@@ -22,6 +22,7 @@ pub struct FileConfig {
     ssh_address: Option<Located>,
     ssh_port: Option<Located>,
     ssh_proxy_protocol: Option<Located>,
+    ssh_max_connections: Option<Located>,
     tls_certificate: Option<Located>,
     tls_key: Option<Located>,
     backends: Option<Located>,
@@ -51,6 +52,7 @@ impl KnownKeys for FileConfig {
             "lb.ssh.address" => &mut self.ssh_address,
             "lb.ssh.port" => &mut self.ssh_port,
             "lb.ssh.proxyProtocol" => &mut self.ssh_proxy_protocol,
+            "lb.ssh.maxConnections" => &mut self.ssh_max_connections,
             "lb.tls.certificate" => &mut self.tls_certificate,
             "lb.tls.key" => &mut self.tls_key,
             "lb.backends" => &mut self.backends,
@@ -113,6 +115,9 @@ pub struct LbConfig {
     pub ssh: SocketAddr,
     /// `lb.ssh.proxyProtocol` (default false).
     pub ssh_proxy_protocol: bool,
+    /// `lb.ssh.maxConnections` (default 1000): SSH connections each LB worker carries at once; one
+    /// more is told so and closed.
+    pub ssh_max_connections: usize,
     /// `lb.tls.certificate` / `lb.tls.key`.
     pub cert: CertSource,
     /// `lb.backends`.
@@ -221,6 +226,12 @@ impl LbConfig {
         )?;
         let ssh_proxy_protocol =
             v.boolean(&fc.ssh_proxy_protocol, "lb.ssh.proxyProtocol", false)?;
+        let ssh_max_connections = v.number(
+            &fc.ssh_max_connections,
+            "lb.ssh.maxConnections",
+            1..=100_000,
+            1000,
+        )? as usize;
         let cert = match (&fc.tls_certificate, &fc.tls_key) {
             (None, None) => CertSource::SelfSigned,
             (Some(c), Some(k)) => {
@@ -334,6 +345,7 @@ impl LbConfig {
             http_redirect,
             ssh,
             ssh_proxy_protocol,
+            ssh_max_connections,
             cert,
             backends,
             health_interval,

@@ -196,6 +196,7 @@ pub fn run(config: LbConfig) -> Result<(), LbError> {
                 backends: backends.clone(),
                 proxy_protocol: config.ssh_proxy_protocol,
                 metrics: metrics.clone(),
+                slots: Arc::new(tokio::sync::Semaphore::new(config.ssh_max_connections)),
             },
         );
         ssh.threads = Some(1);

@@ -27,7 +27,14 @@ pub struct SshPassthrough {
     pub proxy_protocol: bool,
     /// Metrics.
     pub metrics: Arc<crate::metrics::LbMetrics>,
+    /// This worker's places for connections (`lb.ssh.maxConnections`).
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// What a client past `lb.ssh.maxConnections` is told before the connection closes (SSH clients
+/// show lines that come before the version string).
+const TOO_MANY: &[u8] =
+    b"mirrorfarm: too many SSH connections through this load balancer; try again shortly\r\n";
 
 #[async_trait]
 impl ServerApp for SshPassthrough {
@@ -47,6 +54,12 @@ impl ServerApp for SshPassthrough {
             .and_then(|d| d.local_addr())
             .and_then(|a| a.as_inet())
             .copied();
+        let Ok(_slot) = self.slots.clone().try_acquire_owned() else {
+            tracing::warn!(client = ?peer, "SSH connection refused: lb.ssh.maxConnections reached");
+            let _ = tokio::time::timeout(Duration::from_secs(2), client.write_all(TOO_MANY)).await;
+            let _ = client.shutdown().await;
+            return None;
+        };
         let mut tried = Vec::new();
         let (mut upstream, in_flight) = loop {
             let Some(b) = self.backends.least_loaded(true, &tried) else {

@@ -69,3 +69,57 @@ fn connections_are_bounded_and_silent_ones_cut() {
     );
     assert!(refs.contains_key("refs/heads/main"), "{refs:?}");
 }
+
+#[test]
+fn the_lb_bounds_ssh_connections_per_worker() {
+    use mirrorfarm_tests::lb::{backends, Lb};
+    let up = Upstream::new();
+    up.create("P", "r", &Shape::small());
+    let node = Node::start(
+        &up.file_url(),
+        "mirror.repos=P/r\nmirror.access=anonymous\n",
+    );
+    node.wait_state("SYNCHRONIZED", LIMIT);
+    let lb = Lb::start(
+        &backends(&[&node]),
+        "lb.threads=1\nlb.ssh.maxConnections=1\n",
+    );
+    lb.wait_healthy(1, LIMIT);
+    let port = lb
+        .ssh_url("P", "r")
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .expect("LB SSH port");
+    // One connection passes through to the node.
+    let (a, first) = connect(port);
+    assert!(first.starts_with("SSH-2.0-mirrorfarm"), "{first:?}");
+    // A second is told why and closed by the LB.
+    let (b, refused) = connect(port);
+    assert!(
+        refused.contains("too many SSH connections through this load balancer"),
+        "{refused:?}"
+    );
+    assert!(closed_by_server(b));
+    // The first ends: its place is free again, and a clone through the LB works.
+    drop(a);
+    let work = tempfile::tempdir().expect("tempdir");
+    let dest = work.path().join("r");
+    mirrorfarm_tests::wait_for("a clone through the LB over SSH", LIMIT, || {
+        let _ = std::fs::remove_dir_all(&dest);
+        gitc::try_run(
+            None,
+            &[
+                "clone",
+                "-q",
+                &lb.ssh_url("P", "r"),
+                dest.to_str().expect("utf8"),
+            ],
+            &[("GIT_SSH_COMMAND", &node.git_ssh())],
+        )
+        .status
+        .success()
+        .then_some(())
+    });
+}
