@@ -31,7 +31,7 @@ fn a_rolling_restart_under_traffic_fails_no_request() {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    let out = if i % 2 == 0 {
+                    let out = if i.is_multiple_of(2) {
                         let _ = std::fs::remove_dir_all(&dir);
                         let d = dir.to_str().expect("utf8").to_owned();
                         gitc::try_run(None, &["clone", "-q", "--depth", "1", &url, &d], &env)
