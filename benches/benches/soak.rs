@@ -1,0 +1,128 @@
+//! Soak benchmark (issue "hold under load"): a 3-member farm behind the LB over an OpenSSH
+//! upstream for `SOAK_SECONDS` (1200): four clients loop over `git ls-remote`, shallow clones and
+//! fetches into a clone through the LB while the upstream gets a commit every 10 s (and the farm a
+//! sync trigger, as a webhook would). Reports requests and failures (any non-zero git exit), and
+//! each process's RSS and open file descriptors after warm-up and at the end.
+//!
+//! Run: `scripts/bench soak` (`SOAK_SECONDS=120 scripts/bench soak` for a short one).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mirrorfarm_tests::farm::{following_lb, gossip_port, ssh_farm};
+use mirrorfarm_tests::gitc;
+
+/// (RSS in MB, open fds) of a process now.
+fn sample(pid: u32) -> (f64, usize) {
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    (rss, fds)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("soak: benchmark");
+        return;
+    }
+    let seconds: u64 = std::env::var("SOAK_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1200);
+    let (up, nodes) = ssh_farm(3, Duration::from_secs(120));
+    let lb = following_lb(gossip_port(&nodes[0]));
+    lb.wait_healthy(3, Duration::from_secs(120));
+    let url = lb.https_url("P", "r");
+    let ca = lb.ca().display().to_string();
+    let work = tempfile::tempdir().expect("tempdir");
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+            let (url, ca) = (url.clone(), ca.clone());
+            let dir = work.path().join(format!("c{c}"));
+            let fetched = work.path().join(format!("f{c}"));
+            std::thread::spawn(move || {
+                let env = [("GIT_SSL_CAINFO", ca.as_str())];
+                let f = fetched.to_str().expect("utf8").to_owned();
+                gitc::run(None, &["clone", "-q", &url, &f], &env);
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let out = match i % 3 {
+                        0 => gitc::try_run(None, &["ls-remote", &url], &env),
+                        1 => {
+                            let _ = std::fs::remove_dir_all(&dir);
+                            let d = dir.to_str().expect("utf8").to_owned();
+                            gitc::try_run(None, &["clone", "-q", "--depth", "1", &url, &d], &env)
+                        }
+                        _ => gitc::try_run(Some(&fetched), &["fetch", "-q", "origin"], &env),
+                    };
+                    if out.status.success() {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failures
+                            .lock()
+                            .expect("lock")
+                            .push(String::from_utf8_lossy(&out.stderr).into_owned());
+                    }
+                }
+            })
+        })
+        .collect();
+    let pids: Vec<(String, u32)> = nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| Some((format!("node {}", i + 1), n.pid()?)))
+        .chain(lb.pid().map(|p| ("lb".to_owned(), p)))
+        .collect();
+    let start = Instant::now();
+    let mut first: Option<Vec<(f64, usize)>> = None;
+    let mut commits = 0;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        up.commit("P", "r", "main", &format!("soak {commits}"));
+        commits += 1;
+        let _ = nodes[commits % nodes.len()].trigger(Some(("P", "r")));
+        // After a minute of warm-up (or a tenth of a short run), the baseline.
+        if first.is_none() && start.elapsed() >= Duration::from_secs(60.min(seconds / 10)) {
+            first = Some(pids.iter().map(|(_, p)| sample(*p)).collect());
+        }
+        if commits % 6 == 0 {
+            eprintln!(
+                "  {:>5.0} s: {} requests, {} failed",
+                start.elapsed().as_secs_f64(),
+                ok.load(Ordering::Relaxed),
+                failures.lock().expect("lock").len()
+            );
+        }
+        std::thread::sleep(Duration::from_secs(10));
+    }
+    let last: Vec<(f64, usize)> = pids.iter().map(|(_, p)| sample(*p)).collect();
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        let _ = c.join();
+    }
+    let first = first.unwrap_or_else(|| last.clone());
+    let failures = failures.lock().expect("lock");
+    println!("\nsoak: {seconds} s, a 3-member farm behind the LB, 4 clients, a commit upstream every 10 s ({commits} in all)");
+    println!(
+        "  {} requests (ls-remote, shallow clones, fetches), {} failed",
+        ok.load(Ordering::Relaxed),
+        failures.len()
+    );
+    for (((name, _), (r0, f0)), (r1, f1)) in pids.iter().zip(&first).zip(&last) {
+        println!("  {name:>6}: RSS {r0:.1} → {r1:.1} MB, open fds {f0} → {f1}");
+    }
+    if let Some(f) = failures.first() {
+        println!("  first failure: {}", f.trim());
+    }
+}
