@@ -34,6 +34,53 @@ pub fn protocol_value_ok(value: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "=:._-".contains(c))
 }
 
+/// One packet at the start of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packet<'a> {
+    /// `0000`.
+    Flush,
+    /// `0001`.
+    Delim,
+    /// `0002` (protocol v2's response end).
+    ResponseEnd,
+    /// A data packet's payload.
+    Data(&'a [u8]),
+}
+
+/// Why no packet could be split off a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitError {
+    /// The buffer ends inside the packet (more may come).
+    Short,
+    /// Not four hex digits, or the reserved length 3.
+    BadLength,
+}
+
+/// The length four bytes of a packet's head announce (hex digits only: no sign, no space).
+pub fn length(head: [u8; 4]) -> Option<usize> {
+    head.iter().try_fold(0usize, |n, b| {
+        Some(n * 16 + (*b as char).to_digit(16)? as usize)
+    })
+}
+
+/// The packet at the start of `buf`, and how many bytes it takes.
+pub fn split(buf: &[u8]) -> Result<(Packet<'_>, usize), SplitError> {
+    let head: [u8; 4] = buf
+        .get(..4)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(SplitError::Short)?;
+    match length(head).ok_or(SplitError::BadLength)? {
+        0 => Ok((Packet::Flush, 4)),
+        1 => Ok((Packet::Delim, 4)),
+        2 => Ok((Packet::ResponseEnd, 4)),
+        3 => Err(SplitError::BadLength),
+        n => buf
+            .get(4..n)
+            .map(|p| (Packet::Data(p), n))
+            .ok_or(SplitError::Short),
+    }
+}
+
 /// What is wrong with the framing of a whole request body (pkt-lines: `0000` flush, `0001`
 /// delimiter, or four hex digits of length ≥ 4 and that many bytes), if anything: an empty body,
 /// a bad length, a packet cut short.
@@ -43,26 +90,27 @@ pub fn framing_error(body: &[u8]) -> Option<String> {
     }
     let mut at = 0;
     while at < body.len() {
-        let Some(head) = body.get(at..at + 4) else {
-            return Some(format!("a pkt-line length cut short at byte {at}"));
+        let rest = &body[at..];
+        let bad = || {
+            let head = &rest[..rest.len().min(4)];
+            format!(
+                "not a pkt-line length at byte {at}: {:?}",
+                String::from_utf8_lossy(head)
+            )
         };
-        let len = std::str::from_utf8(head)
-            .ok()
-            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .and_then(|h| usize::from_str_radix(h, 16).ok());
-        match len {
-            Some(0 | 1) => at += 4,
-            Some(n) if n >= 4 => {
-                if at + n > body.len() {
-                    return Some(format!("a pkt-line of {n} bytes cut short at byte {at}"));
-                }
-                at += n;
+        match split(rest) {
+            Ok((Packet::ResponseEnd, _)) | Err(SplitError::BadLength) => return Some(bad()),
+            Ok((_, used)) => at += used,
+            Err(SplitError::Short) if rest.len() < 4 => {
+                return Some(format!("a pkt-line length cut short at byte {at}"))
             }
-            _ => {
-                return Some(format!(
-                    "not a pkt-line length at byte {at}: {:?}",
-                    String::from_utf8_lossy(head)
-                ))
+            Err(SplitError::Short) => {
+                let n = rest[..4]
+                    .try_into()
+                    .ok()
+                    .and_then(length)
+                    .unwrap_or_default();
+                return Some(format!("a pkt-line of {n} bytes cut short at byte {at}"));
             }
         }
     }

@@ -2,20 +2,16 @@
 //! is sent to every other live member at once; a member this node newly sees (one that joined,
 //! restarted or could not be reached) is asked for all it holds and sent all this node holds, so
 //! a member that joins later or restarts gets every live session. Removals travel as records
-//! marked removed; expiry follows from the replicated last use.
+//! marked removed; expiry follows from the replicated last use. The routes the other members call
+//! are the farm channel's (`farm::channel::sessions`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use mirrorfarm_common::farm::messages::SessionBatch;
 use tokio::sync::watch;
 
-use crate::farm::channel::{require_node, Channel, Peer};
 use crate::farm::Farm;
 use crate::store::now_ms;
 
@@ -23,28 +19,6 @@ use crate::store::now_ms;
 const SWEEP: Duration = Duration::from_secs(30);
 /// How soon a member a send failed to reach is tried again (all sessions, both ways).
 const RESYNC: Duration = Duration::from_secs(2);
-
-/// `GET /farm/sessions`: every session this node holds (nodes only).
-pub async fn list(State(c): State<Channel>, Extension(peer): Extension<Peer>) -> Response {
-    if let Err(r) = require_node(&peer) {
-        return r.into_response();
-    }
-    let sessions = c.farm.shared.gate.sessions.all(now_ms());
-    Json(SessionBatch { sessions }).into_response()
-}
-
-/// `POST /farm/sessions`: merges sessions another member sends (nodes only).
-pub async fn merge(
-    State(c): State<Channel>,
-    Extension(peer): Extension<Peer>,
-    Json(batch): Json<SessionBatch>,
-) -> Response {
-    if let Err(r) = require_node(&peer) {
-        return r.into_response();
-    }
-    c.farm.shared.gate.sessions.merge(batch.sessions);
-    StatusCode::NO_CONTENT.into_response()
-}
 
 /// Keeps this node's sessions and the other members' in step until `stop` turns true.
 pub async fn run(farm: Arc<Farm>, mut stop: watch::Receiver<bool>) {

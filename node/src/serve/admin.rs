@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::config::AdminToken;
-use crate::serve::router::AppState;
+use crate::serve::Serving;
 
 /// What a caller may see and do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,12 +54,12 @@ pub fn caller(peer: SocketAddr, headers: &HeaderMap, token: Option<&AdminToken>)
 
 /// Lets through admin callers only (401 with `WWW-Authenticate: Bearer` otherwise).
 pub async fn require_admin(
-    State(s): State<AppState>,
+    State(s): State<std::sync::Arc<Serving>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
     next: Next,
 ) -> Response {
-    if caller(peer, req.headers(), s.shared.config.admin_token.as_ref()).is_admin() {
+    if caller(peer, req.headers(), s.config.admin_token.as_ref()).is_admin() {
         return next.run(req).await;
     }
     let mut r = (

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::pktline;
 use crate::serve::path::{parse_scm, PathError, ScmEndpoint, Service};
+use crate::serve::reply::{no_cache, text, unavailable};
 use crate::serve::served::{LoggedStream, ServeLog, ServedStream};
 use crate::serve::{http_access, push, Serving};
 use crate::state::Lookup;
@@ -79,39 +80,6 @@ fn body_refused(shared: &Serving, e: BodyError) -> Response {
 #[derive(Debug, serde::Deserialize)]
 pub struct InfoRefsQuery {
     service: Option<String>,
-}
-
-/// 503 with `Retry-After` (seconds).
-fn unavailable(message: String, retry_after: &'static str) -> Response {
-    let mut r = text(StatusCode::SERVICE_UNAVAILABLE, message);
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static(retry_after));
-    r
-}
-
-/// A plain-text answer.
-pub fn text(status: StatusCode, msg: impl Into<String>) -> Response {
-    let mut body = msg.into();
-    body.push('\n');
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        body,
-    )
-        .into_response()
-}
-
-/// Headers telling caches not to keep a git answer.
-pub fn no_cache(h: &mut HeaderMap) {
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, max-age=0, must-revalidate"),
-    );
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    h.insert(
-        header::EXPIRES,
-        HeaderValue::from_static("Fri, 01 Jan 1980 00:00:00 GMT"),
-    );
 }
 
 fn git_protocol(headers: &HeaderMap) -> Option<String> {

@@ -3,34 +3,25 @@
 //! session cookie of a request that authenticated.
 
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use mirrorfarm_common::session;
 
 use crate::access::Admission;
 use crate::names::RepoId;
+use crate::serve::reply::{text, unavailable};
 use crate::serve::Serving;
 
 /// The 404 of a repository that is not mirrored (or that the caller may not know about).
 pub fn not_mirrored(id: &RepoId) -> Response {
-    plain(
+    text(
         StatusCode::NOT_FOUND,
         format!("repository {id} is not mirrored here"),
     )
 }
 
-fn plain(status: StatusCode, mut msg: String) -> Response {
-    msg.push('\n');
-    let mut r = (status, msg).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
 /// 401 asking for Basic credentials in this farm's realm.
 pub fn unauthorized(serving: &Serving, msg: String) -> Response {
-    let mut r = plain(StatusCode::UNAUTHORIZED, msg);
+    let mut r = text(StatusCode::UNAUTHORIZED, msg);
     let realm = serving.config.display_name.replace(['"', '\\'], "'");
     if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{realm}\"")) {
         r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
@@ -54,12 +45,7 @@ pub fn gated(serving: &Serving, id: &RepoId, a: Admission) -> Gated {
         }
         Admission::Unauthorized(msg) => Gated::Refuse(unauthorized(serving, msg)),
         Admission::NotFound => Gated::Refuse(not_mirrored(id)),
-        Admission::Unavailable(msg) => {
-            let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, msg);
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-            Gated::Refuse(r)
-        }
+        Admission::Unavailable(msg) => Gated::Refuse(unavailable(msg, "30")),
     }
 }
 

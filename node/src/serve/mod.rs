@@ -9,6 +9,7 @@ pub mod processes;
 pub mod push;
 pub mod receive_pack;
 pub mod refs_cache;
+pub mod reply;
 pub mod router;
 pub mod served;
 pub mod session_cookie;

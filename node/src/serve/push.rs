@@ -280,9 +280,9 @@ pub fn refuse(shared: &Serving, id: &RepoId, endpoint: ScmEndpoint) -> Response 
                 body,
             )
                 .into_response();
-            crate::serve::http::no_cache(r.headers_mut());
+            crate::serve::reply::no_cache(r.headers_mut());
             r
         }
-        ScmEndpoint::Rpc(_) => crate::serve::http::text(StatusCode::FORBIDDEN, msg),
+        ScmEndpoint::Rpc(_) => crate::serve::reply::text(StatusCode::FORBIDDEN, msg),
     }
 }

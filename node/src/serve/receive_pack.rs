@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::pktline::{self, Packet, SplitError};
+
 /// At most this much of a request (its commands) or a response (its report) is kept to read.
 pub const MAX_HEAD: usize = 1 << 20;
 
@@ -17,25 +19,18 @@ pub struct Commands {
     pub sideband: bool,
 }
 
-/// The next packet of a buffer and the bytes it took: `None` as payload for a flush.
-type Split<'a> = Option<(Option<&'a [u8]>, usize)>;
+/// A packet's payload (`None` for a special packet) and the bytes it takes, if whole.
+type Next<'a> = Option<(Option<&'a [u8]>, usize)>;
 
-/// Splits complete pkt-lines off `buf`: `Some((None, 4))` for a flush, `Some((Some(payload), n))`
-/// for data, `None` when `buf` holds no whole packet; `Err` for broken framing.
-fn next_pkt(buf: &[u8]) -> Result<Split<'_>, ()> {
-    if buf.len() < 4 {
-        return Ok(None);
-    }
-    let len_text = std::str::from_utf8(&buf[..4]).map_err(|_| ())?;
-    if !len_text.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(());
-    }
-    let len = usize::from_str_radix(len_text, 16).map_err(|_| ())?;
-    match len {
-        0..=2 => Ok(Some((None, 4))),
-        3 => Err(()),
-        n if buf.len() < n => Ok(None),
-        n => Ok(Some((Some(&buf[4..n]), n))),
+/// The next packet of `buf`: `Some((None, n))` for a flush (or another special packet),
+/// `Some((Some(payload), n))` for data, `None` when `buf` holds no whole packet; `Err` for broken
+/// framing.
+fn next_pkt(buf: &[u8]) -> Result<Next<'_>, ()> {
+    match pktline::split(buf) {
+        Ok((Packet::Data(p), n)) => Ok(Some((Some(p), n))),
+        Ok((_, n)) => Ok(Some((None, n))),
+        Err(SplitError::Short) => Ok(None),
+        Err(SplitError::BadLength) => Err(()),
     }
 }
 

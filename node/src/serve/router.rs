@@ -43,7 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/rest/mirroring/latest/sync", post(trigger_sync))
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.shared.clone(),
             admin::require_admin,
         ));
     let anonymous = state.shared.config.access == crate::config::Access::Anonymous;

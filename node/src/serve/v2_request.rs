@@ -52,13 +52,12 @@ async fn read_pkt<R: AsyncRead + Unpin + ?Sized>(
         4 => {}
         _ => return Err(cut_short()),
     }
-    let text =
-        std::str::from_utf8(&len).map_err(|_| std::io::Error::other("bad pkt-line length"))?;
-    if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(std::io::Error::other("bad pkt-line length"));
-    }
-    let n = usize::from_str_radix(text, 16)
-        .map_err(|_| std::io::Error::other("bad pkt-line length"))?;
+    let n = len
+        .as_slice()
+        .try_into()
+        .ok()
+        .and_then(crate::pktline::length)
+        .ok_or_else(|| std::io::Error::other("bad pkt-line length"))?;
     match n {
         0 => Ok(Some(Pkt::Flush)),
         1 => Ok(Some(Pkt::Delim)),

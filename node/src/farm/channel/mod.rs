@@ -5,6 +5,7 @@
 
 pub mod git;
 pub mod join;
+pub mod sessions;
 
 use std::sync::Arc;
 
@@ -135,8 +136,8 @@ pub fn router(c: Channel) -> Router {
         .route(SYNC, post(sync))
         .route(
             SESSIONS,
-            get(crate::farm::sessions::list)
-                .post(crate::farm::sessions::merge)
+            get(sessions::list)
+                .post(sessions::merge)
                 .layer(DefaultBodyLimit::max(64 << 20)),
         )
         .route(
