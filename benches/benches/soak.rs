@@ -6,12 +6,10 @@
 //!
 //! Run: `scripts/bench soak` (`SOAK_SECONDS=120 scripts/bench soak` for a short one).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mirrorfarm_tests::farm::{following_lb, gossip_port, ssh_farm};
-use mirrorfarm_tests::gitc;
+use mirrorfarm_tests::traffic::Traffic;
 
 /// (RSS in MB, open fds) of a process now.
 fn sample(pid: u32) -> (f64, usize) {
@@ -39,46 +37,7 @@ fn main() {
     let (up, nodes) = ssh_farm(3, Duration::from_secs(120));
     let lb = following_lb(gossip_port(&nodes[0]));
     lb.wait_healthy(3, Duration::from_secs(120));
-    let url = lb.https_url("P", "r");
-    let ca = lb.ca().display().to_string();
-    let work = tempfile::tempdir().expect("tempdir");
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let clients: Vec<_> = (0..4)
-        .map(|c| {
-            let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
-            let (url, ca) = (url.clone(), ca.clone());
-            let dir = work.path().join(format!("c{c}"));
-            let fetched = work.path().join(format!("f{c}"));
-            std::thread::spawn(move || {
-                let env = [("GIT_SSL_CAINFO", ca.as_str())];
-                let f = fetched.to_str().expect("utf8").to_owned();
-                gitc::run(None, &["clone", "-q", &url, &f], &env);
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    i += 1;
-                    let out = match i % 3 {
-                        0 => gitc::try_run(None, &["ls-remote", &url], &env),
-                        1 => {
-                            let _ = std::fs::remove_dir_all(&dir);
-                            let d = dir.to_str().expect("utf8").to_owned();
-                            gitc::try_run(None, &["clone", "-q", "--depth", "1", &url, &d], &env)
-                        }
-                        _ => gitc::try_run(Some(&fetched), &["fetch", "-q", "origin"], &env),
-                    };
-                    if out.status.success() {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        failures
-                            .lock()
-                            .expect("lock")
-                            .push(String::from_utf8_lossy(&out.stderr).into_owned());
-                    }
-                }
-            })
-        })
-        .collect();
+    let traffic = Traffic::start(&lb.https_url("P", "r"), &lb.ca(), 4);
     let pids: Vec<(String, u32)> = nodes
         .iter()
         .enumerate()
@@ -100,23 +59,18 @@ fn main() {
             eprintln!(
                 "  {:>5.0} s: {} requests, {} failed",
                 start.elapsed().as_secs_f64(),
-                ok.load(Ordering::Relaxed),
-                failures.lock().expect("lock").len()
+                traffic.served(),
+                traffic.failed()
             );
         }
         std::thread::sleep(Duration::from_secs(10));
     }
     let last: Vec<(f64, usize)> = pids.iter().map(|(_, p)| sample(*p)).collect();
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        let _ = c.join();
-    }
+    let (served, failures) = traffic.stop();
     let first = first.unwrap_or_else(|| last.clone());
-    let failures = failures.lock().expect("lock");
     println!("\nsoak: {seconds} s, a 3-member farm behind the LB, 4 clients, a commit upstream every 10 s ({commits} in all)");
     println!(
-        "  {} requests (ls-remote, shallow clones, fetches), {} failed",
-        ok.load(Ordering::Relaxed),
+        "  {served} requests (ls-remote, shallow clones, fetches), {} failed",
         failures.len()
     );
     for (((name, _), (r0, f0)), (r1, f1)) in pids.iter().zip(&first).zip(&last) {

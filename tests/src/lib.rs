@@ -12,6 +12,7 @@ pub mod node;
 pub mod process;
 pub mod prom;
 pub mod raw_http;
+pub mod traffic;
 pub mod upstream;
 
 use std::net::TcpListener;

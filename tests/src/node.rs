@@ -32,6 +32,19 @@ pub struct Node {
     client_key: PathBuf,
 }
 
+/// An upstream holding a small `P/r` and an anonymous node mirroring it over `file://` with
+/// `extra` properties, synchronized.
+pub fn serving_p_r(extra: &str) -> (crate::upstream::Upstream, Node) {
+    let up = crate::upstream::Upstream::new();
+    up.create("P", "r", &crate::upstream::Shape::small());
+    let node = Node::start(
+        &up.file_url(),
+        &format!("mirror.repos=P/r\nmirror.access=anonymous\n{extra}"),
+    );
+    node.wait_state("SYNCHRONIZED", Duration::from_secs(60));
+    (up, node)
+}
+
 /// The properties every test node gets, for `upstream` and `repos`/`projects` lines in `extra`.
 pub fn properties(upstream: &str, http: u16, ssh: u16, extra: &str) -> String {
     // A farm's members share one base URL: `extra` may set its own.

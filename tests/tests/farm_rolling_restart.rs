@@ -1,13 +1,12 @@
-//! A rolling restart under traffic: while git clients fetch through the LB without pause, each
+//! A rolling restart under traffic: while git clients fetch, clone and list refs through the LB
+//! without pause, each
 //! member in turn gets SIGTERM and is started again; not one request fails (a stopping node
 //! drains, the LB takes it out of rotation and retries elsewhere).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mirrorfarm_tests::farm::{following_lb, gossip_port, ssh_farm, wait_synchronized_members};
-use mirrorfarm_tests::{gitc, wait_for};
+use mirrorfarm_tests::traffic::Traffic;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -16,70 +15,26 @@ fn a_rolling_restart_under_traffic_fails_no_request() {
     let (_up, mut nodes) = ssh_farm(3, LIMIT);
     let lb = following_lb(gossip_port(&nodes[0]));
     lb.wait_healthy(3, LIMIT);
-    let url = lb.https_url("P", "r");
-    let ca = lb.ca().display().to_string();
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let work = tempfile::tempdir().expect("tempdir");
-    let clients: Vec<_> = (0..3)
-        .map(|c| {
-            let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
-            let (url, ca, dir) = (url.clone(), ca.clone(), work.path().join(format!("c{c}")));
-            std::thread::spawn(move || {
-                let env = [("GIT_SSL_CAINFO", ca.as_str())];
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    i += 1;
-                    let out = if i.is_multiple_of(2) {
-                        let _ = std::fs::remove_dir_all(&dir);
-                        let d = dir.to_str().expect("utf8").to_owned();
-                        gitc::try_run(None, &["clone", "-q", "--depth", "1", &url, &d], &env)
-                    } else {
-                        gitc::try_run(None, &["ls-remote", &url], &env)
-                    };
-                    if out.status.success() {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        failures
-                            .lock()
-                            .expect("lock")
-                            .push(String::from_utf8_lossy(&out.stderr).into_owned());
-                    }
-                }
-            })
-        })
-        .collect();
-    let served_at_least = |n: usize| {
-        let from = ok.load(Ordering::Relaxed);
-        wait_for("requests to go on being served", LIMIT, || {
-            (ok.load(Ordering::Relaxed) >= from + n).then_some(())
-        });
-    };
-    served_at_least(10);
+    let traffic = Traffic::start(&lb.https_url("P", "r"), &lb.ca(), 3);
+    traffic.wait_served(10, LIMIT);
     for i in 0..nodes.len() {
         assert_eq!(nodes[i].stop(), Some(0), "member {} stops cleanly", i + 1);
-        served_at_least(10);
+        traffic.wait_served(10, LIMIT);
         nodes[i].spawn();
         wait_synchronized_members(&nodes, LIMIT);
         lb.wait_healthy(3, LIMIT);
-        served_at_least(10);
+        traffic.wait_served(10, LIMIT);
     }
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().expect("client");
-    }
-    let failures = failures.lock().expect("lock");
+    let (served, failures) = traffic.stop();
     eprintln!(
-        "rolling restart: {} requests served, {} failed",
-        ok.load(Ordering::Relaxed),
+        "rolling restart: {served} requests served, {} failed",
         failures.len()
     );
     assert!(
         failures.is_empty(),
         "{} of {} requests failed during the rolling restart; first: {}",
         failures.len(),
-        failures.len() + ok.load(Ordering::Relaxed),
+        failures.len() + served,
         failures.first().cloned().unwrap_or_default()
     );
 }

@@ -23,9 +23,8 @@
 use std::time::Duration;
 
 use mirrorfarm_tests::lb::{backends, Lb};
-use mirrorfarm_tests::node::Node;
+use mirrorfarm_tests::node::{serving_p_r, Node};
 use mirrorfarm_tests::raw_http::exchange;
-use mirrorfarm_tests::upstream::{Shape, Upstream};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -52,13 +51,7 @@ fn codes(wire: &[u8]) -> Vec<u16> {
 
 #[test]
 fn smuggled_and_confused_requests_never_reach_the_node_only_trigger() {
-    let up = Upstream::new();
-    up.create("P", "r", &Shape::small());
-    let node = Node::start(
-        &up.file_url(),
-        "mirror.repos=P/r\nmirror.access=anonymous\n",
-    );
-    node.wait_state("SYNCHRONIZED", LIMIT);
+    let (_up, node) = serving_p_r("");
     // A trigger straight from this host is accepted: what must never happen through the LB.
     let lb = Lb::start(&backends(&[&node]), "");
     lb.wait_healthy(1, LIMIT);

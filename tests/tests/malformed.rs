@@ -1,22 +1,11 @@
 //! A malformed upload-pack request gets 400 naming the problem (not an empty answer that git
 //! reports as a broken connection); a well-formed one is still served.
 
-use std::time::Duration;
-
-use mirrorfarm_tests::node::Node;
-use mirrorfarm_tests::upstream::{Shape, Upstream};
-
-const LIMIT: Duration = Duration::from_secs(60);
+use mirrorfarm_tests::node::serving_p_r;
 
 #[test]
 fn malformed_upload_pack_requests_get_400() {
-    let up = Upstream::new();
-    up.create("P", "r", &Shape::small());
-    let node = Node::start(
-        &up.file_url(),
-        "mirror.repos=P/r\nmirror.access=anonymous\n",
-    );
-    node.wait_state("SYNCHRONIZED", LIMIT);
+    let (_up, node) = serving_p_r("");
     let url = format!("{}/git-upload-pack", node.http_url("P", "r"));
     let post = |body: &'static [u8], v2: bool| {
         let mut r = reqwest::blocking::Client::new()

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mirrorfarm_tests::node::Node;
+use mirrorfarm_tests::node::{serving_p_r, Node};
 use mirrorfarm_tests::upstream::{Shape, Upstream};
 use mirrorfarm_tests::{gitc, pktline_request, wait_for};
 
@@ -27,14 +27,10 @@ fn clone_works(node: &Node) {
 
 #[test]
 fn upload_pack_processes_are_bounded_and_waiters_get_503() {
-    let up = Upstream::new();
-    up.create("P", "r", &Shape::small());
-    let node = Node::start(
-        &up.file_url(),
-        "mirror.repos=P/r\nmirror.access=anonymous\nmirror.serve.maxProcesses=1\n\
+    let (up, node) = serving_p_r(
+        "mirror.serve.maxProcesses=1\n\
          mirror.serve.queueTimeout=2\nmirror.cache.packs.maxSize=0\n",
     );
-    node.wait_state("SYNCHRONIZED", LIMIT);
     let head = gitc::refs(&up.repo("P", "r"))
         .get("refs/heads/main")
         .cloned()
@@ -131,14 +127,10 @@ fn upload_pack_processes_are_bounded_and_waiters_get_503() {
 #[test]
 fn request_bodies_are_bounded_in_size_and_time() {
     use std::io::Write;
-    let up = Upstream::new();
-    up.create("P", "r", &Shape::small());
-    let node = Node::start(
-        &up.file_url(),
-        "mirror.repos=P/r\nmirror.access=anonymous\nmirror.serve.maxRequestSize=64k\n\
+    let (_up, node) = serving_p_r(
+        "mirror.serve.maxRequestSize=64k\n\
          server.bodyTimeout=2\n",
     );
-    node.wait_state("SYNCHRONIZED", LIMIT);
     let url = format!("{}/git-upload-pack", node.http_url("P", "r"));
     let post = |body: Vec<u8>, gzip: bool| {
         let mut r = reqwest::blocking::Client::new()

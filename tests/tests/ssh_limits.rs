@@ -7,8 +7,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use mirrorfarm_tests::gitc;
-use mirrorfarm_tests::node::Node;
-use mirrorfarm_tests::upstream::{Shape, Upstream};
+use mirrorfarm_tests::node::serving_p_r;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -38,13 +37,8 @@ fn closed_by_server(mut s: TcpStream) -> bool {
 
 #[test]
 fn connections_are_bounded_and_silent_ones_cut() {
-    let up = Upstream::new();
-    up.create("P", "r", &Shape::small());
-    let node = Node::start(
-        &up.file_url(),
-        "mirror.repos=P/r\nmirror.access=anonymous\nplugin.ssh.maxConnections=2\nplugin.ssh.firstCommandTimeout=3\n",
-    );
-    node.wait_state("SYNCHRONIZED", LIMIT);
+    let (_up, node) =
+        serving_p_r("plugin.ssh.maxConnections=2\nplugin.ssh.firstCommandTimeout=3\n");
     let (a, first) = connect(node.ssh);
     let (b, second) = connect(node.ssh);
     assert!(
@@ -73,13 +67,7 @@ fn connections_are_bounded_and_silent_ones_cut() {
 #[test]
 fn the_lb_bounds_ssh_connections_per_worker() {
     use mirrorfarm_tests::lb::{backends, Lb};
-    let up = Upstream::new();
-    up.create("P", "r", &Shape::small());
-    let node = Node::start(
-        &up.file_url(),
-        "mirror.repos=P/r\nmirror.access=anonymous\n",
-    );
-    node.wait_state("SYNCHRONIZED", LIMIT);
+    let (_up, node) = serving_p_r("");
     let lb = Lb::start(
         &backends(&[&node]),
         "lb.threads=1\nlb.ssh.maxConnections=1\n",
