@@ -32,7 +32,7 @@ enum BodyError {
 }
 
 /// Reads `r` to its end into `raw` (which may hold its first bytes already), by `deadline`.
-async fn read_request(
+async fn read_body(
     r: &mut (dyn AsyncRead + Send + Unpin),
     raw: &mut Vec<u8>,
     deadline: tokio::time::Instant,
@@ -333,7 +333,7 @@ async fn rpc(
     // (before git starts: a slow client holds no process): its framing is checked (a malformed
     // one gets 400 naming the problem, not an empty answer git reports as a broken connection),
     // and small ones are answered by the pack cache.
-    if let Err(e) = read_request(&mut input, &mut raw, deadline).await {
+    if let Err(e) = read_body(&mut input, &mut raw, deadline).await {
         return body_refused(t.shared, e);
     }
     if let Some(problem) = crate::pktline::framing_error(&raw) {
