@@ -8,7 +8,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::process::Service;
-use crate::{bin, free_port, upstream::keygen, wait_for};
+use crate::{bin, free_port, upstream::keygen, wait_for, wait_or_explain};
 
 /// Where a node's home and binary live (defaults: a temporary `mf-node-*` home, the built binary).
 #[derive(Debug, Default, Clone)]
@@ -164,10 +164,15 @@ impl Node {
 
     /// Waits until the node's state is `state`.
     pub fn wait_state(&self, state: &str, limit: Duration) -> Value {
-        wait_for(&format!("node state {state}"), limit, || {
-            let s = self.status();
-            (s["state"] == state).then_some(s)
-        })
+        wait_or_explain(
+            &format!("node state {state}"),
+            limit,
+            || {
+                let s = self.status();
+                (s["state"] == state).then_some(s)
+            },
+            || self.explain(60),
+        )
     }
 
     /// The status entry of one repository.

@@ -1,6 +1,8 @@
 //! A farm whose node homes and binary path contain spaces fetches each change from the upstream
 //! once, and from the leader otherwise, like any other (git's `ext::` transport, used before the
 //! farm channel spoke HTTPS, could not take such paths: every member fetched from the upstream).
+//! The upstream's host key is pinned in the node's own known_hosts (ssh splits `-o` values at
+//! spaces: unquoted, the key went to `/tmp/mf`, shared by every such node).
 
 use std::time::Duration;
 
@@ -33,6 +35,12 @@ fn a_farm_with_spaces_in_its_paths_fetches_each_change_once() {
             n.home().display()
         );
     }
+    let pinned = std::fs::read_to_string(nodes[0].home().join("ssh/known_hosts"))
+        .expect("the first member's known_hosts");
+    assert!(
+        pinned.contains(&format!("[127.0.0.1]:{}", up.sshd_port())),
+        "the upstream's key is not pinned in the node's home: {pinned:?}"
+    );
     let fetched = sessions_for_one_change_per_node(&up, &nodes, LIMIT);
     assert_eq!(
         fetched, 3,

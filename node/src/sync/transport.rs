@@ -11,12 +11,29 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// Where the shared connection's control socket lives (`%C`: a hash of host, port and user),
-/// if the path is short enough for a Unix socket (OpenSSH adds a 17-character temporary suffix).
+/// A path as ssh's `-i` takes it: `%` doubled, since ssh expands `%` tokens in it.
+fn ssh_file(p: &Path) -> String {
+    p.display().to_string().replace('%', "%%")
+}
+
+/// A path as the value of an `-o` option, which ssh splits at whitespace like a config line:
+/// in double quotes, `\` and `"` escaped, `%` doubled. `tokens` keeps `%` as written (for
+/// `ControlPath`'s `%C`, appended by the caller).
+fn ssh_option_path(p: &str, tokens: &str) -> String {
+    let escaped = p
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('%', "%%");
+    format!("\"{escaped}{tokens}\"")
+}
+
+/// The `ControlPath` option value for the shared connection's socket (`%C`: a hash of host,
+/// port and user), if the path is short enough for a Unix socket (OpenSSH adds a 17-character
+/// temporary suffix).
 pub fn control_path(home: &Home) -> Option<String> {
-    let p = home.known_hosts().with_file_name("cm-%C");
-    let p = p.to_str()?.to_owned();
-    (p.len() - 2 + 40 + 17 < 104).then_some(p)
+    let dir = home.known_hosts().with_file_name("cm-");
+    let dir = dir.to_str()?;
+    (dir.len() + 40 + 17 < 104).then(|| ssh_option_path(dir, "%C"))
 }
 
 /// The environment for a git command that talks to the upstream (`persist`: see
@@ -34,8 +51,8 @@ pub fn upstream_env(
     if !persist.is_zero() {
         match control_path(home) {
             Some(cp) => cmd.push_str(&format!(
-                " -o ControlMaster=auto -o ControlPath={} -o ControlPersist={}",
-                sh_quote(&cp),
+                " -o ControlMaster=auto -o {} -o ControlPersist={}",
+                sh_quote(&format!("ControlPath={cp}")),
                 persist.as_secs()
             )),
             None => tracing::warn!(
@@ -82,11 +99,14 @@ pub fn ssh_command(key: &Path, known_hosts: &Path, openssh: (u32, u32, u32)) -> 
         "yes"
     };
     format!(
-        "ssh -i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null \
+        "ssh -i {} -o IdentitiesOnly=yes -o {} -o GlobalKnownHostsFile=/dev/null \
          -o StrictHostKeyChecking={strict} -o HashKnownHosts=no -o BatchMode=yes -o ConnectTimeout=15 \
          -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -o LogLevel=ERROR",
-        sh_quote(&key.display().to_string()),
-        sh_quote(&known_hosts.display().to_string()),
+        sh_quote(&ssh_file(key)),
+        sh_quote(&format!(
+            "UserKnownHostsFile={}",
+            ssh_option_path(&known_hosts.display().to_string(), "")
+        )),
     )
 }
 
@@ -121,6 +141,37 @@ pub async fn pin_with_keyscan(home: &Home, upstream: &UpstreamUrl) -> std::io::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `ssh -G` makes of an option: the value it prints for `key`.
+    fn ssh_reads(option: &str, key: &str) -> Option<String> {
+        let out = std::process::Command::new("ssh")
+            .args(["-G", "-o", option, "localhost"])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} ")).map(str::to_owned))
+    }
+
+    #[test]
+    fn option_paths_reach_ssh_whole() {
+        for path in ["/tmp/mf node home/known_hosts", "/a\\b/\"q\" %d/kh"] {
+            let opt = format!("UserKnownHostsFile={}", ssh_option_path(path, ""));
+            assert_eq!(
+                ssh_reads(&opt, "userknownhostsfile").as_deref(),
+                Some(path),
+                "{opt}"
+            );
+        }
+    }
+
+    #[test]
+    fn control_path_reaches_ssh_whole() {
+        let opt = format!("ControlPath={}", ssh_option_path("/tmp/a b%/cm-", "%C"));
+        let read = ssh_reads(&opt, "controlpath").expect("ssh -G");
+        assert!(read.starts_with("/tmp/a b%/cm-"), "{read}");
+        assert_eq!(read.len(), "/tmp/a b%/cm-".len() + 40, "{read}");
+    }
 
     #[test]
     fn quotes_paths() {
