@@ -156,7 +156,7 @@ impl Default for NodeMetrics {
         let pack_cache_bytes = Gauge::default();
         registry.register(
             "pack_cache_bytes",
-            "Bytes of complete pack cache entries",
+            "Bytes of the pack cache's entries, complete and being written",
             pack_cache_bytes.clone(),
         );
         let auth_decisions = Family::<AuthLabels, Counter>::default();

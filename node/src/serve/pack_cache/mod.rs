@@ -5,40 +5,40 @@
 //! request; bounded in size (least recently used go first); an entry is only ever served complete
 //! or while its one writer is still writing it — a failed or interrupted one is dropped, and the
 //! cache directory is emptied at start (so a file left by a killed writer is never read).
+//!
+//! The size bound counts entries being written too: a growing entry first pushes out the least
+//! recently used complete ones, and one the cache cannot hold even then is taken out of the
+//! index — finished for the clients already reading it, not kept. A writer whose every reader
+//! has left stops, unless it finishes within [`ABANDON_GRACE`].
+
+mod stream;
+mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
-use std::task::{Context, Poll};
-
-use bytes::Bytes;
-use futures_util::Stream;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
+pub use self::stream::CachedStream;
+use self::stream::{Progress, Readers};
+use self::writer::{Slot, WriteError};
 use crate::names::RepoId;
 use crate::upload_pack::{self, Exposure, Mode};
 
-/// How far the writer has got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Progress {
-    /// Bytes written so far.
-    Writing(u64),
-    /// Complete, with this size.
-    Done(u64),
-    /// Failed: never to be served.
-    Failed,
-}
+/// How long a writer whose every reader has left goes on: one that finishes meanwhile is
+/// nearly done, and kept for the next request.
+pub const ABANDON_GRACE: Duration = Duration::from_secs(2);
 
 struct Entry {
     repo: RepoId,
     state: String,
     path: PathBuf,
     progress: watch::Receiver<Progress>,
+    readers: Arc<Readers>,
     last_used: std::time::Instant,
 }
 
@@ -97,6 +97,7 @@ impl Outcome {
 pub struct PackCache {
     dir: PathBuf,
     max_bytes: u64,
+    abandon_grace: Duration,
     entries: Mutex<HashMap<String, Entry>>,
 }
 
@@ -126,8 +127,15 @@ impl PackCache {
         Ok(Self {
             dir: dir.to_owned(),
             max_bytes,
+            abandon_grace: ABANDON_GRACE,
             entries: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The same cache with another grace for writers whose readers all left (tests).
+    pub fn with_abandon_grace(mut self, grace: Duration) -> Self {
+        self.abandon_grace = grace;
+        self
     }
 
     /// Whether caching is on (`mirror.cache.packs.maxSize` > 0).
@@ -185,6 +193,9 @@ impl PackCache {
         let file = tokio::fs::File::create(&path).await?;
         let reader = tokio::fs::File::open(&path).await?;
         let (tx, rx) = watch::channel(Progress::Writing(0));
+        let readers = Readers::new();
+        // The requester reads from the start: the writer does not see an unread entry.
+        let requester = readers.join();
         let won = {
             let mut entries = self.entries.lock();
             match lookup(&mut entries, &key) {
@@ -195,6 +206,7 @@ impl PackCache {
                         state: state.to_owned(),
                         path: path.clone(),
                         progress: rx.clone(),
+                        readers: readers.clone(),
                         last_used: std::time::Instant::now(),
                     };
                     entries.insert(key.clone(), entry);
@@ -214,30 +226,42 @@ impl PackCache {
                     return Err(ServeError::Io(e));
                 }
             };
-        let cache = self.clone();
+        let slot = EntrySlot {
+            cache: self.clone(),
+            key,
+            path,
+        };
+        let grace = self.abandon_grace;
+        let watch_readers = readers.watch();
         tokio::spawn(async move {
-            let written = write_entry(child, request, file, &tx).await;
+            let written =
+                writer::write_entry(child, request, file, &tx, watch_readers, grace, &slot).await;
             drop(place);
             match written {
                 Ok(size) => {
                     let _ = tx.send(Progress::Done(size));
-                    let kept = cache.entries.lock().contains_key(&key);
-                    if kept {
-                        cache.evict();
+                    if slot.listed() {
+                        slot.cache.fit(None);
                     } else {
-                        // Dropped while it was written (its ref state was replaced): readers that
-                        // have it open finish; the file goes.
-                        remove_later(vec![path]);
+                        // Dropped while it was written (its ref state was replaced, or the cache
+                        // could not hold it): readers that have it open finish; the file goes.
+                        remove_later(vec![slot.path]);
                     }
+                }
+                Err(WriteError::Abandoned) => {
+                    tracing::info!("pack cache entry stopped: every client reading it left");
+                    let _ = tx.send(Progress::Failed);
+                    remove_later(vec![slot.path]);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "pack cache entry failed; it is dropped");
                     let _ = tx.send(Progress::Failed);
-                    cache.drop_entry(&key, path);
+                    slot.unlist();
+                    remove_later(vec![slot.path]);
                 }
             }
         });
-        Ok((CachedStream::new(reader, rx), Outcome::Miss))
+        Ok((CachedStream::new(reader, rx, requester), Outcome::Miss))
     }
 
     fn drop_entry(&self, key: &str, path: PathBuf) {
@@ -245,15 +269,13 @@ impl PackCache {
         remove_later(vec![path]);
     }
 
-    /// Drops least recently used complete entries until the cache fits its bound.
-    fn evict(&self) {
+    /// Drops least recently used complete entries until the index — entries being written
+    /// included — fits the bound; if it still does not, takes the entry `growing` out.
+    fn fit(&self, growing: Option<(&str, &Path)>) {
         let mut victims = Vec::new();
         {
             let mut entries = self.entries.lock();
-            let size = |e: &Entry| match *e.progress.borrow() {
-                Progress::Done(n) | Progress::Writing(n) => n,
-                Progress::Failed => 0,
-            };
+            let size = |e: &Entry| e.progress.borrow().bytes();
             let mut total: u64 = entries.values().map(size).sum();
             while total > self.max_bytes {
                 let victim = entries
@@ -267,49 +289,94 @@ impl PackCache {
                     victims.push(e.path);
                 }
             }
+            if let Some((key, path)) = growing.filter(|_| total > self.max_bytes) {
+                if entries.get(key).is_some_and(|e| e.path == path) {
+                    entries.remove(key);
+                    tracing::debug!("a pack cache entry outgrew the cache: it is not kept");
+                }
+            }
         }
         // Readers that have a victim open keep reading; the file goes when they close it.
         remove_later(victims);
     }
 
-    /// Bytes held by complete entries.
+    /// Bytes held by the entries in the index, complete and being written.
     pub fn size(&self) -> u64 {
         let entries = self.entries.lock();
-        entries
-            .values()
-            .map(|e| match *e.progress.borrow() {
-                Progress::Done(n) => n,
-                _ => 0,
-            })
-            .sum()
+        entries.values().map(|e| e.progress.borrow().bytes()).sum()
     }
 }
 
-/// A usable entry under `key` (touching it), or `None`; a failed one is removed.
-fn lookup(
-    entries: &mut HashMap<String, Entry>,
-    key: &str,
-) -> Option<(PathBuf, watch::Receiver<Progress>)> {
+/// The index's view of one entry being written.
+struct EntrySlot {
+    cache: Arc<PackCache>,
+    key: String,
+    path: PathBuf,
+}
+
+impl EntrySlot {
+    /// Whether the index still lists this entry.
+    fn listed(&self) -> bool {
+        let entries = self.cache.entries.lock();
+        entries.get(&self.key).is_some_and(|e| e.path == self.path)
+    }
+
+    /// Takes the entry out of the index.
+    fn unlist(&self) {
+        let mut entries = self.cache.entries.lock();
+        if entries.get(&self.key).is_some_and(|e| e.path == self.path) {
+            entries.remove(&self.key);
+        }
+    }
+}
+
+impl Slot for EntrySlot {
+    fn grew(&self, _written: u64) {
+        self.cache.fit(Some((&self.key, &self.path)));
+    }
+
+    fn stop_if_unread(&self) -> bool {
+        // Readers join under this lock (in `lookup`): none can join between the check and the
+        // removal.
+        let mut entries = self.cache.entries.lock();
+        match entries.get(&self.key) {
+            Some(e) if e.path == self.path => {
+                if *e.readers.watch().borrow() > 0 {
+                    return false;
+                }
+                entries.remove(&self.key);
+                true
+            }
+            // Out of the index: nobody can join; stop if nobody reads.
+            _ => true,
+        }
+    }
+}
+
+/// An entry found in the index, its new reader already counted.
+type Found = (PathBuf, watch::Receiver<Progress>, stream::ReaderGuard);
+
+/// A usable entry under `key` (touching it, counting its new reader), or `None`; a failed one
+/// is removed.
+fn lookup(entries: &mut HashMap<String, Entry>, key: &str) -> Option<Found> {
     let e = entries.get_mut(key)?;
     if *e.progress.borrow() == Progress::Failed {
         entries.remove(key);
         return None;
     }
     e.last_used = std::time::Instant::now();
-    Some((e.path.clone(), e.progress.clone()))
+    Some((e.path.clone(), e.progress.clone(), e.readers.join()))
 }
 
 /// Opens an entry found in the cache.
-async fn open(
-    (path, progress): (PathBuf, watch::Receiver<Progress>),
-) -> std::io::Result<(CachedStream, Outcome)> {
+async fn open((path, progress, reader): Found) -> std::io::Result<(CachedStream, Outcome)> {
     let outcome = if matches!(*progress.borrow(), Progress::Done(_)) {
         Outcome::Hit
     } else {
         Outcome::Shared
     };
     let file = tokio::fs::File::open(&path).await?;
-    Ok((CachedStream::new(file, progress), outcome))
+    Ok((CachedStream::new(file, progress, reader), outcome))
 }
 
 /// Removes files in the background (on tokio's blocking pool).
@@ -324,101 +391,5 @@ fn remove_later(paths: Vec<PathBuf>) {
     });
 }
 
-/// Runs the writer: request in, response out to the file, progress published as it goes.
-async fn write_entry(
-    mut child: tokio::process::Child,
-    request: Vec<u8>,
-    mut file: tokio::fs::File,
-    tx: &watch::Sender<Progress>,
-) -> std::io::Result<u64> {
-    let mut stdin = child.stdin.take().expect("upload-pack stdin is piped");
-    let mut stdout = child.stdout.take().expect("upload-pack stdout is piped");
-    if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(crate::upload_pack::log_stderr(stderr, "pack cache".into()));
-    }
-    let feed = tokio::spawn(async move {
-        let _ = stdin.write_all(&request).await;
-    });
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut written = 0u64;
-    loop {
-        let n = stdout.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        file.write_all(&buf[..n]).await?;
-        written += n as u64;
-        let _ = tx.send(Progress::Writing(written));
-    }
-    file.flush().await?;
-    file.sync_data().await?;
-    let _ = feed.await;
-    let status = child.wait().await?;
-    if !status.success() {
-        return Err(std::io::Error::other(format!(
-            "git upload-pack exited with {status}"
-        )));
-    }
-    Ok(written)
-}
-
-/// A cached response read from its file, following the writer while it writes.
-pub struct CachedStream {
-    inner: Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>,
-}
-
-impl CachedStream {
-    fn new(file: tokio::fs::File, progress: watch::Receiver<Progress>) -> Self {
-        let state = (file, progress, 0u64);
-        let s = futures_util::stream::unfold(
-            state,
-            |(mut file, mut progress, mut offset)| async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    let p = *progress.borrow_and_update();
-                    let available = match p {
-                        Progress::Writing(n) | Progress::Done(n) => n,
-                        Progress::Failed => {
-                            let err = std::io::Error::other(
-                                "the response failed while it was being written",
-                            );
-                            return Some((Err(err), (file, progress, u64::MAX)));
-                        }
-                    };
-                    if offset == u64::MAX {
-                        return None;
-                    }
-                    if offset < available {
-                        let want = ((available - offset) as usize).min(buf.len());
-                        match file.read(&mut buf[..want]).await {
-                            Ok(0) => {}
-                            Ok(n) => {
-                                offset += n as u64;
-                                buf.truncate(n);
-                                return Some((Ok(Bytes::from(buf)), (file, progress, offset)));
-                            }
-                            Err(e) => return Some((Err(e), (file, progress, u64::MAX))),
-                        }
-                    }
-                    if matches!(p, Progress::Done(n) if offset >= n) {
-                        return None;
-                    }
-                    if progress.changed().await.is_err()
-                        && !matches!(*progress.borrow(), Progress::Done(_))
-                    {
-                        let err = std::io::Error::other("the response writer went away");
-                        return Some((Err(err), (file, progress, u64::MAX)));
-                    }
-                }
-            },
-        );
-        Self { inner: Box::pin(s) }
-    }
-}
-
-impl Stream for CachedStream {
-    type Item = std::io::Result<Bytes>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.inner.as_mut().poll_next(cx)
-    }
-}
+#[cfg(test)]
+mod tests;
