@@ -1,7 +1,8 @@
 //! What the mirrorfarm load balancer and nodes share: the properties reader, configuration
-//! building blocks, the session cookie, the PROXY protocol codec, the farm channel's messages and client, and the status document.
+//! building blocks, the session cookie, the PROXY protocol codec, the header that sends a request to another node, the farm channel's messages and client, and the status document.
 
 pub mod config;
+pub mod elsewhere;
 pub mod farm;
 pub mod gossip;
 pub mod properties;

@@ -174,6 +174,13 @@ impl Backends {
             .cloned()
     }
 
+    /// Whether a healthy node outside `exclude` is left.
+    pub fn any_healthy_except(&self, exclude: &[SocketAddr]) -> bool {
+        self.all()
+            .iter()
+            .any(|b| b.healthy() && !exclude.contains(&b.addr.http))
+    }
+
     /// The healthy node with the fewest in-flight requests (or SSH connections), skipping
     /// `exclude`; ties are broken round-robin.
     pub fn least_loaded(&self, ssh: bool, exclude: &[SocketAddr]) -> Option<Arc<Backend>> {

@@ -37,6 +37,8 @@ pub struct FarmProxy {
 pub struct RequestCtx {
     in_flight: Option<InFlight>,
     tried: Vec<SocketAddr>,
+    /// The node answered that another member may serve this request: send it there.
+    elsewhere: bool,
 }
 
 /// The node route the request's `BITBUCKETSESSIONID` cookie names, if any.
@@ -69,6 +71,10 @@ impl FarmProxy {
                 .backends
                 .least_loaded(false, &ctx.tried)
                 .ok_or_else(|| {
+                    tracing::warn!(
+                        tried = ctx.tried.len(),
+                        "answered 503: no healthy mirror node left to try"
+                    );
                     Error::explain(ErrorType::HTTPStatus(503), "no healthy mirror node")
                 })?,
         };
@@ -94,6 +100,11 @@ impl FarmProxy {
             }
         }
         ctx.tried.len() < self.backends.all().len()
+    }
+
+    /// Whether a healthy node not tried for this request is left.
+    fn others_left(&self, ctx: &RequestCtx) -> bool {
+        self.backends.any_healthy_except(&ctx.tried)
     }
 
     /// The request head sent to a node for a request without a body.
@@ -185,10 +196,14 @@ impl FarmProxy {
                 backend.addr.http,
                 request,
                 head_only,
+                self.others_left(ctx),
             )
             .await?;
             match outcome {
                 crate::upstream_get::Outcome::Done => return Ok(()),
+                crate::upstream_get::Outcome::Elsewhere => {
+                    tracing::debug!(backend = %backend.addr.label, "node does not serve the repository right now; trying another");
+                }
                 crate::upstream_get::Outcome::Unreachable(e) => {
                     if !self.unreachable(ctx, &e) {
                         return Err(Error::explain(
@@ -274,6 +289,55 @@ impl ProxyHttp for FarmProxy {
         peer.options.write_timeout = Some(Duration::from_secs(600));
         peer.options.idle_timeout = Some(Duration::from_secs(60));
         Ok(Box::new(peer))
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let req = session.req_header();
+        // Reads only: a fetch's POST is as safe to send again as a GET; a push is not.
+        let read = req.method == http::Method::GET
+            || req.method == http::Method::HEAD
+            || req.uri.path().ends_with("/git-upload-pack");
+        let elsewhere = upstream_response.status.as_u16() == 503
+            && upstream_response
+                .headers
+                .contains_key(mirrorfarm_common::elsewhere::HEADER);
+        if read && elsewhere && self.others_left(ctx) {
+            ctx.elsewhere = true;
+            ctx.in_flight = None;
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                "the node does not serve the repository right now; trying another",
+            ));
+        }
+        Ok(())
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Self::CTX,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if std::mem::take(&mut ctx.elsewhere) {
+            // Sent again only if the body read so far is all kept for it.
+            e.set_retry(!session.as_ref().retry_buffer_truncated());
+        } else if !session.req_header().method.is_idempotent()
+            || session.as_ref().retry_buffer_truncated()
+        {
+            // pingora's own policy.
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
     }
 
     fn fail_to_connect(

@@ -41,6 +41,15 @@ impl Head {
             .map(|(n, v)| (&self.raw[n.clone()], &self.raw[v.clone()]))
     }
 
+    /// Whether the node says another member may answer this request instead (a 503 carrying
+    /// [`mirrorfarm_common::elsewhere::HEADER`]).
+    pub fn elsewhere(&self) -> bool {
+        self.code == 503
+            && self.kept().any(|(n, _)| {
+                n.eq_ignore_ascii_case(mirrorfarm_common::elsewhere::HEADER.as_bytes())
+            })
+    }
+
     /// The head as pingora's response header (chunked bodies are framed again by pingora).
     pub fn to_response_header(&self) -> Result<ResponseHeader> {
         let mut response = ResponseHeader::build(self.code, Some(self.kept.len() + 1))?;

@@ -49,11 +49,15 @@ impl Pool {
 }
 
 /// What became of a forwarded request.
+#[derive(Debug)]
 pub enum Outcome {
     /// The response went to the client.
     Done,
     /// The node could not be reached; nothing was sent to the client (try another node).
     Unreachable(std::io::Error),
+    /// The node does not serve the repository right now and says another member may; nothing
+    /// was sent to the client (try another node).
+    Elsewhere,
 }
 
 async fn timed<T>(
@@ -67,13 +71,14 @@ async fn timed<T>(
 }
 
 /// Sends `request` (a complete request head without body) to the node at `addr` and streams its
-/// answer to the client.
+/// answer to the client — unless, with `others_left`, the node says another member may answer.
 pub async fn forward<S: ResponseSink>(
     session: &mut S,
     pool: &Pool,
     addr: SocketAddr,
     request: &[u8],
     head_only: bool,
+    others_left: bool,
 ) -> Result<Outcome> {
     for attempt in 0..2 {
         let (mut conn, reused) = match pool.take(addr).filter(|_| attempt == 0) {
@@ -111,6 +116,10 @@ pub async fn forward<S: ResponseSink>(
         let Some(head) = head else {
             continue;
         };
+        if others_left && head.elsewhere() {
+            // Its short answer is not read: the connection is not kept.
+            return Ok(Outcome::Elsewhere);
+        }
         let empty = matches!(head.framing, Framing::Empty | Framing::Length(0));
         session.head(&head, empty).await?;
         let clean = match head.framing {
@@ -360,5 +369,54 @@ mod tests {
             .expect("copies");
         assert_eq!(sink.data, b"until the end");
         assert!(sink.ended && !clean);
+    }
+
+    /// A node on 127.0.0.1 answering every connection's request with `answer`.
+    async fn node(answer: &'static [u8]) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = c.read(&mut buf).await;
+                let _ = c.write_all(answer).await;
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_503_for_elsewhere_goes_to_another_node_while_one_is_left() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let elsewhere: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\n\
+                x-mirrorfarm-elsewhere: withheld\r\nContent-Length: 8\r\n\r\nwithheld";
+            let plain: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy";
+            let (a, b) = (node(elsewhere).await, node(plain).await);
+            let pool = Pool::default();
+            let req = b"GET /scm/P/r.git/info/refs HTTP/1.1\r\nHost: n\r\n\r\n";
+            let mut sink = Collect::default();
+            let out = forward(&mut sink, &pool, a, req, false, true).await;
+            assert!(matches!(out, Ok(Outcome::Elsewhere)), "{out:?}");
+            assert!(
+                sink.data.is_empty() && !sink.ended,
+                "nothing reached the client"
+            );
+            // The last node left: its answer goes to the client as it is.
+            let out = forward(&mut sink, &pool, a, req, false, false).await;
+            assert!(matches!(out, Ok(Outcome::Done)), "{out:?}");
+            assert_eq!(sink.data, b"withheld");
+            // A 503 without the header is the node's answer to give.
+            let mut sink = Collect::default();
+            let out = forward(&mut sink, &pool, b, req, false, true).await;
+            assert!(matches!(out, Ok(Outcome::Done)), "{out:?}");
+            assert_eq!(sink.data, b"busy");
+        });
     }
 }

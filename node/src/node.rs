@@ -174,6 +174,7 @@ pub async fn run(
         openssh,
         repos: RwLock::new(repos),
         listed: AtomicBool::new(false),
+        farm_stale_since: std::sync::atomic::AtomicI64::new(0),
         metrics: crate::metrics::NodeMetrics::default(),
         repos_changed: Default::default(),
         served_changed: Default::default(),

@@ -41,6 +41,8 @@ pub struct Shared {
     pub served_changed: tokio::sync::Notify,
     /// Who may read and push: credentials, decisions, sessions.
     pub gate: crate::access::Gate,
+    /// Since when another farm member has not reached the upstream (Unix ms; 0: it has).
+    pub farm_stale_since: std::sync::atomic::AtomicI64,
 }
 
 impl Shared {
@@ -91,6 +93,7 @@ impl Shared {
         if results().any(|r| r == Some(SyncResult::Unauthorized)) {
             return "AWAITING_AUTHORIZATION";
         }
+        let farm_stale = self.farm_stale_since.load(Ordering::Acquire) != 0;
         let active: Vec<_> = repos
             .values()
             .filter(|e| e.record.last_result != Some(SyncResult::NotFound))
@@ -99,8 +102,9 @@ impl Shared {
             return "CATCHING_UP";
         }
         if active.iter().all(|e| e.servable()) {
-            // Serving a complete state the upstream could not be asked about lately.
-            if results().any(|r| r == Some(SyncResult::Unreachable)) {
+            // Serving a complete state the upstream could not be asked about lately (by this
+            // node, or by the member fetching for the farm).
+            if farm_stale || results().any(|r| r == Some(SyncResult::Unreachable)) {
                 return "STALE";
             }
             return "SYNCHRONIZED";
@@ -111,15 +115,28 @@ impl Shared {
         "SYNCHRONIZING"
     }
 
-    /// Seconds since the oldest last successful sync among repositories whose upstream could not
-    /// be reached at their last try (`None` when every one was reached).
-    pub fn stale_seconds(&self, now_ms: i64) -> Option<u64> {
+    /// The oldest last successful sync among repositories whose upstream this node could not
+    /// reach at their last try (Unix ms; `None` when every one was reached).
+    pub fn stale_since_ms(&self) -> Option<i64> {
         self.repos
             .read()
             .values()
             .filter(|e| e.record.last_result == Some(SyncResult::Unreachable))
             .filter_map(|e| e.record.last_success_ms)
             .min()
-            .map(|ok| ((now_ms - ok).max(0) / 1000) as u64)
+    }
+
+    /// Records since when another farm member has not reached the upstream.
+    pub fn set_farm_stale_since(&self, since_ms: Option<i64>) {
+        let v = since_ms.map_or(0, |t| t.max(1));
+        self.farm_stale_since.store(v, Ordering::Release);
+    }
+
+    /// Seconds since the farm (this node, or the member fetching for it) last reached the
+    /// upstream, while it cannot (`None` when it can).
+    pub fn stale_seconds(&self, now_ms: i64) -> Option<u64> {
+        let farm = Some(self.farm_stale_since.load(Ordering::Acquire)).filter(|t| *t != 0);
+        let since = [self.stale_since_ms(), farm].into_iter().flatten().min()?;
+        Some((now_ms.saturating_sub(since).max(0) / 1000) as u64)
     }
 }

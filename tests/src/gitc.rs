@@ -4,9 +4,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::topology::Host;
+
 /// A git command with a clean, reproducible environment.
 pub fn cmd(dir: Option<&Path>) -> Command {
-    let mut c = Command::new("git");
+    cmd_on(&Host::loopback(), dir)
+}
+
+/// [`cmd`] on `host`.
+pub fn cmd_on(host: &Host, dir: Option<&Path>) -> Command {
+    let mut c = host.command("git");
     if let Some(d) = dir {
         c.current_dir(d);
     }
@@ -27,7 +34,12 @@ pub fn cmd(dir: Option<&Path>) -> Command {
 
 /// Runs git and returns its output whatever the exit status.
 pub fn try_run(dir: Option<&Path>, args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut c = cmd(dir);
+    try_run_on(&Host::loopback(), dir, args, envs)
+}
+
+/// [`try_run`] on `host`.
+pub fn try_run_on(host: &Host, dir: Option<&Path>, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut c = cmd_on(host, dir);
     c.args(args);
     for (k, v) in envs {
         c.env(k, v);

@@ -9,6 +9,7 @@ use tempfile::TempDir;
 
 use crate::node::Node;
 use crate::process::Service;
+use crate::topology::Host;
 use crate::{free_port, wait_for};
 
 /// A running load balancer.
@@ -21,13 +22,15 @@ pub struct Lb {
     pub ssh: u16,
     /// Admin port.
     pub admin: u16,
+    host: Host,
+    hostname: String,
 }
 
 /// The `lb.backends` value for these nodes.
 pub fn backends(nodes: &[&Node]) -> String {
     nodes
         .iter()
-        .map(|n| format!("127.0.0.1:{}:{}", n.http, n.ssh))
+        .map(|n| format!("{}:{}:{}", n.host().ip, n.http, n.ssh))
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -36,6 +39,13 @@ impl Lb {
     /// Writes `mirrorfarm-lb.properties` (hostname localhost, free ports, `extra` appended) and
     /// starts the LB; does not wait for backends.
     pub fn start(backends: &str, extra: &str) -> Self {
+        Self::start_on(&Host::loopback(), "localhost", backends, extra)
+    }
+
+    /// Like [`Self::start`], on `host` (every listener on its address) under `hostname` (its
+    /// certificate's name; clients resolve it to `host`).
+    pub fn start_on(host: &Host, hostname: &str, backends: &str, extra: &str) -> Self {
+        let ip = host.ip;
         let home = tempfile::Builder::new()
             .prefix("mf-lb-")
             .tempdir()
@@ -48,18 +58,21 @@ impl Lb {
             "lb.threads=2\n"
         };
         let props = format!(
-            "lb.hostname=localhost\nlb.https.address=127.0.0.1\nlb.https.port={https}\nlb.ssh.address=127.0.0.1\n\
-             lb.ssh.port={ssh}\nlb.admin.port={admin}\nlb.backends={backends}\nlb.health.interval=300\n\
+            "lb.hostname={hostname}\nlb.https.address={ip}\nlb.https.port={https}\nlb.ssh.address={ip}\n\
+             lb.ssh.port={ssh}\nlb.admin.address={ip}\nlb.admin.port={admin}\nlb.backends={backends}\nlb.health.interval=300\n\
              lb.health.fall=2\nlb.health.rise=1\nlb.drain.grace=5\n{threads}{extra}"
         );
         std::fs::write(home.path().join("mirrorfarm-lb.properties"), props).expect("write");
-        let process = Service::new("lb", home.path());
+        let mut process = Service::new("lb", home.path());
+        process.host = host.clone();
         let mut lb = Self {
             process,
             home,
             https,
             ssh,
             admin,
+            host: host.clone(),
+            hostname: hostname.to_owned(),
         };
         lb.spawn();
         lb
@@ -82,7 +95,7 @@ impl Lb {
 
     /// The admin status document.
     pub fn admin_status(&self) -> Value {
-        let url = format!("http://127.0.0.1:{}/status", self.admin);
+        let url = format!("http://{}:{}/status", self.host.ip, self.admin);
         reqwest::blocking::get(&url)
             .and_then(|r| r.json())
             .unwrap_or_else(|e| panic!("GET {url}: {e}"))
@@ -100,14 +113,20 @@ impl Lb {
         self.home.path().join("tls").join("cert.pem")
     }
 
-    /// `https://localhost:port/scm/P/r.git`.
+    /// `https://<hostname>:port/scm/P/r.git`.
     pub fn https_url(&self, project: &str, repo: &str) -> String {
-        format!("https://localhost:{}/scm/{project}/{repo}.git", self.https)
+        format!(
+            "https://{}:{}/scm/{project}/{repo}.git",
+            self.hostname, self.https
+        )
     }
 
-    /// `ssh://git@localhost:port/P/r.git`.
+    /// `ssh://git@<hostname>:port/P/r.git`.
     pub fn ssh_url(&self, project: &str, repo: &str) -> String {
-        format!("ssh://git@localhost:{}/{project}/{repo}.git", self.ssh)
+        format!(
+            "ssh://git@{}:{}/{project}/{repo}.git",
+            self.hostname, self.ssh
+        )
     }
 
     /// `git [-c config…] clone -q` of `project/repo` through the LB into `dest`, the certificate
@@ -136,8 +155,10 @@ impl Lb {
         Command::new("curl")
             .args(["-sS", "--max-time", "20", "--cacert"])
             .arg(ca)
+            .arg("--resolve")
+            .arg(format!("{}:{}:{}", self.hostname, self.https, self.host.ip))
             .args(args)
-            .arg(format!("https://localhost:{}{path}", self.https))
+            .arg(format!("https://{}:{}{path}", self.hostname, self.https))
             .output()
             .expect("run curl")
     }

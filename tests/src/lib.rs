@@ -2,6 +2,7 @@
 //! `mirrorfarm` node processes, and the real git client. Every wait is bounded in time.
 
 pub mod farm;
+pub mod farm_hosts;
 pub mod fuzz;
 pub mod gitc;
 pub mod http_upstream;
@@ -12,6 +13,7 @@ pub mod node;
 pub mod process;
 pub mod prom;
 pub mod raw_http;
+pub mod topology;
 pub mod traffic;
 pub mod upstream;
 
@@ -114,4 +116,14 @@ pub fn pktline_request(first: &[&str], then: &[&str]) -> Vec<u8> {
         out.extend(pkt(s));
     }
     out
+}
+
+/// The time now as the processes' logs show it (UTC, `YYYY-MM-DDTHH:MM:SS.ffffffZ`), to tell
+/// which log lines a failure goes with.
+pub fn utc_now() -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.%6NZ"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    out.unwrap_or_default()
 }

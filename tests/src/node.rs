@@ -8,6 +8,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::process::Service;
+use crate::topology::Host;
 use crate::{bin, free_port, upstream::keygen, wait_for, wait_or_explain};
 
 /// Where a node's home and binary live (defaults: a temporary `mf-node-*` home, the built binary).
@@ -19,17 +20,25 @@ pub struct Placement {
     pub bin: Option<PathBuf>,
     /// The directory the home is made in (default: the system's temporary directory).
     pub home_in: Option<PathBuf>,
+    /// The host it runs on (default: the test's own loopback).
+    pub host: Option<Host>,
+    /// Environment variables added to the process's (e.g. a `faketime` preload).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running (or stopped) node.
 pub struct Node {
     process: Service,
     home: TempDir,
-    /// HTTP port on 127.0.0.1.
+    /// HTTP port on its host.
     pub http: u16,
-    /// SSH port on 127.0.0.1.
+    /// SSH port on its host.
     pub ssh: u16,
     client_key: PathBuf,
+    host: Host,
+    /// A client for the admin routes (with the admin token, for a node the test reaches from
+    /// another host).
+    admin: reqwest::blocking::Client,
 }
 
 /// An upstream holding a small `P/r` and an anonymous node mirroring it over `file://` with
@@ -47,17 +56,37 @@ pub fn serving_p_r(extra: &str) -> (crate::upstream::Upstream, Node) {
 
 /// The properties every test node gets, for `upstream` and `repos`/`projects` lines in `extra`.
 pub fn properties(upstream: &str, http: u16, ssh: u16, extra: &str) -> String {
+    properties_at(&Host::loopback(), upstream, http, ssh, extra)
+}
+
+/// [`properties`] for a node listening on `host`'s address.
+pub fn properties_at(host: &Host, upstream: &str, http: u16, ssh: u16, extra: &str) -> String {
+    let ip = host.ip;
     // A farm's members share one base URL: `extra` may set its own.
     let base = if extra.contains("setup.baseUrl=") {
         String::new()
     } else {
-        format!("setup.baseUrl=http://127.0.0.1:{http}\n")
+        format!("setup.baseUrl=http://{ip}:{http}\n")
     };
     format!(
         "application.mode=mirror\nsetup.displayName=Test mirror\n{base}\
-         plugin.mirroring.upstream.url={upstream}\nserver.address=127.0.0.1\nserver.port={http}\n\
-         plugin.ssh.address=127.0.0.1\nplugin.ssh.port={ssh}\n{extra}"
+         plugin.mirroring.upstream.url={upstream}\nserver.address={ip}\nserver.port={http}\n\
+         plugin.ssh.address={ip}\nplugin.ssh.port={ssh}\n{extra}"
     )
+}
+
+/// A client sending `Authorization: Bearer <token>` when there is a token.
+fn admin_client(token: Option<&str>) -> reqwest::blocking::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token {
+        let v = format!("Bearer {t}").parse().expect("header value");
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    reqwest::blocking::Client::builder()
+        .default_headers(headers)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client")
 }
 
 impl Node {
@@ -87,9 +116,21 @@ impl Node {
         }
         .expect("tempdir");
         let (http, ssh) = (free_port(), free_port());
+        let host = placement.host.clone().unwrap_or_default();
+        // Reached from another host, the test is an admin by the token, as monitoring would be.
+        let admin_token = host.netns.is_some().then(|| {
+            let token = format!("test-admin-token-{}-{http}", std::process::id());
+            std::fs::write(home.path().join("admin.token"), &token).expect("write admin.token");
+            token
+        });
+        let admin = if admin_token.is_some() {
+            "mirror.admin.tokenFile=admin.token\n"
+        } else {
+            ""
+        };
         std::fs::write(
             home.path().join("mirrorfarm.properties"),
-            properties(upstream, http, ssh, extra),
+            properties_at(&host, upstream, http, ssh, &format!("{admin}{extra}")),
         )
         .expect("write properties");
         let client_key = home.path().join("client_ed25519");
@@ -97,15 +138,24 @@ impl Node {
         let mut process = Service::new("node", home.path());
         process.gid = gid;
         process.bin = placement.bin.clone();
+        process.host = host.clone();
+        process.env = placement.env.clone();
         let mut n = Self {
             process,
             home,
             http,
             ssh,
             client_key,
+            host,
+            admin: admin_client(admin_token.as_deref()),
         };
         n.spawn();
         n
+    }
+
+    /// The host it runs on.
+    pub fn host(&self) -> &Host {
+        &self.host
     }
 
     /// The home directory.
@@ -118,6 +168,11 @@ impl Node {
         self.process.spawn(self.http);
     }
 
+    /// An HTTP client for the node's admin routes (with the admin token when it has one).
+    pub fn admin_client(&self) -> reqwest::blocking::Client {
+        self.admin.clone()
+    }
+
     /// The node's stdout/stderr so far.
     pub fn log(&self) -> String {
         self.process.log()
@@ -125,8 +180,11 @@ impl Node {
 
     /// The status document (or why it cannot be had) and the last `lines` lines of the log.
     pub fn explain(&self, lines: usize) -> String {
-        let url = format!("http://127.0.0.1:{}/status", self.http);
-        let status = reqwest::blocking::get(&url)
+        let url = format!("http://{}:{}/status", self.host.ip, self.http);
+        let status = self
+            .admin_client()
+            .get(&url)
+            .send()
             .and_then(|r| r.text())
             .unwrap_or_else(|e| format!("(no status: {e})"));
         let log = self.log();
@@ -156,8 +214,10 @@ impl Node {
 
     /// GET a path as JSON.
     pub fn get_json(&self, path: &str) -> Value {
-        let url = format!("http://127.0.0.1:{}{path}", self.http);
-        reqwest::blocking::get(&url)
+        let url = format!("http://{}:{}{path}", self.host.ip, self.http);
+        self.admin_client()
+            .get(&url)
+            .send()
             .and_then(|r| r.json())
             .unwrap_or_else(|e| panic!("GET {url}: {e}"))
     }
@@ -205,8 +265,11 @@ impl Node {
 
     /// POST /rest/mirroring/latest/sync for one repository (or all with `None`); returns the status code.
     pub fn trigger(&self, repo: Option<(&str, &str)>) -> u16 {
-        let url = format!("http://127.0.0.1:{}/rest/mirroring/latest/sync", self.http);
-        let c = reqwest::blocking::Client::new();
+        let url = format!(
+            "http://{}:{}/rest/mirroring/latest/sync",
+            self.host.ip, self.http
+        );
+        let c = self.admin_client();
         let req = match repo {
             Some((p, r)) => c
                 .post(&url)
@@ -219,8 +282,11 @@ impl Node {
     /// Sends `n` triggers for one repository at once (threads released together, one client),
     /// so they land within a few milliseconds; returns their status codes.
     pub fn trigger_together(&self, project: &str, repo: &str, n: usize) -> Vec<u16> {
-        let url = format!("http://127.0.0.1:{}/rest/mirroring/latest/sync", self.http);
-        let c = reqwest::blocking::Client::new();
+        let url = format!(
+            "http://{}:{}/rest/mirroring/latest/sync",
+            self.host.ip, self.http
+        );
+        let c = self.admin_client();
         let body = serde_json::json!({"project": project, "repo": repo});
         let gate = std::sync::Barrier::new(n);
         std::thread::scope(|s| {
@@ -246,12 +312,18 @@ impl Node {
 
     /// `http://…/scm/P/r.git`.
     pub fn http_url(&self, project: &str, repo: &str) -> String {
-        format!("http://127.0.0.1:{}/scm/{project}/{repo}.git", self.http)
+        format!(
+            "http://{}:{}/scm/{project}/{repo}.git",
+            self.host.ip, self.http
+        )
     }
 
     /// `ssh://git@…:port/P/r.git`.
     pub fn ssh_url(&self, project: &str, repo: &str) -> String {
-        format!("ssh://git@127.0.0.1:{}/{project}/{repo}.git", self.ssh)
+        format!(
+            "ssh://git@{}:{}/{project}/{repo}.git",
+            self.host.ip, self.ssh
+        )
     }
 
     /// `GIT_SSH_COMMAND` for clients of this node (a throwaway client key; host key not checked).

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::topology::Host;
 use crate::{bin, wait_for};
 
 /// One service process (started, stopped and restarted on the same home).
@@ -15,6 +16,10 @@ pub struct Service {
     pub gid: Option<u32>,
     /// Another copy of the binary to run (e.g. one in a directory whose name has spaces).
     pub bin: Option<PathBuf>,
+    /// The host it runs on.
+    pub host: Host,
+    /// Environment variables added to the process's.
+    pub env: Vec<(String, String)>,
 }
 
 impl Service {
@@ -26,10 +31,12 @@ impl Service {
             child: None,
             gid: None,
             bin: None,
+            host: Host::loopback(),
+            env: Vec::new(),
         }
     }
 
-    /// Starts it and waits until `ready_port` on 127.0.0.1 accepts connections; panics with its
+    /// Starts it and waits until `ready_port` on its host accepts connections; panics with its
     /// log if it exits first.
     pub fn spawn(&mut self, ready_port: u16) {
         let log = std::fs::OpenOptions::new()
@@ -37,10 +44,11 @@ impl Service {
             .append(true)
             .open(self.home.join("process.log"))
             .expect("log file");
-        let mut cmd = Command::new(self.bin.clone().unwrap_or_else(bin));
+        let mut cmd = self.host.command(self.bin.clone().unwrap_or_else(bin));
         if let Some(gid) = self.gid {
             std::os::unix::process::CommandExt::gid(&mut cmd, gid);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let child = cmd
             .arg(self.role)
             .arg("--home")
@@ -60,7 +68,7 @@ impl Service {
                         panic!("mirrorfarm {} exited with {st}: {}", self.role, self.log());
                     }
                 }
-                std::net::TcpStream::connect(("127.0.0.1", ready_port)).ok()
+                std::net::TcpStream::connect((self.host.ip, ready_port)).ok()
             },
         );
     }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::topology::Host;
 use crate::{gitc, wait_for};
 
 /// Running clients.
@@ -22,6 +23,11 @@ pub struct Traffic {
 impl Traffic {
     /// Starts `clients` clients against `url`, verifying its certificate with `ca`.
     pub fn start(url: &str, ca: &Path, clients: usize) -> Self {
+        Self::start_on(&Host::loopback(), url, ca, clients)
+    }
+
+    /// Like [`Self::start`], the clients running on `host`.
+    pub fn start_on(host: &Host, url: &str, ca: &Path, clients: usize) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicUsize::new(0));
@@ -30,6 +36,7 @@ impl Traffic {
             .map(|c| {
                 let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
                 let (url, ca) = (url.to_owned(), ca.display().to_string());
+                let host = host.clone();
                 let shallow = dir.path().join(format!("shallow{c}"));
                 let kept = dir.path().join(format!("kept{c}"));
                 std::thread::spawn(move || {
@@ -40,20 +47,32 @@ impl Traffic {
                     while !stop.load(Ordering::Relaxed) {
                         let out = match i % 3 {
                             // The first turn makes the clone later turns fetch into.
-                            0 if i == 0 => gitc::try_run(None, &["clone", "-q", &url, &kept], &env),
-                            0 => gitc::try_run(Some(Path::new(&kept)), &["fetch", "-q"], &env),
-                            1 => gitc::try_run(None, &["ls-remote", &url], &env),
+                            0 if i == 0 => {
+                                gitc::try_run_on(&host, None, &["clone", "-q", &url, &kept], &env)
+                            }
+                            0 => gitc::try_run_on(
+                                &host,
+                                Some(Path::new(&kept)),
+                                &["fetch", "-q"],
+                                &env,
+                            ),
+                            1 => gitc::try_run_on(&host, None, &["ls-remote", &url], &env),
                             _ => {
                                 let _ = std::fs::remove_dir_all(&shallow);
                                 let args = ["clone", "-q", "--depth", "1", &url, &shallow];
-                                gitc::try_run(None, &args, &env)
+                                gitc::try_run_on(&host, None, &args, &env)
                             }
                         };
                         i += 1;
                         if out.status.success() {
                             ok.fetch_add(1, Ordering::Relaxed);
                         } else {
-                            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+                            let err = format!(
+                                "at {} ({}): {}",
+                                crate::utc_now(),
+                                ["fetch", "ls-remote", "shallow clone"][(i - 1) as usize % 3],
+                                String::from_utf8_lossy(&out.stderr)
+                            );
                             failures.lock().expect("lock").push(err);
                         }
                     }

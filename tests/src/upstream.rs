@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+use crate::topology::Host;
 use crate::{free_port, gitc, wait_for};
 
 /// What to put in a generated repository.
@@ -51,6 +52,7 @@ pub struct Upstream {
     dir: TempDir,
     sshd: Option<Child>,
     ssh_port: u16,
+    host: Host,
 }
 
 struct Rng(u64);
@@ -75,6 +77,7 @@ impl Upstream {
             dir,
             sshd: None,
             ssh_port: 0,
+            host: Host::loopback(),
         }
     }
 
@@ -93,10 +96,10 @@ impl Upstream {
         format!("file://{}", self.root().display())
     }
 
-    /// `ssh://user@127.0.0.1:port` of the running sshd, for absolute paths of this machine.
+    /// `ssh://user@<address>:port` of the running sshd, for absolute paths of this machine.
     pub fn sshd_authority(&self) -> String {
         assert!(self.sshd.is_some(), "start_sshd first");
-        format!("ssh://{}@127.0.0.1:{}", whoami(), self.ssh_port)
+        format!("ssh://{}@{}:{}", whoami(), self.host.ip, self.ssh_port)
     }
 
     /// The port sshd listens on (after [`Self::start_sshd`]).
@@ -121,8 +124,9 @@ impl Upstream {
     pub fn ssh_url(&self) -> String {
         assert!(self.sshd.is_some(), "start_sshd first");
         format!(
-            "ssh://{}@127.0.0.1:{}{}",
+            "ssh://{}@{}:{}{}",
             whoami(),
+            self.host.ip,
             self.ssh_port,
             self.root().display()
         )
@@ -216,6 +220,12 @@ impl Upstream {
 
     /// Starts sshd on 127.0.0.1 with its own host key and an empty authorized_keys.
     pub fn start_sshd(&mut self) {
+        self.start_sshd_on(&Host::loopback());
+    }
+
+    /// Like [`Self::start_sshd`], on `host`'s address.
+    pub fn start_sshd_on(&mut self, host: &Host) {
+        self.host = host.clone();
         let d = self.dir.path().join("sshd");
         std::fs::create_dir_all(&d).expect("mkdir sshd");
         std::fs::create_dir_all("/run/sshd")
@@ -227,11 +237,12 @@ impl Upstream {
         std::fs::write(d.join("authorized_keys"), "").expect("authorized_keys");
         self.ssh_port = free_port();
         let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {key}\nPidFile {d}/sshd.pid\n\
+            "Port {port}\nListenAddress {ip}\nHostKey {key}\nPidFile {d}/sshd.pid\n\
              AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n\
              AllowTcpForwarding no\nX11Forwarding no\nLogLevel VERBOSE\nMaxStartups 100\n",
             port = self.ssh_port,
+            ip = host.ip,
             key = key.display(),
             d = d.display()
         );
@@ -246,7 +257,9 @@ impl Upstream {
             .append(true)
             .open(d.join("sshd.log"))
             .expect("sshd log");
-        let child = Command::new("/usr/sbin/sshd")
+        let child = self
+            .host
+            .command("/usr/sbin/sshd")
             .args(["-D", "-e", "-f"])
             .arg(d.join("sshd_config"))
             .stdin(Stdio::null())
@@ -255,9 +268,9 @@ impl Upstream {
             .spawn()
             .expect("start /usr/sbin/sshd (install openssh-server)");
         self.sshd = Some(child);
-        let port = self.ssh_port;
+        let (ip, port) = (self.host.ip, self.ssh_port);
         wait_for("sshd to listen", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+            std::net::TcpStream::connect((ip, port)).ok()
         });
     }
 

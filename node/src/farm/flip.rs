@@ -132,6 +132,7 @@ mod tests {
             state: "SYNCHRONIZED".into(),
             version: "0".into(),
             clock_skew_ms: None,
+            stale_since_ms: None,
             this_node: me,
             gossip: None,
             repo_states: [(

@@ -24,6 +24,10 @@ pub const VERSION: &str = "version";
 pub const CLOCK_MS: &str = "clock_ms";
 /// Node state word.
 pub const STATE: &str = "state";
+/// Since when (Unix ms: the oldest last success) this member, fetching from the upstream, has
+/// not reached it; `-` while it reaches it. Only a member's own observation: others' staleness is
+/// never republished (that would keep a healed farm stale).
+pub const STALE_SINCE_MS: &str = "stale_since_ms";
 /// Prefix of the published ref states: `refs:<PROJECT/repo>` = `<generation> <refs hash>` this
 /// member serves (signed, see [`crate::farm::signing`]).
 pub const REFS_PREFIX: &str = "refs:";
@@ -102,6 +106,8 @@ pub struct Member {
     pub version: String,
     /// Its clock when it last published (Unix ms).
     pub clock_ms: Option<i64>,
+    /// Since when it has not reached the upstream (Unix ms, by its clock), if it has not.
+    pub stale_since_ms: Option<i64>,
     /// State word.
     pub state: String,
     /// Configuration digests by key.
@@ -210,6 +216,7 @@ impl Member {
             ssh: st.get(SSH).and_then(|v| v.parse().ok()),
             version: st.get(VERSION).and_then(word).unwrap_or_default(),
             clock_ms: st.get(CLOCK_MS).and_then(|v| v.parse().ok()),
+            stale_since_ms: st.get(STALE_SINCE_MS).and_then(|v| v.parse().ok()),
             state: st.get(STATE).and_then(word).unwrap_or_default(),
             config,
             is_lb: st.get(mirrorfarm_common::gossip::ROLE)

@@ -98,6 +98,10 @@ pub async fn run(
                 own.set(keys::CLOCK_MS, now);
             }
             own.set(keys::STATE, state);
+            let stale = shared
+                .stale_since_ms()
+                .map_or("-".to_owned(), |t| t.to_string());
+            own.set(keys::STALE_SINCE_MS, stale);
             // Only changed values are signed and set again.
             let mut publish = |k: String, v: String| {
                 if published.get(&k) != Some(&v) {
@@ -165,6 +169,7 @@ pub async fn run(
             sync.trigger(crate::sync::scheduler::Trigger::All);
         }
         mark_withheld(shared, &view, isolation.since);
+        shared.set_farm_stale_since(view.others_stale_since_ms());
         follow.leaders(&me, &view, &snapshot, sync);
         *this.view.write() = Some(view);
         this.view_updated.notify_waiters();

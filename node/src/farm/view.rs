@@ -21,6 +21,8 @@ pub struct MemberView {
     pub version: String,
     /// Its clock minus ours, in ms (as last published; within about a second).
     pub clock_skew_ms: Option<i64>,
+    /// Since when (Unix ms, by our clock) it has not reached the upstream, if it has not.
+    pub stale_since_ms: Option<i64>,
     /// Whether this is the node answering.
     pub this_node: bool,
     /// Gossip (and farm TLS) address.
@@ -70,6 +72,18 @@ pub struct FarmView {
     pub unverified: Vec<String>,
 }
 
+impl FarmView {
+    /// Since when another member has not reached the upstream (the earliest, by our clock):
+    /// the farm serves a state the upstream could not confirm lately.
+    pub fn others_stale_since_ms(&self) -> Option<i64> {
+        self.members
+            .iter()
+            .filter(|m| !m.this_node)
+            .filter_map(|m| m.stale_since_ms)
+            .min()
+    }
+}
+
 /// Builds the view from the members' gossip: members whose farm keys differ from `ours` are
 /// refused (this node is never refused by itself), clock skews over 2 s are warned about.
 pub fn build_view(
@@ -106,6 +120,9 @@ pub fn build_view(
             state: m.state,
             version: m.version,
             clock_skew_ms: skew,
+            stale_since_ms: m
+                .stale_since_ms
+                .map(|t| t.saturating_sub(skew.unwrap_or(0))),
         });
     }
     view.members.sort_by(|a, b| a.node_id.cmp(&b.node_id));
@@ -124,6 +141,7 @@ mod tests {
             ssh: None,
             version: "0.1.0".into(),
             clock_ms: Some(clock),
+            stale_since_ms: None,
             state: "SYNCHRONIZED".into(),
             config: config
                 .iter()

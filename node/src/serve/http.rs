@@ -145,15 +145,22 @@ pub async fn scm(
             (Default::default(), String::new())
         }
         Lookup::NotReady => {
-            return unavailable(format!("repository {id} is not synchronized yet"), "10")
+            tracing::info!(repo = %id, "answered 503: not synchronized yet");
+            let msg = format!("repository {id} is not synchronized yet");
+            return elsewhere(
+                unavailable(msg, "10"),
+                mirrorfarm_common::elsewhere::NOT_READY,
+            );
         }
         Lookup::Withheld(why) => {
-            return unavailable(
-                format!(
+            tracing::info!(repo = %id, reason = why, "answered 503: withheld");
+            let msg = format!(
                 "repository {id} is not served by this node right now ({why}); try again shortly"
-            ),
-                "2",
-            )
+            );
+            return elsewhere(
+                unavailable(msg, "2"),
+                mirrorfarm_common::elsewhere::WITHHELD,
+            );
         }
     };
     if service == Service::ReceivePack {
@@ -397,5 +404,14 @@ fn git_response(content_type: &'static str, body: Body) -> Response {
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     no_cache(r.headers_mut());
+    r
+}
+
+/// Marks a 503 as one another member may answer instead (the LB then tries it).
+fn elsewhere(mut r: Response, why: &'static str) -> Response {
+    r.headers_mut().insert(
+        mirrorfarm_common::elsewhere::HEADER,
+        axum::http::HeaderValue::from_static(why),
+    );
     r
 }

@@ -1,0 +1,115 @@
+//! A farm on separate hosts of a [`Topology`]: the OpenSSH upstream, each member, the LB and the
+//! git clients on a host of their own, so that a member's death or cut is a host's.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::farm::{wait_synchronized_members, SECRET};
+use crate::lb::Lb;
+use crate::node::{Node, Placement};
+use crate::topology::{Host, Topology};
+use crate::upstream::{Shape, Upstream};
+use crate::{free_udp_port, gitc};
+
+/// The port every member gossips on (each host has its own ports).
+pub const GOSSIP_PORT: u16 = 7_900;
+
+/// A member's properties on `host`: mirrors `P/r`, gossips there, joins through `seed`.
+pub fn member_props_at(host: &Host, seed: Option<IpAddr>) -> String {
+    let seeds = seed
+        .map(|s| format!("farm.seeds={s}:{GOSSIP_PORT}\n"))
+        .unwrap_or_default();
+    format!(
+        "setup.baseUrl=https://lb.test\nmirror.repos=P/r\nmirror.access=anonymous\nfarm.secret={SECRET}\n\
+         farm.gossip.address={}\nfarm.gossip.port={GOSSIP_PORT}\n{seeds}",
+        host.ip
+    )
+}
+
+/// The farm; fields drop in order, the topology (and whatever still runs on it) last.
+pub struct HostsFarm {
+    /// The LB, on host `lb` (clients know it as `lb.test`).
+    pub lb: Lb,
+    /// The members, on hosts `m1`, `m2`, …
+    pub nodes: Vec<Node>,
+    /// The upstream, its sshd on host `upstream`.
+    pub up: Upstream,
+    /// Where git clients run.
+    pub clients: Host,
+    /// The hosts.
+    pub topo: Topology,
+}
+
+impl HostsFarm {
+    /// `n` synchronized members (`extra` appended to each one's properties) and an LB
+    /// following them with all `n` in rotation.
+    pub fn start(n: usize, limit: Duration, extra: &str) -> Self {
+        Self::start_with(n, limit, extra, |_| Vec::new())
+    }
+
+    /// Like [`Self::start`], member `i` (from 0) run with the environment variables `env(i)`.
+    pub fn start_with(
+        n: usize,
+        limit: Duration,
+        extra: &str,
+        env: impl Fn(usize) -> Vec<(String, String)>,
+    ) -> Self {
+        let mut names = vec!["upstream", "lb", "clients"];
+        let members: Vec<String> = (1..=n).map(|i| format!("m{i}")).collect();
+        names.extend(members.iter().map(String::as_str));
+        let topo = Topology::new(&names);
+        let mut up = Upstream::new();
+        up.create("P", "r", &Shape::small());
+        up.start_sshd_on(&topo.host("upstream"));
+        let mut nodes = Vec::new();
+        for (i, name) in members.iter().enumerate() {
+            let host = topo.host(name);
+            let seed = (i > 0).then(|| topo.host("m1").ip);
+            let props = format!("{}{extra}", member_props_at(&host, seed));
+            let placement = Placement {
+                host: Some(host),
+                env: env(i),
+                ..Default::default()
+            };
+            let node = Node::start_placed(&up.ssh_url(), &props, None, &placement);
+            if i == 0 {
+                let s = node.wait_state("AWAITING_AUTHORIZATION", limit);
+                up.authorize(s["publicKey"].as_str().expect("publicKey"));
+                assert_eq!(node.trigger(Some(("P", "r"))), 202);
+                node.wait_state("SYNCHRONIZED", limit);
+            }
+            nodes.push(node);
+        }
+        wait_synchronized_members(&nodes, limit);
+        let lb_host = topo.host("lb");
+        let lb_props = format!(
+            "lb.farm.seeds={}:{GOSSIP_PORT}\nlb.farm.secret={SECRET}\nlb.farm.gossip.address={}\n\
+             lb.farm.gossip.port={}\n",
+            topo.host("m1").ip,
+            lb_host.ip,
+            free_udp_port()
+        );
+        let lb = Lb::start_on(&lb_host, "lb.test", "", &lb_props);
+        lb.wait_healthy(n as u64, limit);
+        Self {
+            lb,
+            nodes,
+            up,
+            clients: topo.host("clients"),
+            topo,
+        }
+    }
+
+    /// `git clone -q` of `P/r` through the LB into `dest`, on the clients' host.
+    pub fn clone_on_clients(&self, dest: &std::path::Path) -> std::process::Output {
+        let ca = self.lb.ca().display().to_string();
+        let url = self.lb.https_url("P", "r");
+        let dest = dest.to_str().expect("utf8 path");
+        gitc::try_run_on(
+            &self.clients,
+            None,
+            &["clone", "-q", &url, dest],
+            &[("GIT_SSL_CAINFO", &ca)],
+        )
+    }
+}

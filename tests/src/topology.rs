@@ -1,0 +1,235 @@
+//! Separate hosts on one machine: a network namespace per host, each joined by a veth pair to a
+//! bridge in the test's own namespace (which has an address on it too, so the harness reaches
+//! every host directly, the way an operator's monitoring would). Needs root and iproute2; the
+//! namespaces, links and any cuts go when the [`Topology`] is dropped.
+//!
+//! A host's death or cut is then a host's: its packets stop (nothing answers with a reset the way
+//! a closed port on a shared loopback does), and its own processes keep their own loopback.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Where a process of the harness runs: the test's own loopback, or a host of a [`Topology`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// The network namespace (`None`: the test's own).
+    pub netns: Option<String>,
+    /// Its address.
+    pub ip: IpAddr,
+}
+
+impl Default for Host {
+    fn default() -> Self {
+        Self::loopback()
+    }
+}
+
+impl Host {
+    /// 127.0.0.1 in the test's own namespace.
+    pub fn loopback() -> Self {
+        Self {
+            netns: None,
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        }
+    }
+
+    /// A command running `program` on this host.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match &self.netns {
+            None => Command::new(program),
+            Some(ns) => {
+                // `ip netns exec` execs the program itself: the child's PID is the program's.
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(program);
+                c
+            }
+        }
+    }
+
+    /// Runs a shell script on this host (for `nft -f -` and the like); panics if it fails.
+    pub fn run(&self, program: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut cmd = self.command(program);
+        cmd.args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("run {program}: {e}"));
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "{program} {args:?} on {:?}: {}",
+            self.netns,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+/// Hosts on one bridge: `10.<a>.<b>.<n>/24`, the test's own namespace at `.254`.
+pub struct Topology {
+    bridge: String,
+    hosts: Vec<(String, Host)>,
+    /// The test's own address on the bridge.
+    pub harness: IpAddr,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (iproute2; needs root)");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Topology {
+    /// One host per name (a namespace each, in the order given: `.1`, `.2`, …).
+    pub fn new(names: &[&str]) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let id = format!("mf{:x}{n:x}", pid & 0xffff);
+        let (a, b) = (
+            100 + (pid % 100) as u8,
+            (pid / 100 % 16) as u8 * 16 + (n % 16) as u8,
+        );
+        let bridge = format!("{id}br");
+        let harness = IpAddr::V4(Ipv4Addr::new(10, a, b, 254));
+        ip(&["link", "add", &bridge, "type", "bridge"]);
+        let mut topo = Self {
+            bridge: bridge.clone(),
+            hosts: Vec::new(),
+            harness,
+        };
+        ip(&["addr", "add", &format!("{harness}/24"), "dev", &bridge]);
+        ip(&["link", "set", &bridge, "up"]);
+        for (i, name) in names.iter().enumerate() {
+            let ns = format!("{id}-{name}");
+            let (outer, inner) = (format!("{id}h{i}"), format!("{id}n{i}"));
+            ip(&["netns", "add", &ns]);
+            let host = Host {
+                netns: Some(ns.clone()),
+                ip: IpAddr::V4(Ipv4Addr::new(10, a, b, i as u8 + 1)),
+            };
+            topo.hosts.push((name.to_string(), host.clone()));
+            ip(&[
+                "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+            ]);
+            ip(&["link", "set", &inner, "netns", &ns]);
+            ip(&["link", "set", &outer, "master", &bridge, "up"]);
+            ip(&["-n", &ns, "link", "set", &inner, "name", "eth0"]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", host.ip),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        }
+        // Every host knows the others by name (`ip netns exec` mounts /etc/netns/<ns>/hosts
+        // over /etc/hosts).
+        let mut hosts = String::from("127.0.0.1 localhost\n");
+        for (name, host) in &topo.hosts {
+            hosts.push_str(&format!("{} {name}.test {name}\n", host.ip));
+        }
+        for (_, host) in &topo.hosts {
+            let dir = topo.etc(host);
+            std::fs::create_dir_all(&dir).expect("mkdir /etc/netns/<ns>");
+            std::fs::write(dir.join("hosts"), &hosts).expect("write hosts");
+        }
+        topo
+    }
+
+    /// `/etc/netns/<ns>`: files `ip netns exec` puts over /etc's.
+    fn etc(&self, host: &Host) -> std::path::PathBuf {
+        std::path::Path::new("/etc/netns").join(host.netns.as_deref().unwrap_or("none"))
+    }
+
+    /// The host made under `name`.
+    pub fn host(&self, name: &str) -> Host {
+        self.hosts
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, h)| h.clone())
+            .unwrap_or_else(|| panic!("no host {name}"))
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for (_, host) in &self.hosts {
+            let Some(ns) = &host.netns else { continue };
+            // Whatever still runs there goes with it.
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            let _ = std::fs::remove_dir_all(self.etc(host));
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
+    }
+}
+
+/// Packets between a host and some others dropped (nftables in the host's namespace, both
+/// directions: nothing answers, as with a pulled cable); dropping the `Cut` heals it.
+pub struct Cut {
+    host: Host,
+    table: String,
+}
+
+impl Cut {
+    /// Cuts `host` off from every address in `from`.
+    pub fn new(host: &Host, from: &[IpAddr]) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let table = format!("mf_cut_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let addrs: Vec<String> = from.iter().map(IpAddr::to_string).collect();
+        let addrs = addrs.join(", ");
+        let rules = format!(
+            "table ip {table} {{
+  chain input {{
+    type filter hook input priority -10; policy accept;
+    ip saddr {{ {addrs} }} drop
+  }}
+  chain output {{
+    type filter hook output priority -10; policy accept;
+    ip daddr {{ {addrs} }} drop
+  }}
+}}
+"
+        );
+        host.run("nft", &["-f", "-"], Some(&rules));
+        Self {
+            host: host.clone(),
+            table,
+        }
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        let mut cmd = self.host.command("nft");
+        let _ = cmd.args(["delete", "table", "ip", &self.table]).status();
+    }
+}
