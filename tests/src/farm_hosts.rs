@@ -44,15 +44,16 @@ impl HostsFarm {
     /// `n` synchronized members (`extra` appended to each one's properties) and an LB
     /// following them with all `n` in rotation.
     pub fn start(n: usize, limit: Duration, extra: &str) -> Self {
-        Self::start_with(n, limit, extra, |_| Vec::new())
+        Self::start_with(n, limit, extra, |_| Placement::default())
     }
 
-    /// Like [`Self::start`], member `i` (from 0) run with the environment variables `env(i)`.
+    /// Like [`Self::start`], member `i` (from 0) placed as `placement(i)` says (its home, its
+    /// environment; its host is the farm's `m<i+1>`).
     pub fn start_with(
         n: usize,
         limit: Duration,
         extra: &str,
-        env: impl Fn(usize) -> Vec<(String, String)>,
+        placement: impl Fn(usize) -> Placement,
     ) -> Self {
         let mut names = vec!["upstream", "lb", "clients"];
         let members: Vec<String> = (1..=n).map(|i| format!("m{i}")).collect();
@@ -68,8 +69,7 @@ impl HostsFarm {
             let props = format!("{}{extra}", member_props_at(&host, seed));
             let placement = Placement {
                 host: Some(host),
-                env: env(i),
-                ..Default::default()
+                ..placement(i)
             };
             let node = Node::start_placed(&up.ssh_url(), &props, None, &placement);
             if i == 0 {

@@ -1,52 +1,17 @@
-//! A member's disk fills up (its home on a size-limited tmpfs): the sync fails with a clear
+//! A standalone node's disk fills up (its home on a size-limited tmpfs): the sync fails with a clear
 //! status, the last complete state is still served (every advertised object present, clones
 //! work), and once space returns the node catches up by itself. Needs root (mount; CI runs as
 //! root).
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use mirrorfarm_tests::farm::advertised_objects_present;
 use mirrorfarm_tests::node::{Node, Placement};
+use mirrorfarm_tests::tmpfs::Tmpfs;
 use mirrorfarm_tests::upstream::{Shape, Upstream};
 use mirrorfarm_tests::{gitc, wait_or_explain};
 
 const LIMIT: Duration = Duration::from_secs(90);
-
-/// A tmpfs of a fixed size, unmounted when dropped (then its mount point is removed).
-struct Tmpfs {
-    path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size_mb: u32) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("mf-tmpfs-")
-            .tempdir()
-            .expect("tempdir");
-        let path = dir.path().to_owned();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"])
-            .arg(&path)
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "mount a tmpfs (needs root): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self { path, _dir: dir }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
 
 #[test]
 fn a_full_disk_fails_syncs_clearly_keeps_serving_and_recovers() {
@@ -66,17 +31,7 @@ fn a_full_disk_fails_syncs_clearly_keeps_serving_and_recovers() {
     let served = gitc::ls_remote(&node.http_url("P", "r"), &[]);
     let generation = node.repo_status("P", "r").expect("repo")["generation"].clone();
 
-    // Fill the disk to the last byte.
-    let filler = fs.path.join("filler");
-    {
-        let mut f = std::fs::File::create(&filler).expect("filler");
-        let chunk = vec![0x5a; 1 << 20];
-        while f.write_all(&chunk).is_ok() {}
-        let mut byte = [0u8; 1];
-        while f.write_all(&byte).is_ok() {
-            byte[0] ^= 1;
-        }
-    }
+    let filler = fs.fill();
     // The upstream moves on by more than would fit.
     up.grow("P", "r", 12, 512 * 1024, 99);
     assert_eq!(node.trigger(Some(("P", "r"))), 202);
@@ -115,7 +70,7 @@ fn a_full_disk_fails_syncs_clearly_keeps_serving_and_recovers() {
     );
 
     // Space returns: the node catches up by itself (its retry), no trigger.
-    std::fs::remove_file(&filler).expect("free the space");
+    drop(filler);
     let upstream = gitc::refs(&up.repo("P", "r"));
     wait_or_explain(
         "the node to catch up once space returned",

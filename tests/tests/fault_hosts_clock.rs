@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use mirrorfarm_tests::farm::main_of;
 use mirrorfarm_tests::farm_hosts::HostsFarm;
+use mirrorfarm_tests::node::Placement;
 use mirrorfarm_tests::traffic::Traffic;
 use mirrorfarm_tests::wait_or_explain;
 
@@ -20,17 +21,19 @@ fn a_member_10_s_ahead_is_warned_about_and_breaks_nothing() {
         "{FAKETIME} is missing: install Debian's faketime (scripts/setup does)"
     );
     let farm = HostsFarm::start_with(3, LIMIT, "", |i| {
-        if i != 2 {
-            return Vec::new();
-        }
-        [
+        let env = [
             ("LD_PRELOAD", FAKETIME),
             ("FAKETIME", "+10s"),
             ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+        ];
+        Placement {
+            env: env
+                .iter()
+                .filter(|_| i == 2)
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
     });
     let skewed = farm.nodes[2].status()["nodeId"]
         .as_str()

@@ -9,11 +9,11 @@
 
 use std::time::Duration;
 
-use mirrorfarm_tests::farm::{advertised_objects_present, wait_synchronized_members};
+use mirrorfarm_tests::farm::{advertised_objects_present, main_of, wait_synchronized_members};
 use mirrorfarm_tests::farm_hosts::HostsFarm;
-use mirrorfarm_tests::gitc;
 use mirrorfarm_tests::node::Node;
 use mirrorfarm_tests::traffic::Traffic;
+use mirrorfarm_tests::{gitc, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -67,6 +67,15 @@ fn clones_at_once(farm: &HostsFarm, dir: &std::path::Path, n: usize) -> (usize, 
 #[test]
 fn clones_started_after_a_member_host_is_killed_all_succeed() {
     let mut farm = HostsFarm::start(3, LIMIT, "");
+    // Big enough (16 MiB) that clones are still running when the member dies.
+    farm.up.grow("P", "r", 16, 1 << 20, 7);
+    assert_eq!(farm.nodes[0].trigger(Some(("P", "r"))), 202);
+    let main = gitc::refs(&farm.up.repo("P", "r"))["refs/heads/main"].clone();
+    for n in &farm.nodes {
+        wait_for("every member on the grown repository", LIMIT, || {
+            (main_of(n).as_deref() == Some(main.as_str())).then_some(())
+        });
+    }
     let work = tempfile::tempdir().expect("tempdir");
     // 20 clones at once from the clients' host, and a member killed while they run.
     let during = {
@@ -98,9 +107,23 @@ fn clones_started_after_a_member_host_is_killed_all_succeed() {
                 .count()
         })
     };
+    // Killed while the LB has clones in flight on it.
+    let victim = format!("{}:{}", farm.nodes[1].host().ip, farm.nodes[1].http);
+    let in_flight = wait_for("clones in flight on member 2", LIMIT, || {
+        let st = farm.lb.admin_status();
+        let active = st["backends"]
+            .as_array()?
+            .iter()
+            .find(|b| b["http"] == victim.as_str())?["activeRequests"]
+            .as_u64()?;
+        (active > 0).then_some(active)
+    });
     farm.nodes[1].kill9();
     let failed_during = during.join().expect("clones");
-    eprintln!("kill -9 of a member host's node during 20 clones: {failed_during} of 20 failed");
+    eprintln!(
+        "kill -9 of a member host's node during 20 clones ({in_flight} requests in flight on it): \
+         {failed_during} of 20 clones failed"
+    );
     // Clones that start after the kill all succeed, before and after the LB notices.
     let (failed, first) = clones_at_once(&farm, &work.path().join("after"), 20);
     assert_eq!(failed, 0, "clones after the kill failed: {first}");
