@@ -41,6 +41,14 @@ pub struct RequestCtx {
     elsewhere: bool,
 }
 
+/// Whether a request only reads (a fetch's POST is as safe to send again as a GET; a push is
+/// not).
+fn is_read(req: &RequestHeader) -> bool {
+    req.method == http::Method::GET
+        || req.method == http::Method::HEAD
+        || (req.method == http::Method::POST && req.uri.path().ends_with("/git-upload-pack"))
+}
+
 /// The node route the request's `BITBUCKETSESSIONID` cookie names, if any.
 fn cookie_route(session: &Session) -> Option<&str> {
     session
@@ -297,16 +305,15 @@ impl ProxyHttp for FarmProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        let req = session.req_header();
-        // Reads only: a fetch's POST is as safe to send again as a GET; a push is not.
-        let read = req.method == http::Method::GET
-            || req.method == http::Method::HEAD
-            || req.uri.path().ends_with("/git-upload-pack");
+        let read = is_read(session.req_header());
         let elsewhere = upstream_response.status.as_u16() == 503
             && upstream_response
                 .headers
                 .contains_key(mirrorfarm_common::elsewhere::HEADER);
-        if read && elsewhere && self.others_left(ctx) {
+        // Sent again only with all of the body read so far kept for it (pingora keeps 64 KiB);
+        // otherwise the node's own 503 goes to the client.
+        let whole = !session.as_ref().retry_buffer_truncated();
+        if read && elsewhere && whole && self.others_left(ctx) {
             ctx.elsewhere = true;
             ctx.in_flight = None;
             return Err(Error::explain(
@@ -327,12 +334,14 @@ impl ProxyHttp for FarmProxy {
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
         if std::mem::take(&mut ctx.elsewhere) {
-            // Sent again only if the body read so far is all kept for it.
-            e.set_retry(!session.as_ref().retry_buffer_truncated());
-        } else if !session.req_header().method.is_idempotent()
+            // `upstream_response_filter` checked the body is whole.
+            e.set_retry(true);
+        } else if !(session.req_header().method.is_idempotent() || is_read(session.req_header()))
             || session.as_ref().retry_buffer_truncated()
         {
-            // pingora's own policy.
+            // pingora's own policy, with a fetch's POST counted as the read it is: a request
+            // that met a kept-alive connection the node had just closed (a node stopping, say)
+            // is sent again.
             e.set_retry(false);
         } else {
             e.retry.decide_reuse(client_reused);

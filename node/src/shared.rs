@@ -116,12 +116,13 @@ impl Shared {
     }
 
     /// The oldest last successful sync among repositories whose upstream this node could not
-    /// reach at their last try (Unix ms; `None` when every one was reached).
+    /// reach at their last try (Unix ms; `None` when every one was reached). A member that could
+    /// not be reached does not count: this is what the farm publishes about the upstream.
     pub fn stale_since_ms(&self) -> Option<i64> {
         self.repos
             .read()
             .values()
-            .filter(|e| e.record.last_result == Some(SyncResult::Unreachable))
+            .filter(|e| e.upstream_tried && e.record.last_result == Some(SyncResult::Unreachable))
             .filter_map(|e| e.record.last_success_ms)
             .min()
     }
@@ -136,7 +137,14 @@ impl Shared {
     /// upstream, while it cannot (`None` when it can).
     pub fn stale_seconds(&self, now_ms: i64) -> Option<u64> {
         let farm = Some(self.farm_stale_since.load(Ordering::Acquire)).filter(|t| *t != 0);
-        let since = [self.stale_since_ms(), farm].into_iter().flatten().min()?;
+        let own = self
+            .repos
+            .read()
+            .values()
+            .filter(|e| e.record.last_result == Some(SyncResult::Unreachable))
+            .filter_map(|e| e.record.last_success_ms)
+            .min();
+        let since = [own, farm].into_iter().flatten().min()?;
         Some((now_ms.saturating_sub(since).max(0) / 1000) as u64)
     }
 }

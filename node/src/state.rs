@@ -21,6 +21,8 @@ pub struct RepoEntry {
     pub kept: Vec<String>,
     /// Why this node does not serve the repository now (it cannot vouch for its state).
     pub withheld: Option<&'static str>,
+    /// The last sync went to the upstream (not to a farm member).
+    pub upstream_tried: bool,
 }
 
 impl RepoEntry {

@@ -100,16 +100,50 @@ impl HostsFarm {
         }
     }
 
-    /// `git clone -q` of `P/r` through the LB into `dest`, on the clients' host.
-    pub fn clone_on_clients(&self, dest: &std::path::Path) -> std::process::Output {
-        let ca = self.lb.ca().display().to_string();
-        let url = self.lb.https_url("P", "r");
-        let dest = dest.to_str().expect("utf8 path");
-        gitc::try_run_on(
-            &self.clients,
-            None,
-            &["clone", "-q", &url, dest],
-            &[("GIT_SSL_CAINFO", &ca)],
-        )
+    /// The LB's last log lines and each member's status and last log lines, for a failure's
+    /// message.
+    pub fn explain(&self) -> String {
+        let log = self.lb.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let mut out = format!(
+            "LB log tail:\n{}\n",
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        );
+        for n in &self.nodes {
+            out.push_str(&n.explain(40));
+            out.push('\n');
+        }
+        out
     }
+
+    /// Panics (with [`Self::explain`]) unless `failures`, what git clients of the LB saw fail
+    /// (see [`crate::traffic::Traffic::stop`]), is empty; `what` names the scenario.
+    pub fn assert_no_failures(&self, what: &str, served: usize, failures: &[String]) {
+        eprintln!(
+            "{what}: {served} requests through the LB, {} failed",
+            failures.len()
+        );
+        assert!(
+            failures.is_empty(),
+            "{what}: {} of {} requests through the LB failed; first: {}\n{}",
+            failures.len(),
+            served + failures.len(),
+            failures[0],
+            self.explain()
+        );
+    }
+}
+
+/// Nothing lost on a member: its mirror of `P/r` passes `git fsck --strict` and every ref it
+/// advertises is there.
+pub fn nothing_lost(node: &Node) {
+    let mirror = node.mirror_path("P", "r");
+    let out = gitc::try_run(Some(&mirror), &["fsck", "--no-progress", "--strict"], &[]);
+    assert!(
+        out.status.success(),
+        "git fsck on {}: {}",
+        mirror.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    crate::farm::advertised_objects_present(node).expect("every advertised ref present");
 }

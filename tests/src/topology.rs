@@ -3,8 +3,9 @@
 //! every host directly, the way an operator's monitoring would). Needs root and iproute2; the
 //! namespaces, links and any cuts go when the [`Topology`] is dropped.
 //!
-//! A host's death or cut is then a host's: its packets stop (nothing answers with a reset the way
-//! a closed port on a shared loopback does), and its own processes keep their own loopback.
+//! A cut is then a host's: its packets stop, both ways (nothing answers with a reset, as a closed
+//! port on a shared loopback does), while its own processes keep their own loopback. A process
+//! killed on a host is refused by that host's kernel, as on a real one.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Output};
@@ -78,6 +79,7 @@ impl Host {
 
 /// Hosts on one bridge: `10.<a>.<b>.<n>/24`, the test's own namespace at `.254`.
 pub struct Topology {
+    id: String,
     bridge: String,
     hosts: Vec<(String, Host)>,
     /// The test's own address on the bridge.
@@ -100,17 +102,34 @@ impl Topology {
     /// One host per name (a namespace each, in the order given: `.1`, `.2`, …).
     pub fn new(names: &[&str]) -> Self {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
-        let id = format!("mf{:x}{n:x}", pid & 0xffff);
-        let (a, b) = (
-            100 + (pid % 100) as u8,
-            (pid / 100 % 16) as u8 * 16 + (n % 16) as u8,
-        );
-        let bridge = format!("{id}br");
+        // A bridge name and subnet nobody uses now (an earlier run killed before its cleanup may
+        // have left some behind).
+        let routes = Command::new("ip")
+            .args(["-4", "route", "show"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let (id, bridge, a, b) = (0..256)
+            .find_map(|_| {
+                let n = NEXT.fetch_add(1, Ordering::Relaxed);
+                let id = format!("mf{:x}{n:x}", pid & 0xffff);
+                let a = 100 + ((pid + n / 256) % 100) as u8;
+                let b = ((pid / 100 + n) % 256) as u8;
+                let bridge = format!("{id}br");
+                if routes.contains(&format!("10.{a}.{b}.0/24")) {
+                    return None;
+                }
+                let made = Command::new("ip")
+                    .args(["link", "add", &bridge, "type", "bridge"])
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+                made.then_some((id, bridge, a, b))
+            })
+            .expect("a free bridge name and subnet (ip link add … type bridge; needs root)");
         let harness = IpAddr::V4(Ipv4Addr::new(10, a, b, 254));
-        ip(&["link", "add", &bridge, "type", "bridge"]);
         let mut topo = Self {
+            id: id.clone(),
             bridge: bridge.clone(),
             hosts: Vec::new(),
             harness,
@@ -185,6 +204,14 @@ impl Drop for Topology {
             }
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
             let _ = std::fs::remove_dir_all(self.etc(host));
+        }
+        // A pair whose inner end never reached its namespace (setup failed half-way).
+        for i in 0..self.hosts.len() {
+            let outer = format!("{}h{i}", self.id);
+            let _ = Command::new("ip")
+                .args(["link", "del", &outer])
+                .stderr(std::process::Stdio::null())
+                .status();
         }
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use mirrorfarm_tests::farm::{advertised_objects_present, main_of};
-use mirrorfarm_tests::farm_hosts::HostsFarm;
+use mirrorfarm_tests::farm_hosts::{nothing_lost, HostsFarm};
 use mirrorfarm_tests::node::Placement;
 use mirrorfarm_tests::tmpfs::Tmpfs;
 use mirrorfarm_tests::traffic::Traffic;
@@ -75,24 +75,8 @@ fn a_members_full_disk_fails_its_syncs_clearly_and_clients_see_nothing() {
     farm.lb.wait_healthy(3, LIMIT);
     traffic.wait_served(5, LIMIT);
     let (served, failures) = traffic.stop();
-    eprintln!(
-        "a member's disk full: {served} requests through the LB, {} failed",
-        failures.len()
-    );
-    assert!(
-        failures.is_empty(),
-        "{} requests through the LB failed; first: {}",
-        failures.len(),
-        failures[0]
-    );
+    farm.assert_no_failures("a member's disk full", served, &failures);
     for n in &farm.nodes {
-        let mirror = n.mirror_path("P", "r");
-        let out = gitc::try_run(Some(&mirror), &["fsck", "--no-progress", "--strict"], &[]);
-        assert!(
-            out.status.success(),
-            "git fsck: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        advertised_objects_present(n).expect("every advertised ref present");
+        nothing_lost(n);
     }
 }

@@ -6,12 +6,12 @@
 
 use std::time::{Duration, Instant};
 
-use mirrorfarm_tests::farm::{advertised_objects_present, main_of};
-use mirrorfarm_tests::farm_hosts::HostsFarm;
+use mirrorfarm_tests::farm::main_of;
+use mirrorfarm_tests::farm_hosts::{nothing_lost, HostsFarm};
 use mirrorfarm_tests::node::Node;
 use mirrorfarm_tests::topology::Cut;
 use mirrorfarm_tests::traffic::Traffic;
-use mirrorfarm_tests::{gitc, wait_or_explain};
+use mirrorfarm_tests::wait_or_explain;
 
 const LIMIT: Duration = Duration::from_secs(240);
 const OUTAGE: Duration = Duration::from_secs(120);
@@ -119,22 +119,10 @@ fn the_farm_serves_through_an_upstream_outage_and_catches_up_with_one_fetch_per_
          catch-up cost {catch_up} upstream fetches, the next change {after}",
         failures.len()
     );
-    assert!(
-        failures.is_empty(),
-        "{} requests through the LB failed; first: {}",
-        failures.len(),
-        failures[0]
-    );
+    farm.assert_no_failures("upstream outage", served, &failures);
     assert_eq!(catch_up, 1, "upstream fetches to catch up");
     assert_eq!(after, 1, "upstream fetches for one change after the outage");
     for n in &farm.nodes {
-        let mirror = n.mirror_path("P", "r");
-        let out = gitc::try_run(Some(&mirror), &["fsck", "--no-progress", "--strict"], &[]);
-        assert!(
-            out.status.success(),
-            "git fsck: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        advertised_objects_present(n).expect("every advertised ref present");
+        nothing_lost(n);
     }
 }

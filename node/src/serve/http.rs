@@ -12,11 +12,12 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::pktline;
 use crate::serve::path::{parse_scm, PathError, ScmEndpoint, Service};
-use crate::serve::reply::{no_cache, text, unavailable};
+use crate::serve::reply::{elsewhere, no_cache, text, unavailable};
 use crate::serve::served::{LoggedStream, ServeLog, ServedStream};
 use crate::serve::{http_access, push, Serving};
 use crate::state::Lookup;
 use crate::upload_pack::{self, Exposure, Mode};
+use mirrorfarm_common::elsewhere::{NOT_READY, WITHHELD};
 
 /// Requests up to this size may be answered by the pack cache.
 const CACHEABLE_REQUEST: usize = 1024 * 1024;
@@ -147,20 +148,14 @@ pub async fn scm(
         Lookup::NotReady => {
             tracing::info!(repo = %id, "answered 503: not synchronized yet");
             let msg = format!("repository {id} is not synchronized yet");
-            return elsewhere(
-                unavailable(msg, "10"),
-                mirrorfarm_common::elsewhere::NOT_READY,
-            );
+            return elsewhere(unavailable(msg, "10"), NOT_READY);
         }
         Lookup::Withheld(why) => {
             tracing::info!(repo = %id, reason = why, "answered 503: withheld");
             let msg = format!(
                 "repository {id} is not served by this node right now ({why}); try again shortly"
             );
-            return elsewhere(
-                unavailable(msg, "2"),
-                mirrorfarm_common::elsewhere::WITHHELD,
-            );
+            return elsewhere(unavailable(msg, "2"), WITHHELD);
         }
     };
     if service == Service::ReceivePack {
@@ -404,14 +399,5 @@ fn git_response(content_type: &'static str, body: Body) -> Response {
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     no_cache(r.headers_mut());
-    r
-}
-
-/// Marks a 503 as one another member may answer instead (the LB then tries it).
-fn elsewhere(mut r: Response, why: &'static str) -> Response {
-    r.headers_mut().insert(
-        mirrorfarm_common::elsewhere::HEADER,
-        axum::http::HeaderValue::from_static(why),
-    );
     r
 }

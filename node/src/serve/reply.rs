@@ -1,4 +1,5 @@
-//! Plain answers the HTTP handlers share: a text body, a 503 with `Retry-After`, and the headers
+//! Plain answers the HTTP handlers share: a text body, a 503 with `Retry-After` (marked for
+//! another member to answer, where one may), and the headers
 //! that keep caches from storing a git answer.
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -9,6 +10,16 @@ pub fn unavailable(message: String, retry_after: &'static str) -> Response {
     let mut r = text(StatusCode::SERVICE_UNAVAILABLE, message);
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static(retry_after));
+    r
+}
+
+/// Marks a 503 as one another farm member may answer instead (the LB then sends it there);
+/// `why` is [`mirrorfarm_common::elsewhere::WITHHELD`] or `NOT_READY`.
+pub fn elsewhere(mut r: Response, why: &'static str) -> Response {
+    r.headers_mut().insert(
+        mirrorfarm_common::elsewhere::HEADER,
+        HeaderValue::from_static(why),
+    );
     r
 }
 

@@ -61,7 +61,8 @@ struct Scheduler {
     coordinator: Arc<dyn Coordinator>,
     permits: Arc<Semaphore>,
     env: Arc<Vec<(&'static str, String)>>,
-    tasks: JoinSet<(RepoId, Result<Synced, SyncFailure>)>,
+    /// Each sync's repository, result, and whether it went to the upstream (not a member).
+    tasks: JoinSet<(RepoId, Result<Synced, SyncFailure>, bool)>,
     running: HashSet<RepoId>,
     pending: HashSet<RepoId>,
     retries: BTreeMap<RepoId, (Instant, Duration)>,
@@ -106,7 +107,7 @@ pub async fn run(
                 }
             },
             Some(done) = s.tasks.join_next(), if !s.tasks.is_empty() => match done {
-                Ok((id, res)) => s.finished(id, res).await,
+                Ok((id, res, from_upstream)) => s.finished(id, res, from_upstream).await,
                 Err(e) => tracing::error!(error = %e, "sync task failed"),
             },
             _ = sleep_until(next_retry) => s.start_due_retries(),
@@ -229,7 +230,9 @@ impl Scheduler {
             let repo = MirrorRepo::new(shared.repo_path(&id));
             // In a farm, only the repository's leader fetches from the upstream; the others take
             // the state the leader staged from it.
-            let (url, member_config, head_hint) = match coordinator.source(&id) {
+            let source = coordinator.source(&id);
+            let from_upstream = matches!(source, Source::Upstream);
+            let (url, member_config, head_hint) = match source {
                 Source::Upstream => (shared.config.upstream.repo_url(&id), None, None),
                 Source::Member {
                     url,
@@ -257,11 +260,16 @@ impl Scheduler {
             shared
                 .metrics
                 .sync_done(&result, started.elapsed().as_secs_f64());
-            (id, res)
+            (id, res, from_upstream)
         });
     }
 
-    async fn finished(&mut self, id: RepoId, res: Result<Synced, SyncFailure>) {
+    async fn finished(
+        &mut self,
+        id: RepoId,
+        res: Result<Synced, SyncFailure>,
+        from_upstream: bool,
+    ) {
         self.running.remove(&id);
         let Some(prev) = self.shared.repos.read().get(&id).map(|e| e.record.clone()) else {
             // Removed from the configuration while it synced.
@@ -284,6 +292,7 @@ impl Scheduler {
         // stays as they left it.
         if let Some(e) = self.shared.repos.write().get_mut(&id) {
             record::finished(e, rec, follow_up);
+            e.upstream_tried = from_upstream;
         }
         if follow_up {
             self.start(id);

@@ -17,13 +17,16 @@ fn ssh_file(p: &Path) -> String {
 }
 
 /// A path as the value of an `-o` option, which ssh splits at whitespace like a config line:
-/// in double quotes, `\` and `"` escaped, `%` doubled. `tokens` keeps `%` as written (for
-/// `ControlPath`'s `%C`, appended by the caller).
+/// in double quotes, `\` and `"` escaped (OpenSSH 8.7 reads such escapes; older ones only the
+/// quotes, which is all a path with spaces needs), `%` doubled. `tokens` keeps `%` as written
+/// (for `ControlPath`'s `%C`, appended by the caller).
 fn ssh_option_path(p: &str, tokens: &str) -> String {
-    let escaped = p
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('%', "%%");
+    ssh_option_path_literal(&p.replace('%', "%%"), tokens)
+}
+
+/// [`ssh_option_path`] for an option ssh does not expand `%` in.
+fn ssh_option_path_literal(p: &str, tokens: &str) -> String {
+    let escaped = p.replace('\\', "\\\\").replace('"', "\\\"");
     format!("\"{escaped}{tokens}\"")
 }
 
@@ -98,15 +101,19 @@ pub fn ssh_command(key: &Path, known_hosts: &Path, openssh: (u32, u32, u32)) -> 
     } else {
         "yes"
     };
+    // OpenSSH expands `%` tokens in UserKnownHostsFile since 8.4.
+    let known_hosts = known_hosts.display().to_string();
+    let known_hosts = if openssh >= (8, 4, 0) {
+        ssh_option_path(&known_hosts, "")
+    } else {
+        ssh_option_path_literal(&known_hosts, "")
+    };
     format!(
         "ssh -i {} -o IdentitiesOnly=yes -o {} -o GlobalKnownHostsFile=/dev/null \
          -o StrictHostKeyChecking={strict} -o HashKnownHosts=no -o BatchMode=yes -o ConnectTimeout=15 \
          -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -o LogLevel=ERROR",
         sh_quote(&ssh_file(key)),
-        sh_quote(&format!(
-            "UserKnownHostsFile={}",
-            ssh_option_path(&known_hosts.display().to_string(), "")
-        )),
+        sh_quote(&format!("UserKnownHostsFile={known_hosts}")),
     )
 }
 

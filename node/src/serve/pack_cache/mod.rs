@@ -270,29 +270,48 @@ impl PackCache {
     }
 
     /// Drops least recently used complete entries until the index — entries being written
-    /// included — fits the bound; if it still does not, takes the entry `growing` out.
-    fn fit(&self, growing: Option<(&str, &Path)>) {
+    /// included, `growing` (key, file, size about to be written) at its new size — fits the
+    /// bound. When the entries being written alone do not fit, no complete entry would help:
+    /// `growing` is taken out instead, and nothing is evicted for it.
+    fn fit(&self, growing: Option<(&str, &Path, u64)>) {
         let mut victims = Vec::new();
         {
             let mut entries = self.entries.lock();
-            let size = |e: &Entry| e.progress.borrow().bytes();
-            let mut total: u64 = entries.values().map(size).sum();
+            let is_growing =
+                |k: &str, e: &Entry| growing.is_some_and(|(g, p, _)| g == k && e.path == p);
+            let size = |k: &str, e: &Entry| match growing {
+                Some((_, _, n)) if is_growing(k, e) => n,
+                _ => e.progress.borrow().bytes(),
+            };
+            let writing: u64 = entries
+                .iter()
+                .filter(|(k, e)| {
+                    is_growing(k, e) || matches!(*e.progress.borrow(), Progress::Writing(_))
+                })
+                .map(|(k, e)| size(k, e))
+                .sum();
+            if writing > self.max_bytes {
+                if let Some((key, path, _)) = growing {
+                    if entries.get(key).is_some_and(|e| e.path == path) {
+                        entries.remove(key);
+                        tracing::debug!("a pack cache entry outgrew the cache: it is not kept");
+                    }
+                }
+                return;
+            }
+            let mut total: u64 = entries.iter().map(|(k, e)| size(k, e)).sum();
             while total > self.max_bytes {
                 let victim = entries
                     .iter()
-                    .filter(|(_, e)| matches!(*e.progress.borrow(), Progress::Done(_)))
+                    .filter(|(k, e)| {
+                        !is_growing(k, e) && matches!(*e.progress.borrow(), Progress::Done(_))
+                    })
                     .min_by_key(|(_, e)| e.last_used)
                     .map(|(k, _)| k.clone());
                 let Some(k) = victim else { break };
                 if let Some(e) = entries.remove(&k) {
-                    total = total.saturating_sub(size(&e));
+                    total = total.saturating_sub(e.progress.borrow().bytes());
                     victims.push(e.path);
-                }
-            }
-            if let Some((key, path)) = growing.filter(|_| total > self.max_bytes) {
-                if entries.get(key).is_some_and(|e| e.path == path) {
-                    entries.remove(key);
-                    tracing::debug!("a pack cache entry outgrew the cache: it is not kept");
                 }
             }
         }
@@ -331,8 +350,8 @@ impl EntrySlot {
 }
 
 impl Slot for EntrySlot {
-    fn grew(&self, _written: u64) {
-        self.cache.fit(Some((&self.key, &self.path)));
+    fn grew(&self, written: u64) {
+        self.cache.fit(Some((&self.key, &self.path, written)));
     }
 
     fn stop_if_unread(&self) -> bool {

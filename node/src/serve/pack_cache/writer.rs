@@ -25,7 +25,7 @@ pub enum WriteError {
 
 /// What the writer asks of the cache as it goes.
 pub trait Slot: Send {
-    /// The entry is now `written` bytes: make room for it (or take it out of the index).
+    /// The entry is about to be `written` bytes: make room for it (or take it out of the index).
     fn grew(&self, written: u64);
     /// Whether the entry may stop now: no reader has it, and none can join any more.
     fn stop_if_unread(&self) -> bool;
@@ -71,8 +71,10 @@ pub async fn write_entry(
                 }
                 file.write_all(&buf[..n]).await?;
                 written += n as u64;
-                let _ = tx.send(Progress::Writing(written));
+                // Room first, then readers see the bytes: the index never counts more than its
+                // bound.
                 slot.grew(written);
+                let _ = tx.send(Progress::Writing(written));
             }
             changed = readers.changed(), if watching => match changed {
                 Ok(()) => stop_at = unread_until(*readers.borrow_and_update()),
@@ -83,7 +85,8 @@ pub async fn write_entry(
                 }
             },
             () = idle => {
-                if slot.stop_if_unread() {
+                // A reader that joined as the grace ran out keeps it going.
+                if *readers.borrow_and_update() == 0 && slot.stop_if_unread() {
                     feed.abort();
                     let _ = child.start_kill();
                     let _ = child.wait().await;
