@@ -204,7 +204,7 @@ impl FarmProxy {
                 backend.addr.http,
                 request,
                 head_only,
-                self.others_left(ctx),
+                || self.backends.any_healthy_except(&ctx.tried),
             )
             .await?;
             match outcome {

@@ -71,14 +71,15 @@ async fn timed<T>(
 }
 
 /// Sends `request` (a complete request head without body) to the node at `addr` and streams its
-/// answer to the client — unless, with `others_left`, the node says another member may answer.
+/// answer to the client — unless the node says another member may answer and `others_left()`
+/// (asked only then, not on every request) says one is.
 pub async fn forward<S: ResponseSink>(
     session: &mut S,
     pool: &Pool,
     addr: SocketAddr,
     request: &[u8],
     head_only: bool,
-    others_left: bool,
+    others_left: impl Fn() -> bool + Send,
 ) -> Result<Outcome> {
     for attempt in 0..2 {
         let (mut conn, reused) = match pool.take(addr).filter(|_| attempt == 0) {
@@ -116,7 +117,7 @@ pub async fn forward<S: ResponseSink>(
         let Some(head) = head else {
             continue;
         };
-        if others_left && head.elsewhere() {
+        if head.elsewhere() && others_left() {
             // Its short answer is not read: the connection is not kept.
             return Ok(Outcome::Elsewhere);
         }
@@ -402,19 +403,19 @@ mod tests {
             let pool = Pool::default();
             let req = b"GET /scm/P/r.git/info/refs HTTP/1.1\r\nHost: n\r\n\r\n";
             let mut sink = Collect::default();
-            let out = forward(&mut sink, &pool, a, req, false, true).await;
+            let out = forward(&mut sink, &pool, a, req, false, || true).await;
             assert!(matches!(out, Ok(Outcome::Elsewhere)), "{out:?}");
             assert!(
                 sink.data.is_empty() && !sink.ended,
                 "nothing reached the client"
             );
             // The last node left: its answer goes to the client as it is.
-            let out = forward(&mut sink, &pool, a, req, false, false).await;
+            let out = forward(&mut sink, &pool, a, req, false, || false).await;
             assert!(matches!(out, Ok(Outcome::Done)), "{out:?}");
             assert_eq!(sink.data, b"withheld");
             // A 503 without the header is the node's answer to give.
             let mut sink = Collect::default();
-            let out = forward(&mut sink, &pool, b, req, false, true).await;
+            let out = forward(&mut sink, &pool, b, req, false, || true).await;
             assert!(matches!(out, Ok(Outcome::Done)), "{out:?}");
             assert_eq!(sink.data, b"busy");
         });

@@ -119,10 +119,17 @@ impl Shared {
     /// reach at their last try (Unix ms; `None` when every one was reached). A member that could
     /// not be reached does not count: this is what the farm publishes about the upstream.
     pub fn stale_since_ms(&self) -> Option<i64> {
+        self.oldest_unreached(true)
+    }
+
+    /// The oldest last success among repositories whose last sync could not reach its source
+    /// (only the upstream with `upstream_only`, or a member too).
+    fn oldest_unreached(&self, upstream_only: bool) -> Option<i64> {
         self.repos
             .read()
             .values()
-            .filter(|e| e.upstream_tried && e.record.last_result == Some(SyncResult::Unreachable))
+            .filter(|e| e.upstream_tried || !upstream_only)
+            .filter(|e| e.record.last_result == Some(SyncResult::Unreachable))
             .filter_map(|e| e.record.last_success_ms)
             .min()
     }
@@ -137,14 +144,10 @@ impl Shared {
     /// upstream, while it cannot (`None` when it can).
     pub fn stale_seconds(&self, now_ms: i64) -> Option<u64> {
         let farm = Some(self.farm_stale_since.load(Ordering::Acquire)).filter(|t| *t != 0);
-        let own = self
-            .repos
-            .read()
-            .values()
-            .filter(|e| e.record.last_result == Some(SyncResult::Unreachable))
-            .filter_map(|e| e.record.last_success_ms)
-            .min();
-        let since = [own, farm].into_iter().flatten().min()?;
+        let since = [self.oldest_unreached(false), farm]
+            .into_iter()
+            .flatten()
+            .min()?;
         Some((now_ms.saturating_sub(since).max(0) / 1000) as u64)
     }
 }

@@ -69,7 +69,7 @@ pub fn ssh_farm_on(
             base = base.replace("mirror.access=anonymous\n", "");
         }
         let props = format!("{base}{extra}");
-        Node::start_placed(url, &props, None, placement)
+        Node::start_placed(url, &props, placement)
     };
     let first = member(&up.ssh_url(), p0, None);
     let s = first.wait_state("AWAITING_AUTHORIZATION", limit);

@@ -71,7 +71,7 @@ impl HostsFarm {
                 host: Some(host),
                 ..placement(i)
             };
-            let node = Node::start_placed(&up.ssh_url(), &props, None, &placement);
+            let node = Node::start_placed(&up.ssh_url(), &props, &placement);
             if i == 0 {
                 let s = node.wait_state("AWAITING_AUTHORIZATION", limit);
                 up.authorize(s["publicKey"].as_str().expect("publicKey"));

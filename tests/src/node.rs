@@ -92,22 +92,11 @@ fn admin_client(token: Option<&str>) -> reqwest::blocking::Client {
 impl Node {
     /// Writes the home's properties (`extra` is appended) and starts the node.
     pub fn start(upstream: &str, extra: &str) -> Self {
-        Self::start_in_group(upstream, extra, None)
+        Self::start_placed(upstream, extra, &Placement::default())
     }
 
-    /// Like [`Self::start`], the process running with group ID `gid` (so a test's packet filter
-    /// can tell its connections from other nodes' on the same loopback).
-    pub fn start_in_group(upstream: &str, extra: &str, gid: Option<u32>) -> Self {
-        Self::start_placed(upstream, extra, gid, &Placement::default())
-    }
-
-    /// Like [`Self::start_in_group`], with the home and binary where `placement` says.
-    pub fn start_placed(
-        upstream: &str,
-        extra: &str,
-        gid: Option<u32>,
-        placement: &Placement,
-    ) -> Self {
+    /// Like [`Self::start`], with the home, binary, host and environment `placement` says.
+    pub fn start_placed(upstream: &str, extra: &str, placement: &Placement) -> Self {
         let mut builder = tempfile::Builder::new();
         builder.prefix(placement.home_prefix.as_deref().unwrap_or("mf-node-"));
         let home = match &placement.home_in {
@@ -136,7 +125,6 @@ impl Node {
         let client_key = home.path().join("client_ed25519");
         keygen(&client_key);
         let mut process = Service::new("node", home.path());
-        process.gid = gid;
         process.bin = placement.bin.clone();
         process.host = host.clone();
         process.env = placement.env.clone();

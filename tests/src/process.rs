@@ -12,8 +12,6 @@ pub struct Service {
     role: &'static str,
     home: PathBuf,
     child: Option<Child>,
-    /// Group ID the process runs with (tests match its packets by it).
-    pub gid: Option<u32>,
     /// Another copy of the binary to run (e.g. one in a directory whose name has spaces).
     pub bin: Option<PathBuf>,
     /// The host it runs on.
@@ -29,7 +27,6 @@ impl Service {
             role,
             home: home.to_owned(),
             child: None,
-            gid: None,
             bin: None,
             host: Host::loopback(),
             env: Vec::new(),
@@ -45,9 +42,6 @@ impl Service {
             .open(self.home.join("process.log"))
             .expect("log file");
         let mut cmd = self.host.command(self.bin.clone().unwrap_or_else(bin));
-        if let Some(gid) = self.gid {
-            std::os::unix::process::CommandExt::gid(&mut cmd, gid);
-        }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let child = cmd
             .arg(self.role)

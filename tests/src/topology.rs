@@ -82,8 +82,6 @@ pub struct Topology {
     id: String,
     bridge: String,
     hosts: Vec<(String, Host)>,
-    /// The test's own address on the bridge.
-    pub harness: IpAddr,
 }
 
 fn ip(args: &[&str]) {
@@ -132,7 +130,6 @@ impl Topology {
             id: id.clone(),
             bridge: bridge.clone(),
             hosts: Vec::new(),
-            harness,
         };
         ip(&["addr", "add", &format!("{harness}/24"), "dev", &bridge]);
         ip(&["link", "set", &bridge, "up"]);

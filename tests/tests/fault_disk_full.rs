@@ -21,7 +21,6 @@ fn a_full_disk_fails_syncs_clearly_keeps_serving_and_recovers() {
     let mut node = Node::start_placed(
         &up.file_url(),
         "mirror.repos=P/r\nmirror.access=anonymous\nplugin.mirroring.synchronization.interval=10\n",
-        None,
         &Placement {
             home_in: Some(fs.path.clone()),
             ..Default::default()

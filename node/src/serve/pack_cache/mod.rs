@@ -334,16 +334,20 @@ struct EntrySlot {
 }
 
 impl EntrySlot {
+    /// Whether the index lists this entry (not another one written under the same key).
+    fn is_mine(&self, entries: &HashMap<String, Entry>) -> bool {
+        entries.get(&self.key).is_some_and(|e| e.path == self.path)
+    }
+
     /// Whether the index still lists this entry.
     fn listed(&self) -> bool {
-        let entries = self.cache.entries.lock();
-        entries.get(&self.key).is_some_and(|e| e.path == self.path)
+        self.is_mine(&self.cache.entries.lock())
     }
 
     /// Takes the entry out of the index.
     fn unlist(&self) {
         let mut entries = self.cache.entries.lock();
-        if entries.get(&self.key).is_some_and(|e| e.path == self.path) {
+        if self.is_mine(&entries) {
             entries.remove(&self.key);
         }
     }
@@ -360,7 +364,7 @@ impl Slot for EntrySlot {
         let mut entries = self.cache.entries.lock();
         match entries.get(&self.key) {
             Some(e) if e.path == self.path => {
-                if *e.readers.watch().borrow() > 0 {
+                if e.readers.count() > 0 {
                     return false;
                 }
                 entries.remove(&self.key);

@@ -51,6 +51,11 @@ impl Readers {
         ReaderGuard(self.clone())
     }
 
+    /// How many read it now.
+    pub fn count(&self) -> usize {
+        *self.count.borrow()
+    }
+
     /// Watches the count.
     pub fn watch(&self) -> watch::Receiver<usize> {
         self.count.subscribe()
