@@ -1,7 +1,9 @@
 //! Load-balancer benchmark: mirrorfarm lb against HAProxy (Debian's package, TLS-terminating, HTTP
 //! to the same two nodes, the same certificate), in one run: `info/refs` requests/s and p50/p99
-//! latency with wrk (32 connections; median of 3 alternating rounds each), the wall time of a full clone of a ≥ 50 MB repository, and
-//! SSH through the LB against SSH straight to a node.
+//! latency with wrk (32 connections; median of 3 alternating rounds each); the wall time of a full
+//! clone of a ≥ 50 MB repository over h2 and over HTTP/1.1, and SSH through the LB against SSH
+//! straight to a node, in 5 alternating rounds (ratios per round: their median and spread).
+//! `MIRRORFARM_BENCH_CLONES_ONLY=1` skips the wrk rounds.
 //!
 //! Run: `scripts/bench lb`.
 
@@ -9,12 +11,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use mirrorfarm_tests::lb::{backends, Lb};
-use mirrorfarm_tests::measure::{median_clone, peak_rss_mb};
+use mirrorfarm_tests::measure::{alternating_clones, median, peak_rss_mb, ratio_spread};
 use mirrorfarm_tests::node::Node;
 use mirrorfarm_tests::upstream::{Shape, Upstream};
 use mirrorfarm_tests::{free_port, gitc, wait_for};
 
-const RUNS: usize = 3;
+/// Alternating clone rounds per comparison.
+const RUNS: usize = 5;
 
 struct Haproxy(Child);
 impl Drop for Haproxy {
@@ -153,69 +156,89 @@ fn main() {
 
     let path = "/scm/BENCH/big.git/info/refs?service=git-upload-pack";
     // Alternating rounds, medians: one 10 s round each swings by ±10 % on a shared 2-core box.
+    // MIRRORFARM_BENCH_CLONES_ONLY=1 skips them (to look at the clones alone).
+    let wrk_rounds = if std::env::var_os("MIRRORFARM_BENCH_CLONES_ONLY").is_some() {
+        0
+    } else {
+        WRK_ROUNDS
+    };
     let (mut ours_runs, mut theirs_runs) = (Vec::new(), Vec::new());
-    for _ in 0..WRK_ROUNDS {
+    for _ in 0..wrk_rounds {
         ours_runs.push(wrk(&format!("https://localhost:{}{path}", lb.https)));
         theirs_runs.push(wrk(&format!("https://localhost:{hport}{path}")));
     }
-    let (ours, theirs) = (median_of(&ours_runs), median_of(&theirs_runs));
 
     let ca = lb.ca().display().to_string();
-    let env = [("GIT_SSL_CAINFO", ca.as_str())];
-    let clone_ours = median_clone(&lb.https_url("BENCH", "big"), &env, tmp.path(), RUNS);
-    let clone_theirs = median_clone(
-        &format!("https://localhost:{hport}/scm/BENCH/big.git"),
-        &env,
-        tmp.path(),
-        RUNS,
+    let h2: &[(&str, &str)] = &[("GIT_SSL_CAINFO", ca.as_str())];
+    let h1: &[(&str, &str)] = &[
+        ("GIT_SSL_CAINFO", ca.as_str()),
+        ("GIT_CONFIG_COUNT", "1"),
+        ("GIT_CONFIG_KEY_0", "http.version"),
+        ("GIT_CONFIG_VALUE_0", "HTTP/1.1"),
+    ];
+    let (ours_url, theirs_url) = (
+        lb.https_url("BENCH", "big"),
+        format!("https://localhost:{hport}/scm/BENCH/big.git"),
     );
-
     let ssh = nodes[0].git_ssh();
-    let ssh_env = [("GIT_SSH_COMMAND", ssh.as_str())];
-    let ssh_lb = median_clone(&lb.ssh_url("BENCH", "big"), &ssh_env, tmp.path(), RUNS);
-    let ssh_direct = median_clone(
-        &nodes[0].ssh_url("BENCH", "big"),
-        &ssh_env,
+    let ssh_env: &[(&str, &str)] = &[("GIT_SSH_COMMAND", ssh.as_str())];
+    let (ssh_lb_url, ssh_direct_url) =
+        (lb.ssh_url("BENCH", "big"), nodes[0].ssh_url("BENCH", "big"));
+    let t = alternating_clones(
+        &[
+            (ours_url.as_str(), h2),
+            (theirs_url.as_str(), h2),
+            (ours_url.as_str(), h1),
+            (theirs_url.as_str(), h1),
+            (ssh_lb_url.as_str(), ssh_env),
+            (ssh_direct_url.as_str(), ssh_env),
+        ],
         tmp.path(),
         RUNS,
     );
 
     let rss = lb.pid().map(peak_rss_mb).unwrap_or(f64::NAN);
     println!(
-        "\nmirrorfarm lb vs HAProxy (same 2 nodes, same certificate), one run; info/refs: median of {WRK_ROUNDS} alternating 10 s wrk rounds each"
+        "\nmirrorfarm lb vs HAProxy (same 2 nodes, same certificate), one run; info/refs: median of {wrk_rounds} alternating 10 s wrk rounds each; clones: {RUNS} alternating rounds"
     );
-    println!(
-        "  info/refs requests/s      lb {:>9.0}   haproxy {:>9.0}   ratio {:.2} (target ≥ 1)",
-        ours.rps,
-        theirs.rps,
-        ours.rps / theirs.rps
-    );
-    println!(
-        "  info/refs p50 latency ms  lb {:>9.2}   haproxy {:>9.2}   ratio {:.2}",
-        ours.p50_ms,
-        theirs.p50_ms,
-        ours.p50_ms / theirs.p50_ms
-    );
-    println!(
-        "  info/refs p99 latency ms  lb {:>9.2}   haproxy {:>9.2}   ratio {:.2} (target ≤ 1)",
-        ours.p99_ms,
-        theirs.p99_ms,
-        ours.p99_ms / theirs.p99_ms
-    );
-    println!(
-        "  full clone (median of {RUNS}) s lb {:>6.3}   haproxy {:>9.3}   ratio {:.2}",
-        clone_ours.as_secs_f64(),
-        clone_theirs.as_secs_f64(),
-        clone_ours.as_secs_f64() / clone_theirs.as_secs_f64()
-    );
-    println!(
-        "  SSH clone (median of {RUNS}) s  lb {:>6.3}   direct  {:>9.3}   ratio {:.2} (target ≤ 1.05)",
-        ssh_lb.as_secs_f64(),
-        ssh_direct.as_secs_f64(),
-        ssh_lb.as_secs_f64() / ssh_direct.as_secs_f64()
-    );
+    if wrk_rounds > 0 {
+        let (ours, theirs) = (median_of(&ours_runs), median_of(&theirs_runs));
+        println!(
+            "  info/refs requests/s      lb {:>9.0}   haproxy {:>9.0}   ratio {:.2} (target ≥ 1)",
+            ours.rps,
+            theirs.rps,
+            ours.rps / theirs.rps
+        );
+        println!(
+            "  info/refs p50 latency ms  lb {:>9.2}   haproxy {:>9.2}   ratio {:.2}",
+            ours.p50_ms,
+            theirs.p50_ms,
+            ours.p50_ms / theirs.p50_ms
+        );
+        println!(
+            "  info/refs p99 latency ms  lb {:>9.2}   haproxy {:>9.2}   ratio {:.2} (target ≤ 1)",
+            ours.p99_ms,
+            theirs.p99_ms,
+            ours.p99_ms / theirs.p99_ms
+        );
+    }
+    let line = |label: &str,
+                a: &[std::time::Duration],
+                b: &[std::time::Duration],
+                other: &str,
+                target: &str| {
+        let (r, lo, hi) = ratio_spread(a, b);
+        println!(
+            "  {label:<26} lb {:>6.3} s   {other} {:>6.3} s   ratio {r:.2} (rounds {lo:.2}–{hi:.2}; target {target})",
+            median(a).as_secs_f64(),
+            median(b).as_secs_f64(),
+        );
+    };
+    line("full clone, h2", &t[0], &t[1], "haproxy", "≤ 1.00");
+    line("full clone, HTTP/1.1", &t[2], &t[3], "haproxy", "≤ 1.00");
+    line("SSH clone", &t[4], &t[5], "direct ", "≤ 1.05");
     println!(
         "  lb peak RSS after {} full clones through it: {rss:.1} MB",
-        2 * RUNS
+        3 * RUNS
     );
 }

@@ -276,6 +276,7 @@ async fn join_farm(
         config: config.clone(),
         view: RwLock::new(None),
         view_updated: Default::default(),
+        heard: Default::default(),
         client: client.clone(),
         cert_files: creds.files.clone(),
         sync: sync.clone(),

@@ -5,29 +5,70 @@ use std::time::{Duration, Instant};
 
 use crate::gitc;
 
+/// Wall time of one bare clone of `url` into `dest` (removed after).
+pub fn clone_once(url: &str, envs: &[(&str, &str)], dest: &Path) -> Duration {
+    let t = Instant::now();
+    gitc::run(
+        None,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            "--no-local",
+            url,
+            dest.to_str().expect("utf8"),
+        ],
+        envs,
+    );
+    let took = t.elapsed();
+    std::fs::remove_dir_all(dest).expect("remove clone");
+    took
+}
+
 /// Median wall time of `runs` bare clones of `url` (each into a fresh directory under `dir`).
 pub fn median_clone(url: &str, envs: &[(&str, &str)], dir: &Path, runs: usize) -> Duration {
-    let mut v = Vec::with_capacity(runs);
-    for i in 0..runs {
-        let dest = dir.join(format!("clone-{i}"));
-        let t = Instant::now();
-        gitc::run(
-            None,
-            &[
-                "clone",
-                "-q",
-                "--bare",
-                "--no-local",
-                url,
-                dest.to_str().expect("utf8"),
-            ],
-            envs,
-        );
-        v.push(t.elapsed());
-        std::fs::remove_dir_all(&dest).expect("remove clone");
-    }
+    let mut v: Vec<Duration> = (0..runs)
+        .map(|i| clone_once(url, envs, &dir.join(format!("clone-{i}"))))
+        .collect();
     v.sort();
     v[v.len() / 2]
+}
+
+/// Clones of each of `ways` (URL and environment) in `rounds` alternating rounds (one clone of
+/// each way per round, the order turning each round so none always goes first): each way's
+/// times, in round order.
+pub fn alternating_clones(
+    ways: &[(&str, &[(&str, &str)])],
+    dir: &Path,
+    rounds: usize,
+) -> Vec<Vec<Duration>> {
+    let mut out = vec![Vec::with_capacity(rounds); ways.len()];
+    for r in 0..rounds {
+        for k in 0..ways.len() {
+            let i = (r + k) % ways.len();
+            let (url, envs) = ways[i];
+            out[i].push(clone_once(url, envs, &dir.join(format!("clone-{i}"))));
+        }
+    }
+    out
+}
+
+/// The median of `times`.
+pub fn median(times: &[Duration]) -> Duration {
+    let mut v = times.to_vec();
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Per round, `a[i] / b[i]`: the median, lowest and highest of those ratios.
+pub fn ratio_spread(a: &[Duration], b: &[Duration]) -> (f64, f64, f64) {
+    let mut r: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| x.as_secs_f64() / y.as_secs_f64())
+        .collect();
+    r.sort_by(|x, y| x.total_cmp(y));
+    (r[r.len() / 2], r[0], r[r.len() - 1])
 }
 
 /// Peak resident memory of a process (VmHWM), in MB.

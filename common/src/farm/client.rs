@@ -18,11 +18,12 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 
 use crate::farm::messages::{
-    Description, FarmIdentity, JoinAnswer, JoinRequest, LbWelcome, Role, SessionBatch, SyncNudge,
+    Description, FarmIdentity, JoinAnswer, JoinRequest, LbWelcome, Role, SessionBatch,
+    StagedNotice, SyncNudge,
 };
 use crate::farm::proof::{self, JOIN_LABEL, WELCOME_LABEL};
 use crate::farm::tls::{self, node_name};
-use crate::farm::{FarmError, DESCRIBE, JOIN, SESSIONS, SYNC};
+use crate::farm::{FarmError, DESCRIBE, JOIN, SESSIONS, STAGED, SYNC};
 
 /// The largest batch of sessions read from a member.
 const MAX_SESSIONS_ANSWER: usize = 64 << 20;
@@ -312,6 +313,21 @@ impl FarmClient {
         self.send(
             addr,
             self.http.post(self.url(node_id, addr, SYNC)).json(nudge),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Tells member `node_id` at `addr` what this node staged.
+    pub async fn staged(
+        &self,
+        node_id: &str,
+        addr: SocketAddr,
+        notice: &StagedNotice,
+    ) -> Result<(), FarmError> {
+        self.send(
+            addr,
+            self.http.post(self.url(node_id, addr, STAGED)).json(notice),
         )
         .await
         .map(drop)

@@ -111,6 +111,23 @@ pub struct SyncNudge {
     pub repo: String,
 }
 
+/// A member's word, sent to every other member the moment it stages a new state of a
+/// repository ([`crate::farm::STAGED`]), so the farm's consistent flip need not wait for gossip
+/// to carry it; a member that gets it from the repository's leader fetches that state at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StagedNotice {
+    /// Project key.
+    pub project: String,
+    /// Repository slug.
+    pub repo: String,
+    /// Hash of the staged ref map (what gossip's staged key carries).
+    pub refs_hash: String,
+    /// The branch HEAD names in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+}
+
 /// A session as members hold and replicate it (the cookie value itself is never sent: only its
 /// SHA-256).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

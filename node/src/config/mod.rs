@@ -77,7 +77,7 @@ pub struct Config {
     pub sync_concurrency: usize,
     /// `mirror.sync.timeout` (default 3600 s): one fetch longer than this is stopped.
     pub sync_timeout: Duration,
-    /// `mirror.sync.sshPersist` (default 0: off): for an ssh:// upstream, keep one SSH connection
+    /// `mirror.sync.sshPersist` (default 60; 0: off): for an ssh:// upstream, keep one SSH connection
     /// open this many seconds after its last fetch and run later fetches over it (OpenSSH
     /// connection sharing), saving the connection setup on every fetch. A key revoked or a host
     /// key changed upstream is noticed only once that connection closes.
@@ -192,8 +192,12 @@ impl Config {
             180,
         )?;
         let sync_timeout = v.seconds(&fc.sync_timeout, "mirror.sync.timeout", 3600)?;
-        let ssh_persist =
-            Duration::from_secs(v.number(&fc.ssh_persist, "mirror.sync.sshPersist", 0..=600, 0)?);
+        let ssh_persist = Duration::from_secs(v.number(
+            &fc.ssh_persist,
+            "mirror.sync.sshPersist",
+            0..=600,
+            60,
+        )?);
         let header_timeout = v.seconds(&fc.header_timeout, "server.headerTimeout", 30)?;
         let pack_cache_max = match &fc.pack_cache_max {
             None => 1 << 30,
@@ -465,6 +469,7 @@ mod tests {
         let c = load(GOOD).expect("valid");
         assert_eq!(c.repos.len(), 2);
         assert_eq!(c.sync_interval, Duration::from_secs(180));
+        assert_eq!(c.ssh_persist, Duration::from_secs(60));
         assert_eq!(c.http_addr.port(), 7990);
         assert_eq!(c.ssh_addr.port(), 7999);
         assert_eq!(c.access, Access::Authenticated);

@@ -137,15 +137,15 @@ impl Coordinator for Farm {
         &'a self,
         id: &'a RepoId,
         staged: &'a Staged,
-        from_member: bool,
         permit: OwnedSemaphorePermit,
     ) -> Waiting<'a> {
         Box::pin(async move {
+            let hint = StagedHint {
+                refs_hash: staged.hash.clone(),
+                head: staged.head.clone(),
+            };
             let known = self.shared.repos.write().get_mut(id).map(|e| {
-                e.staged = Some(StagedHint {
-                    refs_hash: staged.hash.clone(),
-                    head: staged.head.clone(),
-                });
+                e.staged = Some(hint.clone());
                 (e.record.refs_hash.clone(), e.record.generation)
             });
             let Some((served, generation)) = known else {
@@ -155,10 +155,9 @@ impl Coordinator for Farm {
             if staged.hash == served {
                 return (Verdict::Flip(None), Some(permit));
             }
-            if !from_member {
-                // The leader staged a new state from the upstream: its followers fetch it now.
-                crate::farm::nudge::followers(self, id);
-            }
+            // Every member counts it for the flip now; when this node leads the repository, its
+            // followers fetch it now.
+            crate::farm::nudge::staged(self, id, &hint);
             // Other syncs run while this one waits for the farm.
             drop(permit);
             let verdict = match self

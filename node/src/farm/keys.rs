@@ -122,7 +122,8 @@ pub struct Member {
     pub staged: BTreeMap<String, StagedHint>,
 }
 
-fn is_hash(v: &str) -> bool {
+/// Whether `v` is a ref map hash (64 hex digits).
+pub(crate) fn is_hash(v: &str) -> bool {
     v.len() == 64 && v.chars().all(|c| c.is_ascii_hexdigit())
 }
 

@@ -157,6 +157,9 @@ pub async fn run(
                 .collect();
             let mut view = build_view(&me, now, members, &ours);
             view.unverified = unverified;
+            this.heard
+                .lock()
+                .apply(&mut view, std::time::Instant::now());
             view
         };
         for r in &view.refused {

@@ -10,6 +10,7 @@ pub mod channel;
 pub mod coordinate;
 pub mod flip;
 pub mod follow;
+pub mod heard;
 pub mod keys;
 pub mod leader;
 pub mod membership;
@@ -100,6 +101,8 @@ pub struct Farm {
     pub view: RwLock<Option<view::FarmView>>,
     /// Woken (all waiters) each time the view is rebuilt.
     pub view_updated: tokio::sync::Notify,
+    /// What members said they staged that gossip has not carried yet (merged into the view).
+    pub heard: parking_lot::Mutex<heard::Heard>,
     /// Requests to other members over the farm channel.
     pub client: FarmClient,
     /// This node's farm certificate files.

@@ -1,14 +1,16 @@
-//! Telling another member to sync a repository now, over the farm channel: a trigger passed on to
-//! the repository's leader, and a leader's word to its followers that it has staged a new state
-//! (so they fetch it at once instead of waiting for gossip to carry the news). A member never
-//! passes such a sync on again.
+//! Telling other members, over the farm channel: a trigger passed on to a repository's leader, and
+//! every member's word to the others that it has staged a new state (so the followers fetch the
+//! leader's state at once and every member counts the others' for the flip, instead of waiting for
+//! gossip to carry the news). A member never passes such a sync on again.
 
 use std::net::SocketAddr;
 
-use mirrorfarm_common::farm::messages::SyncNudge;
+use mirrorfarm_common::farm::messages::{StagedNotice, SyncNudge};
+use mirrorfarm_common::farm::FarmError;
 
 use crate::farm::Farm;
 use crate::names::RepoId;
+use crate::state::StagedHint;
 
 fn nudge(repo: &RepoId) -> SyncNudge {
     SyncNudge {
@@ -27,12 +29,25 @@ pub fn member(farm: &Farm, node: String, addr: SocketAddr, repo: &RepoId) {
     });
 }
 
-/// Tells every other member of the view to sync `repo` (fire and forget).
-pub fn followers(farm: &Farm, repo: &RepoId) {
+/// Tells every other member of the view that this node staged `staged` of `repo` (fire and
+/// forget). A member too old to take the word (404) is asked to sync instead, as before.
+pub fn staged(farm: &Farm, repo: &RepoId, staged: &StagedHint) {
+    let notice = StagedNotice {
+        project: repo.project.as_str().to_owned(),
+        repo: repo.repo.as_str().to_owned(),
+        refs_hash: staged.refs_hash.clone(),
+        head: staged.head.as_ref().map(|h| h.as_str().to_owned()),
+    };
     for (node, addr) in farm.others() {
-        let (client, nudge) = (farm.client.clone(), nudge(repo));
+        let (client, notice, nudge) = (farm.client.clone(), notice.clone(), nudge(repo));
         tokio::spawn(async move {
-            if let Err(e) = client.sync(&node, addr, &nudge).await {
+            let r = match client.staged(&node, addr, &notice).await {
+                Err(FarmError::Status { status: 404, .. }) => {
+                    client.sync(&node, addr, &nudge).await
+                }
+                r => r,
+            };
+            if let Err(e) = r {
                 tracing::debug!(node, error = %e, "cannot tell a member about a staged state");
             }
         });

@@ -48,14 +48,13 @@ pub trait Coordinator: Send + Sync + 'static {
     fn source(&self, id: &RepoId) -> Source;
     /// A client asked this node for a sync of `id` (passed on to whoever fetches it).
     fn requested(&self, id: &RepoId);
-    /// `staged` (fetched from `source`) is complete: resolves when the node may flip to it. The
+    /// `staged` is complete: resolves when the node may flip to it. The
     /// concurrency `permit` is handed back, or given up while waiting (the scheduler then takes
     /// one again to flip).
     fn staged<'a>(
         &'a self,
         id: &'a RepoId,
         staged: &'a Staged,
-        from_member: bool,
         permit: OwnedSemaphorePermit,
     ) -> Waiting<'a>;
 }
@@ -72,7 +71,6 @@ impl Coordinator for Alone {
         &'a self,
         _: &'a RepoId,
         _: &'a Staged,
-        _: bool,
         permit: OwnedSemaphorePermit,
     ) -> Waiting<'a> {
         Box::pin(std::future::ready((Verdict::Flip(None), Some(permit))))

@@ -27,9 +27,7 @@ pub(crate) async fn stage_and_flip(
     let from_member = plan.member_config.is_some();
     tracing::debug!(repo = %plan.id, duration_ms = t.elapsed().as_millis() as u64, hash = %staged.hash, from_member, "staged");
     let t = std::time::Instant::now();
-    let (verdict, permit) = coordinator
-        .staged(plan.id, &staged, from_member, permit)
-        .await;
+    let (verdict, permit) = coordinator.staged(plan.id, &staged, permit).await;
     tracing::debug!(repo = %plan.id, waited_ms = t.elapsed().as_millis() as u64, ?verdict, "may flip");
     let generation = match verdict {
         Verdict::Flip(g) => g,

@@ -6,6 +6,7 @@
 pub mod git;
 pub mod join;
 pub mod sessions;
+pub mod staged;
 
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use mirrorfarm_common::farm::messages::{Description, SyncNudge};
-use mirrorfarm_common::farm::{DESCRIBE, GIT, JOIN, SESSIONS, SYNC};
+use mirrorfarm_common::farm::{DESCRIBE, GIT, JOIN, SESSIONS, STAGED, SYNC};
 use tokio::sync::watch;
 
 use crate::farm::{Farm, FarmSetupError};
@@ -117,16 +118,30 @@ async fn sync(
         Ok(n) => n.to_owned(),
         Err(r) => return r.into_response(),
     };
-    let id = match RepoId::parse(&format!("{}/{}", n.project, n.repo)) {
-        Ok(id) if !n.project.contains('/') => id,
-        _ => return refuse(StatusCode::BAD_REQUEST, "bad repository name"),
+    let id = match mirrored(&c, &n.project, &n.repo) {
+        Ok(id) => id,
+        Err(r) => return r.into_response(),
     };
-    if !c.farm.shared.repos.read().contains_key(&id) {
-        return refuse(StatusCode::NOT_FOUND, "not mirrored here");
-    }
     tracing::debug!(repo = %id, from = node, "sync passed on by a member");
     c.farm.sync.trigger(Trigger::Repo(id));
     StatusCode::ACCEPTED.into_response()
+}
+
+/// The repository a member names, if it is one this node mirrors.
+fn mirrored(c: &Channel, project: &str, repo: &str) -> Result<RepoId, Refusal> {
+    let id = match RepoId::parse(&format!("{project}/{repo}")) {
+        Ok(id) if !project.contains('/') => id,
+        _ => {
+            return Err(Refusal(
+                StatusCode::BAD_REQUEST,
+                "bad repository name".into(),
+            ))
+        }
+    };
+    if !c.farm.shared.repos.read().contains_key(&id) {
+        return Err(Refusal(StatusCode::NOT_FOUND, "not mirrored here".into()));
+    }
+    Ok(id)
 }
 
 /// The channel's routes.
@@ -134,6 +149,7 @@ pub fn router(c: Channel) -> Router {
     let members = Router::new()
         .route(DESCRIBE, get(describe))
         .route(SYNC, post(sync))
+        .route(STAGED, post(staged::staged))
         .route(
             SESSIONS,
             get(sessions::list)

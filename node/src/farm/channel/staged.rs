@@ -1,0 +1,53 @@
+//! A member's word that it staged a new state ([`StagedNotice`]): kept until gossip carries it
+//! (see [`crate::farm::heard`]), the view rebuilt at once; from the repository's leader it also
+//! starts this node's fetch of that state.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use mirrorfarm_common::farm::messages::StagedNotice;
+
+use super::{mirrored, refuse, require_node, Channel, Peer};
+use crate::farm::keys::is_hash;
+use crate::farm::leader::remote_leader;
+use crate::names::RefName;
+use crate::sync::scheduler::Trigger;
+
+/// `POST /farm/staged`.
+pub async fn staged(
+    State(c): State<Channel>,
+    Extension(peer): Extension<Peer>,
+    Json(n): Json<StagedNotice>,
+) -> Response {
+    let node = match require_node(&peer) {
+        Ok(n) => n.to_owned(),
+        Err(r) => return r.into_response(),
+    };
+    let id = match mirrored(&c, &n.project, &n.repo) {
+        Ok(id) => id,
+        Err(r) => return r.into_response(),
+    };
+    let head = match n.head.as_deref() {
+        None => None,
+        Some(h) => match RefName::parse(h).filter(|r| r.as_str().starts_with("refs/heads/")) {
+            Some(r) => Some(r),
+            None => return refuse(StatusCode::BAD_REQUEST, "bad head"),
+        },
+    };
+    if !is_hash(&n.refs_hash) {
+        return refuse(StatusCode::BAD_REQUEST, "bad refs hash");
+    }
+    let repo = id.to_string();
+    c.farm
+        .heard
+        .lock()
+        .record(&node, &repo, n.refs_hash, head, std::time::Instant::now());
+    // The membership loop rebuilds the view with it (and wakes the flips waiting on it).
+    c.farm.shared.repos_changed.notify_one();
+    if remote_leader(&c.farm, &repo).is_some_and(|(leader, _)| leader == node) {
+        tracing::debug!(repo = %id, from = node, "the leader staged a new state");
+        c.farm.sync.trigger(Trigger::Repo(id));
+    }
+    StatusCode::ACCEPTED.into_response()
+}

@@ -1,0 +1,188 @@
+//! What members said over the farm channel that gossip has not carried yet: the states they
+//! staged ([`mirrorfarm_common::farm::messages::StagedNotice`]). Each rebuild of the view merges
+//! them in, so a consistent flip waits for the members' word rather than for gossip rounds.
+//! Gossip stays the record: a word goes once gossip shows that state, when the member leaves the
+//! view, or after [`KEEP`].
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::farm::view::FarmView;
+use crate::names::RefName;
+
+/// How long a word counts without gossip confirming it (gossip carries a staged state within a
+/// few rounds of 100 ms; a word older than this is stale).
+pub const KEEP: Duration = Duration::from_secs(5);
+
+/// One member's word about one repository.
+#[derive(Debug, Clone)]
+struct Word {
+    refs_hash: String,
+    head: Option<RefName>,
+    at: Instant,
+}
+
+/// The words heard, by (member, repository); the newest word of a member about a repository
+/// replaces the one before.
+#[derive(Debug, Default)]
+pub struct Heard {
+    words: HashMap<(String, String), Word>,
+}
+
+impl Heard {
+    /// Member `node` said at `at` that it staged `refs_hash` (with `head`) of `repo`.
+    pub fn record(
+        &mut self,
+        node: &str,
+        repo: &str,
+        refs_hash: String,
+        head: Option<RefName>,
+        at: Instant,
+    ) {
+        self.words.insert(
+            (node.to_owned(), repo.to_owned()),
+            Word {
+                refs_hash,
+                head,
+                at,
+            },
+        );
+    }
+
+    /// Merges the words into `view` (as the members' staged states) and forgets the ones gossip
+    /// has caught up with, the expired ones and those of members no longer in the view.
+    pub fn apply(&mut self, view: &mut FarmView, now: Instant) {
+        self.words.retain(|(node, repo), w| {
+            if now.saturating_duration_since(w.at) > KEEP {
+                return false;
+            }
+            let Some(m) = view
+                .members
+                .iter_mut()
+                .find(|m| !m.this_node && m.node_id == *node)
+            else {
+                return false;
+            };
+            let s = m.repo_states.entry(repo.clone()).or_default();
+            let h = Some(w.refs_hash.as_str());
+            if s.staged_hash.as_deref() == h || s.refs_hash.as_deref() == h {
+                return false;
+            }
+            s.staged_hash = Some(w.refs_hash.clone());
+            s.staged_head = w.head.clone();
+            true
+        });
+    }
+
+    /// How many words wait for gossip.
+    pub fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    /// Whether none does.
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::farm::view::{MemberView, RepoState};
+
+    fn member(id: &str, this: bool, states: &[(&str, RepoState)]) -> MemberView {
+        MemberView {
+            node_id: id.into(),
+            address: None,
+            state: "SYNCHRONIZED".into(),
+            version: "0".into(),
+            clock_skew_ms: None,
+            stale_since_ms: None,
+            this_node: this,
+            gossip: None,
+            repo_states: states
+                .iter()
+                .map(|(r, s)| ((*r).to_owned(), s.clone()))
+                .collect(),
+        }
+    }
+
+    fn served(h: &str, generation: u64) -> RepoState {
+        RepoState {
+            generation,
+            refs_hash: Some(h.into()),
+            ..Default::default()
+        }
+    }
+
+    fn view() -> FarmView {
+        FarmView {
+            members: vec![
+                member("a", true, &[("P/r", served("h1", 3))]),
+                member("b", false, &[("P/r", served("h1", 3))]),
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_word_shows_as_staged_until_gossip_carries_it() {
+        let (mut heard, t0) = (Heard::default(), Instant::now());
+        let head = RefName::parse("refs/heads/main");
+        heard.record("b", "P/r", "h2".into(), head.clone(), t0);
+        let mut v = view();
+        heard.apply(&mut v, t0);
+        let b = &v.members[1].repo_states["P/r"];
+        assert_eq!(b.staged_hash.as_deref(), Some("h2"));
+        assert_eq!(b.staged_head, head);
+        assert_eq!(
+            b.refs_hash.as_deref(),
+            Some("h1"),
+            "what it serves is gossip's"
+        );
+        assert_eq!(heard.len(), 1);
+        // Gossip now carries it: the word goes.
+        let mut v = view();
+        v.members[1]
+            .repo_states
+            .get_mut("P/r")
+            .expect("state")
+            .staged_hash = Some("h2".into());
+        heard.apply(&mut v, t0);
+        assert!(heard.is_empty());
+    }
+
+    #[test]
+    fn words_about_this_node_unknown_members_or_too_old_are_dropped() {
+        let (mut heard, t0) = (Heard::default(), Instant::now());
+        heard.record("a", "P/r", "h2".into(), None, t0);
+        heard.record("gone", "P/r", "h2".into(), None, t0);
+        heard.record("b", "P/new", "h9".into(), None, t0);
+        let mut v = view();
+        heard.apply(&mut v, t0);
+        assert_eq!(v.members[0].repo_states["P/r"].staged_hash, None);
+        assert_eq!(
+            v.members[1].repo_states["P/new"].staged_hash.as_deref(),
+            Some("h9"),
+            "a repository gossip does not show yet"
+        );
+        assert_eq!(heard.len(), 1);
+        let mut v = view();
+        heard.apply(&mut v, t0 + KEEP + Duration::from_millis(1));
+        assert!(heard.is_empty());
+        assert!(!v.members[1].repo_states.contains_key("P/new"));
+    }
+
+    #[test]
+    fn the_newest_word_wins() {
+        let (mut heard, t0) = (Heard::default(), Instant::now());
+        heard.record("b", "P/r", "h2".into(), None, t0);
+        heard.record("b", "P/r", "h3".into(), None, t0);
+        let mut v = view();
+        heard.apply(&mut v, t0);
+        assert_eq!(
+            v.members[1].repo_states["P/r"].staged_hash.as_deref(),
+            Some("h3")
+        );
+    }
+}
