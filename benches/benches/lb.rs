@@ -2,7 +2,7 @@
 //! to the same two nodes, the same certificate), in one run: `info/refs` requests/s and p50/p99
 //! latency with wrk (32 connections; median of 3 alternating rounds each); the wall time of a full
 //! clone of a ≥ 50 MB repository over h2 and over HTTP/1.1, and SSH through the LB against SSH
-//! straight to a node, in 5 alternating rounds (ratios per round: their median and spread).
+//! straight to a node, in 9 alternating rounds (ratios per round: their median and spread).
 //! `MIRRORFARM_BENCH_CLONES_ONLY=1` skips the wrk rounds.
 //!
 //! Run: `scripts/bench lb`.
@@ -11,13 +11,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use mirrorfarm_tests::lb::{backends, Lb};
-use mirrorfarm_tests::measure::{alternating_clones, median, peak_rss_mb, ratio_spread};
+use mirrorfarm_tests::measure::{
+    alternating_clones, cpu_seconds, median, peak_rss_mb, ratio_spread,
+};
 use mirrorfarm_tests::node::Node;
 use mirrorfarm_tests::upstream::{Shape, Upstream};
 use mirrorfarm_tests::{free_port, gitc, wait_for};
 
 /// Alternating clone rounds per comparison.
-const RUNS: usize = 5;
+const RUNS: usize = 9;
 
 struct Haproxy(Child);
 impl Drop for Haproxy {
@@ -184,18 +186,33 @@ fn main() {
     let ssh_env: &[(&str, &str)] = &[("GIT_SSH_COMMAND", ssh.as_str())];
     let (ssh_lb_url, ssh_direct_url) =
         (lb.ssh_url("BENCH", "big"), nodes[0].ssh_url("BENCH", "big"));
-    let t = alternating_clones(
+    // The proxies' own CPU over the HTTPS clones (each is idle but for its own clones and
+    // health checks), per clone.
+    let pids = (lb.pid().unwrap_or(0), _ha.0.id());
+    let cpu0 = (cpu_seconds(pids.0), cpu_seconds(pids.1));
+    let mut t = alternating_clones(
         &[
             (ours_url.as_str(), h2),
             (theirs_url.as_str(), h2),
             (ours_url.as_str(), h1),
             (theirs_url.as_str(), h1),
+        ],
+        tmp.path(),
+        RUNS,
+    );
+    let per_clone = |now: f64, then: f64| (now - then) / (2 * RUNS) as f64;
+    let cpu = (
+        per_clone(cpu_seconds(pids.0), cpu0.0),
+        per_clone(cpu_seconds(pids.1), cpu0.1),
+    );
+    t.extend(alternating_clones(
+        &[
             (ssh_lb_url.as_str(), ssh_env),
             (ssh_direct_url.as_str(), ssh_env),
         ],
         tmp.path(),
         RUNS,
-    );
+    ));
 
     let rss = lb.pid().map(peak_rss_mb).unwrap_or(f64::NAN);
     println!(
@@ -237,6 +254,12 @@ fn main() {
     line("full clone, h2", &t[0], &t[1], "haproxy", "≤ 1.00");
     line("full clone, HTTP/1.1", &t[2], &t[3], "haproxy", "≤ 1.00");
     line("SSH clone", &t[4], &t[5], "direct ", "≤ 1.05");
+    println!(
+        "  proxy CPU per HTTPS clone  lb {:.3} s   haproxy {:.3} s   ratio {:.2}",
+        cpu.0,
+        cpu.1,
+        cpu.0 / cpu.1
+    );
     println!(
         "  lb peak RSS after {} full clones through it: {rss:.1} MB",
         3 * RUNS

@@ -83,6 +83,18 @@ fn check_bindable(config: &LbConfig) -> Result<(), LbError> {
 /// Write buffer of client connections: a typical ref advertisement and its header in one send.
 const HTTPS_WRITE_BUFFER: usize = 16 * 1024;
 
+/// HTTP/2 settings of client connections: pingora's bounds on headers and streams, windows
+/// large enough that a fetch's request (its wants and haves, megabytes for a large repository)
+/// is not held back by window updates every 64 KiB, and room to queue a pack's frames ahead of
+/// the connection's writes.
+fn h2_options() -> pingora::protocols::http::v2::server::H2Options {
+    let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
+    h2.initial_window_size(1 << 20)
+        .initial_connection_window_size(4 << 20)
+        .max_send_buffer_size(1 << 20);
+    h2
+}
+
 /// The listen address of one worker's listener: `addr` with the port written with `worker`
 /// leading zeros. pingora keeps its listening sockets in a table keyed by the address text and
 /// hands an existing socket to a second listener of the same text — two owners of one file
@@ -163,8 +175,10 @@ pub fn run(config: LbConfig) -> Result<(), LbError> {
             pool: Default::default(),
             sticky: config.sticky,
         };
+        let mut proxy = http_proxy(&server.configuration, farm.clone());
+        proxy.h2_options = Some(h2_options());
         let front = FastFront {
-            proxy: Arc::new(http_proxy(&server.configuration, farm.clone())),
+            proxy: Arc::new(proxy),
             farm,
         };
         let mut proxy = Service::new(format!("https {worker}"), front);

@@ -63,6 +63,7 @@ pub struct NodeMetrics {
     auth_decisions: Family<AuthLabels, Counter>,
     sessions_live: Gauge,
     pushes: Family<ResultLabel, Counter>,
+    staged_words: Family<ResultLabel, Counter>,
     busy: Counter,
     processes: Family<StateLabel, Gauge>,
 }
@@ -173,6 +174,12 @@ impl Default for NodeMetrics {
             "Pushes passed on to the upstream, by result (ok, refused, failed)",
             pushes.clone(),
         );
+        let staged_words = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "farm_staged_words",
+            "Members' words that they staged a new state, over the farm channel: sent, received",
+            staged_words.clone(),
+        );
         let busy = Counter::default();
         registry.register(
             "busy_refusals",
@@ -191,6 +198,7 @@ impl Default for NodeMetrics {
             auth_decisions,
             sessions_live,
             pushes,
+            staged_words,
             pack_cache,
             pack_cache_bytes,
             advertisements,
@@ -258,6 +266,15 @@ impl NodeMetrics {
     /// `result`: `hit`, `shared` or `miss`.
     pub fn pack_cache(&self, result: &'static str) {
         self.pack_cache
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a staged-state word (`sent` or `received`).
+    pub fn staged_word(&self, result: &'static str) {
+        self.staged_words
             .get_or_create(&ResultLabel {
                 result: result.into(),
             })

@@ -241,7 +241,7 @@ impl ChildStream {
             .take()
             .ok_or_else(|| std::io::Error::other("upload-pack stdout is not piped"))?;
         Ok(Self {
-            inner: ReaderStream::with_capacity(stdout, 64 * 1024),
+            inner: ReaderStream::with_capacity(stdout, 256 * 1024),
             child,
             place: None,
         })

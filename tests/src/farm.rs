@@ -161,15 +161,15 @@ pub fn advertised_objects_present(node: &Node) -> Result<usize, String> {
 }
 
 /// Lands one change of `P/r` per node, each triggered at another node, waits until every node
-/// serves it, and returns the SSH sessions those changes cost the upstream (counted from when no
-/// start-up sync runs to when no sync runs).
+/// serves it, and returns the fetches (SSH command sessions, also those over a shared connection)
+/// those changes cost the upstream (counted from when no start-up sync runs to when no sync runs).
 pub fn sessions_for_one_change_per_node(up: &Upstream, nodes: &[Node], limit: Duration) -> usize {
     for n in nodes {
         wait_for("start-up syncs to end", limit, || {
             (n.repo_status("P", "r")?["syncing"] == false).then_some(())
         });
     }
-    let before = up.accepted_sessions();
+    let before = up.command_sessions();
     for (i, n) in nodes.iter().enumerate() {
         let new = up.commit("P", "r", "main", &format!("change {i}"));
         assert_eq!(n.trigger(Some(("P", "r"))), 202);
@@ -186,5 +186,5 @@ pub fn sessions_for_one_change_per_node(up: &Upstream, nodes: &[Node], limit: Du
             (n.repo_status("P", "r")?["syncing"] == false).then_some(())
         });
     }
-    up.accepted_sessions() - before
+    up.command_sessions() - before
 }

@@ -1,6 +1,7 @@
 //! One upstream fetch per change: in a farm of three nodes over an OpenSSH upstream, only each
 //! repository's leader fetches from the upstream; the others take the new state from the leader
-//! over the farm's authenticated channel. A trigger sent to any node works.
+//! over the farm's authenticated channel. A trigger sent to any node works. Members tell each
+//! other what they staged over that channel (not only through gossip).
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ fn a_farm_fetches_each_change_from_the_upstream_once() {
     let fetched = sessions_for_one_change_per_node(&up, &nodes, LIMIT);
     assert_eq!(
         fetched, 3,
-        "3 changes cost the upstream {fetched} SSH sessions"
+        "3 changes cost the upstream {fetched} fetches"
     );
     // Every member shows every member serving the same ref state (generation) of the repository.
     for n in &nodes {
@@ -34,5 +35,24 @@ fn a_farm_fetches_each_change_from_the_upstream_once() {
         let st = &s["members"][0]["repoStates"]["P/r"];
         assert_eq!(st["refsHash"], s["repos"][0]["refsHash"]);
         assert_eq!(st["generation"], s["repos"][0]["generation"]);
+    }
+    // Each staged the 3 changes and told the 2 others each time.
+    for n in &nodes {
+        let m = reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", n.http))
+            .and_then(|r| r.text())
+            .expect("metrics");
+        let count = |result: &str| -> f64 {
+            let key = format!("mirrorfarm_farm_staged_words_total{{result=\"{result}\"}} ");
+            m.lines()
+                .find_map(|l| l.strip_prefix(&key))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        assert!(
+            count("sent") >= 6.0 && count("received") >= 6.0,
+            "staged words sent {} received {}:\n{m}",
+            count("sent"),
+            count("received")
+        );
     }
 }

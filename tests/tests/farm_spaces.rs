@@ -44,6 +44,6 @@ fn a_farm_with_spaces_in_its_paths_fetches_each_change_once() {
     let fetched = sessions_for_one_change_per_node(&up, &nodes, LIMIT);
     assert_eq!(
         fetched, 3,
-        "3 changes cost the upstream {fetched} SSH sessions"
+        "3 changes cost the upstream {fetched} fetches"
     );
 }

@@ -30,7 +30,8 @@ pub fn member(farm: &Farm, node: String, addr: SocketAddr, repo: &RepoId) {
 }
 
 /// Tells every other member of the view that this node staged `staged` of `repo` (fire and
-/// forget). A member too old to take the word (404) is asked to sync instead, as before.
+/// forget). When this node leads `repo`, a member too old to take the word (404) is asked to
+/// sync instead, as before.
 pub fn staged(farm: &Farm, repo: &RepoId, staged: &StagedHint) {
     let notice = StagedNotice {
         project: repo.project.as_str().to_owned(),
@@ -38,14 +39,20 @@ pub fn staged(farm: &Farm, repo: &RepoId, staged: &StagedHint) {
         refs_hash: staged.refs_hash.clone(),
         head: staged.head.as_ref().map(|h| h.as_str().to_owned()),
     };
+    let leading = crate::farm::leader::remote_leader(farm, &repo.to_string()).is_none();
     for (node, addr) in farm.others() {
         let (client, notice, nudge) = (farm.client.clone(), notice.clone(), nudge(repo));
+        let shared = farm.shared.clone();
         tokio::spawn(async move {
             let r = match client.staged(&node, addr, &notice).await {
-                Err(FarmError::Status { status: 404, .. }) => {
+                Ok(()) => {
+                    shared.metrics.staged_word("sent");
+                    Ok(())
+                }
+                Err(FarmError::Status { status: 404, .. }) if leading => {
                     client.sync(&node, addr, &nudge).await
                 }
-                r => r,
+                Err(e) => Err(e),
             };
             if let Err(e) = r {
                 tracing::debug!(node, error = %e, "cannot tell a member about a staged state");

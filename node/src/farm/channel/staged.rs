@@ -39,6 +39,7 @@ pub async fn staged(
         return refuse(StatusCode::BAD_REQUEST, "bad refs hash");
     }
     let repo = id.to_string();
+    c.farm.shared.metrics.staged_word("received");
     c.farm
         .heard
         .lock()

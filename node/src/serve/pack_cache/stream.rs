@@ -6,9 +6,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+
 use futures_util::Stream;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
+
+/// The most read from the file at a time: one chunk of the response (each read is a trip to
+/// tokio's blocking pool; a chunk is a frame or a task for every proxy on the way).
+const READ_SIZE: usize = 256 * 1024;
 
 /// How far the writer has got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +94,7 @@ impl CachedStream {
         let s = futures_util::stream::unfold(
             state,
             |(mut file, mut progress, mut offset)| async move {
-                let mut buf = vec![0u8; 64 * 1024];
+                let mut buf = Vec::new();
                 loop {
                     let p = *progress.borrow_and_update();
                     let available = match p {
@@ -105,7 +110,8 @@ impl CachedStream {
                         return None;
                     }
                     if offset < available {
-                        let want = ((available - offset) as usize).min(buf.len());
+                        let want = ((available - offset) as usize).min(READ_SIZE);
+                        buf.resize(want, 0);
                         match file.read(&mut buf[..want]).await {
                             Ok(0) => {}
                             Ok(n) => {
