@@ -143,6 +143,43 @@ fn noop_fetch(url: &str, dir: &Path) -> f64 {
     median(times)
 }
 
+/// The server's share of a no-op fetch: median wall time of the two requests git makes (v2 ref
+/// advertisement, then `ls-refs` with the arguments git sends), on a new connection each round as
+/// each git process opens one.
+fn server_share(url: &str) -> f64 {
+    let body = "0014command=ls-refs\n0009peel\n000csymrefs\n000bunborn\n0014ref-prefix refs/\n0000";
+    let times = (0..15)
+        .map(|_| {
+            let c = reqwest::blocking::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .expect("client");
+            let t = Instant::now();
+            let a = c
+                .get(format!("{url}/info/refs?service=git-upload-pack"))
+                .header("Git-Protocol", "version=2")
+                .send()
+                .and_then(|r| r.bytes())
+                .expect("info/refs");
+            let b = c
+                .post(format!("{url}/git-upload-pack"))
+                .header("Git-Protocol", "version=2")
+                .header("Content-Type", "application/x-git-upload-pack-request")
+                .body(body)
+                .send()
+                .and_then(|r| r.bytes())
+                .expect("ls-refs");
+            assert!(
+                !a.is_empty() && b.len() > 1000,
+                "ls-refs answered {} bytes",
+                b.len()
+            );
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    median(times)
+}
+
 /// (server CPU seconds per clone, wall seconds) for `n` clones, `parallel` at a time.
 fn clones(url: &str, dir: &Path, n: usize, parallel: bool, group: &CpuGroup) -> (f64, f64) {
     let cpu0 = group.seconds();
@@ -226,6 +263,7 @@ fn main() {
         noop_fetch(&node_base, tmp.path()),
         noop_fetch(&their_base, tmp.path()),
     );
+    let share = (server_share(&node_base), server_share(&their_base));
 
     let (Some(ours), Some(theirs)) = (CpuGroup::new("node"), CpuGroup::new("baseline")) else {
         panic!("this benchmark needs a writable cgroup v1 cpuacct hierarchy to measure server CPU (run as root)");
@@ -274,6 +312,16 @@ fn main() {
         v2.0 / v2.1
     );
     println!("  no-op fetch s (median)      node {:>9.3}  baseline {:>9.3}  ratio {:>6.2} (target ≤ 0.5)", noop.0, noop.1, noop.0 / noop.1);
+    // What git does besides waiting for the server (spawning its helpers, matching 5100 refs,
+    // checking them connected, writing FETCH_HEAD): no server can take it off.
+    let client = noop.0 - share.0;
+    println!(
+        "    the server's share (its 2 requests) node {:>6.4}  baseline {:>6.4}; git's own work {client:.3} s → \
+         a server answering in no time would reach {:.2}",
+        share.0,
+        share.1,
+        client / noop.1
+    );
     println!("  8 parallel: CPU s/clone     node {:>9.3}  baseline {:>9.3}  ratio {:>6.2} (target ≤ 0.25)", par.0 .0, par.1 .0, par.0 .0 / par.1 .0);
     println!(
         "  8 parallel: wall s          node {:>9.2}  baseline {:>9.2}  ratio {:>6.2} (target ≤ 1)",

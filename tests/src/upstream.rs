@@ -107,9 +107,14 @@ impl Upstream {
         self.ssh_port
     }
 
-    /// Stops sshd: the upstream becomes unreachable.
+    /// Stops sshd and ends its connections: the upstream becomes unreachable.
     pub fn stop_sshd(&mut self) {
         if let Some(mut c) = self.sshd.take() {
+            // Its connections too, as when the server goes down (a connection a node keeps open
+            // would otherwise go on serving it).
+            let _ = std::process::Command::new("pkill")
+                .args(["-KILL", "-P", &c.id().to_string()])
+                .status();
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -276,10 +281,7 @@ impl Upstream {
 
     /// Replaces sshd's host key (and restarts it): what a changed upstream host looks like.
     pub fn change_host_key(&mut self) {
-        if let Some(mut c) = self.sshd.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.stop_sshd();
         let key = self.dir.path().join("sshd").join("host_ed25519");
         let _ = std::fs::remove_file(&key);
         let _ = std::fs::remove_file(key.with_extension("pub"));
@@ -322,10 +324,7 @@ impl Default for Upstream {
 
 impl Drop for Upstream {
     fn drop(&mut self) {
-        if let Some(mut c) = self.sshd.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.stop_sshd();
     }
 }
 

@@ -14,10 +14,7 @@ const LIMIT: Duration = Duration::from_secs(90);
 fn a_farm_fetches_each_change_from_the_upstream_once() {
     let (up, nodes) = ssh_farm(3, LIMIT);
     let fetched = sessions_for_one_change_per_node(&up, &nodes, LIMIT);
-    assert_eq!(
-        fetched, 3,
-        "3 changes cost the upstream {fetched} fetches"
-    );
+    assert_eq!(fetched, 3, "3 changes cost the upstream {fetched} fetches");
     // Every member shows every member serving the same ref state (generation) of the repository.
     for n in &nodes {
         let s = wait_for("one ref state on every member", LIMIT, || {

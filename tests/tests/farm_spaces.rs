@@ -42,8 +42,5 @@ fn a_farm_with_spaces_in_its_paths_fetches_each_change_once() {
         "the upstream's key is not pinned in the node's home: {pinned:?}"
     );
     let fetched = sessions_for_one_change_per_node(&up, &nodes, LIMIT);
-    assert_eq!(
-        fetched, 3,
-        "3 changes cost the upstream {fetched} fetches"
-    );
+    assert_eq!(fetched, 3, "3 changes cost the upstream {fetched} fetches");
 }
