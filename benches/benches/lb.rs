@@ -205,6 +205,7 @@ fn main() {
         per_clone(cpu_seconds(pids.0), cpu0.0),
         per_clone(cpu_seconds(pids.1), cpu0.1),
     );
+    let lb_cpu0 = cpu_seconds(pids.0);
     t.extend(alternating_clones(
         &[
             (ssh_lb_url.as_str(), ssh_env),
@@ -213,6 +214,7 @@ fn main() {
         tmp.path(),
         RUNS,
     ));
+    let ssh_cpu = (cpu_seconds(pids.0) - lb_cpu0) / RUNS as f64;
 
     let rss = lb.pid().map(peak_rss_mb).unwrap_or(f64::NAN);
     println!(
@@ -260,6 +262,7 @@ fn main() {
         cpu.1,
         cpu.0 / cpu.1
     );
+    println!("  lb CPU per SSH clone       {ssh_cpu:.3} s");
     println!(
         "  lb peak RSS after {} full clones through it: {rss:.1} MB",
         3 * RUNS

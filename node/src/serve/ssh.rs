@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::config::Access;
 use crate::pktline;
 use crate::serve::path::{parse_ssh_command, Service};
+use crate::serve::ssh_out::ChannelOut;
 use crate::serve::Serving;
 use crate::state::Lookup;
 use crate::upload_pack::{self, Exposure, Mode};
@@ -36,6 +37,9 @@ pub fn config(host_key: russh::keys::PrivateKey) -> russh::server::Config {
         inactivity_timeout: Some(Duration::from_secs(600)),
         keepalive_interval: Some(Duration::from_secs(30)),
         nodelay: true,
+        // Messages queued for a session: chunks of up to 256 KiB (`ssh_out`), so at most 4 MiB
+        // waits for a slow client's window per connection (russh's default, 100, is 25 MiB).
+        channel_buffer_size: 16,
         ..Default::default()
     }
 }
@@ -283,8 +287,9 @@ impl russh::server::Handler for Connection {
         let shared = self.shared.clone();
         let peer = self.peer.clone();
         let grant = self.grant.clone();
+        let out = ChannelOut::new(session.handle(), channel);
         tokio::spawn(async move {
-            if let Err(e) = exec(shared, ch, &command, proto, peer, grant).await {
+            if let Err(e) = exec(shared, ch, out, &command, proto, peer, grant).await {
                 tracing::debug!(error = %e, "SSH exec ended with an error");
             }
         });
@@ -307,6 +312,7 @@ async fn fail(ch: &Channel<Msg>, message: &str, as_err_packet: bool) -> Result<(
 async fn exec(
     shared: Arc<Serving>,
     ch: Channel<Msg>,
+    out: ChannelOut,
     command: &str,
     proto: Option<String>,
     peer: String,
@@ -355,7 +361,7 @@ async fn exec(
     if version == 2 {
         // v2 is stateless: refs from memory, fetches from the pack cache or one-shot git runs.
         let started = std::time::Instant::now();
-        let res = crate::serve::ssh_v2::serve(&shared, ch, &id, &repo, &key).await;
+        let res = crate::serve::ssh_v2::serve(&shared, ch, out, &id, &repo, &key).await;
         let bytes = res.as_ref().map(|n| *n).unwrap_or(0);
         shared.metrics.served("ssh", "upload_pack", bytes);
         match res {
@@ -386,18 +392,13 @@ async fn exec(
     let mut stdout = child.stdout.take().expect("upload-pack stdout is piped");
     let stderr = child.stderr.take().expect("upload-pack stderr is piped");
     let (mut rx, tx) = ch.split();
-    let mut out = tx.make_writer();
     let input = async move {
         let _ = tokio::io::copy(&mut rx.make_reader(), &mut stdin).await;
         let _ = stdin.shutdown().await;
     };
     tokio::spawn(input);
     tokio::spawn(crate::upload_pack::log_stderr(stderr, id.to_string()));
-    let mut stdout = tokio::io::BufReader::with_capacity(256 * 1024, &mut stdout);
-    let sent = tokio::io::copy_buf(&mut stdout, &mut out)
-        .await
-        .unwrap_or(0);
-    let _ = out.flush().await;
+    let sent = out.copy_from(&mut stdout).await.unwrap_or(0);
     let status = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(1);
     drop(place);
     shared.metrics.served("ssh", "upload_pack", sent);

@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use russh::server::Msg;
 use russh::Channel;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::names::RepoId;
 use crate::serve::pack_cache::ServeError;
+use crate::serve::ssh_out::ChannelOut;
 use crate::serve::v2_request::{peek_ls_refs, read_request};
 use crate::serve::Serving;
 use crate::upload_pack::{self, Exposure, Mode};
@@ -21,12 +22,12 @@ use crate::upload_pack::{self, Exposure, Mode};
 pub async fn serve(
     shared: &Arc<Serving>,
     ch: Channel<Msg>,
+    out: ChannelOut,
     id: &RepoId,
     path: &Path,
     key: &str,
 ) -> Result<u64, String> {
     let (mut rx, tx) = ch.split();
-    let mut out = tx.make_writer();
     let mut input = rx.make_reader();
     let result = async {
         let adv = shared
@@ -35,10 +36,9 @@ pub async fn serve(
             .await
             .map_err(|e| e.to_string())?;
         let mut sent = adv.v2_caps.len() as u64;
-        out.write_all(&adv.v2_caps)
+        out.send(adv.v2_caps.clone())
             .await
             .map_err(|e| e.to_string())?;
-        out.flush().await.map_err(|e| e.to_string())?;
         loop {
             let limit = shared.config.serve_max_request as usize;
             let request = match read_request(&mut input, limit).await {
@@ -49,12 +49,11 @@ pub async fn serve(
             if let Ok(Some(args)) = peek_ls_refs(&mut request.as_slice(), &mut Vec::new()).await {
                 let body = adv.ls_refs_cached(&args);
                 shared.metrics.advertisement("memory");
-                out.write_all(&body).await.map_err(|e| e.to_string())?;
                 sent += body.len() as u64;
+                out.send(body).await.map_err(|e| e.to_string())?;
             } else {
-                sent += answer(shared, id, key, path, request, &mut out).await?;
+                sent += answer(shared, id, key, path, request, &out).await?;
             }
-            out.flush().await.map_err(|e| e.to_string())?;
         }
     }
     .await;
@@ -72,7 +71,7 @@ async fn answer(
     key: &str,
     path: &Path,
     request: Vec<u8>,
-    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    out: &ChannelOut,
 ) -> Result<u64, String> {
     use futures_util::StreamExt;
     let cached = if shared.packs.enabled() {
@@ -106,8 +105,8 @@ async fn answer(
         let mut n = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| e.to_string())?;
-            out.write_all(&chunk).await.map_err(|e| e.to_string())?;
             n += chunk.len() as u64;
+            out.send(chunk).await.map_err(|e| e.to_string())?;
         }
         return Ok(n);
     }
@@ -130,16 +129,10 @@ async fn answer(
     let feed = tokio::spawn(async move {
         let _ = stdin.write_all(&request).await;
     });
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut n = 0u64;
-    loop {
-        let k = stdout.read(&mut buf).await.map_err(|e| e.to_string())?;
-        if k == 0 {
-            break;
-        }
-        out.write_all(&buf[..k]).await.map_err(|e| e.to_string())?;
-        n += k as u64;
-    }
+    let n = out
+        .copy_from(&mut stdout)
+        .await
+        .map_err(|e| e.to_string())?;
     let _ = feed.await;
     let status = child.wait().await.map_err(|e| e.to_string())?;
     if !status.success() {
