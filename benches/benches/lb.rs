@@ -29,7 +29,14 @@ impl Drop for Haproxy {
     }
 }
 
-fn haproxy(lb: &Lb, nodes: &[&Node], port: u16, dir: &std::path::Path) -> Haproxy {
+/// HAProxy terminating TLS on `port` (HTTP to the nodes) and relaying TCP on `ssh_port` to the
+/// nodes' SSH ports (`mode tcp`: what any TCP relay costs, for the SSH comparison).
+fn haproxy(
+    lb: &Lb,
+    nodes: &[&Node],
+    (port, ssh_port): (u16, u16),
+    dir: &std::path::Path,
+) -> Haproxy {
     let pem = dir.join("haproxy.pem");
     let mut both = std::fs::read(lb.home().join("tls/cert.pem")).expect("cert");
     both.extend(std::fs::read(lb.home().join("tls/key.pem")).expect("key"));
@@ -39,10 +46,17 @@ fn haproxy(lb: &Lb, nodes: &[&Node], port: u16, dir: &std::path::Path) -> Haprox
         .enumerate()
         .map(|(i, n)| format!("    server n{i} 127.0.0.1:{} check inter 1s\n", n.http))
         .collect();
+    let ssh_servers: String = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("    server s{i} 127.0.0.1:{} check inter 1s\n", n.ssh))
+        .collect();
     let cfg = format!(
-        "global\n    maxconn 4096\n    nbthread 2\ndefaults\n    mode http\n    timeout connect 3s\n    timeout client 600s\n    timeout server 600s\n    option forwardfor\n\
-         frontend https\n    bind 127.0.0.1:{port} ssl crt {pem} alpn h2,http/1.1\n    default_backend nodes\n\
-         backend nodes\n    balance leastconn\n    http-reuse always\n{servers}",
+        "global\n    maxconn 4096\n    nbthread 2\ndefaults\n    timeout connect 3s\n    timeout client 600s\n    timeout server 600s\n\
+         frontend https\n    mode http\n    option forwardfor\n    bind 127.0.0.1:{port} ssl crt {pem} alpn h2,http/1.1\n    default_backend nodes\n\
+         backend nodes\n    mode http\n    balance leastconn\n    http-reuse always\n{servers}\
+         frontend ssh\n    mode tcp\n    bind 127.0.0.1:{ssh_port}\n    default_backend ssh_nodes\n\
+         backend ssh_nodes\n    mode tcp\n    balance leastconn\n{ssh_servers}",
         pem = pem.display()
     );
     let path = dir.join("haproxy.cfg");
@@ -154,7 +168,8 @@ fn main() {
     lb.wait_healthy(2, Duration::from_secs(60));
     let tmp = tempfile::tempdir().expect("tempdir");
     let hport = free_port();
-    let _ha = haproxy(&lb, &refs, hport, tmp.path());
+    let hssh = free_port();
+    let _ha = haproxy(&lb, &refs, (hport, hssh), tmp.path());
 
     let path = "/scm/BENCH/big.git/info/refs?service=git-upload-pack";
     // Alternating rounds, medians: one 10 s round each swings by ±10 % on a shared 2-core box.
@@ -186,6 +201,7 @@ fn main() {
     let ssh_env: &[(&str, &str)] = &[("GIT_SSH_COMMAND", ssh.as_str())];
     let (ssh_lb_url, ssh_direct_url) =
         (lb.ssh_url("BENCH", "big"), nodes[0].ssh_url("BENCH", "big"));
+    let ssh_haproxy_url = format!("ssh://git@localhost:{hssh}/BENCH/big.git");
     // The proxies' own CPU over the HTTPS clones (each is idle but for its own clones and
     // health checks), per clone.
     let pids = (lb.pid().unwrap_or(0), _ha.0.id());
@@ -205,16 +221,20 @@ fn main() {
         per_clone(cpu_seconds(pids.0), cpu0.0),
         per_clone(cpu_seconds(pids.1), cpu0.1),
     );
-    let lb_cpu0 = cpu_seconds(pids.0);
+    let (lb_cpu0, ha_cpu0) = (cpu_seconds(pids.0), cpu_seconds(pids.1));
     t.extend(alternating_clones(
         &[
             (ssh_lb_url.as_str(), ssh_env),
             (ssh_direct_url.as_str(), ssh_env),
+            (ssh_haproxy_url.as_str(), ssh_env),
         ],
         tmp.path(),
         RUNS,
     ));
-    let ssh_cpu = (cpu_seconds(pids.0) - lb_cpu0) / RUNS as f64;
+    let ssh_cpu = (
+        (cpu_seconds(pids.0) - lb_cpu0) / RUNS as f64,
+        (cpu_seconds(pids.1) - ha_cpu0) / RUNS as f64,
+    );
 
     let rss = lb.pid().map(peak_rss_mb).unwrap_or(f64::NAN);
     println!(
@@ -256,13 +276,25 @@ fn main() {
     line("full clone, h2", &t[0], &t[1], "haproxy", "≤ 1.00");
     line("full clone, HTTP/1.1", &t[2], &t[3], "haproxy", "≤ 1.00");
     line("SSH clone", &t[4], &t[5], "direct ", "≤ 1.05");
+    let (r, lo, hi) = ratio_spread(&t[6], &t[5]);
+    println!(
+        "  SSH clone, HAProxy mode tcp {:>6.3} s: {r:.2}× direct (rounds {lo:.2}–{hi:.2}): any TCP relay's cost here",
+        median(&t[6]).as_secs_f64()
+    );
+    let (r, lo, hi) = ratio_spread(&t[4], &t[6]);
+    println!("  SSH clone, lb / HAProxy mode tcp: {r:.2} (rounds {lo:.2}–{hi:.2})");
     println!(
         "  proxy CPU per HTTPS clone  lb {:.3} s   haproxy {:.3} s   ratio {:.2}",
         cpu.0,
         cpu.1,
         cpu.0 / cpu.1
     );
-    println!("  lb CPU per SSH clone       {ssh_cpu:.3} s");
+    println!(
+        "  relay CPU per SSH clone    lb {:.3} s   haproxy {:.3} s   ratio {:.2}",
+        ssh_cpu.0,
+        ssh_cpu.1,
+        ssh_cpu.0 / ssh_cpu.1
+    );
     println!(
         "  lb peak RSS after {} full clones through it: {rss:.1} MB",
         3 * RUNS
