@@ -147,7 +147,8 @@ fn noop_fetch(url: &str, dir: &Path) -> f64 {
 /// advertisement, then `ls-refs` with the arguments git sends), on a new connection each round as
 /// each git process opens one.
 fn server_share(url: &str) -> f64 {
-    let body = "0014command=ls-refs\n0009peel\n000csymrefs\n000bunborn\n0014ref-prefix refs/\n0000";
+    let body =
+        "0014command=ls-refs\n00010009peel\n000csymrefs\n000bunborn\n0015ref-prefix refs/\n0000";
     let times = (0..15)
         .map(|_| {
             let c = reqwest::blocking::Client::builder()

@@ -83,15 +83,14 @@ fn check_bindable(config: &LbConfig) -> Result<(), LbError> {
 /// Write buffer of client connections: a typical ref advertisement and its header in one send.
 const HTTPS_WRITE_BUFFER: usize = 16 * 1024;
 
-/// HTTP/2 settings of client connections: pingora's bounds on headers and streams, windows
-/// large enough that a fetch's request (its wants and haves, megabytes for a large repository)
-/// is not held back by window updates every 64 KiB, and room to queue a pack's frames ahead of
-/// the connection's writes.
+/// HTTP/2 settings of client connections: pingora's bounds on headers and streams (100), and
+/// receive windows large enough that a fetch's request (its wants and haves, megabytes for a large
+/// repository) is not held back by a window update every 64 KiB. The connection window bounds
+/// what a client may send ahead on all its streams together: 4 MiB.
 fn h2_options() -> pingora::protocols::http::v2::server::H2Options {
     let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
     h2.initial_window_size(1 << 20)
-        .initial_connection_window_size(4 << 20)
-        .max_send_buffer_size(1 << 20);
+        .initial_connection_window_size(4 << 20);
     h2
 }
 

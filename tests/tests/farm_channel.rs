@@ -1,7 +1,8 @@
 //! The farm channel (HTTPS with mutual TLS on each member's gossip port): only the join route is
 //! open to a client without a farm certificate; describing a member needs one from the farm CA,
-//! and syncs and git objects a node's (a load balancer's is not enough); a certificate of another
-//! CA does not get through TLS; a join whose proof is not ASCII is refused and harms nothing.
+//! and syncs, words about staged states and git objects a node's (a load balancer's is not
+//! enough; a malformed word is refused); a certificate of another CA does not get through TLS; a
+//! join whose proof is not ASCII is refused and harms nothing.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -65,6 +66,9 @@ fn farm_routes_need_a_farm_certificate() {
     let info_refs = format!("{base}/farm/git/P/r.git/info/refs?service=git-upload-pack");
     let sync = format!("{base}/farm/sync");
     let nudge = serde_json::json!({"project": "P", "repo": "r"});
+    let staged = format!("{base}/farm/staged");
+    let word = |project: &str, hash: &str, head: &str| serde_json::json!({"project": project, "repo": "r", "refsHash": hash, "head": head, "stagedAtUs": 1});
+    let good = word("P", &"ab".repeat(32), "refs/heads/main");
 
     // No client certificate: every route but join is refused.
     let anonymous = client(&ca_pem, None, &name, addr);
@@ -74,6 +78,8 @@ fn farm_routes_need_a_farm_certificate() {
     assert_eq!(get(&anonymous, &describe), 403);
     assert_eq!(get(&anonymous, &info_refs), 403);
     let posted = anonymous.post(&sync).json(&nudge).send().expect("sync");
+    assert_eq!(posted.status().as_u16(), 403);
+    let posted = anonymous.post(&staged).json(&good).send().expect("staged");
     assert_eq!(posted.status().as_u16(), 403);
 
     // Joins whose proof or nonce is not ASCII are refused, and the member carries on.
@@ -117,6 +123,30 @@ fn farm_routes_need_a_farm_certificate() {
             .status()
             .as_u16(),
         202
+    );
+    // … and its word about a staged state; a malformed word or one about a repository this
+    // member does not mirror is refused.
+    let post = |c: &reqwest::blocking::Client, body: &serde_json::Value| {
+        c.post(&staged)
+            .json(body)
+            .send()
+            .expect("staged")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(post(&member, &good), 202);
+    assert_eq!(
+        post(&member, &word("P", &"AB".repeat(32), "refs/heads/main")),
+        400
+    );
+    assert_eq!(post(&member, &word("P", "abc", "refs/heads/main")), 400);
+    assert_eq!(
+        post(&member, &word("P", &"ab".repeat(32), "refs/tags/v1")),
+        400
+    );
+    assert_eq!(
+        post(&member, &word("Q", &"ab".repeat(32), "refs/heads/main")),
+        404
     );
 
     // git's own client: without a certificate it is refused, with the member's it lists the refs.
@@ -163,7 +193,7 @@ fn farm_routes_need_a_farm_certificate() {
         "the staged state is offered: {listed}"
     );
 
-    // A load balancer's certificate from the farm CA: describe yes, objects and syncs no.
+    // A load balancer's certificate from the farm CA: describe yes, objects, syncs and words no.
     let ca = FarmCa::load(a.home(), &farm_id)
         .expect("load")
         .expect("farm CA in the home");
@@ -182,6 +212,7 @@ fn farm_routes_need_a_farm_certificate() {
             .as_u16(),
         403
     );
+    assert_eq!(post(&lb, &good), 403);
 
     // A certificate from another CA, even naming a member: refused in the TLS handshake.
     let stranger = FarmCa::create("another-farm").expect("ca");

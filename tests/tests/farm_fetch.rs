@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use mirrorfarm_tests::farm::{sessions_for_one_change_per_node, ssh_farm};
-use mirrorfarm_tests::wait_for;
+use mirrorfarm_tests::{wait_for, wait_or_explain};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -33,23 +33,35 @@ fn a_farm_fetches_each_change_from_the_upstream_once() {
         assert_eq!(st["refsHash"], s["repos"][0]["refsHash"]);
         assert_eq!(st["generation"], s["repos"][0]["generation"]);
     }
-    // Each staged the 3 changes and told the 2 others each time.
+    // Each staged the 3 changes and told the 2 others each time (a word is counted when its
+    // answer comes, which may be after the flip).
     for n in &nodes {
-        let m = reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", n.http))
-            .and_then(|r| r.text())
-            .expect("metrics");
-        let count = |result: &str| -> f64 {
+        let count = |m: &str, result: &str| -> f64 {
             let key = format!("mirrorfarm_farm_staged_words_total{{result=\"{result}\"}} ");
             m.lines()
                 .find_map(|l| l.strip_prefix(&key))
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0.0)
         };
-        assert!(
-            count("sent") >= 6.0 && count("received") >= 6.0,
-            "staged words sent {} received {}:\n{m}",
-            count("sent"),
-            count("received")
+        let metrics = || {
+            reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", n.http))
+                .and_then(|r| r.text())
+                .unwrap_or_default()
+        };
+        wait_or_explain(
+            "members' words about their staged states",
+            LIMIT,
+            || {
+                let m = metrics();
+                (count(&m, "sent") >= 6.0 && count(&m, "received") >= 6.0).then_some(())
+            },
+            || {
+                let m = metrics();
+                m.lines()
+                    .filter(|l| l.contains("staged_words"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            },
         );
     }
 }

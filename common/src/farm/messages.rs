@@ -114,8 +114,9 @@ pub struct SyncNudge {
 /// A member's word, sent to every other member the moment it stages a new state of a
 /// repository ([`crate::farm::STAGED`]), so the farm's consistent flip need not wait for gossip
 /// to carry it; a member that gets it from the repository's leader fetches that state at once.
+/// Unknown fields are ignored (a later version may add some).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct StagedNotice {
     /// Project key.
     pub project: String,
@@ -126,6 +127,10 @@ pub struct StagedNotice {
     /// The branch HEAD names in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head: Option<String>,
+    /// When the sender staged it (its clock, µs since the epoch): of two words about one
+    /// repository from one member, the later one counts, whatever order they arrive in.
+    #[serde(default)]
+    pub staged_at_us: u64,
 }
 
 /// A session as members hold and replicate it (the cookie value itself is never sent: only its

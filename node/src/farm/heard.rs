@@ -1,8 +1,11 @@
 //! What members said over the farm channel that gossip has not carried yet: the states they
 //! staged ([`mirrorfarm_common::farm::messages::StagedNotice`]). Each rebuild of the view merges
-//! them in, so a consistent flip waits for the members' word rather than for gossip rounds.
-//! Gossip stays the record: a word goes once gossip shows that state, when the member leaves the
-//! view, or after [`KEEP`].
+//! them in (so `/status` and every decision see them as if gossip had brought them), and a
+//! consistent flip waits for the members' word rather than for gossip. Gossip stays the record: a
+//! word goes once gossip shows that state, once gossip shows anything new for that member and
+//! repository after the word came (gossip is then the fresher source), when the member leaves the
+//! view, or after [`KEEP`]. Of two words about one repository from one member, the one staged
+//! later counts, whatever order they arrive in.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -10,47 +13,61 @@ use std::time::{Duration, Instant};
 use crate::farm::view::FarmView;
 use crate::names::RefName;
 
-/// How long a word counts without gossip confirming it (gossip carries a staged state within a
-/// few rounds of 100 ms; a word older than this is stale).
+/// How long a word counts without gossip confirming it (gossip, every 20 ms, carries a staged
+/// state within a few rounds; a word older than this is stale).
 pub const KEEP: Duration = Duration::from_secs(5);
 
 /// One member's word about one repository.
 #[derive(Debug, Clone)]
-struct Word {
+pub struct Word {
     refs_hash: String,
     head: Option<RefName>,
+    /// When the member staged it (its clock, µs).
+    staged_at_us: u64,
+    /// When it came.
     at: Instant,
+    /// What gossip showed (staged, served hash) the first time the word was applied.
+    gossip_then: Option<(Option<String>, Option<String>)>,
 }
 
-/// The words heard, by (member, repository); the newest word of a member about a repository
-/// replaces the one before.
+impl Word {
+    /// A member staged `refs_hash` (with `head`) at `staged_at_us` by its clock.
+    pub fn new(refs_hash: String, head: Option<RefName>, staged_at_us: u64) -> Self {
+        Self {
+            refs_hash,
+            head,
+            staged_at_us,
+            at: Instant::now(),
+            gossip_then: None,
+        }
+    }
+}
+
+/// The words heard, by (member, repository).
 #[derive(Debug, Default)]
 pub struct Heard {
     words: HashMap<(String, String), Word>,
 }
 
 impl Heard {
-    /// Member `node` said at `at` that it staged `refs_hash` (with `head`) of `repo`.
-    pub fn record(
-        &mut self,
-        node: &str,
-        repo: &str,
-        refs_hash: String,
-        head: Option<RefName>,
-        at: Instant,
-    ) {
-        self.words.insert(
-            (node.to_owned(), repo.to_owned()),
-            Word {
-                refs_hash,
-                head,
-                at,
-            },
-        );
+    /// Member `node` said, received at `at`, that it staged `word` of `repo`; ignored when a word
+    /// about a later stage is already here.
+    pub fn record(&mut self, node: &str, repo: &str, mut word: Word, at: Instant) {
+        let key = (node.to_owned(), repo.to_owned());
+        if self
+            .words
+            .get(&key)
+            .is_some_and(|w| w.staged_at_us > word.staged_at_us)
+        {
+            return;
+        }
+        word.at = at;
+        self.words.insert(key, word);
     }
 
-    /// Merges the words into `view` (as the members' staged states) and forgets the ones gossip
-    /// has caught up with, the expired ones and those of members no longer in the view.
+    /// Merges the words into `view` (built from gossip alone) as the members' staged states, and
+    /// forgets those gossip has caught up with or moved past, the expired ones and those of
+    /// members no longer in the view.
     pub fn apply(&mut self, view: &mut FarmView, now: Instant) {
         self.words.retain(|(node, repo), w| {
             if now.saturating_duration_since(w.at) > KEEP {
@@ -67,6 +84,12 @@ impl Heard {
             let h = Some(w.refs_hash.as_str());
             if s.staged_hash.as_deref() == h || s.refs_hash.as_deref() == h {
                 return false;
+            }
+            let gossip = (s.staged_hash.clone(), s.refs_hash.clone());
+            match &w.gossip_then {
+                None => w.gossip_then = Some(gossip),
+                Some(then) if *then != gossip => return false,
+                Some(_) => {}
             }
             s.staged_hash = Some(w.refs_hash.clone());
             s.staged_head = w.head.clone();
@@ -129,7 +152,7 @@ mod tests {
     fn a_word_shows_as_staged_until_gossip_carries_it() {
         let (mut heard, t0) = (Heard::default(), Instant::now());
         let head = RefName::parse("refs/heads/main");
-        heard.record("b", "P/r", "h2".into(), head.clone(), t0);
+        heard.record("b", "P/r", Word::new("h2".into(), head.clone(), 1), t0);
         let mut v = view();
         heard.apply(&mut v, t0);
         let b = &v.members[1].repo_states["P/r"];
@@ -155,9 +178,9 @@ mod tests {
     #[test]
     fn words_about_this_node_unknown_members_or_too_old_are_dropped() {
         let (mut heard, t0) = (Heard::default(), Instant::now());
-        heard.record("a", "P/r", "h2".into(), None, t0);
-        heard.record("gone", "P/r", "h2".into(), None, t0);
-        heard.record("b", "P/new", "h9".into(), None, t0);
+        heard.record("a", "P/r", Word::new("h2".into(), None, 1), t0);
+        heard.record("gone", "P/r", Word::new("h2".into(), None, 1), t0);
+        heard.record("b", "P/new", Word::new("h9".into(), None, 1), t0);
         let mut v = view();
         heard.apply(&mut v, t0);
         assert_eq!(v.members[0].repo_states["P/r"].staged_hash, None);
@@ -174,15 +197,41 @@ mod tests {
     }
 
     #[test]
-    fn the_newest_word_wins() {
+    fn the_word_about_the_later_stage_wins_whatever_the_order() {
         let (mut heard, t0) = (Heard::default(), Instant::now());
-        heard.record("b", "P/r", "h2".into(), None, t0);
-        heard.record("b", "P/r", "h3".into(), None, t0);
+        heard.record("b", "P/r", Word::new("h2".into(), None, 10), t0);
+        heard.record("b", "P/r", Word::new("h3".into(), None, 20), t0);
+        heard.record("b", "P/r", Word::new("h1".into(), None, 5), t0);
         let mut v = view();
         heard.apply(&mut v, t0);
         assert_eq!(
             v.members[1].repo_states["P/r"].staged_hash.as_deref(),
             Some("h3")
         );
+    }
+
+    #[test]
+    fn gossip_that_moved_on_after_the_word_wins() {
+        let (mut heard, t0) = (Heard::default(), Instant::now());
+        heard.record("b", "P/r", Word::new("h2".into(), None, 1), t0);
+        let mut v = view();
+        heard.apply(&mut v, t0);
+        assert_eq!(
+            v.members[1].repo_states["P/r"].staged_hash.as_deref(),
+            Some("h2")
+        );
+        // Gossip shows something else new for that member and repository: the word is stale.
+        let mut v = view();
+        v.members[1]
+            .repo_states
+            .get_mut("P/r")
+            .expect("state")
+            .staged_hash = Some("h4".into());
+        heard.apply(&mut v, t0);
+        assert_eq!(
+            v.members[1].repo_states["P/r"].staged_hash.as_deref(),
+            Some("h4")
+        );
+        assert!(heard.is_empty());
     }
 }

@@ -122,9 +122,9 @@ pub struct Member {
     pub staged: BTreeMap<String, StagedHint>,
 }
 
-/// Whether `v` is a ref map hash (64 hex digits).
+/// Whether `v` is a ref map hash (64 lowercase hex digits, as this node writes them).
 pub(crate) fn is_hash(v: &str) -> bool {
-    v.len() == 64 && v.chars().all(|c| c.is_ascii_hexdigit())
+    v.len() == 64 && v.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f'))
 }
 
 /// A ref state a member serves.

@@ -38,8 +38,17 @@ pub fn staged(farm: &Farm, repo: &RepoId, staged: &StagedHint) {
         repo: repo.repo.as_str().to_owned(),
         refs_hash: staged.refs_hash.clone(),
         head: staged.head.as_ref().map(|h| h.as_str().to_owned()),
+        staged_at_us: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0),
     };
-    let leading = crate::farm::leader::remote_leader(farm, &repo.to_string()).is_none();
+    let leading = farm.view.read().as_ref().is_some_and(|v| {
+        crate::farm::leader::leader_of(
+            &repo.to_string(),
+            v.members.iter().map(|m| m.node_id.as_str()),
+        ) == Some(farm.shared.identity.node_id.as_str())
+    });
     for (node, addr) in farm.others() {
         let (client, notice, nudge) = (farm.client.clone(), notice.clone(), nudge(repo));
         let shared = farm.shared.clone();

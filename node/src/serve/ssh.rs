@@ -37,9 +37,9 @@ pub fn config(host_key: russh::keys::PrivateKey) -> russh::server::Config {
         inactivity_timeout: Some(Duration::from_secs(600)),
         keepalive_interval: Some(Duration::from_secs(30)),
         nodelay: true,
-        // Messages queued for a session: chunks of up to 256 KiB (`ssh_out`), so at most 4 MiB
-        // waits for a slow client's window per connection (russh's default, 100, is 25 MiB).
-        channel_buffer_size: 16,
+        // What a served command sends (chunks of up to 256 KiB, `ssh_out`) waits in the session's
+        // queue, russh's `event_buffer_size` (10): at most 2.5 MiB per connection while a slow
+        // client's window is closed.
         ..Default::default()
     }
 }
@@ -398,7 +398,15 @@ async fn exec(
     };
     tokio::spawn(input);
     tokio::spawn(crate::upload_pack::log_stderr(stderr, id.to_string()));
-    let sent = out.copy_from(&mut stdout).await.unwrap_or(0);
+    let sent = match out.copy_from(&mut stdout).await {
+        Ok(n) => n,
+        Err(_) => {
+            // The client went: upload-pack would block on a full pipe, holding its place.
+            let _ = child.start_kill();
+            0
+        }
+    };
+    drop(stdout);
     let status = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(1);
     drop(place);
     shared.metrics.served("ssh", "upload_pack", sent);

@@ -1,10 +1,9 @@
 //! What a served SSH command sends its client: whole chunks handed to the session (russh's
-//! `Handle::data`), which cuts them into packets and writes them with one socket write. russh's
-//! channel writer instead makes one message, one copy and one socket write per 32 KiB packet —
-//! each write a wake-up for the reader on the other end (an LB relaying the bytes wakes per
-//! piece).
+//! `Handle::data`: a pack cache chunk without a copy), which cuts them into packets and writes
+//! them together. russh's channel writer instead makes one message, one copy and one flush per
+//! 32 KiB packet.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use russh::server::Handle;
 use russh::ChannelId;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -35,16 +34,18 @@ impl ChannelOut {
         })
     }
 
-    /// Sends all of `from` until its end; returns the bytes sent.
+    /// Sends all of `from` until its end; returns the bytes sent. Each read becomes one chunk
+    /// of just its size (a pipe gives at most 64 KiB a read; a queued chunk holds only its bytes).
     pub async fn copy_from(&self, from: &mut (impl AsyncRead + Unpin)) -> std::io::Result<u64> {
         let mut n = 0u64;
+        let mut buf = vec![0u8; CHUNK];
         loop {
-            let mut buf = BytesMut::with_capacity(CHUNK);
-            if from.read_buf(&mut buf).await? == 0 {
+            let k = from.read(&mut buf).await?;
+            if k == 0 {
                 return Ok(n);
             }
-            n += buf.len() as u64;
-            self.send(buf.freeze()).await?;
+            n += k as u64;
+            self.send(Bytes::copy_from_slice(&buf[..k])).await?;
         }
     }
 }

@@ -1,6 +1,7 @@
 //! A member's word that it staged a new state ([`StagedNotice`]): kept until gossip carries it
-//! (see [`crate::farm::heard`]), the view rebuilt at once; from the repository's leader it also
-//! starts this node's fetch of that state.
+//! (see [`crate::farm::heard`]) and the view rebuilt at once. A word from the repository's leader
+//! thus starts this node's fetch of that state within the rebuild ([`crate::farm::follow`] sees
+//! the leader's new state, with its HEAD, as it would from gossip).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,10 +10,9 @@ use axum::{Extension, Json};
 use mirrorfarm_common::farm::messages::StagedNotice;
 
 use super::{mirrored, refuse, require_node, Channel, Peer};
+use crate::farm::heard::Word;
 use crate::farm::keys::is_hash;
-use crate::farm::leader::remote_leader;
 use crate::names::RefName;
-use crate::sync::scheduler::Trigger;
 
 /// `POST /farm/staged`.
 pub async fn staged(
@@ -40,15 +40,15 @@ pub async fn staged(
     }
     let repo = id.to_string();
     c.farm.shared.metrics.staged_word("received");
-    c.farm
-        .heard
-        .lock()
-        .record(&node, &repo, n.refs_hash, head, std::time::Instant::now());
-    // The membership loop rebuilds the view with it (and wakes the flips waiting on it).
+    c.farm.heard.lock().record(
+        &node,
+        &repo,
+        Word::new(n.refs_hash, head, n.staged_at_us),
+        std::time::Instant::now(),
+    );
+    // The membership loop rebuilds the view with it: followers start their fetch, flips waiting
+    // for it wake.
+    tracing::debug!(repo = %id, from = node, "a member staged a new state");
     c.farm.shared.repos_changed.notify_one();
-    if remote_leader(&c.farm, &repo).is_some_and(|(leader, _)| leader == node) {
-        tracing::debug!(repo = %id, from = node, "the leader staged a new state");
-        c.farm.sync.trigger(Trigger::Repo(id));
-    }
     StatusCode::ACCEPTED.into_response()
 }
