@@ -126,26 +126,13 @@ mod tests {
     use crate::farm::view::{MemberView, RepoState};
 
     fn member(id: &str, me: bool, gen: u64, served: &str, staged: Option<&str>) -> MemberView {
-        MemberView {
-            node_id: id.into(),
-            address: None,
-            state: "SYNCHRONIZED".into(),
-            version: "0".into(),
-            clock_skew_ms: None,
-            stale_since_ms: None,
-            this_node: me,
-            gossip: None,
-            repo_states: [(
-                "P/r".to_owned(),
-                RepoState {
-                    generation: gen,
-                    refs_hash: Some(served.into()),
-                    staged_hash: staged.map(str::to_owned),
-                    staged_head: None,
-                },
-            )]
-            .into(),
-        }
+        let state = RepoState {
+            generation: gen,
+            refs_hash: Some(served.into()),
+            staged_hash: staged.map(str::to_owned),
+            staged_head: None,
+        };
+        MemberView::for_test(id, me, [("P/r".to_owned(), state)].into())
     }
 
     fn view(members: Vec<MemberView>) -> FarmView {

@@ -114,20 +114,8 @@ mod tests {
     use crate::farm::view::{MemberView, RepoState};
 
     fn member(id: &str, this: bool, states: &[(&str, RepoState)]) -> MemberView {
-        MemberView {
-            node_id: id.into(),
-            address: None,
-            state: "SYNCHRONIZED".into(),
-            version: "0".into(),
-            clock_skew_ms: None,
-            stale_since_ms: None,
-            this_node: this,
-            gossip: None,
-            repo_states: states
-                .iter()
-                .map(|(r, s)| ((*r).to_owned(), s.clone()))
-                .collect(),
-        }
+        let states = states.iter().map(|(r, s)| ((*r).to_owned(), s.clone()));
+        MemberView::for_test(id, this, states.collect())
     }
 
     fn served(h: &str, generation: u64) -> RepoState {

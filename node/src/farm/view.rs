@@ -31,6 +31,28 @@ pub struct MemberView {
     pub repo_states: std::collections::BTreeMap<String, RepoState>,
 }
 
+#[cfg(test)]
+impl MemberView {
+    /// A live, synchronized member `id` holding `repo_states` (for tests).
+    pub fn for_test(
+        id: &str,
+        this_node: bool,
+        repo_states: std::collections::BTreeMap<String, RepoState>,
+    ) -> Self {
+        Self {
+            node_id: id.into(),
+            address: None,
+            state: "SYNCHRONIZED".into(),
+            version: "0".into(),
+            clock_skew_ms: None,
+            stale_since_ms: None,
+            this_node,
+            gossip: None,
+            repo_states,
+        }
+    }
+}
+
 /// A member's state of one repository, as its gossip says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RepoState {

@@ -114,17 +114,25 @@ async fn sync(
     Extension(peer): Extension<Peer>,
     Json(n): Json<SyncNudge>,
 ) -> Response {
-    let node = match require_node(&peer) {
-        Ok(n) => n.to_owned(),
-        Err(r) => return r.into_response(),
-    };
-    let id = match mirrored(&c, &n.project, &n.repo) {
-        Ok(id) => id,
+    let (node, id) = match node_and_repo(&c, &peer, &n.project, &n.repo) {
+        Ok(x) => x,
         Err(r) => return r.into_response(),
     };
     tracing::debug!(repo = %id, from = node, "sync passed on by a member");
     c.farm.sync.trigger(Trigger::Repo(id));
     StatusCode::ACCEPTED.into_response()
+}
+
+/// The member node asking (its ID) and the repository it names, if the caller is a node and the
+/// repository one this node mirrors.
+fn node_and_repo(
+    c: &Channel,
+    peer: &Peer,
+    project: &str,
+    repo: &str,
+) -> Result<(String, RepoId), Refusal> {
+    let node = require_node(peer)?.to_owned();
+    Ok((node, mirrored(c, project, repo)?))
 }
 
 /// The repository a member names, if it is one this node mirrors.

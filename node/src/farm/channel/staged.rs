@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use mirrorfarm_common::farm::messages::StagedNotice;
 
-use super::{mirrored, refuse, require_node, Channel, Peer};
+use super::{node_and_repo, refuse, Channel, Peer};
 use crate::farm::heard::Word;
 use crate::farm::keys::is_hash;
 use crate::names::RefName;
@@ -20,12 +20,8 @@ pub async fn staged(
     Extension(peer): Extension<Peer>,
     Json(n): Json<StagedNotice>,
 ) -> Response {
-    let node = match require_node(&peer) {
-        Ok(n) => n.to_owned(),
-        Err(r) => return r.into_response(),
-    };
-    let id = match mirrored(&c, &n.project, &n.repo) {
-        Ok(id) => id,
+    let (node, id) = match node_and_repo(&c, &peer, &n.project, &n.repo) {
+        Ok(x) => x,
         Err(r) => return r.into_response(),
     };
     let head = match n.head.as_deref() {
