@@ -16,6 +16,7 @@ pub mod session_cookie;
 pub mod ssh;
 pub mod ssh_keys;
 pub mod ssh_out;
+pub mod ssh_v0;
 pub mod ssh_v2;
 pub mod v2_request;
 

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -20,7 +19,6 @@ use crate::serve::path::{parse_ssh_command, Service};
 use crate::serve::ssh_out::ChannelOut;
 use crate::serve::Serving;
 use crate::state::Lookup;
-use crate::upload_pack::{self, Exposure, Mode};
 
 /// Builds the russh server configuration with the node's host key.
 pub fn config(host_key: russh::keys::PrivateKey) -> russh::server::Config {
@@ -297,7 +295,11 @@ impl russh::server::Handler for Connection {
     }
 }
 
-async fn fail(ch: &Channel<Msg>, message: &str, as_err_packet: bool) -> Result<(), russh::Error> {
+pub(crate) async fn fail(
+    ch: &Channel<Msg>,
+    message: &str,
+    as_err_packet: bool,
+) -> Result<(), russh::Error> {
     if as_err_packet {
         ch.data_bytes(pktline::err(message)).await?;
     } else {
@@ -375,52 +377,17 @@ async fn exec(
         }
         return Ok(());
     }
-    let place = match shared.processes.acquire().await {
-        Ok(p) => p,
-        Err(e) => {
-            shared.metrics.busy();
-            return fail(&ch, &e.to_string(), true).await;
-        }
-    };
-    let mut child =
-        match upload_pack::spawn(&repo, Mode::Stateful, Exposure::Clients, proto.as_deref()) {
-            Ok(c) => c,
-            Err(e) => return fail(&ch, &format!("cannot start git: {e}"), true).await,
-        };
-    let started = std::time::Instant::now();
-    let mut stdin = child.stdin.take().expect("upload-pack stdin is piped");
-    let mut stdout = child.stdout.take().expect("upload-pack stdout is piped");
-    let stderr = child.stderr.take().expect("upload-pack stderr is piped");
-    let (mut rx, tx) = ch.split();
-    let input = async move {
-        let _ = tokio::io::copy(&mut rx.make_reader(), &mut stdin).await;
-        let _ = stdin.shutdown().await;
-    };
-    tokio::spawn(input);
-    tokio::spawn(crate::upload_pack::log_stderr(stderr, id.to_string()));
-    let sent = match out.copy_from(&mut stdout).await {
-        Ok(n) => n,
-        Err(_) => {
-            // The client went: upload-pack would block on a full pipe, holding its place.
-            let _ = child.start_kill();
-            0
-        }
-    };
-    drop(stdout);
-    let status = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(1);
-    drop(place);
-    shared.metrics.served("ssh", "upload_pack", sent);
-    tracing::info!(
-        repo = %id,
-        protocol = "ssh",
-        kind = "upload_pack",
-        version,
-        bytes = sent,
-        duration_ms = started.elapsed().as_millis() as u64,
-        client = %peer,
-        "served"
-    );
-    tx.exit_status(status as u32).await?;
-    tx.eof().await?;
-    tx.close().await
+    crate::serve::ssh_v0::serve(
+        &shared,
+        ch,
+        out,
+        crate::serve::ssh_v0::Session {
+            id: &id,
+            repo: &repo,
+            proto: proto.as_deref(),
+            version,
+            peer: &peer,
+        },
+    )
+    .await
 }
