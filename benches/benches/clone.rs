@@ -1,17 +1,19 @@
 //! Clone benchmark: a generated repository of ≥ 50 MB cloned through the node over HTTP and SSH,
 //! and with `git clone --no-local` straight from the node's bare mirror (raw upload-pack), in one
-//! run. Reports medians, ratios against raw upload-pack, and the node's peak RSS.
+//! run, in alternating rounds (one clone of each way per round). Reports medians, the median of
+//! the per-round ratios against raw upload-pack with their spread, and the node's peak RSS.
 //!
 //! Run: `scripts/bench` (builds the release binary, then `cargo bench -p mirrorfarm-benches`).
 
 use std::time::Duration;
 
 use mirrorfarm_tests::gitc;
-use mirrorfarm_tests::measure::{median_clone, peak_rss_mb};
+use mirrorfarm_tests::measure::{alternating_clones, median, peak_rss_mb, ratio_spread};
 use mirrorfarm_tests::node::Node;
 use mirrorfarm_tests::upstream::{Shape, Upstream};
 
-const RUNS: usize = 5;
+/// Alternating rounds.
+const RUNS: usize = 7;
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -52,26 +54,24 @@ fn main() {
         ("OpenSSH sshd + git-upload-pack", openssh_url),
     ];
     let envs = [("GIT_SSH_COMMAND", ssh.as_str())];
-    let results: Vec<_> = cases
+    let ways: Vec<(&str, &[(&str, &str)])> = cases
         .iter()
-        .map(|(name, url)| (name, median_clone(url, &envs, tmp.path(), RUNS)))
+        .map(|(_, url)| (url.as_str(), &envs[..]))
         .collect();
-    let base = results[0].1.as_secs_f64();
+    let times = alternating_clones(&ways, tmp.path(), RUNS);
     println!(
-        "\nclone of a {:.1} MB pack, median of {RUNS} runs each",
+        "\nclone of a {:.1} MB pack, {RUNS} alternating rounds (ratio: median of the rounds' ratios, their spread)",
         pack_bytes as f64 / 1e6
     );
-    for (name, t) in &results {
+    for ((name, _), t) in cases.iter().zip(&times) {
+        let (r, lo, hi) = ratio_spread(t, &times[0]);
         println!(
-            "  {name:<40} {:>8.3} s   ratio {:.2}",
-            t.as_secs_f64(),
-            t.as_secs_f64() / base
+            "  {name:<40} {:>8.3} s   ratio {r:.2} ({lo:.2}–{hi:.2})",
+            median(t).as_secs_f64()
         );
     }
-    println!(
-        "  node SSH vs OpenSSH sshd                          ratio {:.2}",
-        results[2].1.as_secs_f64() / results[3].1.as_secs_f64()
-    );
+    let (r, lo, hi) = ratio_spread(&times[2], &times[3]);
+    println!("  node SSH vs OpenSSH sshd                          ratio {r:.2} ({lo:.2}–{hi:.2})");
     let rss = node.pid().map(peak_rss_mb).unwrap_or(f64::NAN);
     println!("  node peak RSS (VmHWM)                    {rss:>8.1} MB");
 }
