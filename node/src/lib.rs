@@ -26,6 +26,7 @@ pub mod gitcmd;
 pub mod home;
 pub mod http_listener;
 pub mod identity;
+pub mod lfs;
 pub mod metrics;
 pub mod mirror_repo;
 pub mod names;
