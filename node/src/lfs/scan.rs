@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use git2::{Delta, DiffOptions, ObjectType, Oid, Repository, Sort};
+use git2::{Delta, DiffOptions, ErrorCode, FileMode, ObjectType, Oid, Repository, Sort};
 
 use crate::lfs::pointer::{Pointer, MAX_POINTER};
 
@@ -119,10 +119,16 @@ impl Scan<'_> {
             .repo
             .diff_tree_to_tree(parent.as_ref(), Some(&tree), Some(&mut opts))?;
         for delta in diff.deltas() {
-            if matches!(
+            let changed = matches!(
                 delta.status(),
                 Delta::Added | Delta::Modified | Delta::Renamed | Delta::Copied | Delta::Typechange
-            ) {
+            );
+            // A submodule's commit (a gitlink) is not an object of this repository.
+            let file = matches!(
+                delta.new_file().mode(),
+                FileMode::Blob | FileMode::BlobExecutable
+            );
+            if changed && file {
                 self.blob(delta.new_file().id())?;
             }
         }
@@ -152,7 +158,12 @@ impl Scan<'_> {
         if id.is_zero() || !self.seen_objects.insert(id) {
             return Ok(());
         }
-        let (size, kind) = self.repo.odb()?.read_header(id)?;
+        let (size, kind) = match self.repo.odb()?.read_header(id) {
+            Ok(h) => h,
+            // Missing (a partial mirror, say): nothing to read.
+            Err(e) if e.code() == ErrorCode::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
         if kind != ObjectType::Blob || size > MAX_POINTER {
             return Ok(());
         }
@@ -229,6 +240,9 @@ mod tests {
         std::fs::write(work.join("assets/deep/c.bin"), &c_text).expect("write");
         std::fs::remove_file(work.join("assets/a.bin")).expect("rm");
         git(&work, &["add", "-A"]);
+        // A submodule: its commit is not in this repository.
+        let gitlink = format!("160000,{},vendor/lib", "12".repeat(20));
+        git(&work, &["update-index", "--add", "--cacheinfo", &gitlink]);
         git(&work, &["commit", "-qm", "third"]);
         let third = git(&work, &["rev-parse", "HEAD"]);
         let bare = dir.path().join("bare.git");
