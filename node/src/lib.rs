@@ -39,5 +39,7 @@ pub mod state;
 pub mod status;
 pub mod store;
 pub mod sync;
+#[cfg(test)]
+mod testing;
 pub mod upload_pack;
 pub mod upstream_url;

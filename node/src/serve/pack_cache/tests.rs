@@ -9,22 +9,9 @@ use futures_util::StreamExt;
 
 use super::*;
 use crate::serve::processes::Processes;
+use crate::testing::git;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// A bare repository of one commit holding `mib` MiB of random bytes; its head commit.
 fn repo(dir: &Path, mib: usize) -> (std::path::PathBuf, String) {
