@@ -6,6 +6,7 @@ pub mod oid;
 pub mod pointer;
 pub mod scan;
 pub mod store;
+pub mod token;
 
 pub use oid::LfsOid;
 pub use pointer::Pointer;

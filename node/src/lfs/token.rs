@@ -1,0 +1,165 @@
+//! The short-lived token in a download action's header: it lets any member serve one object of one
+//! repository until it expires, without the client's credentials (the batch request that issued it
+//! was checked). Keyed from the farm secret, so every member verifies what another issued; a node
+//! without a farm keys it at random (its tokens hold on it alone). Never logged.
+//!
+//! Form: `v1.<expiry, Unix seconds>.<hex HMAC-SHA256 over (expiry, repository, oid)>`.
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::lfs::oid::LfsOid;
+use crate::names::RepoId;
+
+/// The header a download action carries the token in (not `Authorization`: that one holds a
+/// client's credentials, which the token is not).
+pub const HEADER: &str = "x-mirrorfarm-lfs-token";
+
+/// Why a token does not open an object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not a token of this form.
+    #[error("malformed LFS token")]
+    Malformed,
+    /// Past its expiry.
+    #[error("expired LFS token")]
+    Expired,
+    /// Issued for another object or repository, or under another key.
+    #[error("LFS token not valid for this object")]
+    Invalid,
+}
+
+/// The key tokens are made and checked with.
+#[derive(Clone)]
+pub struct TokenKey([u8; 32]);
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey(…)")
+    }
+}
+
+impl TokenKey {
+    /// The farm's key, derived from its secret.
+    pub fn from_farm_secret(secret: &str) -> Self {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+            .expect("HMAC takes any key length");
+        m.update(b"mirrorfarm LFS download tokens v1");
+        Self(m.finalize().into_bytes().into())
+    }
+
+    /// A key of this process alone.
+    pub fn random() -> Self {
+        let mut k = [0u8; 32];
+        getrandom::getrandom(&mut k).expect("the OS random source is available");
+        Self(k)
+    }
+
+    fn mac(&self, expiry: u64, repo: &RepoId, oid: &LfsOid) -> Hmac<Sha256> {
+        let mut m =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        let repo = repo.to_string();
+        for part in [
+            &expiry.to_be_bytes()[..],
+            repo.as_bytes(),
+            oid.as_str().as_bytes(),
+        ] {
+            m.update(&(part.len() as u64).to_be_bytes());
+            m.update(part);
+        }
+        m
+    }
+
+    /// A token for `oid` of `repo`, valid until `expiry` (Unix seconds).
+    pub fn issue(&self, repo: &RepoId, oid: &LfsOid, expiry: u64) -> String {
+        let tag = self.mac(expiry, repo, oid).finalize().into_bytes();
+        format!(
+            "v1.{expiry}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag)
+        )
+    }
+
+    /// Whether `token` opens `oid` of `repo` at `now` (Unix seconds); constant-time comparison.
+    pub fn verify(
+        &self,
+        token: &str,
+        repo: &RepoId,
+        oid: &LfsOid,
+        now: u64,
+    ) -> Result<(), TokenError> {
+        let mut parts = token.trim().splitn(3, '.');
+        let (Some("v1"), Some(expiry), Some(tag)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        let expiry: u64 = expiry.parse().map_err(|_| TokenError::Malformed)?;
+        let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| TokenError::Malformed)?;
+        self.mac(expiry, repo, oid)
+            .verify_slice(&tag)
+            .map_err(|_| TokenError::Invalid)?;
+        if now > expiry {
+            return Err(TokenError::Expired);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_opens_its_object_until_it_expires_and_nothing_else() {
+        let key = TokenKey::from_farm_secret("farm secret of at least sixteen characters");
+        let repo = RepoId::parse("PROJ/repo").expect("repo");
+        let other_repo = RepoId::parse("PROJ/other").expect("repo");
+        let oid = LfsOid::parse(&"ab".repeat(32)).expect("oid");
+        let other_oid = LfsOid::parse(&"cd".repeat(32)).expect("oid");
+        let t = key.issue(&repo, &oid, 1000);
+        assert!(!t.contains(char::is_whitespace));
+        assert_eq!(key.verify(&t, &repo, &oid, 999), Ok(()));
+        assert_eq!(key.verify(&t, &repo, &oid, 1000), Ok(()));
+        assert_eq!(key.verify(&t, &repo, &oid, 1001), Err(TokenError::Expired));
+        assert_eq!(
+            key.verify(&t, &other_repo, &oid, 999),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(
+            key.verify(&t, &repo, &other_oid, 999),
+            Err(TokenError::Invalid)
+        );
+        // Another farm's key, or a later expiry written in by hand: refused.
+        let stranger = TokenKey::from_farm_secret("another farm's secret, sixteen+");
+        assert_eq!(
+            stranger.verify(&t, &repo, &oid, 999),
+            Err(TokenError::Invalid)
+        );
+        let stretched = t.replacen("v1.1000.", "v1.99999.", 1);
+        assert_eq!(
+            key.verify(&stretched, &repo, &oid, 999),
+            Err(TokenError::Invalid)
+        );
+        // A node's own random key: its tokens hold on it alone.
+        let own = TokenKey::random();
+        assert_eq!(own.verify(&t, &repo, &oid, 999), Err(TokenError::Invalid));
+        assert_eq!(
+            own.verify(&own.issue(&repo, &oid, 5), &repo, &oid, 1),
+            Ok(())
+        );
+        for junk in [
+            "",
+            "v1",
+            "v2.1000.abc",
+            "v1.x.abc",
+            "v1.1000.!!!",
+            "v1.1000.",
+            "v1.-1.AAAA",
+        ] {
+            assert!(key.verify(junk, &repo, &oid, 0).is_err(), "{junk:?}");
+        }
+        assert_eq!(format!("{key:?}"), "TokenKey(…)");
+    }
+}
