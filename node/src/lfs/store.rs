@@ -1,6 +1,8 @@
 //! The node's LFS objects: `<root>/objects/ab/cd/<oid>`. Each is written to `<root>/tmp/` first
 //! and moved into place only once its size and SHA-256 match what was asked, so a download that
 //! fails midway or brings other bytes is never kept, and nothing half-written is ever served.
+//! An object's modification time is its last use ([`LfsStore::touch`]); [`LfsStore::evict_to`]
+//! removes the least recently used ones past a bound (a reader holding one open keeps reading it).
 
 use std::path::{Path, PathBuf};
 
@@ -94,6 +96,57 @@ impl LfsStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(&path)(e)),
         }
+    }
+
+    /// Marks object `oid` as used now (eviction takes the least recently used first).
+    pub async fn touch(&self, oid: &LfsOid) {
+        let path = self.path(oid);
+        let _ = tokio::task::spawn_blocking(move || {
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+        })
+        .await;
+    }
+
+    /// Removes the least recently used objects until the store holds at most `max` bytes;
+    /// returns how many objects and bytes went. Blocking: walks the store.
+    pub fn evict_to(&self, max: u64) -> Result<(usize, u64), StoreError> {
+        let mut all = Vec::new();
+        let mut total = 0u64;
+        let mut dirs = vec![self.objects.clone()];
+        while let Some(dir) = dirs.pop() {
+            for e in std::fs::read_dir(&dir).map_err(io(&dir))? {
+                let e = e.map_err(io(&dir))?;
+                let Ok(meta) = e.metadata() else { continue };
+                if meta.is_dir() {
+                    dirs.push(e.path());
+                } else {
+                    total = total.saturating_add(meta.len());
+                    let used = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                    all.push((used, meta.len(), e.path()));
+                }
+            }
+        }
+        all.sort();
+        let (mut removed, mut freed) = (0usize, 0u64);
+        for (_, len, path) in all {
+            if total <= max {
+                break;
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    total -= len;
+                    removed += 1;
+                    freed += len;
+                }
+                // Gone already (another eviction): counts as gone.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => total -= len,
+                Err(e) => return Err(io(&path)(e)),
+            }
+        }
+        Ok((removed, freed))
     }
 
     /// Starts writing object `oid` of `size` bytes.
@@ -254,6 +307,42 @@ mod tests {
         assert_eq!(len, data.len() as u64);
         assert_eq!(std::fs::read(store.path(&oid)).expect("read"), data);
         assert!(store.path(&oid).starts_with(dir.path().join("objects")));
+    }
+
+    #[tokio::test]
+    async fn the_least_recently_used_objects_go_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LfsStore::open(dir.path()).expect("open");
+        let mut oids = Vec::new();
+        for i in 0..4u8 {
+            let data = vec![i; 1000];
+            let oid = oid_of(&data);
+            let mut w = store.writer(&oid, 1000).await.expect("writer");
+            w.write(&data).await.expect("write");
+            w.commit().await.expect("commit");
+            // Distinct times of last use, oldest first.
+            let when =
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 + u64::from(i));
+            std::fs::File::options()
+                .write(true)
+                .open(store.path(&oid))
+                .and_then(|f| f.set_modified(when))
+                .expect("set time");
+            oids.push(oid);
+        }
+        // The oldest is used again: it is now the newest.
+        store.touch(&oids[0]).await;
+        assert_eq!(store.evict_to(4000).expect("evict"), (0, 0));
+        assert_eq!(store.evict_to(2500).expect("evict"), (2, 2000));
+        let held: Vec<bool> = {
+            let mut v = Vec::new();
+            for o in &oids {
+                v.push(store.size(o).await.is_some());
+            }
+            v
+        };
+        assert_eq!(held, [true, false, false, true]);
+        assert_eq!(store.evict_to(0).expect("evict"), (2, 2000));
     }
 
     #[test]
