@@ -28,6 +28,12 @@ pub enum NameError {
 /// Longest project key or repository slug accepted.
 pub const MAX_SEGMENT: usize = 128;
 
+/// Whether `s` is a SHA-256 in hex as this project writes them: 64 lowercase hex digits (ref map
+/// hashes, LFS object IDs).
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 fn check_segment(s: &str) -> Result<(), NameError> {
     if s.is_empty() {
         return Err(NameError::Empty);

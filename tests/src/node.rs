@@ -223,6 +223,15 @@ impl Node {
         )
     }
 
+    /// A node of an ssh:// upstream that does not know its key yet: `up` grants the key, the
+    /// node syncs everything and is SYNCHRONIZED.
+    pub fn authorize_and_sync(&self, up: &crate::upstream::Upstream, limit: Duration) {
+        let s = self.wait_state("AWAITING_AUTHORIZATION", limit);
+        up.authorize(s["publicKey"].as_str().expect("publicKey"));
+        assert_eq!(self.trigger(None), 202);
+        self.wait_state("SYNCHRONIZED", limit);
+    }
+
     /// The status entry of one repository.
     pub fn repo_status(&self, project: &str, repo: &str) -> Option<Value> {
         let s = self.status();

@@ -40,10 +40,7 @@ fn node(up: &Upstream, http: &HttpUpstream, extra: &str) -> Node {
             http.properties()
         ),
     );
-    let s = node.wait_state("AWAITING_AUTHORIZATION", LIMIT);
-    up.authorize(s["publicKey"].as_str().expect("publicKey"));
-    assert_eq!(node.trigger(None), 202);
-    node.wait_state("SYNCHRONIZED", LIMIT);
+    node.authorize_and_sync(up, LIMIT);
     node
 }
 

@@ -165,10 +165,7 @@ fn a_no_op_fetch_through_the_lb_takes_two_requests_with_a_session_or_proactive_a
             http.properties()
         ),
     );
-    let s = node.wait_state("AWAITING_AUTHORIZATION", LIMIT);
-    up.authorize(s["publicKey"].as_str().expect("publicKey"));
-    assert_eq!(node.trigger(None), 202);
-    node.wait_state("SYNCHRONIZED", LIMIT);
+    node.authorize_and_sync(&up, LIMIT);
     let lb = Lb::start(&backends(&[&node]), "");
     lb.wait_healthy(1, LIMIT);
 

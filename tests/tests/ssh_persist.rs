@@ -1,5 +1,5 @@
-//! `mirror.sync.sshPersist`: fetches from an ssh:// upstream share one OpenSSH connection
-//! (one authentication, one session per fetch), and the node closes it when it stops.
+//! `mirror.sync.sshPersist` (by default, 60 s): fetches from an ssh:// upstream share one OpenSSH
+//! connection (one authentication, one session per fetch), and the node closes it when it stops.
 
 use std::time::Duration;
 
@@ -23,10 +23,7 @@ fn fetches_share_one_connection_and_it_is_closed_at_stop() {
     let mut up = Upstream::new();
     up.create("P", "r", &Shape::small());
     up.start_sshd();
-    let mut node = Node::start(
-        &up.ssh_url(),
-        "mirror.repos=P/r\nmirror.access=anonymous\nmirror.sync.sshPersist=60\n",
-    );
+    let mut node = Node::start(&up.ssh_url(), "mirror.repos=P/r\nmirror.access=anonymous\n");
     let s = node.wait_state("AWAITING_AUTHORIZATION", LIMIT);
     up.authorize(s["publicKey"].as_str().expect("publicKey"));
     let auth_before = up.accepted_sessions();

@@ -31,13 +31,14 @@ pub struct Word {
 }
 
 impl Word {
-    /// A member staged `refs_hash` (with `head`) at `staged_at_us` by its clock.
-    pub fn new(refs_hash: String, head: Option<RefName>, staged_at_us: u64) -> Self {
+    /// A member staged `refs_hash` (with `head`) at `staged_at_us` by its clock; the word came
+    /// at `at`.
+    pub fn new(refs_hash: String, head: Option<RefName>, staged_at_us: u64, at: Instant) -> Self {
         Self {
             refs_hash,
             head,
             staged_at_us,
-            at: Instant::now(),
+            at,
             gossip_then: None,
         }
     }
@@ -50,9 +51,9 @@ pub struct Heard {
 }
 
 impl Heard {
-    /// Member `node` said, received at `at`, that it staged `word` of `repo`; ignored when a word
-    /// about a later stage is already here.
-    pub fn record(&mut self, node: &str, repo: &str, mut word: Word, at: Instant) {
+    /// Member `node` said that it staged `word` of `repo`; ignored when a word about a later
+    /// stage is already here.
+    pub fn record(&mut self, node: &str, repo: &str, word: Word) {
         let key = (node.to_owned(), repo.to_owned());
         if self
             .words
@@ -61,7 +62,6 @@ impl Heard {
         {
             return;
         }
-        word.at = at;
         self.words.insert(key, word);
     }
 
@@ -97,13 +97,13 @@ impl Heard {
         });
     }
 
-    /// How many words wait for gossip.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.words.len()
     }
 
-    /// Whether none does.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.words.is_empty()
     }
 }
@@ -140,7 +140,7 @@ mod tests {
     fn a_word_shows_as_staged_until_gossip_carries_it() {
         let (mut heard, t0) = (Heard::default(), Instant::now());
         let head = RefName::parse("refs/heads/main");
-        heard.record("b", "P/r", Word::new("h2".into(), head.clone(), 1), t0);
+        heard.record("b", "P/r", Word::new("h2".into(), head.clone(), 1, t0));
         let mut v = view();
         heard.apply(&mut v, t0);
         let b = &v.members[1].repo_states["P/r"];
@@ -166,9 +166,9 @@ mod tests {
     #[test]
     fn words_about_this_node_unknown_members_or_too_old_are_dropped() {
         let (mut heard, t0) = (Heard::default(), Instant::now());
-        heard.record("a", "P/r", Word::new("h2".into(), None, 1), t0);
-        heard.record("gone", "P/r", Word::new("h2".into(), None, 1), t0);
-        heard.record("b", "P/new", Word::new("h9".into(), None, 1), t0);
+        heard.record("a", "P/r", Word::new("h2".into(), None, 1, t0));
+        heard.record("gone", "P/r", Word::new("h2".into(), None, 1, t0));
+        heard.record("b", "P/new", Word::new("h9".into(), None, 1, t0));
         let mut v = view();
         heard.apply(&mut v, t0);
         assert_eq!(v.members[0].repo_states["P/r"].staged_hash, None);
@@ -187,9 +187,9 @@ mod tests {
     #[test]
     fn the_word_about_the_later_stage_wins_whatever_the_order() {
         let (mut heard, t0) = (Heard::default(), Instant::now());
-        heard.record("b", "P/r", Word::new("h2".into(), None, 10), t0);
-        heard.record("b", "P/r", Word::new("h3".into(), None, 20), t0);
-        heard.record("b", "P/r", Word::new("h1".into(), None, 5), t0);
+        heard.record("b", "P/r", Word::new("h2".into(), None, 10, t0));
+        heard.record("b", "P/r", Word::new("h3".into(), None, 20, t0));
+        heard.record("b", "P/r", Word::new("h1".into(), None, 5, t0));
         let mut v = view();
         heard.apply(&mut v, t0);
         assert_eq!(
@@ -201,7 +201,7 @@ mod tests {
     #[test]
     fn gossip_that_moved_on_after_the_word_wins() {
         let (mut heard, t0) = (Heard::default(), Instant::now());
-        heard.record("b", "P/r", Word::new("h2".into(), None, 1), t0);
+        heard.record("b", "P/r", Word::new("h2".into(), None, 1, t0));
         let mut v = view();
         heard.apply(&mut v, t0);
         assert_eq!(

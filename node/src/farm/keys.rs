@@ -122,9 +122,9 @@ pub struct Member {
     pub staged: BTreeMap<String, StagedHint>,
 }
 
-/// Whether `v` is a ref map hash (64 lowercase hex digits, as this node writes them).
+/// Whether `v` is a ref map hash.
 pub(crate) fn is_hash(v: &str) -> bool {
-    v.len() == 64 && v.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f'))
+    crate::names::is_sha256_hex(v)
 }
 
 /// A ref state a member serves.

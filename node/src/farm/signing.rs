@@ -10,6 +10,15 @@ use sha2::Sha256;
 /// Length of the MAC on the wire, in hex characters (128 bits).
 const MAC_HEX: usize = 32;
 
+/// A key of the farm for one purpose (`label`), derived from the farm secret: what one member
+/// makes with it, every other verifies.
+pub fn farm_key(secret: &str, label: &[u8]) -> [u8; 32] {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes any key length");
+    m.update(label);
+    m.finalize().into_bytes().into()
+}
+
 /// The gossip signing key of a farm.
 #[derive(Clone)]
 pub struct GossipKey([u8; 32]);
@@ -32,10 +41,7 @@ pub struct Publisher<'a> {
 impl GossipKey {
     /// Derives the key from the farm secret.
     pub fn derive(secret: &str) -> Self {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
-            .expect("HMAC takes any key length");
-        m.update(b"mirrorfarm gossip signing v1");
-        Self(m.finalize().into_bytes().into())
+        Self(farm_key(secret, b"mirrorfarm gossip signing v1"))
     }
 
     fn mac(&self, by: Publisher<'_>, key: &str, value: &str) -> String {

@@ -11,13 +11,12 @@ impl LfsOid {
     /// Parses an object ID; `None` unless it is 64 lowercase hex digits (what git-lfs writes and
     /// the batch API sends).
     pub fn parse(s: &str) -> Option<Self> {
-        (s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-            .then(|| Self(s.to_owned()))
+        crate::names::is_sha256_hex(s).then(|| Self(s.to_owned()))
     }
 
     /// The object ID of `sha256` (a finished digest).
     pub fn from_digest(sha256: &[u8]) -> Self {
-        Self(sha256.iter().map(|b| format!("{b:02x}")).collect())
+        Self(mirrorfarm_common::farm::proof::hex(sha256))
     }
 
     /// The hex text.

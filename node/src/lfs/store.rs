@@ -155,7 +155,7 @@ impl LfsStore {
         getrandom::getrandom(&mut name).expect("the OS random source is available");
         let tmp = self.tmp.join(format!(
             "{oid}.{}",
-            name.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            mirrorfarm_common::farm::proof::hex(&name)
         ));
         let file = tokio::fs::File::create(&tmp).await.map_err(io(&tmp))?;
         Ok(ObjectWriter {

@@ -43,10 +43,10 @@ impl std::fmt::Debug for TokenKey {
 impl TokenKey {
     /// The farm's key, derived from its secret.
     pub fn from_farm_secret(secret: &str) -> Self {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
-            .expect("HMAC takes any key length");
-        m.update(b"mirrorfarm LFS download tokens v1");
-        Self(m.finalize().into_bytes().into())
+        Self(crate::farm::signing::farm_key(
+            secret,
+            b"mirrorfarm LFS download tokens v1",
+        ))
     }
 
     /// A key of this process alone.

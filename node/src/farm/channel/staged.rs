@@ -36,12 +36,8 @@ pub async fn staged(
     }
     let repo = id.to_string();
     c.farm.shared.metrics.staged_word("received");
-    c.farm.heard.lock().record(
-        &node,
-        &repo,
-        Word::new(n.refs_hash, head, n.staged_at_us),
-        std::time::Instant::now(),
-    );
+    let word = Word::new(n.refs_hash, head, n.staged_at_us, std::time::Instant::now());
+    c.farm.heard.lock().record(&node, &repo, word);
     // The membership loop rebuilds the view with it: followers start their fetch, flips waiting
     // for it wake.
     tracing::debug!(repo = %id, from = node, "a member staged a new state");

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-
 use futures_util::Stream;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
