@@ -73,6 +73,10 @@ impl Home {
     pub fn repos_dir(&self) -> PathBuf {
         self.root.join("repos")
     }
+    /// The LFS object store (`objects/…`, kept across restarts).
+    pub fn lfs_dir(&self) -> PathBuf {
+        self.root.join("lfs")
+    }
     /// Cache directory (emptied at start).
     pub fn cache_dir(&self) -> PathBuf {
         self.root.join("cache")

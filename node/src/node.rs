@@ -164,6 +164,7 @@ pub async fn run(
             })?;
     let gate = crate::access::Gate::new(&config, &identity.node_id)
         .map_err(|e| NodeError::Other(format!("access: {e}")))?;
+    let lfs = open_lfs(&home, &config, openssh).await?;
     let shared = Arc::new(Shared {
         gate,
         config,
@@ -175,6 +176,7 @@ pub async fn run(
         repos: RwLock::new(repos),
         listed: AtomicBool::new(false),
         farm_stale_since: std::sync::atomic::AtomicI64::new(0),
+        lfs,
         metrics: crate::metrics::NodeMetrics::default(),
         repos_changed: Default::default(),
         served_changed: Default::default(),
@@ -187,6 +189,7 @@ pub async fn run(
             let (farm, tasks) =
                 join_farm(&shared, fc, ca, &sync, (http_bound, ssh_bound), &stop_rx).await?;
             farm_tasks = tasks;
+            shared.lfs.attach_farm(&farm);
             Some(farm)
         }
         _ => None,
@@ -252,6 +255,35 @@ pub async fn run(
         tracing::warn!("grace period over; stopping with requests still in flight");
     }
     Ok(())
+}
+
+/// Opens the LFS store (counting what it holds, off the async threads) and the service on it.
+async fn open_lfs(
+    home: &Home,
+    config: &Config,
+    openssh: (u32, u32, u32),
+) -> Result<Arc<crate::lfs::Lfs>, NodeError> {
+    let dir = home.lfs_dir();
+    let opened = tokio::task::spawn_blocking(move || {
+        let store = crate::lfs::store::LfsStore::open(&dir)?;
+        let usage = store.usage()?;
+        Ok::<_, crate::lfs::store::StoreError>((store, usage))
+    })
+    .await
+    .map_err(|e| NodeError::Other(format!("startup task failed: {e}")))?
+    .map_err(|e| NodeError::Other(format!("LFS store: {e}")))?;
+    let (store, (objects, bytes)) = opened;
+    let ssh_command =
+        crate::sync::transport::upstream_env(home, &config.upstream, openssh, config.ssh_persist)
+            .into_iter()
+            .find(|(k, _)| *k == "GIT_SSH_COMMAND")
+            .map(|(_, v)| v);
+    let ssh = crate::lfs::ssh_auth::SshAuth::new(&config.upstream, ssh_command);
+    let upstream = crate::lfs::upstream::UpstreamLfs::new(config, ssh)
+        .map_err(|e| NodeError::Other(format!("LFS: {e}")))?;
+    let lfs = crate::lfs::Lfs::new(config, store, upstream);
+    lfs.stats.start_with(objects, bytes);
+    Ok(Arc::new(lfs))
 }
 
 /// Takes this node's place in its farm: its farm certificate, the farm channel, gossip.

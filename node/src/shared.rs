@@ -43,6 +43,8 @@ pub struct Shared {
     pub gate: crate::access::Gate,
     /// Since when another farm member has not reached the upstream (Unix ms; 0: it has).
     pub farm_stale_since: std::sync::atomic::AtomicI64,
+    /// Git LFS: the object store and where objects come from.
+    pub lfs: std::sync::Arc<crate::lfs::Lfs>,
 }
 
 impl Shared {

@@ -202,7 +202,7 @@ impl reqwest::dns::Resolve for MemberNames {
 /// present a certificate naming it.
 #[derive(Clone)]
 pub struct FarmClient {
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     names: MemberNames,
     tls: Arc<rustls::ClientConfig>,
 }
@@ -235,7 +235,7 @@ impl FarmClient {
         format!("https://{name}:{}{path}", addr.port())
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         addr: SocketAddr,
         req: reqwest::RequestBuilder,

@@ -161,3 +161,41 @@ pub struct SessionBatch {
     /// The records.
     pub sessions: Vec<SessionRecord>,
 }
+
+/// Which of these LFS objects a member holds or is downloading ([`crate::farm::LFS_HAVE`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LfsHave {
+    /// The object IDs asked about.
+    pub oids: Vec<String>,
+}
+
+/// A member's answer to [`LfsHave`]: the ones it holds or is downloading.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LfsHaveAnswer {
+    /// Held or on their way.
+    pub have: Vec<String>,
+}
+
+/// Asks a repository's leader to download an LFS object from the upstream
+/// ([`crate::farm::LFS_FETCH`]): the farm's one download of it. The action may carry the
+/// credentials of the user whose request started it; it is used once and never kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LfsFetch {
+    /// Project key.
+    pub project: String,
+    /// Repository slug.
+    pub repo: String,
+    /// Object ID.
+    pub oid: String,
+    /// Its size.
+    pub size: u64,
+    /// Where the upstream serves it (its download action), if the asker has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub href: Option<String>,
+    /// The action's headers.
+    #[serde(default)]
+    pub header: std::collections::BTreeMap<String, String>,
+}

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod error;
+pub mod lfs_client;
 pub mod messages;
 pub mod proof;
 pub mod tls;
@@ -24,3 +25,10 @@ pub const STAGED: &str = "/farm/staged";
 pub const GIT: &str = "/farm/git";
 /// Sessions: `GET` every live one a member holds, `POST` changed ones to merge (nodes only).
 pub const SESSIONS: &str = "/farm/sessions";
+/// Which LFS objects a member holds (`POST` [`messages::LfsHave`]; nodes only).
+pub const LFS_HAVE: &str = "/farm/lfs/have";
+/// A download from the upstream asked of a repository's leader (`POST` [`messages::LfsFetch`]).
+pub const LFS_FETCH: &str = "/farm/lfs/fetch";
+/// An LFS object a member holds or is downloading: `GET <LFS_OBJECTS>/<oid>?project=&repo=&size=
+/// &fetch=` (`fetch=true`: a leader downloads it from the upstream if the farm has none).
+pub const LFS_OBJECTS: &str = "/farm/lfs/objects";

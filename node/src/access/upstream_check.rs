@@ -77,6 +77,40 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most this much of a check's answer is read (a v2 capability advertisement is tiny).
 const MAX_CHECK_BODY: usize = 64 * 1024;
 
+/// An HTTP client for the upstream: the system roots and `ca_file` trusted, no redirects followed,
+/// git's user agent.
+pub fn http_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs().unwrap_or_default();
+    roots.add_parsable_certificates(native);
+    if let Some(path) = ca_file {
+        let ca = |why: String| ClientError::CaFile {
+            path: path.display().to_string(),
+            why,
+        };
+        let pem = std::fs::read(path).map_err(|e| ca(e.to_string()))?;
+        for c in CertificateDer::pem_slice_iter(&pem) {
+            let c = c.map_err(|e| ca(e.to_string()))?;
+            roots.add(c).map_err(|e| ca(e.to_string()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Setup(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("git/mirrorfarm-", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ClientError::Setup(e.to_string()))
+}
+
 /// The upstream's smart-HTTP endpoint, for checks and pushes.
 #[derive(Clone)]
 pub struct Upstream {
@@ -90,35 +124,7 @@ impl Upstream {
         let Some(base) = &cfg.auth_url else {
             return Ok(None);
         };
-        let mut roots = rustls::RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs().unwrap_or_default();
-        roots.add_parsable_certificates(native);
-        if let Some(path) = &cfg.ca_file {
-            let ca = |why: String| ClientError::CaFile {
-                path: path.display().to_string(),
-                why,
-            };
-            let pem = std::fs::read(path).map_err(|e| ca(e.to_string()))?;
-            for c in CertificateDer::pem_slice_iter(&pem) {
-                let c = c.map_err(|e| ca(e.to_string()))?;
-                roots.add(c).map_err(|e| ca(e.to_string()))?;
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ClientError::Setup(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("git/mirrorfarm-", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ClientError::Setup(e.to_string()))?;
+        let client = http_client(cfg.ca_file.as_deref())?;
         Ok(Some(Self {
             client,
             base: base.as_str().into(),

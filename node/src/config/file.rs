@@ -88,6 +88,16 @@ pub struct FileConfig {
     pub serve_max_request: Option<Located>,
     /// `server.bodyTimeout`
     pub body_timeout: Option<Located>,
+    /// `plugin.mirroring.upstream.lfs.url`
+    pub lfs_url: Option<Located>,
+    /// `mirror.lfs.prefetch`
+    pub lfs_prefetch: Option<Located>,
+    /// `mirror.lfs.prefetch.maxSize`
+    pub lfs_prefetch_max: Option<Located>,
+    /// `mirror.lfs.maxSize`
+    pub lfs_max: Option<Located>,
+    /// `mirror.lfs.tokenTtl`
+    pub lfs_token_ttl: Option<Located>,
 }
 
 impl KnownKeys for FileConfig {
@@ -133,6 +143,11 @@ impl KnownKeys for FileConfig {
             "mirror.serve.queueTimeout" => &mut self.serve_queue_timeout,
             "mirror.serve.maxRequestSize" => &mut self.serve_max_request,
             "server.bodyTimeout" => &mut self.body_timeout,
+            "plugin.mirroring.upstream.lfs.url" => &mut self.lfs_url,
+            "mirror.lfs.prefetch" => &mut self.lfs_prefetch,
+            "mirror.lfs.prefetch.maxSize" => &mut self.lfs_prefetch_max,
+            "mirror.lfs.maxSize" => &mut self.lfs_max,
+            "mirror.lfs.tokenTtl" => &mut self.lfs_token_ttl,
             _ => return None,
         })
     }

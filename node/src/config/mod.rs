@@ -14,8 +14,10 @@ use crate::upstream_url::UpstreamUrl;
 mod access;
 mod admin;
 mod file;
+mod lfs;
 
 pub use access::{AccessConfig, SessionMode};
+pub use lfs::LfsConfig;
 
 pub use admin::AdminToken;
 pub use file::FileConfig;
@@ -122,6 +124,8 @@ pub struct Config {
     /// `server.bodyTimeout` (default 60 s): an upload-pack request's body must arrive within it
     /// (408 otherwise).
     pub body_timeout: Duration,
+    /// Git LFS: the upstream's LFS endpoint, prefetch, the store's bound.
+    pub lfs: LfsConfig,
 }
 
 /// The farm keys.
@@ -345,7 +349,9 @@ impl Config {
                 })?,
         };
         let body_timeout = v.seconds(&fc.body_timeout, "server.bodyTimeout", 60)?;
+        let lfs = lfs::lfs_config(&fc, &v, &auth)?;
         Ok(Self {
+            lfs,
             serve_max_request,
             body_timeout,
             serve_max_processes,
@@ -432,7 +438,7 @@ fn farm_config(
 }
 
 /// `1048576`, `512k`, `512m`, `2g` (powers of 1024; upper or lower case).
-fn parse_size(s: &str) -> Option<u64> {
+pub(crate) fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim().to_ascii_lowercase();
     let (num, mult) = match s.strip_suffix(['k', 'm', 'g', 't']) {
         Some(n) => {

@@ -1,14 +1,20 @@
-//! Git LFS on a node (issue 14, being built; nothing serves it yet): object IDs and pointer files,
-//! the Batch API's messages, the download token any member verifies, the verified object store
-//! with least-recently-used eviction, and the scan of new commits for pointers (what a sync will
-//! fetch before anyone asks).
+//! Git LFS on a node: object IDs and pointer files, the Batch API's messages, the download token
+//! any member verifies, the verified object store with least-recently-used eviction, downloads
+//! that readers follow as they arrive, where objects come from (store, members, the upstream's
+//! LFS server) and the scan of new commits for pointers (what a sync fetches before anyone asks).
 
 pub mod batch;
+pub mod flight;
 pub mod oid;
 pub mod pointer;
 pub mod scan;
+pub mod service;
+pub mod ssh_auth;
+pub mod stats;
 pub mod store;
 pub mod token;
+pub mod upstream;
 
 pub use oid::LfsOid;
 pub use pointer::Pointer;
+pub use service::Lfs;

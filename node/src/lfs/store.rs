@@ -110,6 +110,25 @@ impl LfsStore {
         .await;
     }
 
+    /// How many objects the store holds and their bytes. Blocking: walks the store.
+    pub fn usage(&self) -> Result<(u64, u64), StoreError> {
+        let (mut n, mut bytes) = (0u64, 0u64);
+        let mut dirs = vec![self.objects.clone()];
+        while let Some(dir) = dirs.pop() {
+            for e in std::fs::read_dir(&dir).map_err(io(&dir))? {
+                let e = e.map_err(io(&dir))?;
+                let Ok(meta) = e.metadata() else { continue };
+                if meta.is_dir() {
+                    dirs.push(e.path());
+                } else {
+                    n += 1;
+                    bytes = bytes.saturating_add(meta.len());
+                }
+            }
+        }
+        Ok((n, bytes))
+    }
+
     /// Removes the least recently used objects until the store holds at most `max` bytes;
     /// returns how many objects and bytes went. Blocking: walks the store.
     pub fn evict_to(&self, max: u64) -> Result<(usize, u64), StoreError> {
@@ -199,6 +218,11 @@ impl ObjectWriter {
         self.hasher.update(chunk);
         self.written = got;
         Ok(())
+    }
+
+    /// The file being written (readers may follow it; it is moved or removed at the end).
+    pub fn tmp_path(&self) -> &Path {
+        &self.tmp
     }
 
     /// Bytes written so far.

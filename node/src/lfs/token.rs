@@ -16,6 +16,12 @@ use crate::names::RepoId;
 /// client's credentials, which the token is not).
 pub const HEADER: &str = "x-mirrorfarm-lfs-token";
 
+/// The `Authorization` scheme an SSH-issued access token travels in (git-lfs's own docs use it
+/// for `git-lfs-authenticate` answers).
+pub const ACCESS_SCHEME: &str = "RemoteAuth";
+
+const ACCESS_LABEL: &[u8] = b"ssh access";
+
 /// Why a token does not open an object.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -56,19 +62,73 @@ impl TokenKey {
         Self(k)
     }
 
-    fn mac(&self, expiry: u64, repo: &RepoId, oid: &LfsOid) -> Hmac<Sha256> {
+    /// The MAC over length-prefixed parts (a download token's three parts and an access token's
+    /// four, led by a label, never read as one another).
+    fn mac_of(&self, parts: &[&[u8]]) -> Hmac<Sha256> {
         let mut m =
             <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
-        let repo = repo.to_string();
-        for part in [
-            &expiry.to_be_bytes()[..],
-            repo.as_bytes(),
-            oid.as_str().as_bytes(),
-        ] {
+        for part in parts {
             m.update(&(part.len() as u64).to_be_bytes());
             m.update(part);
         }
         m
+    }
+
+    fn mac(&self, expiry: u64, repo: &RepoId, oid: &LfsOid) -> Hmac<Sha256> {
+        let repo = repo.to_string();
+        self.mac_of(&[
+            &expiry.to_be_bytes()[..],
+            repo.as_bytes(),
+            oid.as_str().as_bytes(),
+        ])
+    }
+
+    fn access_mac(&self, expiry: u64, repo: &RepoId, user: &str) -> Hmac<Sha256> {
+        let repo = repo.to_string();
+        self.mac_of(&[
+            ACCESS_LABEL,
+            &expiry.to_be_bytes()[..],
+            repo.as_bytes(),
+            user.as_bytes(),
+        ])
+    }
+
+    /// An access token for the batch API of `repo` (downloads), issued to SSH user `user` by
+    /// `git-lfs-authenticate`, valid until `expiry`. Form: `a1.<expiry>.<user, base64>.<tag>`.
+    pub fn issue_access(&self, repo: &RepoId, user: &str, expiry: u64) -> String {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let tag = self.access_mac(expiry, repo, user).finalize().into_bytes();
+        format!("a1.{expiry}.{}.{}", b64.encode(user), b64.encode(tag))
+    }
+
+    /// The user an access token was issued to, if it opens `repo` at `now`.
+    pub fn verify_access(
+        &self,
+        token: &str,
+        repo: &RepoId,
+        now: u64,
+    ) -> Result<String, TokenError> {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut parts = token.trim().splitn(4, '.');
+        let (Some("a1"), Some(expiry), Some(user), Some(tag)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        let expiry: u64 = expiry.parse().map_err(|_| TokenError::Malformed)?;
+        let user = b64
+            .decode(user)
+            .ok()
+            .and_then(|u| String::from_utf8(u).ok())
+            .ok_or(TokenError::Malformed)?;
+        let tag = b64.decode(tag).map_err(|_| TokenError::Malformed)?;
+        self.access_mac(expiry, repo, &user)
+            .verify_slice(&tag)
+            .map_err(|_| TokenError::Invalid)?;
+        if now > expiry {
+            return Err(TokenError::Expired);
+        }
+        Ok(user)
     }
 
     /// A token for `oid` of `repo`, valid until `expiry` (Unix seconds).
@@ -161,5 +221,28 @@ mod tests {
             assert!(key.verify(junk, &repo, &oid, 0).is_err(), "{junk:?}");
         }
         assert_eq!(format!("{key:?}"), "TokenKey(…)");
+    }
+
+    #[test]
+    fn an_access_token_names_its_user_for_its_repository_only() {
+        let key = TokenKey::from_farm_secret("farm secret of at least sixteen characters");
+        let repo = RepoId::parse("PROJ/repo").expect("repo");
+        let other = RepoId::parse("PROJ/other").expect("repo");
+        let t = key.issue_access(&repo, "alice", 1000);
+        assert_eq!(key.verify_access(&t, &repo, 999), Ok("alice".to_owned()));
+        assert_eq!(key.verify_access(&t, &repo, 1001), Err(TokenError::Expired));
+        assert_eq!(key.verify_access(&t, &other, 999), Err(TokenError::Invalid));
+        // Another user written in: refused.
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let forged = t.replacen(&b64.encode("alice"), &b64.encode("mallory"), 1);
+        assert_eq!(
+            key.verify_access(&forged, &repo, 999),
+            Err(TokenError::Invalid)
+        );
+        // A download token is not an access token, nor the other way round.
+        let oid = LfsOid::parse(&"ab".repeat(32)).expect("oid");
+        let d = key.issue(&repo, &oid, 1000);
+        assert!(key.verify_access(&d, &repo, 999).is_err());
+        assert!(key.verify(&t, &repo, &oid, 999).is_err());
     }
 }

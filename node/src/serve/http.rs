@@ -97,6 +97,12 @@ pub async fn scm(
 ) -> Response {
     let path = req.uri().path().to_owned();
     let rest = path.strip_prefix("/scm/").unwrap_or_default();
+    if let Some(lfs) = crate::serve::path::parse_lfs(rest) {
+        return match lfs {
+            Ok((id, endpoint)) => crate::serve::lfs::handle(&shared, id, endpoint, req).await,
+            Err(e) => crate::serve::lfs::refuse(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+    }
     let (id, endpoint) = match parse_scm(rest) {
         Ok(x) => x,
         Err(PathError::NotGit) => {

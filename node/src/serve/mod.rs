@@ -3,6 +3,8 @@
 pub mod admin;
 pub mod http;
 pub mod http_access;
+pub mod lfs;
+pub mod lfs_ssh;
 pub mod pack_cache;
 pub mod path;
 pub mod processes;

@@ -32,6 +32,36 @@ pub enum ScmEndpoint {
     Rpc(Service),
 }
 
+/// What an LFS path under `/scm/` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LfsEndpoint {
+    /// `…/info/lfs/objects/batch`: the batch API.
+    Batch,
+    /// `…/info/lfs/objects/<oid>`: one object.
+    Object(crate::lfs::LfsOid),
+}
+
+/// Parses `PROJECT/repo[.git]/info/lfs/objects/(batch|<oid>)`; `None` when the path is not an
+/// LFS one (it is then parsed as git's).
+pub fn parse_lfs(rest: &str) -> Option<Result<(RepoId, LfsEndpoint), PathError>> {
+    let segs: Vec<&str> = rest.split('/').collect();
+    let [project, repo, "info", "lfs", "objects", last] = segs.as_slice() else {
+        return None;
+    };
+    if rest.contains('%') || rest.contains('\\') || rest.contains('\0') {
+        return Some(Err(PathError::Encoded));
+    }
+    let endpoint = match *last {
+        "batch" => LfsEndpoint::Batch,
+        oid => LfsEndpoint::Object(crate::lfs::LfsOid::parse(oid)?),
+    };
+    Some(
+        RepoId::parse(&format!("{project}/{repo}"))
+            .map(|id| (id, endpoint))
+            .map_err(PathError::from),
+    )
+}
+
 /// A bad path: answered 400.
 #[derive(Debug, thiserror::Error)]
 pub enum PathError {
@@ -94,6 +124,11 @@ pub fn parse_ssh_command(cmd: &str) -> Result<(Service, RepoId), String> {
     let service = Service::parse(&verb).ok_or_else(|| {
         format!("unsupported command {verb:?}: this server only serves git fetches")
     })?;
+    Ok((service, repo_of_ssh_path(arg)?))
+}
+
+/// The repository an SSH command's path argument names: `'/P/r.git'`, `P/r.git`, `/scm/P/r` …
+pub fn repo_of_ssh_path(arg: &str) -> Result<RepoId, String> {
     let arg = arg.trim();
     let path = arg
         .strip_prefix('\'')
@@ -104,9 +139,8 @@ pub fn parse_ssh_command(cmd: &str) -> Result<(Service, RepoId), String> {
     }
     let path = path.strip_prefix('/').unwrap_or(path);
     let path = path.strip_prefix("scm/").unwrap_or(path);
-    let id = RepoId::parse(path.trim_end_matches('/'))
-        .map_err(|e| format!("bad repository path {path:?}: {e}"))?;
-    Ok((service, id))
+    RepoId::parse(path.trim_end_matches('/'))
+        .map_err(|e| format!("bad repository path {path:?}: {e}"))
 }
 
 #[cfg(test)]
@@ -145,6 +179,27 @@ mod tests {
             parse_scm("PROJ/repo/objects/../../x"),
             Err(PathError::Name(_))
         ));
+        let lfs = |p: &str| parse_lfs(p).map(|r| r.map(|(id, ep)| (id.to_string(), ep)));
+        assert!(matches!(
+            lfs("PROJ/repo.git/info/lfs/objects/batch"),
+            Some(Ok((id, LfsEndpoint::Batch))) if id == "PROJ/repo"
+        ));
+        let oid = "ab".repeat(32);
+        assert!(matches!(
+            lfs(&format!("PROJ/repo/info/lfs/objects/{oid}")),
+            Some(Ok((_, LfsEndpoint::Object(o)))) if o.as_str() == oid
+        ));
+        // Not an object ID (upper case, short, a traversal): not an LFS path, and not git's.
+        for bad in [oid.to_uppercase(), "abc".into(), "..".into()] {
+            let p = format!("PROJ/repo.git/info/lfs/objects/{bad}");
+            assert!(lfs(&p).is_none(), "{p}");
+            assert!(parse_scm(&p).is_err(), "{p}");
+        }
+        assert!(matches!(
+            lfs("PROJ/re po/info/lfs/objects/batch"),
+            Some(Err(PathError::Name(_)))
+        ));
+        assert!(lfs("PROJ/repo.git/info/refs").is_none());
     }
 
     #[test]

@@ -320,6 +320,9 @@ async fn exec(
     peer: String,
     grant: Option<crate::serve::ssh_keys::KeyGrant>,
 ) -> Result<(), russh::Error> {
+    if crate::serve::lfs_ssh::is_lfs_command(command) {
+        return crate::serve::lfs_ssh::exec(&shared, ch, command, grant.as_ref()).await;
+    }
     let (service, id) = match parse_ssh_command(command) {
         Ok(x) => x,
         Err(e) => return fail(&ch, &e, false).await,

@@ -7,7 +7,7 @@ use crate::home::Home;
 use crate::upstream_url::UpstreamUrl;
 
 /// Quotes a string for the POSIX shell that git runs `GIT_SSH_COMMAND` with.
-fn sh_quote(s: &str) -> String {
+pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 

@@ -5,6 +5,7 @@
 
 pub mod git;
 pub mod join;
+pub mod lfs;
 pub mod sessions;
 pub mod staged;
 
@@ -17,7 +18,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use mirrorfarm_common::farm::messages::{Description, SyncNudge};
-use mirrorfarm_common::farm::{DESCRIBE, GIT, JOIN, SESSIONS, STAGED, SYNC};
+use mirrorfarm_common::farm::{
+    DESCRIBE, GIT, JOIN, LFS_FETCH, LFS_HAVE, LFS_OBJECTS, SESSIONS, STAGED, SYNC,
+};
 use tokio::sync::watch;
 
 use crate::farm::{Farm, FarmSetupError};
@@ -136,7 +139,7 @@ fn node_and_repo(
 }
 
 /// The repository a member names, if it is one this node mirrors.
-fn mirrored(c: &Channel, project: &str, repo: &str) -> Result<RepoId, Refusal> {
+pub(crate) fn mirrored(c: &Channel, project: &str, repo: &str) -> Result<RepoId, Refusal> {
     let id = match RepoId::parse(&format!("{project}/{repo}")) {
         Ok(id) if !project.contains('/') => id,
         _ => {
@@ -158,6 +161,12 @@ pub fn router(c: Channel) -> Router {
         .route(DESCRIBE, get(describe))
         .route(SYNC, post(sync))
         .route(STAGED, post(staged::staged))
+        .route(
+            LFS_HAVE,
+            post(lfs::have).layer(DefaultBodyLimit::max(2 << 20)),
+        )
+        .route(LFS_FETCH, post(lfs::fetch))
+        .route(&format!("{LFS_OBJECTS}/{{oid}}"), get(lfs::object))
         .route(
             SESSIONS,
             get(sessions::list)

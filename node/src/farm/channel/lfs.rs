@@ -1,0 +1,118 @@
+//! Git LFS between members: which objects this node holds, a download from the upstream asked of
+//! this node as a repository's leader, and objects streamed to a member (held or on their way).
+//! Only member nodes are served.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use mirrorfarm_common::farm::messages::{LfsFetch, LfsHave, LfsHaveAnswer};
+
+use crate::farm::channel::{mirrored, require_node, Channel, Peer, Refusal};
+use crate::lfs::batch::Action;
+use crate::lfs::LfsOid;
+
+/// The most object IDs one "have" question may name.
+const MAX_HAVE: usize = 10_000;
+
+fn oid_of(s: &str) -> Result<LfsOid, Refusal> {
+    LfsOid::parse(s).ok_or_else(|| Refusal(StatusCode::BAD_REQUEST, "bad LFS object ID".into()))
+}
+
+/// `POST /farm/lfs/have`: the ones this node holds or is downloading.
+pub async fn have(
+    State(c): State<Channel>,
+    Extension(peer): Extension<Peer>,
+    Json(q): Json<LfsHave>,
+) -> Response {
+    if let Err(r) = require_node(&peer) {
+        return r.into_response();
+    }
+    if q.oids.len() > MAX_HAVE {
+        return Refusal(StatusCode::PAYLOAD_TOO_LARGE, "too many object IDs".into())
+            .into_response();
+    }
+    let lfs = &c.farm.shared.lfs;
+    let mut have = Vec::new();
+    for oid in q.oids.iter().filter_map(|o| LfsOid::parse(o)) {
+        if lfs.holds(&oid).await {
+            have.push(oid.to_string());
+        }
+    }
+    Json(LfsHaveAnswer { have }).into_response()
+}
+
+/// `POST /farm/lfs/fetch`: this node (the repository's leader) downloads the object from the
+/// upstream, once however many members ask; answered once the download is under way.
+pub async fn fetch(
+    State(c): State<Channel>,
+    Extension(peer): Extension<Peer>,
+    Json(f): Json<LfsFetch>,
+) -> Response {
+    let r = async {
+        let node = require_node(&peer)?.to_owned();
+        let id = mirrored(&c, &f.project, &f.repo)?;
+        let oid = oid_of(&f.oid)?;
+        let action = f.href.map(|href| Action {
+            href,
+            header: f.header,
+            expires_in: None,
+            expires_at: None,
+        });
+        tracing::debug!(repo = %id, %oid, from = node, "LFS download asked by a member");
+        c.farm
+            .shared
+            .lfs
+            .download(&id, &oid, f.size, action)
+            .await
+            .map_err(|e| Refusal(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        Ok::<_, Refusal>(StatusCode::ACCEPTED)
+    };
+    r.await.into_response()
+}
+
+/// Query of an object request.
+#[derive(Debug, serde::Deserialize)]
+pub struct ObjectQuery {
+    project: String,
+    repo: String,
+    size: u64,
+    #[serde(default)]
+    fetch: bool,
+}
+
+/// `GET /farm/lfs/objects/<oid>`: the object, streamed; 404 when this node has none (and, asked
+/// to fetch, could not start a download).
+pub async fn object(
+    State(c): State<Channel>,
+    Extension(peer): Extension<Peer>,
+    Path(oid): Path<String>,
+    Query(q): Query<ObjectQuery>,
+) -> Response {
+    let r = async {
+        require_node(&peer)?;
+        let id = mirrored(&c, &q.project, &q.repo)?;
+        let oid = oid_of(&oid)?;
+        let lfs: &Arc<crate::lfs::Lfs> = &c.farm.shared.lfs;
+        let body = lfs
+            .open_for_member(&id, &oid, q.size, q.fetch)
+            .await
+            .map_err(|e| Refusal(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
+            .ok_or_else(|| Refusal(StatusCode::NOT_FOUND, format!("{oid} is not held here")))?;
+        let mut r = Response::new(Body::from_stream(body.stream));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len));
+        Ok::<_, Refusal>(r)
+    };
+    match r.await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,414 @@
+//! Objects on their way into the store: one download per object on this node, however many ask
+//! (single flight), and readers that follow it as it is written, so a client starts receiving
+//! before the whole object is here. A reader is never given the object's last byte until the
+//! download has been verified (size and SHA-256): a download that fails or brings other bytes
+//! ends every reader's stream with an error instead of a complete, wrong object.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use parking_lot::Mutex;
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+
+use crate::lfs::oid::LfsOid;
+use crate::lfs::store::{LfsStore, ObjectWriter, StoreError};
+
+/// How much a reader reads at a time.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// How a download stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// This many bytes are written (not yet verified).
+    Writing(u64),
+    /// Verified and in the store.
+    Done,
+    /// Failed; nothing was kept.
+    Failed(Arc<str>),
+}
+
+/// One object being downloaded into the store.
+#[derive(Debug)]
+pub struct Flight {
+    /// The object.
+    pub oid: LfsOid,
+    /// Its size.
+    pub size: u64,
+    /// Where it is being written (readers open it; the finished object is at `done`).
+    tmp: PathBuf,
+    /// Where it goes once verified.
+    done: PathBuf,
+    progress: watch::Receiver<Progress>,
+}
+
+/// What a download's source writes into.
+pub struct Feeder {
+    writer: ObjectWriter,
+    tx: Arc<watch::Sender<Progress>>,
+}
+
+impl Feeder {
+    /// Appends `chunk` (refused past the object's size).
+    pub async fn feed(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        self.writer.write(chunk).await?;
+        self.tx
+            .send_replace(Progress::Writing(self.writer.written()));
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.writer.written()
+    }
+}
+
+/// The downloads in progress on this node.
+#[derive(Debug, Default)]
+pub struct Flights {
+    map: Mutex<HashMap<LfsOid, Arc<Flight>>>,
+}
+
+/// How [`Flights::start`] found the object.
+pub enum Started {
+    /// The store has it now.
+    Stored,
+    /// A download of it (this call's or an earlier one's).
+    Flying(Arc<Flight>),
+}
+
+impl Flights {
+    /// The download of `oid` in progress, if any.
+    pub fn get(&self, oid: &LfsOid) -> Option<Arc<Flight>> {
+        self.map.lock().get(oid).cloned()
+    }
+
+    /// How many downloads are in progress.
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Joins the download of `oid` in progress, or starts one: `source` runs in a task of its own
+    /// (it goes on if the asker goes away), feeding the bytes; it is kept only if they verify.
+    pub async fn start<F, Fut, E>(
+        self: &Arc<Self>,
+        store: &LfsStore,
+        oid: &LfsOid,
+        size: u64,
+        source: F,
+    ) -> Result<Started, StoreError>
+    where
+        F: FnOnce(Feeder) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Feeder, E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        if let Some(f) = self.get(oid) {
+            return Ok(Started::Flying(f));
+        }
+        let writer = store.writer(oid, size).await?;
+        let (tx, rx) = watch::channel(Progress::Writing(0));
+        let flight = Arc::new(Flight {
+            oid: oid.clone(),
+            size,
+            tmp: writer.tmp_path().to_owned(),
+            done: store.path(oid),
+            progress: rx,
+        });
+        {
+            let mut map = self.map.lock();
+            if let Some(f) = map.get(oid) {
+                return Ok(Started::Flying(f.clone()));
+            }
+            // A flight that finished is out of the map only once its object is in place: under
+            // the lock, one or the other is seen.
+            if std::fs::metadata(&flight.done).is_ok() {
+                return Ok(Started::Stored);
+            }
+            map.insert(oid.clone(), flight.clone());
+        }
+        let me = self.clone();
+        let key = oid.clone();
+        let tx = Arc::new(tx);
+        tokio::spawn(async move {
+            let feeder = Feeder {
+                writer,
+                tx: tx.clone(),
+            };
+            let end = match source(feeder).await {
+                Ok(f) => match f.writer.commit().await {
+                    Ok(()) => Progress::Done,
+                    Err(e) => Progress::Failed(e.to_string().into()),
+                },
+                Err(e) => Progress::Failed(e.to_string().into()),
+            };
+            if let Progress::Failed(why) = &end {
+                tracing::warn!(oid = %key, error = %why, "LFS object download failed; nothing kept");
+            }
+            tx.send_replace(end);
+            me.map.lock().remove(&key);
+        });
+        Ok(Started::Flying(flight))
+    }
+}
+
+impl Flight {
+    /// How the download stands now.
+    pub fn progress(&self) -> Progress {
+        self.progress.borrow().clone()
+    }
+
+    /// Waits until the download ends: `Ok` once the object is in the store.
+    pub async fn finished(&self) -> Result<(), Arc<str>> {
+        let mut rx = self.progress.clone();
+        loop {
+            match rx.borrow_and_update().clone() {
+                Progress::Done => return Ok(()),
+                Progress::Failed(why) => return Err(why),
+                Progress::Writing(_) => {}
+            }
+            if rx.changed().await.is_err() {
+                return match rx.borrow().clone() {
+                    Progress::Done => Ok(()),
+                    Progress::Failed(why) => Err(why),
+                    Progress::Writing(_) => Err("the download stopped".into()),
+                };
+            }
+        }
+    }
+
+    /// The object's bytes as they arrive (all but the last until verified).
+    pub async fn reader(
+        self: &Arc<Self>,
+    ) -> std::io::Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static> {
+        let file = match tokio::fs::File::open(&self.tmp).await {
+            Ok(f) => f,
+            // Moved into place (or gone) between the lookup and now.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tokio::fs::File::open(&self.done).await?
+            }
+            Err(e) => return Err(e),
+        };
+        let st = Follow {
+            file,
+            pos: 0,
+            size: self.size,
+            rx: self.progress.clone(),
+            over: false,
+        };
+        Ok(futures_util::stream::unfold(st, Follow::next))
+    }
+}
+
+struct Follow {
+    file: tokio::fs::File,
+    pos: u64,
+    size: u64,
+    rx: watch::Receiver<Progress>,
+    over: bool,
+}
+
+impl Follow {
+    async fn next(mut self) -> Option<(std::io::Result<Bytes>, Self)> {
+        if self.over || self.pos >= self.size {
+            return None;
+        }
+        loop {
+            let p = self.rx.borrow_and_update().clone();
+            let allowed = match p {
+                Progress::Writing(n) => n.min(self.size.saturating_sub(1)),
+                Progress::Done => self.size,
+                Progress::Failed(why) => {
+                    self.over = true;
+                    let e = std::io::Error::other(format!("LFS download failed: {why}"));
+                    return Some((Err(e), self));
+                }
+            };
+            if allowed > self.pos {
+                let want = ((allowed - self.pos) as usize).min(READ_CHUNK);
+                let mut buf = vec![0u8; want];
+                return match self.file.read(&mut buf).await {
+                    Ok(0) => {
+                        self.over = true;
+                        let e = std::io::Error::other("LFS object shorter than written");
+                        Some((Err(e), self))
+                    }
+                    Ok(n) => {
+                        buf.truncate(n);
+                        self.pos += n as u64;
+                        Some((Ok(Bytes::from(buf)), self))
+                    }
+                    Err(e) => {
+                        self.over = true;
+                        Some((Err(e), self))
+                    }
+                };
+            }
+            if self.rx.changed().await.is_err() {
+                // The download's task ended: its last word is final.
+                if !matches!(*self.rx.borrow(), Progress::Done) {
+                    self.over = true;
+                    let e = std::io::Error::other("LFS download stopped");
+                    return Some((Err(e), self));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use sha2::{Digest, Sha256};
+
+    fn oid_of(data: &[u8]) -> LfsOid {
+        LfsOid::from_digest(&Sha256::digest(data))
+    }
+
+    async fn drain(
+        s: impl Stream<Item = std::io::Result<Bytes>>,
+    ) -> (Vec<u8>, Option<std::io::Error>) {
+        let mut s = Box::pin(s);
+        let mut got = Vec::new();
+        while let Some(c) = s.next().await {
+            match c {
+                Ok(b) => got.extend_from_slice(&b),
+                Err(e) => return (got, Some(e)),
+            }
+        }
+        (got, None)
+    }
+
+    #[tokio::test]
+    async fn readers_follow_one_download_and_get_the_last_byte_once_it_verified() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = LfsStore::open(dir.path()).expect("store");
+        let flights = Arc::new(Flights::default());
+        let data: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+        let oid = oid_of(&data);
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (d, r) = (data.clone(), runs.clone());
+        let first = flights
+            .start(&store, &oid, data.len() as u64, move |mut f| async move {
+                r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                f.feed(&d[..300_000]).await.map_err(|e| e.to_string())?;
+                // Held here until the test has seen a reader get the first half.
+                let _ = go_rx.await;
+                f.feed(&d[300_000..]).await.map_err(|e| e.to_string())?;
+                Ok::<_, String>(f)
+            })
+            .await
+            .expect("start");
+        let Started::Flying(flight) = first else {
+            panic!("nothing stored yet")
+        };
+        // A second asker joins the same download; its source never runs.
+        let second = flights
+            .start(&store, &oid, data.len() as u64, |_f| async move {
+                Err::<Feeder, _>("a second download started")
+            })
+            .await
+            .expect("join");
+        assert!(matches!(second, Started::Flying(ref f) if Arc::ptr_eq(f, &flight)));
+        let mut reader = Box::pin(flight.reader().await.expect("reader"));
+        let mut early = Vec::new();
+        while early.len() < 300_000 {
+            let chunk = reader.next().await.expect("more").expect("bytes");
+            early.extend_from_slice(&chunk);
+        }
+        assert_eq!(early, data[..300_000]);
+        go_tx.send(()).expect("go");
+        let (rest, err) = drain(reader).await;
+        assert!(err.is_none(), "{err:?}");
+        early.extend_from_slice(&rest);
+        assert_eq!(early, data);
+        flight.finished().await.expect("kept");
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(store.size(&oid).await, Some(data.len() as u64));
+        // Landed: a new start finds it stored.
+        let again = flights
+            .start(&store, &oid, data.len() as u64, |_f| async move {
+                Err::<Feeder, _>("downloaded twice")
+            })
+            .await
+            .expect("stored");
+        assert!(matches!(again, Started::Stored));
+        assert!(flights.is_empty());
+    }
+
+    #[tokio::test]
+    async fn bytes_that_are_not_the_object_reach_no_reader_whole_and_are_not_kept() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = LfsStore::open(dir.path()).expect("store");
+        let flights = Arc::new(Flights::default());
+        let claimed = b"the object the client asked for".to_vec();
+        let oid = oid_of(&claimed);
+        let mut wrong = claimed.clone();
+        wrong[0] ^= 1;
+        let w = wrong.clone();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let Started::Flying(flight) = flights
+            .start(
+                &store,
+                &oid,
+                claimed.len() as u64,
+                move |mut f| async move {
+                    // Held until a reader follows it.
+                    let _ = go_rx.await;
+                    f.feed(&w).await.map_err(|e| e.to_string())?;
+                    Ok::<_, String>(f)
+                },
+            )
+            .await
+            .expect("start")
+        else {
+            panic!("nothing stored yet")
+        };
+        let reader = flight.reader().await.expect("reader");
+        go_tx.send(()).expect("go");
+        let (got, err) = drain(reader).await;
+        assert!(err.is_some(), "the reader must see the failure");
+        assert!(got.len() < wrong.len(), "never the whole wrong object");
+        assert!(flight.finished().await.is_err());
+        assert_eq!(store.size(&oid).await, None);
+        // A source that fails midway: same.
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let Started::Flying(flight) = flights
+            .start(
+                &store,
+                &oid,
+                claimed.len() as u64,
+                move |mut f| async move {
+                    let _ = go_rx.await;
+                    f.feed(b"the obj").await.map_err(|e| e.to_string())?;
+                    Err::<Feeder, _>("connection reset".to_owned())
+                },
+            )
+            .await
+            .expect("start")
+        else {
+            panic!("nothing stored yet")
+        };
+        let reader = flight.reader().await.expect("reader");
+        go_tx.send(()).expect("go");
+        let (_, err) = drain(reader).await;
+        assert!(err.is_some());
+        assert_eq!(store.size(&oid).await, None);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp"))
+                .expect("tmp")
+                .count(),
+            0
+        );
+    }
+}
