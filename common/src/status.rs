@@ -163,6 +163,44 @@ pub struct StatusDoc {
     pub unverified_nodes: Vec<String>,
     /// Warnings, e.g. a member's clock more than 2 s off.
     pub warnings: Vec<String>,
+    /// Git LFS on this node.
+    pub lfs: LfsStatus,
+}
+
+/// Objects served to clients, by where this node got them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LfsHits {
+    /// From this node's store.
+    pub local: u64,
+    /// Taken from another member for the client.
+    pub member: u64,
+    /// Downloaded from the upstream for the client.
+    pub upstream: u64,
+}
+
+/// Git LFS on a node: its store and where objects came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LfsStatus {
+    /// Objects held.
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// `mirror.lfs.maxSize`, if set.
+    pub max_bytes: Option<u64>,
+    /// Objects served to clients, by source.
+    pub hits: LfsHits,
+    /// Objects this node took from other members.
+    pub member_downloads: u64,
+    /// Objects this node downloaded from the upstream.
+    pub upstream_downloads: u64,
+    /// Objects fetched by prefetch before anyone asked.
+    pub prefetched: u64,
+    /// Objects evicted to stay within `maxBytes`.
+    pub evicted: u64,
+    /// Downloads under way now.
+    pub downloading: u64,
 }
 
 #[cfg(test)]

@@ -339,6 +339,7 @@ impl NodeMetrics {
         &self,
         snapshot: &std::collections::BTreeMap<RepoId, RepoEntry>,
         pack_cache_bytes: u64,
+        lfs: &mirrorfarm_common::status::LfsStatus,
     ) -> String {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -363,7 +364,10 @@ impl NodeMetrics {
             .set(snapshot.values().filter(|e| e.servable()).count() as i64);
         self.pack_cache_bytes.set(pack_cache_bytes as i64);
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        let text = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
+            .and_then(|()| crate::lfs::metrics::encode(lfs, &mut out))
+            .and_then(|()| prometheus_client::encoding::text::encode_eof(&mut out));
+        if text.is_err() {
             out.clear();
         }
         out

@@ -105,6 +105,7 @@ pub fn build(shared: &Shared, farm: Option<&crate::farm::Farm>) -> StatusDoc {
             last_successful_sync: rfc3339(last_ok),
         },
         repos,
+        lfs: shared.lfs.status(),
         member_count: farm.as_ref().map(|f| f.members.len()).unwrap_or(1),
         members: farm
             .as_ref()

@@ -5,8 +5,10 @@
 
 pub mod batch;
 pub mod flight;
+pub mod metrics;
 pub mod oid;
 pub mod pointer;
+pub mod prefetch;
 pub mod scan;
 pub mod service;
 pub mod ssh_auth;

@@ -130,6 +130,14 @@ impl Lfs {
         }
     }
 
+    /// The LFS part of `/status`.
+    pub fn status(&self) -> mirrorfarm_common::status::LfsStatus {
+        let mut s = self.stats.snapshot();
+        s.max_bytes = self.config.max_size;
+        s.downloading = self.flights.len() as u64;
+        s
+    }
+
     /// Whether this node holds `oid` or is downloading it.
     pub async fn holds(&self, oid: &LfsOid) -> bool {
         self.flights.get(oid).is_some() || self.store.size(oid).await.is_some()

@@ -4,6 +4,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use mirrorfarm_common::status::{LfsHits, LfsStatus};
+
 /// The LFS counters of a node.
 #[derive(Debug, Default)]
 pub struct LfsStats {
@@ -16,30 +18,6 @@ pub struct LfsStats {
     from_upstream: AtomicU64,
     prefetched: AtomicU64,
     evicted: AtomicU64,
-}
-
-/// The counters at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LfsSnapshot {
-    /// Objects held.
-    pub objects: u64,
-    /// Their bytes.
-    pub bytes: u64,
-    /// Objects served to clients from this node's store.
-    pub hits_local: u64,
-    /// … taken from another member for the client.
-    pub hits_member: u64,
-    /// … downloaded from the upstream for the client.
-    pub hits_upstream: u64,
-    /// Objects this node took from other members.
-    pub member_downloads: u64,
-    /// Objects this node downloaded from the upstream.
-    pub upstream_downloads: u64,
-    /// Objects fetched by prefetch before anyone asked.
-    pub prefetched: u64,
-    /// Objects evicted to keep within `mirror.lfs.maxSize`.
-    pub evicted: u64,
 }
 
 impl LfsStats {
@@ -91,18 +69,22 @@ impl LfsStats {
         self.prefetched.fetch_add(1, Relaxed);
     }
 
-    /// The counters now.
-    pub fn snapshot(&self) -> LfsSnapshot {
-        LfsSnapshot {
+    /// The counters now (`downloading`, `max_bytes`: the caller's to fill in).
+    pub fn snapshot(&self) -> LfsStatus {
+        LfsStatus {
             objects: self.objects.load(Relaxed),
             bytes: self.bytes.load(Relaxed),
-            hits_local: self.served_local.load(Relaxed),
-            hits_member: self.served_member.load(Relaxed),
-            hits_upstream: self.served_upstream.load(Relaxed),
+            max_bytes: None,
+            hits: LfsHits {
+                local: self.served_local.load(Relaxed),
+                member: self.served_member.load(Relaxed),
+                upstream: self.served_upstream.load(Relaxed),
+            },
             member_downloads: self.from_member.load(Relaxed),
             upstream_downloads: self.from_upstream.load(Relaxed),
             prefetched: self.prefetched.load(Relaxed),
             evicted: self.evicted.load(Relaxed),
+            downloading: 0,
         }
     }
 }

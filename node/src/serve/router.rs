@@ -143,10 +143,11 @@ async fn metrics(State(s): State<AppState>) -> Response {
     s.shared.metrics.sessions_live(live);
     let p = &s.shared.processes;
     s.shared.metrics.places(p.running(), p.waiting());
-    let body = s
-        .shared
-        .metrics
-        .render(&s.shared.snapshot(), s.shared.packs.size());
+    let body = s.shared.metrics.render(
+        &s.shared.snapshot(),
+        s.shared.packs.size(),
+        &s.shared.lfs.status(),
+    );
     (
         [(
             header::CONTENT_TYPE,

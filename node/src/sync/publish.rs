@@ -26,6 +26,12 @@ pub(crate) async fn stage_and_flip(
     let staged = fetch::stage(plan, head_hint).await?;
     let from_member = plan.member_config.is_some();
     tracing::debug!(repo = %plan.id, duration_ms = t.elapsed().as_millis() as u64, hash = %staged.hash, from_member, "staged");
+    if !from_member {
+        // This node took the state from the upstream (it leads the repository, or stands alone):
+        // the LFS objects of the new commits are fetched beside the flip.
+        let tips = staged.refs.values().map(|v| v.oid.clone()).collect();
+        crate::lfs::prefetch::start(&shared.lfs, plan.id, plan.repo.path().to_owned(), tips).await;
+    }
     let t = std::time::Instant::now();
     let (verdict, permit) = coordinator.staged(plan.id, &staged, permit).await;
     tracing::debug!(repo = %plan.id, waited_ms = t.elapsed().as_millis() as u64, ?verdict, "may flip");

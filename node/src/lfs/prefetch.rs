@@ -1,0 +1,129 @@
+//! Prefetch: when the repository's leader has staged a state that brings new commits, the LFS
+//! objects they point to are downloaded from the upstream before anyone asks
+//! (`mirror.lfs.prefetch`, at most `mirror.lfs.prefetch.maxSize` bytes per sync). The scan reads
+//! the new commits in-process with libgit2 ([`crate::lfs::scan`]) on a blocking thread; the
+//! downloads are the service's own (one per object farm-wide; a client asking meanwhile follows
+//! the download under way). It runs beside the flip, never delaying it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::lfs::batch::{BatchRequest, ObjectSpec, Operation, BASIC};
+use crate::lfs::service::Lfs;
+use crate::lfs::upstream::Auth;
+use crate::lfs::LfsOid;
+use crate::names::RepoId;
+
+/// Objects asked about per batch call.
+const BATCH: usize = 100;
+
+/// The tips of the refs a mirror serves now (its hidden namespace left out). Blocking.
+fn served_tips(repo: &std::path::Path) -> Vec<String> {
+    let Ok(r) = git2::Repository::open_bare(repo) else {
+        return Vec::new();
+    };
+    let Ok(refs) = r.references() else {
+        return Vec::new();
+    };
+    refs.flatten()
+        .filter(|rf| {
+            rf.name()
+                .is_ok_and(|n| !n.starts_with(crate::mirror_repo::HIDDEN))
+        })
+        .filter_map(|rf| rf.target().map(|o| o.to_string()))
+        .collect()
+}
+
+/// Starts prefetching the LFS objects of `new_tips` (commit IDs, hex) of `id` in the background;
+/// returns once it has read the tips served now (call it before the flip).
+pub async fn start(lfs: &Arc<Lfs>, id: &RepoId, repo: PathBuf, new_tips: Vec<String>) {
+    if !lfs.config.prefetch || new_tips.is_empty() {
+        return;
+    }
+    let path = repo.clone();
+    let Ok(old) = tokio::task::spawn_blocking(move || served_tips(&path)).await else {
+        return;
+    };
+    let (lfs, id) = (lfs.clone(), id.clone());
+    tokio::spawn(async move {
+        let budget = lfs.config.prefetch_max;
+        let scanned = tokio::task::spawn_blocking(move || {
+            crate::lfs::scan::scan(&repo, &new_tips, &old, budget)
+        })
+        .await;
+        let found = match scanned {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => {
+                tracing::warn!(repo = %id, error = %e, "LFS prefetch: cannot scan the new commits");
+                return;
+            }
+            Err(_) => return,
+        };
+        if found.truncated {
+            tracing::info!(repo = %id, bytes = found.bytes, "LFS prefetch: past mirror.lfs.prefetch.maxSize; the rest comes when asked");
+        }
+        let mut wanted = Vec::new();
+        for p in found.pointers {
+            if !lfs.holds(&p.oid).await {
+                wanted.push((p.oid, p.size));
+            }
+        }
+        if wanted.is_empty() {
+            return;
+        }
+        let elsewhere = lfs
+            .farm_has(&wanted.iter().map(|(o, _)| o.clone()).collect::<Vec<_>>())
+            .await;
+        wanted.retain(|(o, _)| !elsewhere.contains(o));
+        tracing::debug!(repo = %id, objects = wanted.len(), "LFS prefetch");
+        for chunk in wanted.chunks(BATCH) {
+            fetch_chunk(&lfs, &id, chunk).await;
+        }
+    });
+}
+
+/// One batch call for `chunk`, then its downloads; waits for them to end.
+async fn fetch_chunk(lfs: &Arc<Lfs>, id: &RepoId, chunk: &[(LfsOid, u64)]) {
+    let req = BatchRequest {
+        operation: Operation::Download,
+        transfers: Some(vec![BASIC.into()]),
+        ref_spec: None,
+        objects: chunk
+            .iter()
+            .map(|(oid, size)| ObjectSpec {
+                oid: oid.to_string(),
+                size: *size as i64,
+            })
+            .collect(),
+        hash_algo: None,
+    };
+    let answer = match lfs.upstream.batch(id, &Auth::Farm, &req).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(repo = %id, error = %e, "LFS prefetch: cannot ask the upstream's LFS server");
+            return;
+        }
+    };
+    let mut flights = Vec::new();
+    for (oid, size) in chunk {
+        let action = answer
+            .objects
+            .iter()
+            .find(|o| o.oid == oid.as_str())
+            .and_then(|o| o.actions.as_ref()?.download.clone());
+        let Some(action) = action else {
+            tracing::info!(repo = %id, %oid, "LFS prefetch: the upstream has no such object");
+            continue;
+        };
+        match lfs.download(id, oid, *size, Some(action)).await {
+            Ok(crate::lfs::flight::Started::Flying(f)) => flights.push(f),
+            Ok(crate::lfs::flight::Started::Stored) => {}
+            Err(e) => tracing::warn!(repo = %id, %oid, error = %e, "LFS prefetch failed"),
+        }
+    }
+    for f in flights {
+        if f.finished().await.is_ok() {
+            lfs.stats.prefetched();
+        }
+    }
+}
