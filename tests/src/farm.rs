@@ -54,7 +54,7 @@ pub fn ssh_farm_placed(
 }
 
 /// A farm of `n` synchronized members over `up` (holding `P/r`, its sshd started); `extra` may
-/// set `mirror.access` (members are anonymous otherwise).
+/// set `mirror.access` (members are anonymous otherwise) and `setup.baseUrl`.
 pub fn ssh_farm_on(
     up: &Upstream,
     n: usize,
@@ -67,6 +67,9 @@ pub fn ssh_farm_on(
         let mut base = member_props(port, seed);
         if extra.contains("mirror.access=") {
             base = base.replace("mirror.access=anonymous\n", "");
+        }
+        if extra.contains("setup.baseUrl=") {
+            base = base.replace("setup.baseUrl=https://farm.example.com\n", "");
         }
         let props = format!("{base}{extra}");
         Node::start_placed(url, &props, placement)

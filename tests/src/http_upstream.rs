@@ -2,7 +2,9 @@
 //! certificate from a private CA of the test's) doing HTTP Basic against an htpasswd file, and
 //! `git http-backend` behind fcgiwrap serving the same repositories the sshd upstream holds.
 //! Who may use which repository is a small rule script in front of http-backend (403 otherwise),
-//! as a forge's permission check would be.
+//! as a forge's permission check would be. [`HttpUpstream::start_with_lfs`] also routes the
+//! repositories' Git LFS endpoints (`/<P>/<r>.git/info/lfs/…`) to the upstream's LFS server
+//! (giftless, [`crate::lfs_upstream`]), behind the same Basic auth and rules.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+use crate::lfs_upstream::LfsServer;
 use crate::{free_port, wait_for};
 
 /// The path of git's `git-http-backend` program.
@@ -64,6 +67,29 @@ impl HttpUpstream {
     /// Serves the bare repositories under `root` (`<P>/<r>.git`) at `https://127.0.0.1:<port>`;
     /// `users` are (name, password); `rules` give, per `PROJECT/repo`, who may read and push it.
     pub fn start(root: &Path, users: &[(&str, &str)], rules: &[(&str, &[&str])]) -> Self {
+        Self::launch(root, users, rules, None)
+    }
+
+    /// Like [`Self::start`], and also the upstream's Git LFS server: giftless, whose batch API
+    /// nginx serves at `/<P>/<r>.git/info/lfs/objects/batch` behind the same Basic auth and
+    /// `rules` (or a Bearer token of its `git-lfs-authenticate`), and whose transfer URLs it
+    /// serves without Basic auth (giftless checks their tokens). See [`crate::lfs_upstream`].
+    pub fn start_with_lfs(
+        root: &Path,
+        users: &[(&str, &str)],
+        rules: &[(&str, &[&str])],
+    ) -> (Self, LfsServer) {
+        let mut lfs = LfsServer::start();
+        let me = Self::launch(root, users, rules, Some(&mut lfs));
+        (me, lfs)
+    }
+
+    fn launch(
+        root: &Path,
+        users: &[(&str, &str)],
+        rules: &[(&str, &[&str])],
+        lfs: Option<&mut LfsServer>,
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("mf-http-upstream-")
             .tempdir()
@@ -132,8 +158,15 @@ impl HttpUpstream {
                 who.join(" ")
             ));
         }
+        // With LFS_CHECK (nginx's auth_request for the LFS endpoints) the script only answers:
+        // 204 allows, 403 refuses; a Bearer request is giftless's to check.
         script.push_str(&format!(
-            "  *) allowed=\"\" ;;\nesac\nfor u in $allowed; do\n  [ \"$REMOTE_USER\" = \"$u\" ] && exec {backend}\ndone\n\
+            "  *) allowed=\"\" ;;\nesac\n\
+             if [ -n \"$LFS_CHECK\" ]; then\n  case \"$HTTP_AUTHORIZATION\" in\n    \
+             [Bb][Ee][Aa][Rr][Ee][Rr]\\ *) printf 'Status: 204 No Content\\r\\n\\r\\n'; exit 0 ;;\n  esac\nfi\n\
+             for u in $allowed; do\n  if [ \"$REMOTE_USER\" = \"$u\" ]; then\n    \
+             [ -n \"$LFS_CHECK\" ] && {{ printf 'Status: 204 No Content\\r\\n\\r\\n'; exit 0; }}\n    \
+             exec {backend}\n  fi\ndone\n\
              printf 'Status: 403 Forbidden\\r\\nContent-Type: text/plain\\r\\n\\r\\n%s may not use this repository\\n' \"$REMOTE_USER\"\n"
         ));
         let rules_path = d.join("rules.sh");
@@ -146,17 +179,30 @@ impl HttpUpstream {
         let sock = d.join("fcgiwrap.sock");
         let fcgi = fcgiwrap(&sock, 4);
         let port = free_port();
+        let (lfs_http, lfs_server) = match lfs {
+            Some(lfs) => {
+                lfs.attach(port, d.join("access.log"));
+                for (repo, _) in rules {
+                    lfs.prepare_repo(repo);
+                }
+                (
+                    lfs.nginx_http(),
+                    lfs.nginx_locations(&d.join("htpasswd"), &rules_path, &sock),
+                )
+            }
+            None => (String::new(), String::new()),
+        };
         let conf = format!(
             "user root;\nmaster_process off;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
              events {{ worker_connections 1024; }}\n\
              http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  fastcgi_temp_path {d}/fcgi;\n\
-               proxy_temp_path {d}/proxy;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+               proxy_temp_path {d}/proxy;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n{lfs_http}\
                server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {d}/server.pem;\n    ssl_certificate_key {d}/server.key;\n\
                  location / {{\n      auth_basic \"upstream\";\n      auth_basic_user_file {d}/htpasswd;\n      client_max_body_size 0;\n\
                    fastcgi_buffering off;\n      include /etc/nginx/fastcgi_params;\n      fastcgi_param SCRIPT_FILENAME {rules};\n\
                    fastcgi_param GIT_PROJECT_ROOT {root};\n      fastcgi_param GIT_HTTP_EXPORT_ALL \"\";\n      fastcgi_param PATH_INFO $uri;\n\
                    fastcgi_param REMOTE_USER $remote_user;\n      fastcgi_param GIT_PROTOCOL $http_git_protocol;\n\
-                   fastcgi_pass unix:{sock};\n    }}\n  }}\n}}\n",
+                   fastcgi_pass unix:{sock};\n    }}\n{lfs_server}  }}\n}}\n",
             d = d.display(),
             rules = rules_path.display(),
             root = root.display(),
@@ -248,6 +294,10 @@ impl HttpUpstream {
 impl Drop for HttpUpstream {
     fn drop(&mut self) {
         self.stop();
+        // fcgiwrap's workers outlive their master otherwise.
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P", &self.fcgi.id().to_string()])
+            .status();
         let _ = self.fcgi.kill();
         let _ = self.fcgi.wait();
     }

@@ -50,7 +50,18 @@ impl Lb {
             .prefix("mf-lb-")
             .tempdir()
             .expect("tempdir");
-        let (https, ssh, admin) = (free_port(), free_port(), free_port());
+        // A test that must know the HTTPS port before the LB starts (a member's setup.baseUrl
+        // names it) gives it in `extra`.
+        let given = extra
+            .lines()
+            .find_map(|l| l.strip_prefix("lb.https.port="))
+            .and_then(|p| p.trim().parse().ok());
+        let extra: String = extra
+            .lines()
+            .filter(|l| !l.starts_with("lb.https.port="))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let (https, ssh, admin) = (given.unwrap_or_else(free_port), free_port(), free_port());
         // Two workers unless the test (or benchmark) says otherwise.
         let threads = if extra.contains("lb.threads=") {
             ""

@@ -7,6 +7,8 @@ pub mod fuzz;
 pub mod gitc;
 pub mod http_upstream;
 pub mod lb;
+pub mod lfs_client;
+pub mod lfs_upstream;
 pub mod measure;
 pub mod node;
 pub mod process;
