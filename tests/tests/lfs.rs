@@ -197,6 +197,7 @@ fn the_farm_serves_lfs_over_https_and_ssh_downloading_each_object_once() {
     // No credentials: 401 with LFS-Authenticate; a user who may not read: 404.
     let url = |n: &Node| format!("{}/info/lfs/objects/batch", n.http_url("P", "r"));
     let (o0, s0) = (oid(&objects[0]), objects[0].len());
+    let seeded = lfs.batches();
     let r = batch(&url(&nodes[0]), None, &[(&o0, s0)]);
     assert_eq!(r.status().as_u16(), 401);
     assert!(r.headers().get("lfs-authenticate").is_some(), "{r:?}");
@@ -208,7 +209,7 @@ fn the_farm_serves_lfs_over_https_and_ssh_downloading_each_object_once() {
     );
     assert_eq!(
         lfs.batches(),
-        0,
+        seeded,
         "refused before the upstream's LFS server was asked"
     );
 
@@ -249,9 +250,12 @@ fn the_farm_serves_lfs_over_https_and_ssh_downloading_each_object_once() {
     clone_lfs(&lb.ssh_url("P", "r"), &dest, &[], &ssh_env);
     assert_checked_out(&dest, &files);
 
-    // An object one member fetched is served by another without the upstream.
+    // An object one member fetched from the upstream is served by another without the upstream:
+    // the member that asks neither downloaded it nor was asked for it before takes it from a member.
     let fresh = bytes(200_000, 99);
     let fresh_oid = lfs.put_object("P", "r", &fresh);
+    let from_upstream = |n: &Node| lfs_status(n)["upstreamDownloads"].as_u64().unwrap_or(0);
+    let before: Vec<u64> = nodes.iter().map(from_upstream).collect();
     let answer: serde_json::Value =
         batch(&url(&nodes[0]), Some(ALICE), &[(&fresh_oid, fresh.len())])
             .json()
@@ -261,17 +265,31 @@ fn the_farm_serves_lfs_over_https_and_ssh_downloading_each_object_once() {
         get_object(&nodes[0], &path, &token),
         (200, Some(fresh.clone()))
     );
+    let fetcher = (0..3)
+        .find(|&i| from_upstream(&nodes[i]) == before[i] + 1)
+        .expect("one member downloaded it from the upstream");
+    let second = (0..3)
+        .find(|&i| i != 0 && i != fetcher)
+        .expect("a member that has not seen it");
     let (downloads, batches) = (lfs.downloads(), lfs.batches());
-    let member_hits = lfs_status(&nodes[1])["hits"]["member"]
-        .as_u64()
-        .unwrap_or(0);
-    let answer: serde_json::Value =
-        batch(&url(&nodes[1]), Some(ALICE), &[(&fresh_oid, fresh.len())])
-            .json()
-            .expect("batch answer");
+    let took = |n: &Node| {
+        let s = lfs_status(n);
+        (
+            s["memberDownloads"].as_u64().unwrap_or(0),
+            s["hits"]["member"].as_u64().unwrap_or(0),
+        )
+    };
+    let (member_downloads, member_hits) = took(&nodes[second]);
+    let answer: serde_json::Value = batch(
+        &url(&nodes[second]),
+        Some(ALICE),
+        &[(&fresh_oid, fresh.len())],
+    )
+    .json()
+    .expect("batch answer");
     let (path, token) = action(&answer);
     assert_eq!(
-        get_object(&nodes[1], &path, &token),
+        get_object(&nodes[second], &path, &token),
         (200, Some(fresh.clone()))
     );
     assert_eq!(
@@ -279,11 +297,11 @@ fn the_farm_serves_lfs_over_https_and_ssh_downloading_each_object_once() {
         (downloads, batches),
         "the upstream was not asked"
     );
-    let hits = lfs_status(&nodes[1])["hits"].clone();
-    assert!(
-        hits["member"].as_u64().unwrap_or(0) > member_hits
-            || hits["local"].as_u64().unwrap_or(0) > 0,
-        "{hits}"
+    assert_eq!(
+        took(&nodes[second]),
+        (member_downloads + 1, member_hits + 1),
+        "{}",
+        lfs_status(&nodes[second])
     );
     // A token opens its own object only.
     assert_eq!(
