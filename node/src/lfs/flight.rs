@@ -185,6 +185,30 @@ impl Flight {
         }
     }
 
+    /// Waits until the download has brought its first bytes (or ended), at most `limit`: `Err`
+    /// with why when it failed first, so an asker gets a clear answer instead of a cut stream.
+    pub async fn started(&self, limit: std::time::Duration) -> Result<(), Arc<str>> {
+        let mut rx = self.progress.clone();
+        let wait = async {
+            loop {
+                match rx.borrow_and_update().clone() {
+                    Progress::Failed(why) => return Err(why),
+                    Progress::Writing(0) if self.size > 0 => {}
+                    _ => return Ok(()),
+                }
+                if rx.changed().await.is_err() {
+                    return match rx.borrow().clone() {
+                        Progress::Failed(why) => Err(why),
+                        _ => Ok(()),
+                    };
+                }
+            }
+        };
+        tokio::time::timeout(limit, wait)
+            .await
+            .unwrap_or_else(|_| Err("no byte arrived in time".into()))
+    }
+
     /// The object's bytes as they arrive (all but the last until verified).
     pub async fn reader(
         self: &Arc<Self>,

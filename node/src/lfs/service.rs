@@ -46,6 +46,14 @@ pub enum LfsError {
     /// Neither this node nor (where it asked) the farm or the upstream has it.
     #[error("LFS object {0} is not available")]
     NotFound(LfsOid),
+    /// Its download failed before it brought anything.
+    #[error("LFS object {oid}: {why}")]
+    Failed {
+        /// The object.
+        oid: LfsOid,
+        /// Why.
+        why: String,
+    },
     /// The store.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -411,6 +419,10 @@ impl Lfs {
 }
 
 async fn follow(f: &Arc<Flight>, source: &'static str) -> Result<ObjectBody, LfsError> {
+    f.started(IDLE).await.map_err(|why| LfsError::Failed {
+        oid: f.oid.clone(),
+        why: why.to_string(),
+    })?;
     Ok(ObjectBody {
         len: f.size,
         stream: Box::pin(f.reader().await?),

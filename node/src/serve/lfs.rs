@@ -436,6 +436,10 @@ async fn object(serving: &Arc<Serving>, id: &RepoId, oid: &LfsOid, req: Request)
             StatusCode::NOT_FOUND,
             format!("LFS object {oid} is not available"),
         ),
+        Err(e @ crate::lfs::service::LfsError::Failed { .. }) => {
+            tracing::warn!(repo = %id, %oid, error = %e, "cannot serve an LFS object");
+            refuse(StatusCode::BAD_GATEWAY, e.to_string())
+        }
         Err(e) => {
             tracing::warn!(repo = %id, %oid, error = %e, "cannot serve an LFS object");
             refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
