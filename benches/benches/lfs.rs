@@ -118,17 +118,15 @@ fn main() {
     eprintln!("upstream downloads so far: {downloads} (of {OBJECTS} objects)");
 
     let (mut farm, mut direct) = (Vec::new(), Vec::new());
+    let dir = work.path().join("round");
     for r in 0..ROUNDS {
-        let ways: [(&str, &[(&str, &str)], &mut Vec<Duration>); 2] = [
-            (&farm_url, &farm_env, &mut farm),
-            (&up_url, &up_env, &mut direct),
-        ];
-        let mut ways = ways;
-        if r % 2 == 1 {
-            ways.reverse();
-        }
-        for (url, envs, out) in ways {
-            out.push(pull(url, &work.path().join("round"), &creds, envs));
+        // The order turns each round, so neither always goes first.
+        if r % 2 == 0 {
+            farm.push(pull(&farm_url, &dir, &creds, &farm_env));
+            direct.push(pull(&up_url, &dir, &creds, &up_env));
+        } else {
+            direct.push(pull(&up_url, &dir, &creds, &up_env));
+            farm.push(pull(&farm_url, &dir, &creds, &farm_env));
         }
     }
     wait_for("nothing downloading", LIMIT, || {

@@ -281,7 +281,8 @@ async fn open_lfs(
     let ssh = crate::lfs::ssh_auth::SshAuth::new(&config.upstream, ssh_command);
     let upstream = crate::lfs::upstream::UpstreamLfs::new(config, ssh)
         .map_err(|e| NodeError::Other(format!("LFS: {e}")))?;
-    let lfs = crate::lfs::Lfs::new(config, store, upstream);
+    let known = crate::lfs::known::Known::new(home.lfs_dir().join("known"));
+    let lfs = crate::lfs::Lfs::new(config, store, known, upstream);
     lfs.stats.start_with(objects, bytes);
     Ok(Arc::new(lfs))
 }

@@ -43,15 +43,19 @@ fn clone_lfs(url: &str, dest: &Path, config: &[String], e: &[(&str, &str)]) {
 fn prefetch_lets_a_clone_succeed_while_the_upstream_lfs_server_is_down() {
     let mut up = Upstream::new();
     up.create("P", "r", &Shape::small());
+    up.create("P", "other", &Shape::small());
     up.start_sshd();
-    let (http, mut lfs) =
-        HttpUpstream::start_with_lfs(&up.root(), &[ALICE], &[("P/r", &["alice"])]);
+    let (http, mut lfs) = HttpUpstream::start_with_lfs(
+        &up.root(),
+        &[ALICE],
+        &[("P/r", &["alice"]), ("P/other", &["alice"])],
+    );
     let e = env(&http.ca_file());
     let work = tempfile::tempdir().expect("tempdir");
     let node = Node::start(
         &up.ssh_url(),
         &format!(
-            "mirror.repos=P/r\nmirror.access=authenticated\n{}",
+            "mirror.repos=P/r,P/other\nmirror.access=authenticated\n{}",
             http.properties()
         ),
     );
@@ -63,7 +67,7 @@ fn prefetch_lets_a_clone_succeed_while_the_upstream_lfs_server_is_down() {
         &lfs,
         work.path(),
     );
-    assert_eq!(node.trigger(Some(("P", "r"))), 202);
+    assert_eq!(node.trigger(None), 202);
     node.wait_state("SYNCHRONIZED", LIMIT);
 
     let (a, b) = (bytes(1 << 20, 1), bytes(300_000, 2));
@@ -96,6 +100,25 @@ fn prefetch_lets_a_clone_succeed_while_the_upstream_lfs_server_is_down() {
 
     // The upstream's LFS server goes down; git is still up. The clone gets every object from
     // the node.
+    // Held for P/r is not held for P/other: a reader of P/other (alice may read both) does not
+    // get P/r's object unless the upstream offers it for P/other, which it does not.
+    let other = format!("{}/info/lfs/objects", node.http_url("P", "other"));
+    let answer: serde_json::Value = batch(
+        &format!("{other}/batch"),
+        Some(ALICE),
+        &[(&oid(&a), a.len())],
+    )
+    .json()
+    .expect("batch answer");
+    assert_eq!(answer["objects"][0]["error"]["code"], 404, "{answer}");
+    assert!(answer["objects"][0]["actions"].is_null(), "{answer}");
+    let r = reqwest::blocking::Client::new()
+        .get(format!("{other}/{}", oid(&a)))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .send()
+        .expect("GET");
+    assert_eq!(r.status().as_u16(), 404);
+
     lfs.stop_lfs();
     let dest = work.path().join("clone");
     clone_lfs(&node.http_url("P", "r"), &dest, &creds, &envs(&e));

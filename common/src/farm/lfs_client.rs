@@ -12,20 +12,23 @@ use crate::farm::{FarmError, LFS_FETCH, LFS_HAVE, LFS_OBJECTS};
 const MAX_HAVE_ANSWER: usize = 4 << 20;
 /// How long an object request may wait for its answer's head (a leader may first ask the
 /// upstream's batch API).
-const OBJECT_HEAD: Duration = Duration::from_secs(60);
+const OBJECT_HEAD: Duration = Duration::from_secs(120);
 /// An object stream's total bound: large objects take long; stalls are the reader's to notice.
 const OBJECT_TOTAL: Duration = Duration::from_secs(24 * 3600);
 
 impl FarmClient {
-    /// Which of `oids` member `node_id` at `addr` holds or is downloading.
+    /// Which of `oids` member `node_id` at `addr` holds for `project/repo` (or is downloading).
     pub async fn lfs_have(
         &self,
         node_id: &str,
         addr: SocketAddr,
+        (project, repo): (&str, &str),
         oids: &[String],
     ) -> Result<Vec<String>, FarmError> {
         let peer = addr.to_string();
         let body = LfsHave {
+            project: project.to_owned(),
+            repo: repo.to_owned(),
             oids: oids.to_vec(),
         };
         let mut r = self

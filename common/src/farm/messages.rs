@@ -162,10 +162,15 @@ pub struct SessionBatch {
     pub sessions: Vec<SessionRecord>,
 }
 
-/// Which of these LFS objects a member holds or is downloading ([`crate::farm::LFS_HAVE`]).
+/// Which of these LFS objects a member holds for a repository, or is downloading from the
+/// upstream ([`crate::farm::LFS_HAVE`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LfsHave {
+    /// Project key.
+    pub project: String,
+    /// Repository slug.
+    pub repo: String,
     /// The object IDs asked about.
     pub oids: Vec<String>,
 }
@@ -181,7 +186,7 @@ pub struct LfsHaveAnswer {
 /// Asks a repository's leader to download an LFS object from the upstream
 /// ([`crate::farm::LFS_FETCH`]): the farm's one download of it. The action may carry the
 /// credentials of the user whose request started it; it is used once and never kept.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LfsFetch {
     /// Project key.
@@ -198,4 +203,17 @@ pub struct LfsFetch {
     /// The action's headers.
     #[serde(default)]
     pub header: std::collections::BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for LfsFetch {
+    /// The action's header values may be a user's credentials: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LfsFetch")
+            .field("project", &self.project)
+            .field("repo", &self.repo)
+            .field("oid", &self.oid)
+            .field("size", &self.size)
+            .field("header", &self.header.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }

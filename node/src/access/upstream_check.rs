@@ -77,9 +77,12 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most this much of a check's answer is read (a v2 capability advertisement is tiny).
 const MAX_CHECK_BODY: usize = 64 * 1024;
 
-/// An HTTP client for the upstream: the system roots and `ca_file` trusted, no redirects followed,
-/// git's user agent.
-pub fn http_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, ClientError> {
+/// An HTTP client for the upstream: the system roots and `ca_file` trusted, git's user agent;
+/// up to `redirects` redirects followed (reqwest drops `Authorization` on one to another host).
+pub fn http_client(
+    ca_file: Option<&std::path::Path>,
+    redirects: usize,
+) -> Result<reqwest::Client, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs().unwrap_or_default();
     roots.add_parsable_certificates(native);
@@ -103,7 +106,11 @@ pub fn http_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client,
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
-        .redirect(reqwest::redirect::Policy::none())
+        .redirect(if redirects == 0 {
+            reqwest::redirect::Policy::none()
+        } else {
+            reqwest::redirect::Policy::limited(redirects)
+        })
         .connect_timeout(Duration::from_secs(5))
         .pool_idle_timeout(Duration::from_secs(60))
         .user_agent(concat!("git/mirrorfarm-", env!("CARGO_PKG_VERSION")))
@@ -124,7 +131,7 @@ impl Upstream {
         let Some(base) = &cfg.auth_url else {
             return Ok(None);
         };
-        let client = http_client(cfg.ca_file.as_deref())?;
+        let client = http_client(cfg.ca_file.as_deref(), 0)?;
         Ok(Some(Self {
             client,
             base: base.as_str().into(),

@@ -128,7 +128,7 @@ pub struct ObjectError {
 }
 
 /// How to transfer one object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Action {
     /// Where.
     pub href: String,
@@ -141,6 +141,17 @@ pub struct Action {
     /// When it stops being valid (RFC 3339), for servers that say it this way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+}
+
+impl std::fmt::Debug for Action {
+    /// Header values may be credentials or tokens: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Action")
+            .field("href", &self.href.split('?').next().unwrap_or_default())
+            .field("header", &self.header.keys().collect::<Vec<_>>())
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The actions for one object.

@@ -5,6 +5,8 @@
 
 pub mod batch;
 pub mod flight;
+pub mod known;
+pub mod members;
 pub mod metrics;
 pub mod oid;
 pub mod pointer;

@@ -64,7 +64,7 @@ pub async fn start(lfs: &Arc<Lfs>, id: &RepoId, repo: PathBuf, new_tips: Vec<Str
         }
         let mut wanted = Vec::new();
         for p in found.pointers {
-            if !lfs.holds(&p.oid).await {
+            if !lfs.holds_for(&id, &p.oid).await {
                 wanted.push((p.oid, p.size));
             }
         }
@@ -72,7 +72,10 @@ pub async fn start(lfs: &Arc<Lfs>, id: &RepoId, repo: PathBuf, new_tips: Vec<Str
             return;
         }
         let elsewhere = lfs
-            .farm_has(&wanted.iter().map(|(o, _)| o.clone()).collect::<Vec<_>>())
+            .farm_has(
+                &id,
+                &wanted.iter().map(|(o, _)| o.clone()).collect::<Vec<_>>(),
+            )
             .await;
         wanted.retain(|(o, _)| !elsewhere.contains(o));
         tracing::debug!(repo = %id, objects = wanted.len(), "LFS prefetch");

@@ -215,6 +215,9 @@ impl ObjectWriter {
             });
         }
         self.file.write_all(chunk).await.map_err(io(&self.tmp))?;
+        // tokio's file hands the write to a blocking thread and returns; readers following the
+        // file must find the bytes there once `written` says so.
+        self.file.flush().await.map_err(io(&self.tmp))?;
         self.hasher.update(chunk);
         self.written = got;
         Ok(())

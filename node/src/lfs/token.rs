@@ -3,7 +3,7 @@
 //! was checked). Keyed from the farm secret, so every member verifies what another issued; a node
 //! without a farm keys it at random (its tokens hold on it alone). Never logged.
 //!
-//! Form: `v1.<expiry, Unix seconds>.<hex HMAC-SHA256 over (expiry, repository, oid)>`.
+//! Form: `v1.<expiry, Unix seconds>.<base64url HMAC-SHA256 over (expiry, repository, oid, size)>`.
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -74,12 +74,13 @@ impl TokenKey {
         m
     }
 
-    fn mac(&self, expiry: u64, repo: &RepoId, oid: &LfsOid) -> Hmac<Sha256> {
+    fn mac(&self, expiry: u64, repo: &RepoId, oid: &LfsOid, size: u64) -> Hmac<Sha256> {
         let repo = repo.to_string();
         self.mac_of(&[
             &expiry.to_be_bytes()[..],
             repo.as_bytes(),
             oid.as_str().as_bytes(),
+            &size.to_be_bytes()[..],
         ])
     }
 
@@ -131,21 +132,22 @@ impl TokenKey {
         Ok(user)
     }
 
-    /// A token for `oid` of `repo`, valid until `expiry` (Unix seconds).
-    pub fn issue(&self, repo: &RepoId, oid: &LfsOid, expiry: u64) -> String {
-        let tag = self.mac(expiry, repo, oid).finalize().into_bytes();
+    /// A token for `oid` (of `size` bytes) of `repo`, valid until `expiry` (Unix seconds).
+    pub fn issue(&self, repo: &RepoId, (oid, size): (&LfsOid, u64), expiry: u64) -> String {
+        let tag = self.mac(expiry, repo, oid, size).finalize().into_bytes();
         format!(
             "v1.{expiry}.{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag)
         )
     }
 
-    /// Whether `token` opens `oid` of `repo` at `now` (Unix seconds); constant-time comparison.
+    /// Whether `token` opens `oid` (of `size` bytes) of `repo` at `now` (Unix seconds);
+    /// constant-time comparison.
     pub fn verify(
         &self,
         token: &str,
         repo: &RepoId,
-        oid: &LfsOid,
+        (oid, size): (&LfsOid, u64),
         now: u64,
     ) -> Result<(), TokenError> {
         let mut parts = token.trim().splitn(3, '.');
@@ -157,7 +159,7 @@ impl TokenKey {
         let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(tag)
             .map_err(|_| TokenError::Malformed)?;
-        self.mac(expiry, repo, oid)
+        self.mac(expiry, repo, oid, size)
             .verify_slice(&tag)
             .map_err(|_| TokenError::Invalid)?;
         if now > expiry {
@@ -178,35 +180,46 @@ mod tests {
         let other_repo = RepoId::parse("PROJ/other").expect("repo");
         let oid = LfsOid::parse(&"ab".repeat(32)).expect("oid");
         let other_oid = LfsOid::parse(&"cd".repeat(32)).expect("oid");
-        let t = key.issue(&repo, &oid, 1000);
+        let t = key.issue(&repo, (&oid, 7), 1000);
         assert!(!t.contains(char::is_whitespace));
-        assert_eq!(key.verify(&t, &repo, &oid, 999), Ok(()));
-        assert_eq!(key.verify(&t, &repo, &oid, 1000), Ok(()));
-        assert_eq!(key.verify(&t, &repo, &oid, 1001), Err(TokenError::Expired));
+        assert_eq!(key.verify(&t, &repo, (&oid, 7), 999), Ok(()));
+        assert_eq!(key.verify(&t, &repo, (&oid, 7), 1000), Ok(()));
         assert_eq!(
-            key.verify(&t, &other_repo, &oid, 999),
+            key.verify(&t, &repo, (&oid, 7), 1001),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            key.verify(&t, &other_repo, (&oid, 7), 999),
             Err(TokenError::Invalid)
         );
         assert_eq!(
-            key.verify(&t, &repo, &other_oid, 999),
+            key.verify(&t, &repo, (&other_oid, 7), 999),
+            Err(TokenError::Invalid)
+        );
+        // Another size than the one it was issued for.
+        assert_eq!(
+            key.verify(&t, &repo, (&oid, 8), 999),
             Err(TokenError::Invalid)
         );
         // Another farm's key, or a later expiry written in by hand: refused.
         let stranger = TokenKey::from_farm_secret("another farm's secret, sixteen+");
         assert_eq!(
-            stranger.verify(&t, &repo, &oid, 999),
+            stranger.verify(&t, &repo, (&oid, 7), 999),
             Err(TokenError::Invalid)
         );
         let stretched = t.replacen("v1.1000.", "v1.99999.", 1);
         assert_eq!(
-            key.verify(&stretched, &repo, &oid, 999),
+            key.verify(&stretched, &repo, (&oid, 7), 999),
             Err(TokenError::Invalid)
         );
         // A node's own random key: its tokens hold on it alone.
         let own = TokenKey::random();
-        assert_eq!(own.verify(&t, &repo, &oid, 999), Err(TokenError::Invalid));
         assert_eq!(
-            own.verify(&own.issue(&repo, &oid, 5), &repo, &oid, 1),
+            own.verify(&t, &repo, (&oid, 7), 999),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(
+            own.verify(&own.issue(&repo, (&oid, 7), 5), &repo, (&oid, 7), 1),
             Ok(())
         );
         for junk in [
@@ -218,7 +231,7 @@ mod tests {
             "v1.1000.",
             "v1.-1.AAAA",
         ] {
-            assert!(key.verify(junk, &repo, &oid, 0).is_err(), "{junk:?}");
+            assert!(key.verify(junk, &repo, (&oid, 7), 0).is_err(), "{junk:?}");
         }
         assert_eq!(format!("{key:?}"), "TokenKey(…)");
     }
@@ -241,8 +254,8 @@ mod tests {
         );
         // A download token is not an access token, nor the other way round.
         let oid = LfsOid::parse(&"ab".repeat(32)).expect("oid");
-        let d = key.issue(&repo, &oid, 1000);
+        let d = key.issue(&repo, (&oid, 7), 1000);
         assert!(key.verify_access(&d, &repo, 999).is_err());
-        assert!(key.verify(&t, &repo, &oid, 999).is_err());
+        assert!(key.verify(&t, &repo, (&oid, 7), 999).is_err());
     }
 }

@@ -47,8 +47,8 @@ pub enum UpstreamError {
     /// The credentials were refused (401).
     #[error("the upstream's LFS server refused these credentials")]
     BadCredentials,
-    /// No access, or no such repository (403, 404).
-    #[error("the upstream's LFS server denies access")]
+    /// No access, no such repository, or none of the objects asked about (403, 404).
+    #[error("the upstream's LFS server denies access or has none of these objects")]
     NoAccess,
     /// Another status.
     #[error("the upstream's LFS server answered {0}")]
@@ -61,6 +61,8 @@ pub enum UpstreamError {
 /// The upstream's LFS server, as this node reaches it.
 pub struct UpstreamLfs {
     client: reqwest::Client,
+    /// For objects: follows redirects (LFS servers send downloads on to object storage).
+    objects: reqwest::Client,
     /// `plugin.mirroring.upstream.lfs.url` (or derived).
     config: crate::config::LfsConfig,
     anonymous: bool,
@@ -71,7 +73,8 @@ impl UpstreamLfs {
     /// The client for `config`'s upstream (`ssh`: the farm's way to `git-lfs-authenticate`).
     pub fn new(config: &Config, ssh: Option<SshAuth>) -> Result<Self, ClientError> {
         Ok(Self {
-            client: http_client(config.auth.ca_file.as_deref())?,
+            client: http_client(config.auth.ca_file.as_deref(), 0)?,
+            objects: http_client(config.auth.ca_file.as_deref(), 5)?,
             config: config.lfs.clone(),
             anonymous: config.access == crate::config::Access::Anonymous,
             ssh,
@@ -193,7 +196,7 @@ impl UpstreamLfs {
 
     /// Downloads the object a download action points at into `feeder`.
     pub async fn download(&self, action: &Action, mut feeder: Feeder) -> Result<Feeder, String> {
-        let mut req = self.client.get(&action.href);
+        let mut req = self.objects.get(&action.href);
         for (k, v) in &action.header {
             req = req.header(k.as_str(), v.as_str());
         }

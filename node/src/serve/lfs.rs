@@ -1,8 +1,9 @@
 //! Git LFS over HTTP: the batch API at `/scm/<P>/<r>.git/info/lfs/objects/batch` and objects at
-//! `…/info/lfs/objects/<oid>`. A batch is read under the repository's access rules; its
-//! downloads point at the farm's hostname with a token any member accepts; objects the farm lacks
-//! are asked of the upstream (with the client's credentials when it sent some) and their download
-//! started at once, so the client's request finds it under way. Uploads go to the upstream.
+//! `…/info/lfs/objects/<oid>`. A batch is read under the repository's access rules (credentials,
+//! a session, or an SSH-issued access token); downloads are answered by
+//! [`crate::serve::lfs_batch`]; uploads go to the upstream's LFS server with the client's own
+//! credentials. An object is served on its token, or to a client the rules admit when this node
+//! holds it for that repository.
 
 use std::sync::Arc;
 
@@ -14,13 +15,11 @@ use http_body_util::BodyExt;
 
 use crate::access::Admission;
 use crate::config::Access;
-use crate::lfs::batch::{
-    Action, Actions, BatchRequest, BatchResponse, ErrorBody, ObjectAnswer, ObjectError, Operation,
-    BASIC, MEDIA_TYPE,
-};
-use crate::lfs::upstream::{Auth, UpstreamError};
+use crate::lfs::batch::{BatchRequest, ErrorBody, Operation, MEDIA_TYPE};
+use crate::lfs::service::{LfsError, ObjectBody};
 use crate::lfs::{token, LfsOid};
 use crate::names::RepoId;
+use crate::serve::lfs_batch::basic_credentials;
 use crate::serve::path::LfsEndpoint;
 use crate::serve::Serving;
 use crate::state::Lookup;
@@ -31,7 +30,7 @@ const MAX_BATCH_BODY: usize = 4 << 20;
 const MAX_OBJECTS: usize = 10_000;
 
 /// A JSON answer in the batch API's media type.
-fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
+pub(crate) fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
     let body = serde_json::to_vec(value).unwrap_or_default();
     let mut r = (status, body).into_response();
     r.headers_mut()
@@ -52,7 +51,7 @@ pub fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// 401 asking git-lfs for credentials (`LFS-Authenticate`, and `WWW-Authenticate` for others).
-fn unauthorized(serving: &Serving, message: String) -> Response {
+pub(crate) fn unauthorized(serving: &Serving, message: String) -> Response {
     let mut r = refuse(StatusCode::UNAUTHORIZED, message);
     let realm = serving.config.display_name.replace(['"', '\\'], "'");
     if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{realm}\"")) {
@@ -69,12 +68,6 @@ pub async fn handle(
     endpoint: LfsEndpoint,
     req: Request,
 ) -> Response {
-    if matches!(serving.lookup(&id), Lookup::Unknown) {
-        return refuse(
-            StatusCode::NOT_FOUND,
-            format!("repository {id} is not mirrored here"),
-        );
-    }
     match endpoint {
         LfsEndpoint::Batch if req.method() == Method::POST => batch(serving, &id, req).await,
         LfsEndpoint::Object(oid) if req.method() == Method::GET => {
@@ -82,6 +75,13 @@ pub async fn handle(
         }
         _ => refuse(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
     }
+}
+
+fn not_mirrored(id: &RepoId) -> Response {
+    refuse(
+        StatusCode::NOT_FOUND,
+        format!("repository {id} is not mirrored here"),
+    )
 }
 
 /// The gate's word on a request, as an LFS answer when it refuses (`Ok`: the cookie to set).
@@ -102,10 +102,7 @@ async fn admitted(
             Ok(new_session.and_then(|s| crate::serve::http_access::cookie(serving, &s)))
         }
         Admission::Unauthorized(msg) => Err(unauthorized(serving, msg)),
-        Admission::NotFound => Err(refuse(
-            StatusCode::NOT_FOUND,
-            format!("repository {id} is not mirrored here"),
-        )),
+        Admission::NotFound => Err(not_mirrored(id)),
         Admission::Unavailable(msg) => {
             let mut r = refuse(StatusCode::SERVICE_UNAVAILABLE, msg);
             r.headers_mut()
@@ -113,14 +110,6 @@ async fn admitted(
             Err(r)
         }
     }
-}
-
-/// The client's Basic credentials, passed on to the upstream (never kept).
-fn basic_credentials(headers: &HeaderMap) -> Option<HeaderValue> {
-    headers
-        .get(header::AUTHORIZATION)
-        .filter(|v| v.as_bytes().len() > 6 && v.as_bytes()[..6].eq_ignore_ascii_case(b"basic "))
-        .cloned()
 }
 
 async fn read_body(serving: &Serving, req: Request) -> Result<bytes::Bytes, Response> {
@@ -144,10 +133,14 @@ async fn read_body(serving: &Serving, req: Request) -> Result<bytes::Bytes, Resp
 
 async fn batch(serving: &Arc<Serving>, id: &RepoId, req: Request) -> Response {
     let headers = req.headers().clone();
+    // The rules first (as for git): an unauthenticated caller learns nothing of what is mirrored.
     let cookie = match admitted(serving, id, &headers).await {
         Ok(c) => c,
         Err(r) => return r,
     };
+    if matches!(serving.lookup(id), Lookup::Unknown) {
+        return not_mirrored(id);
+    }
     let body = match read_body(serving, req).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -167,7 +160,10 @@ async fn batch(serving: &Arc<Serving>, id: &RepoId, req: Request) -> Response {
     }
     let mut response = match request.operation {
         Operation::Upload => upload(serving, id, &headers, body).await,
-        Operation::Download => download(serving, id, &headers, &request).await,
+        Operation::Download => {
+            let credentials = basic_credentials(&headers);
+            crate::serve::lfs_batch::download(serving, id, credentials, &request).await
+        }
     };
     if let Some(c) = cookie {
         response.headers_mut().append(header::SET_COOKIE, c);
@@ -222,205 +218,59 @@ async fn upload(
     }
 }
 
-/// Downloads: objects the farm holds are answered at once; the others are asked of the upstream
-/// and their download started before the answer goes out.
-async fn download(
-    serving: &Arc<Serving>,
-    id: &RepoId,
-    headers: &HeaderMap,
-    request: &BatchRequest,
-) -> Response {
-    let lfs = &serving.lfs;
-    let mut answers: Vec<Option<ObjectAnswer>> = vec![None; request.objects.len()];
-    let mut wanted: Vec<(usize, LfsOid, u64)> = Vec::new();
-    for (i, o) in request.objects.iter().enumerate() {
-        match o.checked() {
-            Ok((oid, size)) => wanted.push((i, oid, size)),
-            Err(e) => answers[i] = Some(error_answer(&o.oid, o.size, e)),
-        }
-    }
-    let mut missing = Vec::new();
-    for (i, oid, size) in wanted {
-        if lfs.holds(&oid).await {
-            answers[i] = Some(download_answer(serving, id, &oid, size));
-        } else {
-            missing.push((i, oid, size));
-        }
-    }
-    if !missing.is_empty() {
-        let oids: Vec<LfsOid> = missing.iter().map(|(_, o, _)| o.clone()).collect();
-        let elsewhere = lfs.farm_has(&oids).await;
-        let mut ask = Vec::new();
-        for (i, oid, size) in missing {
-            if elsewhere.contains(&oid) {
-                answers[i] = Some(download_answer(serving, id, &oid, size));
-            } else {
-                ask.push((i, oid, size));
-            }
-        }
-        if !ask.is_empty() {
-            if let Err(r) = from_upstream(serving, id, headers, ask, &mut answers).await {
-                return r;
-            }
-        }
-    }
-    json(
-        StatusCode::OK,
-        &BatchResponse {
-            transfer: Some(BASIC.into()),
-            objects: answers.into_iter().flatten().collect(),
-            hash_algo: Some("sha256".into()),
-        },
-    )
-}
-
-/// Asks the upstream's batch API about objects the farm lacks and starts their downloads.
-async fn from_upstream(
-    serving: &Arc<Serving>,
-    id: &RepoId,
-    headers: &HeaderMap,
-    ask: Vec<(usize, LfsOid, u64)>,
-    answers: &mut [Option<ObjectAnswer>],
-) -> Result<(), Response> {
-    let lfs = &serving.lfs;
-    let user = basic_credentials(headers).filter(|_| serving.config.access != Access::Anonymous);
-    let auth = match &user {
-        Some(v) => Auth::User(v.clone()),
-        None => Auth::Farm,
-    };
-    let req = BatchRequest {
-        operation: Operation::Download,
-        transfers: Some(vec![BASIC.into()]),
-        ref_spec: None,
-        objects: ask
-            .iter()
-            .map(|(_, oid, size)| crate::lfs::batch::ObjectSpec {
-                oid: oid.to_string(),
-                size: *size as i64,
-            })
-            .collect(),
-        hash_algo: None,
-    };
-    let answer = match lfs.upstream.batch(id, &auth, &req).await {
-        Ok(a) => a,
-        // A session or SSH token carries no credentials for the upstream and the farm has no
-        // access of its own there: ask the client for its credentials.
-        Err(UpstreamError::NoFarmAccess(why)) if user.is_none() => {
-            tracing::info!(repo = %id, why, "LFS objects need the client's credentials");
-            return Err(unauthorized(
-                serving,
-                "these LFS objects must be fetched from the upstream with your credentials".into(),
-            ));
-        }
-        Err(e) => {
-            tracing::warn!(repo = %id, error = %e, "cannot ask the upstream's LFS server");
-            let code = match e {
-                UpstreamError::NoAccess => 404,
-                _ => 503,
-            };
-            for (i, oid, size) in ask {
-                answers[i] = Some(error_answer(
-                    oid.as_str(),
-                    size as i64,
-                    ObjectError {
-                        code,
-                        message: e.to_string(),
-                    },
-                ));
-            }
-            return Ok(());
-        }
-    };
-    for (i, oid, size) in ask {
-        let upstream = answer.objects.iter().find(|o| o.oid == oid.as_str());
-        let action = upstream.and_then(|o| o.actions.as_ref()?.download.clone());
-        let error = upstream.and_then(|o| o.error.clone());
-        answers[i] = Some(match (action, error) {
-            (_, Some(e)) => error_answer(oid.as_str(), size as i64, e),
-            (Some(action), None) => match lfs.kickoff(id, &oid, size, Some(action)).await {
-                Ok(()) => download_answer(serving, id, &oid, size),
-                Err(e) => error_answer(
-                    oid.as_str(),
-                    size as i64,
-                    ObjectError {
-                        code: 500,
-                        message: e.to_string(),
-                    },
-                ),
-            },
-            (None, None) => error_answer(
-                oid.as_str(),
-                size as i64,
-                ObjectError {
-                    code: 404,
-                    message: "the upstream's LFS server has no such object".into(),
-                },
-            ),
-        });
-    }
-    Ok(())
-}
-
-fn error_answer(oid: &str, size: i64, error: ObjectError) -> ObjectAnswer {
-    ObjectAnswer {
-        oid: oid.to_owned(),
-        size,
-        authenticated: None,
-        actions: None,
-        error: Some(error),
-    }
-}
-
-/// A download action pointing at the farm's hostname, with a token any member accepts.
-fn download_answer(serving: &Serving, id: &RepoId, oid: &LfsOid, size: u64) -> ObjectAnswer {
-    let ttl = serving.lfs.config.token_ttl;
-    let expiry = crate::store::now_ms() as u64 / 1000 + ttl.as_secs();
-    let token = serving.lfs.tokens.issue(id, oid, expiry);
-    let href = format!(
-        "{}/scm/{}.git/info/lfs/objects/{oid}?size={size}",
-        serving.config.base_url, id
-    );
-    ObjectAnswer {
-        oid: oid.to_string(),
-        size: size as i64,
-        authenticated: Some(true),
-        actions: Some(Actions {
-            download: Some(Action {
-                href,
-                header: [(token::HEADER.to_owned(), token)].into_iter().collect(),
-                expires_in: Some(ttl.as_secs() as i64),
-                expires_at: None,
-            }),
-            upload: None,
-            verify: None,
-        }),
-        error: None,
-    }
-}
-
 #[derive(serde::Deserialize)]
 struct ObjectQuery {
     size: Option<u64>,
 }
 
-/// One object: on a valid token (or the repository's access rules), from wherever the farm has it.
+/// One object: on a valid token, from wherever the farm has it; otherwise to a client the rules
+/// admit, when this node holds it for the repository.
 async fn object(serving: &Arc<Serving>, id: &RepoId, oid: &LfsOid, req: Request) -> Response {
     let headers = req.headers();
-    let token = headers.get(token::HEADER).and_then(|v| v.to_str().ok());
-    let now = crate::store::now_ms() as u64 / 1000;
-    match token.map(|t| serving.lfs.tokens.verify(t, id, oid, now)) {
-        Some(Ok(())) => {}
-        Some(Err(e)) => return refuse(StatusCode::UNAUTHORIZED, e.to_string()),
-        None => {
-            if let Err(r) = admitted(serving, id, headers).await {
-                return r;
-            }
-        }
-    }
     let size = axum::extract::Query::<ObjectQuery>::try_from_uri(req.uri())
         .ok()
         .and_then(|q| q.0.size);
-    match serving.lfs.open(id, oid, size).await {
+    let token = headers.get(token::HEADER).and_then(|v| v.to_str().ok());
+    let now = crate::store::now_ms() as u64 / 1000;
+    let lfs = &serving.lfs;
+    if let (Some(t), Some(size)) = (token, size) {
+        match lfs.tokens.verify(t, id, (oid, size), now) {
+            Ok(()) if matches!(serving.lookup(id), Lookup::Unknown) => return not_mirrored(id),
+            Ok(()) => return send(serving, id, oid, lfs.open(id, oid, size).await, None),
+            // An expired or foreign token: the client's credentials may still do.
+            Err(e) => tracing::debug!(repo = %id, %oid, error = %e, "LFS token refused"),
+        }
+    }
+    let cookie = match admitted(serving, id, headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if matches!(serving.lookup(id), Lookup::Unknown) || !lfs.known.contains(id, oid).await {
+        return not_found(oid);
+    }
+    match lfs.here(oid, false).await {
+        Ok(Some(body)) => send(serving, id, oid, Ok(body), cookie),
+        Ok(None) => not_found(oid),
+        Err(e) => send(serving, id, oid, Err(e), None),
+    }
+}
+
+fn not_found(oid: &LfsOid) -> Response {
+    refuse(
+        StatusCode::NOT_FOUND,
+        format!("LFS object {oid} is not available"),
+    )
+}
+
+/// The object's answer: its bytes streamed, or the error.
+fn send(
+    serving: &Serving,
+    id: &RepoId,
+    oid: &LfsOid,
+    body: Result<ObjectBody, LfsError>,
+    cookie: Option<HeaderValue>,
+) -> Response {
+    match body {
         Ok(body) => {
             serving.lfs.stats.served(body.source);
             let mut r = Response::new(Body::from_stream(body.stream));
@@ -430,13 +280,13 @@ async fn object(serving: &Arc<Serving>, id: &RepoId, oid: &LfsOid, req: Request)
                 HeaderValue::from_static("application/octet-stream"),
             );
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len));
+            if let Some(c) = cookie {
+                h.append(header::SET_COOKIE, c);
+            }
             r
         }
-        Err(crate::lfs::service::LfsError::NotFound(_)) => refuse(
-            StatusCode::NOT_FOUND,
-            format!("LFS object {oid} is not available"),
-        ),
-        Err(e @ crate::lfs::service::LfsError::Failed { .. }) => {
+        Err(LfsError::NotFound(_)) => not_found(oid),
+        Err(e @ LfsError::Failed { .. }) => {
             tracing::warn!(repo = %id, %oid, error = %e, "cannot serve an LFS object");
             refuse(StatusCode::BAD_GATEWAY, e.to_string())
         }

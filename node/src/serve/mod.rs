@@ -4,6 +4,7 @@ pub mod admin;
 pub mod http;
 pub mod http_access;
 pub mod lfs;
+pub mod lfs_batch;
 pub mod lfs_ssh;
 pub mod pack_cache;
 pub mod path;

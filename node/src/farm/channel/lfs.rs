@@ -22,27 +22,42 @@ fn oid_of(s: &str) -> Result<LfsOid, Refusal> {
     LfsOid::parse(s).ok_or_else(|| Refusal(StatusCode::BAD_REQUEST, "bad LFS object ID".into()))
 }
 
-/// `POST /farm/lfs/have`: the ones this node holds or is downloading.
+/// `POST /farm/lfs/have`: the ones this node holds for the repository, or is downloading from
+/// the upstream (a download fed by a member does not count: members never wait on each other).
 pub async fn have(
     State(c): State<Channel>,
     Extension(peer): Extension<Peer>,
     Json(q): Json<LfsHave>,
 ) -> Response {
-    if let Err(r) = require_node(&peer) {
-        return r.into_response();
-    }
-    if q.oids.len() > MAX_HAVE {
-        return Refusal(StatusCode::PAYLOAD_TOO_LARGE, "too many object IDs".into())
-            .into_response();
-    }
-    let lfs = &c.farm.shared.lfs;
-    let mut have = Vec::new();
-    for oid in q.oids.iter().filter_map(|o| LfsOid::parse(o)) {
-        if lfs.holds(&oid).await {
-            have.push(oid.to_string());
+    let r = async {
+        require_node(&peer)?;
+        let id = mirrored(&c, &q.project, &q.repo)?;
+        if q.oids.len() > MAX_HAVE {
+            return Err(Refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too many object IDs".into(),
+            ));
         }
+        let lfs = &c.farm.shared.lfs;
+        let mut have = Vec::new();
+        for oid in q.oids.iter().filter_map(|o| LfsOid::parse(o)) {
+            if !lfs.known.contains(&id, &oid).await {
+                continue;
+            }
+            let flying = lfs
+                .flights
+                .get(&oid)
+                .is_some_and(|f| f.source == crate::lfs::flight::Source::Upstream);
+            if flying || lfs.store.size(&oid).await.is_some() {
+                have.push(oid.to_string());
+            }
+        }
+        Ok(Json(LfsHaveAnswer { have }))
+    };
+    match r.await {
+        Ok(j) => j.into_response(),
+        Err(e) => e.into_response(),
     }
-    Json(LfsHaveAnswer { have }).into_response()
 }
 
 /// `POST /farm/lfs/fetch`: this node (the repository's leader) downloads the object from the
