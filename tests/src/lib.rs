@@ -9,6 +9,7 @@ pub mod http_upstream;
 pub mod lb;
 pub mod lfs_client;
 pub mod lfs_upstream;
+mod lfs_upstream_conf;
 pub mod measure;
 pub mod node;
 pub mod process;

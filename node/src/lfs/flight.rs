@@ -135,6 +135,9 @@ impl Flights {
         if let Some(f) = self.get(oid) {
             return Ok(Started::Flying(f));
         }
+        if tokio::fs::metadata(store.path(oid)).await.is_ok() {
+            return Ok(Started::Stored);
+        }
         let writer = store.writer(oid, size).await?;
         let (tx, rx) = watch::channel(Progress::Writing(0));
         let flight = Arc::new(Flight {
@@ -150,8 +153,9 @@ impl Flights {
             if let Some(f) = map.get(oid) {
                 return Ok(Started::Flying(f.clone()));
             }
-            // A flight that finished is out of the map only once its object is in place: under
-            // the lock, one or the other is seen.
+            // A flight leaves the map only once its object is in place: under the lock, one or
+            // the other is seen (one stat of a local file, checked again only on this rare path:
+            // a download that landed since the check above).
             if std::fs::metadata(&flight.done).is_ok() {
                 return Ok(Started::Stored);
             }
