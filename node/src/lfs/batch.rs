@@ -70,6 +70,23 @@ pub struct Refusal {
 }
 
 impl BatchRequest {
+    /// A request to download `objects` (ID, size) with the basic transfer.
+    pub fn download<'a>(objects: impl IntoIterator<Item = (&'a LfsOid, u64)>) -> Self {
+        Self {
+            operation: Operation::Download,
+            transfers: Some(vec![BASIC.into()]),
+            ref_spec: None,
+            objects: objects
+                .into_iter()
+                .map(|(oid, size)| ObjectSpec {
+                    oid: oid.to_string(),
+                    size: i64::try_from(size).unwrap_or(i64::MAX),
+                })
+                .collect(),
+            hash_algo: None,
+        }
+    }
+
     /// Refuses a request this node cannot answer at all: another transfer adapter or hash
     /// algorithm only (422), more than `max_objects` objects (413).
     pub fn check(&self, max_objects: usize) -> Result<(), Refusal> {

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::lfs::batch::{BatchRequest, ObjectSpec, Operation, BASIC};
+use crate::lfs::batch::BatchRequest;
 use crate::lfs::service::Lfs;
 use crate::lfs::upstream::Auth;
 use crate::lfs::LfsOid;
@@ -87,19 +87,7 @@ pub async fn start(lfs: &Arc<Lfs>, id: &RepoId, repo: PathBuf, new_tips: Vec<Str
 
 /// One batch call for `chunk`, then its downloads; waits for them to end.
 async fn fetch_chunk(lfs: &Arc<Lfs>, id: &RepoId, chunk: &[(LfsOid, u64)]) {
-    let req = BatchRequest {
-        operation: Operation::Download,
-        transfers: Some(vec![BASIC.into()]),
-        ref_spec: None,
-        objects: chunk
-            .iter()
-            .map(|(oid, size)| ObjectSpec {
-                oid: oid.to_string(),
-                size: *size as i64,
-            })
-            .collect(),
-        hash_algo: None,
-    };
+    let req = BatchRequest::download(chunk.iter().map(|(oid, size)| (oid, *size)));
     let answer = match lfs.upstream.batch(id, &Auth::Farm, &req).await {
         Ok(a) => a,
         Err(e) => {

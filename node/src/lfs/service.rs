@@ -13,7 +13,7 @@ use futures_util::Stream;
 
 use crate::config::Config;
 use crate::farm::Farm;
-use crate::lfs::batch::{Action, BatchRequest, ObjectSpec, Operation};
+use crate::lfs::batch::{Action, BatchRequest};
 use crate::lfs::flight::{Flight, Flights, Source, Started};
 use crate::lfs::known::Known;
 use crate::lfs::oid::LfsOid;
@@ -269,16 +269,7 @@ impl Lfs {
         oid: &LfsOid,
         size: u64,
     ) -> Result<Action, String> {
-        let req = BatchRequest {
-            operation: Operation::Download,
-            transfers: Some(vec![crate::lfs::batch::BASIC.into()]),
-            ref_spec: None,
-            objects: vec![ObjectSpec {
-                oid: oid.to_string(),
-                size: size as i64,
-            }],
-            hash_algo: None,
-        };
+        let req = BatchRequest::download([(oid, size)]);
         let answer = self
             .upstream
             .batch(repo, &Auth::Farm, &req)

@@ -110,30 +110,9 @@ impl LfsStore {
         .await;
     }
 
-    /// How many objects the store holds and their bytes. Blocking: walks the store.
-    pub fn usage(&self) -> Result<(u64, u64), StoreError> {
-        let (mut n, mut bytes) = (0u64, 0u64);
-        let mut dirs = vec![self.objects.clone()];
-        while let Some(dir) = dirs.pop() {
-            for e in std::fs::read_dir(&dir).map_err(io(&dir))? {
-                let e = e.map_err(io(&dir))?;
-                let Ok(meta) = e.metadata() else { continue };
-                if meta.is_dir() {
-                    dirs.push(e.path());
-                } else {
-                    n += 1;
-                    bytes = bytes.saturating_add(meta.len());
-                }
-            }
-        }
-        Ok((n, bytes))
-    }
-
-    /// Removes the least recently used objects until the store holds at most `max` bytes;
-    /// returns how many objects and bytes went. Blocking: walks the store.
-    pub fn evict_to(&self, max: u64) -> Result<(usize, u64), StoreError> {
+    /// Every object: (last use, size, path). Blocking: walks the store.
+    fn walk(&self) -> Result<Vec<(std::time::SystemTime, u64, PathBuf)>, StoreError> {
         let mut all = Vec::new();
-        let mut total = 0u64;
         let mut dirs = vec![self.objects.clone()];
         while let Some(dir) = dirs.pop() {
             for e in std::fs::read_dir(&dir).map_err(io(&dir))? {
@@ -142,12 +121,30 @@ impl LfsStore {
                 if meta.is_dir() {
                     dirs.push(e.path());
                 } else {
-                    total = total.saturating_add(meta.len());
                     let used = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
                     all.push((used, meta.len(), e.path()));
                 }
             }
         }
+        Ok(all)
+    }
+
+    /// How many objects the store holds and their bytes. Blocking: walks the store.
+    pub fn usage(&self) -> Result<(u64, u64), StoreError> {
+        let all = self.walk()?;
+        let bytes = all
+            .iter()
+            .fold(0u64, |b, (_, len, _)| b.saturating_add(*len));
+        Ok((all.len() as u64, bytes))
+    }
+
+    /// Removes the least recently used objects until the store holds at most `max` bytes;
+    /// returns how many objects and bytes went. Blocking: walks the store.
+    pub fn evict_to(&self, max: u64) -> Result<(usize, u64), StoreError> {
+        let mut all = self.walk()?;
+        let mut total = all
+            .iter()
+            .fold(0u64, |b, (_, len, _)| b.saturating_add(*len));
         all.sort();
         let (mut removed, mut freed) = (0usize, 0u64);
         for (_, len, path) in all {

@@ -12,8 +12,7 @@ use futures_util::StreamExt;
 
 use crate::config::Access;
 use crate::lfs::batch::{
-    Action, Actions, BatchRequest, BatchResponse, ObjectAnswer, ObjectError, ObjectSpec, Operation,
-    BASIC,
+    Action, Actions, BatchRequest, BatchResponse, ObjectAnswer, ObjectError, BASIC,
 };
 use crate::lfs::upstream::{Auth, UpstreamError};
 use crate::lfs::{token, LfsOid};
@@ -84,19 +83,7 @@ async fn ask_upstream(
         Some(v) => Auth::User(v.clone()),
         None => Auth::Farm,
     };
-    let req = BatchRequest {
-        operation: Operation::Download,
-        transfers: Some(vec![BASIC.into()]),
-        ref_spec: None,
-        objects: ask
-            .iter()
-            .map(|(_, oid, size)| ObjectSpec {
-                oid: oid.to_string(),
-                size: *size as i64,
-            })
-            .collect(),
-        hash_algo: None,
-    };
+    let req = BatchRequest::download(ask.iter().map(|(_, oid, size)| (oid, *size)));
     let answer = match lfs.upstream.batch(id, &auth, &req).await {
         Ok(a) => a,
         // A session or SSH token carries no credentials for the upstream and the farm has no
