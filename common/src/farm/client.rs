@@ -366,16 +366,25 @@ impl FarmClient {
                     .timeout(Duration::from_secs(30)),
             )
             .await?;
-        let mut body = Vec::new();
-        while let Some(chunk) = r.chunk().await.map_err(|source| FarmError::Request {
-            peer: peer.clone(),
-            source,
-        })? {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_SESSIONS_ANSWER {
-                return Err(malformed(&peer, "answer too large"));
-            }
-        }
-        serde_json::from_slice(&body).map_err(|e| malformed(&peer, e.to_string()))
+        json_answer(&peer, &mut r, MAX_SESSIONS_ANSWER).await
     }
+}
+
+/// A member's JSON answer, read to its end within `max` bytes.
+pub(crate) async fn json_answer<T: serde::de::DeserializeOwned>(
+    peer: &str,
+    r: &mut reqwest::Response,
+    max: usize,
+) -> Result<T, FarmError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = r.chunk().await.map_err(|source| FarmError::Request {
+        peer: peer.to_owned(),
+        source,
+    })? {
+        body.extend_from_slice(&chunk);
+        if body.len() > max {
+            return Err(malformed(peer, "answer too large"));
+        }
+    }
+    serde_json::from_slice(&body).map_err(|e| malformed(peer, e.to_string()))
 }

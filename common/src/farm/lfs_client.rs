@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::farm::client::FarmClient;
+use crate::farm::client::{json_answer, FarmClient};
 use crate::farm::messages::{LfsFetch, LfsHave, LfsHaveAnswer};
 use crate::farm::{FarmError, LFS_FETCH, LFS_HAVE, LFS_OBJECTS};
 
@@ -39,24 +39,7 @@ impl FarmClient {
                     .json(&body),
             )
             .await?;
-        let mut bytes = Vec::new();
-        while let Some(chunk) = r.chunk().await.map_err(|source| FarmError::Request {
-            peer: peer.clone(),
-            source,
-        })? {
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() > MAX_HAVE_ANSWER {
-                return Err(FarmError::Malformed {
-                    peer,
-                    why: "answer too large".into(),
-                });
-            }
-        }
-        let a: LfsHaveAnswer =
-            serde_json::from_slice(&bytes).map_err(|e| FarmError::Malformed {
-                peer,
-                why: e.to_string(),
-            })?;
+        let a: LfsHaveAnswer = json_answer(&peer, &mut r, MAX_HAVE_ANSWER).await?;
         Ok(a.have)
     }
 
