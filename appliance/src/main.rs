@@ -15,7 +15,8 @@ use clap::{CommandFactory, Parser};
 use cli::{Cli, Command, ConfigCommand};
 
 /// mimalloc: the proxy and the node allocate per request; glibc's malloc showed up at ~10 % of the
-/// LB's profile.
+/// LB's profile. Built without transparent huge pages (`no_thp`): with them a node serving LFS
+/// objects 4 at once sat at 70 MB instead of 29 MB (each touched arena page became 2 MiB).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
