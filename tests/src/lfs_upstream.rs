@@ -24,7 +24,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
@@ -325,12 +325,8 @@ impl Drop for LfsServer {
 fn stop_gunicorn(c: &mut Child) {
     let pid = c.id().to_string();
     let _ = Command::new("kill").args(["-INT", &pid]).status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if matches!(c.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if crate::poll_until(Duration::from_secs(10), || c.try_wait().ok().flatten()).is_some() {
+        return;
     }
     let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
     let _ = c.kill();

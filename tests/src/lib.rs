@@ -79,27 +79,35 @@ pub fn wait_for<T>(what: &str, limit: Duration, f: impl FnMut() -> Option<T>) ->
     wait_or_explain(what, limit, f, String::new)
 }
 
+/// Polls `f` every 100 ms until it returns `Some` (that value) or `limit` has passed (`None`):
+/// for a wait with a fallback, where [`wait_for`] would panic.
+pub fn poll_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Like [`wait_for`]; on timeout the panic message also carries `explain()` (state, logs), so
 /// a failure on CI says what the processes were doing.
 pub fn wait_or_explain<T>(
     what: &str,
     limit: Duration,
-    mut f: impl FnMut() -> Option<T>,
+    f: impl FnMut() -> Option<T>,
     explain: impl FnOnce() -> String,
 ) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if start.elapsed() >= limit {
-            panic!(
-                "timed out after {limit:?} waiting for {what}\n{}",
-                explain()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    poll_until(limit, f).unwrap_or_else(|| {
+        panic!(
+            "timed out after {limit:?} waiting for {what}\n{}",
+            explain()
+        )
+    })
 }
 
 /// A git request body: `first` pkt-lines, a flush, then `then` pkt-lines (e.g. wants, then
