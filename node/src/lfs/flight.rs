@@ -286,17 +286,18 @@ impl Follow {
             };
             if allowed > self.pos {
                 let want = ((allowed - self.pos) as usize).min(READ_CHUNK);
-                let mut buf = vec![0u8; want];
-                return match self.file.read(&mut buf).await {
+                // Read into spare capacity: no zeroing of a buffer the read overwrites.
+                let mut buf = bytes::BytesMut::with_capacity(want);
+                let read = (&mut self.file).take(want as u64).read_buf(&mut buf).await;
+                return match read {
                     Ok(0) => {
                         self.over = true;
                         let e = std::io::Error::other("LFS object shorter than written");
                         Some((Err(e), self))
                     }
                     Ok(n) => {
-                        buf.truncate(n);
                         self.pos += n as u64;
-                        Some((Ok(Bytes::from(buf)), self))
+                        Some((Ok(buf.freeze()), self))
                     }
                     Err(e) => {
                         self.over = true;

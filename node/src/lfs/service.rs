@@ -132,6 +132,16 @@ impl Lfs {
         self.known.contains(repo, oid).await && self.holds(oid).await
     }
 
+    /// Whether a member asking for `oid` of `repo` would be served from here: known for the
+    /// repository, and stored or downloading from the upstream.
+    pub async fn serves_member(&self, repo: &RepoId, oid: &LfsOid) -> bool {
+        let flying = self
+            .flights
+            .get(oid)
+            .is_some_and(|f| f.source == Source::Upstream);
+        self.known.contains(repo, oid).await && (flying || self.store.size(oid).await.is_some())
+    }
+
     /// The object from this node's store or download, if it has either (`upstream_only`: only
     /// a download fed by the upstream counts, as for a member's request: two members never wait
     /// on each other).

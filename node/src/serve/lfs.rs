@@ -262,6 +262,18 @@ fn not_found(oid: &LfsOid) -> Response {
     )
 }
 
+/// An object's bytes as a streamed answer (to a client or a member).
+pub fn object_response(body: ObjectBody) -> Response {
+    let mut r = Response::new(Body::from_stream(body.stream));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len));
+    r
+}
+
 /// The object's answer: its bytes streamed, or the error.
 fn send(
     serving: &Serving,
@@ -273,15 +285,9 @@ fn send(
     match body {
         Ok(body) => {
             serving.lfs.stats.served(body.source);
-            let mut r = Response::new(Body::from_stream(body.stream));
-            let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len));
+            let mut r = object_response(body);
             if let Some(c) = cookie {
-                h.append(header::SET_COOKIE, c);
+                r.headers_mut().append(header::SET_COOKIE, c);
             }
             r
         }

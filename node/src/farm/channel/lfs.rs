@@ -2,12 +2,9 @@
 //! this node as a repository's leader, and objects streamed to a member (held or on their way).
 //! Only member nodes are served.
 
-use std::sync::Arc;
-
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::{Extension, Json};
 use mirrorfarm_common::farm::messages::{LfsFetch, LfsHave, LfsHaveAnswer};
 
@@ -28,36 +25,23 @@ pub async fn have(
     State(c): State<Channel>,
     Extension(peer): Extension<Peer>,
     Json(q): Json<LfsHave>,
-) -> Response {
-    let r = async {
-        require_node(&peer)?;
-        let id = mirrored(&c, &q.project, &q.repo)?;
-        if q.oids.len() > MAX_HAVE {
-            return Err(Refusal(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too many object IDs".into(),
-            ));
-        }
-        let lfs = &c.farm.shared.lfs;
-        let mut have = Vec::new();
-        for oid in q.oids.iter().filter_map(|o| LfsOid::parse(o)) {
-            if !lfs.known.contains(&id, &oid).await {
-                continue;
-            }
-            let flying = lfs
-                .flights
-                .get(&oid)
-                .is_some_and(|f| f.source == crate::lfs::flight::Source::Upstream);
-            if flying || lfs.store.size(&oid).await.is_some() {
-                have.push(oid.to_string());
-            }
-        }
-        Ok(Json(LfsHaveAnswer { have }))
-    };
-    match r.await {
-        Ok(j) => j.into_response(),
-        Err(e) => e.into_response(),
+) -> Result<Json<LfsHaveAnswer>, Refusal> {
+    require_node(&peer)?;
+    let id = mirrored(&c, &q.project, &q.repo)?;
+    if q.oids.len() > MAX_HAVE {
+        return Err(Refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too many object IDs".into(),
+        ));
     }
+    let lfs = &c.farm.shared.lfs;
+    let mut have = Vec::new();
+    for oid in q.oids.iter().filter_map(|o| LfsOid::parse(o)) {
+        if lfs.serves_member(&id, &oid).await {
+            have.push(oid.to_string());
+        }
+    }
+    Ok(Json(LfsHaveAnswer { have }))
 }
 
 /// `POST /farm/lfs/fetch`: this node (the repository's leader) downloads the object from the
@@ -66,27 +50,24 @@ pub async fn fetch(
     State(c): State<Channel>,
     Extension(peer): Extension<Peer>,
     Json(f): Json<LfsFetch>,
-) -> Response {
-    let r = async {
-        let node = require_node(&peer)?.to_owned();
-        let id = mirrored(&c, &f.project, &f.repo)?;
-        let oid = oid_of(&f.oid)?;
-        let action = f.href.map(|href| Action {
-            href,
-            header: f.header,
-            expires_in: None,
-            expires_at: None,
-        });
-        tracing::debug!(repo = %id, %oid, from = node, "LFS download asked by a member");
-        c.farm
-            .shared
-            .lfs
-            .download(&id, &oid, f.size, action)
-            .await
-            .map_err(|e| Refusal(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-        Ok::<_, Refusal>(StatusCode::ACCEPTED)
-    };
-    r.await.into_response()
+) -> Result<StatusCode, Refusal> {
+    let node = require_node(&peer)?.to_owned();
+    let id = mirrored(&c, &f.project, &f.repo)?;
+    let oid = oid_of(&f.oid)?;
+    let action = f.href.map(|href| Action {
+        href,
+        header: f.header,
+        expires_in: None,
+        expires_at: None,
+    });
+    tracing::debug!(repo = %id, %oid, from = node, "LFS download asked by a member");
+    c.farm
+        .shared
+        .lfs
+        .download(&id, &oid, f.size, action)
+        .await
+        .map_err(|e| Refusal(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(StatusCode::ACCEPTED)
 }
 
 /// Query of an object request.
@@ -106,28 +87,17 @@ pub async fn object(
     Extension(peer): Extension<Peer>,
     Path(oid): Path<String>,
     Query(q): Query<ObjectQuery>,
-) -> Response {
-    let r = async {
-        require_node(&peer)?;
-        let id = mirrored(&c, &q.project, &q.repo)?;
-        let oid = oid_of(&oid)?;
-        let lfs: &Arc<crate::lfs::Lfs> = &c.farm.shared.lfs;
-        let body = lfs
-            .open_for_member(&id, &oid, q.size, q.fetch)
-            .await
-            .map_err(|e| Refusal(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
-            .ok_or_else(|| Refusal(StatusCode::NOT_FOUND, format!("{oid} is not held here")))?;
-        let mut r = Response::new(Body::from_stream(body.stream));
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        );
-        r.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len));
-        Ok::<_, Refusal>(r)
-    };
-    match r.await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+) -> Result<Response, Refusal> {
+    require_node(&peer)?;
+    let id = mirrored(&c, &q.project, &q.repo)?;
+    let oid = oid_of(&oid)?;
+    let body = c
+        .farm
+        .shared
+        .lfs
+        .open_for_member(&id, &oid, q.size, q.fetch)
+        .await
+        .map_err(|e| Refusal(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
+        .ok_or_else(|| Refusal(StatusCode::NOT_FOUND, format!("{oid} is not held here")))?;
+    Ok(crate::serve::lfs::object_response(body))
 }
