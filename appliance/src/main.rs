@@ -15,8 +15,9 @@ use clap::{CommandFactory, Parser};
 use cli::{Cli, Command, ConfigCommand};
 
 /// mimalloc: the proxy and the node allocate per request; glibc's malloc showed up at ~10 % of the
-/// LB's profile. Built without transparent huge pages (`no_thp`): with them a node serving LFS
-/// objects 4 at once sat at 70 MB instead of 29 MB (each touched arena page became 2 MiB).
+/// LB's profile. (Its transparent huge pages cost memory — a node serving LFS objects 4 at once
+/// peaks at 70 MB with them, 27 MB with the crate's `no_thp` — but turning them off made the
+/// fault test `clones_started_after_a_member_host_is_killed_all_succeed` flaky: see the notes.)
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

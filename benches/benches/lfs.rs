@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use mirrorfarm_tests::farm::{following_lb_with, gossip_port, ssh_farm_on};
 use mirrorfarm_tests::http_upstream::HttpUpstream;
 use mirrorfarm_tests::lfs_client::{bytes, credentials, git, lfs_config, push_lfs_files};
-use mirrorfarm_tests::measure::{median, peak_rss_mb, ratio_spread};
+use mirrorfarm_tests::measure::{median, peak_rss_mb, ratio_spread, rss_mb};
 use mirrorfarm_tests::node::Placement;
 use mirrorfarm_tests::upstream::{Shape, Upstream};
 use mirrorfarm_tests::{free_port, wait_for};
@@ -37,7 +37,7 @@ fn sample_rss(pids: Vec<u32>, stop: &std::sync::atomic::AtomicBool) -> Vec<f64> 
     let mut max = vec![0f64; pids.len()];
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         for (m, pid) in max.iter_mut().zip(&pids) {
-            *m = m.max(rss_now_mb(*pid));
+            *m = m.max(rss_mb(*pid));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -65,18 +65,6 @@ fn pull(
     let first = std::fs::metadata(dir.join("o0.lfs")).expect("pulled").len();
     assert_eq!(first, object_bytes, "an object, not a pointer");
     took
-}
-
-fn rss_now_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
 }
 
 fn main() {
@@ -192,7 +180,7 @@ fn main() {
         println!(
             "member {i}: RSS during the rounds ≤ {:.0} MB, now {:.0} MB (lifetime peak {:.0} MB); lfs {}",
             during[i],
-            rss_now_mb(pid),
+            rss_mb(pid),
             peak_rss_mb(pid),
             s
         );

@@ -13,14 +13,7 @@ use mirrorfarm_tests::traffic::Traffic;
 
 /// (RSS in MB, open fds) of a process now.
 fn sample(pid: u32) -> (f64, usize) {
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0);
+    let rss = mirrorfarm_tests::measure::rss_mb(pid);
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
     (rss, fds)
 }

@@ -89,16 +89,24 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// Peak resident memory of a process (VmHWM), in MB.
-pub fn peak_rss_mb(pid: u32) -> f64 {
+/// A memory field of `/proc/<pid>/status` (`VmHWM`, `VmRSS` …), in MB; NaN when it cannot be read.
+fn status_mb(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|t| {
             t.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .map(str::to_owned)
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         })
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kib| kib / 1024.0)
-        .unwrap_or(f64::NAN)
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// Peak resident memory of a process (VmHWM), in MB.
+pub fn peak_rss_mb(pid: u32) -> f64 {
+    status_mb(pid, "VmHWM")
+}
+
+/// Resident memory of a process now (VmRSS), in MB.
+pub fn rss_mb(pid: u32) -> f64 {
+    status_mb(pid, "VmRSS")
 }

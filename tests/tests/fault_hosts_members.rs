@@ -117,6 +117,14 @@ fn clones_started_after_a_member_host_is_killed_all_succeed() {
     // ... and these after.
     farm.lb.wait_healthy(2, LIMIT);
     let (failed, first) = clones_at_once(&farm, &work.path().join("later"), 20);
+    if failed > 0 {
+        let lb_log = farm.lb.log();
+        let tail: Vec<&str> = lb_log.lines().rev().take(30).collect();
+        eprintln!("LB log (last lines, newest first):\n{}", tail.join("\n"));
+        for (i, n) in farm.nodes.iter().enumerate().filter(|(i, _)| *i != 1) {
+            eprintln!("member {}:\n{}", i + 1, n.explain(40));
+        }
+    }
     assert_eq!(failed, 0, "clones after the LB noticed failed: {first}");
     // The member comes back whole and is taken into rotation again.
     farm.nodes[1].spawn();
