@@ -9,8 +9,20 @@ use std::net::IpAddr;
 /// without regard to case.
 pub const NODE_ONLY_PREFIXES: &[&str] = &["/rest/mirroring/", "/metrics"];
 
-/// Paths under [`NODE_ONLY_PREFIXES`] that users do reach through the LB: ending one's session.
-pub const PUBLIC_EXCEPTIONS: &[&str] = &["/rest/mirroring/latest/session"];
+/// Paths under [`NODE_ONLY_PREFIXES`] that users do reach through the LB: ending one's session,
+/// and the forges' webhooks.
+pub const PUBLIC_EXCEPTIONS: &[&str] = &[
+    "/rest/mirroring/latest/session",
+    "/rest/mirroring/latest/webhook",
+];
+
+/// A repository's generation (`/rest/mirroring/latest/repos/<P>/<r>/generation`): CI jobs wait on
+/// it through the LB; the node applies the repository's read rules.
+fn public_generation(path: &str) -> bool {
+    path.strip_prefix("/rest/mirroring/latest/repos/")
+        .and_then(|rest| rest.strip_suffix("/generation"))
+        .is_some_and(|repo| repo.contains('/') && !repo.starts_with('/'))
+}
 
 /// Whether a path is one a node might read differently than the LB: an empty segment (`//`),
 /// a dot-segment, percent-encoding, a backslash or a control character. Nothing the farm serves
@@ -101,6 +113,7 @@ pub fn admit(host: Option<&str>, path: &str, hostname: &str) -> Admission {
         .iter()
         .any(|p| starts_with_ignore_case(path, p))
         && !PUBLIC_EXCEPTIONS.contains(&path)
+        && !public_generation(path)
     {
         Admission::NodeOnly
     } else {
@@ -144,6 +157,20 @@ mod tests {
             assert_eq!(admit(p), Admission::BadPath, "{p}");
         }
         assert_eq!(admit("/rest/mirroring/latest/session"), Admission::Forward);
+        assert_eq!(admit("/rest/mirroring/latest/webhook"), Admission::Forward);
+        assert_eq!(
+            admit("/rest/mirroring/latest/repos/P/r/generation"),
+            Admission::Forward
+        );
+        for p in [
+            "/rest/mirroring/latest/repos/P/r",
+            "/rest/mirroring/latest/repos/generation",
+            "/rest/mirroring/latest/repos//generation",
+            "/rest/mirroring/latest/upstream/projects",
+            "/rest/mirroring/latest/webhook/x",
+        ] {
+            assert_ne!(admit(p), Admission::Forward, "{p}");
+        }
         assert_eq!(admit("/scm/P/r.git/info/refs"), Admission::Forward);
         assert_eq!(admit("/"), Admission::Forward);
     }

@@ -15,6 +15,8 @@
 //!   [`sync::coordinator::Coordinator`] where to fetch from and when to flip).
 //! - **farm** ([`farm`], beside sync): membership by gossip, the farm channel (HTTPS with mutual
 //!   TLS), leaders and consistent flips; it is the coordinator of a node in a farm.
+//! - **upstream** ([`forge`], [`secrets`]): what the upstream holds, asked of its forge's API, a
+//!   grokmirror manifest or a `file://` tree (the inventory), and its webhooks' signatures.
 //! - **access** ([`access`]): credentials checked with the upstream, cached decisions, sessions.
 //! - **serve** ([`serve`], [`status`]): smart HTTP, SSH, `/status`.
 //! - [`node`]: starts and stops all of it.
@@ -22,6 +24,7 @@
 pub mod access;
 pub mod config;
 pub mod farm;
+pub mod forge;
 pub mod gitcmd;
 pub mod home;
 pub mod http_listener;
@@ -33,6 +36,7 @@ pub mod names;
 pub mod node;
 pub mod packed_refs;
 pub mod pktline;
+pub mod secrets;
 pub mod serve;
 pub mod shared;
 pub mod state;

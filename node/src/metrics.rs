@@ -64,6 +64,8 @@ pub struct NodeMetrics {
     sessions_live: Gauge,
     pushes: Family<ResultLabel, Counter>,
     staged_words: Family<ResultLabel, Counter>,
+    webhooks: Family<ResultLabel, Counter>,
+    notices: Family<ResultLabel, Counter>,
     busy: Counter,
     processes: Family<StateLabel, Gauge>,
 }
@@ -180,6 +182,18 @@ impl Default for NodeMetrics {
             "Members' words that they staged a new state, over the farm channel: sent, received",
             staged_words.clone(),
         );
+        let webhooks = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "webhooks",
+            "Webhook deliveries, by what became of them (sync, relist, ignored, unknown_repository, unverified, too_large, bad_payload, off)",
+            webhooks.clone(),
+        );
+        let notices = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "notices",
+            "Sync-complete notices POSTed to mirror.notify.url, by result (delivered, failed)",
+            notices.clone(),
+        );
         let busy = Counter::default();
         registry.register(
             "busy_refusals",
@@ -199,6 +213,8 @@ impl Default for NodeMetrics {
             sessions_live,
             pushes,
             staged_words,
+            webhooks,
+            notices,
             pack_cache,
             pack_cache_bytes,
             advertisements,
@@ -279,6 +295,28 @@ impl NodeMetrics {
                 result: result.into(),
             })
             .inc();
+    }
+
+    /// Counts a webhook delivery by what became of it.
+    pub fn webhook(&self, result: &'static str) {
+        self.webhooks
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// What counts sync-complete notices by result (`delivered`, `failed`), for the tasks that
+    /// send them.
+    pub fn notice_counter(&self) -> std::sync::Arc<dyn Fn(&'static str) + Send + Sync> {
+        let notices = self.notices.clone();
+        std::sync::Arc::new(move |result| {
+            notices
+                .get_or_create(&ResultLabel {
+                    result: result.into(),
+                })
+                .inc();
+        })
     }
 
     /// Counts an access decision.

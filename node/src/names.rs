@@ -25,8 +25,10 @@ pub enum NameError {
     Shape,
 }
 
-/// Longest project key or repository slug accepted.
+/// Longest project key segment or repository slug accepted.
 pub const MAX_SEGMENT: usize = 128;
+/// The most segments a project key may have (GitLab nests subgroups up to 20 deep).
+pub const MAX_PROJECT_DEPTH: usize = 20;
 
 /// Whether `s` is a SHA-256 in hex as this project writes them: 64 lowercase hex digits (ref map
 /// hashes, LFS object IDs).
@@ -53,14 +55,20 @@ fn check_segment(s: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-/// A Bitbucket project key such as `PROJ`.
+/// A project: a Bitbucket project key such as `PROJ`, a GitHub or Gitea organisation, or a
+/// GitLab namespace path such as `group/subgroup` (segments joined by `/`, each checked alone).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ProjectKey(String);
 
 impl ProjectKey {
-    /// Validates a project key.
+    /// Validates a project key (one or more `/`-separated segments).
     pub fn parse(s: &str) -> Result<Self, NameError> {
-        check_segment(s)?;
+        if s.split('/').count() > MAX_PROJECT_DEPTH {
+            return Err(NameError::TooLong);
+        }
+        for seg in s.split('/') {
+            check_segment(seg)?;
+        }
         Ok(Self(s.to_owned()))
     }
     /// The key as written.
@@ -96,12 +104,10 @@ pub struct RepoId {
 }
 
 impl RepoId {
-    /// Parses `PROJECT/repo` (a trailing `.git` is allowed).
+    /// Parses `PROJECT/repo` (a trailing `.git` is allowed; the project may be a namespace path:
+    /// `group/sub/repo`).
     pub fn parse(s: &str) -> Result<Self, NameError> {
-        let (p, r) = s.split_once('/').ok_or(NameError::Shape)?;
-        if r.contains('/') {
-            return Err(NameError::Shape);
-        }
+        let (p, r) = s.rsplit_once('/').ok_or(NameError::Shape)?;
         Ok(Self {
             project: ProjectKey::parse(p)?,
             repo: RepoSlug::parse(r)?,
@@ -169,12 +175,17 @@ mod tests {
         let id = RepoId::parse("PROJ/my-repo.git").expect("valid");
         assert_eq!(id.to_string(), "PROJ/my-repo");
         assert_eq!(id.rel_path(), "PROJ/my-repo.git");
+        let nested = RepoId::parse("group/sub/repo.git").expect("namespace path");
+        assert_eq!(nested.project.as_str(), "group/sub");
+        assert_eq!(nested.rel_path(), "group/sub/repo.git");
         for bad in [
             "PROJ",
             "P/../x",
             "../r",
-            "P/r/x",
+            "P//x",
+            "/P/x",
             "P/.hidden",
+            "a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q/r/s/t/u/v",
             "P/a b",
             "/r",
             "P/",

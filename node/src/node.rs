@@ -165,6 +165,33 @@ pub async fn run(
     let gate = crate::access::Gate::new(&config, &identity.node_id)
         .map_err(|e| NodeError::Other(format!("access: {e}")))?;
     let lfs = open_lfs(&home, &config, openssh).await?;
+    let secrets = Arc::new(
+        crate::secrets::Secrets::load(&config.forge)
+            .map_err(|e| NodeError::Other(format!("secrets: {e}")))?,
+    );
+    let forge = crate::forge::Forge::new(&config, secrets.api_token.clone())
+        .map_err(|e| NodeError::Other(e.to_string()))?;
+    let inventory = Arc::new(
+        crate::forge::inventory::Inventory::new(&config, forge)
+            .map_err(|e| NodeError::Other(e.to_string()))?,
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics = crate::metrics::NodeMetrics::default();
+    let notifier = match (&config.forge.notify_url, &secrets.webhook) {
+        (Some(url), Some(secret)) => {
+            let client =
+                crate::access::upstream_check::http_client(config.auth.ca_file.as_deref(), 0)
+                    .map_err(|e| NodeError::Other(format!("notices: {e}")))?;
+            Some(crate::sync::notify::Notifier::new(
+                client,
+                url,
+                secret.clone(),
+                stop_rx.clone(),
+                metrics.notice_counter(),
+            ))
+        }
+        _ => None,
+    };
     let shared = Arc::new(Shared {
         gate,
         config,
@@ -175,13 +202,16 @@ pub async fn run(
         openssh,
         repos: RwLock::new(repos),
         listed: AtomicBool::new(false),
+        was_ready: AtomicBool::new(false),
         farm_stale_since: std::sync::atomic::AtomicI64::new(0),
         lfs,
-        metrics: crate::metrics::NodeMetrics::default(),
+        inventory,
+        secrets,
+        notifier,
+        metrics,
         repos_changed: Default::default(),
         served_changed: Default::default(),
     });
-    let (stop_tx, stop_rx) = watch::channel(false);
     let (sync, sync_rx) = scheduler::channel();
     let mut farm_tasks = Vec::new();
     let farm = match (&shared.config.farm, farm_ca) {
@@ -215,6 +245,7 @@ pub async fn run(
             shared.config.ssh_keys_command.clone(),
         ),
         sync: sync.clone(),
+        stopping: stop_rx.clone(),
         processes: crate::serve::processes::Processes::new(
             shared.config.serve_max_processes,
             shared.config.serve_queue_timeout,
@@ -226,6 +257,7 @@ pub async fn run(
         ssh_config,
         stop_rx.clone(),
     ));
+    let hangup_task = tokio::spawn(reload_on_hangup(shared.clone(), stop_rx.clone()));
     let header_timeout = shared.config.header_timeout;
     let app = router(AppState {
         shared: serving,
@@ -246,7 +278,7 @@ pub async fn run(
     tracing::info!(grace_s = SHUTDOWN_GRACE.as_secs(), "shutting down");
     let _ = stop_tx.send(true);
     let all = async {
-        let _ = tokio::join!(sched, ssh_task, http_task);
+        let _ = tokio::join!(sched, ssh_task, http_task, hangup_task);
         for t in farm_tasks {
             let _ = t.await;
         }
@@ -255,6 +287,34 @@ pub async fn run(
         tracing::warn!("grace period over; stopping with requests still in flight");
     }
     Ok(())
+}
+
+/// Reads the secret files again on each SIGHUP (a rotated API token or webhook secret takes
+/// effect without a restart), until `stop` turns true.
+async fn reload_on_hangup(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; secrets are read at start only");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            got = hup.recv() => match got {
+                Some(()) => {
+                    tracing::info!("SIGHUP: reading the secret files again");
+                    let s = shared.clone();
+                    if let Err(e) = tokio::task::spawn_blocking(move || s.secrets.reload()).await {
+                        tracing::warn!(error = %e, "re-reading the secrets failed");
+                    }
+                }
+                None => return,
+            },
+        }
+    }
 }
 
 /// Opens the LFS store (counting what it holds, off the async threads) and the service on it.

@@ -33,6 +33,8 @@ pub struct Shared {
     pub repos: RwLock<BTreeMap<RepoId, RepoEntry>>,
     /// The first inventory of repositories has been taken.
     pub listed: AtomicBool,
+    /// Every repository once had a complete state at the same time (see [`Shared::ready`]).
+    pub was_ready: AtomicBool,
     /// Prometheus metrics.
     pub metrics: crate::metrics::NodeMetrics,
     /// Woken when a repository's staged or served state changed (the farm publishes it at once).
@@ -45,6 +47,12 @@ pub struct Shared {
     pub farm_stale_since: std::sync::atomic::AtomicI64,
     /// Git LFS: the object store and where objects come from.
     pub lfs: std::sync::Arc<crate::lfs::Lfs>,
+    /// Which repositories the upstream has (listed at every reconcile).
+    pub inventory: std::sync::Arc<crate::forge::inventory::Inventory>,
+    /// The API token and the webhook secret (re-read on SIGHUP).
+    pub secrets: std::sync::Arc<crate::secrets::Secrets>,
+    /// Sync-complete notices (`mirror.notify.url`).
+    pub notifier: Option<crate::sync::notify::Notifier>,
 }
 
 impl Shared {
@@ -74,6 +82,30 @@ impl Shared {
             }
             Some(_) => Lookup::NotReady,
         }
+    }
+
+    /// Whether a load balancer may send this node requests: once the first listing is taken,
+    /// every mirrored repository has a complete state it vouches for. After that, a repository
+    /// that arrives later (created upstream, a re-list) does not take the node out while its
+    /// first sync runs — requests for it alone are sent elsewhere — but one it served and no
+    /// longer vouches for (withheld) does.
+    pub fn ready(&self, repos: &BTreeMap<RepoId, RepoEntry>) -> bool {
+        if !self.listed.load(Ordering::Acquire) {
+            return false;
+        }
+        let active = || {
+            repos
+                .values()
+                .filter(|e| e.record.last_result != Some(SyncResult::NotFound))
+        };
+        if active().all(|e| e.servable() && e.withheld.is_none()) {
+            self.was_ready.store(true, Ordering::Release);
+            return true;
+        }
+        self.was_ready.load(Ordering::Acquire)
+            && active()
+                .filter(|e| e.servable())
+                .all(|e| e.withheld.is_none())
     }
 
     /// A copy of the repository map.

@@ -23,6 +23,9 @@ pub struct RepoEntry {
     pub withheld: Option<&'static str>,
     /// The last sync went to the upstream (not to a farm member).
     pub upstream_tried: bool,
+    /// The upstream's fingerprint of the refs (a grokmirror manifest's) whose state, or a newer
+    /// one, this node serves: a reconcile that lists the same one skips the repository.
+    pub upstream_fingerprint: Option<String>,
 }
 
 impl RepoEntry {

@@ -92,11 +92,7 @@ pub fn build(shared: &Shared, farm: Option<&crate::farm::Farm>) -> StatusDoc {
         auth_offline: offline.is_some(),
         live_sessions: shared.gate.sessions.live_count(crate::store::now_ms()),
         stale_seconds: shared.stale_seconds(crate::store::now_ms()),
-        ready: shared.listed.load(std::sync::atomic::Ordering::Acquire)
-            && snapshot
-                .values()
-                .filter(|e| e.record.last_result != Some(SyncResult::NotFound))
-                .all(|e| e.servable() && e.withheld.is_none()),
+        ready: shared.ready(&snapshot),
         synced_repos: snapshot.values().filter(|e| e.servable()).count(),
         total_repos: snapshot.len(),
         upstream: UpstreamStatus {

@@ -3,6 +3,7 @@
 
 pub mod farm;
 pub mod farm_hosts;
+pub mod forge_standin;
 pub mod fuzz;
 pub mod gitc;
 pub mod http_upstream;

@@ -23,7 +23,7 @@ use crate::farm::messages::{
 };
 use crate::farm::proof::{self, JOIN_LABEL, WELCOME_LABEL};
 use crate::farm::tls::{self, node_name};
-use crate::farm::{FarmError, DESCRIBE, JOIN, SESSIONS, STAGED, SYNC};
+use crate::farm::{FarmError, DESCRIBE, JOIN, RELIST, SESSIONS, STAGED, SYNC};
 
 /// The largest batch of sessions read from a member.
 const MAX_SESSIONS_ANSWER: usize = 64 << 20;
@@ -316,6 +316,13 @@ impl FarmClient {
         )
         .await
         .map(drop)
+    }
+
+    /// Asks member `node_id` at `addr` to list the upstream's repositories again now.
+    pub async fn relist(&self, node_id: &str, addr: SocketAddr) -> Result<(), FarmError> {
+        self.send(addr, self.http.post(self.url(node_id, addr, RELIST)))
+            .await
+            .map(drop)
     }
 
     /// Tells member `node_id` at `addr` what this node staged.

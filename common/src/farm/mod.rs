@@ -18,6 +18,9 @@ pub const JOIN: &str = "/farm/join";
 pub const DESCRIBE: &str = "/farm/describe";
 /// A sync passed on by another member (a node's certificate needed).
 pub const SYNC: &str = "/farm/sync";
+/// A member's word that the upstream's repositories changed (a webhook said so): list them again
+/// now (a node's certificate needed; no body).
+pub const RELIST: &str = "/farm/relist";
 /// A member's word that it staged a new state of a repository (a node's certificate needed).
 pub const STAGED: &str = "/farm/staged";
 /// Prefix of the git objects a member serves its peers: `<GIT>/<PROJECT>/<repo>.git/…` (smart

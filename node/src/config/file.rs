@@ -98,6 +98,18 @@ pub struct FileConfig {
     pub lfs_max: Option<Located>,
     /// `mirror.lfs.tokenTtl`
     pub lfs_token_ttl: Option<Located>,
+    /// `plugin.mirroring.upstream.type`
+    pub upstream_type: Option<Located>,
+    /// `plugin.mirroring.upstream.api.url`
+    pub api_url: Option<Located>,
+    /// `plugin.mirroring.upstream.api.tokenFile`
+    pub token_file: Option<Located>,
+    /// `plugin.mirroring.upstream.manifest.url`
+    pub manifest_url: Option<Located>,
+    /// `mirror.webhook.secretFile`
+    pub webhook_secret_file: Option<Located>,
+    /// `mirror.notify.url`
+    pub notify_url: Option<Located>,
 }
 
 impl KnownKeys for FileConfig {
@@ -148,6 +160,12 @@ impl KnownKeys for FileConfig {
             "mirror.lfs.prefetch.maxSize" => &mut self.lfs_prefetch_max,
             "mirror.lfs.maxSize" => &mut self.lfs_max,
             "mirror.lfs.tokenTtl" => &mut self.lfs_token_ttl,
+            "plugin.mirroring.upstream.type" => &mut self.upstream_type,
+            "plugin.mirroring.upstream.api.url" => &mut self.api_url,
+            "plugin.mirroring.upstream.api.tokenFile" => &mut self.token_file,
+            "plugin.mirroring.upstream.manifest.url" => &mut self.manifest_url,
+            "mirror.webhook.secretFile" => &mut self.webhook_secret_file,
+            "mirror.notify.url" => &mut self.notify_url,
             _ => return None,
         })
     }

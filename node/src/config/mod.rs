@@ -14,9 +14,11 @@ use crate::upstream_url::UpstreamUrl;
 mod access;
 mod admin;
 mod file;
+mod forge;
 mod lfs;
 
 pub use access::{AccessConfig, SessionMode};
+pub use forge::{ForgeConfig, ForgeKind};
 pub use lfs::LfsConfig;
 
 pub use admin::AdminToken;
@@ -126,6 +128,8 @@ pub struct Config {
     pub body_timeout: Duration,
     /// Git LFS: the upstream's LFS endpoint, prefetch, the store's bound.
     pub lfs: LfsConfig,
+    /// The upstream's kind, its API, manifest, webhooks and notices.
+    pub forge: ForgeConfig,
 }
 
 /// The farm keys.
@@ -235,13 +239,6 @@ impl Config {
                     .collect::<Result<_, _>>()?,
             ),
         };
-        if let (Some(l), None) = (&fc.projects, upstream.listable_root()) {
-            return Err(v.at(
-                l,
-                "mirror.projects",
-                "this upstream cannot be listed (only file:// upstreams can for now): use mirror.repos",
-            ));
-        }
         if repos.is_empty() && projects == Projects::None {
             return Err(ConfigError::Missing {
                 file: file.to_owned(),
@@ -350,7 +347,18 @@ impl Config {
         };
         let body_timeout = v.seconds(&fc.body_timeout, "server.bodyTimeout", 60)?;
         let lfs = lfs::lfs_config(&fc, &v, &auth)?;
+        let forge = forge::forge_config(&fc, &v, file, &upstream, &auth)?;
+        if let (Some(l), false) = (&fc.projects, forge.can_list(&upstream)) {
+            return Err(v.at(
+                l,
+                "mirror.projects",
+                "this upstream cannot be listed: set plugin.mirroring.upstream.type (a forge), \
+                 plugin.mirroring.upstream.manifest.url (a grokmirror manifest) or use a file:// \
+                 upstream; or list repositories in mirror.repos",
+            ));
+        }
         Ok(Self {
+            forge,
             lfs,
             serve_max_request,
             body_timeout,

@@ -36,11 +36,13 @@ impl Farm {
         repo: &RepoId,
     ) -> (String, Vec<String>) {
         let name = node_name(node);
+        // A namespace path's slashes are encoded: the member's route takes one project segment.
         let url = format!(
-            "https://{name}:{}{}/{}",
+            "https://{name}:{}{}/{}/{}.git",
             addr.port(),
             mirrorfarm_common::farm::GIT,
-            repo.rel_path()
+            repo.project.as_str().replace('/', "%2F"),
+            repo.repo.as_str()
         );
         let ip = match addr.ip() {
             std::net::IpAddr::V6(ip) => format!("[{ip}]"),

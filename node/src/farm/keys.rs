@@ -40,7 +40,7 @@ pub const CONFIG_PREFIX: &str = "config:";
 
 /// The configuration keys every member of a farm must agree on (their digests are gossiped;
 /// `farm.secret` is not: it is never published in any form).
-pub const FARM_KEYS: [&str; 7] = [
+pub const FARM_KEYS: [&str; 8] = [
     "plugin.mirroring.upstream.url",
     "setup.baseUrl",
     "mirror.repos",
@@ -48,6 +48,8 @@ pub const FARM_KEYS: [&str; 7] = [
     "mirror.access",
     "plugin.mirroring.upstream.auth.url",
     "hazelcast.http.sessions",
+    // With the API and manifest URLs: where the inventory comes from.
+    "plugin.mirroring.upstream.type",
 ];
 
 fn digest(s: &str) -> String {
@@ -85,6 +87,12 @@ pub fn config_digests(c: &Config) -> BTreeMap<&'static str, String> {
         access.to_owned(),
         c.auth.auth_url.clone().unwrap_or_default(),
         sessions.to_owned(),
+        format!(
+            "{} {} {}",
+            c.forge.kind.as_str(),
+            c.forge.api_url.as_deref().unwrap_or_default(),
+            c.forge.manifest_url.as_deref().unwrap_or_default()
+        ),
     ];
     FARM_KEYS
         .iter()

@@ -29,6 +29,19 @@ pub fn member(farm: &Farm, node: String, addr: SocketAddr, repo: &RepoId) {
     });
 }
 
+/// Asks every other member of the view to list the upstream's repositories again (fire and
+/// forget; a member that misses it lists them at its next reconcile).
+pub fn relist(farm: &Farm) {
+    for (node, addr) in farm.others() {
+        let client = farm.client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.relist(&node, addr).await {
+                tracing::warn!(node, error = %e, "cannot ask a member to list the upstream again");
+            }
+        });
+    }
+}
+
 /// Tells every other member of the view that this node staged `staged` of `repo` (fire and
 /// forget). When this node leads `repo`, a member too old to take the word (404) is asked to
 /// sync instead, as before.

@@ -1,6 +1,7 @@
 //! Serving clients: smart HTTP, SSH, and the pieces they share.
 
 pub mod admin;
+pub mod generation;
 pub mod http;
 pub mod http_access;
 pub mod lfs;
@@ -21,7 +22,9 @@ pub mod ssh_keys;
 pub mod ssh_out;
 pub mod ssh_v0;
 pub mod ssh_v2;
+pub mod upstream_projects;
 pub mod v2_request;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -41,6 +44,8 @@ pub struct Serving {
     pub processes: processes::Processes,
     /// Sync triggers (a push through the farm asks for one).
     pub sync: crate::sync::scheduler::SyncHandle,
+    /// Turns true when the node stops (long polls end early).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::ops::Deref for Serving {

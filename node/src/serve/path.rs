@@ -45,9 +45,12 @@ pub enum LfsEndpoint {
 /// LFS one (it is then parsed as git's).
 pub fn parse_lfs(rest: &str) -> Option<Result<(RepoId, LfsEndpoint), PathError>> {
     let segs: Vec<&str> = rest.split('/').collect();
-    let [project, repo, "info", "lfs", "objects", last] = segs.as_slice() else {
+    let [repo_segs @ .., "info", "lfs", "objects", last] = segs.as_slice() else {
         return None;
     };
+    if repo_segs.len() < 2 {
+        return None;
+    }
     if rest.contains('%') || rest.contains('\\') || rest.contains('\0') {
         return Some(Err(PathError::Encoded));
     }
@@ -56,7 +59,7 @@ pub fn parse_lfs(rest: &str) -> Option<Result<(RepoId, LfsEndpoint), PathError>>
         oid => LfsEndpoint::Object(crate::lfs::LfsOid::parse(oid)?),
     };
     Some(
-        RepoId::parse(&format!("{project}/{repo}"))
+        RepoId::parse(&repo_segs.join("/"))
             .map(|id| (id, endpoint))
             .map_err(PathError::from),
     )
@@ -97,7 +100,7 @@ pub fn parse_scm(rest: &str) -> Result<(RepoId, ScmEndpoint), PathError> {
         [] => return Err(PathError::NotGit),
     };
     let repo_segs = &segs[..segs.len() - n];
-    if repo_segs.len() != 2 {
+    if repo_segs.len() < 2 {
         for s in repo_segs {
             crate::names::ProjectKey::parse(s)?;
         }

@@ -12,7 +12,7 @@ use axum::{Json, Router};
 
 use crate::farm::Farm;
 use crate::names::RepoId;
-use crate::serve::{admin, http, session_cookie, Serving};
+use crate::serve::{admin, generation, http, session_cookie, upstream_projects, webhook, Serving};
 use crate::status;
 use crate::sync::scheduler::{SyncHandle, Trigger};
 
@@ -42,6 +42,10 @@ pub fn router(state: AppState) -> Router {
     let admin = Router::new()
         .route("/metrics", get(metrics))
         .route("/rest/mirroring/latest/sync", post(trigger_sync))
+        .route(
+            "/rest/mirroring/latest/upstream/projects",
+            get(upstream_projects::projects),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.shared.clone(),
             admin::require_admin,
@@ -52,6 +56,11 @@ pub fn router(state: AppState) -> Router {
         .route("/status", get(status_doc))
         .route("/scm/{*rest}", any(http::scm))
         .route("/rest/mirroring/latest/session", delete(logout))
+        .route("/rest/mirroring/latest/webhook", post(webhook::receive))
+        .route(
+            "/rest/mirroring/latest/repos/{*rest}",
+            get(generation::generation),
+        )
         .merge(admin)
         .with_state(state);
     // Anonymous: a routing cookie for every client. Authenticated: the cookie is the session, set
@@ -188,8 +197,7 @@ async fn trigger_sync(State(s): State<AppState>, body: Bytes) -> Response {
         }
     };
     let id = match RepoId::parse(&format!("{}/{}", req.project, req.repo)) {
-        Ok(id) if !req.project.contains('/') => id,
-        Ok(_) => return json_error(StatusCode::BAD_REQUEST, "bad project key".into()),
+        Ok(id) => id,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     if !s.shared.snapshot().contains_key(&id) {

@@ -16,6 +16,8 @@ use crate::sync::classify::classify;
 pub struct Synced {
     /// Refs added, changed or removed.
     pub changed: usize,
+    /// Those refs (the first [`crate::sync::notify::MAX_LISTED_REFS`]).
+    pub changed_refs: Vec<crate::sync::notify::ChangedRef>,
     /// Hash of the ref map now served.
     pub refs_hash: String,
     /// How long it took.
@@ -108,7 +110,7 @@ pub async fn flip(plan: &FetchPlan<'_>, staged: &Staged) -> Result<Synced, SyncF
     let repo = plan.repo;
     let current = repo.read_refs("refs/").await?;
     let current_head = repo.head_target().await?;
-    let changed = count_changes(&current, &staged.refs);
+    let (changed, changed_refs) = changes(&current, &staged.refs);
     let head_changed = staged.head.is_some()
         && staged.head.as_ref().map(RefName::as_str) != current_head.as_deref();
     if changed > 0 || head_changed {
@@ -118,6 +120,7 @@ pub async fn flip(plan: &FetchPlan<'_>, staged: &Staged) -> Result<Synced, SyncF
     }
     Ok(Synced {
         changed,
+        changed_refs,
         refs_hash: staged.hash.clone(),
         elapsed: started.elapsed(),
         again: false,
@@ -215,10 +218,34 @@ fn choose_head(staged: &RefMap, head_oid: Option<&str>, current: Option<&str>) -
     candidates.first().map(|c| (*c).clone())
 }
 
-fn count_changes(old: &RefMap, new: &RefMap) -> usize {
-    let changed = new.iter().filter(|(k, v)| old.get(*k) != Some(*v)).count();
-    let removed = old.keys().filter(|k| !new.contains_key(*k)).count();
-    changed + removed
+/// How many refs changed between two states, and the first of them.
+fn changes(old: &RefMap, new: &RefMap) -> (usize, Vec<crate::sync::notify::ChangedRef>) {
+    use crate::sync::notify::{ChangedRef, MAX_LISTED_REFS};
+    let changed = new
+        .iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, v)| ChangedRef {
+            name: k.as_str().to_owned(),
+            before: old.get(k).map(|o| o.oid.clone()),
+            after: Some(v.oid.clone()),
+        });
+    let removed = old
+        .iter()
+        .filter(|(k, _)| !new.contains_key(*k))
+        .map(|(k, v)| ChangedRef {
+            name: k.as_str().to_owned(),
+            before: Some(v.oid.clone()),
+            after: None,
+        });
+    let mut total = 0;
+    let mut listed = Vec::new();
+    for c in changed.chain(removed) {
+        total += 1;
+        if listed.len() < MAX_LISTED_REFS {
+            listed.push(c);
+        }
+    }
+    (total, listed)
 }
 
 /// Logs a finished sync, one line per sync.
@@ -272,6 +299,23 @@ mod tests {
         );
         assert!(choose_head(&staged, None, None).is_none());
         let old = map(&[("refs/heads/main", "0"), ("refs/heads/gone", "3")]);
-        assert_eq!(count_changes(&old, &staged), 4);
+        let (n, listed) = changes(&old, &staged);
+        assert_eq!(n, 4);
+        let gone = listed
+            .iter()
+            .find(|c| c.name == "refs/heads/gone")
+            .expect("deleted ref listed");
+        assert_eq!(
+            (gone.before.as_deref(), gone.after.as_deref()),
+            (Some("3"), None)
+        );
+        let main = listed
+            .iter()
+            .find(|c| c.name == "refs/heads/main")
+            .expect("changed ref listed");
+        assert_eq!(
+            (main.before.as_deref(), main.after.as_deref()),
+            (Some("0"), Some("1"))
+        );
     }
 }

@@ -3,7 +3,7 @@
 pub mod classify;
 pub mod coordinator;
 pub mod fetch;
-pub mod inventory;
+pub mod notify;
 pub mod publish;
 pub mod record;
 pub mod scheduler;

@@ -41,6 +41,7 @@ pub(crate) async fn stage_and_flip(
             tracing::info!(repo = %plan.id, "the farm moved on while this state was staged; syncing again");
             return Ok(Synced {
                 changed: 0,
+                changed_refs: Vec::new(),
                 refs_hash: served,
                 elapsed: Duration::ZERO,
                 again: true,
@@ -82,6 +83,16 @@ async fn flip_and_publish(
     if let Some(rec) = record {
         shared.repos_changed.notify_one();
         shared.served_changed.notify_waiters();
+        // This node took the state from the upstream: it tells (one member per flip).
+        if let (Some(n), None) = (&shared.notifier, &plan.member_config) {
+            n.send(crate::sync::notify::Notice::new(
+                plan.id,
+                rec.generation,
+                &rec.refs_hash,
+                &synced.changed_refs,
+                synced.changed,
+            ));
+        }
         let key = plan.id.clone();
         if let Err(e) = shared.store.run(move |s| s.put_repo(&key, &rec)).await {
             tracing::error!(repo = %plan.id, error = %e, "cannot record the new state");

@@ -73,6 +73,7 @@ mod tests {
         repos.write().get_mut(&id).expect("entry").withheld = Some("behind the farm: catching up");
         let ok: Result<Synced, SyncFailure> = Ok(Synced {
             changed: 0,
+            changed_refs: Vec::new(),
             refs_hash: "a".into(),
             elapsed: Duration::ZERO,
             again: false,

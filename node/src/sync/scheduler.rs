@@ -2,7 +2,7 @@
 //! coalescing (a trigger during a sync becomes one follow-up sync), a bound on concurrent syncs,
 //! retries with backoff, and removal of repositories that are no longer mirrored.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,13 +11,14 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::forge::inventory::Wanted;
 use crate::mirror_repo::MirrorRepo;
 use crate::names::RepoId;
 use crate::shared::Shared;
 use crate::store::SyncResult;
 use crate::sync::coordinator::{Coordinator, Source};
 use crate::sync::fetch::{self, FetchPlan, SyncFailure, Synced};
-use crate::sync::{inventory, publish, record, transport};
+use crate::sync::{publish, record, transport};
 
 /// A request to sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +67,12 @@ struct Scheduler {
     running: HashSet<RepoId>,
     pending: HashSet<RepoId>,
     retries: BTreeMap<RepoId, (Instant, Duration)>,
+    /// The listing under way (the loop goes on meanwhile: a forge may take minutes to list).
+    listing: Option<tokio::task::JoinHandle<Wanted>>,
+    /// Another listing was asked for while one ran.
+    relist: bool,
+    /// The upstream's fingerprint each running sync was started for (a manifest's).
+    fingerprints: std::collections::HashMap<RepoId, String>,
 }
 
 /// Runs until `shutdown` turns true.
@@ -90,6 +97,9 @@ pub async fn run(
         running: HashSet::new(),
         pending: HashSet::new(),
         retries: BTreeMap::new(),
+        listing: None,
+        relist: false,
+        fingerprints: Default::default(),
     };
     let mut interval = tokio::time::interval(s.shared.config.sync_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -97,9 +107,19 @@ pub async fn run(
         let next_retry = s.retries.values().map(|(at, _)| *at).min();
         tokio::select! {
             _ = shutdown.changed() => break,
-            _ = interval.tick() => s.reconcile().await,
+            _ = interval.tick() => s.list(),
+            listed = join_listing(&mut s.listing) => {
+                s.listing = None;
+                match listed {
+                    Ok(wanted) => s.reconcile(wanted).await,
+                    Err(e) => tracing::error!(error = %e, "listing repositories failed"),
+                }
+                if std::mem::take(&mut s.relist) {
+                    s.list();
+                }
+            }
             Some(t) = rx.recv() => match t {
-                Trigger::All => s.reconcile().await,
+                Trigger::All => s.list(),
                 Trigger::Repo(id) => s.start(id),
                 Trigger::Requested(id) => {
                     s.coordinator.requested(&id);
@@ -112,6 +132,9 @@ pub async fn run(
             },
             _ = sleep_until(next_retry) => s.start_due_retries(),
         }
+    }
+    if let Some(l) = s.listing.take() {
+        l.abort();
     }
     if !s.tasks.is_empty() {
         tracing::info!(
@@ -129,6 +152,15 @@ pub async fn run(
     }
 }
 
+async fn join_listing(
+    listing: &mut Option<tokio::task::JoinHandle<Wanted>>,
+) -> Result<Wanted, tokio::task::JoinError> {
+    match listing {
+        Some(l) => l.await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -137,38 +169,59 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 impl Scheduler {
-    /// Re-lists the repositories, forgets the ones no longer mirrored, and syncs all.
-    async fn reconcile(&mut self) {
+    /// Starts listing the repositories to mirror (once more after the one under way, if one is).
+    fn list(&mut self) {
+        if self.listing.is_some() {
+            self.relist = true;
+            return;
+        }
         let shared = self.shared.clone();
-        let wanted =
-            match tokio::task::spawn_blocking(move || inventory::list(&shared.config)).await {
-                Ok(w) => w,
-                Err(e) => {
-                    tracing::error!(error = %e, "listing repositories failed");
-                    return;
-                }
-            };
+        self.listing = Some(tokio::spawn(async move { shared.inventory.wanted().await }));
+    }
+
+    /// Takes a new listing: forgets the repositories no longer mirrored and syncs the others,
+    /// but for those whose upstream fingerprint says this node already has their state.
+    async fn reconcile(&mut self, wanted: Wanted) {
         let removed = self.apply_inventory(&wanted);
         for id in removed {
             self.forget(id).await;
         }
         self.shared.listed.store(true, Ordering::Release);
-        for id in wanted {
+        let mut skipped = 0usize;
+        for (id, fingerprint) in wanted {
+            if let Some(fp) = fingerprint {
+                let current = self.shared.repos.read().get(&id).is_some_and(|e| {
+                    e.servable() && e.upstream_fingerprint.as_deref() == Some(fp.as_str())
+                });
+                if current {
+                    skipped += 1;
+                    continue;
+                }
+                if !self.running.contains(&id) {
+                    self.fingerprints.insert(id.clone(), fp);
+                }
+            }
             self.start(id);
+        }
+        if skipped > 0 {
+            tracing::debug!(
+                skipped,
+                "repositories unchanged upstream (by fingerprint) not synced"
+            );
         }
     }
 
-    fn apply_inventory(&mut self, wanted: &BTreeSet<RepoId>) -> Vec<RepoId> {
+    fn apply_inventory(&mut self, wanted: &Wanted) -> Vec<RepoId> {
         let mut repos = self.shared.repos.write();
         let removed: Vec<RepoId> = repos
             .keys()
-            .filter(|k| !wanted.contains(*k))
+            .filter(|k| !wanted.contains_key(*k))
             .cloned()
             .collect();
         for id in &removed {
             repos.remove(id);
         }
-        for id in wanted {
+        for id in wanted.keys() {
             repos.entry(id.clone()).or_default();
         }
         removed
@@ -179,6 +232,7 @@ impl Scheduler {
         tracing::info!(repo = %id, "repository is no longer mirrored; removing it");
         self.retries.remove(&id);
         self.pending.remove(&id);
+        self.fingerprints.remove(&id);
         let store = self.shared.store.clone();
         let key = id.clone();
         if let Err(e) = store.run(move |s| s.delete_repo(&key)).await {
@@ -271,6 +325,7 @@ impl Scheduler {
         from_upstream: bool,
     ) {
         self.running.remove(&id);
+        let fingerprint = self.fingerprints.remove(&id);
         let Some(prev) = self.shared.repos.read().get(&id).map(|e| e.record.clone()) else {
             // Removed from the configuration while it synced.
             remove_dir(self.shared.repo_path(&id)).await;
@@ -293,6 +348,11 @@ impl Scheduler {
         if let Some(e) = self.shared.repos.write().get_mut(&id) {
             record::finished(e, rec, follow_up);
             e.upstream_tried = from_upstream;
+            // The state the fingerprint names (or a newer one) is served now.
+            e.upstream_fingerprint = match &res {
+                Ok(_) => fingerprint.or(e.upstream_fingerprint.take()),
+                Err(_) => None,
+            };
         }
         if follow_up {
             self.start(id);

