@@ -171,6 +171,14 @@ pub async fn run(
     );
     let forge = crate::forge::Forge::new(&config, secrets.api_token.clone())
         .map_err(|e| NodeError::Other(e.to_string()))?;
+    let forge_ssh = match (&forge, config.forge.ssh_keys_forge) {
+        (Some(f), true) => Some(Arc::new(crate::forge::ForgeSsh::new(
+            f.clone(),
+            config.auth.cache_ttl,
+            config.auth.offline_ttl,
+        ))),
+        _ => None,
+    };
     let inventory = Arc::new(
         crate::forge::inventory::Inventory::new(&config, forge)
             .map_err(|e| NodeError::Other(e.to_string()))?,
@@ -243,6 +251,7 @@ pub async fn run(
         keys: crate::serve::ssh_keys::AuthorizedKeys::new(
             keys_file,
             shared.config.ssh_keys_command.clone(),
+            forge_ssh,
         ),
         sync: sync.clone(),
         stopping: stop_rx.clone(),

@@ -50,15 +50,17 @@ impl Kind {
     }
 }
 
-struct Inner {
-    kind: Kind,
+pub(crate) struct Inner {
+    pub(crate) kind: Kind,
     root: PathBuf,
     token: String,
-    page_size: usize,
-    addr: SocketAddr,
+    pub(crate) page_size: usize,
+    pub(crate) addr: SocketAddr,
     requests: Vec<String>,
     /// Answer the next API request 429 (then as usual).
     limit_next: bool,
+    /// The forge's users, their SSH keys and what they may read.
+    pub(crate) users: Vec<crate::forge_users::User>,
 }
 
 /// A running stand-in; stops on drop.
@@ -78,7 +80,7 @@ pub fn fixture(path: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-fn first(v: Value) -> Value {
+pub(crate) fn first(v: Value) -> Value {
     match v {
         Value::Array(mut a) => a.remove(0),
         Value::Object(mut o) => match o.remove("values") {
@@ -104,6 +106,7 @@ impl ForgeStandin {
             addr,
             requests: Vec::new(),
             limit_next: false,
+            users: Vec::new(),
         }));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let state = inner.clone();
@@ -139,6 +142,19 @@ impl ForgeStandin {
     /// Every request so far (`METHOD path?query`).
     pub fn requests(&self) -> Vec<String> {
         self.inner.lock().expect("lock").requests.clone()
+    }
+
+    /// Adds a forge user with SSH key `key` (an OpenSSH line) who may read `reads`
+    /// (`PROJECT/repo` each); its numeric ID follows the order of adding.
+    pub fn add_user(&self, login: &str, key: &str, reads: &[&str]) {
+        let mut s = self.inner.lock().expect("lock");
+        let id = s.users.len() as u64 + 2;
+        s.users.push(crate::forge_users::User {
+            login: login.to_owned(),
+            id,
+            key: key.trim().to_owned(),
+            reads: reads.iter().map(|r| (*r).to_owned()).collect(),
+        });
     }
 
     /// Makes the next API request answer 429 as the forge would (then the ones after as usual).
@@ -193,7 +209,7 @@ fn tree(root: &Path) -> BTreeMap<String, Vec<String>> {
     out
 }
 
-fn query_num(query: &str, key: &str) -> Option<usize> {
+pub(crate) fn query_num(query: &str, key: &str) -> Option<usize> {
     query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
@@ -201,8 +217,15 @@ fn query_num(query: &str, key: &str) -> Option<usize> {
         .and_then(|(_, v)| v.parse().ok())
 }
 
-fn decode(s: &str) -> String {
-    s.replace("%2F", "/").replace("%2f", "/")
+pub(crate) fn decode(s: &str) -> String {
+    s.replace("%2F", "/")
+        .replace("%2f", "/")
+        .replace("%3A", ":")
+        .replace("%3a", ":")
+        .replace("%2B", "+")
+        .replace("%2b", "+")
+        .replace("%3D", "=")
+        .replace("%3d", "=")
 }
 
 fn authorized(kind: Kind, headers: &HeaderMap, token: &str) -> bool {
@@ -246,6 +269,9 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
     let Some(rest) = path.strip_prefix(s.kind.prefix()) else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    if let Some(r) = crate::forge_users::answer(&s, rest, &query) {
+        return r;
+    }
     let tree = tree(&s.root);
     let answer = match s.kind {
         Kind::Bitbucket => bitbucket(&tree, rest, &query, s.page_size),
@@ -264,7 +290,7 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
 }
 
 /// One page of `items` by `page` (1-based) with a `Link` to the next.
-fn link_page(items: Vec<Value>, query: &str, s: &Inner, path: &str) -> Response {
+pub(crate) fn link_page(items: Vec<Value>, query: &str, s: &Inner, path: &str) -> Response {
     let page = query_num(query, "page").unwrap_or(1).max(1);
     let start = (page - 1) * s.page_size;
     let more = items.len() > start + s.page_size;
@@ -288,6 +314,19 @@ fn link_page(items: Vec<Value>, query: &str, s: &Inner, path: &str) -> Response 
             .insert("link", HeaderValue::from_str(&link).expect("link"));
     }
     r
+}
+
+/// One page of Bitbucket's paged shape.
+pub(crate) fn bitbucket_page(items: Vec<Value>, query: &str, page_size: usize) -> Response {
+    let start = query_num(query, "start").unwrap_or(0);
+    let total = items.len();
+    let values: Vec<Value> = items.into_iter().skip(start).take(page_size).collect();
+    let last = start + values.len() >= total;
+    let mut page = json!({"size": values.len(), "limit": page_size, "isLastPage": last, "values": values, "start": start});
+    if !last {
+        page["nextPageStart"] = json!(start + page_size);
+    }
+    axum::Json(page).into_response()
 }
 
 fn bitbucket(
@@ -323,15 +362,7 @@ fn bitbucket(
             })
             .collect()
     };
-    let start = query_num(query, "start").unwrap_or(0);
-    let total = items.len();
-    let values: Vec<Value> = items.into_iter().skip(start).take(page_size).collect();
-    let last = start + values.len() >= total;
-    let mut page = json!({"size": values.len(), "limit": page_size, "isLastPage": last, "values": values, "start": start});
-    if !last {
-        page["nextPageStart"] = json!(start + page_size);
-    }
-    Some(axum::Json(page).into_response())
+    Some(bitbucket_page(items, query, page_size))
 }
 
 fn named_repos(

@@ -4,6 +4,7 @@
 pub mod farm;
 pub mod farm_hosts;
 pub mod forge_standin;
+mod forge_users;
 pub mod fuzz;
 pub mod gitc;
 pub mod http_upstream;

@@ -110,6 +110,8 @@ pub struct FileConfig {
     pub webhook_secret_file: Option<Located>,
     /// `mirror.notify.url`
     pub notify_url: Option<Located>,
+    /// `plugin.ssh.keys`
+    pub ssh_keys: Option<Located>,
 }
 
 impl KnownKeys for FileConfig {
@@ -166,6 +168,7 @@ impl KnownKeys for FileConfig {
             "plugin.mirroring.upstream.manifest.url" => &mut self.manifest_url,
             "mirror.webhook.secretFile" => &mut self.webhook_secret_file,
             "mirror.notify.url" => &mut self.notify_url,
+            "plugin.ssh.keys" => &mut self.ssh_keys,
             _ => return None,
         })
     }

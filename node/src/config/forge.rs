@@ -71,6 +71,9 @@ pub struct ForgeConfig {
     pub webhook_secret_file: Option<PathBuf>,
     /// `mirror.notify.url`: where a notice goes after each farm-wide flip.
     pub notify_url: Option<String>,
+    /// `plugin.ssh.keys=forge` (default `file`): a key neither the keys file nor the keys command
+    /// knows is looked up on the forge, and what its user may read asked of the forge.
+    pub ssh_keys_forge: bool,
 }
 
 impl ForgeConfig {
@@ -162,7 +165,24 @@ pub fn forge_config(
             Some(http_url(v, l, "mirror.notify.url")?)
         }
     };
+    let ssh_keys_forge = match &fc.ssh_keys {
+        None => false,
+        Some(l) => match l.value.trim() {
+            "file" => false,
+            "forge" if kind == ForgeKind::Plain || token_file.is_none() => {
+                return Err(v.at(
+                    l,
+                    "plugin.ssh.keys",
+                    "forge needs plugin.mirroring.upstream.type (a forge) and \
+                     plugin.mirroring.upstream.api.tokenFile (a token that may list users' keys)",
+                ))
+            }
+            "forge" => true,
+            _ => return Err(v.at(l, "plugin.ssh.keys", "must be `file` or `forge`")),
+        },
+    };
     Ok(ForgeConfig {
+        ssh_keys_forge,
         kind,
         api_url,
         token_file,

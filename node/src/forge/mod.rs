@@ -9,6 +9,8 @@ pub mod gitlab;
 pub mod http;
 pub mod inventory;
 pub mod manifest;
+pub mod permissions;
+pub mod ssh_users;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -123,6 +125,24 @@ impl Forge {
             Self::Github(c) => github::repos(c, project).await,
             Self::Gitlab(c) => gitlab::repos(c, project).await,
             Self::Gitea(c) => gitea::repos(c, project).await,
+        }
+    }
+}
+
+/// SSH users from the forge (`plugin.ssh.keys=forge`): whose a key is, and what its user may read.
+pub struct ForgeSsh {
+    /// Keys' owners.
+    pub users: ssh_users::SshUsers,
+    /// What they may read.
+    pub permissions: permissions::Permissions,
+}
+
+impl ForgeSsh {
+    /// Both, asking `forge`, cached for `ttl` (grants `offline_ttl` longer while it is away).
+    pub fn new(forge: Forge, ttl: std::time::Duration, offline_ttl: std::time::Duration) -> Self {
+        Self {
+            users: ssh_users::SshUsers::new(forge.clone(), ttl),
+            permissions: permissions::Permissions::new(forge, ttl, offline_ttl),
         }
     }
 }

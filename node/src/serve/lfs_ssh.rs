@@ -36,7 +36,7 @@ pub fn access_user(serving: &Serving, id: &RepoId, headers: &HeaderMap) -> Optio
 }
 
 /// The server-discovery answer for `command`, or the message refusing it.
-pub fn answer(
+pub async fn answer(
     serving: &Serving,
     command: &str,
     grant: Option<&KeyGrant>,
@@ -58,7 +58,11 @@ pub fn answer(
     let id = repo_of_ssh_path(path)?;
     let anonymous = serving.config.access == Access::Anonymous;
     let not_here = || format!("repository {id} is not mirrored here");
-    if !anonymous && !grant.is_some_and(|g| g.may_read(&id)) {
+    let may_read = match grant {
+        Some(g) => serving.keys.may_read(g, &id).await,
+        None => false,
+    };
+    if !anonymous && !may_read {
         return Err(not_here());
     }
     if matches!(serving.lookup(&id), crate::state::Lookup::Unknown) {
@@ -112,7 +116,7 @@ pub async fn exec(
     command: &str,
     grant: Option<&KeyGrant>,
 ) -> Result<(), russh::Error> {
-    match answer(serving, command, grant) {
+    match answer(serving, command, grant).await {
         Ok(json) => {
             ch.data_bytes(bytes::Bytes::from(format!("{json}\n")))
                 .await?;

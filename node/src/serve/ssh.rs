@@ -327,7 +327,11 @@ async fn exec(
         Ok(x) => x,
         Err(e) => return fail(&ch, &e, false).await,
     };
-    if shared.config.access != Access::Anonymous && !grant.is_some_and(|g| g.may_read(&id)) {
+    let may_read = match &grant {
+        Some(g) => shared.keys.may_read(g, &id).await,
+        None => false,
+    };
+    if shared.config.access != Access::Anonymous && !may_read {
         // Exactly as for a repository that is not mirrored: existence is not revealed.
         return fail(&ch, &format!("repository {id} is not mirrored here"), true).await;
     }

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::Mutex;
 use russh::keys::{HashAlg, PublicKey};
 
+use crate::forge::ssh_users::{ForgeUser, KeyId};
+use crate::forge::ForgeSsh;
 use crate::names::{ProjectKey, RepoId};
 
 /// How long the keys command may take.
@@ -43,11 +45,14 @@ pub struct KeyGrant {
     /// The user the key belongs to.
     pub user: String,
     repos: Vec<Pattern>,
+    /// The forge user, when the forge knew the key (what it may read is asked of the forge).
+    forge: Option<ForgeUser>,
 }
 
 impl KeyGrant {
-    /// Whether this user may read `id`.
-    pub fn may_read(&self, id: &RepoId) -> bool {
+    /// Whether the listed patterns let this user read `id` (a forge user's are asked of the forge:
+    /// see [`AuthorizedKeys::may_read`]).
+    fn listed_may_read(&self, id: &RepoId) -> bool {
         self.repos.iter().any(|p| match p {
             Pattern::All => true,
             Pattern::Project(k) => *k == id.project,
@@ -92,6 +97,27 @@ fn patterns(list: &str) -> Option<Vec<Pattern>> {
         .collect()
 }
 
+/// The grant of a key the forge knows: its user, with what it may read asked of the forge.
+async fn forge_grant(forge: &ForgeSsh, key: &PublicKey, fp: &str) -> Option<KeyGrant> {
+    let openssh = key.to_openssh().ok()?;
+    let id = KeyId {
+        blob: openssh.split_whitespace().nth(1)?.to_owned(),
+        fingerprint: fp.to_owned(),
+    };
+    match forge.users.owner(&id).await {
+        Ok(Some(user)) => Some(KeyGrant {
+            user: user.login.clone(),
+            repos: Vec::new(),
+            forge: Some(user),
+        }),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot ask the forge whose SSH key this is");
+            None
+        }
+    }
+}
+
 fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
@@ -128,6 +154,7 @@ pub fn parse(text: &str, source: &str) -> HashMap<String, KeyGrant> {
                 let grant = KeyGrant {
                     user: user.to_owned(),
                     repos,
+                    forge: None,
                 };
                 let fp = fingerprint(entry.public_key());
                 if out.contains_key(&fp) {
@@ -159,17 +186,24 @@ struct Cached {
 pub struct AuthorizedKeys {
     file: PathBuf,
     command: Option<String>,
+    forge: Option<std::sync::Arc<ForgeSsh>>,
     cache: Mutex<Cached>,
     slots: tokio::sync::Semaphore,
     unknown: Mutex<HashMap<String, Instant>>,
 }
 
 impl AuthorizedKeys {
-    /// Keys from `file` (which may not exist yet) and, for keys it does not hold, `command`.
-    pub fn new(file: PathBuf, command: Option<String>) -> Self {
+    /// Keys from `file` (which may not exist yet) and, for keys it does not hold, `command`,
+    /// then `forge`.
+    pub fn new(
+        file: PathBuf,
+        command: Option<String>,
+        forge: Option<std::sync::Arc<ForgeSsh>>,
+    ) -> Self {
         Self {
             file,
             command,
+            forge,
             cache: Mutex::default(),
             slots: tokio::sync::Semaphore::new(COMMAND_SLOTS),
             unknown: Mutex::default(),
@@ -189,7 +223,6 @@ impl AuthorizedKeys {
         if let Some(g) = self.cache.lock().keys.get(&fp) {
             return Some(g.clone());
         }
-        let command = self.command.as_deref().filter(|_| may_run_command)?;
         {
             let mut unknown = self.unknown.lock();
             unknown.retain(|_, at| at.elapsed() < UNKNOWN_FOR);
@@ -197,18 +230,35 @@ impl AuthorizedKeys {
                 return None;
             }
         }
-        let _slot = self.slots.acquire().await.ok()?;
-        let found = match run_command(command, user, key, &fp).await {
-            Some(text) => parse(&text, "plugin.ssh.authorizedKeysCommand").remove(&fp),
-            None => None,
-        };
-        if found.is_none() {
+        let mut found = None;
+        if let Some(command) = self.command.as_deref().filter(|_| may_run_command) {
+            let _slot = self.slots.acquire().await.ok()?;
+            found = match run_command(command, user, key, &fp).await {
+                Some(text) => parse(&text, "plugin.ssh.authorizedKeysCommand").remove(&fp),
+                None => None,
+            };
+        }
+        if let (None, Some(forge)) = (&found, &self.forge) {
+            found = forge_grant(forge, key, &fp).await;
+        }
+        let asked = may_run_command && self.command.is_some() || self.forge.is_some();
+        if found.is_none() && asked {
             let mut unknown = self.unknown.lock();
             if unknown.len() < 100_000 {
                 unknown.insert(fp, Instant::now());
             }
         }
         found
+    }
+
+    /// Whether `grant`'s user may read `id`: its listed patterns, or for a forge user, the
+    /// forge's word (cached).
+    pub async fn may_read(&self, grant: &KeyGrant, id: &RepoId) -> bool {
+        match (&grant.forge, &self.forge) {
+            (Some(user), Some(forge)) => forge.permissions.may_read(user, id).await,
+            (Some(_), None) => false,
+            (None, _) => grant.listed_may_read(id),
+        }
     }
 
     async fn reload_if_changed(&self) {
@@ -351,10 +401,10 @@ mod tests {
         let g = keys.values().next().expect("alice");
         assert_eq!(g.user, "alice");
         let id = |s| RepoId::parse(s).expect("id");
-        assert!(g.may_read(&id("PROJ/a")) && g.may_read(&id("OTHER/tool")));
-        assert!(!g.may_read(&id("OTHER/x")) && !g.may_read(&id("PRO/a")));
+        assert!(g.listed_may_read(&id("PROJ/a")) && g.listed_may_read(&id("OTHER/tool")));
+        assert!(!g.listed_may_read(&id("OTHER/x")) && !g.listed_may_read(&id("PRO/a")));
         let all = parse(&format!("user=\"root\",repos=\"*\" {KEY}"), "test");
-        assert!(all.values().all(|g| g.may_read(&id("ANY/thing"))));
+        assert!(all.values().all(|g| g.listed_may_read(&id("ANY/thing"))));
         // Without a comment, with options we do not implement, and listed twice.
         let bare = KEY.rsplit_once(' ').map(|(k, _)| k).expect("key");
         assert_eq!(
