@@ -144,3 +144,80 @@ fn gitlab_groups_with_subgroups_are_mirrored_whole() {
         ],
     );
 }
+
+/// The properties file of `node` with `from` replaced by `to`.
+fn edit_properties(node: &Node, from: &str, to: &str) {
+    let file = node.home().join("mirrorfarm.properties");
+    let text = std::fs::read_to_string(&file).expect("properties");
+    assert!(text.contains(from), "{from} in {text}");
+    std::fs::write(&file, text.replace(from, to)).expect("write properties");
+}
+
+#[test]
+fn limits_outages_and_a_narrower_selection() {
+    let up = Upstream::new();
+    for (p, r) in [("octo", "a"), ("octo", "b"), ("tools", "x")] {
+        up.create(p, r, &Shape::small());
+    }
+    let forge = ForgeStandin::start(Kind::Github, &up.root(), TOKEN, 2);
+    let secrets = tempfile::tempdir().expect("secrets");
+    let mut node = start(&up, &forge, Kind::Github, "*", secrets.path());
+    wait_for("3 repositories synchronized", LIMIT, || {
+        let s = node.status();
+        (s["state"] == "SYNCHRONIZED" && s["totalRepos"] == 3).then_some(())
+    });
+
+    // The admin's search over the upstream's projects (admin only).
+    let found = node.get_json("/rest/mirroring/latest/upstream/projects?filter=OCT");
+    assert_eq!(found["values"][0]["key"], "octo", "{found}");
+    assert_eq!(found["values"][0]["selected"], true, "{found}");
+    assert_eq!(
+        (found["size"].as_u64(), found["all"].as_bool()),
+        (Some(1), Some(true))
+    );
+    let relayed = reqwest::blocking::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{}/rest/mirroring/latest/upstream/projects",
+            node.http
+        ))
+        .header("X-Forwarded-For", "198.51.100.7")
+        .send()
+        .expect("GET");
+    assert_eq!(relayed.status().as_u16(), 401, "not an admin");
+
+    // A rate limit is waited out: the limited request is made again and the listing completes.
+    let before = forge.requests().len();
+    forge.rate_limit_next();
+    wait_for("the limited request made again", LIMIT, || {
+        let seen = forge.requests();
+        let after = &seen[before.min(seen.len())..];
+        let first = after.first()?;
+        (after.iter().filter(|r| *r == first).count() >= 2).then_some(())
+    });
+    assert_eq!(node.status()["totalRepos"], 3);
+
+    // `*` back to a list: the other projects' mirrors go.
+    node.stop();
+    edit_properties(&node, "mirror.projects=*", "mirror.projects=tools");
+    node.spawn();
+    wait_for("only tools/x mirrored", LIMIT, || {
+        let s = node.status();
+        (s["state"] == "SYNCHRONIZED" && s["totalRepos"] == 1).then_some(())
+    });
+    assert_eq!(served(&node, "octo", "a"), 404);
+    assert!(
+        !node.mirror_path("octo", "a").exists(),
+        "its mirror removed"
+    );
+    assert_eq!(served(&node, "tools", "x"), 200);
+
+    // The forge down: the last listing stands, the mirror stays.
+    drop(forge);
+    wait_for("a listing that failed", LIMIT, || {
+        node.log()
+            .contains("keeping its last listing")
+            .then_some(())
+    });
+    assert_eq!(node.status()["totalRepos"], 1);
+    assert_eq!(served(&node, "tools", "x"), 200);
+}
