@@ -282,6 +282,65 @@ mod tests {
         }
     }
 
+    fn load(extra: &str, dir: &Path) -> Result<crate::config::Config, ConfigError> {
+        let text = format!(
+            "application.mode=mirror\nsetup.displayName=M\nsetup.baseUrl=https://farm.example.com\n\
+             plugin.mirroring.upstream.url=ssh://git@git.example.com:7999\n\
+             plugin.mirroring.upstream.auth.url=https://git.example.com/scm\n{extra}"
+        );
+        let f = dir.join("mirrorfarm.properties");
+        crate::config::Config::from_file(crate::config::FileConfig::parse(&f, &text)?, &f)
+    }
+
+    #[test]
+    fn the_keys_are_checked_with_file_line_and_key() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("api.token"), "token-0123456789").expect("token");
+        std::fs::write(dir.path().join("hook.secret"), "secret-0123456789").expect("secret");
+        let c = load(
+            "mirror.projects=*\nplugin.mirroring.upstream.type=gitlab\n\
+             plugin.mirroring.upstream.api.tokenFile=api.token\nmirror.webhook.secretFile=hook.secret\n\
+             mirror.notify.url=https://ci.example.com/hook\nplugin.ssh.keys=forge\n",
+            dir.path(),
+        )
+        .expect("valid");
+        assert_eq!(c.forge.kind, ForgeKind::Gitlab);
+        assert_eq!(
+            c.forge.api_url.as_deref(),
+            Some("https://git.example.com/api/v4")
+        );
+        assert!(c.forge.ssh_keys_forge && c.forge.notify_url.is_some());
+        for (extra, key) in [
+            ("mirror.repos=P/r\nplugin.mirroring.upstream.type=gitbucket\n", ":7: plugin.mirroring.upstream.type"),
+            ("mirror.projects=*\n", ":6: mirror.projects"),
+            ("mirror.repos=P/r\nplugin.mirroring.upstream.api.url=https://x/api\n", ":7: plugin.mirroring.upstream.api.url"),
+            ("mirror.repos=P/r\nplugin.mirroring.upstream.type=github\nplugin.mirroring.upstream.api.url=http://api.example.com\n", ":8: plugin.mirroring.upstream.api.url"),
+            ("mirror.repos=P/r\nplugin.mirroring.upstream.type=github\nplugin.mirroring.upstream.api.tokenFile=missing\n", ":8: plugin.mirroring.upstream.api.tokenFile"),
+            ("mirror.repos=P/r\nplugin.mirroring.upstream.manifest.url=ftp://x/m.js\n", ":7: plugin.mirroring.upstream.manifest.url"),
+            ("mirror.repos=P/r\nmirror.notify.url=https://ci/hook\n", ":7: mirror.notify.url"),
+            ("mirror.repos=P/r\nplugin.ssh.keys=forge\n", ":7: plugin.ssh.keys"),
+            ("mirror.repos=P/r\nplugin.ssh.keys=ldap\n", ":7: plugin.ssh.keys"),
+        ] {
+            let msg = load(extra, dir.path()).expect_err(extra).to_string();
+            assert!(msg.contains(key), "{extra:?}: {msg}");
+        }
+        std::fs::write(dir.path().join("api.token"), "short").expect("token");
+        let msg = load(
+            "mirror.repos=P/r\nplugin.mirroring.upstream.type=github\nplugin.mirroring.upstream.api.tokenFile=api.token\n",
+            dir.path(),
+        )
+        .expect_err("short token")
+        .to_string();
+        assert!(msg.contains("at least"), "{msg}");
+        // A manifest lists a plain upstream; http:// only on a loopback host.
+        let c = load(
+            "mirror.projects=*\nplugin.mirroring.upstream.manifest.url=http://127.0.0.1:8080/manifest.js.gz\n",
+            dir.path(),
+        )
+        .expect("manifest");
+        assert!(c.forge.manifest_url.is_some());
+    }
+
     #[test]
     fn api_roots_are_derived_per_forge() {
         let ssh = UpstreamUrl::parse("ssh://git@git.example.com:7999").expect("url");
