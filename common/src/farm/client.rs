@@ -23,8 +23,10 @@ use crate::farm::messages::{
 };
 use crate::farm::proof::{self, JOIN_LABEL, WELCOME_LABEL};
 use crate::farm::tls::{self, node_name};
-use crate::farm::{FarmError, DESCRIBE, JOIN, RELIST, SESSIONS, STAGED, SYNC};
+use crate::farm::{FarmError, DESCRIBE, INVENTORY, JOIN, RELIST, SESSIONS, STAGED, SYNC};
 
+/// The largest listing read from a member (a million repositories).
+const MAX_INVENTORY_ANSWER: usize = 128 << 20;
 /// The largest batch of sessions read from a member.
 const MAX_SESSIONS_ANSWER: usize = 64 << 20;
 
@@ -316,6 +318,21 @@ impl FarmClient {
         )
         .await
         .map(drop)
+    }
+
+    /// The repositories to mirror as member `node_id` at `addr` lists them (`fresh`: a listing
+    /// taken after this request, not one from before).
+    pub async fn inventory(
+        &self,
+        node_id: &str,
+        addr: SocketAddr,
+        fresh: bool,
+    ) -> Result<crate::farm::messages::Inventory, FarmError> {
+        let url = format!("{}?fresh={fresh}", self.url(node_id, addr, INVENTORY));
+        let mut r = self
+            .send(addr, self.http.get(url).timeout(Duration::from_secs(300)))
+            .await?;
+        json_answer(&addr.to_string(), &mut r, MAX_INVENTORY_ANSWER).await
     }
 
     /// Asks member `node_id` at `addr` to list the upstream's repositories again now.

@@ -111,6 +111,24 @@ pub struct SyncNudge {
     pub repo: String,
 }
 
+/// One repository of a listing: `PROJECT/repo`, and the upstream's fingerprint of its refs when
+/// the listing has one (a grokmirror manifest's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedRepo {
+    /// `PROJECT/repo`.
+    pub id: String,
+    /// SHA-1 of `git show-ref`'s output upstream, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+}
+
+/// The repositories to mirror, as one member listed them for the farm ([`crate::farm::INVENTORY`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    /// The repositories.
+    pub repos: Vec<ListedRepo>,
+}
+
 /// A member's word, sent to every other member the moment it stages a new state of a
 /// repository ([`crate::farm::STAGED`]), so the farm's consistent flip need not wait for gossip
 /// to carry it; a member that gets it from the repository's leader fetches that state at once.

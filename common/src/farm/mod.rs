@@ -21,6 +21,9 @@ pub const SYNC: &str = "/farm/sync";
 /// A member's word that the upstream's repositories changed (a webhook said so): list them again
 /// now (a node's certificate needed; no body).
 pub const RELIST: &str = "/farm/relist";
+/// The repositories to mirror as the member that lists the upstream for the farm last listed
+/// them: `GET <INVENTORY>?fresh=true|false` → [`messages::Inventory`] (nodes only).
+pub const INVENTORY: &str = "/farm/inventory";
 /// A member's word that it staged a new state of a repository (a node's certificate needed).
 pub const STAGED: &str = "/farm/staged";
 /// Prefix of the git objects a member serves its peers: `<GIT>/<PROJECT>/<repo>.git/…` (smart

@@ -108,7 +108,29 @@ impl Farm {
     }
 }
 
+/// The name the member that lists the upstream for the farm is chosen by (the rendezvous hash
+/// of a repository's name chooses its leader; no repository is named so).
+pub const INVENTORY_LEADER: &str = "#inventory";
+
 impl Coordinator for Farm {
+    fn listing(&self, fresh: bool) -> crate::sync::coordinator::Listing<'_> {
+        Box::pin(async move {
+            let (node, addr) = remote_leader(self, INVENTORY_LEADER)?;
+            match self.client.inventory(&node, addr, fresh).await {
+                Ok(inv) => Some(
+                    inv.repos
+                        .into_iter()
+                        .filter_map(|r| Some((RepoId::parse(&r.id).ok()?, r.fingerprint)))
+                        .collect(),
+                ),
+                Err(e) => {
+                    tracing::warn!(node, error = %e, "cannot take the farm's listing from the member that lists the upstream; listing here");
+                    None
+                }
+            }
+        })
+    }
+
     fn source(&self, id: &RepoId) -> Source {
         let repo = id.to_string();
         let Some((node, addr)) = remote_leader(self, &repo) else {

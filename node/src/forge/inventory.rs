@@ -46,6 +46,8 @@ struct Listed {
     all: Option<Vec<ProjectKey>>,
     /// The last manifest.
     manifest: Option<Manifest>,
+    /// The last listing's result, and when it started.
+    last: Option<(Instant, Wanted)>,
 }
 
 /// The upstream's projects, as the admin's search sees them.
@@ -97,18 +99,42 @@ impl Inventory {
         })
     }
 
+    /// Whether the repositories to mirror come from the upstream (`mirror.projects` is set), so a
+    /// farm lists them once for every member.
+    pub fn lists_upstream(&self) -> bool {
+        self.selection != Projects::None
+    }
+
     /// Lists the repositories to mirror now.
     pub async fn wanted(&self) -> Wanted {
+        self.wanted_since(Instant::now()).await
+    }
+
+    /// The repositories to mirror, from a listing that started at `since` or later (one under way
+    /// or just done serves every caller that asked before it started).
+    pub async fn wanted_since(&self, since: Instant) -> Wanted {
+        let mut listed = self.listed.lock().await;
+        if let Some((at, w)) = &listed.last {
+            if *at >= since {
+                return w.clone();
+            }
+        }
+        let started = Instant::now();
+        let w = self.list(&mut listed).await;
+        listed.last = Some((started, w.clone()));
+        w
+    }
+
+    async fn list(&self, listed: &mut Listed) -> Wanted {
         let mut out: Wanted = self.repos.iter().map(|r| (r.clone(), None)).collect();
         if self.selection == Projects::None {
             return out;
         }
-        let mut listed = self.listed.lock().await;
         match &self.source {
             Source::None => {}
-            Source::Forge(forge) => list_forge(forge, &self.selection, &mut listed).await,
+            Source::Forge(forge) => list_forge(forge, &self.selection, listed).await,
             Source::Manifest { client, url } => {
-                if let Err(e) = refresh_manifest(client, url, &mut listed).await {
+                if let Err(e) = refresh_manifest(client, url, listed).await {
                     tracing::warn!(error = %e, "cannot read the upstream's manifest; keeping the last listing");
                 }
                 if let Some(m) = &listed.manifest {

@@ -59,11 +59,16 @@ pub async fn fetch(
         200 => {}
         s => return Err(ForgeError::Status(url.to_owned(), s)),
     }
-    let last_modified = r
-        .headers()
-        .get(reqwest::header::LAST_MODIFIED)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let header = |name| {
+        r.headers()
+            .get(name)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    // A manifest modified in the second it was sent may change again within that second unseen
+    // by If-Modified-Since (HTTP dates are whole seconds): the next fetch is then unconditional.
+    let last_modified = header(reqwest::header::LAST_MODIFIED)
+        .filter(|lm| header(reqwest::header::DATE).as_ref() != Some(lm));
     let mut body = Vec::new();
     while let Some(chunk) = r.chunk().await.map_err(unreachable)? {
         if body.len() as u64 + chunk.len() as u64 > MAX_MANIFEST {

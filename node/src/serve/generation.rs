@@ -23,9 +23,8 @@ const MAX_WAIT: u64 = 60;
 /// The wait when `after` is given without `wait`.
 const DEFAULT_WAIT: u64 = 30;
 
-/// The query.
+/// The query (other parameters, such as a cache buster, are ignored).
 #[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct GenerationQuery {
     after: Option<u64>,
     wait: Option<u64>,

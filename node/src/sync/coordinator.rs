@@ -42,8 +42,15 @@ pub enum Verdict {
 pub type Waiting<'a> =
     Pin<Box<dyn Future<Output = (Verdict, Option<OwnedSemaphorePermit>)> + Send + 'a>>;
 
+/// A boxed future of a listing another member took for the farm (`None`: list here).
+pub type Listing<'a> =
+    Pin<Box<dyn Future<Output = Option<crate::forge::inventory::Wanted>> + Send + 'a>>;
+
 /// Coordinates syncs with other nodes.
 pub trait Coordinator: Send + Sync + 'static {
+    /// The repositories to mirror as the member that lists the upstream for the farm lists them
+    /// (`fresh`: a listing taken after this call); `None` when this node lists them itself.
+    fn listing(&self, fresh: bool) -> Listing<'_>;
     /// Where to fetch `id` from now.
     fn source(&self, id: &RepoId) -> Source;
     /// A client asked this node for a sync of `id` (passed on to whoever fetches it).
@@ -63,6 +70,9 @@ pub trait Coordinator: Send + Sync + 'static {
 pub struct Alone;
 
 impl Coordinator for Alone {
+    fn listing(&self, _: bool) -> Listing<'_> {
+        Box::pin(std::future::ready(None))
+    }
     fn source(&self, _: &RepoId) -> Source {
         Source::Upstream
     }

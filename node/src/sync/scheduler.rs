@@ -107,7 +107,7 @@ pub async fn run(
         let next_retry = s.retries.values().map(|(at, _)| *at).min();
         tokio::select! {
             _ = shutdown.changed() => break,
-            _ = interval.tick() => s.list(),
+            _ = interval.tick() => s.list(false),
             listed = join_listing(&mut s.listing) => {
                 s.listing = None;
                 match listed {
@@ -115,11 +115,11 @@ pub async fn run(
                     Err(e) => tracing::error!(error = %e, "listing repositories failed"),
                 }
                 if std::mem::take(&mut s.relist) {
-                    s.list();
+                    s.list(true);
                 }
             }
             Some(t) = rx.recv() => match t {
-                Trigger::All => s.list(),
+                Trigger::All => s.list(true),
                 Trigger::Repo(id) => s.start(id),
                 Trigger::Requested(id) => {
                     s.coordinator.requested(&id);
@@ -169,14 +169,32 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 impl Scheduler {
-    /// Starts listing the repositories to mirror (once more after the one under way, if one is).
-    fn list(&mut self) {
+    /// Starts listing the repositories to mirror (once more after the one under way, if one is
+    /// and this is `fresh`). In a farm one member lists the upstream for all; a periodic listing
+    /// may be one taken in the last half interval, a `fresh` one (a trigger, a webhook) is taken
+    /// after it was asked for.
+    fn list(&mut self, fresh: bool) {
         if self.listing.is_some() {
-            self.relist = true;
+            self.relist |= fresh;
             return;
         }
         let shared = self.shared.clone();
-        self.listing = Some(tokio::spawn(async move { shared.inventory.wanted().await }));
+        let coordinator = self.coordinator.clone();
+        let max_age = if fresh {
+            Duration::ZERO
+        } else {
+            self.shared.config.sync_interval / 2
+        };
+        let since = std::time::Instant::now();
+        let since = since.checked_sub(max_age).unwrap_or(since);
+        self.listing = Some(tokio::spawn(async move {
+            if shared.inventory.lists_upstream() {
+                if let Some(w) = coordinator.listing(fresh).await {
+                    return w;
+                }
+            }
+            shared.inventory.wanted_since(since).await
+        }));
     }
 
     /// Takes a new listing: forgets the repositories no longer mirrored and syncs the others,

@@ -4,6 +4,7 @@
 //! objects and syncs need a node's (not a load balancer's).
 
 pub mod git;
+pub mod inventory;
 pub mod join;
 pub mod lfs;
 pub mod sessions;
@@ -19,7 +20,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use mirrorfarm_common::farm::messages::{Description, SyncNudge};
 use mirrorfarm_common::farm::{
-    DESCRIBE, GIT, JOIN, LFS_FETCH, LFS_HAVE, LFS_OBJECTS, RELIST, SESSIONS, STAGED, SYNC,
+    DESCRIBE, GIT, INVENTORY, JOIN, LFS_FETCH, LFS_HAVE, LFS_OBJECTS, RELIST, SESSIONS, STAGED,
+    SYNC,
 };
 use tokio::sync::watch;
 
@@ -172,6 +174,7 @@ pub fn router(c: Channel) -> Router {
         .route(DESCRIBE, get(describe))
         .route(SYNC, post(sync))
         .route(RELIST, post(relist))
+        .route(INVENTORY, get(inventory::inventory))
         .route(STAGED, post(staged::staged))
         .route(
             LFS_HAVE,
