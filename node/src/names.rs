@@ -23,6 +23,9 @@ pub enum NameError {
     /// Not of the form `PROJECT/repo`.
     #[error("expected PROJECT/repo")]
     Shape,
+    /// A project segment ending in `.git` (its repositories would live inside a repository).
+    #[error("a project name must not end in .git")]
+    GitSuffix,
 }
 
 /// Longest project key segment or repository slug accepted.
@@ -68,6 +71,9 @@ impl ProjectKey {
         }
         for seg in s.split('/') {
             check_segment(seg)?;
+            if seg.ends_with(".git") {
+                return Err(NameError::GitSuffix);
+            }
         }
         Ok(Self(s.to_owned()))
     }
@@ -186,6 +192,8 @@ mod tests {
             "/P/x",
             "P/.hidden",
             "a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q/r/s/t/u/v",
+            "a/b.git/c",
+            "P.git/r",
             "P/a b",
             "/r",
             "P/",

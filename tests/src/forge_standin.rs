@@ -6,7 +6,6 @@
 //! subdirectories may be subgroups). It pages with each forge's mechanism at a small page size,
 //! checks the token in each forge's header, and logs every request.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -59,6 +58,8 @@ pub(crate) struct Inner {
     requests: Vec<String>,
     /// Answer the next API request 429 (then as usual).
     limit_next: bool,
+    /// Requests refused for their token.
+    unauthorized: usize,
     /// The forge's users, their SSH keys and what they may read.
     pub(crate) users: Vec<crate::forge_users::User>,
 }
@@ -106,6 +107,7 @@ impl ForgeStandin {
             addr,
             requests: Vec::new(),
             limit_next: false,
+            unauthorized: 0,
             users: Vec::new(),
         }));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -157,6 +159,16 @@ impl ForgeStandin {
         });
     }
 
+    /// From now on, expects `token` instead.
+    pub fn set_token(&self, token: &str) {
+        self.inner.lock().expect("lock").token = token.to_owned();
+    }
+
+    /// How many requests were refused (401) for their token so far.
+    pub fn unauthorized(&self) -> usize {
+        self.inner.lock().expect("lock").unauthorized
+    }
+
     /// Makes the next API request answer 429 as the forge would (then the ones after as usual).
     pub fn rate_limit_next(&self) {
         self.inner.lock().expect("lock").limit_next = true;
@@ -172,41 +184,6 @@ impl Drop for ForgeStandin {
             let _ = t.join();
         }
     }
-}
-
-/// The upstream's tree: project path → repository slugs (projects may nest: `group/sub`).
-fn tree(root: &Path) -> BTreeMap<String, Vec<String>> {
-    fn walk(dir: &Path, prefix: &str, out: &mut BTreeMap<String, Vec<String>>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        let mut names: Vec<String> = entries
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        names.sort();
-        for n in names {
-            if let Some(slug) = n.strip_suffix(".git") {
-                if !prefix.is_empty() {
-                    out.entry(prefix.to_owned())
-                        .or_default()
-                        .push(slug.to_owned());
-                }
-            } else {
-                let path = if prefix.is_empty() {
-                    n.clone()
-                } else {
-                    format!("{prefix}/{n}")
-                };
-                out.entry(path.clone()).or_default();
-                walk(&dir.join(&n), &path, out);
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, "", &mut out);
-    out
 }
 
 pub(crate) fn query_num(query: &str, key: &str) -> Option<usize> {
@@ -248,6 +225,7 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
     let mut s = state.lock().expect("lock");
     s.requests.push(format!("{} {path}?{query}", req.method()));
     if !authorized(s.kind, req.headers(), &s.token) {
+        s.unauthorized += 1;
         return (
             StatusCode::UNAUTHORIZED,
             axum::Json(json!({"message": "Bad credentials"})),
@@ -272,12 +250,12 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
     if let Some(r) = crate::forge_users::answer(&s, rest, &query) {
         return r;
     }
-    let tree = tree(&s.root);
+    let tree = crate::forge_listing::tree(&s.root);
     let answer = match s.kind {
-        Kind::Bitbucket => bitbucket(&tree, rest, &query, s.page_size),
-        Kind::Github => github(&tree, rest, &query, &s, &path),
-        Kind::Gitlab => gitlab(&tree, rest, &query, &s, &path),
-        Kind::Gitea => gitea(&tree, rest, &query, &s, &path),
+        Kind::Bitbucket => crate::forge_listing::bitbucket(&tree, rest, &query, s.page_size),
+        Kind::Github => crate::forge_listing::github(&tree, rest, &query, &s, &path),
+        Kind::Gitlab => crate::forge_listing::gitlab(&tree, rest, &query, &s, &path),
+        Kind::Gitea => crate::forge_listing::gitea(&tree, rest, &query, &s, &path),
     };
     match answer {
         Some(r) => r,
@@ -327,166 +305,4 @@ pub(crate) fn bitbucket_page(items: Vec<Value>, query: &str, page_size: usize) -
         page["nextPageStart"] = json!(start + page_size);
     }
     axum::Json(page).into_response()
-}
-
-fn bitbucket(
-    tree: &BTreeMap<String, Vec<String>>,
-    rest: &str,
-    query: &str,
-    page_size: usize,
-) -> Option<Response> {
-    let items: Vec<Value> = if rest == "/rest/api/1.0/projects" {
-        let t = first(fixture("bitbucket/projects.json"));
-        tree.keys()
-            .map(|k| {
-                let mut p = t.clone();
-                p["key"] = json!(k);
-                p["name"] = json!(format!("Project {k}"));
-                p
-            })
-            .collect()
-    } else {
-        let key = rest
-            .strip_prefix("/rest/api/1.0/projects/")?
-            .strip_suffix("/repos")?;
-        let repos = tree.get(key)?;
-        let t = first(fixture("bitbucket/project_repos.json"));
-        repos
-            .iter()
-            .map(|slug| {
-                let mut r = t.clone();
-                r["slug"] = json!(slug);
-                r["name"] = json!(slug);
-                r["project"]["key"] = json!(key);
-                r
-            })
-            .collect()
-    };
-    Some(bitbucket_page(items, query, page_size))
-}
-
-fn named_repos(
-    tree: &BTreeMap<String, Vec<String>>,
-    owner: &str,
-    template: &Value,
-) -> Option<Vec<Value>> {
-    Some(
-        tree.get(owner)?
-            .iter()
-            .map(|name| {
-                let mut r = template.clone();
-                r["name"] = json!(name);
-                r["full_name"] = json!(format!("{owner}/{name}"));
-                r["owner"]["login"] = json!(owner);
-                r
-            })
-            .collect(),
-    )
-}
-
-fn github(
-    tree: &BTreeMap<String, Vec<String>>,
-    rest: &str,
-    query: &str,
-    s: &Inner,
-    path: &str,
-) -> Option<Response> {
-    let items = if rest == "/organizations" || rest == "/user/orgs" {
-        let t = first(fixture("github/organizations.json"));
-        tree.keys()
-            .map(|k| {
-                let mut o = t.clone();
-                o["login"] = json!(k);
-                o
-            })
-            .collect()
-    } else if let Some(org) = rest
-        .strip_prefix("/orgs/")
-        .and_then(|r| r.strip_suffix("/repos"))
-    {
-        named_repos(tree, org, &first(fixture("github/orgs_repos.json")))?
-    } else {
-        return None;
-    };
-    Some(link_page(items, query, s, path))
-}
-
-fn gitea(
-    tree: &BTreeMap<String, Vec<String>>,
-    rest: &str,
-    query: &str,
-    s: &Inner,
-    path: &str,
-) -> Option<Response> {
-    let items = if rest == "/orgs" {
-        let t = first(fixture("gitea/orgs.json"));
-        tree.keys()
-            .map(|k| {
-                let mut o = t.clone();
-                o["username"] = json!(k);
-                o["name"] = json!(k);
-                o["full_name"] = json!(format!("Organisation {k}"));
-                o
-            })
-            .collect()
-    } else if let Some(org) = rest
-        .strip_prefix("/orgs/")
-        .and_then(|r| r.strip_suffix("/repos"))
-    {
-        named_repos(tree, org, &first(fixture("gitea/orgs_repos.json")))?
-    } else {
-        return None;
-    };
-    Some(link_page(items, query, s, path))
-}
-
-fn gitlab(
-    tree: &BTreeMap<String, Vec<String>>,
-    rest: &str,
-    query: &str,
-    s: &Inner,
-    path: &str,
-) -> Option<Response> {
-    let items = if rest == "/groups" {
-        let t = first(fixture("gitlab/groups.json"));
-        tree.keys()
-            .map(|full| {
-                let mut g = t.clone();
-                let name = full.rsplit('/').next().unwrap_or(full);
-                g["full_path"] = json!(full);
-                g["path"] = json!(name);
-                g["name"] = json!(name);
-                g["full_name"] = json!(full.replace('/', " / "));
-                g["parent_id"] = if full.contains('/') {
-                    json!(1)
-                } else {
-                    Value::Null
-                };
-                g
-            })
-            .collect()
-    } else if let Some(id) = rest
-        .strip_prefix("/groups/")
-        .and_then(|r| r.strip_suffix("/projects"))
-    {
-        let group = decode(id);
-        tree.get(&group)?;
-        let subgroups = query.contains("include_subgroups=true");
-        let t = first(fixture("gitlab/group_projects.json"));
-        tree.iter()
-            .filter(|(ns, _)| **ns == group || (subgroups && ns.starts_with(&format!("{group}/"))))
-            .flat_map(|(ns, repos)| repos.iter().map(move |r| (ns.clone(), r.clone())))
-            .map(|(ns, r)| {
-                let mut p = t.clone();
-                p["path"] = json!(r);
-                p["name"] = json!(r);
-                p["path_with_namespace"] = json!(format!("{ns}/{r}"));
-                p["namespace"]["path"] = json!(ns.rsplit('/').next().unwrap_or(&ns));
-                p
-            })
-            .collect()
-    } else {
-        return None;
-    };
-    Some(link_page(items, query, s, path))
 }

@@ -87,6 +87,8 @@ fn gitlab(s: &Inner, rest: &str, query: &str) -> Option<Response> {
         };
         let mut v = fixture("gitlab/keys_by_fingerprint.json");
         v["key"] = json!(u.key);
+        // The documented example's key expired in 2020.
+        v["expires_at"] = Value::Null;
         v["user"]["id"] = json!(u.id);
         v["user"]["username"] = json!(u.login);
         return Some(json(v));

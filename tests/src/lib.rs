@@ -3,6 +3,7 @@
 
 pub mod farm;
 pub mod farm_hosts;
+mod forge_listing;
 pub mod forge_standin;
 mod forge_users;
 pub mod fuzz;

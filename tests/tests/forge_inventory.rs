@@ -211,13 +211,63 @@ fn limits_outages_and_a_narrower_selection() {
     );
     assert_eq!(served(&node, "tools", "x"), 200);
 
-    // The forge down: the last listing stands, the mirror stays.
+    // The forge down: the last listing stands, the mirror stays — two failed listings in a row,
+    // so the first one's result was applied before the second started.
     drop(forge);
-    wait_for("a listing that failed", LIMIT, || {
-        node.log()
-            .contains("keeping its last listing")
-            .then_some(())
+    let failed = |n: &Node| n.log().matches("keeping its last listing").count();
+    let before = failed(&node);
+    wait_for("two listings that failed", LIMIT, || {
+        (failed(&node) >= before + 2).then_some(())
     });
     assert_eq!(node.status()["totalRepos"], 1);
     assert_eq!(served(&node, "tools", "x"), 200);
+
+    // Restarted while the forge is down: nothing listed before to keep, nothing removed.
+    node.stop();
+    let incomplete = |n: &Node| n.log().matches("no mirror is removed").count();
+    let before = incomplete(&node);
+    node.spawn();
+    wait_for("two incomplete listings after the restart", LIMIT, || {
+        (incomplete(&node) >= before + 2).then_some(())
+    });
+    assert_eq!(node.status()["totalRepos"], 1, "{}", node.explain(20));
+    assert_eq!(served(&node, "tools", "x"), 200);
+    assert!(node.mirror_path("tools", "x").exists());
+}
+
+#[test]
+fn a_rotated_token_is_read_again_on_sighup() {
+    let up = Upstream::new();
+    up.create("octo", "a", &Shape::small());
+    let forge = ForgeStandin::start(Kind::Github, &up.root(), TOKEN, 10);
+    let secrets = tempfile::tempdir().expect("secrets");
+    let node = start(&up, &forge, Kind::Github, "*", secrets.path());
+    wait_for("octo/a synchronized", LIMIT, || {
+        let s = node.status();
+        (s["state"] == "SYNCHRONIZED" && s["totalRepos"] == 1).then_some(())
+    });
+    // The forge takes a new token only; the file gets it, the node is not told yet.
+    let rotated = "rotated-token-9876543210";
+    forge.set_token(rotated);
+    std::fs::write(secrets.path().join("api.token"), rotated).expect("token");
+    up.create("octo", "b", &Shape::small());
+    wait_for("a listing with the old token refused", LIMIT, || {
+        (forge.unauthorized() > 0).then_some(())
+    });
+    assert!(
+        node.repo_status("octo", "b").is_none(),
+        "a refused listing adds nothing"
+    );
+    assert_eq!(node.status()["totalRepos"], 1, "and removes nothing");
+    let pid = node.pid().expect("running");
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
+    wait_for("octo/b listed with the new token and served", LIMIT, || {
+        (served(&node, "octo", "b") == 200).then_some(())
+    });
+    assert!(node.log().contains("api token re-read: changed"));
+    assert!(!node.log().contains(rotated), "the token is never logged");
 }

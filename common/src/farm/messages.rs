@@ -127,6 +127,9 @@ pub struct ListedRepo {
 pub struct Inventory {
     /// The repositories.
     pub repos: Vec<ListedRepo>,
+    /// Some selected project could not be listed (and was not before): nothing is to be removed.
+    #[serde(default)]
+    pub incomplete: bool,
 }
 
 /// A member's word, sent to every other member the moment it stages a new state of a

@@ -114,12 +114,22 @@ pub fn forge_config(
         }
         (Some(l), _) => Some(http_url(v, l, API_KEY)?),
         (None, ForgeKind::Plain) => None,
-        (None, k) => Some(derive_api_url(k, upstream, auth).ok_or_else(|| {
-            v.missing(
-                API_KEY,
-                "cannot be derived from the upstream URL (no https:// host): set it",
-            )
-        })?),
+        (None, k) => {
+            let derived = derive_api_url(k, upstream, auth).ok_or_else(|| {
+                v.missing(
+                    API_KEY,
+                    "cannot be derived from the upstream URL (no https:// host): set it",
+                )
+            })?;
+            // Derived from an http:// auth URL it would carry the token in clear.
+            if derived.starts_with("http://") && !loopback_http(&derived) {
+                return Err(v.missing(
+                    API_KEY,
+                    &format!("would be {derived} (from the http:// auth URL): the token must not cross the network in clear; set an https:// API URL"),
+                ));
+            }
+            Some(derived)
+        }
     };
     let token_file = secret_file(
         fc.token_file.as_ref(),
@@ -200,9 +210,7 @@ fn http_url(v: &Validator<'_>, l: &Located, key: &str) -> Result<String, ConfigE
     let rest = if let Some(r) = u.strip_prefix("https://") {
         r
     } else if let Some(r) = u.strip_prefix("http://") {
-        let host = r.split('/').next().unwrap_or_default();
-        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-        if !matches!(host, "localhost" | "[::1]") && !host.starts_with("127.") {
+        if !loopback_http(u) {
             return Err(bad("must be https:// (http:// only to a loopback host)"));
         }
         r
@@ -219,6 +227,16 @@ fn http_url(v: &Validator<'_>, l: &Located, key: &str) -> Result<String, ConfigE
         ));
     }
     Ok(u.to_owned())
+}
+
+/// Whether an `http://` URL names a loopback host.
+fn loopback_http(url: &str) -> bool {
+    let Some(r) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = r.split('/').next().unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    matches!(host, "localhost" | "[::1]") || host.starts_with("127.")
 }
 
 /// Reads a secret file once (it must hold one token of at least 8 characters); keeps its path.

@@ -117,12 +117,14 @@ impl Coordinator for Farm {
         Box::pin(async move {
             let (node, addr) = remote_leader(self, INVENTORY_LEADER)?;
             match self.client.inventory(&node, addr, fresh).await {
-                Ok(inv) => Some(
-                    inv.repos
+                Ok(inv) => Some(crate::forge::inventory::Wanted {
+                    complete: !inv.incomplete,
+                    repos: inv
+                        .repos
                         .into_iter()
                         .filter_map(|r| Some((RepoId::parse(&r.id).ok()?, r.fingerprint)))
                         .collect(),
-                ),
+                }),
                 Err(e) => {
                     tracing::warn!(node, error = %e, "cannot take the farm's listing from the member that lists the upstream; listing here");
                     None

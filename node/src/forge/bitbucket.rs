@@ -31,15 +31,16 @@ struct Repo {
     slug: String,
 }
 
-/// GETs every page of `path`; `None` when the first page is a 404.
-async fn paged<T: DeserializeOwned>(
+/// GETs every page of `path` (which may carry a query); `None` when the first page is a 404.
+pub(crate) async fn paged<T: DeserializeOwned>(
     c: &ApiClient,
     path: &str,
 ) -> Result<Option<Vec<T>>, ForgeError> {
     let mut start = 0u64;
     let mut out = Vec::new();
     for _ in 0..MAX_PAGES {
-        let url = c.url(&format!("{path}?limit={LIMIT}&start={start}"));
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = c.url(&format!("{path}{sep}limit={LIMIT}&start={start}"));
         let Some(page) = c.get::<Page<T>>(&url).await?.body else {
             return if start == 0 {
                 Ok(None)

@@ -54,15 +54,19 @@ pub struct Answer<T> {
     pub body: Option<T>,
 }
 
+/// `scheme://host[:port]`, lower case, without the scheme's default port.
 fn origin_of(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => {
-            let host = rest.split('/').next().unwrap_or_default();
-            format!(
-                "{}://{}",
-                scheme.to_ascii_lowercase(),
-                host.to_ascii_lowercase()
-            )
+            let scheme = scheme.to_ascii_lowercase();
+            let host = rest
+                .split(['/', '?'])
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let default = if scheme == "https" { ":443" } else { ":80" };
+            let host = host.strip_suffix(default).unwrap_or(&host);
+            format!("{scheme}://{host}")
         }
         None => String::new(),
     }
@@ -185,14 +189,22 @@ impl ApiClient {
         Err(last.unwrap_or_else(|| ForgeError::Unreachable(url.to_owned(), "no attempt".into())))
     }
 
-    /// The next page named by a `Link` header, if it is on the API's origin.
-    pub fn next_link(&self, headers: &HeaderMap) -> Option<String> {
-        let next = next_link(headers)?;
-        if self.same_origin(&next) {
-            Some(next)
+    /// The next page named by a `Link` header (a path is taken on the API's origin); an error
+    /// when it is elsewhere — the token is not sent there, and a listing cut short must not pass
+    /// for a whole one.
+    pub fn next_link(&self, headers: &HeaderMap) -> Result<Option<String>, ForgeError> {
+        let Some(next) = next_link(headers) else {
+            return Ok(None);
+        };
+        let next = if next.starts_with('/') && !next.starts_with("//") {
+            format!("{}{next}", self.origin)
         } else {
-            tracing::warn!(next, "forge API named a next page elsewhere; not followed");
-            None
+            next
+        };
+        if self.same_origin(&next) {
+            Ok(Some(next))
+        } else {
+            Err(ForgeError::Foreign(next))
         }
     }
 }
@@ -216,7 +228,7 @@ pub async fn link_paged<T: DeserializeOwned>(
         };
         let empty = items.is_empty();
         out.extend(items);
-        match c.next_link(&a.headers) {
+        match c.next_link(&a.headers)? {
             Some(next) if !empty && next != url => url = next,
             _ => return Ok(Some(out)),
         }
@@ -387,6 +399,21 @@ mod tests {
         assert!(c.same_origin("https://gitlab.example.com/api/v4/groups?page=2"));
         assert!(!c.same_origin("https://gitlab.example.com.evil.com/api/v4/groups"));
         assert!(!c.same_origin("http://gitlab.example.com/api/v4/groups"));
+        assert!(c.same_origin("https://gitlab.example.com:443/api/v4/groups?page=3"));
+        let link = |v: &str| headers(&[("link", v)]);
+        assert_eq!(
+            c.next_link(&link("</api/v4/groups?page=2>; rel=\"next\""))
+                .expect("same origin"),
+            Some("https://gitlab.example.com/api/v4/groups?page=2".to_owned())
+        );
+        assert!(
+            c.next_link(&link(
+                "<http://gitlab.example.com/api/v4/groups?page=2>; rel=\"next\""
+            ))
+            .is_err(),
+            "a listing cut short is an error, not a whole listing"
+        );
+        assert_eq!(c.next_link(&HeaderMap::new()).expect("none"), None);
         assert_eq!(c.url("/groups"), "https://GitLab.example.com/api/v4/groups");
     }
 }

@@ -36,7 +36,15 @@ enum Source {
 }
 
 /// The repositories to mirror, each with the upstream's fingerprint of its refs when known.
-pub type Wanted = BTreeMap<RepoId, Option<String>>;
+#[derive(Debug, Clone, Default)]
+pub struct Wanted {
+    /// The repositories.
+    pub repos: BTreeMap<RepoId, Option<String>>,
+    /// Every selected project was listed (now, or at a listing before that this one keeps): a
+    /// repository missing from it may go. `false` after a failure with nothing listed before —
+    /// a node restarted while its forge is down — when nothing must be removed.
+    pub complete: bool,
+}
 
 #[derive(Default)]
 struct Listed {
@@ -69,7 +77,13 @@ pub struct Inventory {
     listed: tokio::sync::Mutex<Listed>,
     projects: tokio::sync::Mutex<Option<(Instant, ProjectList)>>,
     projects_ttl: Duration,
+    /// Repositories a webhook named that the listing did not hold, and when a re-list was asked
+    /// for them (one per [`UNLISTED_RELIST`] each).
+    unlisted: parking_lot::Mutex<BTreeMap<RepoId, Instant>>,
 }
+
+/// How often a webhook naming the same unlisted repository may make the farm list again.
+const UNLISTED_RELIST: Duration = Duration::from_secs(60);
 
 impl Inventory {
     /// The inventory for `config`, asking `forge` when there is one.
@@ -96,6 +110,7 @@ impl Inventory {
             listed: tokio::sync::Mutex::new(Listed::default()),
             projects: tokio::sync::Mutex::new(None),
             projects_ttl: config.sync_interval.min(Duration::from_secs(300)),
+            unlisted: parking_lot::Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -126,16 +141,22 @@ impl Inventory {
     }
 
     async fn list(&self, listed: &mut Listed) -> Wanted {
-        let mut out: Wanted = self.repos.iter().map(|r| (r.clone(), None)).collect();
+        let mut out = Wanted {
+            repos: self.repos.iter().map(|r| (r.clone(), None)).collect(),
+            complete: true,
+        };
         if self.selection == Projects::None {
             return out;
         }
         match &self.source {
             Source::None => {}
-            Source::Forge(forge) => list_forge(forge, &self.selection, listed).await,
+            Source::Forge(forge) => {
+                out.complete = list_forge(forge, &self.selection, listed).await;
+            }
             Source::Manifest { client, url } => {
                 if let Err(e) = refresh_manifest(client, url, listed).await {
                     tracing::warn!(error = %e, "cannot read the upstream's manifest; keeping the last listing");
+                    out.complete = listed.manifest.is_some();
                 }
                 if let Some(m) = &listed.manifest {
                     listed.by_project = group(m.repos.iter().cloned());
@@ -147,7 +168,8 @@ impl Inventory {
                 match tokio::task::spawn_blocking(move || list_files(&root, &selection)).await {
                     Ok(by_project) => listed.by_project = by_project,
                     Err(e) => {
-                        tracing::error!(error = %e, "listing the upstream's directories failed")
+                        tracing::error!(error = %e, "listing the upstream's directories failed");
+                        out.complete = false;
                     }
                 }
             }
@@ -155,7 +177,7 @@ impl Inventory {
         for (project, repos) in &listed.by_project {
             if self.selects(project) {
                 for r in repos {
-                    out.insert(r.id.clone(), r.fingerprint.clone());
+                    out.repos.insert(r.id.clone(), r.fingerprint.clone());
                 }
             }
         }
@@ -178,10 +200,21 @@ impl Inventory {
         }
     }
 
-    /// Whether a repository that is not mirrored would be if the upstream listed it (a push
-    /// webhook naming it asks for a re-list).
-    pub fn would_select(&self, id: &RepoId) -> bool {
-        self.repos.contains(id) || self.selects(&id.project)
+    /// Whether a webhook naming `id`, which is not mirrored, should make the farm list again: the
+    /// selection would hold it (created upstream since the last listing), and no webhook asked
+    /// for it in the last minute (a repository the token cannot see is not listed however often
+    /// its pushes are announced).
+    pub fn relist_for_unlisted(&self, id: &RepoId) -> bool {
+        if !(self.repos.contains(id) || self.selects(&id.project)) {
+            return false;
+        }
+        let mut asked = self.unlisted.lock();
+        asked.retain(|_, at| at.elapsed() < UNLISTED_RELIST);
+        if asked.contains_key(id) || asked.len() >= 10_000 {
+            return false;
+        }
+        asked.insert(id.clone(), Instant::now());
+        true
     }
 
     /// The upstream's projects, from a listing at most a few minutes old (listed again when
@@ -271,9 +304,12 @@ fn group(repos: impl Iterator<Item = UpstreamRepo>) -> BTreeMap<ProjectKey, Vec<
     out
 }
 
-async fn list_forge(forge: &Forge, selection: &Projects, listed: &mut Listed) {
+/// Lists the selected projects' repositories into `listed`; whether every one was listed (now,
+/// or before and kept).
+async fn list_forge(forge: &Forge, selection: &Projects, listed: &mut Listed) -> bool {
+    let mut complete = true;
     let projects: Vec<ProjectKey> = match selection {
-        Projects::None => return,
+        Projects::None => return true,
         Projects::Some(p) => p.iter().cloned().collect(),
         Projects::All => match forge.projects().await {
             Ok(all) => {
@@ -291,6 +327,7 @@ async fn list_forge(forge: &Forge, selection: &Projects, listed: &mut Listed) {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list the upstream's projects; keeping the last listing");
+                complete &= listed.all.is_some();
                 listed.all.clone().unwrap_or_default()
             }
         },
@@ -322,6 +359,7 @@ async fn list_forge(forge: &Forge, selection: &Projects, listed: &mut Listed) {
             }
             Err(e) => {
                 tracing::warn!(project = project.as_str(), error = %e, "cannot list a project's repositories; keeping its last listing");
+                complete &= listed.by_project.contains_key(&project);
                 for (k, v) in &listed.by_project {
                     if k == &project || k.as_str().starts_with(&format!("{}/", project.as_str())) {
                         next.insert(k.clone(), v.clone());
@@ -331,6 +369,7 @@ async fn list_forge(forge: &Forge, selection: &Projects, listed: &mut Listed) {
         }
     }
     listed.by_project = next;
+    complete
 }
 
 /// Lists a `file://` tree: top directories are projects, `*.git` directories in them

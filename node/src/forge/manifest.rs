@@ -147,7 +147,7 @@ mod tests {
                       "/P/x.git": {"fingerprint": "not-hex"}}"#;
         let repos = parse(text.as_bytes()).expect("parse");
         let ids: Vec<String> = repos.iter().map(|r| r.id.to_string()).collect();
-        assert_eq!(ids, ["P/x", "P/old-style"], "in the manifest's key order");
+        assert_eq!(ids, ["P/x", "P/old-style"], "sorted by the manifest's keys");
         assert_eq!(repos[0].fingerprint, None, "not a SHA-1");
         assert!(repos[1].fingerprint.is_some());
         assert!(parse(b"[1, 2]").is_err());

@@ -10,6 +10,7 @@ pub mod http;
 pub mod inventory;
 pub mod manifest;
 pub mod permissions;
+pub mod ssh_index;
 pub mod ssh_users;
 pub mod webhook;
 
@@ -141,7 +142,7 @@ impl ForgeSsh {
     /// Both, asking `forge`, cached for `ttl` (grants `offline_ttl` longer while it is away).
     pub fn new(forge: Forge, ttl: std::time::Duration, offline_ttl: std::time::Duration) -> Self {
         Self {
-            users: ssh_users::SshUsers::new(forge.clone(), ttl),
+            users: ssh_users::SshUsers::new(forge.clone(), ttl, offline_ttl),
             permissions: permissions::Permissions::new(forge, ttl, offline_ttl),
         }
     }

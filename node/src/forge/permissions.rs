@@ -48,11 +48,6 @@ struct BitbucketUser {
     slug: String,
 }
 
-#[derive(Deserialize)]
-struct UserPage {
-    values: Vec<BitbucketUser>,
-}
-
 impl Permissions {
     /// Asks `forge`, trusting grants for `ttl` (+ `offline_ttl` while it cannot be asked).
     pub fn new(forge: Forge, ttl: Duration, offline_ttl: Duration) -> Self {
@@ -67,7 +62,12 @@ impl Permissions {
     /// Whether `user` may read `repo`; `false` when the forge cannot be asked and no grant
     /// covers it.
     pub async fn may_read(&self, user: &ForgeUser, repo: &RepoId) -> bool {
-        let key = (user.login.clone(), repo.clone());
+        // By ID where the forge has one: a login renamed and taken by someone else is not them.
+        let who = match user.id {
+            Some(id) => format!("#{id}"),
+            None => user.login.clone(),
+        };
+        let key = (who, repo.clone());
         let cached = self.cache.lock().get(&key).copied();
         if let Some((granted, at)) = cached {
             let fresh = if granted { self.ttl } else { DENIAL_TTL };
@@ -121,13 +121,14 @@ impl Permissions {
                     .is_some_and(|m| m.access_level >= GITLAB_REPORTER))
             }
             Forge::Bitbucket(c) => {
-                let url = c.url(&format!(
-                    "/rest/api/1.0/users?filter={login}&permission=REPO_READ&permission.projectKey={owner}&permission.repositorySlug={name}&limit=100"
-                ));
-                Ok(c.get::<UserPage>(&url)
+                // `filter` matches substrings: every page is read for the user itself.
+                let path = format!(
+                    "/rest/api/1.0/users?filter={login}&permission=REPO_READ&permission.projectKey={owner}&permission.repositorySlug={name}"
+                );
+                let users: Vec<BitbucketUser> = crate::forge::bitbucket::paged(c, &path)
                     .await?
-                    .body
-                    .is_some_and(|p| p.values.iter().any(|u| u.slug == user.login)))
+                    .unwrap_or_default();
+                Ok(users.iter().any(|u| u.slug == user.login))
             }
         }
     }

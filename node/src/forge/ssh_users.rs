@@ -1,23 +1,26 @@
 //! SSH users from the forge (`plugin.ssh.keys=forge`): whose a key is, asked of the forge.
-//! GitLab finds a key by its fingerprint (`GET /keys?fingerprint=`); the others have no such
-//! lookup (tests/fixtures/forges/README.md), so their keys are indexed: GitHub Enterprise's
-//! `GET /admin/keys` (then `GET /user/{id}` for the owner's login), Bitbucket Data Center's users
-//! (`GET /rest/api/1.0/admin/users`) and each one's keys (`GET /rest/ssh/1.0/keys?user=`), Gitea's
-//! users (`GET /admin/users`) and each one's keys (`GET /users/{login}/keys`). The index is built
-//! on first use, again when older than `mirror.auth.cacheTtl`, and at most once a minute when a
-//! key is not in it.
+//! GitLab finds a key by its fingerprint (`GET /keys?fingerprint=`; deploy keys, expired keys,
+//! signing-only keys and users who are not active do not count); the others have no such lookup
+//! (tests/fixtures/forges/README.md), so their keys are indexed ([`crate::forge::ssh_index`]).
+//! The index is built in the background on first use, again when older than
+//! `mirror.auth.cacheTtl`, and at most once a minute when a key is not in it; a lookup waits for a
+//! build at most 20 s (answering from the index before), and an index older than
+//! `mirror.auth.cacheTtl + mirror.auth.offlineTtl` (the forge could not be asked) is not used.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::{Mutex, RwLock};
 use serde::Deserialize;
 
-use crate::forge::http::{link_paged, ApiClient, MAX_PAGES};
-use crate::forge::{encode_segment, Forge, ForgeError};
+use crate::forge::http::ApiClient;
+use crate::forge::{encode_segment, ssh_index, Forge, ForgeError};
 
-/// A key not in the index makes it be rebuilt at most this often.
+/// A key not in the index makes it be rebuilt at most this often (so does a failed build).
 const MISS_REFRESH: Duration = Duration::from_secs(60);
-/// How long a rebuild may take before the lookup answers from the old index.
+/// How long a lookup waits for a build under way before it answers from the index before it
+/// (the build goes on).
 const REFRESH_WAIT: Duration = Duration::from_secs(20);
 
 /// A key as the forge stores it: its base64 blob (the second word of an OpenSSH line) and its
@@ -35,7 +38,7 @@ pub struct KeyId {
 pub struct ForgeUser {
     /// Login (GitHub, Gitea), username (GitLab) or user slug (Bitbucket).
     pub login: String,
-    /// Numeric ID where the forge's permission API needs it (GitLab).
+    /// Numeric ID where the forge has one (GitLab's permission API needs it).
     pub id: Option<u64>,
 }
 
@@ -46,69 +49,112 @@ struct Index {
     keys: HashMap<String, ForgeUser>,
 }
 
-/// Finds keys' owners on the forge.
-pub struct SshUsers {
+struct Inner {
     forge: Forge,
     ttl: Duration,
-    index: tokio::sync::Mutex<Index>,
+    /// The oldest index still used.
+    max_age: Duration,
+    index: RwLock<Index>,
+    /// When the last build started (a build under way, or failed, is not started again sooner
+    /// than [`MISS_REFRESH`] unless the index is stale).
+    last_start: Mutex<Option<Instant>>,
+    building: std::sync::atomic::AtomicBool,
+    built: tokio::sync::Notify,
 }
 
-/// The blob of an OpenSSH key line (`type blob [comment]`), or of a bare blob.
-fn blob_of(text: &str) -> Option<&str> {
-    let mut words = text.split_whitespace();
-    let first = words.next()?;
-    Some(words.next().unwrap_or(first))
+/// Finds keys' owners on the forge.
+pub struct SshUsers {
+    inner: Arc<Inner>,
 }
 
 impl SshUsers {
-    /// Asks `forge`; the index is trusted for `ttl`.
-    pub fn new(forge: Forge, ttl: Duration) -> Self {
+    /// Asks `forge`; the index is trusted for `ttl`, used for `offline_ttl` more when it cannot
+    /// be built again.
+    pub fn new(forge: Forge, ttl: Duration, offline_ttl: Duration) -> Self {
         Self {
-            forge,
-            ttl,
-            index: tokio::sync::Mutex::new(Index::default()),
+            inner: Arc::new(Inner {
+                forge,
+                ttl,
+                max_age: ttl + offline_ttl,
+                index: RwLock::new(Index::default()),
+                last_start: Mutex::new(None),
+                building: std::sync::atomic::AtomicBool::new(false),
+                built: tokio::sync::Notify::new(),
+            }),
         }
     }
 
     /// The forge user `key` belongs to, if any.
     pub async fn owner(&self, key: &KeyId) -> Result<Option<ForgeUser>, ForgeError> {
-        if let Forge::Gitlab(c) = &self.forge {
+        let inner = &self.inner;
+        if let Forge::Gitlab(c) = &inner.forge {
             return gitlab_owner(c, key).await;
         }
-        let mut index = self.index.lock().await;
-        let age = index.built.map(|b| b.elapsed());
-        let stale = age.is_none_or(|a| a > self.ttl);
-        if let Some(u) = index.keys.get(&key.blob).filter(|_| !stale) {
+        let (age, found) = {
+            let i = inner.index.read();
+            (i.built.map(|b| b.elapsed()), i.keys.get(&key.blob).cloned())
+        };
+        let stale = age.is_none_or(|a| a > inner.ttl);
+        if let (false, Some(u)) = (stale, &found) {
             return Ok(Some(u.clone()));
         }
-        if stale || age.is_some_and(|a| a > MISS_REFRESH) {
-            match tokio::time::timeout(REFRESH_WAIT, self.build()).await {
-                Ok(Ok(keys)) => {
+        let done = inner.built.notified();
+        tokio::pin!(done);
+        done.as_mut().enable();
+        self.start_build(stale);
+        if inner.building.load(std::sync::atomic::Ordering::Acquire) {
+            let _ = tokio::time::timeout(REFRESH_WAIT, done).await;
+        }
+        let i = inner.index.read();
+        match i.built.map(|b| b.elapsed()) {
+            Some(a) if a <= inner.max_age => Ok(i.keys.get(&key.blob).cloned()),
+            Some(_) => {
+                tracing::warn!(
+                    "the forge's SSH key index is too old to trust and cannot be rebuilt now"
+                );
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Starts a build in the background unless one runs, or one started less than a minute ago
+    /// and the index is not stale.
+    fn start_build(&self, stale: bool) {
+        use std::sync::atomic::Ordering;
+        let inner = self.inner.clone();
+        {
+            let mut last = inner.last_start.lock();
+            let recent = last.is_some_and(|t| t.elapsed() < MISS_REFRESH);
+            if inner.building.load(Ordering::Acquire) || (recent && !stale) {
+                return;
+            }
+            if recent && inner.index.read().built.is_some() {
+                return;
+            }
+            *last = Some(Instant::now());
+            inner.building.store(true, Ordering::Release);
+        }
+        tokio::spawn(async move {
+            let built = match &inner.forge {
+                Forge::Github(c) => ssh_index::github(c).await,
+                Forge::Bitbucket(c) => ssh_index::bitbucket(c).await,
+                Forge::Gitea(c) => ssh_index::gitea(c).await,
+                Forge::Gitlab(_) => Ok(HashMap::new()),
+            };
+            match built {
+                Ok(keys) => {
                     tracing::debug!(keys = keys.len(), "forge SSH keys indexed");
-                    *index = Index {
+                    *inner.index.write() = Index {
                         built: Some(Instant::now()),
                         keys,
                     };
                 }
-                Ok(Err(e)) if index.built.is_none() => return Err(e),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "cannot index the forge's SSH keys; using the last index")
-                }
-                Err(_) => {
-                    tracing::warn!("indexing the forge's SSH keys takes long; using the last index")
-                }
+                Err(e) => tracing::warn!(error = %e, "cannot index the forge's SSH keys"),
             }
-        }
-        Ok(index.keys.get(&key.blob).cloned())
-    }
-
-    async fn build(&self) -> Result<HashMap<String, ForgeUser>, ForgeError> {
-        match &self.forge {
-            Forge::Github(c) => github_index(c).await,
-            Forge::Bitbucket(c) => bitbucket_index(c).await,
-            Forge::Gitea(c) => gitea_index(c).await,
-            Forge::Gitlab(_) => Ok(HashMap::new()),
-        }
+            inner.building.store(false, Ordering::Release);
+            inner.built.notify_waiters();
+        });
     }
 }
 
@@ -116,11 +162,42 @@ impl SshUsers {
 struct GitlabUser {
     id: u64,
     username: String,
+    #[serde(default)]
+    state: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct GitlabKey {
     user: Option<GitlabUser>,
+    #[serde(default)]
+    expires_at: Option<String>,
+    #[serde(default)]
+    usage_type: Option<String>,
+    /// Present (non-empty) on a deploy key: its `user` is who created it, not who uses it.
+    #[serde(default)]
+    deploy_keys_projects: Option<Vec<serde_json::Value>>,
+}
+
+/// The user a GitLab key answer names, when it is a user's authentication key that counts now.
+fn gitlab_user(k: GitlabKey, now: &str) -> Option<ForgeUser> {
+    if k.deploy_keys_projects.is_some_and(|p| !p.is_empty()) {
+        return None;
+    }
+    if k.usage_type.as_deref() == Some("signing") {
+        return None;
+    }
+    // ISO 8601 times in UTC compare as strings.
+    if k.expires_at.as_deref().is_some_and(|e| e <= now) {
+        return None;
+    }
+    let u = k.user?;
+    if u.state.as_deref().is_some_and(|s| s != "active") {
+        return None;
+    }
+    Some(ForgeUser {
+        login: u.username,
+        id: Some(u.id),
+    })
 }
 
 async fn gitlab_owner(c: &ApiClient, key: &KeyId) -> Result<Option<ForgeUser>, ForgeError> {
@@ -128,176 +205,52 @@ async fn gitlab_owner(c: &ApiClient, key: &KeyId) -> Result<Option<ForgeUser>, F
         "/keys?fingerprint={}",
         encode_segment(&key.fingerprint)
     ));
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
     Ok(c.get::<GitlabKey>(&url)
         .await?
         .body
-        .and_then(|k| k.user)
-        .map(|u| ForgeUser {
-            login: u.username,
-            id: Some(u.id),
-        }))
-}
-
-#[derive(Deserialize)]
-struct GithubKey {
-    key: String,
-    user_id: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct GithubUser {
-    login: String,
-}
-
-async fn github_index(c: &ApiClient) -> Result<HashMap<String, ForgeUser>, ForgeError> {
-    let keys: Vec<GithubKey> = link_paged(c, c.url("/admin/keys?per_page=100"))
-        .await?
-        .unwrap_or_default();
-    let mut logins: HashMap<u64, Option<String>> = HashMap::new();
-    let mut out = HashMap::new();
-    for k in keys {
-        let (Some(id), Some(blob)) = (k.user_id, blob_of(&k.key)) else {
-            continue;
-        };
-        let login = match logins.entry(id) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let login = c
-                    .get::<GithubUser>(&c.url(&format!("/user/{id}")))
-                    .await?
-                    .body
-                    .map(|u| u.login);
-                e.insert(login)
-            }
-        };
-        if let Some(login) = login {
-            out.insert(
-                blob.to_owned(),
-                ForgeUser {
-                    login: login.clone(),
-                    id: Some(id),
-                },
-            );
-        }
-    }
-    Ok(out)
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Page<T> {
-    values: Vec<T>,
-    is_last_page: bool,
-    next_page_start: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct BitbucketUser {
-    slug: String,
-}
-
-#[derive(Deserialize)]
-struct BitbucketKey {
-    text: String,
-}
-
-async fn bitbucket_paged<T: serde::de::DeserializeOwned>(
-    c: &ApiClient,
-    path_query: &str,
-) -> Result<Vec<T>, ForgeError> {
-    let mut start = 0u64;
-    let mut out = Vec::new();
-    for _ in 0..MAX_PAGES {
-        let url = c.url(&format!("{path_query}&limit=100&start={start}"));
-        let Some(page) = c.get::<Page<T>>(&url).await?.body else {
-            return Ok(out);
-        };
-        out.extend(page.values);
-        match page.next_page_start {
-            Some(n) if !page.is_last_page && n > start => start = n,
-            _ => return Ok(out),
-        }
-    }
-    Err(ForgeError::TooManyPages(c.url(path_query)))
-}
-
-async fn bitbucket_index(c: &ApiClient) -> Result<HashMap<String, ForgeUser>, ForgeError> {
-    let users: Vec<BitbucketUser> = bitbucket_paged(c, "/rest/api/1.0/admin/users?filter=").await?;
-    let mut out = HashMap::new();
-    for u in users {
-        let keys: Vec<BitbucketKey> = bitbucket_paged(
-            c,
-            &format!("/rest/ssh/1.0/keys?user={}", encode_segment(&u.slug)),
-        )
-        .await?;
-        for k in keys {
-            if let Some(blob) = blob_of(&k.text) {
-                out.insert(
-                    blob.to_owned(),
-                    ForgeUser {
-                        login: u.slug.clone(),
-                        id: None,
-                    },
-                );
-            }
-        }
-    }
-    Ok(out)
-}
-
-#[derive(Deserialize)]
-struct GiteaUser {
-    login: String,
-    id: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct GiteaKey {
-    key: String,
-}
-
-async fn gitea_index(c: &ApiClient) -> Result<HashMap<String, ForgeUser>, ForgeError> {
-    let users: Vec<GiteaUser> = link_paged(c, c.url("/admin/users?limit=50"))
-        .await?
-        .unwrap_or_default();
-    let mut out = HashMap::new();
-    for u in users {
-        let url = c.url(&format!(
-            "/users/{}/keys?limit=50",
-            encode_segment(&u.login)
-        ));
-        let keys: Vec<GiteaKey> = link_paged(c, url).await?.unwrap_or_default();
-        for k in keys {
-            if let Some(blob) = blob_of(&k.key) {
-                out.insert(
-                    blob.to_owned(),
-                    ForgeUser {
-                        login: u.login.clone(),
-                        id: u.id,
-                    },
-                );
-            }
-        }
-    }
-    Ok(out)
+        .and_then(|k| gitlab_user(k, &now)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn fixture(name: &str) -> GitlabKey {
+        let p = format!(
+            "{}/../tests/fixtures/forges/gitlab/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(&p).expect("fixture")).expect("shape")
+    }
+
     #[test]
-    fn key_blobs_are_read_from_lines_and_bare_blobs() {
-        assert_eq!(
-            blob_of("ssh-ed25519 AAAAC3Nza alice@laptop"),
-            Some("AAAAC3Nza")
+    fn only_active_users_authentication_keys_count() {
+        // https://docs.gitlab.com/api/keys/#get-user-by-ssh-key-fingerprint (expires 2020-05-05)
+        let before_expiry = "2020-01-01T00:00:00Z";
+        let user = gitlab_user(fixture("keys_by_fingerprint.json"), before_expiry).expect("user");
+        assert_eq!((user.login.as_str(), user.id), ("root", Some(1)));
+        assert!(
+            gitlab_user(fixture("keys_by_fingerprint.json"), "2026-12-02T00:00:00Z").is_none(),
+            "expired"
         );
-        assert_eq!(blob_of("ssh-rsa AAAAB3Nz"), Some("AAAAB3Nz"));
-        // GitHub's documented /admin/keys example carries the blob alone.
-        assert_eq!(
-            blob_of("2Sg8iYjAxxmI2LvUXpJjkYrMxURPc8r+dB7TJyvv1234"),
-            Some("2Sg8iYjAxxmI2LvUXpJjkYrMxURPc8r+dB7TJyvv1234")
+        assert!(
+            gitlab_user(
+                fixture("keys_by_fingerprint_deploy_key.json"),
+                before_expiry
+            )
+            .is_none(),
+            "a deploy key is not its creator's"
         );
-        assert_eq!(blob_of("  "), None);
+        let mut signing = fixture("keys_by_fingerprint.json");
+        signing.usage_type = Some("signing".into());
+        assert!(gitlab_user(signing, before_expiry).is_none());
+        let mut blocked = fixture("keys_by_fingerprint.json");
+        if let Some(u) = blocked.user.as_mut() {
+            u.state = Some("blocked".into());
+        }
+        assert!(gitlab_user(blocked, before_expiry).is_none());
     }
 }

@@ -117,3 +117,41 @@ fn names_resolve_to_mirrored_repositories() {
     assert_eq!(resolve("octo/hello-world", &ids), Some(ids[1].clone()));
     assert_eq!(resolve("PROJ/other", &ids), None);
 }
+
+#[test]
+fn gitea_events() {
+    // https://docs.gitea.com/usage/webhooks (the documented push payload)
+    let push = fixture("gitea/webhook_push.json");
+    for event in ["x-gitea-event", "x-forgejo-event"] {
+        let h = headers(&[(event, "push")]);
+        assert_eq!(
+            parse(&h, &push),
+            Ok(Event::RefsChanged("gitea/webhooks".into()))
+        );
+    }
+    let created = fixture("gitea/webhook_repository_created.json");
+    let h = headers(&[("x-gitea-event", "repository")]);
+    assert_eq!(parse(&h, &created), Ok(Event::Relist));
+}
+
+#[test]
+fn bitbucket_events() {
+    let changed = fixture("bitbucket/webhook_repo_refs_changed.json");
+    let h = headers(&[("x-event-key", "repo:refs_changed")]);
+    assert_eq!(
+        parse(&h, &changed),
+        Ok(Event::RefsChanged("PROJ/repository".into()))
+    );
+    let modified = fixture("bitbucket/webhook_repo_modified.json");
+    let h = headers(&[("x-event-key", "repo:modified")]);
+    assert_eq!(parse(&h, &modified), Ok(Event::Relist));
+    let h = headers(&[("x-event-key", "diagnostics:ping")]);
+    assert_eq!(
+        parse(&h, b"{}"),
+        Ok(Event::Ignored("diagnostics:ping".into()))
+    );
+    assert!(matches!(
+        parse(&HeaderMap::new(), &changed),
+        Err(Refused::Payload(_))
+    ));
+}

@@ -20,6 +20,10 @@ use crate::serve::ssh_out::ChannelOut;
 use crate::serve::Serving;
 use crate::state::Lookup;
 
+/// The most keys of one connection asked of the forge (a client offering many keys, or a
+/// stranger generating them, cannot spend the API token's rate limit).
+const FORGE_LOOKUPS: u8 = 4;
+
 /// Builds the russh server configuration with the node's host key.
 pub fn config(host_key: russh::keys::PrivateKey) -> russh::server::Config {
     let mut methods = MethodSet::empty();
@@ -120,6 +124,7 @@ async fn connection(
         protocol: HashMap::new(),
         grant: None,
         asked_command: false,
+        forge_lookups: 0,
         commanded: commanded.clone(),
         opened: 0,
     };
@@ -184,6 +189,8 @@ pub struct Connection {
     grant: Option<crate::serve::ssh_keys::KeyGrant>,
     /// Whether the keys command was asked about a key of this connection already.
     asked_command: bool,
+    /// Keys of this connection asked of the forge so far (at most [`FORGE_LOOKUPS`]).
+    forge_lookups: u8,
     /// Set at the first command (the connection is past its first-command deadline then).
     commanded: Arc<AtomicBool>,
     /// Session channels opened on this connection so far.
@@ -205,10 +212,12 @@ impl russh::server::Handler for Connection {
         // The keys command runs at most once per connection.
         let may_run_command = !self.asked_command;
         self.asked_command = true;
+        let may_ask_forge = self.forge_lookups < FORGE_LOOKUPS;
+        self.forge_lookups = self.forge_lookups.saturating_add(1);
         match self
             .shared
             .keys
-            .lookup(user, key.public_key, may_run_command)
+            .lookup(user, key.public_key, may_run_command, may_ask_forge)
             .await
         {
             Some(grant) => {

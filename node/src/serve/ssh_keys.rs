@@ -211,12 +211,14 @@ impl AuthorizedKeys {
     }
 
     /// The grant of `key` offered for SSH user `user`, if the farm knows the key; the command is
-    /// asked only when `may_run_command` (once per connection).
+    /// asked only when `may_run_command` (once per connection), the forge only when
+    /// `may_ask_forge`.
     pub async fn lookup(
         &self,
         user: &str,
         key: &PublicKey,
         may_run_command: bool,
+        may_ask_forge: bool,
     ) -> Option<KeyGrant> {
         let fp = fingerprint(key);
         self.reload_if_changed().await;
@@ -238,10 +240,11 @@ impl AuthorizedKeys {
                 None => None,
             };
         }
-        if let (None, Some(forge)) = (&found, &self.forge) {
+        let forge = self.forge.as_ref().filter(|_| may_ask_forge);
+        if let (None, Some(forge)) = (&found, forge) {
             found = forge_grant(forge, key, &fp).await;
         }
-        let asked = may_run_command && self.command.is_some() || self.forge.is_some();
+        let asked = may_run_command && self.command.is_some() || forge.is_some();
         if found.is_none() && asked {
             let mut unknown = self.unknown.lock();
             if unknown.len() < 100_000 {

@@ -126,7 +126,7 @@ fn refs_changed(s: &AppState, name: &str) -> Response {
     }
     // A repository the selection holds but the listing does not yet (created since): list again.
     if let Ok(id) = RepoId::parse(name) {
-        if s.shared.inventory.would_select(&id) {
+        if s.shared.inventory.relist_for_unlisted(&id) {
             metrics.webhook("relist");
             tracing::info!(repo = %id, "webhook names a repository not listed yet: listing again");
             relist(s);

@@ -1,5 +1,6 @@
 //! Sync-complete notices (`mirror.notify.url`): after each flip of a state this node fetched from
-//! the upstream (in a farm, the repository's leader, so one member per flip), a POST of
+//! the upstream (in a farm, the repository's leader: one member per flip, unless members fell back
+//! to the upstream themselves), a POST of
 //! `{project, repo, generation, refsHash, changedRefs}` signed as GitHub signs webhooks
 //! (`X-Hub-Signature-256` under `mirror.webhook.secretFile`'s secret). Sent beside the sync,
 //! never in its way: retried with backoff, then dropped (and counted).

@@ -201,12 +201,17 @@ impl Scheduler {
     /// but for those whose upstream fingerprint says this node already has their state.
     async fn reconcile(&mut self, wanted: Wanted) {
         let removed = self.apply_inventory(&wanted);
+        if !wanted.complete {
+            tracing::warn!(
+                "the listing of the upstream is incomplete (nothing listed before to keep): no mirror is removed"
+            );
+        }
         for id in removed {
             self.forget(id).await;
         }
         self.shared.listed.store(true, Ordering::Release);
         let mut skipped = 0usize;
-        for (id, fingerprint) in wanted {
+        for (id, fingerprint) in wanted.repos {
             if let Some(fp) = fingerprint {
                 let current = self.shared.repos.read().get(&id).is_some_and(|e| {
                     e.servable() && e.upstream_fingerprint.as_deref() == Some(fp.as_str())
@@ -229,17 +234,18 @@ impl Scheduler {
         }
     }
 
+    /// Adds what the listing holds; removes (and returns) what it does not, when it is complete.
     fn apply_inventory(&mut self, wanted: &Wanted) -> Vec<RepoId> {
         let mut repos = self.shared.repos.write();
         let removed: Vec<RepoId> = repos
             .keys()
-            .filter(|k| !wanted.contains_key(*k))
+            .filter(|k| wanted.complete && !wanted.repos.contains_key(*k))
             .cloned()
             .collect();
         for id in &removed {
             repos.remove(id);
         }
-        for id in wanted.keys() {
+        for id in wanted.repos.keys() {
             repos.entry(id.clone()).or_default();
         }
         removed
@@ -366,9 +372,14 @@ impl Scheduler {
         if let Some(e) = self.shared.repos.write().get_mut(&id) {
             record::finished(e, rec, follow_up);
             e.upstream_tried = from_upstream;
-            // The state the fingerprint names (or a newer one) is served now.
+            // The state the fingerprint names (or a newer one) is served now — when it came from
+            // the upstream (a member may have held an older one).
             e.upstream_fingerprint = match &res {
-                Ok(_) => fingerprint.or(e.upstream_fingerprint.take()),
+                Ok(_) if from_upstream => fingerprint.or(e.upstream_fingerprint.take()),
+                Ok(_) => e
+                    .upstream_fingerprint
+                    .take()
+                    .filter(|_| fingerprint.is_none()),
                 Err(_) => None,
             };
         }

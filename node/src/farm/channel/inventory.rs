@@ -37,12 +37,14 @@ pub async fn inventory(
     let wanted = shared.inventory.wanted_since(since).await;
     tracing::debug!(
         from = node,
-        repos = wanted.len(),
+        repos = wanted.repos.len(),
         fresh = q.fresh,
         "listing given to a member"
     );
     Json(Inventory {
+        incomplete: !wanted.complete,
         repos: wanted
+            .repos
             .into_iter()
             .map(|(id, fingerprint)| ListedRepo {
                 id: id.to_string(),
