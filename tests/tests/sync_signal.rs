@@ -376,3 +376,40 @@ fn sync_complete_notices_arrive_signed() {
         "only main moved"
     );
 }
+
+/// In authenticated mode the generation is read under the repository's rules: no credentials →
+/// 401 asking for them (before anything is looked up); credentials the upstream cannot be asked
+/// about → 503 (the same answers git gets).
+#[test]
+fn the_generation_is_read_under_the_repositorys_rules() {
+    let up = Upstream::new();
+    up.create("P", "r", &Shape::small());
+    // Nothing listens at the auth URL: credentials cannot be checked.
+    let node = Node::start(
+        &up.file_url(),
+        &format!(
+            "mirror.repos=P/r\nplugin.mirroring.upstream.auth.url=http://127.0.0.1:{}/scm\n",
+            mirrorfarm_tests::free_port()
+        ),
+    );
+    node.wait_state("SYNCHRONIZED", LIMIT);
+    let url = generation_url(&node, "P/r");
+    let (status, _) = get_now(&url);
+    assert_eq!(status, 401, "no credentials");
+    let with_credentials = reqwest::blocking::Client::new()
+        .get(&url)
+        .basic_auth("alice", Some("secret"))
+        .timeout(SHORT)
+        .send()
+        .expect("GET");
+    assert_eq!(
+        with_credentials.status().as_u16(),
+        503,
+        "the upstream cannot be asked"
+    );
+    assert_eq!(
+        get_now(&generation_url(&node, "P/nope")).0,
+        401,
+        "nothing revealed without credentials"
+    );
+}
