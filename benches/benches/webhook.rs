@@ -6,11 +6,10 @@
 //!
 //! Run: `scripts/bench webhook`.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mirrorfarm_tests::farm::{following_lb, gossip_port, ssh_farm_on};
-use mirrorfarm_tests::forge_standin::{fixture, ForgeStandin, Kind};
+use mirrorfarm_tests::forge_standin::{fixture, hub_signature, ForgeStandin, Kind};
 use mirrorfarm_tests::node::{Node, Placement};
 use mirrorfarm_tests::upstream::{Shape, Upstream};
 
@@ -19,17 +18,6 @@ const SECRET: &str = "webhook-secret-for-the-bench";
 
 fn pct(times: &[f64], p: f64) -> f64 {
     times[((times.len() as f64 * p) as usize).min(times.len() - 1)]
-}
-
-/// `sha256=<hex HMAC-SHA256>` by openssl (no crate of the benches computes HMACs).
-fn signature(body_file: &std::path::Path) -> String {
-    let out = Command::new("openssl")
-        .args(["dgst", "-sha256", "-hmac", SECRET, "-r"])
-        .arg(body_file)
-        .output()
-        .expect("openssl");
-    let text = String::from_utf8_lossy(&out.stdout);
-    format!("sha256={}", text.split_whitespace().next().expect("digest"))
 }
 
 /// Waits until every member advertises `sha` as `refs/heads/main` of P/r.
@@ -93,8 +81,9 @@ fn main() {
     let mut body = fixture("github/webhook_push.json");
     body["repository"]["full_name"] = serde_json::json!("P/r");
     let body_file = secrets.path().join("push.json");
-    std::fs::write(&body_file, serde_json::to_vec(&body).expect("json")).expect("body");
-    let sig = signature(&body_file);
+    let bytes = serde_json::to_vec(&body).expect("json");
+    std::fs::write(&body_file, &bytes).expect("body");
+    let sig = hub_signature(SECRET, &bytes);
     let client = reqwest::blocking::Client::new();
     let (mut hooks, mut triggers) = (Vec::new(), Vec::new());
     for i in 0..ROUNDS * 2 {

@@ -39,6 +39,11 @@ pub fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// Checks one segment of a request path (no traversal, no odd characters), whatever it names.
+pub fn check_path_segment(s: &str) -> Result<(), NameError> {
+    check_segment(s)
+}
+
 fn check_segment(s: &str) -> Result<(), NameError> {
     if s.is_empty() {
         return Err(NameError::Empty);

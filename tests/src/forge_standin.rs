@@ -72,6 +72,21 @@ pub struct ForgeStandin {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// `sha256=<hex HMAC-SHA256 of body under secret>`: GitHub's `X-Hub-Signature-256` (and how
+/// the farm signs its notices).
+pub fn hub_signature(secret: &str, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("hmac");
+    m.update(body);
+    let hex: String = m
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
 /// Reads a fixture (`tests/fixtures/forges/<path>`).
 pub fn fixture(path: &str) -> Value {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))

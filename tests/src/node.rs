@@ -315,6 +315,16 @@ impl Node {
         )
     }
 
+    /// The HTTP status of a repository's ref advertisement here (0: no answer).
+    pub fn info_refs_status(&self, project: &str, repo: &str) -> u16 {
+        reqwest::blocking::get(format!(
+            "{}/info/refs?service=git-upload-pack",
+            self.http_url(project, repo)
+        ))
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+    }
+
     /// `ssh://git@…:port/P/r.git`.
     pub fn ssh_url(&self, project: &str, repo: &str) -> String {
         format!(

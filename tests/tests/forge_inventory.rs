@@ -16,16 +16,6 @@ use mirrorfarm_tests::{gitc, wait_for, wait_or_explain};
 const LIMIT: Duration = Duration::from_secs(90);
 const TOKEN: &str = "forge-token-0123456789";
 
-/// The HTTP status of a repository's ref advertisement on `node`.
-fn served(node: &Node, project: &str, repo: &str) -> u16 {
-    reqwest::blocking::get(format!(
-        "{}/info/refs?service=git-upload-pack",
-        node.http_url(project, repo)
-    ))
-    .map(|r| r.status().as_u16())
-    .unwrap_or(0)
-}
-
 /// A node mirroring `selection` of `forge`'s projects (the token in a file of `secrets`), the
 /// repositories fetched from `up`'s directory; it re-lists every 4 s.
 fn start(up: &Upstream, forge: &ForgeStandin, kind: Kind, selection: &str, secrets: &Path) -> Node {
@@ -97,13 +87,13 @@ fn whole_projects_follow_the_forge(kind: Kind, projects: &[(&str, &[&str])]) {
 
     up.create(p, "created-later", &Shape::small());
     wait_for("a repository created upstream is served", LIMIT, || {
-        (served(&node, p, "created-later") == 200).then_some(())
+        (node.info_refs_status(p, "created-later") == 200).then_some(())
     });
     std::fs::remove_dir_all(up.repo(p, repos[0])).expect("rm");
     wait_for(
         "a repository deleted upstream stops being served",
         LIMIT,
-        || (served(&node, p, repos[0]) == 404).then_some(()),
+        || (node.info_refs_status(p, repos[0]) == 404).then_some(()),
     );
     assert!(node.repo_status(p, repos[0]).is_none(), "gone from /status");
 }
@@ -204,12 +194,12 @@ fn limits_outages_and_a_narrower_selection() {
         let s = node.status();
         (s["state"] == "SYNCHRONIZED" && s["totalRepos"] == 1).then_some(())
     });
-    assert_eq!(served(&node, "octo", "a"), 404);
+    assert_eq!(node.info_refs_status("octo", "a"), 404);
     assert!(
         !node.mirror_path("octo", "a").exists(),
         "its mirror removed"
     );
-    assert_eq!(served(&node, "tools", "x"), 200);
+    assert_eq!(node.info_refs_status("tools", "x"), 200);
 
     // The forge down: the last listing stands, the mirror stays — two failed listings in a row,
     // so the first one's result was applied before the second started.
@@ -220,7 +210,7 @@ fn limits_outages_and_a_narrower_selection() {
         (failed(&node) >= before + 2).then_some(())
     });
     assert_eq!(node.status()["totalRepos"], 1);
-    assert_eq!(served(&node, "tools", "x"), 200);
+    assert_eq!(node.info_refs_status("tools", "x"), 200);
 
     // Restarted while the forge is down: nothing listed before to keep, nothing removed.
     node.stop();
@@ -231,7 +221,7 @@ fn limits_outages_and_a_narrower_selection() {
         (incomplete(&node) >= before + 2).then_some(())
     });
     assert_eq!(node.status()["totalRepos"], 1, "{}", node.explain(20));
-    assert_eq!(served(&node, "tools", "x"), 200);
+    assert_eq!(node.info_refs_status("tools", "x"), 200);
     assert!(node.mirror_path("tools", "x").exists());
 }
 
@@ -266,7 +256,7 @@ fn a_rotated_token_is_read_again_on_sighup() {
         .expect("kill -HUP");
     assert!(hup.success());
     wait_for("octo/b listed with the new token and served", LIMIT, || {
-        (served(&node, "octo", "b") == 200).then_some(())
+        (node.info_refs_status("octo", "b") == 200).then_some(())
     });
     assert!(node.log().contains("api token re-read: changed"));
     assert!(!node.log().contains(rotated), "the token is never logged");

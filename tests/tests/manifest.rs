@@ -174,16 +174,6 @@ impl Drop for HttpServer {
     }
 }
 
-/// The HTTP status of a repository's ref advertisement on `node`.
-fn served(node: &Node, project: &str, repo: &str) -> u16 {
-    reqwest::blocking::get(format!(
-        "{}/info/refs?service=git-upload-pack",
-        node.http_url(project, repo)
-    ))
-    .map(|r| r.status().as_u16())
-    .unwrap_or(0)
-}
-
 /// The commit `refs/heads/main` of a repository names on `node` (over HTTP).
 fn main_of(node: &Node, project: &str, repo: &str) -> Option<String> {
     let url = node.http_url(project, repo);
@@ -297,9 +287,9 @@ fn a_grokmirror_manifest_lists_the_upstream_and_its_fingerprints_skip_unchanged_
     );
     assert_eq!(
         [
-            served(&node, "PROJ", "a"),
-            served(&node, "PROJ", "b"),
-            served(&node, "OTHER", "c")
+            node.info_refs_status("PROJ", "a"),
+            node.info_refs_status("PROJ", "b"),
+            node.info_refs_status("OTHER", "c")
         ],
         [200, 200, 404]
     );
@@ -364,7 +354,7 @@ fn a_grokmirror_manifest_lists_the_upstream_and_its_fingerprints_skip_unchanged_
     wait_or_explain(
         "PROJ/d served once the manifest lists it",
         LIMIT,
-        || (served(&node, "PROJ", "d") == 200).then_some(()),
+        || (node.info_refs_status("PROJ", "d") == 200).then_some(()),
         explain,
     );
 
@@ -376,12 +366,12 @@ fn a_grokmirror_manifest_lists_the_upstream_and_its_fingerprints_skip_unchanged_
         "PROJ/b no longer served",
         LIMIT,
         || {
-            (served(&node, "PROJ", "b") == 404 && node.repo_status("PROJ", "b").is_none())
+            (node.info_refs_status("PROJ", "b") == 404 && node.repo_status("PROJ", "b").is_none())
                 .then_some(())
         },
         explain,
     );
-    assert_eq!(served(&node, "PROJ", "a"), 200);
+    assert_eq!(node.info_refs_status("PROJ", "a"), 200);
     assert_eq!(node.status()["totalRepos"], 2, "PROJ/a and PROJ/d");
     assert_not_synced_again(&node, "PROJ/a", &a, "its fingerprint never changed");
 }

@@ -17,13 +17,12 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
 use mirrorfarm_tests::farm::main_of;
+use mirrorfarm_tests::forge_standin::hub_signature;
 use mirrorfarm_tests::gitc;
 use mirrorfarm_tests::node::{serving_p_r, Node};
 use mirrorfarm_tests::upstream::{Shape, Upstream};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 const LIMIT: Duration = Duration::from_secs(90);
 /// How long a client waits for an answer that should come at once (or after a 1 s wait).
@@ -131,19 +130,6 @@ fn generation_long_poll_returns_when_the_flip_happens() {
     assert_eq!(get_now(&format!("{unknown}?after=0&wait=1")).0, 404);
     let (code, body) = get_now(&format!("{url}?after=x"));
     assert_eq!(code, 400, "{body}");
-}
-
-/// `sha256=<hex HMAC-SHA256(secret, body)>`, as GitHub signs webhooks.
-fn signature(secret: &str, body: &[u8]) -> String {
-    let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac");
-    m.update(body);
-    let hex: String = m
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
 }
 
 /// One request the receiver read.
@@ -298,7 +284,7 @@ fn assert_signed_notice(d: &Delivery, notice: &Value) {
     assert_eq!(header("content-type"), Some("application/json"));
     assert_eq!(
         header("x-hub-signature-256"),
-        Some(signature(SECRET, &d.body).as_str()),
+        Some(hub_signature(SECRET, &d.body).as_str()),
         "signed with the secret over the body as sent"
     );
     assert_eq!(

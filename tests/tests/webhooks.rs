@@ -9,29 +9,15 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
 use mirrorfarm_tests::farm::{following_lb, gossip_port, main_of, ssh_farm_on};
-use mirrorfarm_tests::forge_standin::{fixture, ForgeStandin, Kind};
+use mirrorfarm_tests::forge_standin::{fixture, hub_signature, ForgeStandin, Kind};
 use mirrorfarm_tests::lb::Lb;
 use mirrorfarm_tests::node::{Node, Placement};
 use mirrorfarm_tests::upstream::{Shape, Upstream};
 use mirrorfarm_tests::{wait_for, wait_or_explain};
-use sha2::Sha256;
 
 const LIMIT: Duration = Duration::from_secs(90);
 const SECRET: &str = "webhook-secret-for-tests";
-
-fn signature(secret: &str, body: &[u8]) -> String {
-    let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac");
-    m.update(body);
-    let hex: String = m
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
-}
 
 /// GitHub's documented event of `kind`, about `full_name`.
 fn github_event(file: &str, full_name: &str) -> Vec<u8> {
@@ -112,7 +98,13 @@ fn webhooks_through_the_lb_sync_the_named_repository_on_every_member() {
     let pushed = up.commit("P", "r", "main", "pushed upstream");
     let t = Instant::now();
     let body = github_event("github/webhook_push.json", "P/r");
-    let (code, answer) = deliver(&lb, work.path(), "push", &body, &signature(SECRET, &body));
+    let (code, answer) = deliver(
+        &lb,
+        work.path(),
+        "push",
+        &body,
+        &hub_signature(SECRET, &body),
+    );
     assert_eq!(code, 202, "{answer}");
     assert!(answer.contains("P/r"), "{answer}");
     wait_or_explain(
@@ -142,14 +134,20 @@ fn webhooks_through_the_lb_sync_the_named_repository_on_every_member() {
         work.path(),
         "push",
         &body,
-        &signature("wrong secret", &body),
+        &hub_signature("wrong secret", &body),
     );
     assert_eq!(code, 401);
     let (code, _) = deliver(&lb, work.path(), "push", &body, "");
     assert_eq!(code, 401, "unsigned");
     let other = up.commit("P", "other", "main", "announced");
     let body = github_event("github/webhook_push.json", "P/other");
-    let (code, _) = deliver(&lb, work.path(), "push", &body, &signature(SECRET, &body));
+    let (code, _) = deliver(
+        &lb,
+        work.path(),
+        "push",
+        &body,
+        &hub_signature(SECRET, &body),
+    );
     assert_eq!(code, 202);
     wait_for("P/other's push on every member", LIMIT, || {
         nodes
@@ -174,7 +172,7 @@ fn webhooks_through_the_lb_sync_the_named_repository_on_every_member() {
         work.path(),
         "repository",
         &body,
-        &signature(SECRET, &body),
+        &hub_signature(SECRET, &body),
     );
     assert_eq!(
         (code, answer.contains("relist")),
@@ -199,7 +197,13 @@ fn webhooks_through_the_lb_sync_the_named_repository_on_every_member() {
 
     // Unknown repositories are ignored; a large body is refused before it is read.
     let body = github_event("github/webhook_push.json", "ELSEWHERE/x");
-    let (code, answer) = deliver(&lb, work.path(), "push", &body, &signature(SECRET, &body));
+    let (code, answer) = deliver(
+        &lb,
+        work.path(),
+        "push",
+        &body,
+        &hub_signature(SECRET, &body),
+    );
     assert_eq!(
         (code, answer.contains("ignored")),
         (202, true),
@@ -207,6 +211,6 @@ fn webhooks_through_the_lb_sync_the_named_repository_on_every_member() {
         lb.log()
     );
     let big = vec![b' '; 2 << 20];
-    let (code, _) = deliver(&lb, work.path(), "push", &big, &signature(SECRET, &big));
+    let (code, _) = deliver(&lb, work.path(), "push", &big, &hub_signature(SECRET, &big));
     assert_eq!(code, 413);
 }

@@ -92,7 +92,7 @@ pub fn parse_scm(rest: &str) -> Result<(RepoId, ScmEndpoint), PathError> {
             None => {
                 // Refuse traversal and bad names even on non-git paths.
                 for s in &segs {
-                    crate::names::ProjectKey::parse(s)?;
+                    crate::names::check_path_segment(s)?;
                 }
                 return Err(PathError::NotGit);
             }
@@ -102,7 +102,7 @@ pub fn parse_scm(rest: &str) -> Result<(RepoId, ScmEndpoint), PathError> {
     let repo_segs = &segs[..segs.len() - n];
     if repo_segs.len() < 2 {
         for s in repo_segs {
-            crate::names::ProjectKey::parse(s)?;
+            crate::names::check_path_segment(s)?;
         }
         return Err(PathError::NotGit);
     }
