@@ -48,6 +48,8 @@ impl ServeHttp for AdminApp {
         match session.req_header().uri.path() {
             "/status" => {}
             "/metrics" => {
+                let left = self.cert.facts().expires_in(std::time::SystemTime::now());
+                self.metrics.certificate_expires_in(left);
                 let body = self.metrics.render(&self.backends).into_bytes();
                 return response(
                     200,

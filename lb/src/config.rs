@@ -244,7 +244,7 @@ impl LbConfig {
                     }
                 };
                 let (cert, key) = (resolve(c), resolve(k));
-                crate::tls::check_pem_files(&cert, &key).map_err(|e| match e {
+                crate::tls::check_pem_files(&cert, &key, &hostname).map_err(|e| match e {
                     crate::tls::PemError::Cert(m) => v.at(c, "lb.tls.certificate", &m),
                     crate::tls::PemError::Key(m) => v.at(k, "lb.tls.key", &m),
                 })?;

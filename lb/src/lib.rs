@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod backends;
 pub mod background;
+pub mod cert_check;
 pub mod config;
 pub mod discovery;
 pub mod fast_front;

@@ -37,6 +37,7 @@ pub struct LbMetrics {
     healthy: Family<BackendLabel, Gauge>,
     active_requests: Family<BackendLabel, Gauge>,
     active_ssh: Family<BackendLabel, Gauge>,
+    certificate_expiry: Gauge,
     /// The request counters already looked up, by status and backend (no allocation per request).
     request_counters: parking_lot::Mutex<HashMap<u16, HashMap<String, Counter>>>,
 }
@@ -80,7 +81,14 @@ impl Default for LbMetrics {
             "SSH connections open, by backend",
             active_ssh.clone(),
         );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "certificate_expiry_seconds",
+            "Seconds until the served TLS certificate expires (the LB warns under 30 days)",
+            certificate_expiry.clone(),
+        );
         Self {
+            certificate_expiry,
             registry,
             requests,
             tls_handshakes,
@@ -112,6 +120,11 @@ impl LbMetrics {
             .clone();
         c.inc();
         by_backend.insert(backend.to_owned(), c);
+    }
+
+    /// Sets the seconds until the served certificate expires.
+    pub fn certificate_expires_in(&self, secs: i64) {
+        self.certificate_expiry.set(secs);
     }
 
     /// Counts a TLS handshake.

@@ -118,7 +118,7 @@ pub fn run(config: LbConfig) -> Result<(), LbError> {
                     source,
                 })?,
         };
-    let cert = Arc::new(ReloadingCert::new(&cert_path, &key_path)?);
+    let cert = Arc::new(ReloadingCert::new(&cert_path, &key_path, &config.hostname)?);
     tracing::info!(
         certificate = %cert_path.display(),
         sha256 = %cert.fingerprint(),

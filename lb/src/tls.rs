@@ -14,6 +14,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use sha2::{Digest, Sha256};
 
+use crate::cert_check::{CertFacts, WARN_BEFORE};
+
 /// What is wrong with a certificate or key file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PemError {
@@ -56,9 +58,43 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, 
     Ok(Arc::new(ck))
 }
 
-/// Checks that the files exist and load (the configuration stage uses it).
-pub fn check_pem_files(cert: &Path, key: &Path) -> Result<(), PemError> {
-    load_certified_key(cert, key).map(|_| ())
+/// Loads the files and checks the certificate may be served for `hostname` now (the
+/// configuration stage uses it): valid now and for the hostname.
+pub fn check_pem_files(cert: &Path, key: &Path, hostname: &str) -> Result<(), PemError> {
+    checked(cert, key, hostname).map(|_| ())
+}
+
+/// Loads the files, reads the leaf certificate, and refuses one the LB may not serve.
+fn checked(
+    cert: &Path,
+    key: &Path,
+    hostname: &str,
+) -> Result<(Arc<CertifiedKey>, CertFacts), PemError> {
+    let ck = load_certified_key(cert, key)?;
+    let leaf = ck
+        .cert
+        .first()
+        .ok_or_else(|| PemError::Cert(format!("{}: no certificate", cert.display())))?;
+    let facts =
+        CertFacts::read(leaf).map_err(|e| PemError::Cert(format!("{}: {e}", cert.display())))?;
+    if let Some(why) = facts.refusal(hostname, SystemTime::now()) {
+        return Err(PemError::Cert(format!("{}: {why}", cert.display())));
+    }
+    warn_if_expiring(cert, &facts);
+    Ok((ck, facts))
+}
+
+/// Logs a warning when the certificate expires within [`WARN_BEFORE`].
+fn warn_if_expiring(cert: &Path, facts: &CertFacts) {
+    let left = facts.expires_in(SystemTime::now());
+    if left < WARN_BEFORE.as_secs() as i64 {
+        tracing::warn!(
+            file = %cert.display(),
+            expires = %crate::cert_check::when(facts.not_after),
+            days_left = left / 86_400,
+            "the TLS certificate expires within 30 days: renew it (the LB reloads it on SIGHUP or when the file changes)"
+        );
+    }
 }
 
 /// SHA-256 fingerprint of a DER certificate, as `AB:CD:…`.
@@ -76,11 +112,25 @@ pub fn self_signed_paths(home: &Path) -> (PathBuf, PathBuf) {
     (dir.join("cert.pem"), dir.join("key.pem"))
 }
 
-/// Makes the self-signed certificate for `hostname` (and localhost, 127.0.0.1) unless it exists.
+/// Makes the self-signed certificate for `hostname` (and localhost, 127.0.0.1) unless one exists
+/// that may still be served for it (a hostname changed, or one expiring within 30 days, gets a new
+/// one).
 pub fn ensure_self_signed(home: &Path, hostname: &str) -> std::io::Result<(PathBuf, PathBuf)> {
     let (cert, key) = self_signed_paths(home);
     if cert.exists() && key.exists() {
-        return Ok((cert, key));
+        let usable = load_certified_key(&cert, &key).ok().and_then(|ck| {
+            let facts = CertFacts::read(ck.cert.first()?).ok()?;
+            let left = facts.expires_in(SystemTime::now());
+            (facts.refusal(hostname, SystemTime::now()).is_none()
+                && left > WARN_BEFORE.as_secs() as i64)
+                .then_some(())
+        });
+        if usable.is_some() {
+            return Ok((cert, key));
+        }
+        tracing::info!(file = %cert.display(), hostname, "the self-signed certificate does not cover lb.hostname (or expires soon): making a new one");
+        std::fs::remove_file(&cert)?;
+        std::fs::remove_file(&key)?;
     }
     std::fs::create_dir_all(cert.parent().expect("tls dir has a parent"))?;
     let mut names = vec![hostname.to_owned()];
@@ -125,18 +175,25 @@ fn mtimes(cert: &Path, key: &Path) -> Stamps {
 pub struct ReloadingCert {
     cert_path: PathBuf,
     key_path: PathBuf,
-    current: RwLock<(Arc<CertifiedKey>, Stamps)>,
+    hostname: String,
+    current: RwLock<(Arc<CertifiedKey>, Stamps, CertFacts)>,
 }
 
 impl ReloadingCert {
-    /// Loads the files once.
-    pub fn new(cert: &Path, key: &Path) -> Result<Self, PemError> {
-        let ck = load_certified_key(cert, key)?;
+    /// Loads the files once, for `hostname`.
+    pub fn new(cert: &Path, key: &Path, hostname: &str) -> Result<Self, PemError> {
+        let (ck, facts) = checked(cert, key, hostname)?;
         Ok(Self {
             cert_path: cert.to_owned(),
             key_path: key.to_owned(),
-            current: RwLock::new((ck, mtimes(cert, key))),
+            hostname: hostname.to_owned(),
+            current: RwLock::new((ck, mtimes(cert, key), facts)),
         })
+    }
+
+    /// What the certificate served now says of itself.
+    pub fn facts(&self) -> CertFacts {
+        self.current.read().2.clone()
     }
 
     /// The fingerprint of the certificate served now.
@@ -156,8 +213,8 @@ impl ReloadingCert {
         if !force && now == self.current.read().1 {
             return Ok(false);
         }
-        let ck = load_certified_key(&self.cert_path, &self.key_path)?;
-        *self.current.write() = (ck, now);
+        let (ck, facts) = checked(&self.cert_path, &self.key_path, &self.hostname)?;
+        *self.current.write() = (ck, now, facts);
         Ok(true)
     }
 
@@ -182,7 +239,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mf-tls-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let (cert, key) = ensure_self_signed(&dir, "git.example.com").expect("generate");
-        let r = ReloadingCert::new(&cert, &key).expect("load");
+        let r = ReloadingCert::new(&cert, &key, "git.example.com").expect("load");
+        assert!(r.facts().covers("git.example.com"));
         let fp = r.fingerprint();
         assert_eq!(fp.len(), 32 * 3 - 1);
         assert!(!r.reload(false).expect("unchanged"));
@@ -199,7 +257,7 @@ mod tests {
             "a bad file keeps the current certificate"
         );
         assert!(matches!(
-            check_pem_files(&cert, &key),
+            check_pem_files(&cert, &key, "git.example.com"),
             Err(PemError::Cert(_))
         ));
         let _ = std::fs::remove_dir_all(&dir);

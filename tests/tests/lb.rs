@@ -354,3 +354,114 @@ fn redirect_certificate_reload_and_graceful_stop() {
     // SIGTERM: stops accepting, drains, exits 0.
     assert_eq!(lb.stop(), Some(0));
 }
+
+/// A certificate by openssl for `name`, valid `days` from now, or from `start` (a date faketime
+/// reads) when given.
+fn cert_for(dir: &std::path::Path, name: &str, days: u32, start: Option<&str>) {
+    let mut cmd = match start {
+        Some(at) => {
+            let mut c = Command::new("faketime");
+            c.arg(at).arg("openssl");
+            c
+        }
+        None => Command::new("openssl"),
+    };
+    let ok = cmd
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            &days.to_string(),
+            "-subj",
+            &format!("/CN={name}"),
+        ])
+        .args(["-addext", &format!("subjectAltName=DNS:{name}")])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .output()
+        .expect("openssl")
+        .status
+        .success();
+    assert!(ok, "openssl req failed");
+}
+
+/// Runs `mirrorfarm lb` on `home` expecting it to stop at once; its exit code and stderr.
+fn lb_exit(home: &std::path::Path, certs: &std::path::Path) -> (Option<i32>, String) {
+    let props = format!(
+        "lb.hostname=localhost\nlb.backends=127.0.0.1:1:2\nlb.tls.certificate={}\nlb.tls.key={}\n",
+        certs.join("cert.pem").display(),
+        certs.join("key.pem").display()
+    );
+    std::fs::write(home.join("mirrorfarm-lb.properties"), props).expect("write");
+    let out = Command::new(mirrorfarm_tests::bin())
+        .args(["lb", "--home"])
+        .arg(home)
+        .output()
+        .expect("run");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn certificates_the_lb_may_not_serve_stop_it_and_expiry_is_warned() {
+    let home = tempfile::tempdir().expect("home");
+    let certs = tempfile::tempdir().expect("certs");
+    cert_for(certs.path(), "localhost", 2, Some("2020-01-01 00:00:00"));
+    let (code, err) = lb_exit(home.path(), certs.path());
+    assert_eq!(code, Some(64), "{err}");
+    assert!(
+        err.contains("lb.tls.certificate") && err.contains("expired"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&certs.path().join("cert.pem").display().to_string()),
+        "names the file: {err}"
+    );
+    cert_for(certs.path(), "other.example.com", 90, None);
+    let (code, err) = lb_exit(home.path(), certs.path());
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("not valid for lb.hostname localhost"), "{err}");
+
+    // Ten days left: served, with a warning and the metric.
+    cert_for(certs.path(), "localhost", 10, None);
+    let extra = format!(
+        "lb.tls.certificate={}\nlb.tls.key={}\n",
+        certs.path().join("cert.pem").display(),
+        certs.path().join("key.pem").display()
+    );
+    let lb = Lb::start("127.0.0.1:1:2", &extra);
+    wait_for("the LB's admin listener", LIMIT, || {
+        reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", lb.admin))
+            .and_then(|r| r.text())
+            .ok()
+    });
+    let metrics = reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", lb.admin))
+        .and_then(|r| r.text())
+        .expect("metrics");
+    let left: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mirrorfarm_lb_certificate_expiry_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no expiry metric in {metrics}"));
+    assert!((9.0 * 86_400.0..=10.0 * 86_400.0).contains(&left), "{left}");
+    assert!(lb.log().contains("expires within 30 days"), "{}", lb.log());
+    // A certificate for another name is not swapped in on reload.
+    cert_for(certs.path(), "other.example.com", 90, None);
+    wait_for("the refused reload logged", LIMIT, || {
+        lb.log()
+            .contains("not valid for lb.hostname localhost")
+            .then_some(())
+    });
+    assert!(lb.log().contains("still serving the previous one"));
+}
