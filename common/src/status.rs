@@ -165,6 +165,50 @@ pub struct StatusDoc {
     pub warnings: Vec<String>,
     /// Git LFS on this node.
     pub lfs: LfsStatus,
+    /// The load balancers in front of the farm, as they reported to this member.
+    pub load_balancers: Vec<LoadBalancerStatus>,
+}
+
+/// A load balancer, as it reported itself to a member over the farm channel.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LoadBalancerStatus {
+    /// Its ID.
+    pub id: String,
+    /// `lb.hostname`.
+    pub hostname: String,
+    /// Its HTTPS port.
+    pub https_port: u16,
+    /// Its certificate's subject.
+    pub certificate_subject: String,
+    /// When its certificate expires (RFC 3339).
+    pub certificate_expires: String,
+    /// Days until then.
+    pub certificate_days_left: i64,
+    /// Its certificate's SHA-256 fingerprint.
+    pub certificate_sha256: String,
+    /// Its backends: label, node ID, in rotation, state.
+    pub backends: Vec<LoadBalancerBackend>,
+    /// Seconds since it reported.
+    pub reported_seconds_ago: u64,
+    /// Its mirrorfarm version.
+    pub version: String,
+}
+
+/// One backend of a load balancer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LoadBalancerBackend {
+    /// Its label.
+    pub label: String,
+    /// Its node ID.
+    pub node_id: String,
+    /// In rotation.
+    pub healthy: bool,
+    /// Its state word at the LB's last check.
+    pub state: String,
+    /// The last check's error.
+    pub error: Option<String>,
 }
 
 /// Objects served to clients, by where this node got them.

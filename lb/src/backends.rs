@@ -24,6 +24,8 @@ pub struct NodeInfo {
     pub ready: bool,
     /// The last check's error, if it failed.
     pub error: Option<String>,
+    /// Its `setup.baseUrl`.
+    pub base_url: String,
 }
 
 /// One node.

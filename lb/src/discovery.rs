@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use chitchat::spawn_chitchat;
 use chitchat::transport::UdpTransport;
 use mirrorfarm_common::farm::client::{self, FarmClient};
-use mirrorfarm_common::farm::messages::LbWelcome;
+use mirrorfarm_common::farm::messages::{LbBackend, LbCertificate, LbReport, LbWelcome};
 use mirrorfarm_common::farm::FarmError;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -79,6 +79,53 @@ pub struct Discovery {
     pub welcome: LbWelcome,
     /// This LB's gossip identity.
     pub lb_id: String,
+    /// What it reports of itself to the members.
+    pub report: ReportSource,
+}
+
+/// How often the LB reports itself to every member.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// What goes into the LB's report to the farm.
+pub struct ReportSource {
+    /// `lb.hostname`.
+    pub hostname: String,
+    /// The HTTPS port.
+    pub https_port: u16,
+    /// The certificate served.
+    pub cert: Arc<crate::tls::ReloadingCert>,
+}
+
+impl ReportSource {
+    /// The report, with the backends as they are now.
+    fn report(&self, backends: &Backends) -> LbReport {
+        let facts = self.cert.facts();
+        LbReport {
+            hostname: self.hostname.clone(),
+            https_port: self.https_port,
+            certificate: LbCertificate {
+                subject: facts.subject,
+                not_after: facts.not_after,
+                sha256: self.cert.fingerprint(),
+            },
+            backends: backends
+                .all()
+                .iter()
+                .map(|b| {
+                    let info = b.info();
+                    LbBackend {
+                        label: b.addr.label.clone(),
+                        node_id: info.node_id,
+                        healthy: b.healthy(),
+                        state: info.state,
+                        error: info.error,
+                        base_url: info.base_url,
+                    }
+                })
+                .collect(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
 }
 
 #[async_trait]
@@ -112,6 +159,7 @@ impl BackgroundService for Discovery {
         let mut verified: HashMap<String, String> = HashMap::new();
         let mut warned: HashSet<String> = HashSet::new();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut reported: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
@@ -169,6 +217,18 @@ impl BackgroundService for Discovery {
                             tracing::warn!(node = %node_id, gossip = %gossip, error = %e, "gossip names a member that does not verify; not routed to");
                         }
                     }
+                }
+            }
+            if reported.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
+                reported = Some(Instant::now());
+                let report = self.report.report(&self.backends);
+                for (node_id, gossip) in live.iter().filter(|(n, _)| verified.contains_key(n)) {
+                    let (c, n, g, r) = (client.clone(), node_id.clone(), *gossip, report.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = c.lb_report(&n, g, &r).await {
+                            tracing::debug!(node = %n, error = %e, "cannot report to a member");
+                        }
+                    });
                 }
             }
             let alive: HashSet<&String> = live.iter().map(|(n, _)| n).collect();

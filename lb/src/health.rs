@@ -24,6 +24,8 @@ pub struct HealthChecker {
     pub fall: u32,
     /// Passes in a row that bring it back.
     pub rise: u32,
+    /// `lb.hostname`: a node whose `setup.baseUrl` names another host is warned about.
+    pub hostname: String,
 }
 
 /// The largest `/status` document read.
@@ -72,11 +74,23 @@ async fn fetch_status(http: &reqwest::Client, backend: &Backend) -> Result<NodeI
     let doc: StatusDoc =
         serde_json::from_slice(&body).map_err(|e| format!("bad /status document: {e}"))?;
     Ok(NodeInfo {
+        base_url: doc.base_url,
         node_id: doc.node_id,
         state: doc.state,
         ready: doc.ready,
         error: None,
     })
+}
+
+/// The host of a URL (`https://host[:port]/…` → `host`), lower case.
+pub fn url_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.to_ascii_lowercase()
 }
 
 #[async_trait]
@@ -86,6 +100,9 @@ impl BackgroundService for HealthChecker {
         let mut counts: std::collections::HashMap<std::net::SocketAddr, (u32, u32)> =
             Default::default();
         let http = client();
+        // Backends warned about for their base URL, with the URL warned about.
+        let mut misnamed: std::collections::HashMap<std::net::SocketAddr, String> =
+            Default::default();
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -111,6 +128,15 @@ impl BackgroundService for HealthChecker {
                     .error
                     .clone()
                     .unwrap_or_else(|| format!("state {}", info.state));
+                if info.error.is_none() && !info.base_url.is_empty() {
+                    let host = url_host(&info.base_url);
+                    if host != self.hostname && misnamed.get(&b.addr.http) != Some(&info.base_url) {
+                        tracing::warn!(backend = %b.addr.label, base_url = %info.base_url, hostname = %self.hostname, "a node's setup.baseUrl names another host than lb.hostname: it sends clients where this LB does not answer");
+                        misnamed.insert(b.addr.http, info.base_url.clone());
+                    } else if host == self.hostname {
+                        misnamed.remove(&b.addr.http);
+                    }
+                }
                 b.set_info(info);
                 if ok && *passes >= self.rise && !b.healthy() {
                     b.set_healthy(true);

@@ -249,11 +249,12 @@ pub fn run(config: LbConfig) -> Result<(), LbError> {
             timeout: config.health_timeout,
             fall: config.health_fall,
             rise: config.health_rise,
+            hostname: config.hostname.clone(),
         },
     ));
     server.add_service(background_service(
         "certificate reload",
-        CertReloader { cert },
+        CertReloader { cert: cert.clone() },
     ));
     if let Some((farm, welcome, lb_id)) = farm {
         server.add_service(background_service(
@@ -263,6 +264,11 @@ pub fn run(config: LbConfig) -> Result<(), LbError> {
                 farm,
                 welcome,
                 lb_id,
+                report: crate::discovery::ReportSource {
+                    hostname: config.hostname.clone(),
+                    https_port: config.https.port(),
+                    cert: cert.clone(),
+                },
             },
         ));
     }

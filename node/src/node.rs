@@ -382,6 +382,7 @@ async fn join_farm(
         client: client.clone(),
         cert_files: creds.files.clone(),
         sync: sync.clone(),
+        lbs: Default::default(),
     });
     let tls =
         mirrorfarm_common::farm::tls::member_server(&creds.ca_pem, &creds.cert_pem, &creds.key_pem)

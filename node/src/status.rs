@@ -4,7 +4,8 @@ use crate::config::Access;
 use crate::shared::Shared;
 use crate::store::SyncResult;
 pub use mirrorfarm_common::status::{
-    MemberRepoState, MemberStatus, RefusedMember, RepoStatus, StatusDoc, UpstreamStatus,
+    LoadBalancerBackend, LoadBalancerStatus, MemberRepoState, MemberStatus, RefusedMember,
+    RepoStatus, StatusDoc, UpstreamStatus,
 };
 
 fn rfc3339(ms: Option<i64>) -> Option<String> {
@@ -22,6 +23,7 @@ fn leader_of(farm: &Option<crate::farm::view::FarmView>, repo: &str) -> Option<S
 /// Builds the status document (`farm`: the node's farm, when it is in one).
 pub fn build(shared: &Shared, farm: Option<&crate::farm::Farm>) -> StatusDoc {
     let snapshot = shared.snapshot();
+    let lb_reports = farm.map(|f| f.lbs.current()).unwrap_or_default();
     let farm = farm.and_then(|f| f.view.read().clone());
     let repos: Vec<RepoStatus> = snapshot
         .iter()
@@ -68,6 +70,12 @@ pub fn build(shared: &Shared, farm: Option<&crate::farm::Farm>) -> StatusDoc {
             o.error
         ));
     }
+    let now_unix = crate::store::now_ms() / 1000;
+    warnings.extend(crate::farm::lbs::warnings(
+        &shared.config.base_url,
+        &lb_reports,
+        now_unix,
+    ));
     if shared.config.auth.auth_url_in_clear() {
         warnings.push(
             "plugin.mirroring.upstream.auth.url is http://: credentials cross the network in clear"
@@ -124,6 +132,41 @@ pub fn build(shared: &Shared, farm: Option<&crate::farm::Farm>) -> StatusDoc {
             .map(|f| f.unverified.clone())
             .unwrap_or_default(),
         warnings,
+        load_balancers: lb_reports
+            .into_iter()
+            .map(|(id, ago, r)| load_balancer(id, ago, r, now_unix))
+            .collect(),
+    }
+}
+
+fn load_balancer(
+    id: String,
+    ago: u64,
+    r: mirrorfarm_common::farm::messages::LbReport,
+    now_unix: i64,
+) -> LoadBalancerStatus {
+    LoadBalancerStatus {
+        id,
+        hostname: r.hostname,
+        https_port: r.https_port,
+        certificate_expires: rfc3339(Some(r.certificate.not_after.saturating_mul(1000)))
+            .unwrap_or_default(),
+        certificate_days_left: (r.certificate.not_after - now_unix) / 86_400,
+        certificate_subject: r.certificate.subject,
+        certificate_sha256: r.certificate.sha256,
+        backends: r
+            .backends
+            .into_iter()
+            .map(|b| LoadBalancerBackend {
+                label: b.label,
+                node_id: b.node_id,
+                healthy: b.healthy,
+                state: b.state,
+                error: b.error,
+            })
+            .collect(),
+        reported_seconds_ago: ago,
+        version: r.version,
     }
 }
 

@@ -98,3 +98,46 @@ fn an_lb_with_the_wrong_secret_gets_nothing() {
             .then_some(())
     });
 }
+
+/// The LB reports itself to every member over the farm channel: its hostname, certificate and
+/// backends show on each member's /status; a member whose `setup.baseUrl` names another host
+/// than `lb.hostname` (here farm.example.com against localhost) is flagged there and in the LB's
+/// log.
+#[test]
+fn the_lb_reports_to_the_farm_and_a_misnamed_base_url_is_flagged() {
+    let (_up, nodes, p0) = mirrorfarm_tests::farm::file_farm(2, LIMIT);
+    let lb = following_lb(p0);
+    lb.wait_healthy(2, LIMIT);
+    for n in &nodes {
+        let s = wait_for("the LB's report on the member", LIMIT, || {
+            let s = n.status();
+            let lbs = s["loadBalancers"].as_array()?;
+            let healthy = lbs.first()?["backends"]
+                .as_array()?
+                .iter()
+                .filter(|b| b["healthy"] == true)
+                .count();
+            (healthy == 2).then_some(s)
+        });
+        let lb_doc = &s["loadBalancers"][0];
+        assert_eq!(lb_doc["hostname"], "localhost");
+        assert_eq!(lb_doc["httpsPort"], lb.https);
+        assert!(
+            lb_doc["certificateDaysLeft"].as_i64() > Some(30),
+            "{lb_doc}"
+        );
+        assert!(lb_doc["certificateSubject"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()));
+        let warned = s["warnings"].as_array().expect("warnings").iter().any(|w| {
+            w.as_str()
+                .is_some_and(|w| w.contains("farm.example.com") && w.contains("localhost"))
+        });
+        assert!(warned, "{}", s["warnings"]);
+    }
+    assert!(
+        lb.log().contains("names another host than lb.hostname"),
+        "{}",
+        lb.log()
+    );
+}

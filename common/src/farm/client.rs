@@ -23,7 +23,9 @@ use crate::farm::messages::{
 };
 use crate::farm::proof::{self, JOIN_LABEL, WELCOME_LABEL};
 use crate::farm::tls::{self, node_name};
-use crate::farm::{FarmError, DESCRIBE, INVENTORY, JOIN, RELIST, SESSIONS, STAGED, SYNC};
+use crate::farm::{
+    FarmError, DESCRIBE, INVENTORY, JOIN, LB_REPORT, RELIST, SESSIONS, STAGED, SYNC,
+};
 
 /// The largest listing read from a member (a million repositories).
 const MAX_INVENTORY_ANSWER: usize = 128 << 20;
@@ -333,6 +335,24 @@ impl FarmClient {
             .send(addr, self.http.get(url).timeout(Duration::from_secs(300)))
             .await?;
         json_answer(&addr.to_string(), &mut r, MAX_INVENTORY_ANSWER).await
+    }
+
+    /// Tells member `node_id` at `addr` what this load balancer is and sees.
+    pub async fn lb_report(
+        &self,
+        node_id: &str,
+        addr: SocketAddr,
+        report: &crate::farm::messages::LbReport,
+    ) -> Result<(), FarmError> {
+        self.send(
+            addr,
+            self.http
+                .post(self.url(node_id, addr, LB_REPORT))
+                .json(report)
+                .timeout(Duration::from_secs(10)),
+        )
+        .await
+        .map(drop)
     }
 
     /// Asks member `node_id` at `addr` to list the upstream's repositories again now.

@@ -111,6 +111,55 @@ pub struct SyncNudge {
     pub repo: String,
 }
 
+/// A load balancer's certificate, as it reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LbCertificate {
+    /// Its subject (`CN=…`).
+    pub subject: String,
+    /// End of validity (Unix seconds).
+    pub not_after: i64,
+    /// SHA-256 fingerprint of the DER certificate (`AB:CD:…`).
+    pub sha256: String,
+}
+
+/// One backend as a load balancer sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LbBackend {
+    /// The backend's label (`<node>@host:port`).
+    pub label: String,
+    /// Its node ID, once checked.
+    pub node_id: String,
+    /// In rotation.
+    pub healthy: bool,
+    /// Its state word at the last check.
+    pub state: String,
+    /// The last check's error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Its `setup.baseUrl`.
+    #[serde(default)]
+    pub base_url: String,
+}
+
+/// What a load balancer tells the farm of itself ([`crate::farm::LB_REPORT`]); the sender is
+/// the load balancer its farm certificate names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LbReport {
+    /// `lb.hostname`: the farm's one hostname.
+    pub hostname: String,
+    /// Its HTTPS port.
+    pub https_port: u16,
+    /// The certificate it serves.
+    pub certificate: LbCertificate,
+    /// Its backends.
+    pub backends: Vec<LbBackend>,
+    /// mirrorfarm version.
+    pub version: String,
+}
+
 /// One repository of a listing: `PROJECT/repo`, and the upstream's fingerprint of its refs when
 /// the listing has one (a grokmirror manifest's).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

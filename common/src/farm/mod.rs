@@ -24,6 +24,9 @@ pub const RELIST: &str = "/farm/relist";
 /// The repositories to mirror as the member that lists the upstream for the farm last listed
 /// them: `GET <INVENTORY>?fresh=true|false` → [`messages::Inventory`] (nodes only).
 pub const INVENTORY: &str = "/farm/inventory";
+/// A load balancer's report of itself (`POST` [`messages::LbReport`]; LBs only): its hostname,
+/// certificate and backends, every few seconds to every member.
+pub const LB_REPORT: &str = "/farm/lb";
 /// A member's word that it staged a new state of a repository (a node's certificate needed).
 pub const STAGED: &str = "/farm/staged";
 /// Prefix of the git objects a member serves its peers: `<GIT>/<PROJECT>/<repo>.git/…` (smart

@@ -12,6 +12,7 @@ pub mod flip;
 pub mod follow;
 pub mod heard;
 pub mod keys;
+pub mod lbs;
 pub mod leader;
 pub mod membership;
 pub mod nudge;
@@ -109,6 +110,8 @@ pub struct Farm {
     pub cert_files: CertFiles,
     /// Sync triggers of this node.
     pub sync: SyncHandle,
+    /// The load balancers' reports.
+    pub lbs: lbs::LoadBalancers,
 }
 
 impl Farm {

@@ -6,6 +6,7 @@
 pub mod git;
 pub mod inventory;
 pub mod join;
+pub mod lb;
 pub mod lfs;
 pub mod sessions;
 pub mod staged;
@@ -20,8 +21,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use mirrorfarm_common::farm::messages::{Description, SyncNudge};
 use mirrorfarm_common::farm::{
-    DESCRIBE, GIT, INVENTORY, JOIN, LFS_FETCH, LFS_HAVE, LFS_OBJECTS, RELIST, SESSIONS, STAGED,
-    SYNC,
+    DESCRIBE, GIT, INVENTORY, JOIN, LB_REPORT, LFS_FETCH, LFS_HAVE, LFS_OBJECTS, RELIST, SESSIONS,
+    STAGED, SYNC,
 };
 use tokio::sync::watch;
 
@@ -174,6 +175,10 @@ pub fn router(c: Channel) -> Router {
         .route(DESCRIBE, get(describe))
         .route(SYNC, post(sync))
         .route(RELIST, post(relist))
+        .route(
+            LB_REPORT,
+            post(lb::report).layer(DefaultBodyLimit::max(4 << 20)),
+        )
         .route(INVENTORY, get(inventory::inventory))
         .route(STAGED, post(staged::staged))
         .route(
