@@ -20,6 +20,12 @@ pub const HTTP: &str = "http";
 pub const SSH: &str = "ssh";
 /// mirrorfarm version.
 pub const VERSION: &str = "version";
+/// The data format a member reads and writes (gossip values, farm channel messages, its store):
+/// members of different formats do not form one farm.
+pub const FORMAT: &str = "format";
+/// This build's data format. Raise it with any change older members would misread; members that
+/// predate the key count as format 1.
+pub const DATA_FORMAT: u32 = 1;
 /// Wall clock, Unix milliseconds, refreshed every half second.
 pub const CLOCK_MS: &str = "clock_ms";
 /// Node state word.
@@ -112,6 +118,8 @@ pub struct Member {
     pub ssh: Option<SocketAddr>,
     /// Version.
     pub version: String,
+    /// Data format ([`DATA_FORMAT`] of its build).
+    pub format: u32,
     /// Its clock when it last published (Unix ms).
     pub clock_ms: Option<i64>,
     /// Since when it has not reached the upstream (Unix ms, by its clock), if it has not.
@@ -224,6 +232,7 @@ impl Member {
             http: st.get(HTTP).and_then(|v| v.parse().ok()),
             ssh: st.get(SSH).and_then(|v| v.parse().ok()),
             version: st.get(VERSION).and_then(word).unwrap_or_default(),
+            format: st.get(FORMAT).and_then(|v| v.parse().ok()).unwrap_or(1),
             clock_ms: st.get(CLOCK_MS).and_then(|v| v.parse().ok()),
             stale_since_ms: st.get(STALE_SINCE_MS).and_then(|v| v.parse().ok()),
             state: st.get(STATE).and_then(word).unwrap_or_default(),

@@ -40,6 +40,7 @@ pub async fn run(
             keys::VERSION.to_owned(),
             env!("CARGO_PKG_VERSION").to_owned(),
         ),
+        (keys::FORMAT.to_owned(), keys::DATA_FORMAT.to_string()),
         (keys::CLOCK_MS.to_owned(), now_ms().to_string()),
         (keys::STATE.to_owned(), shared.node_state().to_owned()),
     ];

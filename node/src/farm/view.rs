@@ -116,6 +116,22 @@ pub fn build_view(
 ) -> FarmView {
     let mut view = FarmView::default();
     for m in members.into_iter().filter(|m| !m.is_lb) {
+        if m.node_id != me && m.format != crate::farm::keys::DATA_FORMAT {
+            let why = if m.format > crate::farm::keys::DATA_FORMAT {
+                "upgrade this node"
+            } else {
+                "upgrade that node"
+            };
+            view.refused.push((
+                m.node_id.clone(),
+                vec![format!(
+                    "data format {} (this node's: {}; {why})",
+                    m.format,
+                    crate::farm::keys::DATA_FORMAT
+                )],
+            ));
+            continue;
+        }
         let mismatched = m.mismatched_keys(ours);
         if m.node_id != me && !mismatched.is_empty() {
             view.refused.push((m.node_id.clone(), mismatched));
@@ -148,7 +164,28 @@ pub fn build_view(
         });
     }
     view.members.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    if let Some(w) = mixed_versions(&view.members) {
+        view.warnings.push(w);
+    }
     view
+}
+
+/// A warning when members run different versions: within one minor (`x.y`) a rolling upgrade,
+/// allowed; across minors, to be finished.
+fn mixed_versions(members: &[MemberView]) -> Option<String> {
+    let versions: std::collections::BTreeSet<&str> =
+        members.iter().map(|m| m.version.as_str()).collect();
+    if versions.len() < 2 {
+        return None;
+    }
+    let minor = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
+    let minors: std::collections::BTreeSet<String> = versions.iter().map(|v| minor(v)).collect();
+    let list = versions.into_iter().collect::<Vec<_>>().join(", ");
+    Some(if minors.len() == 1 {
+        format!("members run versions {list}: a rolling upgrade within one minor version (allowed)")
+    } else {
+        format!("members run versions {list} of different minor versions: finish the upgrade")
+    })
 }
 
 #[cfg(test)]
@@ -162,6 +199,7 @@ mod tests {
             http: None,
             ssh: None,
             version: "0.1.0".into(),
+            format: crate::farm::keys::DATA_FORMAT,
             clock_ms: Some(clock),
             stale_since_ms: None,
             state: "SYNCHRONIZED".into(),
@@ -213,5 +251,50 @@ mod tests {
             &ours,
         );
         assert_eq!(v.warnings.len(), 2, "{:?}", v.warnings);
+    }
+
+    #[test]
+    fn other_data_formats_are_refused_and_mixed_versions_shown() {
+        let ours: BTreeMap<&'static str, String> = crate::farm::keys::FARM_KEYS
+            .iter()
+            .map(|k| (*k, "a".repeat(64)))
+            .collect();
+        let mut newer = member("new", 10_000, &ours);
+        newer.format = crate::farm::keys::DATA_FORMAT + 1;
+        let mut patched = member("patched", 10_000, &ours);
+        patched.version = "0.1.7".into();
+        let v = build_view(
+            "me",
+            10_000,
+            vec![member("me", 10_000, &ours), newer, patched],
+            &ours,
+        );
+        assert_eq!(v.members.len(), 2, "the newer format is refused");
+        assert_eq!(v.refused[0].0, "new");
+        assert!(
+            v.refused[0].1[0].contains("upgrade this node"),
+            "{:?}",
+            v.refused
+        );
+        assert!(
+            v.warnings
+                .iter()
+                .any(|w| w.contains("0.1.0, 0.1.7") && w.contains("allowed")),
+            "{:?}",
+            v.warnings
+        );
+        let mut other_minor = member("next", 10_000, &ours);
+        other_minor.version = "0.2.0".into();
+        let v = build_view(
+            "me",
+            10_000,
+            vec![member("me", 10_000, &ours), other_minor],
+            &ours,
+        );
+        assert!(
+            v.warnings.iter().any(|w| w.contains("finish the upgrade")),
+            "{:?}",
+            v.warnings
+        );
     }
 }
