@@ -261,31 +261,7 @@ fn bad_certificate_settings_exit_64() {
 }
 
 fn openssl_cert(dir: &std::path::Path) {
-    let ok = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-        ])
-        .arg("-keyout")
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .output()
-        .expect("openssl")
-        .status
-        .success();
-    assert!(ok, "openssl req failed");
+    cert_for(dir, "localhost", 2, None);
 }
 
 #[test]
