@@ -240,13 +240,19 @@ impl Upstream {
             keygen(&key);
         }
         std::fs::write(d.join("authorized_keys"), "").expect("authorized_keys");
+        // Sessions get a home of their own: bash sources ~/.bashrc for commands run by sshd,
+        // and the machine's (pyenv's rehash lock, say) must not decide whether a fetch ends.
+        let home = d.join("home");
+        std::fs::create_dir_all(&home).expect("mkdir sshd home");
         self.ssh_port = free_port();
         let config = format!(
             "Port {port}\nListenAddress {ip}\nHostKey {key}\nPidFile {d}/sshd.pid\n\
              AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n\
-             AllowTcpForwarding no\nX11Forwarding no\nLogLevel VERBOSE\nMaxStartups 100\n",
+             AllowTcpForwarding no\nX11Forwarding no\nLogLevel VERBOSE\nMaxStartups 100\n\
+             SetEnv HOME={home}\n",
             port = self.ssh_port,
+            home = home.display(),
             ip = host.ip,
             key = key.display(),
             d = d.display()
