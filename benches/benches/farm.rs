@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use mirrorfarm_tests::farm::ssh_farm_with;
-use mirrorfarm_tests::node::Node;
+use mirrorfarm_tests::measure::until_main_everywhere;
 use mirrorfarm_tests::upstream::{keygen, Upstream};
 
 const PUSHES: usize = 50;
@@ -91,26 +91,7 @@ fn run(label: &str, extra: &str, shared: bool) {
         let new = up.commit("P", "r", "main", &format!("push {i}"));
         let t = Instant::now();
         nodes[i % nodes.len()].trigger(Some(("P", "r")));
-        // Poll every node's ref advertisement over one kept-alive HTTP connection each (what
-        // `git ls-remote` reads, without spawning a process per look).
-        let want = format!("{new} refs/heads/main");
-        let mut pending: Vec<&Node> = nodes.iter().collect();
-        while !pending.is_empty() {
-            assert!(t.elapsed() < limit, "push {i} not visible on every node");
-            pending.retain(|n| {
-                let url = format!("{}/info/refs?service=git-upload-pack", n.http_url("P", "r"));
-                let body = client
-                    .get(&url)
-                    .send()
-                    .and_then(|r| r.bytes())
-                    .unwrap_or_default();
-                !String::from_utf8_lossy(&body).contains(&want)
-            });
-            if !pending.is_empty() {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-        let seen = t.elapsed();
+        let seen = until_main_everywhere(&nodes, &new, t, limit, &client);
         times.push(seen.as_secs_f64());
     }
     std::thread::sleep(Duration::from_secs(2));

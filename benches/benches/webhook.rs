@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use mirrorfarm_tests::farm::{following_lb, gossip_port, ssh_farm_on};
 use mirrorfarm_tests::forge_standin::{fixture, hub_signature, ForgeStandin, Kind};
+use mirrorfarm_tests::measure::until_main_everywhere;
 use mirrorfarm_tests::node::{Node, Placement};
 use mirrorfarm_tests::upstream::{Shape, Upstream};
 
@@ -20,29 +21,8 @@ fn pct(times: &[f64], p: f64) -> f64 {
     times[((times.len() as f64 * p) as usize).min(times.len() - 1)]
 }
 
-/// Waits until every member advertises `sha` as `refs/heads/main` of P/r.
 fn visible(nodes: &[Node], sha: &str, since: Instant, client: &reqwest::blocking::Client) -> f64 {
-    let want = format!("{sha} refs/heads/main");
-    let mut pending: Vec<&Node> = nodes.iter().collect();
-    while !pending.is_empty() {
-        assert!(
-            since.elapsed() < Duration::from_secs(60),
-            "push not visible on every member"
-        );
-        pending.retain(|n| {
-            let url = format!("{}/info/refs?service=git-upload-pack", n.http_url("P", "r"));
-            let body = client
-                .get(&url)
-                .send()
-                .and_then(|r| r.bytes())
-                .unwrap_or_default();
-            !String::from_utf8_lossy(&body).contains(&want)
-        });
-        if !pending.is_empty() {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-    since.elapsed().as_secs_f64()
+    until_main_everywhere(nodes, sha, since, Duration::from_secs(60), client).as_secs_f64()
 }
 
 fn main() {
@@ -55,20 +35,7 @@ fn main() {
     up.start_sshd();
     let forge = ForgeStandin::start(Kind::Github, &up.root(), "forge-token-0123456789", 100);
     let secrets = tempfile::tempdir().expect("secrets");
-    let (token, hook) = (
-        secrets.path().join("api.token"),
-        secrets.path().join("hook.secret"),
-    );
-    std::fs::write(&token, "forge-token-0123456789").expect("token");
-    std::fs::write(&hook, SECRET).expect("secret");
-    let extra = format!(
-        "mirror.projects=P\nplugin.mirroring.upstream.type=github\n\
-         plugin.mirroring.upstream.api.url={}\nplugin.mirroring.upstream.api.tokenFile={}\n\
-         mirror.webhook.secretFile={}\nplugin.mirroring.synchronization.interval=86400\n",
-        forge.api_url(),
-        token.display(),
-        hook.display()
-    );
+    let extra = forge.webhook_member_props(secrets.path(), SECRET);
     let nodes = ssh_farm_on(
         &up,
         3,

@@ -1,5 +1,5 @@
 //! What the mirrorfarm load balancer and nodes share: the properties reader, configuration
-//! building blocks, the session cookie, the PROXY protocol codec, the header that sends a request to another node, the farm channel's messages and client, and the status document.
+//! building blocks, the session cookie, the PROXY protocol codec, the header that sends a request to another node, the farm channel's messages and client, the status document, and reading a URL's host.
 
 pub mod config;
 pub mod elsewhere;
@@ -9,3 +9,4 @@ pub mod properties;
 pub mod proxy_protocol;
 pub mod session;
 pub mod status;
+pub mod url_host;

@@ -11,6 +11,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::backends::{Backend, Backends, NodeInfo};
+use mirrorfarm_common::url_host::url_host;
 
 /// The checker (a Pingora background service).
 pub struct HealthChecker {
@@ -80,17 +81,6 @@ async fn fetch_status(http: &reqwest::Client, backend: &Backend) -> Result<NodeI
         ready: doc.ready,
         error: None,
     })
-}
-
-/// The host of a URL (`https://host[:port]/…` → `host`), lower case.
-pub fn url_host(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    host.to_ascii_lowercase()
 }
 
 #[async_trait]

@@ -156,6 +156,24 @@ impl ForgeStandin {
         format!("http://{}{}", self.addr, kind.prefix())
     }
 
+    /// Properties of members that mirror project `P` listed by this (GitHub) stand-in and take its
+    /// webhooks signed with `secret`, polling once an hour at most: the API token and the secret go
+    /// in files in `dir`.
+    pub fn webhook_member_props(&self, dir: &Path, secret: &str) -> String {
+        let (token, hook) = (dir.join("api.token"), dir.join("hook.secret"));
+        let expected = self.inner.lock().expect("lock").token.clone();
+        std::fs::write(&token, expected).expect("write the API token");
+        std::fs::write(&hook, secret).expect("write the webhook secret");
+        format!(
+            "mirror.projects=P\nplugin.mirroring.upstream.type=github\n\
+             plugin.mirroring.upstream.api.url={}\nplugin.mirroring.upstream.api.tokenFile={}\n\
+             mirror.webhook.secretFile={}\nplugin.mirroring.synchronization.interval=3600\n",
+            self.api_url(),
+            token.display(),
+            hook.display()
+        )
+    }
+
     /// Every request so far (`METHOD path?query`).
     pub fn requests(&self) -> Vec<String> {
         self.inner.lock().expect("lock").requests.clone()

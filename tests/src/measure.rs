@@ -5,6 +5,36 @@ use std::time::{Duration, Instant};
 
 use crate::gitc;
 
+/// Time from `since` until every node advertises `sha` as `refs/heads/main` of `P/r` (each
+/// node's ref advertisement polled every 2 ms over one kept-alive connection, without a git
+/// process per look); panics after `limit`.
+pub fn until_main_everywhere(
+    nodes: &[crate::node::Node],
+    sha: &str,
+    since: Instant,
+    limit: Duration,
+    client: &reqwest::blocking::Client,
+) -> Duration {
+    let want = format!("{sha} refs/heads/main");
+    let mut pending: Vec<&crate::node::Node> = nodes.iter().collect();
+    while !pending.is_empty() {
+        assert!(since.elapsed() < limit, "{sha} not visible on every node");
+        pending.retain(|n| {
+            let url = format!("{}/info/refs?service=git-upload-pack", n.http_url("P", "r"));
+            let body = client
+                .get(&url)
+                .send()
+                .and_then(|r| r.bytes())
+                .unwrap_or_default();
+            !String::from_utf8_lossy(&body).contains(&want)
+        });
+        if !pending.is_empty() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    since.elapsed()
+}
+
 /// Wall time of one bare clone of `url` into `dest` (removed after).
 pub fn clone_once(url: &str, envs: &[(&str, &str)], dest: &Path) -> Duration {
     let t = Instant::now();

@@ -66,20 +66,7 @@ fn webhooks_through_the_lb_sync_the_named_repository_on_every_member() {
     up.start_sshd();
     let forge = ForgeStandin::start(Kind::Github, &up.root(), "forge-token-0123456789", 50);
     let secrets = tempfile::tempdir().expect("secrets");
-    let (token, hook) = (
-        secrets.path().join("api.token"),
-        secrets.path().join("hook.secret"),
-    );
-    std::fs::write(&token, "forge-token-0123456789").expect("token");
-    std::fs::write(&hook, SECRET).expect("secret");
-    let extra = format!(
-        "mirror.projects=P\nplugin.mirroring.upstream.type=github\n\
-         plugin.mirroring.upstream.api.url={}\nplugin.mirroring.upstream.api.tokenFile={}\n\
-         mirror.webhook.secretFile={}\nplugin.mirroring.synchronization.interval=3600\n",
-        forge.api_url(),
-        token.display(),
-        hook.display()
-    );
+    let extra = forge.webhook_member_props(secrets.path(), SECRET);
     let nodes = ssh_farm_on(&up, 2, LIMIT, &extra, &Placement::default());
     wait_for("both repositories on every member", LIMIT, || {
         nodes
@@ -93,18 +80,16 @@ fn webhooks_through_the_lb_sync_the_named_repository_on_every_member() {
     let lb = following_lb(gossip_port(&nodes[0]));
     lb.wait_healthy(2, LIMIT);
     let work = tempfile::tempdir().expect("work");
+    // A delivery signed with the farm's secret, as the forge sends it.
+    let signed = |event: &str, body: &[u8]| {
+        deliver(&lb, work.path(), event, body, &hub_signature(SECRET, body))
+    };
 
     // A signed push: every member serves it.
     let pushed = up.commit("P", "r", "main", "pushed upstream");
     let t = Instant::now();
     let body = github_event("github/webhook_push.json", "P/r");
-    let (code, answer) = deliver(
-        &lb,
-        work.path(),
-        "push",
-        &body,
-        &hub_signature(SECRET, &body),
-    );
+    let (code, answer) = signed("push", &body);
     assert_eq!(code, 202, "{answer}");
     assert!(answer.contains("P/r"), "{answer}");
     wait_or_explain(
@@ -141,13 +126,7 @@ fn webhooks_through_the_lb_sync_the_named_repository_on_every_member() {
     assert_eq!(code, 401, "unsigned");
     let other = up.commit("P", "other", "main", "announced");
     let body = github_event("github/webhook_push.json", "P/other");
-    let (code, _) = deliver(
-        &lb,
-        work.path(),
-        "push",
-        &body,
-        &hub_signature(SECRET, &body),
-    );
+    let (code, _) = signed("push", &body);
     assert_eq!(code, 202);
     wait_for("P/other's push on every member", LIMIT, || {
         nodes
@@ -167,13 +146,7 @@ fn webhooks_through_the_lb_sync_the_named_repository_on_every_member() {
     // A repository created upstream, with its repository event: served at once.
     up.create("P", "fresh", &Shape::small());
     let body = github_event("github/webhook_repository_created.json", "P/fresh");
-    let (code, answer) = deliver(
-        &lb,
-        work.path(),
-        "repository",
-        &body,
-        &hub_signature(SECRET, &body),
-    );
+    let (code, answer) = signed("repository", &body);
     assert_eq!(
         (code, answer.contains("relist")),
         (202, true),
@@ -197,13 +170,7 @@ fn webhooks_through_the_lb_sync_the_named_repository_on_every_member() {
 
     // Unknown repositories are ignored; a large body is refused before it is read.
     let body = github_event("github/webhook_push.json", "ELSEWHERE/x");
-    let (code, answer) = deliver(
-        &lb,
-        work.path(),
-        "push",
-        &body,
-        &hub_signature(SECRET, &body),
-    );
+    let (code, answer) = signed("push", &body);
     assert_eq!(
         (code, answer.contains("ignored")),
         (202, true),
@@ -211,6 +178,6 @@ fn webhooks_through_the_lb_sync_the_named_repository_on_every_member() {
         lb.log()
     );
     let big = vec![b' '; 2 << 20];
-    let (code, _) = deliver(&lb, work.path(), "push", &big, &hub_signature(SECRET, &big));
+    let (code, _) = signed("push", &big);
     assert_eq!(code, 413);
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use mirrorfarm_common::farm::messages::LbReport;
+use mirrorfarm_common::url_host::url_host;
 use parking_lot::Mutex;
 
 /// How long a report counts.
@@ -41,23 +42,11 @@ impl LoadBalancers {
     }
 }
 
-/// The host of a URL (`https://host[:port]/…` → `host`), lower case.
-pub fn host_of(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next().unwrap_or_default()
-    } else {
-        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
-    };
-    host.to_ascii_lowercase()
-}
-
 /// The warnings a member draws from the LBs' reports: its `setup.baseUrl` names another host than
 /// an LB's hostname; an LB's certificate expires within 30 days.
 pub fn warnings(base_url: &str, reports: &[(String, u64, LbReport)], now_unix: i64) -> Vec<String> {
     let mut out = Vec::new();
-    let ours = host_of(base_url);
+    let ours = url_host(base_url);
     for (id, _, r) in reports {
         if ours != r.hostname.to_ascii_lowercase() {
             out.push(format!(
@@ -98,8 +87,6 @@ mod tests {
 
     #[test]
     fn base_url_and_certificate_warnings() {
-        assert_eq!(host_of("https://Git.Example.com:8443/x"), "git.example.com");
-        assert_eq!(host_of("http://[::1]:7990"), "::1");
         let now = 1_000_000_000;
         let good = vec![(
             "lb-1".to_owned(),

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use crate::forge::http::{link_paged, ApiClient};
-use crate::forge::{encode_segment, slug, ForgeError, UpstreamProject, UpstreamRepo};
+use crate::forge::{org_or_user_repos, ForgeError, UpstreamProject, UpstreamRepo};
 use crate::names::ProjectKey;
 
 /// Items per page asked for (Gitea caps it at its `MAX_RESPONSE_ITEMS`, 50 by default).
@@ -15,11 +15,6 @@ struct Org {
     username: String,
     #[serde(default)]
     full_name: String,
-}
-
-#[derive(Deserialize)]
-struct Repo {
-    name: String,
 }
 
 /// `GET /orgs`: every organisation the token can see.
@@ -45,15 +40,11 @@ pub async fn repos(
     c: &ApiClient,
     project: &ProjectKey,
 ) -> Result<Option<Vec<UpstreamRepo>>, ForgeError> {
-    let name = encode_segment(project.as_str());
-    let mut list: Option<Vec<Repo>> =
-        link_paged(c, c.url(&format!("/orgs/{name}/repos?limit={LIMIT}"))).await?;
-    if list.is_none() {
-        list = link_paged(c, c.url(&format!("/users/{name}/repos?limit={LIMIT}"))).await?;
-    }
-    Ok(list.map(|l| {
-        l.into_iter()
-            .filter_map(|r| slug(project.as_str(), &r.name))
-            .collect()
-    }))
+    org_or_user_repos(
+        c,
+        project,
+        &format!("?limit={LIMIT}"),
+        &format!("?limit={LIMIT}"),
+    )
+    .await
 }

@@ -4,17 +4,12 @@
 use serde::Deserialize;
 
 use crate::forge::http::{link_paged, ApiClient};
-use crate::forge::{encode_segment, slug, ForgeError, UpstreamProject, UpstreamRepo};
+use crate::forge::{org_or_user_repos, ForgeError, UpstreamProject, UpstreamRepo};
 use crate::names::ProjectKey;
 
 #[derive(Deserialize)]
 struct Org {
     login: String,
-}
-
-#[derive(Deserialize)]
-struct Repo {
-    name: String,
 }
 
 /// Every organisation: on github.com those the token's user belongs to (`GET /user/orgs`; the
@@ -40,22 +35,11 @@ pub async fn repos(
     c: &ApiClient,
     project: &ProjectKey,
 ) -> Result<Option<Vec<UpstreamRepo>>, ForgeError> {
-    let name = encode_segment(project.as_str());
-    let mut list: Option<Vec<Repo>> = link_paged(
+    org_or_user_repos(
         c,
-        c.url(&format!("/orgs/{name}/repos?per_page=100&type=all")),
+        project,
+        "?per_page=100&type=all",
+        "?per_page=100&type=owner",
     )
-    .await?;
-    if list.is_none() {
-        list = link_paged(
-            c,
-            c.url(&format!("/users/{name}/repos?per_page=100&type=owner")),
-        )
-        .await?;
-    }
-    Ok(list.map(|l| {
-        l.into_iter()
-            .filter_map(|r| slug(project.as_str(), &r.name))
-            .collect()
-    }))
+    .await
 }

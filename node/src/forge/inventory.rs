@@ -120,11 +120,6 @@ impl Inventory {
         self.selection != Projects::None
     }
 
-    /// Lists the repositories to mirror now.
-    pub async fn wanted(&self) -> Wanted {
-        self.wanted_since(Instant::now()).await
-    }
-
     /// The repositories to mirror, from a listing that started at `since` or later (one under way
     /// or just done serves every caller that asked before it started).
     pub async fn wanted_since(&self, since: Instant) -> Wanted {

@@ -148,6 +148,34 @@ impl ForgeSsh {
     }
 }
 
+/// A repository as GitHub and Gitea list them (the fields read).
+#[derive(serde::Deserialize)]
+struct NamedRepo {
+    name: String,
+}
+
+/// The repositories of an organisation (`GET /orgs/{name}/repos<query>`), or of a user of that
+/// name when there is no such organisation (`GET /users/{name}/repos<user_query>`): GitHub's and
+/// Gitea's shape.
+pub(crate) async fn org_or_user_repos(
+    c: &http::ApiClient,
+    project: &ProjectKey,
+    query: &str,
+    user_query: &str,
+) -> Result<Option<Vec<UpstreamRepo>>, ForgeError> {
+    let name = encode_segment(project.as_str());
+    let mut list: Option<Vec<NamedRepo>> =
+        http::link_paged(c, c.url(&format!("/orgs/{name}/repos{query}"))).await?;
+    if list.is_none() {
+        list = http::link_paged(c, c.url(&format!("/users/{name}/repos{user_query}"))).await?;
+    }
+    Ok(list.map(|l| {
+        l.into_iter()
+            .filter_map(|r| slug(project.as_str(), &r.name))
+            .collect()
+    }))
+}
+
 /// Keeps what parses as a repository ID, warning about the rest.
 pub(crate) fn slug(project: &str, name: &str) -> Option<UpstreamRepo> {
     match RepoId::parse(&format!("{project}/{name}")) {
