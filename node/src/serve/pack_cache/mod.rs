@@ -4,7 +4,9 @@
 //! pack-objects cache does). Entries are keyed by the repository, its ref state and the whole
 //! request; bounded in size (least recently used go first); an entry is only ever served complete
 //! or while its one writer is still writing it — a failed or interrupted one is dropped, and the
-//! cache directory is emptied at start (so a file left by a killed writer is never read).
+//! cache directory is emptied at start (so a file left by a killed writer is never read). An
+//! entry whose file cannot take more (the disk filled) is finished from memory for the clients
+//! already reading it and not kept.
 //!
 //! The size bound counts entries being written too: a growing entry first pushes out the least
 //! recently used complete ones, and one the cache cannot hold even then is taken out of the
@@ -25,7 +27,7 @@ use tokio::sync::watch;
 
 pub use self::stream::CachedStream;
 use self::stream::{Progress, Readers};
-use self::writer::{Slot, WriteError};
+use self::writer::{EntryFile, Slot, WriteError, Written};
 use crate::names::RepoId;
 use crate::upload_pack::{self, Exposure, Mode};
 
@@ -57,7 +59,7 @@ pub enum ServeError {
 }
 
 /// A new entry is started only while the cache's filesystem has this much free: on a full disk
-/// requests are served straight from git (an entry failing half-written would break them).
+/// requests are served straight from git (an entry that fills it would not be kept).
 pub const MIN_FREE: u64 = 64 << 20;
 
 /// Whether `dir`'s filesystem has [`MIN_FREE`] bytes free for unprivileged use.
@@ -98,6 +100,7 @@ pub struct PackCache {
     dir: PathBuf,
     max_bytes: u64,
     abandon_grace: Duration,
+    write_limit: Option<u64>,
     entries: Mutex<HashMap<String, Entry>>,
 }
 
@@ -128,6 +131,7 @@ impl PackCache {
             dir: dir.to_owned(),
             max_bytes,
             abandon_grace: ABANDON_GRACE,
+            write_limit: None,
             entries: Mutex::new(HashMap::new()),
         })
     }
@@ -135,6 +139,13 @@ impl PackCache {
     /// The same cache with another grace for writers whose readers all left (tests).
     pub fn with_abandon_grace(mut self, grace: Duration) -> Self {
         self.abandon_grace = grace;
+        self
+    }
+
+    /// The same cache whose entry files take at most `bytes` each, as on a disk that fills
+    /// (tests).
+    pub fn with_write_limit(mut self, bytes: u64) -> Self {
+        self.write_limit = Some(bytes);
         self
     }
 
@@ -190,7 +201,10 @@ impl PackCache {
         getrandom::getrandom(&mut id).expect("the OS random source is available");
         let suffix: String = id.iter().map(|b| format!("{b:02x}")).collect();
         let path = self.dir.join(format!("{key}-{suffix}.pack"));
-        let file = tokio::fs::File::create(&path).await?;
+        let file = EntryFile::new(
+            tokio::fs::File::create(&path).await?.into_std().await,
+            self.write_limit,
+        );
         let reader = tokio::fs::File::open(&path).await?;
         let (tx, rx) = watch::channel(Progress::Writing(0));
         let readers = Readers::new();
@@ -232,13 +246,16 @@ impl PackCache {
             path,
         };
         let grace = self.abandon_grace;
-        let watch_readers = readers.watch();
         tokio::spawn(async move {
             let written =
-                writer::write_entry(child, request, file, &tx, watch_readers, grace, &slot).await;
+                writer::write_entry(child, request, file, &tx, &readers, grace, &slot).await;
             drop(place);
             match written {
-                Ok(size) => {
+                Ok(Written::Spilled(e)) => {
+                    tracing::warn!(error = %e, "pack cache entry could not be written whole: its clients got the rest from memory; it is not kept");
+                    remove_later(vec![slot.path]);
+                }
+                Ok(Written::Whole(size)) => {
                     let _ = tx.send(Progress::Done(size));
                     if slot.listed() {
                         slot.cache.fit(None);
@@ -356,6 +373,10 @@ impl EntrySlot {
 impl Slot for EntrySlot {
     fn grew(&self, written: u64) {
         self.cache.fit(Some((&self.key, &self.path, written)));
+    }
+
+    fn spilled(&self) {
+        self.unlist();
     }
 
     fn stop_if_unread(&self) -> bool {

@@ -195,3 +195,61 @@ async fn a_writer_every_reader_left_stops_unless_nearly_done() {
     );
     assert_eq!(drain(s).await.expect("read"), whole);
 }
+
+/// Every chunk of a stream, in one buffer.
+async fn bytes_of(mut s: CachedStream) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(chunk) = s.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_fills_finishes_its_responses_from_memory_and_is_not_kept() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (bare, head) = repo(tmp.path(), 8);
+    let processes = Processes::new(8, Duration::from_secs(30));
+    let req = || request(&head, "x");
+    let probe = Arc::new(PackCache::new(&tmp.path().join("probe"), u64::MAX).expect("cache"));
+    let (s, _) = probe
+        .serve(&repo_id(), "s", &bare, None, req(), &processes)
+        .await
+        .expect("serve");
+    let whole = bytes_of(s).await.expect("read");
+    assert!(whole.len() > 8 << 20, "{}", whole.len());
+
+    // Files fill after 0 bytes, a third of the answer, and all but its last byte.
+    let third = whole.len() as u64 / 3;
+    for limit in [0, third, whole.len() as u64 - 1] {
+        let dir = tmp.path().join(format!("cache-{limit}"));
+        let cache = Arc::new(
+            PackCache::new(&dir, u64::MAX)
+                .expect("cache")
+                .with_write_limit(limit),
+        );
+        // Two clients at once: the second shares the first's entry if it comes before the
+        // file filled, else it starts its own (which fills too).
+        let (first, outcome) = cache
+            .serve(&repo_id(), "s", &bare, None, req(), &processes)
+            .await
+            .expect("serve");
+        assert_eq!(outcome, Outcome::Miss);
+        let (second, _) = cache
+            .serve(&repo_id(), "s", &bare, None, req(), &processes)
+            .await
+            .expect("serve");
+        let (a, b) = tokio::join!(bytes_of(first), bytes_of(second));
+        assert!(
+            a.expect("first client's answer") == whole,
+            "limit {limit}: first differs"
+        );
+        assert!(
+            b.expect("second client's answer") == whole,
+            "limit {limit}: second differs"
+        );
+        // Not kept: out of the index, and the files go.
+        until("the spilled entries' files to go", || files_in(&dir) == 0).await;
+        assert_eq!(cache.size(), 0, "limit {limit}");
+    }
+}
