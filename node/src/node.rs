@@ -254,6 +254,9 @@ pub async fn run(
             forge_ssh,
         ),
         sync: sync.clone(),
+        admin_csrf: crate::serve::admin_ui::csrf::CsrfKey::new(
+            shared.config.farm.as_ref().map(|f| f.secret.as_str()),
+        ),
         stopping: stop_rx.clone(),
         processes: crate::serve::processes::Processes::new(
             shared.config.serve_max_processes,

@@ -17,6 +17,10 @@ use crate::names::RepoId;
 /// with credentials).
 const MAX_SESSIONS: usize = 200_000;
 
+/// The grant an admin's login puts in its session, beside the repositories' (`#` never starts a
+/// project key, so no repository is named so; older members carry it as one they never match).
+pub const ADMIN_GRANT: &str = "#admin";
+
 pub use mirrorfarm_common::farm::messages::SessionRecord;
 
 /// Folds `other` (the same session as another member has it) into `mine`.
@@ -115,23 +119,21 @@ impl Sessions {
             .count()
     }
 
-    /// What session `session` (the cookie's part) allows for `repo`; a live one is marked used.
-    pub fn standing(&self, session: &str, repo: &RepoId, now: i64) -> Standing {
+    /// Runs `f` on live session `session` (the cookie's part), marking it used.
+    fn use_live<T>(
+        &self,
+        session: &str,
+        now: i64,
+        f: impl FnOnce(&SessionRecord) -> T,
+    ) -> Option<T> {
         let key = key_of(session);
         let mut entries = self.entries.lock();
-        let Some(e) = entries.get_mut(&key) else {
-            return Standing::None;
-        };
+        let e = entries.get_mut(&key)?;
         if !self.live(&e.record, now) {
-            return Standing::None;
+            return None;
         }
         e.record.last_used_ms = now;
-        let user = e.record.user.clone();
-        let granted = e
-            .record
-            .grants
-            .get(&repo.to_string())
-            .is_some_and(|exp| now < *exp);
+        let out = f(&e.record);
         // Other members learn of use often enough that none ends the session early.
         let publish = now - e.published_use_ms > (self.timeout_ms() / 10).min(60_000);
         if publish {
@@ -141,11 +143,87 @@ impl Sessions {
         if publish {
             self.mark(key);
         }
-        if granted {
-            Standing::Granted { user }
-        } else {
-            Standing::NoGrant { user }
+        Some(out)
+    }
+
+    /// What session `session` (the cookie's part) allows for `repo`; a live one is marked used.
+    pub fn standing(&self, session: &str, repo: &RepoId, now: i64) -> Standing {
+        let repo = repo.to_string();
+        let found = self.use_live(session, now, |r| {
+            let granted = r.grants.get(&repo).is_some_and(|exp| now < *exp);
+            (r.user.clone(), granted)
+        });
+        match found {
+            None => Standing::None,
+            Some((user, true)) => Standing::Granted { user },
+            Some((user, false)) => Standing::NoGrant { user },
         }
+    }
+
+    /// The user of live session `session` if it holds a current admin grant (marked used).
+    pub fn admin_of(&self, session: &str, now: i64) -> Option<String> {
+        self.use_live(session, now, |r| {
+            let admin = r.grants.get(ADMIN_GRANT).is_some_and(|exp| now < *exp);
+            admin.then(|| r.user.clone())
+        })
+        .flatten()
+    }
+
+    /// The user of live session `session` (marked used).
+    pub fn user_of(&self, session: &str, now: i64) -> Option<String> {
+        self.use_live(session, now, |r| r.user.clone())
+    }
+
+    /// A new session of `user` holding an admin grant until `expires_ms` (an admin's login);
+    /// returns the session part of its cookie (`None`: too many sessions).
+    pub fn start_admin(&self, user: &str, expires_ms: i64, now: i64) -> Option<String> {
+        let mut entries = self.entries.lock();
+        let value = self.insert_new(
+            &mut entries,
+            user,
+            BTreeMap::from([(ADMIN_GRANT.to_owned(), expires_ms)]),
+            now,
+        )?;
+        drop(entries);
+        self.mark(key_of(&value));
+        Some(value)
+    }
+
+    /// Inserts a new session (unmarked); returns the session part of its cookie.
+    fn insert_new(
+        &self,
+        entries: &mut HashMap<String, Entry>,
+        user: &str,
+        grants: BTreeMap<String, i64>,
+        now: i64,
+    ) -> Option<String> {
+        if entries.len() >= MAX_SESSIONS {
+            entries.retain(|_, e| self.live(&e.record, now));
+            if entries.len() >= MAX_SESSIONS {
+                tracing::warn!("{MAX_SESSIONS} live sessions: no new session issued");
+                return None;
+            }
+        }
+        let mut random = [0u8; 16];
+        getrandom::getrandom(&mut random).expect("the OS random source is available");
+        let value: String = random.iter().map(|b| format!("{b:02X}")).collect();
+        let key = key_of(&value);
+        let record = SessionRecord {
+            key: key.clone(),
+            user: user.to_owned(),
+            created_ms: now,
+            last_used_ms: now,
+            grants,
+            removed: false,
+        };
+        entries.insert(
+            key,
+            Entry {
+                record,
+                published_use_ms: now,
+            },
+        );
+        Some(value)
     }
 
     /// Records a grant of `repo` until `expires_ms` for `user`, who authenticated with `cred`: in
@@ -188,32 +266,13 @@ impl Sessions {
             }
             return set_cookie.then_some(value);
         }
-        if entries.len() >= MAX_SESSIONS {
-            entries.retain(|_, e| self.live(&e.record, now));
-            if entries.len() >= MAX_SESSIONS {
-                tracing::warn!("{MAX_SESSIONS} live sessions: no new session issued");
-                return None;
-            }
-        }
-        let mut random = [0u8; 16];
-        getrandom::getrandom(&mut random).expect("the OS random source is available");
-        let value: String = random.iter().map(|b| format!("{b:02X}")).collect();
+        let value = self.insert_new(
+            &mut entries,
+            user,
+            BTreeMap::from([(repo.to_string(), expires_ms)]),
+            now,
+        )?;
         let key = key_of(&value);
-        let record = SessionRecord {
-            key: key.clone(),
-            user: user.to_owned(),
-            created_ms: now,
-            last_used_ms: now,
-            grants: BTreeMap::from([(repo.to_string(), expires_ms)]),
-            removed: false,
-        };
-        entries.insert(
-            key.clone(),
-            Entry {
-                record,
-                published_use_ms: now,
-            },
-        );
         drop(entries);
         let mut by_credential = self.by_credential.lock();
         if by_credential.len() >= MAX_SESSIONS {

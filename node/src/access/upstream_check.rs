@@ -148,6 +148,28 @@ impl Upstream {
         &self.client
     }
 
+    /// Whether the upstream asks for credentials to read `repo` (401 without any): only then
+    /// does a 200 or 403 with credentials say they are right.
+    pub async fn demands_credentials(&self, repo: &RepoId) -> Result<bool, CheckError> {
+        let url = self.url(repo, "/info/refs?service=git-upload-pack");
+        let r = self
+            .client
+            .get(&url)
+            .header("Git-Protocol", "version=2")
+            .timeout(CHECK_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| CheckError::Unreachable {
+                url: url.clone(),
+                why: e.without_url().to_string(),
+            })?;
+        match r.status().as_u16() {
+            401 => Ok(true),
+            200 | 403 | 404 => Ok(false),
+            status => Err(CheckError::Unexpected { url, status }),
+        }
+    }
+
     /// Asks whether `cred` may read `repo`.
     pub async fn check(&self, cred: &Credential, repo: &RepoId) -> Result<Verdict, CheckError> {
         let url = self.url(repo, "/info/refs?service=git-upload-pack");

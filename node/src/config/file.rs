@@ -58,6 +58,8 @@ pub struct FileConfig {
     pub farm_stage_timeout: Option<Located>,
     /// `mirror.admin.tokenFile`
     pub admin_token_file: Option<Located>,
+    /// `mirror.admins`
+    pub admins: Option<Located>,
     /// `plugin.ssh.authorizedKeysFile`
     pub ssh_keys_file: Option<Located>,
     /// `plugin.ssh.authorizedKeysCommand`
@@ -142,6 +144,7 @@ impl KnownKeys for FileConfig {
             "farm.secret" => &mut self.farm_secret,
             "farm.stage.timeout" => &mut self.farm_stage_timeout,
             "mirror.admin.tokenFile" => &mut self.admin_token_file,
+            "mirror.admins" => &mut self.admins,
             "plugin.ssh.authorizedKeysFile" => &mut self.ssh_keys_file,
             "plugin.ssh.authorizedKeysCommand" => &mut self.ssh_keys_command,
             "plugin.ssh.maxConnections" => &mut self.ssh_max_connections,

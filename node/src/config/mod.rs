@@ -13,6 +13,7 @@ use crate::upstream_url::UpstreamUrl;
 
 mod access;
 mod admin;
+mod admins;
 mod file;
 mod forge;
 mod lfs;
@@ -102,6 +103,8 @@ pub struct Config {
     pub farm: Option<FarmConfig>,
     /// `mirror.admin.tokenFile`: the token that opens the admin routes to other hosts.
     pub admin_token: Option<AdminToken>,
+    /// `mirror.admins`: upstream users who may log in to `/admin` (empty: only the admin token).
+    pub admins: Vec<String>,
     /// `plugin.ssh.authorizedKeysFile` (relative to the configuration file's directory; `None`:
     /// `<home>/authorized_keys`).
     pub ssh_keys_file: Option<PathBuf>,
@@ -320,6 +323,7 @@ impl Config {
             60,
         )?);
         let auth = access::access_config(&fc, &v, file, access, &upstream)?;
+        let admins = admins::admins(&fc.admins, &v, auth.auth_url.as_deref())?;
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
         let serve_max_processes = v.number(
             &fc.serve_max_processes,
@@ -371,6 +375,7 @@ impl Config {
             ssh_keys_command,
             farm,
             admin_token,
+            admins,
             file: file.to_owned(),
             display_name: display_name.value.clone(),
             base_url,

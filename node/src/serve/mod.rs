@@ -1,6 +1,8 @@
 //! Serving clients: smart HTTP, SSH, and the pieces they share.
 
 pub mod admin;
+pub mod admin_ui;
+pub mod app_state;
 pub mod generation;
 pub mod http;
 pub mod http_access;
@@ -44,6 +46,8 @@ pub struct Serving {
     pub processes: processes::Processes,
     /// Sync triggers (a push through the farm asks for one).
     pub sync: crate::sync::scheduler::SyncHandle,
+    /// Keys the admin page's CSRF tokens.
+    pub admin_csrf: admin_ui::csrf::CsrfKey,
     /// Turns true when the node stops (long polls end early).
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }

@@ -1,7 +1,6 @@
 //! The node's HTTP routes: the status page and document, the sync trigger, and git under `/scm/`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
@@ -10,28 +9,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
 use axum::{Json, Router};
 
-use crate::farm::Farm;
 use crate::names::RepoId;
-use crate::serve::{admin, generation, http, session_cookie, upstream_projects, webhook, Serving};
+pub use crate::serve::app_state::AppState;
+use crate::serve::{admin, generation, http, session_cookie, upstream_projects, webhook};
 use crate::status;
-use crate::sync::scheduler::{SyncHandle, Trigger};
-
-/// State the routes share.
-#[derive(Clone)]
-pub struct AppState {
-    /// The node's core and serving's caches.
-    pub shared: Arc<Serving>,
-    /// Sync triggers.
-    pub sync: SyncHandle,
-    /// The farm, in one (for /status).
-    pub farm: Option<Arc<Farm>>,
-}
-
-impl axum::extract::FromRef<AppState> for Arc<Serving> {
-    fn from_ref(s: &AppState) -> Self {
-        s.shared.clone()
-    }
-}
+use crate::sync::scheduler::Trigger;
 
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
@@ -62,6 +44,7 @@ pub fn router(state: AppState) -> Router {
             get(generation::generation),
         )
         .merge(admin)
+        .merge(crate::serve::admin_ui::routes())
         .with_state(state);
     // Anonymous: a routing cookie for every client. Authenticated: the cookie is the session, set
     // only when a request authenticates.

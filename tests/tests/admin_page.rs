@@ -1,0 +1,279 @@
+//! The admin page at `/admin` against a real upstream endpoint (nginx + HTTP Basic + `git
+//! http-backend`; alice is an admin, bob is not): the login with upstream credentials or the
+//! admin token, 401/403 for the others, CSRF on every action, the token for scripts, the page's
+//! sections, "sync now", and logout.
+
+use std::time::Duration;
+
+use mirrorfarm_tests::http_upstream::HttpUpstream;
+use mirrorfarm_tests::node::Node;
+use mirrorfarm_tests::upstream::{Shape, Upstream};
+use mirrorfarm_tests::wait_for;
+use reqwest::blocking::{Client, Response};
+use reqwest::redirect::Policy;
+
+const LIMIT: Duration = Duration::from_secs(60);
+const TOKEN: &str = "admin-page-test-token-0123456789";
+
+struct Setup {
+    _up: Upstream,
+    _http: HttpUpstream,
+    _dir: tempfile::TempDir,
+    node: Node,
+}
+
+fn setup() -> Setup {
+    let mut up = Upstream::new();
+    up.create("PROJ", "a", &Shape::small());
+    up.create("PROJ", "b", &Shape::small());
+    up.start_sshd();
+    let http = HttpUpstream::start(
+        &up.root(),
+        &[("alice", "alice-pw"), ("bob", "bob-pw")],
+        &[("PROJ/a", &["alice", "bob"]), ("PROJ/b", &["alice", "bob"])],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, TOKEN).expect("token file");
+    let node = Node::start(
+        &up.ssh_url(),
+        &format!(
+            "mirror.repos=PROJ/a,PROJ/b\nmirror.access=authenticated\nmirror.admins=alice\n\
+             mirror.admin.tokenFile={}\n{}",
+            token_file.display(),
+            http.properties()
+        ),
+    );
+    node.authorize_and_sync(&up, LIMIT);
+    Setup {
+        _up: up,
+        _http: http,
+        _dir: dir,
+        node,
+    }
+}
+
+/// A client that shows redirects instead of following them, keeping no cookies of its own.
+fn client() -> Client {
+    Client::builder()
+        .redirect(Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+fn base(node: &Node) -> String {
+    node.http_url("X", "y")
+        .split("/scm/")
+        .next()
+        .expect("base")
+        .to_owned()
+}
+
+fn login(node: &Node, fields: &[(&str, &str)]) -> Response {
+    client()
+        .post(format!("{}/admin/login", base(node)))
+        .form(fields)
+        .send()
+        .expect("POST /admin/login")
+}
+
+/// The session cookie (`name=value`) a response sets.
+fn session_cookie(r: &Response) -> String {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("BITBUCKETSESSIONID=") && !c.starts_with("BITBUCKETSESSIONID=;"))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("no session cookie in {:?}", r.headers()))
+        .to_owned()
+}
+
+fn get_admin(node: &Node, cookie: Option<&str>, bearer: Option<&str>) -> (u16, String) {
+    let mut r = client().get(format!("{}/admin", base(node)));
+    if let Some(c) = cookie {
+        r = r.header("Cookie", c);
+    }
+    if let Some(t) = bearer {
+        r = r.bearer_auth(t);
+    }
+    let resp = r.send().expect("GET /admin");
+    (resp.status().as_u16(), resp.text().unwrap_or_default())
+}
+
+/// The CSRF token of the page's forms.
+fn csrf_of(page: &str) -> String {
+    let at = page
+        .find("name=csrf value=\"")
+        .expect("a CSRF field on the page")
+        + 17;
+    page[at..].split('"').next().expect("token").to_owned()
+}
+
+fn sync_form(node: &Node, cookie: Option<&str>, fields: &[(&str, &str)]) -> Response {
+    let mut r = client()
+        .post(format!("{}/admin/sync", base(node)))
+        .form(fields);
+    if let Some(c) = cookie {
+        r = r.header("Cookie", c);
+    }
+    r.send().expect("POST /admin/sync")
+}
+
+fn last_sync(node: &Node, repo: &str) -> String {
+    node.repo_status("PROJ", repo).expect("repo")["lastSync"].to_string()
+}
+
+#[test]
+fn admins_log_in_with_upstream_credentials_and_every_action_needs_the_sessions_csrf_token() {
+    let s = setup();
+    let node = &s.node;
+
+    // Nobody: 401 with the login form.
+    let (status, body) = get_admin(node, None, None);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("action=\"/admin/login\"") && !body.contains(TOKEN));
+    assert!(!body.contains("PROJ/a"), "no repository is shown to nobody");
+
+    // A wrong password: 401; bob (right password, not in mirror.admins): 403.
+    let r = login(node, &[("username", "alice"), ("password", "wrong")]);
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r
+        .text()
+        .unwrap_or_default()
+        .contains("wrong user name or password"));
+    let r = login(node, &[("username", "bob"), ("password", "bob-pw")]);
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(r.text().unwrap_or_default().contains("bob is not an admin"));
+    // A form sent from another site is refused, whatever it carries.
+    let r = client()
+        .post(format!("{}/admin/login", base(node)))
+        .header("Origin", "https://evil.example")
+        .form(&[("username", "alice"), ("password", "alice-pw")])
+        .send()
+        .expect("login");
+    assert_eq!(r.status().as_u16(), 403);
+
+    // bob's own git session does not open the page either: 403.
+    let r = client()
+        .get(format!(
+            "{}/info/refs?service=git-upload-pack",
+            node.http_url("PROJ", "a")
+        ))
+        .basic_auth("bob", Some("bob-pw"))
+        .send()
+        .expect("info/refs");
+    assert_eq!(r.status().as_u16(), 200);
+    let bobs = session_cookie(&r);
+    assert_eq!(get_admin(node, Some(&bobs), None).0, 403);
+
+    // alice logs in: a session cookie and the page with every section.
+    let r = login(node, &[("username", "alice"), ("password", "alice-pw")]);
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], "/admin");
+    let cookie = session_cookie(&r);
+    let (status, page) = get_admin(node, Some(&cookie), None);
+    assert_eq!(status, 200, "{page}");
+    let doc = node.status();
+    for needle in [
+        "id=authorize",
+        "id=members",
+        "id=load-balancers",
+        "id=repositories",
+        doc["farmId"].as_str().expect("farmId"),
+        doc["publicKey"].as_str().expect("publicKey"),
+        "<code>PROJ/a</code>",
+        "<code>PROJ/b</code>",
+        "alice",
+    ] {
+        assert!(page.contains(needle), "the page lacks {needle:?}");
+    }
+    let csrf = csrf_of(&page);
+
+    // Sync now: refused without the token and with another's, done with it.
+    let before = last_sync(node, "a");
+    for fields in [
+        vec![("project", "PROJ"), ("repo", "a")],
+        vec![("project", "PROJ"), ("repo", "a"), ("csrf", "AAAA")],
+    ] {
+        let r = sync_form(node, Some(&cookie), &fields);
+        assert_eq!(r.status().as_u16(), 403, "{fields:?}");
+    }
+    assert_eq!(last_sync(node, "a"), before, "a refused form does nothing");
+    let r = sync_form(
+        node,
+        Some(&cookie),
+        &[("project", "PROJ"), ("repo", "a"), ("csrf", &csrf)],
+    );
+    assert_eq!(r.status().as_u16(), 303);
+    let to = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(to.starts_with("/admin?done="), "{to}");
+    wait_for("PROJ/a to sync again", LIMIT, || {
+        (last_sync(node, "a") != before).then_some(())
+    });
+    // A repository not mirrored: 404, nothing done.
+    let r = sync_form(
+        node,
+        Some(&cookie),
+        &[("project", "PROJ"), ("repo", "nope"), ("csrf", &csrf)],
+    );
+    assert_eq!(r.status().as_u16(), 404);
+
+    // The admin token: the page and the actions for scripts, no CSRF token (no cookie).
+    assert_eq!(get_admin(node, None, Some(TOKEN)).0, 200);
+    assert_eq!(
+        get_admin(node, None, Some("not-the-token-0123456789")).0,
+        401
+    );
+    let r = client()
+        .post(format!("{}/admin/sync", base(node)))
+        .bearer_auth(TOKEN)
+        .form(&[("project", "PROJ"), ("repo", "b")])
+        .send()
+        .expect("sync with the token");
+    assert_eq!(r.status().as_u16(), 303);
+    // The token in the login form makes a session too.
+    let r = login(node, &[("token", TOKEN)]);
+    assert_eq!(r.status().as_u16(), 303);
+    let token_cookie = session_cookie(&r);
+    assert_eq!(get_admin(node, Some(&token_cookie), None).0, 200);
+    assert_eq!(
+        login(node, &[("token", "wrong-token-0123456789")])
+            .status()
+            .as_u16(),
+        401
+    );
+
+    // Logout needs the token too; then the session opens nothing.
+    let logout = |fields: &[(&str, &str)]| {
+        client()
+            .post(format!("{}/admin/logout", base(node)))
+            .header("Cookie", &cookie)
+            .form(fields)
+            .send()
+            .expect("logout")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(logout(&[]), 403);
+    assert_eq!(get_admin(node, Some(&cookie), None).0, 200);
+    assert_eq!(logout(&[("csrf", &csrf)]), 303);
+    assert_eq!(get_admin(node, Some(&cookie), None).0, 401);
+    // The page's headers: never cached, never framed, scripts from the node alone.
+    let r = client()
+        .get(format!("{}/admin", base(node)))
+        .bearer_auth(TOKEN)
+        .send()
+        .expect("GET /admin");
+    let h = r.headers();
+    assert_eq!(h["cache-control"], "no-store");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert!(h["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .contains("script-src 'self'"));
+}
