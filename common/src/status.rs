@@ -167,6 +167,27 @@ pub struct StatusDoc {
     pub lfs: LfsStatus,
     /// The load balancers in front of the farm, as they reported to this member.
     pub load_balancers: Vec<LoadBalancerStatus>,
+    /// What the farm mirrors, and whether the properties file or the admin page says so.
+    pub selection: SelectionStatus,
+}
+
+/// What the farm mirrors and where that comes from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SelectionStatus {
+    /// `file` (the properties file's `mirror.projects` and `mirror.repos`) or `page` (written on
+    /// the admin page, farm-wide).
+    pub source: String,
+    /// `*` for every project, else project keys.
+    pub projects: Vec<String>,
+    /// Single repositories (`PROJECT/repo`).
+    pub repos: Vec<String>,
+    /// Who wrote it on the page.
+    pub written_by: Option<String>,
+    /// When (RFC 3339).
+    pub written_at: Option<String>,
+    /// The member it was written on.
+    pub written_on: Option<String>,
 }
 
 /// A load balancer, as it reported itself to a member over the farm channel.

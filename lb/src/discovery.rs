@@ -208,6 +208,8 @@ impl BackgroundService for Discovery {
                         };
                         if self.backends.add(&addr) {
                             tracing::info!(node = %node_id, http = %d.http, ssh = %d.ssh, "farm member verified; added as backend");
+                            // A new member hears of this LB now, not at the next report.
+                            reported = None;
                         }
                         verified.insert(node_id.clone(), label);
                         warned.remove(node_id);

@@ -37,6 +37,7 @@ pub mod node;
 pub mod packed_refs;
 pub mod pktline;
 pub mod secrets;
+pub mod selection;
 pub mod serve;
 pub mod shared;
 pub mod state;

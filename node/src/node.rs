@@ -179,8 +179,12 @@ pub async fn run(
         ))),
         _ => None,
     };
+    let selection = Arc::new(
+        crate::selection::Selection::load(&config, &store)
+            .map_err(|e| NodeError::Other(format!("the admin page's selection: {e}")))?,
+    );
     let inventory = Arc::new(
-        crate::forge::inventory::Inventory::new(&config, forge)
+        crate::forge::inventory::Inventory::new(&config, forge, selection.clone())
             .map_err(|e| NodeError::Other(e.to_string()))?,
     );
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -214,6 +218,7 @@ pub async fn run(
         farm_stale_since: std::sync::atomic::AtomicI64::new(0),
         lfs,
         inventory,
+        selection,
         secrets,
         notifier,
         metrics,
@@ -424,7 +429,11 @@ async fn join_farm(
         stop.clone(),
     ));
     let sessions_task = tokio::spawn(crate::farm::sessions::run(farm.clone(), stop.clone()));
-    Ok((farm, vec![channel_task, gossip_task, sessions_task]))
+    let selection_task = tokio::spawn(crate::farm::selection::run(farm.clone(), stop.clone()));
+    Ok((
+        farm,
+        vec![channel_task, gossip_task, sessions_task, selection_task],
+    ))
 }
 
 /// Opens the store, loads the identity and the repository records, and cleans up after a crash.

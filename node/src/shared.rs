@@ -49,6 +49,8 @@ pub struct Shared {
     pub lfs: std::sync::Arc<crate::lfs::Lfs>,
     /// Which repositories the upstream has (listed at every reconcile).
     pub inventory: std::sync::Arc<crate::forge::inventory::Inventory>,
+    /// What to mirror: the file's selection or the admin page's.
+    pub selection: std::sync::Arc<crate::selection::Selection>,
     /// The API token and the webhook secret (re-read on SIGHUP).
     pub secrets: std::sync::Arc<crate::secrets::Secrets>,
     /// Sync-complete notices (`mirror.notify.url`).

@@ -5,7 +5,7 @@ use crate::shared::Shared;
 use crate::store::SyncResult;
 pub use mirrorfarm_common::status::{
     LoadBalancerBackend, LoadBalancerStatus, MemberRepoState, MemberStatus, RefusedMember,
-    RepoStatus, StatusDoc, UpstreamStatus,
+    RepoStatus, SelectionStatus, StatusDoc, UpstreamStatus,
 };
 
 fn rfc3339(ms: Option<i64>) -> Option<String> {
@@ -132,6 +132,7 @@ pub fn build(shared: &Shared, farm: Option<&crate::farm::Farm>) -> StatusDoc {
             .map(|f| f.unverified.clone())
             .unwrap_or_default(),
         warnings,
+        selection: selection_status(shared),
         load_balancers: lb_reports
             .into_iter()
             .map(|(id, ago, r)| load_balancer(id, ago, r, now_unix))
@@ -212,6 +213,26 @@ pub fn public(doc: StatusDoc) -> StatusDoc {
         },
         member_count: doc.member_count,
         ..Default::default()
+    }
+}
+
+/// A time in Unix ms as RFC 3339.
+pub fn rfc3339_of(ms: i64) -> String {
+    rfc3339(Some(ms)).unwrap_or_default()
+}
+
+/// What the farm mirrors, and from where.
+fn selection_status(shared: &Shared) -> SelectionStatus {
+    let (chosen, from_file) = shared.selection.chosen();
+    let record = shared.selection.record().filter(|_| !from_file);
+    let page = crate::selection::record_of(&chosen, "", "", 0);
+    SelectionStatus {
+        source: if from_file { "file" } else { "page" }.into(),
+        projects: page.projects,
+        repos: page.repos,
+        written_by: record.as_ref().map(|r| r.written_by.clone()),
+        written_at: record.as_ref().map(|r| rfc3339_of(r.written_ms)),
+        written_on: record.map(|r| r.node_id),
     }
 }
 

@@ -1,6 +1,7 @@
 //! End-to-end harness: a real OpenSSH `sshd` upstream with generated bare repositories, real
 //! `mirrorfarm` node processes, and the real git client. Every wait is bounded in time.
 
+pub mod browser;
 pub mod farm;
 pub mod farm_hosts;
 mod forge_listing;

@@ -277,3 +277,140 @@ fn admins_log_in_with_upstream_credentials_and_every_action_needs_the_sessions_c
         .expect("csp")
         .contains("script-src 'self'"));
 }
+
+/// A node over a `file://` upstream holding P/r, Q/s and Q/t (the upstream lists its projects),
+/// mirroring P/r by its properties file.
+fn listing_setup() -> Setup {
+    let up = Upstream::new();
+    up.create("P", "r", &Shape::small());
+    up.create("Q", "s", &Shape::small());
+    up.create("Q", "t", &Shape::small());
+    let http = HttpUpstream::start(
+        &up.root(),
+        &[("alice", "alice-pw")],
+        &[
+            ("P/r", &["alice"]),
+            ("Q/s", &["alice"]),
+            ("Q/t", &["alice"]),
+        ],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, TOKEN).expect("token file");
+    let node = Node::start(
+        &up.file_url(),
+        &format!(
+            "mirror.repos=P/r\nmirror.access=authenticated\nmirror.admins=alice\n\
+             mirror.admin.tokenFile={}\n{}",
+            token_file.display(),
+            http.properties()
+        ),
+    );
+    node.wait_state("SYNCHRONIZED", LIMIT);
+    Setup {
+        _up: up,
+        _http: http,
+        _dir: dir,
+        node,
+    }
+}
+
+fn change(node: &Node, fields: &[(&str, &str)]) -> u16 {
+    client()
+        .post(format!("{}/admin/projects", base(node)))
+        .bearer_auth(TOKEN)
+        .form(fields)
+        .send()
+        .expect("POST /admin/projects")
+        .status()
+        .as_u16()
+}
+
+fn served(node: &Node, project: &str, repo: &str) -> bool {
+    node.repo_status(project, repo)
+        .is_some_and(|r| r["state"] == "SYNCHRONIZED")
+}
+
+#[test]
+fn the_selection_written_on_the_page_wins_over_the_file_survives_a_restart_and_goes_back() {
+    let mut s = listing_setup();
+    let node = &s.node;
+    assert_eq!(node.status()["selection"]["source"], "file");
+
+    // The search works without a script: the upstream's projects, each with its button.
+    let page = client()
+        .get(format!("{}/admin?pq=q", base(node)))
+        .bearer_auth(TOKEN)
+        .send()
+        .expect("GET /admin")
+        .text()
+        .expect("page");
+    assert!(page.contains("Add Q") && !page.contains("Add P"), "{page}");
+    let json: serde_json::Value = client()
+        .get(format!("{}/admin/projects.json?pq=Q", base(node)))
+        .bearer_auth(TOKEN)
+        .send()
+        .expect("GET projects.json")
+        .json()
+        .expect("JSON");
+    assert_eq!(json["values"][0]["key"], "Q", "{json}");
+    assert_eq!(json["values"].as_array().map(Vec::len), Some(1), "{json}");
+
+    // A session's form without its CSRF token changes nothing.
+    let r = login(node, &[("username", "alice"), ("password", "alice-pw")]);
+    let cookie = session_cookie(&r);
+    let r = client()
+        .post(format!("{}/admin/projects", base(node)))
+        .header("Cookie", &cookie)
+        .form(&[("action", "add"), ("key", "Q")])
+        .send()
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 403);
+    assert_eq!(node.status()["selection"]["source"], "file");
+
+    // Bad names are refused with a clear answer.
+    assert_eq!(change(node, &[("action", "add"), ("key", "bad key!")]), 400);
+    assert_eq!(
+        change(node, &[("action", "add-repo"), ("repo", "no-slash")]),
+        400
+    );
+    assert_eq!(change(node, &[("action", "explode")]), 400);
+
+    // Add Q: its repositories are mirrored without a restart.
+    assert_eq!(change(node, &[("action", "add"), ("key", "Q")]), 303);
+    wait_for("Q's repositories to be served", LIMIT, || {
+        (served(node, "Q", "s") && served(node, "Q", "t")).then_some(())
+    });
+    let sel = node.status()["selection"].clone();
+    assert_eq!(sel["source"], "page", "{sel}");
+    assert_eq!(sel["projects"], serde_json::json!(["Q"]), "{sel}");
+    assert_eq!(sel["writtenBy"], "admin-token", "{sel}");
+    assert!(
+        served(node, "P", "r"),
+        "P/r (mirror.repos of the file) stays"
+    );
+
+    // A restart keeps it (the store has it).
+    assert_eq!(s.node.stop(), Some(0));
+    s.node.spawn();
+    let node = &s.node;
+    node.wait_state("SYNCHRONIZED", LIMIT);
+    assert!(served(node, "Q", "s"), "{}", node.explain(20));
+    assert_eq!(node.status()["selection"]["source"], "page");
+
+    // Single repositories: P/r removed, Q/t stays with its project.
+    assert_eq!(
+        change(node, &[("action", "remove-repo"), ("repo", "P/r")]),
+        303
+    );
+    wait_for("P/r to go", LIMIT, || {
+        node.repo_status("P", "r").is_none().then_some(())
+    });
+
+    // Back to the file's selection: P/r again, Q gone.
+    assert_eq!(change(node, &[("action", "file")]), 303);
+    wait_for("the file's selection again", LIMIT, || {
+        (served(node, "P", "r") && node.repo_status("Q", "s").is_none()).then_some(())
+    });
+    assert_eq!(node.status()["selection"]["source"], "file");
+}

@@ -8,6 +8,7 @@ pub mod error;
 pub mod lfs_client;
 pub mod messages;
 pub mod proof;
+pub mod selection;
 pub mod tls;
 
 pub use error::FarmError;
@@ -41,3 +42,6 @@ pub const LFS_FETCH: &str = "/farm/lfs/fetch";
 /// An LFS object a member holds or is downloading: `GET <LFS_OBJECTS>/<oid>?project=&repo=&size=
 /// &fetch=` (`fetch=true`: a leader downloads it from the upstream if the farm has none).
 pub const LFS_OBJECTS: &str = "/farm/lfs/objects";
+
+/// The admin page's selection of what to mirror: `GET` a member's, `POST` one to it (nodes only).
+pub const SELECTION: &str = "/farm/selection";

@@ -38,7 +38,7 @@ pub fn admins(
             l,
             KEY,
             "the admins log in with upstream credentials: set plugin.mirroring.upstream.auth.url \
-             (or use an http(s) upstream)",
+             (or use an https:// upstream)",
         ));
     }
     Ok(names)

@@ -16,6 +16,7 @@ pub mod lbs;
 pub mod leader;
 pub mod membership;
 pub mod nudge;
+pub mod selection;
 pub mod sessions;
 pub mod setup;
 pub mod signing;

@@ -16,6 +16,7 @@ use crate::config::{Config, Projects};
 use crate::forge::manifest::{self, Fetched, Manifest};
 use crate::forge::{Forge, ForgeError, UpstreamProject, UpstreamRepo};
 use crate::names::{ProjectKey, RepoId};
+use crate::selection::Selection;
 
 /// Projects listed at once.
 const CONCURRENT_PROJECTS: usize = 4;
@@ -69,11 +70,27 @@ pub struct ProjectList {
     pub error: Option<String>,
 }
 
+/// Whether `projects` selects `project` (a GitLab subgroup's repositories belong to the group
+/// selected).
+fn selects(projects: &Projects, project: &ProjectKey) -> bool {
+    match projects {
+        Projects::None => false,
+        Projects::All => true,
+        Projects::Some(keys) => keys.iter().any(|k| {
+            project == k
+                || project
+                    .as_str()
+                    .strip_prefix(k.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        }),
+    }
+}
+
 /// The node's inventory.
 pub struct Inventory {
     source: Source,
-    selection: Projects,
-    repos: BTreeSet<RepoId>,
+    /// What to mirror (read at every listing: the admin page may change it).
+    chosen: Arc<Selection>,
     listed: tokio::sync::Mutex<Listed>,
     projects: tokio::sync::Mutex<Option<(Instant, ProjectList)>>,
     projects_ttl: Duration,
@@ -87,7 +104,11 @@ const UNLISTED_RELIST: Duration = Duration::from_secs(60);
 
 impl Inventory {
     /// The inventory for `config`, asking `forge` when there is one.
-    pub fn new(config: &Config, forge: Option<Forge>) -> Result<Self, ForgeError> {
+    pub fn new(
+        config: &Config,
+        forge: Option<Forge>,
+        chosen: Arc<Selection>,
+    ) -> Result<Self, ForgeError> {
         let source = if let Some(f) = forge {
             Source::Forge(f)
         } else if let Some(url) = &config.forge.manifest_url {
@@ -105,8 +126,7 @@ impl Inventory {
         };
         Ok(Self {
             source,
-            selection: config.projects.clone(),
-            repos: config.repos.clone(),
+            chosen,
             listed: tokio::sync::Mutex::new(Listed::default()),
             projects: tokio::sync::Mutex::new(None),
             projects_ttl: config.sync_interval.min(Duration::from_secs(300)),
@@ -117,7 +137,7 @@ impl Inventory {
     /// Whether the repositories to mirror come from the upstream (`mirror.projects` is set), so a
     /// farm lists them once for every member.
     pub fn lists_upstream(&self) -> bool {
-        self.selection != Projects::None
+        self.chosen.chosen().0.projects != Projects::None
     }
 
     /// The repositories to mirror, from a listing that started at `since` or later (one under way
@@ -136,17 +156,18 @@ impl Inventory {
     }
 
     async fn list(&self, listed: &mut Listed) -> Wanted {
+        let (chosen, _) = self.chosen.chosen();
         let mut out = Wanted {
-            repos: self.repos.iter().map(|r| (r.clone(), None)).collect(),
+            repos: chosen.repos.iter().map(|r| (r.clone(), None)).collect(),
             complete: true,
         };
-        if self.selection == Projects::None {
+        if chosen.projects == Projects::None {
             return out;
         }
         match &self.source {
             Source::None => {}
             Source::Forge(forge) => {
-                out.complete = list_forge(forge, &self.selection, listed).await;
+                out.complete = list_forge(forge, &chosen.projects, listed).await;
             }
             Source::Manifest { client, url } => {
                 if let Err(e) = refresh_manifest(client, url, listed).await {
@@ -159,7 +180,7 @@ impl Inventory {
             }
             Source::Files(root) => {
                 let root = root.clone();
-                let selection = self.selection.clone();
+                let selection = chosen.projects.clone();
                 match tokio::task::spawn_blocking(move || list_files(&root, &selection)).await {
                     Ok(by_project) => listed.by_project = by_project,
                     Err(e) => {
@@ -170,7 +191,7 @@ impl Inventory {
             }
         }
         for (project, repos) in &listed.by_project {
-            if self.selects(project) {
+            if selects(&chosen.projects, project) {
                 for r in repos {
                     out.repos.insert(r.id.clone(), r.fingerprint.clone());
                 }
@@ -179,28 +200,13 @@ impl Inventory {
         out
     }
 
-    /// Whether `mirror.projects` selects `project` (a GitLab subgroup's repositories belong to
-    /// the group selected).
-    fn selects(&self, project: &ProjectKey) -> bool {
-        match &self.selection {
-            Projects::None => false,
-            Projects::All => true,
-            Projects::Some(keys) => keys.iter().any(|k| {
-                project == k
-                    || project
-                        .as_str()
-                        .strip_prefix(k.as_str())
-                        .is_some_and(|rest| rest.starts_with('/'))
-            }),
-        }
-    }
-
     /// Whether a webhook naming `id`, which is not mirrored, should make the farm list again: the
     /// selection would hold it (created upstream since the last listing), and no webhook asked
     /// for it in the last minute (a repository the token cannot see is not listed however often
     /// its pushes are announced).
     pub fn relist_for_unlisted(&self, id: &RepoId) -> bool {
-        if !(self.repos.contains(id) || self.selects(&id.project)) {
+        let (chosen, _) = self.chosen.chosen();
+        if !(chosen.repos.contains(id) || selects(&chosen.projects, &id.project)) {
             return false;
         }
         let mut asked = self.unlisted.lock();

@@ -1,7 +1,8 @@
 //! `GET /rest/mirroring/latest/upstream/projects?filter=&start=&limit=` (admin only): the
 //! upstream's projects from the inventory's cached listing, filtered by a case-insensitive
 //! substring of key or name, in Bitbucket's paged shape (`values`, `size`, `start`, `limit`,
-//! `isLastPage`, `nextPageStart`), each marked `selected` when `mirror.projects` holds it.
+//! `isLastPage`, `nextPageStart`), each marked `selected` when the selection in force (the file's `mirror.projects`, or the
+//! admin page's) holds it.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -9,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::config::Projects;
+use crate::forge::inventory::ProjectList;
 use crate::serve::router::AppState;
 
 /// The most projects one page holds.
@@ -35,8 +37,22 @@ pub async fn projects(State(s): State<AppState>, Query(q): Query<ProjectsQuery>)
         )
             .into_response(),
     };
-    let needle = q.filter.trim().to_lowercase();
-    let selection = &s.shared.config.projects;
+    let (chosen, _) = s.shared.selection.chosen();
+    let limit = q.limit.unwrap_or(25).clamp(1, MAX_LIMIT);
+    let body = project_page(&list, &q.filter, q.start, limit, &chosen.projects);
+    Json(body).into_response()
+}
+
+/// A page of `list`'s projects whose key or name holds `filter` (any case), from `start`, at
+/// most `limit`, each marked `selected` when `selection` mirrors it — in Bitbucket's paged shape.
+pub fn project_page(
+    list: &ProjectList,
+    filter: &str,
+    start: usize,
+    limit: usize,
+    selection: &Projects,
+) -> serde_json::Value {
+    let needle = filter.trim().to_lowercase();
     let matching: Vec<&crate::forge::UpstreamProject> = list
         .projects
         .iter()
@@ -46,10 +62,9 @@ pub async fn projects(State(s): State<AppState>, Query(q): Query<ProjectsQuery>)
                 || p.name.to_lowercase().contains(&needle)
         })
         .collect();
-    let limit = q.limit.unwrap_or(25).clamp(1, MAX_LIMIT);
     let page: Vec<serde_json::Value> = matching
         .iter()
-        .skip(q.start)
+        .skip(start)
         .take(limit)
         .map(|p| {
             let selected = match selection {
@@ -60,12 +75,12 @@ pub async fn projects(State(s): State<AppState>, Query(q): Query<ProjectsQuery>)
             serde_json::json!({"key": p.key, "name": p.name, "selected": selected})
         })
         .collect();
-    let end = q.start.saturating_add(page.len());
+    let end = start.saturating_add(page.len());
     let last = end >= matching.len();
     let mut body = serde_json::json!({
         "size": page.len(),
         "limit": limit,
-        "start": q.start,
+        "start": start,
         "isLastPage": last,
         "values": page,
         "total": matching.len(),
@@ -75,8 +90,8 @@ pub async fn projects(State(s): State<AppState>, Query(q): Query<ProjectsQuery>)
     if !last {
         body["nextPageStart"] = end.into();
     }
-    if let Some(e) = list.error {
-        body["error"] = e.into();
+    if let Some(e) = &list.error {
+        body["error"] = e.clone().into();
     }
-    Json(body).into_response()
+    body
 }

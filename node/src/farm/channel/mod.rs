@@ -8,6 +8,7 @@ pub mod inventory;
 pub mod join;
 pub mod lb;
 pub mod lfs;
+pub mod selection;
 pub mod sessions;
 pub mod staged;
 
@@ -21,8 +22,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use mirrorfarm_common::farm::messages::{Description, SyncNudge};
 use mirrorfarm_common::farm::{
-    DESCRIBE, GIT, INVENTORY, JOIN, LB_REPORT, LFS_FETCH, LFS_HAVE, LFS_OBJECTS, RELIST, SESSIONS,
-    STAGED, SYNC,
+    DESCRIBE, GIT, INVENTORY, JOIN, LB_REPORT, LFS_FETCH, LFS_HAVE, LFS_OBJECTS, RELIST, SELECTION,
+    SESSIONS, STAGED, SYNC,
 };
 use tokio::sync::watch;
 
@@ -175,6 +176,7 @@ pub fn router(c: Channel) -> Router {
         .route(DESCRIBE, get(describe))
         .route(SYNC, post(sync))
         .route(RELIST, post(relist))
+        .route(SELECTION, get(selection::get).post(selection::offer))
         .route(
             LB_REPORT,
             post(lb::report).layer(DefaultBodyLimit::max(4 << 20)),

@@ -9,6 +9,7 @@ pub mod csrf;
 pub mod html;
 pub mod login;
 pub mod page;
+pub mod projects;
 pub mod repos;
 
 use axum::http::{header, HeaderMap};
@@ -48,7 +49,7 @@ impl Viewer {
     /// Who, in words.
     pub fn name(&self) -> &str {
         match self {
-            Self::Token => "the admin token",
+            Self::Token => "admin-token",
             Self::Admin { user, .. } | Self::NotAdmin { user } => user,
             Self::Anonymous => "nobody",
         }
@@ -96,6 +97,8 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/login", get(login::form).post(login::submit))
         .route("/admin/logout", post(login::logout))
         .route("/admin/sync", post(actions::sync))
+        .route("/admin/projects", post(projects::change))
+        .route("/admin/projects.json", get(projects::json))
         .route(html::CSS_PATH, get(html::css))
         .route(html::JS_PATH, get(html::js))
 }

@@ -29,6 +29,7 @@ pub async fn show(
     State(s): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<RepoQuery>,
+    Query(pq): Query<super::projects::ProjectQuery>,
 ) -> Response {
     let who = viewer(&s.shared, &headers);
     if !who.is_admin() {
@@ -52,6 +53,7 @@ pub async fn show(
         notice,
         warnings(&doc),
         authorize(&doc),
+        super::projects::section(&s, &pq, &csrf).await,
         members(&doc),
         load_balancers(&doc),
         repositories(&doc, &q, &csrf),

@@ -1,0 +1,121 @@
+//! The admin page's selection carried over the farm channel: a change is sent to every other
+//! live member at once; a member this node newly sees (joined, restarted, unreachable before) is
+//! asked for its record and sent this node's, so the newest reaches every member. The routes the
+//! other members call are `farm::channel::selection`'s.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::farm::Farm;
+use crate::sync::scheduler::Trigger;
+
+/// How soon a member a send failed to reach is tried again.
+const RESYNC: Duration = Duration::from_secs(2);
+
+/// Takes `record` from another member (written to the store on the blocking pool); lists the
+/// upstream again when it is news.
+pub async fn take(farm: &Farm, record: mirrorfarm_common::farm::selection::SelectionRecord) {
+    let by = record.written_by.clone();
+    let selection = farm.shared.selection.clone();
+    let taken = tokio::task::spawn_blocking(move || selection.offer(record)).await;
+    let Ok(taken) = taken else {
+        tracing::error!("taking a member's selection failed");
+        return;
+    };
+    match taken {
+        Ok(true) => {
+            tracing::info!(by = %by, "the farm's selection changed: listing the upstream again");
+            farm.sync.trigger(Trigger::All);
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "a member's selection was not taken"),
+    }
+}
+
+/// Keeps this node's selection and the other members' in step until `stop` turns true.
+pub async fn run(farm: Arc<Farm>, mut stop: watch::Receiver<bool>) {
+    let selection = &farm.shared.selection;
+    let mut in_step: HashSet<String> = HashSet::new();
+    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut stale: HashSet<String> = HashSet::new();
+    let mut resync = tokio::time::interval(RESYNC);
+    loop {
+        let members = farm.others();
+        let live: HashSet<String> = members.iter().map(|(n, _)| n.clone()).collect();
+        in_step.retain(|n| live.contains(n));
+        for (node, addr) in &members {
+            if !in_step.insert(node.clone()) {
+                continue;
+            }
+            let (farm, node, addr, failed) = (farm.clone(), node.clone(), *addr, failed_tx.clone());
+            tokio::spawn(async move {
+                let ok = match farm.client.pull_selection(&node, addr).await {
+                    Ok(theirs) => {
+                        if let Some(r) = theirs {
+                            take(&farm, r).await;
+                        }
+                        match farm.shared.selection.record() {
+                            Some(mine) => {
+                                farm.client.push_selection(&node, addr, &mine).await.is_ok()
+                            }
+                            None => true,
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(node, error = %e, "cannot take a member's selection");
+                        false
+                    }
+                };
+                if !ok {
+                    let _ = failed.send(node);
+                }
+            });
+        }
+        let changed = selection.changed.notified();
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = changed => {
+                let Some(mine) = selection.record() else { continue };
+                let mine = Arc::new(mine);
+                for (node, addr) in members {
+                    let (farm, mine, failed) = (farm.clone(), mine.clone(), failed_tx.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = farm.client.push_selection(&node, addr, &mine).await {
+                            tracing::debug!(node, error = %e, "cannot send the selection to a member");
+                            let _ = failed.send(node);
+                        }
+                    });
+                }
+            }
+            Some(node) = failed_rx.recv() => {
+                stale.insert(node);
+            }
+            _ = resync.tick() => {
+                for node in stale.drain() {
+                    in_step.remove(&node);
+                }
+            }
+            _ = farm.view_updated.notified() => {}
+        }
+    }
+}
+
+/// Sends `record` to every other member and waits (at most a few seconds) for them to take it:
+/// the member that lists for the farm lists with it.
+pub async fn push_now(farm: &Farm, record: &mirrorfarm_common::farm::selection::SelectionRecord) {
+    let sends = farm.others().into_iter().map(|(node, addr)| async move {
+        if let Err(e) = farm.client.push_selection(&node, addr, record).await {
+            tracing::warn!(node, error = %e, "cannot send the selection to a member (it gets it when next seen)");
+        }
+    });
+    let all = futures_util::future::join_all(sends);
+    if tokio::time::timeout(Duration::from_secs(5), all)
+        .await
+        .is_err()
+    {
+        tracing::warn!("members were slow to take the new selection");
+    }
+}

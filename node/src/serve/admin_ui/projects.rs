@@ -1,0 +1,325 @@
+//! The admin page's Projects section: what the farm mirrors (every project, some, single
+//! repositories; from the properties file or written here), a search over the upstream's
+//! projects (a form, type-ahead with the script through `/admin/projects.json`), and the forms
+//! that change it — written farm-wide (see `crate::selection`), in force without a restart.
+
+use std::collections::BTreeSet;
+
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::actions::admit;
+use super::html::{esc, page, query_value, respond, see_other};
+use super::{login, viewer};
+use crate::config::Projects;
+use crate::names::{ProjectKey, RepoId};
+use crate::selection::{record_of, Chosen};
+use crate::serve::app_state::AppState;
+use crate::serve::upstream_projects::project_page;
+use crate::sync::scheduler::Trigger;
+
+/// Projects per page of search results.
+const PER_PAGE: usize = 20;
+
+/// The section's query: `?pq=&pstart=`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct ProjectQuery {
+    /// Part of a project's key or name.
+    pub pq: String,
+    /// The first result shown.
+    pub pstart: usize,
+}
+
+fn names(c: &Chosen) -> (String, String) {
+    let projects = match &c.projects {
+        Projects::None => "none".to_owned(),
+        Projects::All => "all projects".to_owned(),
+        Projects::Some(k) => k.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
+    };
+    let repos = if c.repos.is_empty() {
+        "none".to_owned()
+    } else {
+        c.repos
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    (projects, repos)
+}
+
+fn button(csrf: &str, action: &str, field: &str, value: &str, label: &str) -> String {
+    format!(
+        "<form method=post action=\"/admin/projects\" class=inline>{csrf}\
+<input type=hidden name=action value={action}><input type=hidden name={field} value=\"{v}\">\
+<button type=submit>{label}</button></form>",
+        v = esc(value),
+        label = esc(label),
+    )
+}
+
+/// The section's HTML.
+pub async fn section(s: &AppState, q: &ProjectQuery, csrf: &str) -> String {
+    let sel = &s.shared.selection;
+    let (chosen, from_file) = sel.chosen();
+    let (projects, repos) = names(&chosen);
+    let source = match sel.record() {
+        Some(r) if !from_file => format!(
+            "Written on this page by <b>{}</b> (member <code>{}</code>, {}); it wins over the \
+             properties file until set back.",
+            esc(&r.written_by),
+            esc(&r.node_id),
+            esc(&crate::status::rfc3339_of(r.written_ms))
+        ),
+        _ => "From the properties file (<code>mirror.projects</code>, <code>mirror.repos</code>): \
+              a change written here wins over it, on every member, until set back."
+            .to_owned(),
+    };
+    let all = if chosen.projects == Projects::All {
+        button(csrf, "none", "key", "", "Stop mirroring all projects")
+    } else {
+        button(csrf, "all", "key", "", "Mirror all projects")
+    };
+    let single: String = chosen
+        .repos
+        .iter()
+        .map(|r| {
+            format!(
+                "<li><code>{}</code> {}</li>",
+                esc(&r.to_string()),
+                button(csrf, "remove-repo", "repo", &r.to_string(), "Remove")
+            )
+        })
+        .collect();
+    let back = if from_file {
+        String::new()
+    } else {
+        let (fp, fr) = names(sel.file());
+        button(
+            csrf,
+            "file",
+            "key",
+            "",
+            "Back to the properties file's selection",
+        ) + &format!(
+            " <span>(projects: {}; repositories: {})</span>",
+            esc(&fp),
+            esc(&fr)
+        )
+    };
+    let results = results(s, q, &chosen, csrf).await;
+    format!(
+        "<section id=projects aria-labelledby=projects-h><h2 id=projects-h>Projects</h2>\
+<p>Mirrored: projects <b id=selected-projects>{projects}</b>; single repositories <b>{repos}</b>.</p>\
+<p>{source}</p><p>{all} {back}</p>\
+<form method=get action=\"/admin#projects\" role=search><label for=pq>Search the upstream's projects</label>\
+<input id=pq name=pq value=\"{pq}\" autocomplete=off placeholder=\"key or name\"> <button type=submit>Search</button></form>\
+<div id=project-results aria-live=polite>{results}</div>\
+<h3>Single repositories</h3><ul>{single}</ul>\
+<form method=post action=\"/admin/projects\">{csrf}<input type=hidden name=action value=add-repo>\
+<label for=add-repo>Add a repository</label><input id=add-repo name=repo placeholder=\"PROJECT/repo\"> \
+<button type=submit>Add</button></form></section>",
+        projects = esc(&projects),
+        repos = esc(&repos),
+        pq = esc(&q.pq),
+    )
+}
+
+/// The search results (HTML): a page of the upstream's projects, each with its button.
+async fn results(s: &AppState, q: &ProjectQuery, chosen: &Chosen, csrf: &str) -> String {
+    let list = match s.shared.inventory.projects().await {
+        Ok(l) => l,
+        Err(e) => {
+            return format!(
+                "<p class=error>Cannot list the upstream's projects: {}</p>",
+                esc(&e.to_string())
+            )
+        }
+    };
+    let body = project_page(&list, &q.pq, q.pstart, PER_PAGE, &chosen.projects);
+    let rows: String = body["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let key = p["key"].as_str().unwrap_or_default();
+            let name = p["name"].as_str().unwrap_or_default();
+            let action = if chosen.projects == Projects::All {
+                "<span>(all projects are mirrored)</span>".to_owned()
+            } else if p["selected"] == true {
+                button(csrf, "remove", "key", key, &format!("Remove {key}"))
+            } else {
+                button(csrf, "add", "key", key, &format!("Add {key}"))
+            };
+            format!(
+                "<tr><td><code>{}</code></td><td>{}</td><td>{action}</td></tr>",
+                esc(key),
+                esc(name)
+            )
+        })
+        .collect();
+    let total = body["total"].as_u64().unwrap_or(0);
+    let next = body["nextPageStart"].as_u64().map(|n| {
+        format!(
+            " <a href=\"/admin?pq={}&amp;pstart={n}#projects\" rel=next>More</a>",
+            query_value(&q.pq)
+        )
+    });
+    format!(
+        "<p>{total} upstream projects match.{}</p><table><thead><tr><th scope=col>Key</th>\
+<th scope=col>Name</th><th scope=col>Mirrored</th></tr></thead><tbody>{rows}</tbody></table>",
+        next.unwrap_or_default()
+    )
+}
+
+/// `GET /admin/projects.json?pq=&pstart=`: the search for the type-ahead (admins only).
+pub async fn json(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ProjectQuery>,
+) -> Response {
+    let who = viewer(&s.shared, &headers);
+    if !who.is_admin() {
+        return login::refused(&s.shared, &who);
+    }
+    let (chosen, _) = s.shared.selection.chosen();
+    match s.shared.inventory.projects().await {
+        Ok(list) => {
+            let mut r = Json(project_page(
+                &list,
+                &q.pq,
+                q.pstart,
+                PER_PAGE,
+                &chosen.projects,
+            ))
+            .into_response();
+            super::html::secure(&mut r);
+            r
+        }
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            format!("cannot list the upstream's projects: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// The form's fields.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct ProjectForm {
+    csrf: String,
+    action: String,
+    key: String,
+    repo: String,
+}
+
+fn bad(message: &str) -> Response {
+    respond(
+        StatusCode::BAD_REQUEST,
+        page(
+            "mirrorfarm admin",
+            "",
+            &format!(
+                "<section><h2>Not changed</h2><p class=error role=alert>{}. \
+                 <a href=\"/admin#projects\">Back</a>.</p></section>",
+                esc(message)
+            ),
+        ),
+    )
+}
+
+/// `POST /admin/projects`: `action` = `add`/`remove` (`key`), `all`, `none`, `add-repo`/
+/// `remove-repo` (`repo`), `file` (back to the properties file's selection).
+pub async fn change(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<ProjectForm>,
+) -> Response {
+    let who = match admit(&s.shared, &headers, &f.csrf) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
+    let sel = &s.shared.selection;
+    let (mut chosen, _) = sel.chosen();
+    let node_id = s.shared.identity.node_id.to_string();
+    // Newer than the record in force even when its member's clock ran ahead of this one's.
+    let now = crate::store::now_ms().max(sel.record().map_or(0, |r| r.written_ms + 1));
+    let notice;
+    let record = match f.action.as_str() {
+        "file" => {
+            notice = "The properties file's selection is in force again.".to_owned();
+            let mut r = record_of(sel.file(), who.name(), &node_id, now);
+            r.from_file = true;
+            r.projects.clear();
+            r.repos.clear();
+            r
+        }
+        action => {
+            match action {
+                "all" => chosen.projects = Projects::All,
+                "none" => chosen.projects = Projects::None,
+                "add" | "remove" => {
+                    let Ok(key) = ProjectKey::parse(f.key.trim()) else {
+                        return bad(&format!("{:?} is not a project key", f.key));
+                    };
+                    let mut keys = match std::mem::replace(&mut chosen.projects, Projects::None) {
+                        Projects::Some(k) => k,
+                        _ => BTreeSet::new(),
+                    };
+                    if action == "add" {
+                        keys.insert(key);
+                    } else {
+                        keys.remove(&key);
+                    }
+                    chosen.projects = if keys.is_empty() {
+                        Projects::None
+                    } else {
+                        Projects::Some(keys)
+                    };
+                }
+                "add-repo" | "remove-repo" => {
+                    let Ok(id) = RepoId::parse(f.repo.trim()) else {
+                        return bad(&format!("{:?} is not a repository (PROJECT/repo)", f.repo));
+                    };
+                    if action == "add-repo" {
+                        chosen.repos.insert(id);
+                    } else {
+                        chosen.repos.remove(&id);
+                    }
+                }
+                other => return bad(&format!("unknown action {other:?}")),
+            }
+            let (p, r) = names(&chosen);
+            notice = format!("Now mirrored: projects {p}; single repositories {r}.");
+            record_of(&chosen, who.name(), &node_id, now)
+        }
+    };
+    let offered = {
+        let sel = sel.clone();
+        tokio::task::spawn_blocking(move || sel.offer(record)).await
+    };
+    let Ok(offered) = offered else {
+        return bad("the selection could not be written (see the node's log)");
+    };
+    match offered {
+        Ok(true) => {}
+        Ok(false) => {
+            return bad("another admin changed the selection at the same moment: look again")
+        }
+        Err(e) => return bad(&e.to_string()),
+    }
+    tracing::info!(by = %who.name(), what = %notice, "admin changed the selection");
+    // The other members have it first (the one that lists for the farm among them), then this
+    // node lists again.
+    if let Some(farm) = &s.farm {
+        if let Some(r) = sel.record() {
+            crate::farm::selection::push_now(farm, &r).await;
+        }
+    }
+    s.sync.trigger(Trigger::All);
+    see_other(&format!("/admin?done={}#projects", query_value(&notice)))
+}
