@@ -10,3 +10,4 @@ pub mod proxy_protocol;
 pub mod session;
 pub mod status;
 pub mod url_host;
+pub mod version;

@@ -85,7 +85,7 @@ impl ServeHttp for AdminApp {
         let (cert, _) = self.cert.paths();
         let doc = json!({
             "hostname": self.hostname,
-            "version": env!("CARGO_PKG_VERSION"),
+            "version": mirrorfarm_common::version::version(),
             "certificate": { "path": cert.display().to_string(), "sha256": self.cert.fingerprint() },
             "healthyBackends": self.backends.all().iter().filter(|b| b.healthy()).count(),
             "backends": backends,

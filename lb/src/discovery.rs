@@ -123,7 +123,7 @@ impl ReportSource {
                     }
                 })
                 .collect(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version: mirrorfarm_common::version::version(),
         }
     }
 }

@@ -262,6 +262,7 @@ pub async fn run(
         admin_csrf: crate::serve::admin_ui::csrf::CsrfKey::new(
             shared.config.farm.as_ref().map(|f| f.secret.as_str()),
         ),
+        admin_logins: Default::default(),
         stopping: stop_rx.clone(),
         processes: crate::serve::processes::Processes::new(
             shared.config.serve_max_processes,

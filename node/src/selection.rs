@@ -82,12 +82,31 @@ pub fn record_of(chosen: &Chosen, written_by: &str, node_id: &str, now_ms: i64) 
     }
 }
 
+/// Which record a page showed: `(written_ms, member)`, or none (the file's).
+pub type Seen = Option<(i64, String)>;
+
+/// Why a change from the page was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// The selection changed since the page showed it.
+    #[error("the selection changed since the page showed it (another admin, or another tab): look again")]
+    Stale,
+    /// The change makes no sense as it stands.
+    #[error("{0}")]
+    Refused(String),
+    /// The record, or keeping it.
+    #[error(transparent)]
+    Selection(#[from] SelectionError),
+}
+
 /// The selection in force on this node.
 pub struct Selection {
     file: Chosen,
     current: RwLock<Option<SelectionRecord>>,
+    /// Writers one at a time; the store is written under this lock, not under `current`'s.
+    writing: parking_lot::Mutex<()>,
     store: Store,
-    /// Woken when the selection changed (the farm carries it; the inventory lists again).
+    /// Woken when the selection changed (the farm carries it).
     pub changed: tokio::sync::Notify,
 }
 
@@ -97,7 +116,9 @@ impl Selection {
         let current = match store.meta_get(META_KEY)? {
             Some(json) => {
                 let r: SelectionRecord = serde_json::from_str(&json)?;
-                chosen(&r)?;
+                if !r.from_file {
+                    chosen(&r)?;
+                }
                 Some(r)
             }
             None => None,
@@ -108,6 +129,7 @@ impl Selection {
                 repos: config.repos.clone(),
             },
             current: RwLock::new(current),
+            writing: parking_lot::Mutex::new(()),
             store: store.clone(),
             changed: tokio::sync::Notify::new(),
         })
@@ -116,6 +138,14 @@ impl Selection {
     /// The page's record in force, if any (a record setting the file's back counts too).
     pub fn record(&self) -> Option<SelectionRecord> {
         self.current.read().clone()
+    }
+
+    /// Which record is in force, as a page shows it.
+    pub fn seen(&self) -> Seen {
+        self.current
+            .read()
+            .as_ref()
+            .map(|r| (r.written_ms, r.node_id.clone()))
     }
 
     /// What to mirror now, and whether it is the file's.
@@ -134,22 +164,54 @@ impl Selection {
         &self.file
     }
 
-    /// Takes `record` if it is valid and newer than the one in force (kept in the store before
-    /// it is used); whether it was taken.
+    /// Keeps `record` (the store first) and puts it in force; the caller holds `writing`.
+    fn keep(&self, record: SelectionRecord) -> Result<(), SelectionError> {
+        self.store
+            .meta_put(META_KEY, &serde_json::to_string(&record)?)?;
+        *self.current.write() = Some(record);
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    /// Takes `record` (from another member) if it is valid and newer than the one in force;
+    /// whether it was taken. Writes the store: call it off the async threads.
     pub fn offer(&self, record: SelectionRecord) -> Result<bool, SelectionError> {
         if !record.from_file {
             chosen(&record)?;
         }
-        let mut current = self.current.write();
-        if current.as_ref().is_some_and(|c| !record.newer_than(c)) {
+        let _writing = self.writing.lock();
+        if self
+            .current
+            .read()
+            .as_ref()
+            .is_some_and(|c| !record.newer_than(c))
+        {
             return Ok(false);
         }
-        self.store
-            .meta_put(META_KEY, &serde_json::to_string(&record)?)?;
-        *current = Some(record);
-        drop(current);
-        self.changed.notify_one();
+        self.keep(record)?;
         Ok(true)
+    }
+
+    /// Changes the selection the page showed (`seen`): `make` gets what is in force and the
+    /// record, and returns the new record (or why not). Refused when another change came first.
+    /// Writes the store: call it off the async threads.
+    pub fn update(
+        &self,
+        seen: &Seen,
+        make: impl FnOnce(&Chosen, Option<&SelectionRecord>) -> Result<SelectionRecord, String>,
+    ) -> Result<SelectionRecord, UpdateError> {
+        let _writing = self.writing.lock();
+        if self.seen() != *seen {
+            return Err(UpdateError::Stale);
+        }
+        let (now, _) = self.chosen();
+        let current = self.record();
+        let record = make(&now, current.as_ref()).map_err(UpdateError::Refused)?;
+        if !record.from_file {
+            chosen(&record)?;
+        }
+        self.keep(record.clone())?;
+        Ok(record)
     }
 }
 

@@ -89,7 +89,7 @@ pub fn build(shared: &Shared, farm: Option<&crate::farm::Farm>) -> StatusDoc {
         display_name: shared.config.display_name.clone(),
         base_url: shared.config.base_url.clone(),
         public_key: shared.identity.public_key.clone(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
+        version: mirrorfarm_common::version::version(),
         access: if anonymous {
             "anonymous"
         } else {

@@ -151,6 +151,12 @@ impl Node {
         self.home.path()
     }
 
+    /// Sets `key` in the environment of the node's next start (replacing an earlier value).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.process.env.retain(|(k, _)| k != key);
+        self.process.env.push((key.to_owned(), value.to_owned()));
+    }
+
     /// Starts the process again (after [`Self::kill9`] or [`Self::stop`]).
     pub fn spawn(&mut self) {
         self.process.spawn(self.http);

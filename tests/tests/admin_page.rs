@@ -29,8 +29,15 @@ fn setup() -> Setup {
     up.start_sshd();
     let http = HttpUpstream::start(
         &up.root(),
-        &[("alice", "alice-pw"), ("bob", "bob-pw")],
-        &[("PROJ/a", &["alice", "bob"]), ("PROJ/b", &["alice", "bob"])],
+        &[
+            ("alice", "alice-pw"),
+            ("bob", "bob-pw"),
+            ("carol", "carol-pw"),
+        ],
+        &[
+            ("PROJ/a", &["alice", "bob", "carol"]),
+            ("PROJ/b", &["alice", "bob", "carol"]),
+        ],
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let token_file = dir.path().join("admin.token");
@@ -38,7 +45,7 @@ fn setup() -> Setup {
     let node = Node::start(
         &up.ssh_url(),
         &format!(
-            "mirror.repos=PROJ/a,PROJ/b\nmirror.access=authenticated\nmirror.admins=alice\n\
+            "mirror.repos=PROJ/a,PROJ/b\nmirror.access=authenticated\nmirror.admins=alice,carol\n\
              mirror.admin.tokenFile={}\n{}",
             token_file.display(),
             http.properties()
@@ -263,6 +270,15 @@ fn admins_log_in_with_upstream_credentials_and_every_action_needs_the_sessions_c
     assert_eq!(get_admin(node, Some(&cookie), None).0, 200);
     assert_eq!(logout(&[("csrf", &csrf)]), 303);
     assert_eq!(get_admin(node, Some(&cookie), None).0, 401);
+    // Five wrong passwords hold carol's logins, even with the right one; alice is not held.
+    for _ in 0..5 {
+        let r = login(node, &[("username", "carol"), ("password", "guess")]);
+        assert_eq!(r.status().as_u16(), 401);
+    }
+    let r = login(node, &[("username", "carol"), ("password", "carol-pw")]);
+    assert_eq!(r.status().as_u16(), 429);
+    let r = login(node, &[("username", "alice"), ("password", "alice-pw")]);
+    assert_eq!(r.status().as_u16(), 303);
     // The page's headers: never cached, never framed, scripts from the node alone.
     let r = client()
         .get(format!("{}/admin", base(node)))
@@ -315,11 +331,28 @@ fn listing_setup() -> Setup {
     }
 }
 
+/// The `seen` value the page's forms carry (which selection they change).
+fn seen_of(node: &Node) -> String {
+    let page = client()
+        .get(format!("{}/admin", base(node)))
+        .bearer_auth(TOKEN)
+        .send()
+        .expect("GET /admin")
+        .text()
+        .expect("page");
+    let at = page.find("name=seen value=\"").expect("a seen field") + 17;
+    page[at..].split('"').next().expect("seen").to_owned()
+}
+
+/// Posts a change of the selection as the page would (with what it shows as `seen`).
 fn change(node: &Node, fields: &[(&str, &str)]) -> u16 {
+    let seen = seen_of(node);
+    let mut all: Vec<(&str, &str)> = fields.to_vec();
+    all.push(("seen", &seen));
     client()
         .post(format!("{}/admin/projects", base(node)))
         .bearer_auth(TOKEN)
-        .form(fields)
+        .form(&all)
         .send()
         .expect("POST /admin/projects")
         .status()
@@ -389,6 +422,40 @@ fn the_selection_written_on_the_page_wins_over_the_file_survives_a_restart_and_g
         served(node, "P", "r"),
         "P/r (mirror.repos of the file) stays"
     );
+    // A form showing a selection replaced since is refused: nothing is lost to a stale tab.
+    let r = client()
+        .post(format!("{}/admin/projects", base(node)))
+        .bearer_auth(TOKEN)
+        .form(&[("action", "remove"), ("key", "Q"), ("seen", "")])
+        .send()
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r
+        .text()
+        .unwrap_or_default()
+        .contains("changed since the page showed it"));
+    assert!(served(node, "Q", "s"));
+    // While every project is mirrored, one project cannot be added or removed (that would
+    // silently narrow the selection to it).
+    assert_eq!(change(node, &[("action", "all")]), 303);
+    assert_eq!(
+        node.status()["selection"]["projects"],
+        serde_json::json!(["*"])
+    );
+    assert_eq!(change(node, &[("action", "remove"), ("key", "Q")]), 400);
+    assert_eq!(
+        node.status()["selection"]["projects"],
+        serde_json::json!(["*"])
+    );
+    assert_eq!(change(node, &[("action", "none")]), 303);
+    assert_eq!(change(node, &[("action", "add"), ("key", "Q")]), 303);
+    assert_eq!(
+        node.status()["selection"]["projects"],
+        serde_json::json!(["Q"])
+    );
+    wait_for("Q served again", LIMIT, || {
+        served(node, "Q", "s").then_some(())
+    });
 
     // A restart keeps it (the store has it).
     assert_eq!(s.node.stop(), Some(0));

@@ -38,7 +38,7 @@ pub async fn run(
         (keys::SSH.to_owned(), advertise(ssh.port()).to_string()),
         (
             keys::VERSION.to_owned(),
-            env!("CARGO_PKG_VERSION").to_owned(),
+            mirrorfarm_common::version::version(),
         ),
         (keys::FORMAT.to_owned(), keys::DATA_FORMAT.to_string()),
         (keys::CLOCK_MS.to_owned(), now_ms().to_string()),

@@ -53,6 +53,9 @@ pub async fn run(farm: Arc<Farm>, mut stop: watch::Receiver<bool>) {
             let (farm, node, addr, failed) = (farm.clone(), node.clone(), *addr, failed_tx.clone());
             tokio::spawn(async move {
                 let ok = match farm.client.pull_selection(&node, addr).await {
+                    // A member of an older version has no selection route: nothing to keep in
+                    // step with (its own listing follows its file).
+                    Err(mirrorfarm_common::farm::FarmError::Status { status: 404, .. }) => true,
                     Ok(theirs) => {
                         if let Some(r) = theirs {
                             take(&farm, r).await;
@@ -78,7 +81,12 @@ pub async fn run(farm: Arc<Farm>, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = stop.changed() => return,
             () = changed => {
+                // Records written here are sent on; one taken from a member came to every
+                // member from where it was written (or comes when they are next seen).
                 let Some(mine) = selection.record() else { continue };
+                if mine.node_id != farm.shared.identity.node_id.as_str() {
+                    continue;
+                }
                 let mine = Arc::new(mine);
                 for (node, addr) in members {
                     let (farm, mine, failed) = (farm.clone(), mine.clone(), failed_tx.clone());

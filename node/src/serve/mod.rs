@@ -48,6 +48,8 @@ pub struct Serving {
     pub sync: crate::sync::scheduler::SyncHandle,
     /// Keys the admin page's CSRF tokens.
     pub admin_csrf: admin_ui::csrf::CsrfKey,
+    /// Admins' upstream logins: failures per user, a repository the upstream guards.
+    pub admin_logins: admin_ui::upstream_login::Logins,
     /// Turns true when the node stops (long polls end early).
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }

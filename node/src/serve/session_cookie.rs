@@ -28,7 +28,14 @@ pub async fn issue(State(settings): State<CookieSettings>, req: Request, next: N
         .iter()
         .any(|c| session::route_in_cookie_header(c) == Some(settings.route.as_str()));
     let mut resp = next.run(req).await;
-    if !ours {
+    // A response that sets the cookie itself (an admin's login) keeps its own.
+    let sets_own = resp
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|c| c.starts_with(&format!("{}=", session::COOKIE)));
+    if !ours && !sets_own {
         let mut random = [0u8; 16];
         getrandom::getrandom(&mut random).expect("the OS random source is available");
         let value = session::new_value(&random, &settings.route);

@@ -55,9 +55,12 @@ pub async fn sync(
         Ok(w) => w,
         Err(r) => return *r,
     };
-    let notice = if f.project.is_empty() && f.repo.is_empty() {
+    let (notice, done) = if f.project.is_empty() && f.repo.is_empty() {
         s.sync.trigger(Trigger::All);
-        "A sync of every repository was requested.".to_owned()
+        (
+            "a sync of every repository".to_owned(),
+            "done=sync-all".to_owned(),
+        )
     } else {
         let id = match RepoId::parse(&format!("{}/{}", f.project, f.repo)) {
             Ok(id) if s.shared.snapshot().contains_key(&id) => id,
@@ -78,11 +81,9 @@ pub async fn sync(
             }
         };
         s.sync.trigger(Trigger::Requested(id.clone()));
-        format!("A sync of {id} was requested.")
+        let done = format!("done=sync&repo={}", query_value(&id.to_string()));
+        (format!("a sync of {id}"), done)
     };
     tracing::info!(by = %who.name(), what = %notice, "admin action");
-    see_other(&format!(
-        "/admin?done={}#repositories",
-        query_value(&notice)
-    ))
+    see_other(&format!("/admin?{done}#repositories"))
 }

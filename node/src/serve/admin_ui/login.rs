@@ -1,24 +1,22 @@
 //! Logging in to the admin page: `GET /admin/login` (the form), `POST /admin/login` (upstream
-//! user name and password of a `mirror.admins` user — checked with the upstream's smart-HTTP
-//! endpoint on a repository it guards — or the admin token), `POST /admin/logout`. A login is a
+//! user name and password of a `mirror.admins` user — see [`super::upstream_login`] — or the
+//! admin token), `POST /admin/logout`. A login is a
 //! new session with an admin grant ([`crate::access::sessions::ADMIN_GRANT`]).
 
 use axum::extract::{Form, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use base64::Engine;
 
 use super::html::{esc, page, respond, see_other};
 use super::{viewer, Viewer};
-use crate::access::upstream_check::{CheckError, Verdict};
 use crate::serve::app_state::AppState;
 use crate::serve::Serving;
 
+/// The user a login with the admin token is recorded as.
+pub const TOKEN_USER: &str = "admin-token";
+
 /// How long a login lasts at most (the session also ends after `server.session.timeout` unused).
 pub const LOGIN_TTL_MS: i64 = 8 * 3600 * 1000;
-
-/// How many mirrored repositories are asked whether the upstream guards them, at most.
-const PROBES: usize = 5;
 
 /// The login form's fields.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -123,16 +121,18 @@ pub async fn submit(
     }
     let user = if !f.token.trim().is_empty() {
         match &s.config.admin_token {
-            Some(t) if t.matches(&f.token) => "admin-token".to_owned(),
+            Some(t) if t.matches(&f.token) => TOKEN_USER.to_owned(),
             _ => {
                 tracing::warn!("admin login with a wrong token");
                 return form_page(s, StatusCode::UNAUTHORIZED, "wrong admin token");
             }
         }
     } else {
-        match check_upstream(s, f.username.trim(), &f.password).await {
+        match super::upstream_login::check(s, f.username.trim(), &f.password).await {
             Ok(user) => user,
-            Err(refusal) => return refusal,
+            Err(super::upstream_login::Refusal(status, message)) => {
+                return form_page(s, status, &message)
+            }
         }
     };
     let now = crate::store::now_ms();
@@ -149,94 +149,6 @@ pub async fn submit(
         r.headers_mut().append(header::SET_COOKIE, c);
     }
     r
-}
-
-/// Checks an admin's upstream credentials; the user, or the answer refusing them.
-async fn check_upstream(s: &Serving, user: &str, password: &str) -> Result<String, Response> {
-    if user.is_empty() || password.is_empty() {
-        return Err(form_page(
-            s,
-            StatusCode::UNAUTHORIZED,
-            "give a user name and a password",
-        ));
-    }
-    let Some(upstream) = s.gate.decisions.as_ref().map(|d| d.upstream()) else {
-        return Err(form_page(
-            s,
-            StatusCode::UNAUTHORIZED,
-            "this node cannot check upstream passwords (no plugin.mirroring.upstream.auth.url): \
-             log in with the admin token",
-        ));
-    };
-    let raw = format!("{user}:{password}");
-    let mut h = HeaderMap::new();
-    let basic = base64::engine::general_purpose::STANDARD.encode(raw.as_bytes());
-    if let Ok(v) = HeaderValue::from_str(&format!("Basic {basic}")) {
-        h.insert(header::AUTHORIZATION, v);
-    }
-    let cred = match s.gate.hasher.credential(&h) {
-        Ok(Some(c)) => c,
-        _ => {
-            return Err(form_page(
-                s,
-                StatusCode::UNAUTHORIZED,
-                "malformed user name",
-            ))
-        }
-    };
-    let unavailable = |e: CheckError| {
-        tracing::warn!(error = %e, "admin login: the upstream cannot be asked");
-        form_page(
-            s,
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!(
-                "the upstream cannot check passwords now ({e}): try again, or use the admin token"
-            ),
-        )
-    };
-    // Only a repository the upstream guards tells a right password from a wrong one.
-    let repos: Vec<_> = s.snapshot().keys().take(PROBES).cloned().collect();
-    let mut guarded = None;
-    for repo in repos {
-        if upstream
-            .demands_credentials(&repo)
-            .await
-            .map_err(unavailable)?
-        {
-            guarded = Some(repo);
-            break;
-        }
-    }
-    let Some(repo) = guarded else {
-        return Err(form_page(
-            s,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the upstream reads the mirrored repositories without credentials, so it cannot tell \
-             who you are: log in with the admin token",
-        ));
-    };
-    match upstream.check(&cred, &repo).await.map_err(unavailable)? {
-        Verdict::BadCredentials => {
-            tracing::warn!(user = %user, "admin login: the upstream refused the password");
-            Err(form_page(
-                s,
-                StatusCode::UNAUTHORIZED,
-                "wrong user name or password",
-            ))
-        }
-        Verdict::Granted | Verdict::NoAccess => {
-            if s.config.admins.iter().any(|a| a == user) {
-                Ok(user.to_owned())
-            } else {
-                tracing::warn!(user = %user, "admin login refused: not in mirror.admins");
-                Err(form_page(
-                    s,
-                    StatusCode::FORBIDDEN,
-                    &format!("{user} is not an admin of this farm (mirror.admins)"),
-                ))
-            }
-        }
-    }
 }
 
 /// The logout form's fields.

@@ -11,6 +11,7 @@ pub mod login;
 pub mod page;
 pub mod projects;
 pub mod repos;
+pub mod upstream_login;
 
 use axum::http::{header, HeaderMap};
 use axum::routing::{get, post};
@@ -49,7 +50,7 @@ impl Viewer {
     /// Who, in words.
     pub fn name(&self) -> &str {
         match self {
-            Self::Token => "admin-token",
+            Self::Token => login::TOKEN_USER,
             Self::Admin { user, .. } | Self::NotAdmin { user } => user,
             Self::Anonymous => "nobody",
         }
@@ -78,10 +79,16 @@ pub fn viewer(s: &Serving, headers: &HeaderMap) -> Viewer {
         .flat_map(mirrorfarm_common::session::sessions_in_cookie_header)
     {
         if let Some(user) = s.gate.sessions.admin_of(session, now) {
-            return Viewer::Admin {
-                user,
-                session: session.to_owned(),
-            };
+            // Still an admin: one taken out of mirror.admins loses the page at once.
+            let listed = user == login::TOKEN_USER || s.config.admins.contains(&user);
+            if listed {
+                return Viewer::Admin {
+                    user,
+                    session: session.to_owned(),
+                };
+            }
+            not_admin = Some(Viewer::NotAdmin { user });
+            continue;
         }
         if let Some(user) = s.gate.sessions.user_of(session, now) {
             not_admin = Some(Viewer::NotAdmin { user });

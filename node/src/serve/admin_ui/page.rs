@@ -44,11 +44,16 @@ pub async fn show(
         node = esc(&doc.node_id),
         name = esc(who.name()),
     );
-    let notice = if q.done.is_empty() {
-        String::new()
-    } else {
-        format!("<p class=notice role=status>{}</p>", esc(&q.done))
-    };
+    // Notices are the page's own words (a link cannot make the page say anything else).
+    let notice = match q.done.as_str() {
+        "sync-all" => Some("A sync of every repository was requested.".to_owned()),
+        "sync" => crate::names::RepoId::parse(&q.repo)
+            .ok()
+            .map(|id| format!("A sync of {id} was requested.")),
+        other => super::projects::notice(&s, other),
+    }
+    .map(|n| format!("<p class=notice role=status>{}</p>", esc(&n)))
+    .unwrap_or_default();
     let body = [
         notice,
         warnings(&doc),

@@ -15,13 +15,17 @@ use super::html::{esc, page, query_value, respond, see_other};
 use super::{login, viewer};
 use crate::config::Projects;
 use crate::names::{ProjectKey, RepoId};
-use crate::selection::{record_of, Chosen};
+use crate::selection::{record_of, Chosen, Seen};
 use crate::serve::app_state::AppState;
 use crate::serve::upstream_projects::project_page;
 use crate::sync::scheduler::Trigger;
 
 /// Projects per page of search results.
 const PER_PAGE: usize = 20;
+
+/// How long the page waits for the upstream's project list (it is cached; a slow upstream
+/// must not hang the page).
+const LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The section's query: `?pq=&pstart=`.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -51,6 +55,21 @@ fn names(c: &Chosen) -> (String, String) {
     (projects, repos)
 }
 
+/// The `seen` form field: which record the page showed (empty: the file's).
+pub fn seen_value(seen: &Seen) -> String {
+    seen.as_ref()
+        .map(|(ms, node)| format!("{ms}:{node}"))
+        .unwrap_or_default()
+}
+
+fn parse_seen(v: &str) -> Option<Seen> {
+    if v.is_empty() {
+        return Some(None);
+    }
+    let (ms, node) = v.split_once(':')?;
+    Some(Some((ms.parse().ok()?, node.to_owned())))
+}
+
 fn button(csrf: &str, action: &str, field: &str, value: &str, label: &str) -> String {
     format!(
         "<form method=post action=\"/admin/projects\" class=inline>{csrf}\
@@ -64,6 +83,11 @@ fn button(csrf: &str, action: &str, field: &str, value: &str, label: &str) -> St
 /// The section's HTML.
 pub async fn section(s: &AppState, q: &ProjectQuery, csrf: &str) -> String {
     let sel = &s.shared.selection;
+    // Every form says which selection it changes: a change to one replaced meanwhile is refused.
+    let csrf = &format!(
+        "{csrf}<input type=hidden name=seen value=\"{}\">",
+        esc(&seen_value(&sel.seen()))
+    );
     let (chosen, from_file) = sel.chosen();
     let (projects, repos) = names(&chosen);
     let source = match sel.record() {
@@ -130,13 +154,19 @@ pub async fn section(s: &AppState, q: &ProjectQuery, csrf: &str) -> String {
 
 /// The search results (HTML): a page of the upstream's projects, each with its button.
 async fn results(s: &AppState, q: &ProjectQuery, chosen: &Chosen, csrf: &str) -> String {
-    let list = match s.shared.inventory.projects().await {
-        Ok(l) => l,
-        Err(e) => {
+    let listing = tokio::time::timeout(LIST_WAIT, s.shared.inventory.projects()).await;
+    let list = match listing {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => {
             return format!(
                 "<p class=error>Cannot list the upstream's projects: {}</p>",
                 esc(&e.to_string())
             )
+        }
+        Err(_) => {
+            return "<p class=warn>The upstream's projects are being listed: search again in a \
+                    moment.</p>"
+                .into()
         }
     };
     let body = project_page(&list, &q.pq, q.pstart, PER_PAGE, &chosen.projects);
@@ -186,25 +216,28 @@ pub async fn json(
         return login::refused(&s.shared, &who);
     }
     let (chosen, _) = s.shared.selection.chosen();
-    match s.shared.inventory.projects().await {
-        Ok(list) => {
-            let mut r = Json(project_page(
-                &list,
-                &q.pq,
-                q.pstart,
-                PER_PAGE,
-                &chosen.projects,
-            ))
-            .into_response();
-            super::html::secure(&mut r);
-            r
-        }
-        Err(e) => (
+    let mut r = match tokio::time::timeout(LIST_WAIT, s.shared.inventory.projects()).await {
+        Ok(Ok(list)) => Json(project_page(
+            &list,
+            &q.pq,
+            q.pstart,
+            PER_PAGE,
+            &chosen.projects,
+        ))
+        .into_response(),
+        Ok(Err(e)) => (
             StatusCode::BAD_GATEWAY,
             format!("cannot list the upstream's projects: {e}\n"),
         )
             .into_response(),
-    }
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the upstream's projects are being listed\n",
+        )
+            .into_response(),
+    };
+    super::html::secure(&mut r);
+    r
 }
 
 /// The form's fields.
@@ -212,6 +245,7 @@ pub async fn json(
 #[serde(default)]
 pub struct ProjectForm {
     csrf: String,
+    seen: String,
     action: String,
     key: String,
     repo: String,
@@ -232,8 +266,53 @@ fn bad(message: &str) -> Response {
     )
 }
 
+/// What `action` makes of `chosen` (`None`: back to the file's).
+fn apply(f: &ProjectForm, mut chosen: Chosen) -> Result<Option<Chosen>, String> {
+    let all = chosen.projects == Projects::All;
+    match f.action.as_str() {
+        "file" => return Ok(None),
+        "all" => chosen.projects = Projects::All,
+        "none" => chosen.projects = Projects::None,
+        "add" | "remove" if all => {
+            return Err(
+                "every project is mirrored: stop mirroring all projects first, then choose".into(),
+            )
+        }
+        action @ ("add" | "remove") => {
+            let key = ProjectKey::parse(f.key.trim())
+                .map_err(|_| format!("{:?} is not a project key", f.key))?;
+            let mut keys = match std::mem::replace(&mut chosen.projects, Projects::None) {
+                Projects::Some(k) => k,
+                _ => BTreeSet::new(),
+            };
+            if action == "add" {
+                keys.insert(key);
+            } else {
+                keys.remove(&key);
+            }
+            chosen.projects = if keys.is_empty() {
+                Projects::None
+            } else {
+                Projects::Some(keys)
+            };
+        }
+        action @ ("add-repo" | "remove-repo") => {
+            let id = RepoId::parse(f.repo.trim())
+                .map_err(|_| format!("{:?} is not a repository (PROJECT/repo)", f.repo))?;
+            if action == "add-repo" {
+                chosen.repos.insert(id);
+            } else {
+                chosen.repos.remove(&id);
+            }
+        }
+        other => return Err(format!("unknown action {other:?}")),
+    }
+    Ok(Some(chosen))
+}
+
 /// `POST /admin/projects`: `action` = `add`/`remove` (`key`), `all`, `none`, `add-repo`/
-/// `remove-repo` (`repo`), `file` (back to the properties file's selection).
+/// `remove-repo` (`repo`), `file` (back to the properties file's selection); `seen`: the
+/// selection the page showed (a change to one replaced meanwhile is refused).
 pub async fn change(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -243,83 +322,67 @@ pub async fn change(
         Ok(w) => w,
         Err(r) => return *r,
     };
-    let sel = &s.shared.selection;
-    let (mut chosen, _) = sel.chosen();
+    let Some(seen) = parse_seen(&f.seen) else {
+        return bad("the form's `seen` field is malformed");
+    };
+    let sel = s.shared.selection.clone();
     let node_id = s.shared.identity.node_id.to_string();
-    // Newer than the record in force even when its member's clock ran ahead of this one's.
-    let now = crate::store::now_ms().max(sel.record().map_or(0, |r| r.written_ms + 1));
-    let notice;
-    let record = match f.action.as_str() {
-        "file" => {
-            notice = "The properties file's selection is in force again.".to_owned();
-            let mut r = record_of(sel.file(), who.name(), &node_id, now);
-            r.from_file = true;
-            r.projects.clear();
-            r.repos.clear();
-            r
-        }
-        action => {
-            match action {
-                "all" => chosen.projects = Projects::All,
-                "none" => chosen.projects = Projects::None,
-                "add" | "remove" => {
-                    let Ok(key) = ProjectKey::parse(f.key.trim()) else {
-                        return bad(&format!("{:?} is not a project key", f.key));
-                    };
-                    let mut keys = match std::mem::replace(&mut chosen.projects, Projects::None) {
-                        Projects::Some(k) => k,
-                        _ => BTreeSet::new(),
-                    };
-                    if action == "add" {
-                        keys.insert(key);
-                    } else {
-                        keys.remove(&key);
-                    }
-                    chosen.projects = if keys.is_empty() {
-                        Projects::None
-                    } else {
-                        Projects::Some(keys)
-                    };
+    let by = who.name().to_owned();
+    let action = f.action.clone();
+    let updated = tokio::task::spawn_blocking(move || {
+        sel.update(&seen, |chosen, current| {
+            // Newer than the record in force even when its member's clock ran ahead of ours.
+            let now =
+                crate::store::now_ms().max(current.map_or(0, |r| r.written_ms.saturating_add(1)));
+            Ok(match apply(&f, chosen.clone())? {
+                Some(c) => record_of(&c, &by, &node_id, now),
+                None => {
+                    let mut r = record_of(
+                        &Chosen {
+                            projects: Projects::None,
+                            repos: BTreeSet::new(),
+                        },
+                        &by,
+                        &node_id,
+                        now,
+                    );
+                    r.from_file = true;
+                    r
                 }
-                "add-repo" | "remove-repo" => {
-                    let Ok(id) = RepoId::parse(f.repo.trim()) else {
-                        return bad(&format!("{:?} is not a repository (PROJECT/repo)", f.repo));
-                    };
-                    if action == "add-repo" {
-                        chosen.repos.insert(id);
-                    } else {
-                        chosen.repos.remove(&id);
-                    }
-                }
-                other => return bad(&format!("unknown action {other:?}")),
-            }
-            let (p, r) = names(&chosen);
-            notice = format!("Now mirrored: projects {p}; single repositories {r}.");
-            record_of(&chosen, who.name(), &node_id, now)
-        }
+            })
+        })
+    })
+    .await;
+    let record = match updated {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return bad(&e.to_string()),
+        Err(_) => return bad("the selection could not be written (see the node's log)"),
     };
-    let offered = {
-        let sel = sel.clone();
-        tokio::task::spawn_blocking(move || sel.offer(record)).await
-    };
-    let Ok(offered) = offered else {
-        return bad("the selection could not be written (see the node's log)");
-    };
-    match offered {
-        Ok(true) => {}
-        Ok(false) => {
-            return bad("another admin changed the selection at the same moment: look again")
-        }
-        Err(e) => return bad(&e.to_string()),
-    }
-    tracing::info!(by = %who.name(), what = %notice, "admin changed the selection");
+    tracing::info!(by = %who.name(), action = %action, projects = ?record.projects, repos = ?record.repos, from_file = record.from_file, "admin changed the selection");
     // The other members have it first (the one that lists for the farm among them), then this
     // node lists again.
     if let Some(farm) = &s.farm {
-        if let Some(r) = sel.record() {
-            crate::farm::selection::push_now(farm, &r).await;
-        }
+        crate::farm::selection::push_now(farm, &record).await;
     }
     s.sync.trigger(Trigger::All);
-    see_other(&format!("/admin?done={}#projects", query_value(&notice)))
+    let done = if record.from_file {
+        "file"
+    } else {
+        "selection"
+    };
+    see_other(&format!("/admin?done={done}#projects"))
+}
+
+/// The notice after a change of the selection (`done`), as it stands now.
+pub fn notice(s: &AppState, done: &str) -> Option<String> {
+    match done {
+        "file" => Some("The properties file's selection is in force again.".into()),
+        "selection" => {
+            let (p, r) = names(&s.shared.selection.chosen().0);
+            Some(format!(
+                "Now mirrored: projects {p}; single repositories {r}."
+            ))
+        }
+        _ => None,
+    }
 }

@@ -48,8 +48,10 @@ pub struct RepoQuery {
     pub sort: SortKey,
     /// 1-based page.
     pub page: usize,
-    /// A notice to show (after an action).
+    /// The notice to show after an action: `sync` (of `repo`), `sync-all`, `selection`, `file`.
     pub done: String,
+    /// The repository a `sync` notice names.
+    pub repo: String,
 }
 
 /// One page of the list.

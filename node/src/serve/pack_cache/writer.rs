@@ -96,12 +96,19 @@ pub trait Slot: Send {
     fn spilled(&self);
 }
 
-/// Sends `chunk` to every tail, waiting for room in each; drops the tails whose reader left.
+/// How long one reader may take to make room for the next chunk of a spilled response before
+/// it is dropped (its client gets an error; the others go on).
+const TAIL_STALL: Duration = Duration::from_secs(30);
+
+/// Sends `chunk` to every tail, waiting for room in each (at most [`TAIL_STALL`]); drops the
+/// tails whose reader left or stalled.
 async fn forward(tails: &mut Vec<mpsc::Sender<Tail>>, chunk: Bytes) {
     let mut open = Vec::with_capacity(tails.len());
     for t in tails.drain(..) {
-        if t.send(Tail::Chunk(chunk.clone())).await.is_ok() {
-            open.push(t);
+        match tokio::time::timeout(TAIL_STALL, t.send(Tail::Chunk(chunk.clone()))).await {
+            Ok(Ok(())) => open.push(t),
+            Ok(Err(_)) => {}
+            Err(_) => tracing::warn!("a client reading a cached response stalled: it is dropped"),
         }
     }
     *tails = open;
@@ -198,7 +205,14 @@ pub async fn write_entry(
         }
     }
     if spill.is_none() {
-        file.sync().await?;
+        if let Err(e) = file.sync().await {
+            // Every byte is in the file (readers read it from the page cache) but the disk did
+            // not take it: the entry is not kept, its readers finish.
+            slot.spilled();
+            let tails = readers.take_tails();
+            let _ = tx.send(Progress::Spilled(written));
+            spill = Some((tails, e));
+        }
     }
     let _ = feed.await;
     let status = child.wait().await?;
