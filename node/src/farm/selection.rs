@@ -3,17 +3,14 @@
 //! asked for its record and sent this node's, so the newest reaches every member. The routes the
 //! other members call are `farm::channel::selection`'s.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::farm::in_step::{InStep, RESYNC};
 use crate::farm::Farm;
 use crate::sync::scheduler::Trigger;
-
-/// How soon a member a send failed to reach is tried again.
-const RESYNC: Duration = Duration::from_secs(2);
 
 /// Takes `record` from another member (written to the store on the blocking pool); lists the
 /// upstream again when it is news.
@@ -38,19 +35,12 @@ pub async fn take(farm: &Farm, record: mirrorfarm_common::farm::selection::Selec
 /// Keeps this node's selection and the other members' in step until `stop` turns true.
 pub async fn run(farm: Arc<Farm>, mut stop: watch::Receiver<bool>) {
     let selection = &farm.shared.selection;
-    let mut in_step: HashSet<String> = HashSet::new();
-    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let mut stale: HashSet<String> = HashSet::new();
+    let mut peers = InStep::default();
     let mut resync = tokio::time::interval(RESYNC);
     loop {
         let members = farm.others();
-        let live: HashSet<String> = members.iter().map(|(n, _)| n.clone()).collect();
-        in_step.retain(|n| live.contains(n));
-        for (node, addr) in &members {
-            if !in_step.insert(node.clone()) {
-                continue;
-            }
-            let (farm, node, addr, failed) = (farm.clone(), node.clone(), *addr, failed_tx.clone());
+        for (node, addr) in peers.newcomers(&members) {
+            let (farm, failed) = (farm.clone(), peers.failures());
             tokio::spawn(async move {
                 let ok = match farm.client.pull_selection(&node, addr).await {
                     // A member of an older version has no selection route: nothing to keep in
@@ -89,7 +79,7 @@ pub async fn run(farm: Arc<Farm>, mut stop: watch::Receiver<bool>) {
                 }
                 let mine = Arc::new(mine);
                 for (node, addr) in members {
-                    let (farm, mine, failed) = (farm.clone(), mine.clone(), failed_tx.clone());
+                    let (farm, mine, failed) = (farm.clone(), mine.clone(), peers.failures());
                     tokio::spawn(async move {
                         if let Err(e) = farm.client.push_selection(&node, addr, &mine).await {
                             tracing::debug!(node, error = %e, "cannot send the selection to a member");
@@ -98,14 +88,8 @@ pub async fn run(farm: Arc<Farm>, mut stop: watch::Receiver<bool>) {
                     });
                 }
             }
-            Some(node) = failed_rx.recv() => {
-                stale.insert(node);
-            }
-            _ = resync.tick() => {
-                for node in stale.drain() {
-                    in_step.remove(&node);
-                }
-            }
+            () = peers.next_failure() => {}
+            _ = resync.tick() => peers.resync(),
             _ = farm.view_updated.notified() => {}
         }
     }

@@ -5,20 +5,18 @@
 //! marked removed; expiry follows from the replicated last use. The routes the other members call
 //! are the farm channel's (`farm::channel::sessions`).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mirrorfarm_common::farm::messages::SessionBatch;
 use tokio::sync::watch;
 
+use crate::farm::in_step::{InStep, RESYNC};
 use crate::farm::Farm;
 use crate::store::now_ms;
 
 /// How often ended sessions are forgotten.
 const SWEEP: Duration = Duration::from_secs(30);
-/// How soon a member a send failed to reach is tried again (all sessions, both ways).
-const RESYNC: Duration = Duration::from_secs(2);
 
 /// Keeps this node's sessions and the other members' in step until `stop` turns true.
 pub async fn run(farm: Arc<Farm>, mut stop: watch::Receiver<bool>) {
@@ -27,21 +25,13 @@ pub async fn run(farm: Arc<Farm>, mut stop: watch::Receiver<bool>) {
         return;
     }
     // Members whose sessions this node has (and who have this node's).
-    let mut in_step: HashSet<String> = HashSet::new();
-    // Members a send failed to reach: brought back in step when next seen.
-    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let mut stale: HashSet<String> = HashSet::new();
+    let mut peers = InStep::default();
     let mut sweep = tokio::time::interval(SWEEP);
     let mut resync = tokio::time::interval(RESYNC);
     loop {
         let members = farm.others();
-        let live: HashSet<String> = members.iter().map(|(n, _)| n.clone()).collect();
-        in_step.retain(|n| live.contains(n));
-        for (node, addr) in &members {
-            if !in_step.insert(node.clone()) {
-                continue;
-            }
-            let (farm, node, addr, failed) = (farm.clone(), node.clone(), *addr, failed_tx.clone());
+        for (node, addr) in peers.newcomers(&members) {
+            let (farm, failed) = (farm.clone(), peers.failures());
             tokio::spawn(async move {
                 let s = &farm.shared.gate.sessions;
                 let ok = match farm.client.pull_sessions(&node, addr).await {
@@ -71,7 +61,7 @@ pub async fn run(farm: Arc<Farm>, mut stop: watch::Receiver<bool>) {
                 }
                 let batch = Arc::new(batch);
                 for (node, addr) in members {
-                    let (farm, batch, failed) = (farm.clone(), batch.clone(), failed_tx.clone());
+                    let (farm, batch, failed) = (farm.clone(), batch.clone(), peers.failures());
                     tokio::spawn(async move {
                         if let Err(e) = farm.client.push_sessions(&node, addr, &batch).await {
                             tracing::debug!(node, error = %e, "cannot send sessions to a member");
@@ -80,14 +70,8 @@ pub async fn run(farm: Arc<Farm>, mut stop: watch::Receiver<bool>) {
                     });
                 }
             }
-            Some(node) = failed_rx.recv() => {
-                stale.insert(node);
-            }
-            _ = resync.tick() => {
-                for node in stale.drain() {
-                    in_step.remove(&node);
-                }
-            }
+            () = peers.next_failure() => {}
+            _ = resync.tick() => peers.resync(),
             _ = farm.view_updated.notified() => {}
             _ = sweep.tick() => sessions.sweep(now_ms()),
         }
