@@ -38,6 +38,7 @@ pub mod packed_refs;
 pub mod pktline;
 pub mod secrets;
 pub mod selection;
+pub mod series;
 pub mod serve;
 pub mod shared;
 pub mod state;

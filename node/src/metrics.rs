@@ -48,6 +48,8 @@ pub struct RepoLabel {
 /// Every metric of a node.
 pub struct NodeMetrics {
     registry: Registry,
+    /// Git requests served, all kinds (for the admin page's plots).
+    served_total: AtomicU64,
     syncs: Family<ResultLabel, Counter>,
     sync_duration: Histogram,
     served: Family<ServeLabels, Counter>,
@@ -228,6 +230,7 @@ impl Default for NodeMetrics {
             upstream_reachable,
             repos,
             synced_repos,
+            served_total: AtomicU64::new(0),
         }
     }
 }
@@ -254,8 +257,15 @@ impl NodeMetrics {
         self.sync_duration.observe(seconds);
     }
 
+    /// Git requests served so far, all kinds.
+    pub fn served_total(&self) -> u64 {
+        self.served_total.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Records a served request of `bytes`.
     pub fn served(&self, protocol: &str, kind: &str, bytes: u64) {
+        self.served_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.served
             .get_or_create(&ServeLabels {
                 protocol: protocol.into(),

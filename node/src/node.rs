@@ -219,6 +219,7 @@ pub async fn run(
         lfs,
         inventory,
         selection,
+        series: Default::default(),
         secrets,
         notifier,
         metrics,
@@ -276,6 +277,7 @@ pub async fn run(
         stop_rx.clone(),
     ));
     let hangup_task = tokio::spawn(reload_on_hangup(shared.clone(), stop_rx.clone()));
+    let series_task = tokio::spawn(crate::series::run(shared.clone(), stop_rx.clone()));
     let header_timeout = shared.config.header_timeout;
     let app = router(AppState {
         shared: serving,
@@ -296,7 +298,7 @@ pub async fn run(
     tracing::info!(grace_s = SHUTDOWN_GRACE.as_secs(), "shutting down");
     let _ = stop_tx.send(true);
     let all = async {
-        let _ = tokio::join!(sched, ssh_task, http_task, hangup_task);
+        let _ = tokio::join!(sched, ssh_task, http_task, hangup_task, series_task);
         for t in farm_tasks {
             let _ = t.await;
         }

@@ -51,6 +51,8 @@ pub struct Shared {
     pub inventory: std::sync::Arc<crate::forge::inventory::Inventory>,
     /// What to mirror: the file's selection or the admin page's.
     pub selection: std::sync::Arc<crate::selection::Selection>,
+    /// The last hour of this member, for the admin page's plots.
+    pub series: crate::series::Series,
     /// The API token and the webhook secret (re-read on SIGHUP).
     pub secrets: std::sync::Arc<crate::secrets::Secrets>,
     /// Sync-complete notices (`mirror.notify.url`).

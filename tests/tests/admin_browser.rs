@@ -126,6 +126,11 @@ fn an_admin_runs_the_farm_from_the_page_in_a_browser() {
         .as_array()
         .expect("loadBalancers")
         .is_empty());
+    assert!(
+        browser.text_of("#plots").contains("The last hour"),
+        "{}",
+        browser.text_of("#plots")
+    );
     browser.screenshot("farm");
 
     // Search the upstream's projects as one types; add Q.

@@ -46,6 +46,7 @@ fn setup() -> Setup {
         &up.ssh_url(),
         &format!(
             "mirror.repos=PROJ/a,PROJ/b\nmirror.access=authenticated\nmirror.admins=alice,carol\n\
+             mirror.admin.plotInterval=1\n\
              mirror.admin.tokenFile={}\n{}",
             token_file.display(),
             http.properties()
@@ -270,6 +271,33 @@ fn admins_log_in_with_upstream_credentials_and_every_action_needs_the_sessions_c
     assert_eq!(get_admin(node, Some(&cookie), None).0, 200);
     assert_eq!(logout(&[("csrf", &csrf)]), 303);
     assert_eq!(get_admin(node, Some(&cookie), None).0, 401);
+    // The plots (a point a second here): the git requests just made show on the requests plot.
+    for _ in 0..3 {
+        let r = client()
+            .get(format!(
+                "{}/info/refs?service=git-upload-pack",
+                node.http_url("PROJ", "a")
+            ))
+            .basic_auth("alice", Some("alice-pw"))
+            .send()
+            .expect("info/refs");
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    wait_for("the requests on the plot", LIMIT, || {
+        let (_, page) = get_admin(node, None, Some(TOKEN));
+        let needle = "id=plot-requests role=img aria-label=\"";
+        let at = page.find(needle)? + needle.len();
+        let label = page[at..].split('"').next()?;
+        let most: u64 = label
+            .rsplit("at most ")
+            .next()?
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()?;
+        (most >= 3).then_some(())
+    });
+
     // Five wrong passwords hold carol's logins, even with the right one; alice is not held.
     for _ in 0..5 {
         let r = login(node, &[("username", "carol"), ("password", "guess")]);

@@ -9,6 +9,7 @@ pub mod lfs_client;
 pub mod messages;
 pub mod proof;
 pub mod selection;
+pub mod series;
 pub mod tls;
 
 pub use error::FarmError;
@@ -45,3 +46,6 @@ pub const LFS_OBJECTS: &str = "/farm/lfs/objects";
 
 /// The admin page's selection of what to mirror: `GET` a member's, `POST` one to it (nodes only).
 pub const SELECTION: &str = "/farm/selection";
+
+/// A member's last hour for the admin page's plots: `GET` (nodes only).
+pub const SERIES: &str = "/farm/series";

@@ -60,6 +60,8 @@ pub struct FileConfig {
     pub admin_token_file: Option<Located>,
     /// `mirror.admins`
     pub admins: Option<Located>,
+    /// `mirror.admin.plotInterval`
+    pub plot_interval: Option<Located>,
     /// `plugin.ssh.authorizedKeysFile`
     pub ssh_keys_file: Option<Located>,
     /// `plugin.ssh.authorizedKeysCommand`
@@ -145,6 +147,7 @@ impl KnownKeys for FileConfig {
             "farm.stage.timeout" => &mut self.farm_stage_timeout,
             "mirror.admin.tokenFile" => &mut self.admin_token_file,
             "mirror.admins" => &mut self.admins,
+            "mirror.admin.plotInterval" => &mut self.plot_interval,
             "plugin.ssh.authorizedKeysFile" => &mut self.ssh_keys_file,
             "plugin.ssh.authorizedKeysCommand" => &mut self.ssh_keys_command,
             "plugin.ssh.maxConnections" => &mut self.ssh_max_connections,

@@ -105,6 +105,9 @@ pub struct Config {
     pub admin_token: Option<AdminToken>,
     /// `mirror.admins`: upstream users who may log in to `/admin` (empty: only the admin token).
     pub admins: Vec<String>,
+    /// `mirror.admin.plotInterval` (default 60 s, 1–3600): time between the points of the admin
+    /// page's plots (60 points are kept: an hour by default).
+    pub plot_interval: Duration,
     /// `plugin.ssh.authorizedKeysFile` (relative to the configuration file's directory; `None`:
     /// `<home>/authorized_keys`).
     pub ssh_keys_file: Option<PathBuf>,
@@ -324,6 +327,12 @@ impl Config {
         )?);
         let auth = access::access_config(&fc, &v, file, access, &upstream)?;
         let admins = admins::admins(&fc.admins, &v, auth.auth_url.as_deref())?;
+        let plot_interval = Duration::from_secs(v.number(
+            &fc.plot_interval,
+            "mirror.admin.plotInterval",
+            1..=3600,
+            60,
+        )?);
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
         let serve_max_processes = v.number(
             &fc.serve_max_processes,
@@ -376,6 +385,7 @@ impl Config {
             farm,
             admin_token,
             admins,
+            plot_interval,
             file: file.to_owned(),
             display_name: display_name.value.clone(),
             base_url,

@@ -23,7 +23,7 @@ use axum::{Extension, Json, Router};
 use mirrorfarm_common::farm::messages::{Description, SyncNudge};
 use mirrorfarm_common::farm::{
     DESCRIBE, GIT, INVENTORY, JOIN, LB_REPORT, LFS_FETCH, LFS_HAVE, LFS_OBJECTS, RELIST, SELECTION,
-    SESSIONS, STAGED, SYNC,
+    SERIES, SESSIONS, STAGED, SYNC,
 };
 use tokio::sync::watch;
 
@@ -177,6 +177,7 @@ pub fn router(c: Channel) -> Router {
         .route(SYNC, post(sync))
         .route(RELIST, post(relist))
         .route(SELECTION, get(selection::get).post(selection::offer))
+        .route(SERIES, get(selection::series))
         .route(
             LB_REPORT,
             post(lb::report).layer(DefaultBodyLimit::max(4 << 20)),

@@ -1,6 +1,6 @@
-//! `/farm/selection` on the farm channel (node certificates only): `GET` the admin page's
-//! selection this node holds (`null`: the file's), `POST` one another member sends (the newest
-//! wins; see `farm::selection`).
+//! The admin page's routes on the farm channel (node certificates only): `/farm/selection` —
+//! `GET` the selection this node holds (`null`: the file's), `POST` one another member sends (the
+//! newest wins; see `farm::selection`) — and `GET /farm/series`, this member's last hour.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -29,4 +29,15 @@ pub async fn offer(
     }
     crate::farm::selection::take(&c.farm, record).await;
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `GET /farm/series` (nodes only): this member's last hour, for another member's admin page.
+pub async fn series(State(c): State<Channel>, Extension(peer): Extension<Peer>) -> Response {
+    if let Err(r) = require_node(&peer) {
+        return r.into_response();
+    }
+    Json(mirrorfarm_common::farm::series::SeriesAnswer {
+        points: c.farm.shared.series.points(),
+    })
+    .into_response()
 }

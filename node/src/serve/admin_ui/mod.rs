@@ -9,6 +9,7 @@ pub mod csrf;
 pub mod html;
 pub mod login;
 pub mod page;
+pub mod plots;
 pub mod projects;
 pub mod repos;
 pub mod upstream_login;

@@ -60,11 +60,39 @@ pub async fn show(
         authorize(&doc),
         super::projects::section(&s, &pq, &csrf).await,
         members(&doc),
+        plots_of(&s).await,
         load_balancers(&doc),
         repositories(&doc, &q, &csrf),
     ]
     .concat();
     respond(StatusCode::OK, page(&doc.display_name, &header, &body))
+}
+
+/// The plots of every member: this one's points, and each other member's asked over the farm
+/// channel at once (one that does not answer within 2 s is shown as such).
+async fn plots_of(s: &AppState) -> String {
+    let mut series = vec![super::plots::MemberSeries {
+        node_id: s.shared.identity.node_id.to_string(),
+        points: s.shared.series.points(),
+    }];
+    if let Some(farm) = &s.farm {
+        let asks = farm.others().into_iter().map(|(node, addr)| async move {
+            let points = match farm.client.series(&node, addr).await {
+                Ok(a) => a.points,
+                Err(e) => {
+                    tracing::debug!(node, error = %e, "a member's plot points did not come");
+                    Vec::new()
+                }
+            };
+            super::plots::MemberSeries {
+                node_id: node,
+                points,
+            }
+        });
+        series.extend(futures_util::future::join_all(asks).await);
+    }
+    let window = s.shared.config.plot_interval.as_millis() as i64 * crate::series::POINTS as i64;
+    super::plots::section(&series, crate::store::now_ms(), window)
 }
 
 fn warnings(doc: &StatusDoc) -> String {
