@@ -85,6 +85,11 @@ pub fn record_of(chosen: &Chosen, written_by: &str, node_id: &str, now_ms: i64) 
 /// Which record a page showed: `(written_ms, member)`, or none (the file's).
 pub type Seen = Option<(i64, String)>;
 
+/// A [`Seen`] as the farm's listing names it: `<written ms>:<member>`.
+pub fn seen_text(seen: &Seen) -> Option<String> {
+    seen.as_ref().map(|(ms, node)| format!("{ms}:{node}"))
+}
+
 /// Why a change from the page was not made.
 #[derive(Debug, thiserror::Error)]
 pub enum UpdateError {

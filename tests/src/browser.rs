@@ -187,6 +187,28 @@ impl Browser {
         self.call(reqwest::Method::POST, &format!("/element/{id}/click"), None);
     }
 
+    /// Clicks the element `css` selects — a form's button — and waits for the page the form
+    /// leads to (the click may return before the browser has navigated).
+    pub fn submit(&self, css: &str) {
+        self.script("window.__mirrorfarmOld = true; return 0;");
+        self.click(css);
+        let start = Instant::now();
+        loop {
+            let done = self.script(
+                "return window.__mirrorfarmOld === undefined && document.readyState === 'complete';",
+            );
+            if done == Value::Bool(true) {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the form behind {css:?} led to no new page (on {})",
+                self.url()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits until the page's text satisfies `holds`, reloading it every half second (the page
     /// has no live updates); returns the text.
     pub fn wait_text(

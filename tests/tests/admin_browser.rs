@@ -11,7 +11,7 @@ use mirrorfarm_tests::farm::{following_lb, member_props, wait_synchronized_membe
 use mirrorfarm_tests::http_upstream::HttpUpstream;
 use mirrorfarm_tests::node::Node;
 use mirrorfarm_tests::upstream::{Shape, Upstream};
-use mirrorfarm_tests::{free_udp_port, wait_for};
+use mirrorfarm_tests::{free_udp_port, wait_for, wait_or_explain};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -84,7 +84,7 @@ fn an_admin_runs_the_farm_from_the_page_in_a_browser() {
     // bob is no admin: refused on the page.
     browser.type_into("#username", "bob");
     browser.type_into("#password", "bob-pw");
-    browser.click("form[action='/admin/login'] button[type=submit]");
+    browser.submit("form[action='/admin/login'] button[type=submit]");
     assert!(
         browser.text().contains("bob is not an admin"),
         "{}",
@@ -94,7 +94,7 @@ fn an_admin_runs_the_farm_from_the_page_in_a_browser() {
     // alice logs in: every member, the repository synchronized, the farm's key.
     browser.type_into("#username", "alice");
     browser.type_into("#password", "alice-pw");
-    browser.click("form[action='/admin/login'] button[type=submit]");
+    browser.submit("form[action='/admin/login'] button[type=submit]");
     browser.wait_part("#members", "the farm's three members", LIMIT, |t| {
         t.contains("Members (3)")
     });
@@ -146,14 +146,17 @@ fn an_admin_runs_the_farm_from_the_page_in_a_browser() {
         |t| t.contains("Add Q") && !t.contains("Add P"),
     );
     browser.screenshot("search");
-    browser.click("#project-results form:has(input[name=key][value='Q']) button");
+    browser.submit("#project-results form:has(input[name=key][value='Q']) button");
     let text = browser.text();
     assert!(text.contains("Now mirrored: projects Q"), "{text}");
     assert!(text.contains("Written on this page by alice"), "{text}");
     for n in &nodes {
-        wait_for("every member to serve Q's repositories", LIMIT, || {
-            (serves(n, "Q", "s") && serves(n, "Q", "t") && serves(n, "P", "r")).then_some(())
-        });
+        wait_or_explain(
+            "every member to serve Q's repositories",
+            LIMIT,
+            || (serves(n, "Q", "s") && serves(n, "Q", "t") && serves(n, "P", "r")).then_some(()),
+            || format!("{}\nselection: {}", n.explain(40), n.status()["selection"]),
+        );
     }
     browser.wait_part(
         "#repositories",
@@ -164,7 +167,25 @@ fn an_admin_runs_the_farm_from_the_page_in_a_browser() {
     browser.screenshot("project-added");
 
     // Remove it: gone from every member and from the page.
-    browser.click("#project-results form:has(input[name=key][value='Q']) button");
+    browser.submit("#project-results form:has(input[name=key][value='Q']) button");
+    assert!(
+        browser.text().contains("Now mirrored: projects none"),
+        "{}",
+        browser.text()
+    );
+    // The type-ahead's forms name the selection the page showed too: one drawn now is taken
+    // (and undone, with the page's own form).
+    browser.type_into("#pq", "q");
+    browser.wait_live("#project-results", "Add Q among the results", LIMIT, |t| {
+        t.contains("Add Q") && !t.contains("Add P")
+    });
+    browser.submit("#project-results form:has(input[name=key][value='Q']) button");
+    assert!(
+        browser.text().contains("Now mirrored: projects Q"),
+        "{}",
+        browser.text()
+    );
+    browser.submit("#project-results form:has(input[name=key][value='Q']) button");
     assert!(
         browser.text().contains("Now mirrored: projects none"),
         "{}",
@@ -182,7 +203,7 @@ fn an_admin_runs_the_farm_from_the_page_in_a_browser() {
 
     // Sync now: the page says so, and a member syncs P/r again.
     let before = newest_sync(&nodes);
-    browser.click("button[aria-label='Sync P/r now']");
+    browser.submit("button[aria-label='Sync P/r now']");
     assert!(
         browser.text().contains("A sync of P/r was requested."),
         "{}",

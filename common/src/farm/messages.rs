@@ -179,6 +179,10 @@ pub struct Inventory {
     /// Some selected project could not be listed (and was not before): nothing is to be removed.
     #[serde(default)]
     pub incomplete: bool,
+    /// The admin page's selection it was listed with (`<written ms>:<member>`); none: the
+    /// properties file's. A member whose selection differs lists for itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<String>,
 }
 
 /// A member's word, sent to every other member the moment it stages a new state of a

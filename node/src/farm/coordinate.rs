@@ -117,8 +117,18 @@ impl Coordinator for Farm {
         Box::pin(async move {
             let (node, addr) = remote_leader(self, INVENTORY_LEADER)?;
             match self.client.inventory(&node, addr, fresh).await {
+                Ok(inv)
+                    if inv.selection
+                        != crate::selection::seen_text(&self.shared.selection.seen()) =>
+                {
+                    // It listed another selection than this member's (one of the two has not
+                    // taken the admin page's newest yet): list here.
+                    tracing::info!(node, "the member that lists the upstream has another selection than this one: listing here");
+                    None
+                }
                 Ok(inv) => Some(crate::forge::inventory::Wanted {
                     complete: !inv.incomplete,
+                    selection: inv.selection,
                     repos: inv
                         .repos
                         .into_iter()

@@ -45,6 +45,8 @@ pub struct Wanted {
     /// repository missing from it may go. `false` after a failure with nothing listed before —
     /// a node restarted while its forge is down — when nothing must be removed.
     pub complete: bool,
+    /// The admin page's selection it was listed with (`<written ms>:<member>`; none: the file's).
+    pub selection: Option<String>,
 }
 
 #[derive(Default)]
@@ -144,8 +146,10 @@ impl Inventory {
     /// or just done serves every caller that asked before it started).
     pub async fn wanted_since(&self, since: Instant) -> Wanted {
         let mut listed = self.listed.lock().await;
+        let selection = crate::selection::seen_text(&self.chosen.seen());
         if let Some((at, w)) = &listed.last {
-            if *at >= since {
+            // A listing of another selection (the admin page changed it since) is of no use.
+            if *at >= since && w.selection == selection {
                 return w.clone();
             }
         }
@@ -156,10 +160,12 @@ impl Inventory {
     }
 
     async fn list(&self, listed: &mut Listed) -> Wanted {
+        let selection = crate::selection::seen_text(&self.chosen.seen());
         let (chosen, _) = self.chosen.chosen();
         let mut out = Wanted {
             repos: chosen.repos.iter().map(|r| (r.clone(), None)).collect(),
             complete: true,
+            selection,
         };
         if chosen.projects == Projects::None {
             return out;

@@ -43,6 +43,7 @@ pub async fn inventory(
     );
     Json(Inventory {
         incomplete: !wanted.complete,
+        selection: wanted.selection,
         repos: wanted
             .repos
             .into_iter()

@@ -18,6 +18,9 @@ document.querySelectorAll("button[data-copy]").forEach(function (b) {
   if (!input || !out) return;
   var csrfInput = document.querySelector("input[name=csrf]");
   var csrf = csrfInput ? csrfInput.value : "";
+  // Which selection the page showed: a change to one replaced meanwhile is refused.
+  var seenInput = document.querySelector("#projects input[name=seen]");
+  var seen = seenInput ? seenInput.value : "";
   var timer = null;
   var asked = 0;
   function el(tag, text) {
@@ -30,7 +33,7 @@ document.querySelectorAll("button[data-copy]").forEach(function (b) {
     f.method = "post";
     f.action = "/admin/projects";
     f.className = "inline";
-    [["csrf", csrf], ["action", action], ["key", key]].forEach(function (kv) {
+    [["csrf", csrf], ["seen", seen], ["action", action], ["key", key]].forEach(function (kv) {
       var i = el("input");
       i.type = "hidden";
       i.name = kv[0];
