@@ -31,6 +31,8 @@ pub enum SyncResult {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RepoStatus {
+    /// How long its last sync took (ms).
+    pub last_sync_duration_ms: Option<u64>,
     /// Project key.
     pub project: String,
     /// Repository slug.

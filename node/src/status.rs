@@ -38,6 +38,7 @@ pub fn build(shared: &Shared, farm: Option<&crate::farm::Farm>) -> StatusDoc {
             leader: leader_of(&farm, &id.to_string()),
             syncing: e.syncing,
             last_sync: rfc3339(e.record.last_sync_ms),
+            last_sync_duration_ms: e.record.last_duration_ms,
             last_successful_sync: rfc3339(e.record.last_success_ms),
             last_result: e.record.last_result.clone(),
             last_message: e.record.last_message.clone(),

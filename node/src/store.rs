@@ -60,6 +60,9 @@ pub struct RepoRecord {
     pub last_result: Option<SyncResult>,
     /// A short message about the last attempt (empty when OK).
     pub last_message: String,
+    /// How long the last attempt took (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_duration_ms: Option<u64>,
 }
 
 /// Handle to the store; cheap to clone.

@@ -193,6 +193,7 @@ fn admins_log_in_with_upstream_credentials_and_every_action_needs_the_sessions_c
         doc["publicKey"].as_str().expect("publicKey"),
         "<code>PROJ/a</code>",
         "<code>PROJ/b</code>",
+        ", took ",
         "alice",
     ] {
         assert!(page.contains(needle), "the page lacks {needle:?}");

@@ -63,7 +63,9 @@ struct Scheduler {
     permits: Arc<Semaphore>,
     env: Arc<Vec<(&'static str, String)>>,
     /// Each sync's repository, result, and whether it went to the upstream (not a member).
-    tasks: JoinSet<(RepoId, Result<Synced, SyncFailure>, bool)>,
+    /// Running syncs: the repository, the result, whether it fetched from the upstream, and how
+    /// long it took.
+    tasks: JoinSet<(RepoId, Result<Synced, SyncFailure>, bool, Duration)>,
     running: HashSet<RepoId>,
     pending: HashSet<RepoId>,
     retries: BTreeMap<RepoId, (Instant, Duration)>,
@@ -127,7 +129,7 @@ pub async fn run(
                 }
             },
             Some(done) = s.tasks.join_next(), if !s.tasks.is_empty() => match done {
-                Ok((id, res, from_upstream)) => s.finished(id, res, from_upstream).await,
+                Ok((id, res, from_upstream, took)) => s.finished(id, res, from_upstream, took).await,
                 Err(e) => tracing::error!(error = %e, "sync task failed"),
             },
             _ = sleep_until(next_retry) => s.start_due_retries(),
@@ -338,7 +340,7 @@ impl Scheduler {
             shared
                 .metrics
                 .sync_done(&result, started.elapsed().as_secs_f64());
-            (id, res, from_upstream)
+            (id, res, from_upstream, started.elapsed())
         });
     }
 
@@ -347,6 +349,7 @@ impl Scheduler {
         id: RepoId,
         res: Result<Synced, SyncFailure>,
         from_upstream: bool,
+        took: Duration,
     ) {
         self.running.remove(&id);
         let fingerprint = self.fingerprints.remove(&id);
@@ -355,7 +358,8 @@ impl Scheduler {
             remove_dir(self.shared.repo_path(&id)).await;
             return;
         };
-        let rec = record::next(&prev, &res, &self.shared.config.upstream.host_label());
+        let mut rec = record::next(&prev, &res, &self.shared.config.upstream.host_label());
+        rec.last_duration_ms = Some(took.as_millis() as u64);
         let kind = rec.last_result.clone();
         if kind == Some(SyncResult::NotFound) {
             remove_dir(self.shared.repo_path(&id)).await;

@@ -228,6 +228,15 @@ fn load_balancers(doc: &StatusDoc) -> String {
     format!("<section id=load-balancers aria-labelledby=lb-h><h2 id=lb-h>Load balancer</h2>{out}</section>")
 }
 
+/// A duration in ms, in words.
+fn took(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
 /// How long ago an RFC 3339 time was, in words.
 fn ago(t: Option<&str>) -> String {
     let Some(t) = t else { return "never".into() };
@@ -273,6 +282,13 @@ fn repositories(doc: &StatusDoc, q: &RepoQuery, csrf: &str) -> String {
                 esc(&r.last_message)
             )
         };
+        let last = format!(
+            "{}{}",
+            ago(r.last_sync.as_deref()),
+            r.last_sync_duration_ms
+                .map(|ms| format!(", took {}", took(ms)))
+                .unwrap_or_default()
+        );
         rows.push_str(&format!(
             "<tr><td><code>{idh}</code></td><td>{state}{syncing}</td><td>{generation}</td><td>{members}</td>\
 <td><code>{leader}</code></td><td>{last}</td><td>{confirmed}</td><td>{message}</td>\
@@ -283,7 +299,6 @@ fn repositories(doc: &StatusDoc, q: &RepoQuery, csrf: &str) -> String {
             syncing = if r.syncing { " (syncing)" } else { "" },
             generation = r.generation,
             leader = esc(r.leader.as_deref().unwrap_or("")),
-            last = ago(r.last_sync.as_deref()),
             confirmed = ago(r.last_successful_sync.as_deref()),
             p = esc(&r.project),
             rp = esc(&r.repo),
