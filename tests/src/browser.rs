@@ -4,12 +4,12 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::{free_port, wait_for};
+use crate::{free_port, poll_every, wait_for};
 
 /// The key WebDriver names an element by in its answers.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -192,21 +192,17 @@ impl Browser {
     pub fn submit(&self, css: &str) {
         self.script("window.__mirrorfarmOld = true; return 0;");
         self.click(css);
-        let start = Instant::now();
-        loop {
+        let loaded = poll_every(Duration::from_secs(60), Duration::from_millis(50), || {
             let done = self.script(
                 "return window.__mirrorfarmOld === undefined && document.readyState === 'complete';",
             );
-            if done == Value::Bool(true) {
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "the form behind {css:?} led to no new page (on {})",
-                self.url()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            (done == Value::Bool(true)).then_some(())
+        });
+        assert!(
+            loaded.is_some(),
+            "the form behind {css:?} led to no new page (on {})",
+            self.url()
+        );
     }
 
     /// Waits until the page's text satisfies `holds`, reloading it every half second (the page
@@ -260,31 +256,32 @@ impl Browser {
         reload: bool,
         mut holds: impl FnMut(&str) -> bool,
     ) -> String {
-        let start = Instant::now();
-        loop {
-            let text = self.text_of(css);
-            if holds(&text) {
-                return text;
-            }
-            if start.elapsed() > limit {
-                let shot = self.screenshot("timeout");
-                let loaded = self.script(
-                    "return performance.getEntriesByType('resource').map(e => e.name).join(' ');",
-                );
-                panic!(
-                    "timed out after {limit:?} waiting for {what} on {} (screenshot {}; console: \
-                     {}; resources loaded: {loaded}); {css}:\n{text}\npage:\n{}",
-                    self.url(),
-                    shot.display(),
-                    self.console(),
-                    self.text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(if reload { 500 } else { 50 }));
-            if reload {
+        let mut first = true;
+        let every = Duration::from_millis(if reload { 500 } else { 50 });
+        let found = poll_every(limit, every, || {
+            // The page has no live updates: a wait on the server's state reloads it.
+            if reload && !first {
                 self.call(reqwest::Method::POST, "/refresh", None);
             }
-        }
+            first = false;
+            let text = self.text_of(css);
+            holds(&text).then_some(text)
+        });
+        found.unwrap_or_else(|| {
+            let shot = self.screenshot("timeout");
+            let loaded = self.script(
+                "return performance.getEntriesByType('resource').map(e => e.name).join(' ');",
+            );
+            panic!(
+                "timed out after {limit:?} waiting for {what} on {} (screenshot {}; console: \
+                 {}; resources loaded: {loaded}); {css}:\n{}\npage:\n{}",
+                self.url(),
+                shot.display(),
+                self.console(),
+                self.text_of(css),
+                self.text()
+            )
+        })
     }
 
     /// The browser console's messages so far (script errors, refused loads), one per line.

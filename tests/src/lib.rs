@@ -85,7 +85,16 @@ pub fn wait_for<T>(what: &str, limit: Duration, f: impl FnMut() -> Option<T>) ->
 
 /// Polls `f` every 100 ms until it returns `Some` (that value) or `limit` has passed (`None`):
 /// for a wait with a fallback, where [`wait_for`] would panic.
-pub fn poll_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn poll_until<T>(limit: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    poll_every(limit, Duration::from_millis(100), f)
+}
+
+/// Polls `f` every `every` until it returns `Some` (that value) or `limit` has passed (`None`).
+pub fn poll_every<T>(
+    limit: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
@@ -94,7 +103,7 @@ pub fn poll_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
         if start.elapsed() >= limit {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(every);
     }
 }
 

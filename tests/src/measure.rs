@@ -17,21 +17,24 @@ pub fn until_main_everywhere(
 ) -> Duration {
     let want = format!("{sha} refs/heads/main");
     let mut pending: Vec<&crate::node::Node> = nodes.iter().collect();
-    while !pending.is_empty() {
-        assert!(since.elapsed() < limit, "{sha} not visible on every node");
-        pending.retain(|n| {
-            let url = format!("{}/info/refs?service=git-upload-pack", n.http_url("P", "r"));
-            let body = client
-                .get(&url)
-                .send()
-                .and_then(|r| r.bytes())
-                .unwrap_or_default();
-            !String::from_utf8_lossy(&body).contains(&want)
-        });
-        if !pending.is_empty() {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
+    // Polled every 2 ms: the figure is the time to visibility.
+    let seen = crate::poll_every(
+        limit.saturating_sub(since.elapsed()),
+        Duration::from_millis(2),
+        || {
+            pending.retain(|n| {
+                let url = format!("{}/info/refs?service=git-upload-pack", n.http_url("P", "r"));
+                let body = client
+                    .get(&url)
+                    .send()
+                    .and_then(|r| r.bytes())
+                    .unwrap_or_default();
+                !String::from_utf8_lossy(&body).contains(&want)
+            });
+            pending.is_empty().then_some(())
+        },
+    );
+    assert!(seen.is_some(), "{sha} not visible on every node");
     since.elapsed()
 }
 

@@ -45,9 +45,22 @@ impl InStep {
             .collect()
     }
 
-    /// Where a send reports the member it failed to reach.
-    pub fn failures(&self) -> mpsc::UnboundedSender<String> {
-        self.failed_tx.clone()
+    /// Runs `send` for each of `members` on a task of its own; a member it fails for (`false`)
+    /// is brought in step again at the next resync.
+    pub fn each<F, Fut>(&self, members: Vec<(String, SocketAddr)>, send: F)
+    where
+        F: Fn(String, SocketAddr) -> Fut,
+        Fut: std::future::Future<Output = bool> + Send + 'static,
+    {
+        for (node, addr) in members {
+            let failed = self.failed_tx.clone();
+            let sent = send(node.clone(), addr);
+            tokio::spawn(async move {
+                if !sent.await {
+                    let _ = failed.send(node);
+                }
+            });
+        }
     }
 
     /// Takes the next failure report (for `select!`).
@@ -85,7 +98,7 @@ mod tests {
         assert!(s.newcomers(&m(&["a"])).is_empty());
         assert_eq!(s.newcomers(&m(&["a", "b"]))[0].0, "b");
         // A send to a failed: in step again after the resync.
-        s.failures().send("a".into()).expect("send");
+        s.failed_tx.send("a".into()).expect("send");
         s.next_failure().await;
         assert!(s.newcomers(&m(&["a", "b"])).is_empty());
         s.resync();

@@ -39,10 +39,11 @@ pub async fn run(farm: Arc<Farm>, mut stop: watch::Receiver<bool>) {
     let mut resync = tokio::time::interval(RESYNC);
     loop {
         let members = farm.others();
-        for (node, addr) in peers.newcomers(&members) {
-            let (farm, failed) = (farm.clone(), peers.failures());
-            tokio::spawn(async move {
-                let ok = match farm.client.pull_selection(&node, addr).await {
+        let newcomers = peers.newcomers(&members);
+        peers.each(newcomers, |node, addr| {
+            let farm = farm.clone();
+            async move {
+                match farm.client.pull_selection(&node, addr).await {
                     // A member of an older version has no selection route: nothing to keep in
                     // step with (its own listing follows its file).
                     Err(mirrorfarm_common::farm::FarmError::Status { status: 404, .. }) => true,
@@ -61,12 +62,9 @@ pub async fn run(farm: Arc<Farm>, mut stop: watch::Receiver<bool>) {
                         tracing::debug!(node, error = %e, "cannot take a member's selection");
                         false
                     }
-                };
-                if !ok {
-                    let _ = failed.send(node);
                 }
-            });
-        }
+            }
+        });
         let changed = selection.changed.notified();
         tokio::select! {
             _ = stop.changed() => return,
@@ -78,15 +76,16 @@ pub async fn run(farm: Arc<Farm>, mut stop: watch::Receiver<bool>) {
                     continue;
                 }
                 let mine = Arc::new(mine);
-                for (node, addr) in members {
-                    let (farm, mine, failed) = (farm.clone(), mine.clone(), peers.failures());
-                    tokio::spawn(async move {
-                        if let Err(e) = farm.client.push_selection(&node, addr, &mine).await {
+                peers.each(members, |node, addr| {
+                    let (farm, mine) = (farm.clone(), mine.clone());
+                    async move {
+                        let sent = farm.client.push_selection(&node, addr, &mine).await;
+                        if let Err(e) = &sent {
                             tracing::debug!(node, error = %e, "cannot send the selection to a member");
-                            let _ = failed.send(node);
                         }
-                    });
-                }
+                        sent.is_ok()
+                    }
+                });
             }
             () = peers.next_failure() => {}
             _ = resync.tick() => peers.resync(),

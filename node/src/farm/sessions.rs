@@ -30,11 +30,12 @@ pub async fn run(farm: Arc<Farm>, mut stop: watch::Receiver<bool>) {
     let mut resync = tokio::time::interval(RESYNC);
     loop {
         let members = farm.others();
-        for (node, addr) in peers.newcomers(&members) {
-            let (farm, failed) = (farm.clone(), peers.failures());
-            tokio::spawn(async move {
+        let newcomers = peers.newcomers(&members);
+        peers.each(newcomers, |node, addr| {
+            let farm = farm.clone();
+            async move {
                 let s = &farm.shared.gate.sessions;
-                let ok = match farm.client.pull_sessions(&node, addr).await {
+                match farm.client.pull_sessions(&node, addr).await {
                     Ok(b) => {
                         s.merge(b.sessions);
                         let all = SessionBatch {
@@ -46,12 +47,9 @@ pub async fn run(farm: Arc<Farm>, mut stop: watch::Receiver<bool>) {
                         tracing::debug!(node, error = %e, "cannot take a member's sessions");
                         false
                     }
-                };
-                if !ok {
-                    let _ = failed.send(node);
                 }
-            });
-        }
+            }
+        });
         tokio::select! {
             _ = stop.changed() => return,
             _ = sessions.changed.notified() => {
@@ -60,15 +58,16 @@ pub async fn run(farm: Arc<Farm>, mut stop: watch::Receiver<bool>) {
                     continue;
                 }
                 let batch = Arc::new(batch);
-                for (node, addr) in members {
-                    let (farm, batch, failed) = (farm.clone(), batch.clone(), peers.failures());
-                    tokio::spawn(async move {
-                        if let Err(e) = farm.client.push_sessions(&node, addr, &batch).await {
+                peers.each(members, |node, addr| {
+                    let (farm, batch) = (farm.clone(), batch.clone());
+                    async move {
+                        let sent = farm.client.push_sessions(&node, addr, &batch).await;
+                        if let Err(e) = &sent {
                             tracing::debug!(node, error = %e, "cannot send sessions to a member");
-                            let _ = failed.send(node);
                         }
-                    });
-                }
+                        sent.is_ok()
+                    }
+                });
             }
             () = peers.next_failure() => {}
             _ = resync.tick() => peers.resync(),

@@ -72,7 +72,9 @@ fn basic(
 
 /// A repository the upstream guards (remembered once found).
 async fn guarded(s: &Serving, upstream: &Upstream) -> Result<Option<RepoId>, CheckError> {
-    if let Some(r) = s.admin_logins.guarded.lock().clone() {
+    let known = s.admin_logins.guarded.lock().clone();
+    // Only while it is still mirrored (one gone upstream would answer 404 to every password).
+    if let Some(r) = known.filter(|r| s.snapshot().contains_key(r)) {
         return Ok(Some(r));
     }
     let repos: Vec<RepoId> = s.snapshot().keys().take(PROBES).cloned().collect();
