@@ -162,14 +162,14 @@ pub async fn write_entry(
                     }
                     continue;
                 }
-                // Room first, then the bytes, then readers see them: the index never counts
-                // more than its bound.
-                slot.grew(written + n as u64);
                 let (res, back) = file.write_at(std::mem::take(&mut buf), n, written).await;
                 buf = back;
                 match res {
                     Ok(()) => {
                         written += n as u64;
+                        // Room, then readers see the bytes, with nothing in between: the index
+                        // never counts more than its bound.
+                        slot.grew(written);
                         let _ = tx.send(Progress::Writing(written));
                     }
                     Err(e) => {
