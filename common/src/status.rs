@@ -60,6 +60,12 @@ pub struct RepoStatus {
     pub last_result: Option<SyncResult>,
     /// Message of the last attempt.
     pub last_message: String,
+    /// How far (ms) the served state is behind the upstream as far as this node knows: 0 when
+    /// the last attempt confirmed it; the time since a newer state was staged here and not yet
+    /// served; after failed attempts, the time since the upstream last confirmed it.
+    pub lag_ms: Option<u64>,
+    /// Bytes the repository takes on this node's disk (counted after each change).
+    pub size_bytes: Option<u64>,
 }
 
 /// The upstream.
@@ -90,6 +96,9 @@ pub struct MemberStatus {
     pub clock_skew_ms: Option<i64>,
     /// Whether this is the node answering.
     pub this_node: bool,
+    /// How long ago (ms) the answering node last heard this member's gossip heartbeat (0 for
+    /// itself).
+    pub last_gossip_ms: Option<u64>,
     /// Its state of each repository (`PROJECT/repo`).
     pub repo_states: BTreeMap<String, MemberRepoState>,
 }

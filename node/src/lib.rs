@@ -23,6 +23,7 @@
 
 pub mod access;
 pub mod config;
+pub mod disk_size;
 pub mod farm;
 pub mod forge;
 pub mod gitcmd;

@@ -26,9 +26,30 @@ pub struct RepoEntry {
     /// The upstream's fingerprint of the refs (a grokmirror manifest's) whose state, or a newer
     /// one, this node serves: a reconcile that lists the same one skips the repository.
     pub upstream_fingerprint: Option<String>,
+    /// Since when (Unix ms) this node has held a newer state than the one it serves (staged,
+    /// waiting for the farm's flip); none while it serves the newest state it holds.
+    pub behind_since_ms: Option<i64>,
 }
 
 impl RepoEntry {
+    /// How far (ms) the served state is behind the upstream as far as this node knows at `now`
+    /// (Unix ms): the time since it staged a newer state it does not serve yet; after a failed
+    /// attempt, the time since the upstream last confirmed the served state (it may have moved
+    /// since); 0 when the last attempt confirmed it; none before any success.
+    pub fn lag_ms(&self, now: i64) -> Option<u64> {
+        let behind = self
+            .staged
+            .as_ref()
+            .is_some_and(|s| s.refs_hash != self.record.refs_hash);
+        let since = |t: i64| now.saturating_sub(t).max(0) as u64;
+        match (self.behind_since_ms, &self.record.last_result) {
+            (Some(t), _) if behind => Some(since(t)),
+            (_, Some(SyncResult::NotFound)) => None,
+            (_, Some(SyncResult::Ok)) => self.record.last_success_ms.map(|_| 0),
+            _ => self.record.last_success_ms.map(since),
+        }
+    }
+
     /// Whether clients may be served this repository (it has a complete state).
     pub fn servable(&self) -> bool {
         self.record.generation > 0 && self.record.last_result != Some(SyncResult::NotFound)

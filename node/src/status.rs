@@ -25,6 +25,7 @@ pub fn build(shared: &Shared, farm: Option<&crate::farm::Farm>) -> StatusDoc {
     let snapshot = shared.snapshot();
     let lb_reports = farm.map(|f| f.lbs.current()).unwrap_or_default();
     let farm = farm.and_then(|f| f.view.read().clone());
+    let now_ms = crate::store::now_ms();
     let repos: Vec<RepoStatus> = snapshot
         .iter()
         .map(|(id, e)| RepoStatus {
@@ -42,6 +43,8 @@ pub fn build(shared: &Shared, farm: Option<&crate::farm::Farm>) -> StatusDoc {
             last_successful_sync: rfc3339(e.record.last_success_ms),
             last_result: e.record.last_result.clone(),
             last_message: e.record.last_message.clone(),
+            lag_ms: e.lag_ms(now_ms),
+            size_bytes: e.record.size_bytes,
         })
         .collect();
     let unreachable = snapshot
@@ -245,6 +248,7 @@ fn member_status(m: &crate::farm::view::MemberView) -> MemberStatus {
         version: m.version.clone(),
         clock_skew_ms: m.clock_skew_ms,
         this_node: m.this_node,
+        last_gossip_ms: m.last_gossip_ms,
         repo_states: m
             .repo_states
             .iter()

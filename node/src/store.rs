@@ -63,6 +63,9 @@ pub struct RepoRecord {
     /// How long the last attempt took (ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_duration_ms: Option<u64>,
+    /// Bytes the repository takes on disk, counted after the last change was maintained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
 }
 
 /// Handle to the store; cheap to clone.

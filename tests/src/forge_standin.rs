@@ -39,7 +39,7 @@ impl Kind {
         }
     }
 
-    fn prefix(self) -> &'static str {
+    pub(crate) fn prefix(self) -> &'static str {
         match self {
             Kind::Bitbucket => "",
             Kind::Github => "/api/v3",
@@ -62,6 +62,8 @@ pub(crate) struct Inner {
     unauthorized: usize,
     /// The forge's users, their SSH keys and what they may read.
     pub(crate) users: Vec<crate::forge_users::User>,
+    /// Users' personal access tokens: (token, login).
+    pub(crate) personal: Vec<(String, String)>,
 }
 
 /// A running stand-in; stops on drop.
@@ -124,6 +126,7 @@ impl ForgeStandin {
             limit_next: false,
             unauthorized: 0,
             users: Vec::new(),
+            personal: Vec::new(),
         }));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let state = inner.clone();
@@ -192,6 +195,12 @@ impl ForgeStandin {
         });
     }
 
+    /// Gives user `login` a personal access token `token`: `GET /user` with it names `login`.
+    pub fn add_personal_token(&self, login: &str, token: &str) {
+        let mut s = self.inner.lock().expect("lock");
+        s.personal.push((token.to_owned(), login.to_owned()));
+    }
+
     /// From now on, expects `token` instead.
     pub fn set_token(&self, token: &str) {
         self.inner.lock().expect("lock").token = token.to_owned();
@@ -238,7 +247,7 @@ pub(crate) fn decode(s: &str) -> String {
         .replace("%3d", "=")
 }
 
-fn authorized(kind: Kind, headers: &HeaderMap, token: &str) -> bool {
+pub(crate) fn authorized(kind: Kind, headers: &HeaderMap, token: &str) -> bool {
     let h = |n: &str| {
         headers
             .get(n)
@@ -257,6 +266,9 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
     let query = req.uri().query().unwrap_or_default().to_owned();
     let mut s = state.lock().expect("lock");
     s.requests.push(format!("{} {path}?{query}", req.method()));
+    if let Some(r) = crate::forge_users::own_user(&s, req.headers(), &path) {
+        return r;
+    }
     if !authorized(s.kind, req.headers(), &s.token) {
         s.unauthorized += 1;
         return (

@@ -235,3 +235,46 @@ fn bitbucket(s: &Inner, rest: &str, query: &str) -> Option<Response> {
         _ => None,
     }
 }
+
+/// `GET <prefix>/user` with a user's personal token: that user, in the forge's documented shape
+/// (GitHub and Gitea `login`, GitLab `username`); 401 for a token that is nobody's. `None` for
+/// any other request, or one with the farm's own token.
+pub(crate) fn own_user(s: &Inner, headers: &axum::http::HeaderMap, path: &str) -> Option<Response> {
+    if path != format!("{}/user", s.kind.prefix())
+        || crate::forge_standin::authorized(s.kind, headers, &s.token)
+    {
+        return None;
+    }
+    let owner = s
+        .personal
+        .iter()
+        .find(|(t, _)| crate::forge_standin::authorized(s.kind, headers, t));
+    let Some((_, login)) = owner else {
+        return Some(
+            (
+                axum::http::StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"message": "Bad credentials"})),
+            )
+                .into_response(),
+        );
+    };
+    Some(json(match s.kind {
+        Kind::Github => {
+            let mut v = fixture("github/user.json");
+            v["login"] = json!(login);
+            v
+        }
+        Kind::Gitlab => {
+            let mut v = fixture("gitlab/user.json");
+            v["username"] = json!(login);
+            v
+        }
+        Kind::Gitea => {
+            let mut v = fixture("gitea/user.json");
+            v["login"] = json!(login);
+            v["username"] = json!(login);
+            v
+        }
+        Kind::Bitbucket => return Some(not_found()),
+    }))
+}

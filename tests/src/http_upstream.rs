@@ -63,11 +63,47 @@ fn openssl(dir: &Path, args: &[&str]) {
     run(Command::new("openssl").current_dir(dir).args(args));
 }
 
+/// The rule script's own Basic check (token mode): `users` by name and password, `tokens` by
+/// password alone under any name; 401 otherwise. Sets `REMOTE_USER` for the rules below it.
+fn token_auth(users: &[(&str, &str)], tokens: &[(&str, &str)]) -> String {
+    let mut s = String::from(
+        "creds=$(printf %s \"${HTTP_AUTHORIZATION#Basic }\" | base64 -d 2>/dev/null)\n\
+         name=\"${creds%%:*}\"; pass=\"${creds#*:}\"; REMOTE_USER=\"\"\n\
+         case \"$HTTP_AUTHORIZATION\" in Basic\\ *) ;; *) creds=\"\" ;; esac\n",
+    );
+    for (token, owner) in tokens {
+        s.push_str(&format!(
+            "[ -n \"$creds\" ] && [ \"$pass\" = '{token}' ] && REMOTE_USER='{owner}'\n"
+        ));
+    }
+    for (user, password) in users {
+        s.push_str(&format!(
+            "[ -n \"$creds\" ] && [ \"$name\" = '{user}' ] && [ \"$pass\" = '{password}' ] && REMOTE_USER='{user}'\n"
+        ));
+    }
+    s.push_str(
+        "if [ -z \"$REMOTE_USER\" ]; then\n  printf 'Status: 401 Unauthorized\\r\\nWWW-Authenticate: Basic realm=\"upstream\"\\r\\n\\r\\n'\n  exit 0\nfi\n",
+    );
+    s
+}
+
 impl HttpUpstream {
     /// Serves the bare repositories under `root` (`<P>/<r>.git`) at `https://127.0.0.1:<port>`;
     /// `users` are (name, password); `rules` give, per `PROJECT/repo`, who may read and push it.
     pub fn start(root: &Path, users: &[(&str, &str)], rules: &[(&str, &[&str])]) -> Self {
-        Self::launch(root, users, rules, None)
+        Self::launch(root, users, rules, None, None)
+    }
+
+    /// Like [`Self::start`], and also takes personal access `tokens` — (token, owner) — the way
+    /// forges do over HTTPS: as the password under ANY user name, naming their owner. (nginx's
+    /// htpasswd binds names, so the rule script checks every credential itself.)
+    pub fn start_with_tokens(
+        root: &Path,
+        users: &[(&str, &str)],
+        tokens: &[(&str, &str)],
+        rules: &[(&str, &[&str])],
+    ) -> Self {
+        Self::launch(root, users, rules, None, Some(tokens))
     }
 
     /// Like [`Self::start`], and also the upstream's Git LFS server: giftless, whose batch API
@@ -80,7 +116,7 @@ impl HttpUpstream {
         rules: &[(&str, &[&str])],
     ) -> (Self, LfsServer) {
         let mut lfs = LfsServer::start();
-        let me = Self::launch(root, users, rules, Some(&mut lfs));
+        let me = Self::launch(root, users, rules, Some(&mut lfs), None);
         (me, lfs)
     }
 
@@ -89,6 +125,7 @@ impl HttpUpstream {
         users: &[(&str, &str)],
         rules: &[(&str, &[&str])],
         lfs: Option<&mut LfsServer>,
+        tokens: Option<&[(&str, &str)]>,
     ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("mf-http-upstream-")
@@ -151,7 +188,11 @@ impl HttpUpstream {
         }
         std::fs::write(d.join("htpasswd"), htpasswd).expect("htpasswd");
         let backend = git_http_backend();
-        let mut script = String::from("#!/bin/sh\ncase \"$PATH_INFO\" in\n");
+        let mut script = String::from("#!/bin/sh\n");
+        if let Some(tokens) = tokens {
+            script.push_str(&token_auth(users, tokens));
+        }
+        script.push_str("case \"$PATH_INFO\" in\n");
         for (repo, who) in rules {
             script.push_str(&format!(
                 "  /{repo}.git/*) allowed=\"{}\" ;;\n",
@@ -198,7 +239,7 @@ impl HttpUpstream {
              http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  fastcgi_temp_path {d}/fcgi;\n\
                proxy_temp_path {d}/proxy;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n{lfs_http}\
                server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {d}/server.pem;\n    ssl_certificate_key {d}/server.key;\n\
-                 location / {{\n      auth_basic \"upstream\";\n      auth_basic_user_file {d}/htpasswd;\n      client_max_body_size 0;\n\
+                 location / {{\n{basic}      client_max_body_size 0;\n\
                    fastcgi_buffering off;\n      include /etc/nginx/fastcgi_params;\n      fastcgi_param SCRIPT_FILENAME {rules};\n\
                    fastcgi_param GIT_PROJECT_ROOT {root};\n      fastcgi_param GIT_HTTP_EXPORT_ALL \"\";\n      fastcgi_param PATH_INFO $uri;\n\
                    fastcgi_param REMOTE_USER $remote_user;\n      fastcgi_param GIT_PROTOCOL $http_git_protocol;\n\
@@ -207,6 +248,11 @@ impl HttpUpstream {
             rules = rules_path.display(),
             root = root.display(),
             sock = sock.display(),
+            basic = if tokens.is_some() {
+                String::new()
+            } else {
+                format!("      auth_basic \"upstream\";\n      auth_basic_user_file {}/htpasswd;\n", d.display())
+            },
         );
         std::fs::write(d.join("nginx.conf"), conf).expect("nginx.conf");
         let mut me = Self {

@@ -107,6 +107,13 @@ fn an_admin_runs_the_farm_from_the_page_in_a_browser() {
     }
     let doc = nodes[0].status();
     assert_eq!(doc["memberCount"], 3);
+    // Each other member's gossip was heard within the last few seconds (a heartbeat a second).
+    for m in doc["members"].as_array().expect("members") {
+        let heard = m["lastGossipMs"].as_u64().expect("lastGossipMs");
+        assert!(heard < 10_000, "{m}");
+    }
+    let members = browser.wait_part("#members", "last gossip ages", LIMIT, |t| t.contains(" ago"));
+    assert!(members.contains("Last gossip"), "{members}");
     assert!(
         text.contains(doc["farmId"].as_str().expect("farmId")),
         "{text}"

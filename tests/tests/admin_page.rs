@@ -195,9 +195,15 @@ fn admins_log_in_with_upstream_credentials_and_every_action_needs_the_sessions_c
         "<code>PROJ/b</code>",
         ", took ",
         "alice",
+        "Lag behind the upstream",
+        " KiB</td>",
     ] {
         assert!(page.contains(needle), "the page lacks {needle:?}");
     }
+    // Each repository's size on disk and its lag (none: the last sync confirmed it).
+    let a = node.repo_status("PROJ", "a").expect("PROJ/a");
+    assert!(a["sizeBytes"].as_u64().is_some_and(|b| b > 1000), "{a}");
+    assert_eq!(a["lagMs"], 0, "{a}");
     let csrf = csrf_of(&page);
 
     // Sync now: refused without the token and with another's, done with it.

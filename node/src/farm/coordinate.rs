@@ -182,6 +182,9 @@ impl Coordinator for Farm {
             };
             let known = self.shared.repos.write().get_mut(id).map(|e| {
                 e.staged = Some(hint.clone());
+                if staged.hash != e.record.refs_hash {
+                    e.behind_since_ms.get_or_insert_with(crate::store::now_ms);
+                }
                 (e.record.refs_hash.clone(), e.record.generation)
             });
             let Some((served, generation)) = known else {

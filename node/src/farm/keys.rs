@@ -58,6 +58,20 @@ pub const FARM_KEYS: [&str; 8] = [
     "plugin.mirroring.upstream.type",
 ];
 
+/// Farm keys added after members were first released. A member that does not publish one runs
+/// an older version (a rolling upgrade): it is not compared on that key, and it is not refused;
+/// members that publish it must agree on it like on the [`FARM_KEYS`].
+pub const LATER_FARM_KEYS: [&str; 1] = ["mirror.admins"];
+
+/// Whether a peer publishing `theirs` for farm key `key` differs from our `ours` (a
+/// [`LATER_FARM_KEYS`] key a peer does not publish does not differ).
+pub fn differs(key: &str, ours: &str, theirs: Option<&str>) -> bool {
+    match theirs {
+        None => !LATER_FARM_KEYS.contains(&key),
+        Some(t) => t != ours,
+    }
+}
+
 fn digest(s: &str) -> String {
     Sha256::digest(s.as_bytes())
         .iter()
@@ -100,9 +114,13 @@ pub fn config_digests(c: &Config) -> BTreeMap<&'static str, String> {
             c.forge.manifest_url.as_deref().unwrap_or_default()
         ),
     ];
+    let mut admins = c.admins.clone();
+    admins.sort_unstable();
+    let later = [admins.join(",")];
     FARM_KEYS
         .iter()
         .zip(values)
+        .chain(LATER_FARM_KEYS.iter().zip(later))
         .map(|(k, v)| (*k, digest(&v)))
         .collect()
 }
@@ -224,7 +242,8 @@ impl Member {
             .key_values()
             .filter_map(|(k, v)| {
                 let key = k.strip_prefix(CONFIG_PREFIX)?;
-                (FARM_KEYS.contains(&key) && is_hash(v)).then(|| (key.to_owned(), v.to_owned()))
+                let known = FARM_KEYS.contains(&key) || LATER_FARM_KEYS.contains(&key);
+                (known && is_hash(v)).then(|| (key.to_owned(), v.to_owned()))
             })
             .collect();
         Self {
@@ -250,7 +269,7 @@ impl Member {
     /// The farm keys on which this member disagrees with `ours` (missing counts as different).
     pub fn mismatched_keys(&self, ours: &BTreeMap<&'static str, String>) -> Vec<String> {
         ours.iter()
-            .filter(|(k, v)| self.config.get(**k) != Some(*v))
+            .filter(|(k, v)| differs(k, v, self.config.get(**k).map(String::as_str)))
             .map(|(k, _)| (*k).to_owned())
             .collect()
     }
@@ -259,6 +278,38 @@ impl Member {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_later_key_is_compared_only_when_published() {
+        let ours: BTreeMap<&'static str, String> = FARM_KEYS
+            .iter()
+            .chain(LATER_FARM_KEYS.iter())
+            .map(|k| (*k, "a".repeat(64)))
+            .collect();
+        let mut m = Member {
+            node_id: "n".into(),
+            http: None,
+            ssh: None,
+            version: "0.1.0".into(),
+            format: DATA_FORMAT,
+            clock_ms: None,
+            stale_since_ms: None,
+            state: String::new(),
+            config: FARM_KEYS
+                .iter()
+                .map(|k| ((*k).to_owned(), "a".repeat(64)))
+                .collect(),
+            is_lb: false,
+            gossip: None,
+            refs: BTreeMap::new(),
+            staged: BTreeMap::new(),
+        };
+        assert!(m.mismatched_keys(&ours).is_empty(), "an older member");
+        m.config.insert("mirror.admins".into(), "b".repeat(64));
+        assert_eq!(m.mismatched_keys(&ours), ["mirror.admins"]);
+        m.config.remove("mirror.repos");
+        assert_eq!(m.mismatched_keys(&ours), ["mirror.admins", "mirror.repos"]);
+    }
 
     #[test]
     fn state_values_round_trip_and_reject_junk() {

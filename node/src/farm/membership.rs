@@ -70,6 +70,7 @@ pub async fn run(
     let mut follow = Follow::default();
     let mut isolation = Isolation::default();
     let mut published: std::collections::HashMap<String, String> = Default::default();
+    let mut heartbeats = crate::farm::heartbeats::Heartbeats::default();
     loop {
         // Event-driven: a local sync staged or flipped a state, or gossip brought news (a new
         // value or a member coming or going); the tick is a fallback.
@@ -156,7 +157,17 @@ pub async fn run(
                     ok
                 })
                 .collect();
+            let heard_at = std::time::Instant::now();
+            for id in &live {
+                if let Some(st) = c.node_state(id) {
+                    heartbeats.saw(&id.node_id, st.heartbeat(), heard_at);
+                }
+            }
+            heartbeats.retain(|n| live.iter().any(|id| id.node_id == n));
             let mut view = build_view(&me, now, members, &ours);
+            for m in view.members.iter_mut().filter(|m| !m.this_node) {
+                m.last_gossip_ms = heartbeats.age_ms(&m.node_id, heard_at);
+            }
             view.unverified = unverified;
             this.heard
                 .lock()

@@ -11,6 +11,7 @@ pub mod coordinate;
 pub mod flip;
 pub mod follow;
 pub mod heard;
+pub mod heartbeats;
 pub mod in_step;
 pub mod keys;
 pub mod lbs;

@@ -25,6 +25,8 @@ pub struct MemberView {
     pub stale_since_ms: Option<i64>,
     /// Whether this is the node answering.
     pub this_node: bool,
+    /// How long ago (ms) this node last heard its gossip heartbeat (0 for this node).
+    pub last_gossip_ms: Option<u64>,
     /// Gossip (and farm TLS) address.
     pub gossip: Option<SocketAddr>,
     /// Its state of each repository.
@@ -47,6 +49,7 @@ impl MemberView {
             clock_skew_ms: None,
             stale_since_ms: None,
             this_node,
+            last_gossip_ms: None,
             gossip: None,
             repo_states,
         }
@@ -153,6 +156,7 @@ pub fn build_view(
             gossip: m.gossip,
             repo_states: repo_states(&m),
             this_node: m.node_id == me,
+            last_gossip_ms: (m.node_id == me).then_some(0),
             node_id: m.node_id,
             address: m.http,
             state: m.state,

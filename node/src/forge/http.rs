@@ -106,21 +106,25 @@ impl ApiClient {
     }
 
     fn request(&self, url: &str) -> reqwest::RequestBuilder {
+        let token = self.token.as_ref().map(|t| t.get());
+        self.request_as(url, token.as_ref().map(|t| t.expose()))
+    }
+
+    /// A GET of `url` presenting `secret` (when given) in the forge's token header.
+    pub(crate) fn request_as(&self, url: &str, secret: Option<&str>) -> reqwest::RequestBuilder {
         let mut r = self
             .client
             .get(url)
             .headers(self.extra.clone())
             .header(reqwest::header::ACCEPT, "application/json")
             .timeout(REQUEST_TIMEOUT);
-        if let Some(t) = &self.token {
-            let t = t.get();
+        if let Some(t) = secret {
             r = match self.token_header {
-                TokenHeader::Bearer => r.bearer_auth(t.expose()),
-                TokenHeader::PrivateToken => r.header("PRIVATE-TOKEN", t.expose()),
-                TokenHeader::Token => r.header(
-                    reqwest::header::AUTHORIZATION,
-                    format!("token {}", t.expose()),
-                ),
+                TokenHeader::Bearer => r.bearer_auth(t),
+                TokenHeader::PrivateToken => r.header("PRIVATE-TOKEN", t),
+                TokenHeader::Token => {
+                    r.header(reqwest::header::AUTHORIZATION, format!("token {t}"))
+                }
             };
         }
         r
@@ -236,7 +240,10 @@ pub async fn link_paged<T: DeserializeOwned>(
     Err(ForgeError::TooManyPages(url))
 }
 
-async fn read_bounded(mut r: reqwest::Response, url: &str) -> Result<Vec<u8>, ForgeError> {
+pub(crate) async fn read_bounded(
+    mut r: reqwest::Response,
+    url: &str,
+) -> Result<Vec<u8>, ForgeError> {
     let mut out = Vec::new();
     while let Some(chunk) = r
         .chunk()

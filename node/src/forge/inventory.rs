@@ -136,6 +136,14 @@ impl Inventory {
         })
     }
 
+    /// The forge's API, when the upstream is a forge.
+    pub fn forge(&self) -> Option<&Forge> {
+        match &self.source {
+            Source::Forge(f) => Some(f),
+            _ => None,
+        }
+    }
+
     /// Whether the repositories to mirror come from the upstream (`mirror.projects` is set), so a
     /// farm lists them once for every member.
     pub fn lists_upstream(&self) -> bool {

@@ -9,6 +9,7 @@ pub mod gitlab;
 pub mod http;
 pub mod inventory;
 pub mod manifest;
+pub mod owner;
 pub mod permissions;
 pub mod ssh_index;
 pub mod ssh_users;

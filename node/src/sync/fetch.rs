@@ -24,6 +24,8 @@ pub struct Synced {
     pub elapsed: Duration,
     /// A newer state appeared in the farm while this one waited: sync again at once.
     pub again: bool,
+    /// Bytes the repository takes on disk, when counted (after a change, or when never counted).
+    pub size_bytes: Option<u64>,
 }
 
 /// A state fetched into the hidden staging namespace: complete, not yet advertised.
@@ -124,6 +126,7 @@ pub async fn flip(plan: &FetchPlan<'_>, staged: &Staged) -> Result<Synced, SyncF
         refs_hash: staged.hash.clone(),
         elapsed: started.elapsed(),
         again: false,
+        size_bytes: None,
     })
 }
 

@@ -45,6 +45,7 @@ pub(crate) async fn stage_and_flip(
                 refs_hash: served,
                 elapsed: Duration::ZERO,
                 again: true,
+                size_bytes: None,
             });
         }
     };
@@ -101,6 +102,20 @@ async fn flip_and_publish(
     if synced.changed > 0 {
         fetch::maintain(plan).await;
     }
+    let mut synced = synced;
+    let uncounted = shared
+        .repos
+        .read()
+        .get(plan.id)
+        .is_some_and(|e| e.record.size_bytes.is_none());
+    if synced.changed > 0 || uncounted {
+        match crate::disk_size::of(plan.repo.path().to_owned()).await {
+            Ok(b) => synced.size_bytes = Some(b),
+            Err(e) => {
+                tracing::debug!(repo = %plan.id, error = %e, "cannot count the repository's size")
+            }
+        }
+    }
     Ok(synced)
 }
 
@@ -117,5 +132,8 @@ pub(crate) fn advance(e: &mut RepoEntry, refs_hash: &str, generation: Option<u64
     }
     e.record.refs_hash = refs_hash.to_owned();
     e.record.generation = generation.unwrap_or(e.record.generation + 1);
+    if e.staged.as_ref().is_none_or(|s| s.refs_hash == refs_hash) {
+        e.behind_since_ms = None;
+    }
     true
 }

@@ -77,6 +77,7 @@ mod tests {
             refs_hash: "a".into(),
             elapsed: Duration::ZERO,
             again: false,
+            size_bytes: None,
         });
         let rec = next(&prev, &ok, "h");
         if let Some(e) = repos.write().get_mut(&id) {

@@ -360,6 +360,13 @@ impl Scheduler {
         };
         let mut rec = record::next(&prev, &res, &self.shared.config.upstream.host_label());
         rec.last_duration_ms = Some(took.as_millis() as u64);
+        if let Ok(Synced {
+            size_bytes: Some(b),
+            ..
+        }) = &res
+        {
+            rec.size_bytes = Some(*b);
+        }
         let kind = rec.last_result.clone();
         if kind == Some(SyncResult::NotFound) {
             remove_dir(self.shared.repo_path(&id)).await;

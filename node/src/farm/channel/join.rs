@@ -71,7 +71,10 @@ pub async fn join(
     let differing: Vec<&str> = m
         .config
         .iter()
-        .filter(|(k, v)| req.role == Role::Node && req.config.get(**k) != Some(*v))
+        .filter(|(k, v)| {
+            req.role == Role::Node
+                && crate::farm::keys::differs(k, v, req.config.get(**k).map(String::as_str))
+        })
         .map(|(k, _)| *k)
         .collect();
     if !differing.is_empty() {

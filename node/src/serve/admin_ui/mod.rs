@@ -13,6 +13,7 @@ pub mod plots;
 pub mod projects;
 pub mod repos;
 pub mod upstream_login;
+pub mod words;
 
 use axum::http::{header, HeaderMap};
 use axum::routing::{get, post};

@@ -8,6 +8,7 @@ use axum::response::Response;
 
 use super::html::{esc, page, query_value, respond};
 use super::repos::{select, RepoQuery, SortKey};
+use super::words::{ago, bytes, lag, took};
 use super::{login, viewer, Viewer};
 use crate::serve::app_state::AppState;
 use crate::status::{self, StatusDoc};
@@ -155,8 +156,13 @@ fn members(doc: &StatusDoc) -> String {
             .clock_skew_ms
             .map(|ms| format!("{ms} ms"))
             .unwrap_or_else(|| "—".into());
+        let heard = match (m.this_node, m.last_gossip_ms) {
+            (true, _) => "—".to_owned(),
+            (false, Some(ms)) => format!("{} ago", took(ms)),
+            (false, None) => "not yet".to_owned(),
+        };
         rows.push_str(&format!(
-            "<tr><td><code>{id}</code>{this}</td><td>{addr}</td><td>{ver}</td><td>{state}</td><td>{skew}</td><td>{leads}</td></tr>",
+            "<tr><td><code>{id}</code>{this}</td><td>{addr}</td><td>{ver}</td><td>{state}</td><td>{skew}</td><td>{heard}</td><td>{leads}</td></tr>",
             id = esc(&m.node_id),
             this = if m.this_node { " (this member)" } else { "" },
             addr = m.address.map(|a| a.to_string()).unwrap_or_default(),
@@ -166,7 +172,7 @@ fn members(doc: &StatusDoc) -> String {
     }
     if doc.members.is_empty() {
         rows = format!(
-            "<tr><td><code>{}</code> (this node; no farm)</td><td></td><td>{}</td><td>{}</td><td>—</td><td>{}</td></tr>",
+            "<tr><td><code>{}</code> (this node; no farm)</td><td></td><td>{}</td><td>{}</td><td>—</td><td>—</td><td>{}</td></tr>",
             esc(&doc.node_id),
             esc(&doc.version),
             esc(&doc.state),
@@ -176,7 +182,7 @@ fn members(doc: &StatusDoc) -> String {
     format!(
         "<section id=members aria-labelledby=members-h><h2 id=members-h>Members ({n})</h2><table>\
 <thead><tr><th scope=col>Node</th><th scope=col>Address</th><th scope=col>Version</th><th scope=col>State</th>\
-<th scope=col>Clock skew</th><th scope=col>Leads (repositories)</th></tr></thead><tbody>{rows}</tbody></table></section>",
+<th scope=col>Clock skew</th><th scope=col>Last gossip</th><th scope=col>Leads (repositories)</th></tr></thead><tbody>{rows}</tbody></table></section>",
         n = doc.member_count,
     )
 }
@@ -228,32 +234,6 @@ fn load_balancers(doc: &StatusDoc) -> String {
     format!("<section id=load-balancers aria-labelledby=lb-h><h2 id=lb-h>Load balancer</h2>{out}</section>")
 }
 
-/// A duration in ms, in words.
-fn took(ms: u64) -> String {
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    }
-}
-
-/// How long ago an RFC 3339 time was, in words.
-fn ago(t: Option<&str>) -> String {
-    let Some(t) = t else { return "never".into() };
-    let Ok(then) = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-    else {
-        return esc(t);
-    };
-    let s = (time::OffsetDateTime::now_utc() - then)
-        .whole_seconds()
-        .max(0);
-    match s {
-        0..=119 => format!("{s} s ago"),
-        120..=7199 => format!("{} min ago", s / 60),
-        _ => format!("{} h ago", s / 3600),
-    }
-}
-
 fn repositories(doc: &StatusDoc, q: &RepoQuery, csrf: &str) -> String {
     let sel = select(&doc.repos, q);
     let mut rows = String::new();
@@ -291,7 +271,7 @@ fn repositories(doc: &StatusDoc, q: &RepoQuery, csrf: &str) -> String {
         );
         rows.push_str(&format!(
             "<tr><td><code>{idh}</code></td><td>{state}{syncing}</td><td>{generation}</td><td>{members}</td>\
-<td><code>{leader}</code></td><td>{last}</td><td>{confirmed}</td><td>{message}</td>\
+<td><code>{leader}</code></td><td>{last}</td><td>{confirmed}</td><td>{lag}</td><td>{size}</td><td>{message}</td>\
 <td><form method=post action=\"/admin/sync\" class=inline>{csrf}<input type=hidden name=project value=\"{p}\">\
 <input type=hidden name=repo value=\"{rp}\"><button type=submit aria-label=\"Sync {idh} now\">Sync now</button></form></td></tr>",
             idh = esc(&id),
@@ -300,6 +280,8 @@ fn repositories(doc: &StatusDoc, q: &RepoQuery, csrf: &str) -> String {
             generation = r.generation,
             leader = esc(r.leader.as_deref().unwrap_or("")),
             confirmed = ago(r.last_successful_sync.as_deref()),
+            lag = lag(r),
+            size = r.size_bytes.map(bytes).unwrap_or_default(),
             p = esc(&r.project),
             rp = esc(&r.repo),
         ));
@@ -358,7 +340,7 @@ fn repositories(doc: &StatusDoc, q: &RepoQuery, csrf: &str) -> String {
 <form method=post action=\"/admin/sync\">{csrf}<p><button type=submit>Sync every repository now</button></p></form>\
 <p>{matching} matching.</p><nav class=pages aria-label=\"Repository pages\">{nav}</nav>\
 <table><thead><tr><th scope=col>Repository</th><th scope=col>State</th><th scope=col>Generation</th>\
-<th scope=col>Members at it</th><th scope=col>Leader</th><th scope=col>Last sync</th><th scope=col>Confirmed by the upstream</th>\
+<th scope=col>Members at it</th><th scope=col>Leader</th><th scope=col>Last sync</th><th scope=col>Confirmed by the upstream</th><th scope=col>Lag behind the upstream</th><th scope=col>Size</th>\
 <th scope=col>Last message</th><th scope=col>Actions</th></tr></thead><tbody>{rows}</tbody></table></section>",
         synced = doc.synced_repos,
         total = doc.total_repos,

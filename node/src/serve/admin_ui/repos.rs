@@ -19,6 +19,10 @@ pub enum SortKey {
     LastSync,
     /// Highest generation first.
     Generation,
+    /// Furthest behind the upstream first.
+    Lag,
+    /// Largest first.
+    Size,
 }
 
 impl SortKey {
@@ -29,11 +33,20 @@ impl SortKey {
             Self::State => "state",
             Self::LastSync => "lastSync",
             Self::Generation => "generation",
+            Self::Lag => "lag",
+            Self::Size => "size",
         }
     }
 
     /// Every key, for the sort control.
-    pub const ALL: [SortKey; 4] = [Self::Name, Self::State, Self::LastSync, Self::Generation];
+    pub const ALL: [SortKey; 6] = [
+        Self::Name,
+        Self::State,
+        Self::LastSync,
+        Self::Generation,
+        Self::Lag,
+        Self::Size,
+    ];
 }
 
 /// The page's query: `?q=&state=&sort=&page=`.
@@ -93,6 +106,14 @@ pub fn select<'a>(repos: &'a [RepoStatus], q: &RepoQuery) -> RepoPage<'a> {
         SortKey::Generation => rows.sort_by(|a, b| {
             b.generation
                 .cmp(&a.generation)
+                .then_with(|| name(a).cmp(&name(b)))
+        }),
+        SortKey::Lag => {
+            rows.sort_by(|a, b| b.lag_ms.cmp(&a.lag_ms).then_with(|| name(a).cmp(&name(b))))
+        }
+        SortKey::Size => rows.sort_by(|a, b| {
+            b.size_bytes
+                .cmp(&a.size_bytes)
                 .then_with(|| name(a).cmp(&name(b)))
         }),
     }
@@ -179,5 +200,22 @@ mod tests {
             },
         );
         assert_eq!(by_generation.rows[0].repo, "r119");
+        repos[5].size_bytes = Some(10);
+        repos[7].size_bytes = Some(20);
+        repos[9].lag_ms = Some(5);
+        let first = |sort| {
+            select(
+                &repos,
+                &RepoQuery {
+                    sort,
+                    ..Default::default()
+                },
+            )
+            .rows[0]
+                .repo
+                .clone()
+        };
+        assert_eq!(first(SortKey::Size), "r007");
+        assert_eq!(first(SortKey::Lag), "r009");
     }
 }

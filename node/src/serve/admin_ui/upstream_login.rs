@@ -2,8 +2,9 @@
 //! at all (the others are refused before anything is asked: no password oracle, no lockouts of
 //! their upstream accounts). The upstream must guard the repository asked (401 without
 //! credentials), accept the password (200: 403 or 404 say nothing — bans and firewalls answer
-//! so too), and refuse the same secret under another user name: an upstream that takes a token
-//! with any name cannot tell who logs in. Five failures for a user within five minutes hold its
+//! so too), and refuse the same secret under another user name — or, when it takes the secret
+//! under any name (a forge's personal access token), its forge's API must say the secret is that
+//! user's ([`crate::forge::owner`]); otherwise it cannot tell who logs in. Five failures for a user within five minutes hold its
 //! logins for five minutes.
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use base64::Engine;
 use parking_lot::Mutex;
 
 use crate::access::upstream_check::{CheckError, Upstream, Verdict};
+use crate::forge::owner::Owner;
 use crate::names::RepoId;
 use crate::serve::Serving;
 
@@ -87,6 +89,53 @@ async fn guarded(s: &Serving, upstream: &Upstream) -> Result<Option<RepoId>, Che
     Ok(None)
 }
 
+/// The upstream takes `secret` under any user name: the login stands only if the forge says the
+/// secret is `user`'s.
+async fn owned_by(s: &Serving, user: &str, secret: &str, now: i64) -> Result<(), Refusal> {
+    let any_name = || {
+        tracing::warn!(user = %user, "admin login refused: the upstream takes this secret under any user name");
+        Refusal(
+            StatusCode::FORBIDDEN,
+            "the upstream accepts this secret under any user name (a token?) and its API cannot \
+             be asked whose it is, so it cannot tell who you are: log in with your password, or \
+             with the admin token"
+                .into(),
+        )
+    };
+    let Some(forge) = s.inventory.forge() else {
+        return Err(any_name());
+    };
+    match forge.owner_of(secret).await {
+        Ok(Owner::User(owner)) if owner.eq_ignore_ascii_case(user) => Ok(()),
+        Ok(Owner::User(owner)) => {
+            s.admin_logins.failed(user, now);
+            tracing::warn!(user = %user, owner = %owner, "admin login refused: the forge says the token is another user's");
+            Err(Refusal(
+                StatusCode::FORBIDDEN,
+                format!("the upstream says this token is not {user}'s: log in with your own"),
+            ))
+        }
+        Ok(Owner::Refused) => {
+            s.admin_logins.failed(user, now);
+            tracing::warn!(user = %user, "admin login refused: the forge's API does not take the token");
+            Err(Refusal(
+                StatusCode::UNAUTHORIZED,
+                "the upstream's API does not take this token: use one that may read your user \
+                 (GitHub, Gitea: any; GitLab: read_user or api scope)"
+                    .into(),
+            ))
+        }
+        Ok(Owner::NotAsked) => Err(any_name()),
+        Err(e) => {
+            tracing::warn!(error = %e, "admin login: the forge's API cannot be asked");
+            Err(Refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the upstream's API cannot say whose this token is now ({e}): try again, or use the admin token"),
+            ))
+        }
+    }
+}
+
 /// Checks `user`'s upstream password; the user, or why not.
 pub async fn check(s: &Serving, user: &str, password: &str) -> Result<String, Refusal> {
     let refuse = |status, msg: &str| Err(Refusal(status, msg.to_owned()));
@@ -155,12 +204,7 @@ pub async fn check(s: &Serving, user: &str, password: &str) -> Result<String, Re
     );
     if let Some(other) = other {
         if upstream.check(&other, &repo).await.map_err(unavailable)? == Verdict::Granted {
-            tracing::warn!(user = %user, "admin login refused: the upstream takes this secret under any user name");
-            return refuse(
-                StatusCode::FORBIDDEN,
-                "the upstream accepts this secret under any user name (a token?), so it cannot \
-                 tell who you are: log in with your password, or with the admin token",
-            );
+            owned_by(s, user, password, now).await?;
         }
     }
     s.admin_logins.succeeded(user);
