@@ -52,7 +52,7 @@ impl Kind {
 pub(crate) struct Inner {
     pub(crate) kind: Kind,
     root: PathBuf,
-    token: String,
+    pub(crate) token: String,
     pub(crate) page_size: usize,
     pub(crate) addr: SocketAddr,
     requests: Vec<String>,

@@ -112,7 +112,9 @@ fn an_admin_runs_the_farm_from_the_page_in_a_browser() {
         let heard = m["lastGossipMs"].as_u64().expect("lastGossipMs");
         assert!(heard < 10_000, "{m}");
     }
-    let members = browser.wait_part("#members", "last gossip ages", LIMIT, |t| t.contains(" ago"));
+    let members = browser.wait_part("#members", "last gossip ages", LIMIT, |t| {
+        t.contains(" ago")
+    });
     assert!(members.contains("Last gossip"), "{members}");
     assert!(
         text.contains(doc["farmId"].as_str().expect("farmId")),

@@ -78,7 +78,10 @@ fn a_token_logs_in_the_user_the_forge_says_it_is() {
     assert_eq!(status, 303, "{body}");
     assert!(cookie.is_some(), "a session for alice");
     assert!(
-        forge.requests().iter().any(|r| r.starts_with("GET /api/v3/user?")),
+        forge
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("GET /api/v3/user?")),
         "the forge was asked whose the token is: {:?}",
         forge.requests()
     );

@@ -163,7 +163,7 @@ pub async fn run(
                     heartbeats.saw(&id.node_id, st.heartbeat(), heard_at);
                 }
             }
-            heartbeats.retain(|n| live.iter().any(|id| id.node_id == n));
+            heartbeats.retain(|n| live.iter().any(|id| &*id.node_id == n));
             let mut view = build_view(&me, now, members, &ours);
             for m in view.members.iter_mut().filter(|m| !m.this_node) {
                 m.last_gossip_ms = heartbeats.age_ms(&m.node_id, heard_at);
