@@ -99,8 +99,10 @@ pub struct MemberStatus {
     /// How long ago (ms) the answering node last heard this member's gossip heartbeat (0 for
     /// itself).
     pub last_gossip_ms: Option<u64>,
-    /// Its state of each repository (`PROJECT/repo`).
+    /// Its state of each repository (`PROJECT/repo`); in `/status`, of the first 100 by name.
     pub repo_states: BTreeMap<String, MemberRepoState>,
+    /// How many repository states it has in all.
+    pub repo_states_total: usize,
 }
 
 /// A member's state of one repository, as its gossip says.
@@ -123,6 +125,25 @@ pub struct RefusedMember {
     pub node_id: String,
     /// The configuration keys on which it differs from this node.
     pub differing_keys: Vec<String>,
+}
+
+/// The readiness document (`GET /rest/mirroring/latest/ready`): what a load balancer's health
+/// check needs, the same few bytes however many repositories the node mirrors.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ReadyDoc {
+    /// Node ID.
+    pub node_id: String,
+    /// Node state word (as `/status` `state`).
+    pub state: String,
+    /// Whether it serves every mirrored repository (as `/status` `ready`).
+    pub ready: bool,
+    /// Its `setup.baseUrl`.
+    pub base_url: String,
+    /// Repositories it serves.
+    pub synced_repos: usize,
+    /// Repositories it mirrors.
+    pub total_repos: usize,
 }
 
 /// The whole document.
@@ -162,8 +183,11 @@ pub struct StatusDoc {
     pub total_repos: usize,
     /// Upstream reachability.
     pub upstream: UpstreamStatus,
-    /// Per repository.
+    /// Per repository; in `/status`, the first 100 by name.
     pub repos: Vec<RepoStatus>,
+    /// When `repos` stops short: the paged resource listing the rest
+    /// (`/rest/mirroring/latest/repos?start=100&limit=100`).
+    pub repos_next: Option<String>,
     /// Live farm members agreeing on the farm configuration, this node included (1 without a farm).
     pub member_count: usize,
     /// Those members (empty without a farm).
@@ -299,4 +323,25 @@ mod tests {
             assert!(serde_json::from_str::<StatusDoc>(junk).is_err(), "{junk}");
         }
     }
+}
+
+/// A page of repositories (`GET /rest/mirroring/latest/repos?start=&limit=`), in Bitbucket's
+/// paged shape.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RepoPage {
+    /// Rows on this page.
+    pub size: usize,
+    /// The page size asked for (after the bound).
+    pub limit: usize,
+    /// Index of the first row.
+    pub start: usize,
+    /// Whether no row follows.
+    pub is_last_page: bool,
+    /// `start` of the next page, when there is one.
+    pub next_page_start: Option<usize>,
+    /// Repositories in all.
+    pub total: usize,
+    /// The rows, by name.
+    pub values: Vec<RepoStatus>,
 }

@@ -1,12 +1,13 @@
-//! Health checks: each node's `/status` is fetched every interval (the status document typed in
-//! `mirrorfarm_common::status`); a node leaves rotation after `fall` failed checks in a row (or
+//! Health checks: each node's readiness document (`/rest/mirroring/latest/ready`, typed in
+//! `mirrorfarm_common::status`: a few bytes however many repositories it mirrors) is fetched
+//! every interval — `/status` from a node too old to have it (404); a node leaves rotation after `fall` failed checks in a row (or
 //! when it is not `ready`), and comes back after `rise` passes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mirrorfarm_common::status::StatusDoc;
+use mirrorfarm_common::status::{ReadyDoc, StatusDoc};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
@@ -58,22 +59,16 @@ pub async fn check(http: &reqwest::Client, backend: &Backend, timeout: Duration)
 }
 
 async fn fetch_status(http: &reqwest::Client, backend: &Backend) -> Result<NodeInfo, String> {
-    let url = format!("http://{}/status", backend.addr.http);
+    let url = format!("http://{}/rest/mirroring/latest/ready", backend.addr.http);
     let r = http.get(url).send().await.map_err(|e| e.to_string())?;
+    if r.status() == reqwest::StatusCode::NOT_FOUND {
+        return fetch_full_status(http, backend).await;
+    }
     if r.status() != reqwest::StatusCode::OK {
-        return Err(format!("status answered {}", r.status()));
+        return Err(format!("ready answered {}", r.status()));
     }
-    // Read within a bound: a node's answer is not trusted to be small.
-    let mut body = Vec::new();
-    let mut r = r;
-    while let Some(chunk) = r.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > MAX_STATUS {
-            return Err(format!("/status larger than {MAX_STATUS} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    let doc: StatusDoc =
-        serde_json::from_slice(&body).map_err(|e| format!("bad /status document: {e}"))?;
+    let doc: ReadyDoc = serde_json::from_slice(&read_bounded(r).await?)
+        .map_err(|e| format!("bad readiness document: {e}"))?;
     Ok(NodeInfo {
         base_url: doc.base_url,
         node_id: doc.node_id,
@@ -81,6 +76,36 @@ async fn fetch_status(http: &reqwest::Client, backend: &Backend) -> Result<NodeI
         ready: doc.ready,
         error: None,
     })
+}
+
+/// A node of a version without the readiness document: its `/status`.
+async fn fetch_full_status(http: &reqwest::Client, backend: &Backend) -> Result<NodeInfo, String> {
+    let url = format!("http://{}/status", backend.addr.http);
+    let r = http.get(url).send().await.map_err(|e| e.to_string())?;
+    if r.status() != reqwest::StatusCode::OK {
+        return Err(format!("status answered {}", r.status()));
+    }
+    let doc: StatusDoc = serde_json::from_slice(&read_bounded(r).await?)
+        .map_err(|e| format!("bad /status document: {e}"))?;
+    Ok(NodeInfo {
+        base_url: doc.base_url,
+        node_id: doc.node_id,
+        state: doc.state,
+        ready: doc.ready,
+        error: None,
+    })
+}
+
+/// A node's answer, read within [`MAX_STATUS`]: it is not trusted to be small.
+async fn read_bounded(mut r: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = r.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_STATUS {
+            return Err(format!("answer larger than {MAX_STATUS} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 #[async_trait]

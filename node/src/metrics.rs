@@ -414,6 +414,7 @@ impl NodeMetrics {
         let mut out = String::new();
         let text = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
             .and_then(|()| crate::lfs::metrics::encode(lfs, &mut out))
+            .and_then(|()| crate::farm::gossip_bytes::encode(&mut out))
             .and_then(|()| prometheus_client::encoding::text::encode_eof(&mut out));
         if text.is_err() {
             out.clear();

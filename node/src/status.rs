@@ -20,33 +20,60 @@ fn leader_of(farm: &Option<crate::farm::view::FarmView>, repo: &str) -> Option<S
         .map(str::to_owned)
 }
 
-/// Builds the status document (`farm`: the node's farm, when it is in one).
+/// How many repositories (and per-repository member states) `/status` lists; the rest are paged
+/// at `/rest/mirroring/latest/repos`.
+pub const LISTED: usize = 100;
+
+/// One repository's row (`farm`: the farm's view, which names its leader).
+pub fn repo_status(
+    id: &crate::names::RepoId,
+    e: &crate::state::RepoEntry,
+    farm: &Option<crate::farm::view::FarmView>,
+    now_ms: i64,
+) -> RepoStatus {
+    RepoStatus {
+        project: id.project.as_str().to_owned(),
+        repo: id.repo.as_str().to_owned(),
+        state: e.state().to_owned(),
+        generation: e.record.generation,
+        refs_hash: e.record.refs_hash.clone(),
+        staged_hash: e.staged.as_ref().map(|s| s.refs_hash.clone()),
+        withheld: e.withheld.map(str::to_owned),
+        leader: leader_of(farm, &id.to_string()),
+        syncing: e.syncing,
+        last_sync: rfc3339(e.record.last_sync_ms),
+        last_sync_duration_ms: e.record.last_duration_ms,
+        last_successful_sync: rfc3339(e.record.last_success_ms),
+        last_result: e.record.last_result.clone(),
+        last_message: e.record.last_message.clone(),
+        lag_ms: e.lag_ms(now_ms),
+        size_bytes: e.record.size_bytes,
+    }
+}
+
+/// Builds the whole status document (`farm`: the node's farm, when it is in one).
 pub fn build(shared: &Shared, farm: Option<&crate::farm::Farm>) -> StatusDoc {
+    build_listing(shared, farm, usize::MAX)
+}
+
+/// Builds the status document listing the first `listed` repositories (by name) and each
+/// member's first `listed` repository states; counts cover all of them.
+pub fn build_listing(
+    shared: &Shared,
+    farm: Option<&crate::farm::Farm>,
+    listed: usize,
+) -> StatusDoc {
     let snapshot = shared.snapshot();
     let lb_reports = farm.map(|f| f.lbs.current()).unwrap_or_default();
     let farm = farm.and_then(|f| f.view.read().clone());
     let now_ms = crate::store::now_ms();
     let repos: Vec<RepoStatus> = snapshot
         .iter()
-        .map(|(id, e)| RepoStatus {
-            project: id.project.as_str().to_owned(),
-            repo: id.repo.as_str().to_owned(),
-            state: e.state().to_owned(),
-            generation: e.record.generation,
-            refs_hash: e.record.refs_hash.clone(),
-            staged_hash: e.staged.as_ref().map(|s| s.refs_hash.clone()),
-            withheld: e.withheld.map(str::to_owned),
-            leader: leader_of(&farm, &id.to_string()),
-            syncing: e.syncing,
-            last_sync: rfc3339(e.record.last_sync_ms),
-            last_sync_duration_ms: e.record.last_duration_ms,
-            last_successful_sync: rfc3339(e.record.last_success_ms),
-            last_result: e.record.last_result.clone(),
-            last_message: e.record.last_message.clone(),
-            lag_ms: e.lag_ms(now_ms),
-            size_bytes: e.record.size_bytes,
-        })
+        .take(listed)
+        .map(|(id, e)| repo_status(id, e, &farm, now_ms))
         .collect();
+    let repos_next = (snapshot.len() > listed)
+        .then(|| format!("/rest/mirroring/latest/repos?start={listed}&limit={listed}"));
     let unreachable = snapshot
         .values()
         .filter_map(|e| e.record.last_result.as_ref())
@@ -113,11 +140,12 @@ pub fn build(shared: &Shared, farm: Option<&crate::farm::Farm>) -> StatusDoc {
             last_successful_sync: rfc3339(last_ok),
         },
         repos,
+        repos_next,
         lfs: shared.lfs.status(),
         member_count: farm.as_ref().map(|f| f.members.len()).unwrap_or(1),
         members: farm
             .as_ref()
-            .map(|f| f.members.iter().map(member_status).collect())
+            .map(|f| f.members.iter().map(|m| member_status(m, listed)).collect())
             .unwrap_or_default(),
         refused_members: farm
             .as_ref()
@@ -240,7 +268,7 @@ fn selection_status(shared: &Shared) -> SelectionStatus {
     }
 }
 
-fn member_status(m: &crate::farm::view::MemberView) -> MemberStatus {
+fn member_status(m: &crate::farm::view::MemberView, listed: usize) -> MemberStatus {
     MemberStatus {
         node_id: m.node_id.clone(),
         address: m.address,
@@ -249,9 +277,11 @@ fn member_status(m: &crate::farm::view::MemberView) -> MemberStatus {
         clock_skew_ms: m.clock_skew_ms,
         this_node: m.this_node,
         last_gossip_ms: m.last_gossip_ms,
+        repo_states_total: m.repo_states.len(),
         repo_states: m
             .repo_states
             .iter()
+            .take(listed)
             .map(|(repo, s)| {
                 let st = MemberRepoState {
                     generation: s.generation,
@@ -295,7 +325,7 @@ pub fn html(doc: &StatusDoc) -> String {
 td,th{{padding:.2em .8em;text-align:left}}.warn{{color:#a40}}</style></head><body>\
 <h1>{name}</h1><p>Mirror node <code>{node}</code> of farm <code>{farm}</code> · state <b>{state}</b> · {synced}/{total} repositories synchronized</p>{access}\
 <h2>Authorize this farm</h2><p>Grant this key read access on the upstream{up}:</p><pre>{key}</pre>\
-<h2>Repositories</h2><table><tr><th>Repository</th><th>State</th><th>Last sync</th><th>Message</th></tr>\n{rows}</table>\
+<h2>Repositories</h2><table><tr><th>Repository</th><th>State</th><th>Last sync</th><th>Message</th></tr>\n{rows}</table>{more}\
 <p>Clone from <code>{base}/scm/PROJECT/repo.git</code>. Machine-readable status: <a href=\"/status\">/status</a>.</p></body></html>\n",
         name = esc(&doc.display_name),
         node = esc(&doc.node_id),
@@ -310,5 +340,15 @@ td,th{{padding:.2em .8em;text-align:left}}.warn{{color:#a40}}</style></head><bod
         },
         key = esc(&doc.public_key),
         base = esc(&doc.base_url),
+        more = doc
+            .repos_next
+            .as_deref()
+            .map(|next| format!(
+                "<p>The first {} of {} repositories; every one, a page at a time: <a href=\"{n}\">{n}</a></p>",
+                doc.repos.len(),
+                doc.total_repos,
+                n = esc(next)
+            ))
+            .unwrap_or_default(),
     )
 }

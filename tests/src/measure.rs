@@ -15,6 +15,18 @@ pub fn until_main_everywhere(
     limit: Duration,
     client: &reqwest::blocking::Client,
 ) -> Duration {
+    until_main_everywhere_in(nodes, ("P", "r"), sha, since, limit, client)
+}
+
+/// [`until_main_everywhere`] for repository `(project, repo)`.
+pub fn until_main_everywhere_in(
+    nodes: &[crate::node::Node],
+    (project, repo): (&str, &str),
+    sha: &str,
+    since: Instant,
+    limit: Duration,
+    client: &reqwest::blocking::Client,
+) -> Duration {
     let want = format!("{sha} refs/heads/main");
     let mut pending: Vec<&crate::node::Node> = nodes.iter().collect();
     // Polled every 2 ms: the figure is the time to visibility.
@@ -23,7 +35,10 @@ pub fn until_main_everywhere(
         Duration::from_millis(2),
         || {
             pending.retain(|n| {
-                let url = format!("{}/info/refs?service=git-upload-pack", n.http_url("P", "r"));
+                let url = format!(
+                    "{}/info/refs?service=git-upload-pack",
+                    n.http_url(project, repo)
+                );
                 let body = client
                     .get(&url)
                     .send()

@@ -38,7 +38,12 @@ fn stand_in() -> (u16, Arc<[AtomicUsize; 2]>) {
                 while reader.read_line(&mut h).is_ok_and(|n| n > 2) {
                     h.clear();
                 }
-                let answer = if line.starts_with("GET /status ") {
+                // It plays a node of an older version: no readiness document (404), so the LB's
+                // health check reads its /status.
+                let answer = if line.starts_with("GET /rest/mirroring/latest/ready ") {
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_owned()
+                } else if line.starts_with("GET /status ") {
                     let body = r#"{"state":"SYNCHRONIZED","nodeId":"stand-in","ready":true}"#;
                     format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

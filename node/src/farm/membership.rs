@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chitchat::transport::UdpTransport;
 use chitchat::{spawn_chitchat, ChitchatId};
 use tokio::sync::watch;
 
@@ -53,7 +52,9 @@ pub async fn run(
         farm.gossip_addr,
         &farm.seeds,
     );
-    let handle = match spawn_chitchat(config, initial, &UdpTransport).await {
+    let handle = match spawn_chitchat(config, initial, &crate::farm::gossip_bytes::CountingUdp)
+        .await
+    {
         Ok(h) => h,
         Err(e) => {
             tracing::error!(address = %farm.gossip_addr, error = %e, "cannot start farm gossip");

@@ -10,6 +10,7 @@ pub mod channel;
 pub mod coordinate;
 pub mod flip;
 pub mod follow;
+pub mod gossip_bytes;
 pub mod heard;
 pub mod heartbeats;
 pub mod in_step;

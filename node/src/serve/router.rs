@@ -40,6 +40,14 @@ pub fn router(state: AppState) -> Router {
         .route("/rest/mirroring/latest/session", delete(logout))
         .route("/rest/mirroring/latest/webhook", post(webhook::receive))
         .route(
+            "/rest/mirroring/latest/ready",
+            get(crate::serve::ready::ready),
+        )
+        .route(
+            "/rest/mirroring/latest/repos",
+            get(crate::serve::repos_page::repos),
+        )
+        .route(
             "/rest/mirroring/latest/repos/{*rest}",
             get(generation::generation),
         )
@@ -65,7 +73,7 @@ fn status_for(
     peer: SocketAddr,
     headers: &axum::http::HeaderMap,
 ) -> status::StatusDoc {
-    let doc = status::build(&s.shared, s.farm.as_deref());
+    let doc = status::build_listing(&s.shared, s.farm.as_deref(), status::LISTED);
     let who = admin::caller(peer, headers, s.shared.config.admin_token.as_ref());
     if s.shared.config.access == crate::config::Access::Anonymous || who.is_admin() {
         doc

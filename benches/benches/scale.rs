@@ -1,0 +1,270 @@
+//! Scale benchmark: a 3-member farm mirroring every repository of a `file://` upstream
+//! (`mirror.projects=*`, one-commit repositories in 10 projects), for each repository count in
+//! `MIRRORFARM_SCALE_REPOS` (comma list, default `2000`), one run each, reported side by side so
+//! the growth shows. Per count: time to all members serving everything; each member's own CPU
+//! (not git's) during that sync, per repository, and at rest (30 s); gossip bytes per second per
+//! member at rest (`mirrorfarm_gossip_bytes_total`); `/status`, the readiness document and a
+//! 100-row page of `/rest/mirroring/latest/repos` in bytes; RSS; a member's restart until it is
+//! ready again; push → visible on every member (p50, p99 of 20).
+//!
+//! Run: `scripts/bench scale`, or `MIRRORFARM_SCALE_REPOS=2000,20000 scripts/bench scale`.
+
+use std::time::{Duration, Instant};
+
+use mirrorfarm_tests::farm::SECRET;
+use mirrorfarm_tests::measure::{cpu_seconds, rss_mb, until_main_everywhere_in};
+use mirrorfarm_tests::node::Node;
+use mirrorfarm_tests::upstream::{Shape, Upstream};
+use mirrorfarm_tests::{free_udp_port, poll_every};
+
+const PROJECTS: usize = 10;
+const REST: Duration = Duration::from_secs(30);
+const PUSHES: usize = 20;
+
+/// An upstream of `n` one-commit repositories: one made by git, copied.
+fn upstream(n: usize) -> Upstream {
+    let up = Upstream::new();
+    let one = Shape {
+        commits: 1,
+        blob_bytes: 100,
+        branches: 0,
+        tags: 0,
+    };
+    let first = up.create("S0", "r00000", &one);
+    for i in 1..n {
+        let (p, r) = (format!("S{}", i % PROJECTS), format!("r{i:05}"));
+        let dest = up.repo(&p, &r);
+        std::fs::create_dir_all(dest.parent().expect("project dir")).expect("mkdir");
+        let out = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(&first)
+            .arg(&dest)
+            .output()
+            .expect("cp");
+        assert!(out.status.success(), "cp: {out:?}");
+    }
+    up
+}
+
+fn props(port: u16, seed: Option<u16>) -> String {
+    let seeds = seed
+        .map(|s| format!("farm.seeds=127.0.0.1:{s}\n"))
+        .unwrap_or_default();
+    format!(
+        "setup.baseUrl=https://farm.example.com\nmirror.projects=*\nmirror.access=anonymous\n\
+         farm.secret={SECRET}\nfarm.gossip.address=127.0.0.1\nfarm.gossip.port={port}\n{seeds}"
+    )
+}
+
+fn ready(node: &Node, n: usize) -> bool {
+    let doc = node.get_json("/rest/mirroring/latest/ready");
+    doc["ready"] == true && doc["syncedRepos"].as_u64() == Some(n as u64)
+}
+
+fn wait_ready(nodes: &[&Node], n: usize, limit: Duration) -> Duration {
+    let t = Instant::now();
+    let done = poll_every(limit, Duration::from_millis(200), || {
+        nodes.iter().all(|node| ready(node, n)).then_some(())
+    });
+    assert!(
+        done.is_some(),
+        "not every member served {n} repositories within {limit:?}"
+    );
+    t.elapsed()
+}
+
+fn bytes_of(node: &Node, path: &str) -> usize {
+    let url = format!("{}{path}", base(node));
+    node.admin_client()
+        .get(&url)
+        .send()
+        .and_then(|r| r.bytes())
+        .map(|b| b.len())
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+fn base(node: &Node) -> String {
+    node.http_url("X", "y")
+        .split("/scm/")
+        .next()
+        .expect("base")
+        .to_owned()
+}
+
+/// `mirrorfarm_gossip_bytes_total{direction="sent"}` of `node`.
+fn gossip_sent(node: &Node) -> f64 {
+    let text = node
+        .admin_client()
+        .get(format!("{}/metrics", base(node)))
+        .send()
+        .and_then(|r| r.text())
+        .expect("metrics");
+    text.lines()
+        .find(|l| l.starts_with("mirrorfarm_gossip_bytes_total{direction=\"sent\"}"))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+struct Figures {
+    n: usize,
+    sync_s: f64,
+    cpu_ms_per_repo: f64,
+    rest_cpu_pct: f64,
+    gossip_bps: f64,
+    status_bytes: usize,
+    ready_bytes: usize,
+    page_bytes: usize,
+    rss_mb: f64,
+    restart_s: f64,
+    push_p50: f64,
+    push_p99: f64,
+}
+
+fn run(n: usize) -> Figures {
+    let t = Instant::now();
+    let up = upstream(n);
+    eprintln!(
+        "scale {n}: upstream made in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let limit = Duration::from_secs(600 + n as u64 / 2);
+    let p0 = free_udp_port();
+    let started = Instant::now();
+    let mut nodes = vec![Node::start(&up.file_url(), &props(p0, None))];
+    for _ in 1..3 {
+        nodes.push(Node::start(
+            &up.file_url(),
+            &props(free_udp_port(), Some(p0)),
+        ));
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_ready(&refs, n, limit);
+    let sync_s = started.elapsed().as_secs_f64();
+    let pids: Vec<u32> = nodes.iter().map(|n| n.pid().expect("pid")).collect();
+    let sync_cpu: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
+    let cpu_ms_per_repo = sync_cpu.iter().sum::<f64>() / 3.0 / n as f64 * 1000.0;
+    eprintln!("scale {n}: synchronized in {sync_s:.0} s; CPU {sync_cpu:?} s");
+
+    // At rest: CPU and gossip over REST.
+    let g0: Vec<f64> = nodes.iter().map(gossip_sent).collect();
+    let c0: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
+    let rest_started = Instant::now();
+    std::thread::sleep(REST); // a measuring window, not a wait for a condition
+    let secs = rest_started.elapsed().as_secs_f64();
+    let c1: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
+    let g1: Vec<f64> = nodes.iter().map(gossip_sent).collect();
+    let rest_cpu_pct = c0.iter().zip(&c1).map(|(a, b)| b - a).fold(0.0, f64::max) / secs * 100.0;
+    let gossip_bps = g0.iter().zip(&g1).map(|(a, b)| b - a).fold(0.0, f64::max) / secs;
+    let status_bytes = bytes_of(&nodes[0], "/status");
+    let ready_bytes = bytes_of(&nodes[0], "/rest/mirroring/latest/ready");
+    let page_bytes = bytes_of(&nodes[0], "/rest/mirroring/latest/repos?start=0&limit=100");
+    let rss = pids.iter().map(|p| rss_mb(*p)).fold(0.0, f64::max);
+
+    // A member restarts: ready again (serving its last state) how soon?
+    nodes[2].stop();
+    let t = Instant::now();
+    nodes[2].spawn();
+    wait_ready(&[&nodes[2]], n, limit);
+    let restart_s = t.elapsed().as_secs_f64();
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_ready(&refs, n, limit);
+
+    // Push → visible on every member, one repository among n.
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let mut times = Vec::new();
+    for i in 0..PUSHES {
+        let sha = up.commit("S1", "r00001", "main", &format!("push {i}"));
+        let t = Instant::now();
+        nodes[i % 3].trigger(Some(("S1", "r00001")));
+        let took = until_main_everywhere_in(
+            &nodes,
+            ("S1", "r00001"),
+            &sha,
+            t,
+            Duration::from_secs(60),
+            &client,
+        );
+        times.push(took.as_secs_f64());
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
+    Figures {
+        n,
+        sync_s,
+        cpu_ms_per_repo,
+        rest_cpu_pct,
+        gossip_bps,
+        status_bytes,
+        ready_bytes,
+        page_bytes,
+        rss_mb: rss,
+        restart_s,
+        push_p50: pct(0.5),
+        push_p99: pct(0.99),
+    }
+}
+
+fn main() {
+    let counts: Vec<usize> = std::env::var("MIRRORFARM_SCALE_REPOS")
+        .unwrap_or_else(|_| "2000".into())
+        .split(',')
+        .map(|c| c.trim().parse().expect("MIRRORFARM_SCALE_REPOS: numbers"))
+        .collect();
+    let figures: Vec<Figures> = counts.into_iter().map(run).collect();
+    println!("scale: 3 members, file:// upstream, mirror.projects=* (one run per count)");
+    let row = |name: &str, f: &dyn Fn(&Figures) -> String| {
+        let cells: Vec<String> = figures.iter().map(f).collect();
+        println!("  {name:<44} {}", cells.join("  |  "));
+    };
+    row("repositories", &|f| format!("{:>10}", f.n));
+    row("all members serving everything (s)", &|f| {
+        format!("{:>10.0}", f.sync_s)
+    });
+    row("own CPU per repository, initial sync (ms)", &|f| {
+        format!("{:>10.2}", f.cpu_ms_per_repo)
+    });
+    row("own CPU at rest, busiest member (% core)", &|f| {
+        format!("{:>10.2}", f.rest_cpu_pct)
+    });
+    row("gossip sent at rest, busiest member (B/s)", &|f| {
+        format!("{:>10.0}", f.gossip_bps)
+    });
+    row("/status (bytes)", &|f| format!("{:>10}", f.status_bytes));
+    row("readiness document (bytes)", &|f| {
+        format!("{:>10}", f.ready_bytes)
+    });
+    row("repos page of 100 (bytes)", &|f| {
+        format!("{:>10}", f.page_bytes)
+    });
+    row("RSS, largest member (MB)", &|f| {
+        format!("{:>10.0}", f.rss_mb)
+    });
+    row("restart until ready (s)", &|f| {
+        format!("{:>10.1}", f.restart_s)
+    });
+    row("push -> every member, p50 (ms)", &|f| {
+        format!("{:>10.0}", f.push_p50 * 1000.0)
+    });
+    row("push -> every member, p99 (ms)", &|f| {
+        format!("{:>10.0}", f.push_p99 * 1000.0)
+    });
+    if let (Some(a), Some(b)) = (figures.first(), figures.last()) {
+        if a.n != b.n {
+            let r = |x: f64, y: f64| y / x;
+            println!(
+                "  growth {}→{} repositories (×{:.0}): /status ×{:.1}, readiness ×{:.1}, gossip ×{:.1}, rest CPU ×{:.1}, RSS ×{:.1}",
+                a.n,
+                b.n,
+                b.n as f64 / a.n as f64,
+                r(a.status_bytes as f64, b.status_bytes as f64),
+                r(a.ready_bytes as f64, b.ready_bytes as f64),
+                r(a.gossip_bps, b.gossip_bps),
+                r(a.rest_cpu_pct, b.rest_cpu_pct),
+                r(a.rss_mb, b.rss_mb)
+            );
+        }
+    }
+}
