@@ -178,7 +178,8 @@ fn run(n: usize) -> Figures {
     for i in 0..PUSHES {
         let sha = up.commit("S1", "r00001", "main", &format!("push {i}"));
         let t = Instant::now();
-        nodes[i % 3].trigger(Some(("S1", "r00001")));
+        let code = nodes[i % 3].trigger(Some(("S1", "r00001")));
+        assert!((200..300).contains(&code), "sync trigger answered {code}");
         let took = until_main_everywhere_in(
             &nodes,
             ("S1", "r00001"),

@@ -124,30 +124,32 @@ impl Shared {
             return "STARTING";
         }
         let repos = self.repos.read();
-        let results = || repos.values().map(|e| e.record.last_result.clone());
-        if results().any(|r| r == Some(SyncResult::HostKeyChanged)) {
+        // Read in place (no copy): the LB's health checks ask every second.
+        let results = || repos.values().map(|e| e.record.last_result.as_ref());
+        if results().any(|r| r == Some(&SyncResult::HostKeyChanged)) {
             return "ERROR";
         }
-        if results().any(|r| r == Some(SyncResult::Unauthorized)) {
+        if results().any(|r| r == Some(&SyncResult::Unauthorized)) {
             return "AWAITING_AUTHORIZATION";
         }
         let farm_stale = self.farm_stale_since.load(Ordering::Acquire) != 0;
-        let active: Vec<_> = repos
-            .values()
-            .filter(|e| e.record.last_result != Some(SyncResult::NotFound))
-            .collect();
-        if active.iter().any(|e| e.servable() && e.withheld.is_some()) {
+        let active = || {
+            repos
+                .values()
+                .filter(|e| e.record.last_result != Some(SyncResult::NotFound))
+        };
+        if active().any(|e| e.servable() && e.withheld.is_some()) {
             return "CATCHING_UP";
         }
-        if active.iter().all(|e| e.servable()) {
+        if active().all(|e| e.servable()) {
             // Serving a complete state the upstream could not be asked about lately (by this
             // node, or by the member fetching for the farm).
-            if farm_stale || results().any(|r| r == Some(SyncResult::Unreachable)) {
+            if farm_stale || results().any(|r| r == Some(&SyncResult::Unreachable)) {
                 return "STALE";
             }
             return "SYNCHRONIZED";
         }
-        if active.iter().any(|e| e.state() == "ERROR") && !active.iter().any(|e| e.syncing) {
+        if active().any(|e| e.state() == "ERROR") && !active().any(|e| e.syncing) {
             return "ERROR";
         }
         "SYNCHRONIZING"

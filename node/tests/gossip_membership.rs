@@ -9,7 +9,8 @@ use std::time::Duration;
 use chitchat::transport::ChannelTransport;
 use chitchat::{spawn_chitchat, ChitchatHandle};
 use mirrorfarm_common::gossip::chitchat_config;
-use mirrorfarm_node::farm::keys::{Member, Served, CONFIG_PREFIX, FARM_KEYS, REFS_PREFIX};
+use mirrorfarm_node::farm::keys::{Served, CONFIG_PREFIX, FARM_KEYS, REFS_PREFIX};
+use mirrorfarm_node::farm::member::Member;
 use mirrorfarm_node::farm::signing::{GossipKey, Publisher};
 use mirrorfarm_node::farm::view::{build_view, FarmView};
 

@@ -163,6 +163,10 @@ impl Coordinator for Farm {
         }
     }
 
+    fn led_elsewhere(&self, id: &RepoId) -> bool {
+        remote_leader(self, &id.to_string()).is_some()
+    }
+
     fn requested(&self, id: &RepoId) {
         if let Some((node, addr)) = remote_leader(self, &id.to_string()) {
             crate::farm::nudge::member(self, node, addr, id);

@@ -186,8 +186,9 @@ mod tests {
         let mut v = mk(&others, others[0]);
         for m in &mut v.members {
             if m.node_id == leader {
-                m.repo_states.get_mut("P/r").expect("state").generation = 5;
-                m.repo_states.get_mut("P/r").expect("state").refs_hash = Some("h".into());
+                let states = std::sync::Arc::make_mut(&mut m.repo_states);
+                states.get_mut("P/r").expect("state").generation = 5;
+                states.get_mut("P/r").expect("state").refs_hash = Some("h".into());
             }
         }
         assert_eq!(d(&v, Duration::ZERO), Decision::Flip(5));

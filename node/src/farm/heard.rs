@@ -80,17 +80,25 @@ impl Heard {
             else {
                 return false;
             };
-            let s = m.repo_states.entry(repo.clone()).or_default();
             let h = Some(w.refs_hash.as_str());
-            if s.staged_hash.as_deref() == h || s.refs_hash.as_deref() == h {
+            let (staged, served) = m
+                .repo_states
+                .get(repo)
+                .map(|s| (s.staged_hash.clone(), s.refs_hash.clone()))
+                .unwrap_or_default();
+            if staged.as_deref() == h || served.as_deref() == h {
                 return false;
             }
-            let gossip = (s.staged_hash.clone(), s.refs_hash.clone());
+            let gossip = (staged, served);
             match &w.gossip_then {
                 None => w.gossip_then = Some(gossip),
                 Some(then) if *then != gossip => return false,
                 Some(_) => {}
             }
+            // The gossip cache's map is shared: this view gets its own copy.
+            let s = std::sync::Arc::make_mut(&mut m.repo_states)
+                .entry(repo.clone())
+                .or_default();
             s.staged_hash = Some(w.refs_hash.clone());
             s.staged_head = w.head.clone();
             true
@@ -154,8 +162,7 @@ mod tests {
         assert_eq!(heard.len(), 1);
         // Gossip now carries it: the word goes.
         let mut v = view();
-        v.members[1]
-            .repo_states
+        std::sync::Arc::make_mut(&mut v.members[1].repo_states)
             .get_mut("P/r")
             .expect("state")
             .staged_hash = Some("h2".into());
@@ -210,8 +217,7 @@ mod tests {
         );
         // Gossip shows something else new for that member and repository: the word is stale.
         let mut v = view();
-        v.members[1]
-            .repo_states
+        std::sync::Arc::make_mut(&mut v.members[1].repo_states)
             .get_mut("P/r")
             .expect("state")
             .staged_hash = Some("h4".into());

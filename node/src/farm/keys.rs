@@ -1,16 +1,13 @@
-//! The typed gossip keys a node publishes, and reading a peer's state back into a [`Member`].
-//! Gossip is unauthenticated: every value is a hint, parsed strictly, and skipped when it does not
+//! The typed gossip keys a node publishes and their encodings (a peer's state is read back in
+//! [`crate::farm::member`]). Gossip is unauthenticated: every value is a hint, parsed strictly, and skipped when it does not
 //! parse. Secrets are never published (not even hashed).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
-use chitchat::{ChitchatId, NodeState};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Projects};
-use crate::farm::signing::{GossipKey, Publisher};
 use crate::names::RefName;
 pub use crate::state::StagedHint;
 
@@ -41,6 +38,11 @@ pub const REFS_PREFIX: &str = "refs:";
 /// newest state this member holds complete (objects present, refs hidden until the farm flips;
 /// signed).
 pub const STAGED_PREFIX: &str = "staged:";
+/// A counter a member raises in every round in which it set or removed any of its
+/// [`REFS_PREFIX`] / [`STAGED_PREFIX`] keys (after them, so it arrives with them or later): a
+/// peer re-reads those keys only when it moved. Members that predate it are re-read whenever
+/// anything of theirs changed.
+pub const REPOS_REV: &str = "repos_rev";
 /// Prefix of the configuration digests: `config:<key>` = SHA-256 of the value.
 pub const CONFIG_PREFIX: &str = "config:";
 
@@ -125,37 +127,6 @@ pub fn config_digests(c: &Config) -> BTreeMap<&'static str, String> {
         .collect()
 }
 
-/// What a peer says about itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    /// Node ID.
-    pub node_id: String,
-    /// HTTP listener.
-    pub http: Option<SocketAddr>,
-    /// SSH listener.
-    pub ssh: Option<SocketAddr>,
-    /// Version.
-    pub version: String,
-    /// Data format ([`DATA_FORMAT`] of its build).
-    pub format: u32,
-    /// Its clock when it last published (Unix ms).
-    pub clock_ms: Option<i64>,
-    /// Since when it has not reached the upstream (Unix ms, by its clock), if it has not.
-    pub stale_since_ms: Option<i64>,
-    /// State word.
-    pub state: String,
-    /// Configuration digests by key.
-    pub config: BTreeMap<String, String>,
-    /// Whether it is a load balancer rather than a node.
-    pub is_lb: bool,
-    /// Its gossip (and farm TLS) address.
-    pub gossip: Option<SocketAddr>,
-    /// The ref state it serves, per repository (`PROJECT/repo`).
-    pub refs: BTreeMap<String, Served>,
-    /// The newest state it has staged, per repository.
-    pub staged: BTreeMap<String, StagedHint>,
-}
-
 /// Whether `v` is a ref map hash.
 pub(crate) fn is_hash(v: &str) -> bool {
     crate::names::is_sha256_hex(v)
@@ -208,108 +179,9 @@ impl StagedHint {
     }
 }
 
-/// The signed per-repository values under `prefix` that verify and decode.
-fn repo_values<T>(
-    st: &NodeState,
-    prefix: &str,
-    open: impl Fn(&str, &str) -> Option<T>,
-) -> BTreeMap<String, T> {
-    st.key_values()
-        .filter_map(|(k, v)| {
-            let repo = k.strip_prefix(prefix)?;
-            crate::names::RepoId::parse(repo).ok()?;
-            Some((repo.to_owned(), open(k, v)?))
-        })
-        .collect()
-}
-
-fn word(s: &str) -> Option<String> {
-    (s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c)))
-    .then(|| s.to_owned())
-}
-
-impl Member {
-    /// Reads a peer's gossip state; values that do not parse, and ref states whose signature
-    /// under the farm's gossip key does not verify, are left out.
-    pub fn from_state(id: &ChitchatId, st: &NodeState, key: &GossipKey) -> Self {
-        let by = Publisher {
-            node_id: &id.node_id,
-            generation: id.generation_id,
-        };
-        let config = st
-            .key_values()
-            .filter_map(|(k, v)| {
-                let key = k.strip_prefix(CONFIG_PREFIX)?;
-                let known = FARM_KEYS.contains(&key) || LATER_FARM_KEYS.contains(&key);
-                (known && is_hash(v)).then(|| (key.to_owned(), v.to_owned()))
-            })
-            .collect();
-        Self {
-            node_id: word(&id.node_id).unwrap_or_default(),
-            http: st.get(HTTP).and_then(|v| v.parse().ok()),
-            ssh: st.get(SSH).and_then(|v| v.parse().ok()),
-            version: st.get(VERSION).and_then(word).unwrap_or_default(),
-            format: st.get(FORMAT).and_then(|v| v.parse().ok()).unwrap_or(1),
-            clock_ms: st.get(CLOCK_MS).and_then(|v| v.parse().ok()),
-            stale_since_ms: st.get(STALE_SINCE_MS).and_then(|v| v.parse().ok()),
-            state: st.get(STATE).and_then(word).unwrap_or_default(),
-            config,
-            is_lb: st.get(mirrorfarm_common::gossip::ROLE)
-                == Some(mirrorfarm_common::gossip::ROLE_LB),
-            gossip: Some(id.gossip_advertise_addr),
-            refs: repo_values(st, REFS_PREFIX, |k, v| Served::decode(key.open(by, k, v)?)),
-            staged: repo_values(st, STAGED_PREFIX, |k, v| {
-                StagedHint::decode(key.open(by, k, v)?)
-            }),
-        }
-    }
-
-    /// The farm keys on which this member disagrees with `ours` (missing counts as different).
-    pub fn mismatched_keys(&self, ours: &BTreeMap<&'static str, String>) -> Vec<String> {
-        ours.iter()
-            .filter(|(k, v)| differs(k, v, self.config.get(**k).map(String::as_str)))
-            .map(|(k, _)| (*k).to_owned())
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_later_key_is_compared_only_when_published() {
-        let ours: BTreeMap<&'static str, String> = FARM_KEYS
-            .iter()
-            .chain(LATER_FARM_KEYS.iter())
-            .map(|k| (*k, "a".repeat(64)))
-            .collect();
-        let mut m = Member {
-            node_id: "n".into(),
-            http: None,
-            ssh: None,
-            version: "0.1.0".into(),
-            format: DATA_FORMAT,
-            clock_ms: None,
-            stale_since_ms: None,
-            state: String::new(),
-            config: FARM_KEYS
-                .iter()
-                .map(|k| ((*k).to_owned(), "a".repeat(64)))
-                .collect(),
-            is_lb: false,
-            gossip: None,
-            refs: BTreeMap::new(),
-            staged: BTreeMap::new(),
-        };
-        assert!(m.mismatched_keys(&ours).is_empty(), "an older member");
-        m.config.insert("mirror.admins".into(), "b".repeat(64));
-        assert_eq!(m.mismatched_keys(&ours), ["mirror.admins"]);
-        m.config.remove("mirror.repos");
-        assert_eq!(m.mismatched_keys(&ours), ["mirror.admins", "mirror.repos"]);
-    }
 
     #[test]
     fn state_values_round_trip_and_reject_junk() {

@@ -9,7 +9,8 @@ use chitchat::{spawn_chitchat, ChitchatId};
 use tokio::sync::watch;
 
 use crate::farm::follow::{mark_withheld, Follow, Isolation};
-use crate::farm::keys::{self, Member};
+use crate::farm::keys;
+use crate::farm::member::Member;
 use crate::farm::signing::{GossipKey, Publisher};
 use crate::farm::view::build_view;
 use crate::farm::Farm;
@@ -18,6 +19,8 @@ use crate::store::now_ms;
 /// How often this node republishes its clock, state and ref states and recomputes the view when
 /// nothing happened (changes wake it at once).
 const REFRESH: Duration = Duration::from_millis(250);
+/// The longest time between two passes over every repository when nothing seems to change.
+const FULL_PASS: Duration = Duration::from_secs(2);
 /// How often the published clock is refreshed (ms); it is for skew warnings only.
 const CLOCK_EVERY_MS: u64 = 500;
 
@@ -70,21 +73,27 @@ pub async fn run(
     let mut logged: BTreeSet<(String, Vec<String>)> = BTreeSet::new();
     let mut follow = Follow::default();
     let mut isolation = Isolation::default();
-    let mut published: std::collections::HashMap<String, String> = Default::default();
+    let mut own_states = crate::farm::own_states::OwnStates::default();
+    let mut states_cache = crate::farm::repo_states::StatesCache::default();
+    // The per-repository passes (publishing, withholding, following) run when something changed
+    // (here, in gossip, in the members) and at least every FULL_PASS.
+    let mut last_full = std::time::Instant::now();
+    let mut last_seen: Vec<(String, usize)> = Vec::new();
     let mut heartbeats = crate::farm::heartbeats::Heartbeats::default();
     loop {
         // Event-driven: a local sync staged or flipped a state, or gossip brought news (a new
         // value or a member coming or going); the tick is a fallback.
+        let mut local_change = false;
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = tick.tick() => {}
-            _ = shared.repos_changed.notified() => {}
+            _ = shared.repos_changed.notified() => local_change = true,
             r = gossip_news.changed() => if r.is_err() { break },
         }
+        let full = local_change || last_full.elapsed() >= FULL_PASS;
         let me = shared.identity.node_id.clone();
         let state = shared.node_state();
         let now = now_ms();
-        let snapshot = shared.snapshot();
         let view = {
             let mut c = chitchat.lock().await;
             let self_id = c.self_chitchat_id().clone();
@@ -105,49 +114,21 @@ pub async fn run(
                 .stale_since_ms()
                 .map_or("-".to_owned(), |t| t.to_string());
             own.set(keys::STALE_SINCE_MS, stale);
-            // Only changed values are signed and set again.
-            let mut publish = |k: String, v: String| {
-                if published.get(&k) != Some(&v) {
-                    own.set(k.clone(), key.sign(by, &k, &v));
-                    published.insert(k, v);
-                }
-            };
-            let current: std::collections::HashSet<String> = snapshot
-                .iter()
-                .flat_map(|(id, e)| {
-                    let refs = e.servable().then(|| format!("{}{id}", keys::REFS_PREFIX));
-                    let staged = e
-                        .staged
-                        .as_ref()
-                        .map(|_| format!("{}{id}", keys::STAGED_PREFIX));
-                    refs.into_iter().chain(staged)
-                })
-                .collect();
-            for (id, e) in &snapshot {
-                if e.servable() {
-                    let served = keys::Served {
-                        generation: e.record.generation,
-                        refs_hash: e.record.refs_hash.clone(),
-                    };
-                    publish(format!("{}{id}", keys::REFS_PREFIX), served.encode());
-                }
-                if let Some(st) = &e.staged {
-                    publish(format!("{}{id}", keys::STAGED_PREFIX), st.encode());
-                }
+            if full {
+                own_states.publish(own, by, &key, &shared.repos.read());
             }
-            // A repository no longer mirrored (or gone upstream) is no longer claimed.
-            published.retain(|k, _| {
-                let keep = current.contains(k);
-                if !keep {
-                    own.delete(k);
-                }
-                keep
-            });
             let live: Vec<ChitchatId> = c.live_nodes().cloned().collect();
             let mut unverified = Vec::new();
             let members: Vec<Member> = live
                 .iter()
-                .filter_map(|id| c.node_state(id).map(|st| Member::from_state(id, st, &key)))
+                .filter_map(|id| {
+                    let st = c.node_state(id)?;
+                    Some(Member::with_states(
+                        id,
+                        st,
+                        states_cache.states(id, st, &key),
+                    ))
+                })
                 .filter(|m| {
                     let ok = m.is_lb
                         || m.node_id == me
@@ -165,6 +146,7 @@ pub async fn run(
                 }
             }
             heartbeats.retain(|n| live.iter().any(|id| &*id.node_id == n));
+            states_cache.retain(&live);
             let mut view = build_view(&me, now, members, &ours);
             for m in view.members.iter_mut().filter(|m| !m.this_node) {
                 m.last_gossip_ms = heartbeats.age_ms(&m.node_id, heard_at);
@@ -180,13 +162,31 @@ pub async fn run(
                 tracing::error!(node = %r.0, keys = ?r.1, "refusing a node whose farm configuration differs");
             }
         }
-        if isolation.update(&view, now) {
+        let isolated = isolation.update(&view, now);
+        if isolated {
             tracing::warn!("cut off from every other farm member: not serving until each repository is confirmed with the upstream");
             sync.trigger(crate::sync::scheduler::Trigger::All);
         }
-        mark_withheld(shared, &view, isolation.since);
+        // The members' states are shared maps: the same pointer is the same content.
+        let seen: Vec<(String, usize)> = view
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    m.node_id.clone(),
+                    std::sync::Arc::as_ptr(&m.repo_states) as usize,
+                )
+            })
+            .collect();
+        if full || isolated || seen != last_seen {
+            mark_withheld(shared, &view, isolation.since);
+            follow.leaders(&me, &view, &shared.repos.read(), sync);
+            last_seen = seen;
+            if full {
+                last_full = std::time::Instant::now();
+            }
+        }
         shared.set_farm_stale_since(view.others_stale_since_ms());
-        follow.leaders(&me, &view, &snapshot, sync);
         *this.view.write() = Some(view);
         this.view_updated.notify_waiters();
     }

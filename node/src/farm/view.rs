@@ -3,7 +3,8 @@
 
 use std::net::SocketAddr;
 
-use crate::farm::keys::Member;
+use crate::farm::member::Member;
+pub use crate::farm::repo_states::{RepoState, RepoStates};
 
 /// Clock difference above which /status warns.
 const SKEW_WARNING_MS: i64 = 2000;
@@ -29,8 +30,8 @@ pub struct MemberView {
     pub last_gossip_ms: Option<u64>,
     /// Gossip (and farm TLS) address.
     pub gossip: Option<SocketAddr>,
-    /// Its state of each repository.
-    pub repo_states: std::collections::BTreeMap<String, RepoState>,
+    /// Its state of each repository (shared with the gossip cache: copied only when changed).
+    pub repo_states: RepoStates,
 }
 
 #[cfg(test)]
@@ -51,37 +52,9 @@ impl MemberView {
             this_node,
             last_gossip_ms: None,
             gossip: None,
-            repo_states,
+            repo_states: std::sync::Arc::new(repo_states),
         }
     }
-}
-
-/// A member's state of one repository, as its gossip says.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RepoState {
-    /// Generation served (0: none).
-    pub generation: u64,
-    /// Hash of the ref map served.
-    pub refs_hash: Option<String>,
-    /// Hash of the newest state staged (equal to `refsHash` once advertised).
-    pub staged_hash: Option<String>,
-    /// The branch HEAD names in the staged state.
-    pub staged_head: Option<crate::names::RefName>,
-}
-
-fn repo_states(m: &Member) -> std::collections::BTreeMap<String, RepoState> {
-    let mut out: std::collections::BTreeMap<String, RepoState> = Default::default();
-    for (repo, s) in &m.refs {
-        let e = out.entry(repo.clone()).or_default();
-        e.generation = s.generation;
-        e.refs_hash = Some(s.refs_hash.clone());
-    }
-    for (repo, s) in &m.staged {
-        let e = out.entry(repo.clone()).or_default();
-        e.staged_hash = Some(s.refs_hash.clone());
-        e.staged_head = s.head.clone();
-    }
-    out
 }
 
 /// The farm as this node sees it.
@@ -154,7 +127,7 @@ pub fn build_view(
         }
         view.members.push(MemberView {
             gossip: m.gossip,
-            repo_states: repo_states(&m),
+            repo_states: m.states,
             this_node: m.node_id == me,
             last_gossip_ms: (m.node_id == me).then_some(0),
             node_id: m.node_id,
@@ -213,8 +186,7 @@ mod tests {
                 .collect(),
             is_lb: false,
             gossip: None,
-            refs: BTreeMap::new(),
-            staged: BTreeMap::new(),
+            states: RepoStates::default(),
         }
     }
 

@@ -55,6 +55,11 @@ pub trait Coordinator: Send + Sync + 'static {
     fn source(&self, id: &RepoId) -> Source;
     /// A client asked this node for a sync of `id` (passed on to whoever fetches it).
     fn requested(&self, id: &RepoId);
+    /// Whether another member fetches `id` from the upstream: this node follows its gossip and
+    /// needs no periodic sync of it.
+    fn led_elsewhere(&self, _id: &RepoId) -> bool {
+        false
+    }
     /// `staged` is complete: resolves when the node may flip to it. The
     /// concurrency `permit` is handed back, or given up while waiting (the scheduler then takes
     /// one again to flip).

@@ -5,6 +5,7 @@ pub mod coordinator;
 pub mod fetch;
 pub mod notify;
 pub mod publish;
+pub mod queue;
 pub mod record;
 pub mod scheduler;
 pub mod transport;

@@ -18,6 +18,7 @@ use crate::shared::Shared;
 use crate::store::SyncResult;
 use crate::sync::coordinator::{Coordinator, Source};
 use crate::sync::fetch::{self, FetchPlan, SyncFailure, Synced};
+use crate::sync::queue::{background_limit, Queue};
 use crate::sync::{publish, record, transport};
 
 /// A request to sync.
@@ -75,6 +76,8 @@ struct Scheduler {
     relist: bool,
     /// The upstream's fingerprint each running sync was started for (a manifest's).
     fingerprints: std::collections::HashMap<RepoId, String>,
+    /// A reconcile's syncs not started yet.
+    queue: Queue,
 }
 
 /// Runs until `shutdown` turns true.
@@ -102,6 +105,7 @@ pub async fn run(
         listing: None,
         relist: false,
         fingerprints: Default::default(),
+        queue: Queue::default(),
     };
     let mut interval = tokio::time::interval(s.shared.config.sync_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -128,10 +132,13 @@ pub async fn run(
                     s.start(id);
                 }
             },
-            Some(done) = s.tasks.join_next(), if !s.tasks.is_empty() => match done {
-                Ok((id, res, from_upstream, took)) => s.finished(id, res, from_upstream, took).await,
-                Err(e) => tracing::error!(error = %e, "sync task failed"),
-            },
+            Some(done) = s.tasks.join_next(), if !s.tasks.is_empty() => {
+                match done {
+                    Ok((id, res, from_upstream, took)) => s.finished(id, res, from_upstream, took).await,
+                    Err(e) => tracing::error!(error = %e, "sync task failed"),
+                }
+                s.fill();
+            }
             _ = sleep_until(next_retry) => s.start_due_retries(),
         }
     }
@@ -214,6 +221,18 @@ impl Scheduler {
         self.shared.listed.store(true, Ordering::Release);
         let mut skipped = 0usize;
         for (id, fingerprint) in wanted.repos {
+            // In a farm, a repository another member leads is followed through its gossip: no
+            // periodic sync here (a new one, with nothing served yet, is synced from the leader).
+            let followed = self.coordinator.led_elsewhere(&id)
+                && self
+                    .shared
+                    .repos
+                    .read()
+                    .get(&id)
+                    .is_some_and(|e| e.servable());
+            if followed {
+                continue;
+            }
             if let Some(fp) = fingerprint {
                 let current = self.shared.repos.read().get(&id).is_some_and(|e| {
                     e.servable() && e.upstream_fingerprint.as_deref() == Some(fp.as_str())
@@ -226,8 +245,9 @@ impl Scheduler {
                     self.fingerprints.insert(id.clone(), fp);
                 }
             }
-            self.start(id);
+            self.queue.push(id);
         }
+        self.fill();
         if skipped > 0 {
             tracing::debug!(
                 skipped,
@@ -250,6 +270,7 @@ impl Scheduler {
         for id in wanted.repos.keys() {
             repos.entry(id.clone()).or_default();
         }
+        self.shared.repos_changed.notify_one();
         removed
     }
 
@@ -269,7 +290,17 @@ impl Scheduler {
         }
     }
 
+    /// Starts queued syncs while the reconcile's share of places is free.
+    fn fill(&mut self) {
+        let limit = background_limit(self.shared.config.sync_concurrency);
+        while self.running.len() < limit {
+            let Some(id) = self.queue.pop() else { break };
+            self.start(id);
+        }
+    }
+
     fn start(&mut self, id: RepoId) {
+        self.queue.remove(&id);
         let known = {
             let mut repos = self.shared.repos.write();
             match repos.get_mut(&id) {
@@ -394,6 +425,7 @@ impl Scheduler {
                 Err(_) => None,
             };
         }
+        self.shared.repos_changed.notify_one();
         if follow_up {
             self.start(id);
             return;
