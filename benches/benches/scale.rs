@@ -21,28 +21,13 @@ const PROJECTS: usize = 10;
 const REST: Duration = Duration::from_secs(30);
 const PUSHES: usize = 20;
 
-/// An upstream of `n` one-commit repositories: one made by git, copied.
+/// An upstream of `n` one-commit repositories in [`PROJECTS`] projects.
 fn upstream(n: usize) -> Upstream {
     let up = Upstream::new();
-    let one = Shape {
-        commits: 1,
-        blob_bytes: 100,
-        branches: 0,
-        tags: 0,
-    };
-    let first = up.create("S0", "r00000", &one);
-    for i in 1..n {
-        let (p, r) = (format!("S{}", i % PROJECTS), format!("r{i:05}"));
-        let dest = up.repo(&p, &r);
-        std::fs::create_dir_all(dest.parent().expect("project dir")).expect("mkdir");
-        let out = std::process::Command::new("cp")
-            .arg("-r")
-            .arg(&first)
-            .arg(&dest)
-            .output()
-            .expect("cp");
-        assert!(out.status.success(), "cp: {out:?}");
-    }
+    let names: Vec<String> = (0..n)
+        .map(|i| format!("S{}/r{i:05}", i % PROJECTS))
+        .collect();
+    up.create_copies(&names, &Shape::one_commit());
     up
 }
 
@@ -74,7 +59,7 @@ fn wait_ready(nodes: &[&Node], n: usize, limit: Duration) -> Duration {
 }
 
 fn bytes_of(node: &Node, path: &str) -> usize {
-    let url = format!("{}{path}", base(node));
+    let url = format!("{}{path}", node.base_url());
     node.admin_client()
         .get(&url)
         .send()
@@ -83,26 +68,9 @@ fn bytes_of(node: &Node, path: &str) -> usize {
         .unwrap_or_else(|e| panic!("GET {url}: {e}"))
 }
 
-fn base(node: &Node) -> String {
-    node.http_url("X", "y")
-        .split("/scm/")
-        .next()
-        .expect("base")
-        .to_owned()
-}
-
 /// `mirrorfarm_gossip_bytes_total{direction="sent"}` of `node`.
 fn gossip_sent(node: &Node) -> f64 {
-    let text = node
-        .admin_client()
-        .get(format!("{}/metrics", base(node)))
-        .send()
-        .and_then(|r| r.text())
-        .expect("metrics");
-    text.lines()
-        .find(|l| l.starts_with("mirrorfarm_gossip_bytes_total{direction=\"sent\"}"))
-        .and_then(|l| l.split_whitespace().last()?.parse().ok())
-        .unwrap_or(f64::NAN)
+    node.metric("mirrorfarm_gossip_bytes_total", &[("direction", "sent")])
 }
 
 struct Figures {

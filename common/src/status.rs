@@ -44,11 +44,13 @@ pub struct RepoStatus {
     pub generation: u64,
     /// Hash of the served ref map.
     pub refs_hash: String,
-    /// Hash of the newest staged state (in a farm; equal to `refsHash` once advertised).
+    /// Hash of the newest staged state, while it differs from the served one (in a farm).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub staged_hash: Option<String>,
     /// In a farm: the node ID of the member that fetches it from the upstream.
     pub leader: Option<String>,
     /// Why the node does not serve it now, when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub withheld: Option<String>,
     /// A sync is running now.
     pub syncing: bool,
@@ -99,7 +101,7 @@ pub struct MemberStatus {
     /// How long ago (ms) the answering node last heard this member's gossip heartbeat (0 for
     /// itself).
     pub last_gossip_ms: Option<u64>,
-    /// Its state of each repository (`PROJECT/repo`); in `/status`, of the first 100 by name.
+    /// Its state of each repository (`PROJECT/repo`); in `/status`, of the first 50 by name.
     pub repo_states: BTreeMap<String, MemberRepoState>,
     /// How many repository states it has in all.
     pub repo_states_total: usize,
@@ -113,7 +115,8 @@ pub struct MemberRepoState {
     pub generation: u64,
     /// Hash of the ref map served.
     pub refs_hash: Option<String>,
-    /// Hash of the newest state staged (equal to `refsHash` once advertised).
+    /// Hash of the newest state staged, while it differs from the served one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub staged_hash: Option<String>,
 }
 

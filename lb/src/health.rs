@@ -69,13 +69,17 @@ async fn fetch_status(http: &reqwest::Client, backend: &Backend) -> Result<NodeI
     }
     let doc: ReadyDoc = serde_json::from_slice(&read_bounded(r).await?)
         .map_err(|e| format!("bad readiness document: {e}"))?;
-    Ok(NodeInfo {
+    Ok(info(doc))
+}
+
+fn info(doc: ReadyDoc) -> NodeInfo {
+    NodeInfo {
         base_url: doc.base_url,
         node_id: doc.node_id,
         state: doc.state,
         ready: doc.ready,
         error: None,
-    })
+    }
 }
 
 /// A node of a version without the readiness document: its `/status`.
@@ -87,13 +91,13 @@ async fn fetch_full_status(http: &reqwest::Client, backend: &Backend) -> Result<
     }
     let doc: StatusDoc = serde_json::from_slice(&read_bounded(r).await?)
         .map_err(|e| format!("bad /status document: {e}"))?;
-    Ok(NodeInfo {
-        base_url: doc.base_url,
+    Ok(info(ReadyDoc {
         node_id: doc.node_id,
         state: doc.state,
         ready: doc.ready,
-        error: None,
-    })
+        base_url: doc.base_url,
+        ..ReadyDoc::default()
+    }))
 }
 
 /// A node's answer, read within [`MAX_STATUS`]: it is not trusted to be small.

@@ -20,8 +20,8 @@ fn leader_of(farm: &Option<crate::farm::view::FarmView>, repo: &str) -> Option<S
         .map(str::to_owned)
 }
 
-/// How many repositories (and per-repository member states) `/status` lists; the rest are paged
-/// at `/rest/mirroring/latest/repos`.
+/// How many repositories `/status` lists (each member's states: half as many); the rest are
+/// paged at `/rest/mirroring/latest/repos`. With 3 members it stays under 64 KB.
 pub const LISTED: usize = 100;
 
 /// One repository's row (`farm`: the farm's view, which names its leader).
@@ -37,7 +37,11 @@ pub fn repo_status(
         state: e.state().to_owned(),
         generation: e.record.generation,
         refs_hash: e.record.refs_hash.clone(),
-        staged_hash: e.staged.as_ref().map(|s| s.refs_hash.clone()),
+        staged_hash: e
+            .staged
+            .as_ref()
+            .filter(|s| s.refs_hash != e.record.refs_hash)
+            .map(|s| s.refs_hash.clone()),
         withheld: e.withheld.map(str::to_owned),
         leader: leader_of(farm, &id.to_string()),
         syncing: e.syncing,
@@ -145,7 +149,12 @@ pub fn build_listing(
         member_count: farm.as_ref().map(|f| f.members.len()).unwrap_or(1),
         members: farm
             .as_ref()
-            .map(|f| f.members.iter().map(|m| member_status(m, listed)).collect())
+            .map(|f| {
+                f.members
+                    .iter()
+                    .map(|m| member_status(m, listed.div_ceil(2)))
+                    .collect()
+            })
             .unwrap_or_default(),
         refused_members: farm
             .as_ref()
@@ -286,7 +295,10 @@ fn member_status(m: &crate::farm::view::MemberView, listed: usize) -> MemberStat
                 let st = MemberRepoState {
                     generation: s.generation,
                     refs_hash: s.refs_hash.clone(),
-                    staged_hash: s.staged_hash.clone(),
+                    staged_hash: s
+                        .staged_hash
+                        .clone()
+                        .filter(|h| Some(h) != s.refs_hash.as_ref()),
                 };
                 (repo.clone(), st)
             })

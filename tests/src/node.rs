@@ -313,6 +313,22 @@ impl Node {
         })
     }
 
+    /// `http://<address>:<port>`: where the node's routes are.
+    pub fn base_url(&self) -> String {
+        format!("http://{}:{}", self.host.ip, self.http)
+    }
+
+    /// One sample of the node's `/metrics` (`name` with labels `want`; 0 when absent).
+    pub fn metric(&self, name: &str, want: &[(&str, &str)]) -> f64 {
+        let text = self
+            .admin_client()
+            .get(format!("{}/metrics", self.base_url()))
+            .send()
+            .and_then(|r| r.text())
+            .expect("GET /metrics");
+        crate::prom::value(&crate::prom::parse(&text), name, want)
+    }
+
     /// `http://…/scm/P/r.git`.
     pub fn http_url(&self, project: &str, repo: &str) -> String {
         format!(

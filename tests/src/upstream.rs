@@ -36,6 +36,16 @@ impl Shape {
         }
     }
 
+    /// One commit of 100 bytes on main, nothing else.
+    pub fn one_commit() -> Self {
+        Self {
+            commits: 1,
+            blob_bytes: 100,
+            branches: 0,
+            tags: 0,
+        }
+    }
+
     /// A small repository: 20 commits, 3 branches, 2 tags.
     pub fn small() -> Self {
         Self {
@@ -135,6 +145,28 @@ impl Upstream {
             self.ssh_port,
             self.root().display()
         )
+    }
+
+    /// Creates each `PROJECT/repo` of `names` with the same history (`shape`): made once by git,
+    /// copied for the others (thousands of repositories in seconds).
+    pub fn create_copies(&self, names: &[String], shape: &Shape) {
+        let Some((first, rest)) = names.split_first() else {
+            return;
+        };
+        let (p, r) = first.split_once('/').expect("PROJECT/repo");
+        let made = self.create(p, r, shape);
+        for name in rest {
+            let (p, r) = name.split_once('/').expect("PROJECT/repo");
+            let dest = self.repo(p, r);
+            std::fs::create_dir_all(dest.parent().expect("project dir")).expect("mkdir");
+            let out = Command::new("cp")
+                .arg("-r")
+                .arg(&made)
+                .arg(&dest)
+                .output()
+                .expect("cp");
+            assert!(out.status.success(), "cp: {out:?}");
+        }
     }
 
     /// Creates `PROJECT/repo.git` with generated history; returns its path.

@@ -70,17 +70,9 @@ fn client() -> Client {
         .expect("client")
 }
 
-fn base(node: &Node) -> String {
-    node.http_url("X", "y")
-        .split("/scm/")
-        .next()
-        .expect("base")
-        .to_owned()
-}
-
 fn login(node: &Node, fields: &[(&str, &str)]) -> Response {
     client()
-        .post(format!("{}/admin/login", base(node)))
+        .post(format!("{}/admin/login", node.base_url()))
         .form(fields)
         .send()
         .expect("POST /admin/login")
@@ -99,7 +91,7 @@ fn session_cookie(r: &Response) -> String {
 }
 
 fn get_admin(node: &Node, cookie: Option<&str>, bearer: Option<&str>) -> (u16, String) {
-    let mut r = client().get(format!("{}/admin", base(node)));
+    let mut r = client().get(format!("{}/admin", node.base_url()));
     if let Some(c) = cookie {
         r = r.header("Cookie", c);
     }
@@ -121,7 +113,7 @@ fn csrf_of(page: &str) -> String {
 
 fn sync_form(node: &Node, cookie: Option<&str>, fields: &[(&str, &str)]) -> Response {
     let mut r = client()
-        .post(format!("{}/admin/sync", base(node)))
+        .post(format!("{}/admin/sync", node.base_url()))
         .form(fields);
     if let Some(c) = cookie {
         r = r.header("Cookie", c);
@@ -156,7 +148,7 @@ fn admins_log_in_with_upstream_credentials_and_every_action_needs_the_sessions_c
     assert!(r.text().unwrap_or_default().contains("bob is not an admin"));
     // A form sent from another site is refused, whatever it carries.
     let r = client()
-        .post(format!("{}/admin/login", base(node)))
+        .post(format!("{}/admin/login", node.base_url()))
         .header("Origin", "https://evil.example")
         .form(&[("username", "alice"), ("password", "alice-pw")])
         .send()
@@ -245,7 +237,7 @@ fn admins_log_in_with_upstream_credentials_and_every_action_needs_the_sessions_c
         401
     );
     let r = client()
-        .post(format!("{}/admin/sync", base(node)))
+        .post(format!("{}/admin/sync", node.base_url()))
         .bearer_auth(TOKEN)
         .form(&[("project", "PROJ"), ("repo", "b")])
         .send()
@@ -266,7 +258,7 @@ fn admins_log_in_with_upstream_credentials_and_every_action_needs_the_sessions_c
     // Logout needs the token too; then the session opens nothing.
     let logout = |fields: &[(&str, &str)]| {
         client()
-            .post(format!("{}/admin/logout", base(node)))
+            .post(format!("{}/admin/logout", node.base_url()))
             .header("Cookie", &cookie)
             .form(fields)
             .send()
@@ -316,7 +308,7 @@ fn admins_log_in_with_upstream_credentials_and_every_action_needs_the_sessions_c
     assert_eq!(r.status().as_u16(), 303);
     // The page's headers: never cached, never framed, scripts from the node alone.
     let r = client()
-        .get(format!("{}/admin", base(node)))
+        .get(format!("{}/admin", node.base_url()))
         .bearer_auth(TOKEN)
         .send()
         .expect("GET /admin");
@@ -369,7 +361,7 @@ fn listing_setup() -> Setup {
 /// The `seen` value the page's forms carry (which selection they change).
 fn seen_of(node: &Node) -> String {
     let page = client()
-        .get(format!("{}/admin", base(node)))
+        .get(format!("{}/admin", node.base_url()))
         .bearer_auth(TOKEN)
         .send()
         .expect("GET /admin")
@@ -385,7 +377,7 @@ fn change(node: &Node, fields: &[(&str, &str)]) -> u16 {
     let mut all: Vec<(&str, &str)> = fields.to_vec();
     all.push(("seen", &seen));
     client()
-        .post(format!("{}/admin/projects", base(node)))
+        .post(format!("{}/admin/projects", node.base_url()))
         .bearer_auth(TOKEN)
         .form(&all)
         .send()
@@ -407,7 +399,7 @@ fn the_selection_written_on_the_page_wins_over_the_file_survives_a_restart_and_g
 
     // The search works without a script: the upstream's projects, each with its button.
     let page = client()
-        .get(format!("{}/admin?pq=q", base(node)))
+        .get(format!("{}/admin?pq=q", node.base_url()))
         .bearer_auth(TOKEN)
         .send()
         .expect("GET /admin")
@@ -415,7 +407,7 @@ fn the_selection_written_on_the_page_wins_over_the_file_survives_a_restart_and_g
         .expect("page");
     assert!(page.contains("Add Q") && !page.contains("Add P"), "{page}");
     let json: serde_json::Value = client()
-        .get(format!("{}/admin/projects.json?pq=Q", base(node)))
+        .get(format!("{}/admin/projects.json?pq=Q", node.base_url()))
         .bearer_auth(TOKEN)
         .send()
         .expect("GET projects.json")
@@ -428,7 +420,7 @@ fn the_selection_written_on_the_page_wins_over_the_file_survives_a_restart_and_g
     let r = login(node, &[("username", "alice"), ("password", "alice-pw")]);
     let cookie = session_cookie(&r);
     let r = client()
-        .post(format!("{}/admin/projects", base(node)))
+        .post(format!("{}/admin/projects", node.base_url()))
         .header("Cookie", &cookie)
         .form(&[("action", "add"), ("key", "Q")])
         .send()
@@ -459,7 +451,7 @@ fn the_selection_written_on_the_page_wins_over_the_file_survives_a_restart_and_g
     );
     // A form showing a selection replaced since is refused: nothing is lost to a stale tab.
     let r = client()
-        .post(format!("{}/admin/projects", base(node)))
+        .post(format!("{}/admin/projects", node.base_url()))
         .bearer_auth(TOKEN)
         .form(&[("action", "remove"), ("key", "Q"), ("seen", "")])
         .send()

@@ -1,0 +1,153 @@
+//! The farm's own overhead does not grow with what it mirrors (issue 17), at a size CI affords:
+//! two members mirroring 600 one-commit repositories of an OpenSSH upstream. The readiness
+//! document the LB reads every second stays a few hundred bytes; `/status` lists the first 100
+//! repositories (and each member's first 100 states) and points to the paged resource, which
+//! lists all 600 in order; a member restarted while the upstream and the other member are down is
+//! ready — serving its last state, every repository — without having fetched anything.
+//! (The figures at 2 000 and 20 000 repositories are the `scale` benchmark's.)
+
+use std::time::Duration;
+
+use mirrorfarm_tests::farm::member_props;
+use mirrorfarm_tests::node::Node;
+use mirrorfarm_tests::upstream::{Shape, Upstream};
+use mirrorfarm_tests::{free_udp_port, gitc, poll_until};
+use serde_json::Value;
+
+const N: usize = 600;
+const LIMIT: Duration = Duration::from_secs(300);
+
+fn names() -> Vec<String> {
+    (0..N).map(|i| format!("S{}/r{i:04}", i % 6)).collect()
+}
+
+fn ready_doc(node: &Node) -> (Value, usize) {
+    let url = format!("{}/rest/mirroring/latest/ready", node.base_url());
+    let r = node.admin_client().get(&url).send().expect("ready");
+    assert_eq!(r.status().as_u16(), 200);
+    let bytes = r.bytes().expect("body");
+    (serde_json::from_slice(&bytes).expect("json"), bytes.len())
+}
+
+fn serves_all(node: &Node) -> bool {
+    let (doc, _) = ready_doc(node);
+    doc["ready"] == true && doc["syncedRepos"].as_u64() == Some(N as u64)
+}
+
+#[test]
+fn sizes_stay_small_paging_lists_everything_and_a_restart_is_ready_without_fetching() {
+    let mut up = Upstream::new();
+    let names = names();
+    up.create_copies(&names, &Shape::one_commit());
+    up.start_sshd();
+    let repos = format!("mirror.repos={}\n", names.join(","));
+    let props = |port, seed| member_props(port, seed).replace("mirror.repos=P/r\n", &repos);
+    let p0 = free_udp_port();
+    let first = Node::start(&up.ssh_url(), &props(p0, None));
+    let s = first.wait_state("AWAITING_AUTHORIZATION", LIMIT);
+    up.authorize(s["publicKey"].as_str().expect("publicKey"));
+    assert_eq!(first.trigger(None), 202);
+    let mut nodes = [
+        first,
+        Node::start(&up.ssh_url(), &props(free_udp_port(), Some(p0))),
+    ];
+    poll_until(LIMIT, || nodes.iter().all(serves_all).then_some(())).unwrap_or_else(|| {
+        panic!(
+            "both members serve {N} repositories: {}",
+            nodes[1].explain(20)
+        )
+    });
+
+    // The readiness document: a few hundred bytes, whatever the count.
+    let (doc, bytes) = ready_doc(&nodes[0]);
+    assert!(bytes < 512, "{bytes} bytes: {doc}");
+    assert_eq!(doc["totalRepos"], N);
+
+    // /status: the first 100, a pointer to the rest, members' states cut at 100 too.
+    let status = nodes[0]
+        .admin_client()
+        .get(format!("{}/status", nodes[0].base_url()))
+        .send()
+        .and_then(|r| r.bytes())
+        .expect("status");
+    let doc: Value = serde_json::from_slice(&status).expect("json");
+    assert!(
+        status.len() < 64 * 1024,
+        "/status is {} bytes",
+        status.len()
+    );
+    assert_eq!(doc["totalRepos"], N);
+    assert_eq!(doc["repos"].as_array().expect("repos").len(), 100);
+    assert_eq!(
+        doc["reposNext"],
+        "/rest/mirroring/latest/repos?start=100&limit=100"
+    );
+    for m in doc["members"].as_array().expect("members") {
+        assert_eq!(
+            m["repoStates"].as_object().expect("states").len(),
+            50,
+            "{}",
+            m["nodeId"]
+        );
+        assert_eq!(m["repoStatesTotal"], N);
+    }
+
+    // The paged resource: every repository once, in order, in Bitbucket's shape.
+    let mut listed = Vec::new();
+    let mut start = 0;
+    for page in 0.. {
+        assert!(page < 10, "more pages than {N} repositories need");
+        let p = nodes[0].get_json(&format!(
+            "/rest/mirroring/latest/repos?start={start}&limit=250"
+        ));
+        let values = p["values"].as_array().expect("values");
+        assert_eq!(p["size"], values.len());
+        assert_eq!(
+            (p["start"].as_u64(), p["limit"].as_u64()),
+            (Some(start as u64), Some(250))
+        );
+        listed.extend(values.iter().map(|r| {
+            format!(
+                "{}/{}",
+                r["project"].as_str().unwrap_or(""),
+                r["repo"].as_str().unwrap_or("")
+            )
+        }));
+        if p["isLastPage"] == true {
+            assert!(p["nextPageStart"].is_null());
+            break;
+        }
+        start = p["nextPageStart"].as_u64().expect("nextPageStart") as usize;
+    }
+    let mut want = names.clone();
+    want.sort();
+    assert_eq!(listed, want);
+
+    // A restart with nothing to fetch from: the upstream and the other member are down.
+    nodes[0].stop();
+    up.stop_sshd();
+    let node = &mut nodes[1];
+    node.stop();
+    node.spawn();
+    poll_until(Duration::from_secs(60), || serves_all(node).then_some(())).unwrap_or_else(|| {
+        panic!(
+            "ready after a restart without fetching: {}",
+            node.explain(30)
+        )
+    });
+    let fetched = node.metric("mirrorfarm_syncs_total", &[("result", "ok")]);
+    assert_eq!(fetched, 0.0, "nothing could be fetched");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dest = dir.path().join("c");
+    gitc::run(
+        None,
+        &[
+            "clone",
+            "-q",
+            &node.http_url("S3", "r0003"),
+            dest.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    assert!(dest.join(".git").exists());
+}
