@@ -156,6 +156,15 @@ fn run(n: usize) -> Figures {
             Duration::from_secs(60),
             &client,
         );
+        if took > Duration::from_secs(5) {
+            // An outlier: what each member was doing.
+            for (k, n) in nodes.iter().enumerate() {
+                let log = n.log();
+                let about: Vec<&str> = log.lines().filter(|l| l.contains("S1/r00001")).collect();
+                let tail = &about[about.len().saturating_sub(12)..];
+                eprintln!("push {i} took {took:?}; member {k}:\n{}", tail.join("\n"));
+            }
+        }
         times.push(took.as_secs_f64());
     }
     times.sort_by(|a, b| a.total_cmp(b));

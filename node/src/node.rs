@@ -224,6 +224,7 @@ pub async fn run(
         notifier,
         metrics,
         repos_changed: Default::default(),
+        changed: Default::default(),
         served_changed: Default::default(),
     });
     let (sync, sync_rx) = scheduler::channel();

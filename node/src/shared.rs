@@ -39,6 +39,8 @@ pub struct Shared {
     pub metrics: crate::metrics::NodeMetrics,
     /// Woken when a repository's staged or served state changed (the farm publishes it at once).
     pub repos_changed: tokio::sync::Notify,
+    /// Which repositories changed since the farm's last look ([`Shared::repo_changed`]).
+    pub changed: parking_lot::Mutex<Changed>,
     /// Woken (all waiters) when a repository's served state advanced.
     pub served_changed: tokio::sync::Notify,
     /// Who may read and push: credentials, decisions, sessions.
@@ -59,7 +61,34 @@ pub struct Shared {
     pub notifier: Option<crate::sync::notify::Notifier>,
 }
 
+/// Repositories whose state changed since the farm last looked.
+#[derive(Debug, Default)]
+pub struct Changed {
+    /// Any of them (a listing added or removed some).
+    pub all: bool,
+    /// These.
+    pub repos: std::collections::HashSet<RepoId>,
+}
+
 impl Shared {
+    /// `id`'s staged or served state changed: the farm publishes and acts on it at its next
+    /// round, which this wakes.
+    pub fn repo_changed(&self, id: &RepoId) {
+        self.changed.lock().repos.insert(id.clone());
+        self.repos_changed.notify_one();
+    }
+
+    /// Repositories came or went: the farm looks at all of them at its next round.
+    pub fn all_changed(&self) {
+        self.changed.lock().all = true;
+        self.repos_changed.notify_one();
+    }
+
+    /// What changed since the last call.
+    pub fn take_changed(&self) -> Changed {
+        std::mem::take(&mut *self.changed.lock())
+    }
+
     /// Path of a repository's bare mirror.
     pub fn repo_path(&self, id: &RepoId) -> PathBuf {
         self.home.repos_dir().join(id.rel_path())

@@ -194,7 +194,7 @@ impl Coordinator for Farm {
             let Some((served, generation)) = known else {
                 return (Verdict::Flip(None), Some(permit));
             };
-            self.shared.repos_changed.notify_one();
+            self.shared.repo_changed(id);
             if staged.hash == served {
                 return (Verdict::Flip(None), Some(permit));
             }

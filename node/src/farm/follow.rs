@@ -4,9 +4,13 @@
 
 use std::time::Duration;
 
+use std::collections::HashSet;
+
 use crate::farm::flip;
 use crate::farm::view::FarmView;
+use crate::names::RepoId;
 use crate::shared::Shared;
+use crate::state::RepoEntry;
 
 /// Whether this node has lost every peer it had.
 #[derive(Default)]
@@ -35,22 +39,43 @@ impl Isolation {
     }
 }
 
-/// Records, per repository, whether this node may serve it now (see [`flip::withheld`]).
-pub fn mark_withheld(shared: &Shared, view: &FarmView, isolated_since: Option<i64>) {
+/// Records, per repository (`only` these, or all), whether this node may serve it now (see
+/// [`flip::withheld`]).
+pub fn mark_withheld(
+    shared: &Shared,
+    view: &FarmView,
+    isolated_since: Option<i64>,
+    only: Option<&HashSet<RepoId>>,
+) {
     let mut repos = shared.repos.write();
-    for (id, e) in repos.iter_mut() {
-        let why = flip::withheld(view, &id.to_string(), e, isolated_since);
-        if why != e.withheld {
-            match why {
-                Some(w) => {
-                    tracing::warn!(repo = %id, reason = w, "not serving this repository for now")
-                }
-                None => {
-                    tracing::info!(repo = %id, generation = e.record.generation, "serving this repository again")
+    match only {
+        None => {
+            for (id, e) in repos.iter_mut() {
+                mark(view, id, e, isolated_since);
+            }
+        }
+        Some(ids) => {
+            for id in ids {
+                if let Some(e) = repos.get_mut(id) {
+                    mark(view, id, e, isolated_since);
                 }
             }
-            e.withheld = why;
         }
+    }
+}
+
+fn mark(view: &FarmView, id: &RepoId, e: &mut RepoEntry, isolated_since: Option<i64>) {
+    let why = flip::withheld(view, &id.to_string(), e, isolated_since);
+    if why != e.withheld {
+        match why {
+            Some(w) => {
+                tracing::warn!(repo = %id, reason = w, "not serving this repository for now")
+            }
+            None => {
+                tracing::info!(repo = %id, generation = e.record.generation, "serving this repository again")
+            }
+        }
+        e.withheld = why;
     }
 }
 
@@ -68,20 +93,28 @@ pub struct Follow {
 impl Follow {
     /// A follower syncs (from the leader) when the leader holds a state it does not serve and
     /// has not left behind; a leader that is behind the farm syncs from the upstream, and so does
-    /// a node that has just taken a repository over (its leader died, perhaps mid-sync).
+    /// a node that has just taken a repository over (its leader died, perhaps mid-sync). Looks
+    /// at `only` these repositories, or all (always all when the members changed).
     pub fn leaders(
         &mut self,
         me: &str,
         view: &FarmView,
-        snapshot: &std::collections::BTreeMap<crate::names::RepoId, crate::state::RepoEntry>,
+        repos: &std::collections::BTreeMap<RepoId, RepoEntry>,
         sync: &crate::sync::scheduler::SyncHandle,
+        only: Option<&HashSet<RepoId>>,
     ) {
         let ids: Vec<&str> = view.members.iter().map(|m| m.node_id.as_str()).collect();
         let membership_changed = self.members != ids;
         if membership_changed {
             self.members = ids.iter().map(|s| (*s).to_owned()).collect();
         }
-        for (id, entry) in snapshot {
+        let pairs: Box<dyn Iterator<Item = (&RepoId, &RepoEntry)>> = match only {
+            Some(ids) if !membership_changed => {
+                Box::new(ids.iter().filter_map(|id| repos.get_key_value(id)))
+            }
+            _ => Box::new(repos.iter()),
+        };
+        for (id, entry) in pairs {
             let repo = id.to_string();
             if membership_changed || !self.leaders.contains_key(id) {
                 let Some(leader) = crate::farm::leader::leader_of(&repo, ids.iter().copied())

@@ -20,7 +20,7 @@ use crate::store::now_ms;
 /// nothing happened (changes wake it at once).
 const REFRESH: Duration = Duration::from_millis(250);
 /// The longest time between two passes over every repository when nothing seems to change.
-const FULL_PASS: Duration = Duration::from_secs(2);
+const FULL_PASS: Duration = Duration::from_secs(5);
 /// How often the published clock is refreshed (ms); it is for skew warnings only.
 const CLOCK_EVERY_MS: u64 = 500;
 
@@ -75,24 +75,30 @@ pub async fn run(
     let mut isolation = Isolation::default();
     let mut own_states = crate::farm::own_states::OwnStates::default();
     let mut states_cache = crate::farm::repo_states::StatesCache::default();
-    // The per-repository passes (publishing, withholding, following) run when something changed
-    // (here, in gossip, in the members) and at least every FULL_PASS.
-    let mut last_full = std::time::Instant::now();
-    let mut last_seen: Vec<(String, usize)> = Vec::new();
+    // The per-repository passes (publishing, withholding, following) look at what changed (here,
+    // in gossip) and, when the members change and at least every FULL_PASS, at everything.
+    let started = std::time::Instant::now();
+    let mut last_full = started.checked_sub(FULL_PASS).unwrap_or(started);
+    let mut last_members: Vec<String> = Vec::new();
+    let mut state_and_stale = (shared.node_state(), shared.stale_since_ms());
     let mut heartbeats = crate::farm::heartbeats::Heartbeats::default();
     loop {
         // Event-driven: a local sync staged or flipped a state, or gossip brought news (a new
         // value or a member coming or going); the tick is a fallback.
-        let mut local_change = false;
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = tick.tick() => {}
-            _ = shared.repos_changed.notified() => local_change = true,
+            _ = shared.repos_changed.notified() => {}
             r = gossip_news.changed() => if r.is_err() { break },
         }
-        let full = local_change || last_full.elapsed() >= FULL_PASS;
+        let changed = shared.take_changed();
+        let due = changed.all || last_full.elapsed() >= FULL_PASS;
+        if due || !changed.repos.is_empty() {
+            // Both read every repository: only when one changed (or now and then).
+            state_and_stale = (shared.node_state(), shared.stale_since_ms());
+        }
+        let (state, stale_since) = state_and_stale;
         let me = shared.identity.node_id.clone();
-        let state = shared.node_state();
         let now = now_ms();
         let view = {
             let mut c = chitchat.lock().await;
@@ -110,14 +116,22 @@ pub async fn run(
                 own.set(keys::CLOCK_MS, now);
             }
             own.set(keys::STATE, state);
-            let stale = shared
-                .stale_since_ms()
-                .map_or("-".to_owned(), |t| t.to_string());
+            let stale = stale_since.map_or("-".to_owned(), |t| t.to_string());
             own.set(keys::STALE_SINCE_MS, stale);
-            if full {
-                own_states.publish(own, by, &key, &shared.repos.read());
+            {
+                let mut target = crate::farm::own_states::Target { own, by, key: &key };
+                let repos = shared.repos.read();
+                if due {
+                    own_states.publish_all(&mut target, &repos);
+                } else if !changed.repos.is_empty() {
+                    own_states.publish_some(&mut target, &repos, changed.repos.iter());
+                }
             }
-            let live: Vec<ChitchatId> = c.live_nodes().cloned().collect();
+            // A member that restarted is a new incarnation (generation) of its node ID; until the
+            // failure detector buries the old one, both look live. Only the newest counts: the old
+            // one will never stage anything, and a flip must not wait for it.
+            let mut live: Vec<ChitchatId> = c.live_nodes().cloned().collect();
+            newest_incarnations(&mut live);
             let mut unverified = Vec::new();
             let members: Vec<Member> = live
                 .iter()
@@ -167,24 +181,22 @@ pub async fn run(
             tracing::warn!("cut off from every other farm member: not serving until each repository is confirmed with the upstream");
             sync.trigger(crate::sync::scheduler::Trigger::All);
         }
-        // The members' states are shared maps: the same pointer is the same content.
-        let seen: Vec<(String, usize)> = view
-            .members
-            .iter()
-            .map(|m| {
-                (
-                    m.node_id.clone(),
-                    std::sync::Arc::as_ptr(&m.repo_states) as usize,
-                )
-            })
-            .collect();
-        if full || isolated || seen != last_seen {
-            mark_withheld(shared, &view, isolation.since);
-            follow.leaders(&me, &view, &shared.repos.read(), sync);
-            last_seen = seen;
-            if full {
-                last_full = std::time::Instant::now();
-            }
+        let members: Vec<String> = view.members.iter().map(|m| m.node_id.clone()).collect();
+        let mut dirty = changed.repos;
+        dirty.extend(
+            states_cache
+                .take_changed()
+                .iter()
+                .filter_map(|r| crate::names::RepoId::parse(r).ok()),
+        );
+        if due || isolated || members != last_members {
+            mark_withheld(shared, &view, isolation.since, None);
+            follow.leaders(&me, &view, &shared.repos.read(), sync, None);
+            last_members = members;
+            last_full = std::time::Instant::now();
+        } else if !dirty.is_empty() {
+            mark_withheld(shared, &view, isolation.since, Some(&dirty));
+            follow.leaders(&me, &view, &shared.repos.read(), sync, Some(&dirty));
         }
         shared.set_farm_stale_since(view.others_stale_since_ms());
         *this.view.write() = Some(view);
@@ -192,5 +204,33 @@ pub async fn run(
     }
     if let Err(e) = handle.shutdown().await {
         tracing::warn!(error = %e, "farm gossip did not stop cleanly");
+    }
+}
+
+/// Keeps, of the incarnations of each node ID, the one with the highest generation.
+fn newest_incarnations(live: &mut Vec<ChitchatId>) {
+    let newest: std::collections::HashMap<std::sync::Arc<str>, u64> =
+        live.iter().fold(Default::default(), |mut m, id| {
+            let g = m.entry(id.node_id.clone()).or_insert(id.generation_id);
+            *g = (*g).max(id.generation_id);
+            m
+        });
+    live.retain(|id| newest.get(&id.node_id) == Some(&id.generation_id));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_newest_incarnation_of_a_node_counts() {
+        let addr: std::net::SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let mut live = vec![
+            ChitchatId::new("a", 5, addr),
+            ChitchatId::new("b", 1, addr),
+            ChitchatId::new("a", 9, addr),
+        ];
+        newest_incarnations(&mut live);
+        assert_eq!(live, [ChitchatId::new("b", 1, addr), ChitchatId::new("a", 9, addr)]);
     }
 }

@@ -1,7 +1,8 @@
 //! This node's ref states in its gossip: a signed `refs:<repo>` for each repository it serves and
 //! a `staged:<repo>` for each state it has staged, set when they change and removed when the
 //! repository goes; after any change, [`keys::REPOS_REV`] is raised so that peers read them
-//! again. A pass over unchanged repositories compares and allocates nothing.
+//! again. A pass looks at the repositories that changed (or, now and then, at all of them, which
+//! compares and allocates nothing for those unchanged).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -26,84 +27,102 @@ pub struct OwnStates {
     rev: u64,
 }
 
+/// Where a pass publishes to.
+pub struct Target<'a> {
+    /// This node's gossip state.
+    pub own: &'a mut NodeState,
+    /// Who signs.
+    pub by: Publisher<'a>,
+    /// The farm's gossip key.
+    pub key: &'a GossipKey,
+}
+
 impl OwnStates {
-    /// Brings `own` (this node's gossip state, published by `by`) in line with `repos`; true
-    /// when anything changed.
-    pub fn publish(
+    /// Brings the gossip in line with every repository of `repos`; true when anything changed.
+    pub fn publish_all(&mut self, t: &mut Target<'_>, repos: &BTreeMap<RepoId, RepoEntry>) -> bool {
+        let mut changed = false;
+        for (id, e) in repos {
+            changed |= self.one(t, id, Some(e));
+        }
+        if self.published.len() > repos.len() || self.published.keys().any(|id| !repos.contains_key(id)) {
+            // A repository no longer mirrored (or gone upstream) is no longer claimed.
+            let gone: Vec<RepoId> = self
+                .published
+                .keys()
+                .filter(|id| !repos.contains_key(*id))
+                .cloned()
+                .collect();
+            for id in gone {
+                changed |= self.one(t, &id, None);
+            }
+        }
+        self.raise(t, changed)
+    }
+
+    /// Brings the gossip in line for the repositories `ids` only.
+    pub fn publish_some<'i>(
         &mut self,
-        own: &mut NodeState,
-        by: Publisher<'_>,
-        key: &GossipKey,
+        t: &mut Target<'_>,
         repos: &BTreeMap<RepoId, RepoEntry>,
+        ids: impl Iterator<Item = &'i RepoId>,
     ) -> bool {
         let mut changed = false;
-        let mut seen = 0usize;
-        for (id, e) in repos {
-            let served = e
-                .servable()
-                .then_some((e.record.generation, e.record.refs_hash.as_str()));
-            let staged = e.staged.as_ref();
-            let p = self.published.get(id);
-            let same_served = p
-                .and_then(|p| p.served.as_ref())
-                .map(|(g, h)| (*g, h.as_str()))
-                == served;
-            let same_staged = p.and_then(|p| p.staged.as_ref()) == staged;
-            if served.is_some() || staged.is_some() {
-                seen += 1;
-            }
-            if same_served && same_staged {
-                continue;
-            }
-            changed = true;
-            let entry = self.published.entry(id.clone()).or_default();
-            if !same_served {
-                let k = format!("{}{id}", keys::REFS_PREFIX);
-                match served {
-                    Some((generation, h)) => {
-                        let v = Served {
-                            generation,
-                            refs_hash: h.to_owned(),
-                        }
-                        .encode();
-                        own.set(k.clone(), key.sign(by, &k, &v));
-                    }
-                    None => own.delete(&k),
-                }
-                entry.served = served.map(|(g, h)| (g, h.to_owned()));
-            }
-            if !same_staged {
-                let k = format!("{}{id}", keys::STAGED_PREFIX);
-                match staged {
-                    Some(s) => own.set(k.clone(), key.sign(by, &k, &s.encode())),
-                    None => own.delete(&k),
-                }
-                entry.staged = staged.cloned();
-            }
-            if entry.served.is_none() && entry.staged.is_none() {
-                self.published.remove(id);
-            }
+        for id in ids {
+            changed |= self.one(t, id, repos.get(id));
         }
-        if self.published.len() != seen {
-            // A repository no longer mirrored (or gone upstream) is no longer claimed.
-            self.published.retain(|id, p| {
-                let keep = repos.contains_key(id);
-                if !keep {
-                    if p.served.is_some() {
-                        own.delete(&format!("{}{id}", keys::REFS_PREFIX));
-                    }
-                    if p.staged.is_some() {
-                        own.delete(&format!("{}{id}", keys::STAGED_PREFIX));
-                    }
-                    changed = true;
-                }
-                keep
-            });
-        }
+        self.raise(t, changed)
+    }
+
+    fn raise(&mut self, t: &mut Target<'_>, changed: bool) -> bool {
         if changed {
             self.rev += 1;
-            own.set(keys::REPOS_REV, self.rev);
+            t.own.set(keys::REPOS_REV, self.rev);
         }
         changed
+    }
+
+    /// Publishes `id`'s entry (`None`: it is gone); true when a key changed.
+    fn one(&mut self, t: &mut Target<'_>, id: &RepoId, e: Option<&RepoEntry>) -> bool {
+        let served = e
+            .filter(|e| e.servable())
+            .map(|e| (e.record.generation, e.record.refs_hash.as_str()));
+        let staged = e.and_then(|e| e.staged.as_ref());
+        let p = self.published.get(id);
+        let same_served = p
+            .and_then(|p| p.served.as_ref())
+            .map(|(g, h)| (*g, h.as_str()))
+            == served;
+        let same_staged = p.and_then(|p| p.staged.as_ref()) == staged;
+        if same_served && same_staged {
+            return false;
+        }
+        let entry = self.published.entry(id.clone()).or_default();
+        if !same_served {
+            let k = format!("{}{id}", keys::REFS_PREFIX);
+            match served {
+                Some((generation, h)) => {
+                    let v = Served {
+                        generation,
+                        refs_hash: h.to_owned(),
+                    }
+                    .encode();
+                    t.own.set(k.clone(), t.key.sign(t.by, &k, &v));
+                }
+                None => t.own.delete(&k),
+            }
+            entry.served = served.map(|(g, h)| (g, h.to_owned()));
+        }
+        if !same_staged {
+            let k = format!("{}{id}", keys::STAGED_PREFIX);
+            match staged {
+                Some(s) => t.own.set(k.clone(), t.key.sign(t.by, &k, &s.encode())),
+                None => t.own.delete(&k),
+            }
+            entry.staged = staged.cloned();
+        }
+        if entry.served.is_none() && entry.staged.is_none() {
+            self.published.remove(id);
+        }
+        true
     }
 }

@@ -114,6 +114,8 @@ struct Cached {
 #[derive(Default)]
 pub struct StatesCache {
     members: HashMap<ChitchatId, Cached>,
+    /// Repositories whose state changed in any member since [`StatesCache::take_changed`].
+    changed: std::collections::HashSet<String>,
 }
 
 impl StatesCache {
@@ -125,10 +127,15 @@ impl StatesCache {
             .map_or_else(|| st.max_version(), |v| v.version);
         let c = self.members.entry(id.clone()).or_default();
         if c.at != Some(at) {
-            c.refresh(id, st, key);
+            self.changed.extend(c.refresh(id, st, key));
             c.at = Some(at);
         }
         c.states.clone()
+    }
+
+    /// The repositories whose state changed in any member since the last call.
+    pub fn take_changed(&mut self) -> std::collections::HashSet<String> {
+        std::mem::take(&mut self.changed)
     }
 
     /// Forgets members `live` no longer holds.
@@ -138,7 +145,8 @@ impl StatesCache {
 }
 
 impl Cached {
-    fn refresh(&mut self, id: &ChitchatId, st: &NodeState, key: &GossipKey) {
+    /// Reads the keys that moved; returns the repositories whose state changed.
+    fn refresh(&mut self, id: &ChitchatId, st: &NodeState, key: &GossipKey) -> Vec<String> {
         let by = Publisher {
             node_id: &id.node_id,
             generation: id.generation_id,
@@ -175,12 +183,13 @@ impl Cached {
             }
         }
         if changed.is_empty() {
-            return;
+            return Vec::new();
         }
         let states = Arc::make_mut(&mut self.states);
         for (repo, served, v) in &changed {
             apply(states, repo, *served, v.as_ref());
         }
+        changed.into_iter().map(|(repo, _, _)| repo).collect()
     }
 }
 
@@ -239,6 +248,10 @@ mod tests {
         assert_eq!(*next, *read(&id, &st, &key));
         assert_eq!(next["P/a"].generation, 4);
         assert_eq!(next["P/b"].staged_hash, None);
+        let mut changed: Vec<String> = cache.take_changed().into_iter().collect();
+        changed.sort();
+        assert_eq!(changed, ["P/a", "P/b", "P/x"]);
+        assert!(cache.take_changed().is_empty());
         // A view that held the earlier map still sees what it saw.
         assert_eq!(first["P/a"].generation, 3);
     }

@@ -82,7 +82,7 @@ async fn flip_and_publish(
         })
     };
     if let Some(rec) = record {
-        shared.repos_changed.notify_one();
+        shared.repo_changed(plan.id);
         shared.served_changed.notify_waiters();
         // This node took the state from the upstream: it tells (one member per flip).
         if let (Some(n), None) = (&shared.notifier, &plan.member_config) {

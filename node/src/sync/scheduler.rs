@@ -270,7 +270,7 @@ impl Scheduler {
         for id in wanted.repos.keys() {
             repos.entry(id.clone()).or_default();
         }
-        self.shared.repos_changed.notify_one();
+        self.shared.all_changed();
         removed
     }
 
@@ -425,7 +425,7 @@ impl Scheduler {
                 Err(_) => None,
             };
         }
-        self.shared.repos_changed.notify_one();
+        self.shared.repo_changed(&id);
         if follow_up {
             self.start(id);
             return;

@@ -41,6 +41,6 @@ pub async fn staged(
     // The membership loop rebuilds the view with it: followers start their fetch, flips waiting
     // for it wake.
     tracing::debug!(repo = %id, from = node, "a member staged a new state");
-    c.farm.shared.repos_changed.notify_one();
+    c.farm.shared.repo_changed(&id);
     StatusCode::ACCEPTED.into_response()
 }
