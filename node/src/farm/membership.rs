@@ -231,6 +231,9 @@ mod tests {
             ChitchatId::new("a", 9, addr),
         ];
         newest_incarnations(&mut live);
-        assert_eq!(live, [ChitchatId::new("b", 1, addr), ChitchatId::new("a", 9, addr)]);
+        assert_eq!(
+            live,
+            [ChitchatId::new("b", 1, addr), ChitchatId::new("a", 9, addr)]
+        );
     }
 }

@@ -44,7 +44,9 @@ impl OwnStates {
         for (id, e) in repos {
             changed |= self.one(t, id, Some(e));
         }
-        if self.published.len() > repos.len() || self.published.keys().any(|id| !repos.contains_key(id)) {
+        if self.published.len() > repos.len()
+            || self.published.keys().any(|id| !repos.contains_key(id))
+        {
             // A repository no longer mirrored (or gone upstream) is no longer claimed.
             let gone: Vec<RepoId> = self
                 .published
