@@ -164,7 +164,20 @@ impl Coordinator for Farm {
     }
 
     fn led_elsewhere(&self, id: &RepoId) -> bool {
-        remote_leader(self, &id.to_string()).is_some()
+        // Followed only while the leader's gossip shows a state of it: one the leader dropped
+        // (gone upstream, say) is synced here again, and learns so.
+        let repo = id.to_string();
+        let Some((leader, _)) = remote_leader(self, &repo) else {
+            return false;
+        };
+        let view = self.view.read();
+        view.as_ref()
+            .and_then(|v| v.members.iter().find(|m| m.node_id == leader))
+            .is_some_and(|m| {
+                m.repo_states
+                    .get(&repo)
+                    .is_some_and(|s| s.refs_hash.is_some())
+            })
     }
 
     fn requested(&self, id: &RepoId) {

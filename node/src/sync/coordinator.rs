@@ -55,8 +55,8 @@ pub trait Coordinator: Send + Sync + 'static {
     fn source(&self, id: &RepoId) -> Source;
     /// A client asked this node for a sync of `id` (passed on to whoever fetches it).
     fn requested(&self, id: &RepoId);
-    /// Whether another member fetches `id` from the upstream: this node follows its gossip and
-    /// needs no periodic sync of it.
+    /// Whether another member fetches `id` from the upstream and its gossip shows a state of it:
+    /// this node follows that gossip and needs no periodic sync of it.
     fn led_elsewhere(&self, _id: &RepoId) -> bool {
         false
     }

@@ -78,6 +78,8 @@ struct Scheduler {
     fingerprints: std::collections::HashMap<RepoId, String>,
     /// A reconcile's syncs not started yet.
     queue: Queue,
+    /// The repository of each running task.
+    task_repos: std::collections::HashMap<tokio::task::Id, RepoId>,
 }
 
 /// Runs until `shutdown` turns true.
@@ -106,6 +108,7 @@ pub async fn run(
         relist: false,
         fingerprints: Default::default(),
         queue: Queue::default(),
+        task_repos: Default::default(),
     };
     let mut interval = tokio::time::interval(s.shared.config.sync_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -132,10 +135,23 @@ pub async fn run(
                     s.start(id);
                 }
             },
-            Some(done) = s.tasks.join_next(), if !s.tasks.is_empty() => {
+            Some(done) = s.tasks.join_next_with_id(), if !s.tasks.is_empty() => {
                 match done {
-                    Ok((id, res, from_upstream, took)) => s.finished(id, res, from_upstream, took).await,
-                    Err(e) => tracing::error!(error = %e, "sync task failed"),
+                    Ok((task, (id, res, from_upstream, took))) => {
+                        s.task_repos.remove(&task);
+                        s.finished(id, res, from_upstream, took).await
+                    }
+                    Err(e) => {
+                        // Its repository is free again (else it would hold a place for good).
+                        let repo = s.task_repos.remove(&e.id());
+                        tracing::error!(error = %e, repo = ?repo.as_ref().map(ToString::to_string), "sync task failed");
+                        if let Some(id) = repo {
+                            s.running.remove(&id);
+                            if let Some(entry) = s.shared.repos.write().get_mut(&id) {
+                                entry.syncing = false;
+                            }
+                        }
+                    }
                 }
                 s.fill();
             }
@@ -219,6 +235,8 @@ impl Scheduler {
             self.forget(id).await;
         }
         self.shared.listed.store(true, Ordering::Release);
+        // The farm looks at every repository again (some came or went; the node is listed now).
+        self.shared.all_changed();
         let mut skipped = 0usize;
         for (id, fingerprint) in wanted.repos {
             // In a farm, a repository another member leads is followed through its gossip: no
@@ -229,7 +247,8 @@ impl Scheduler {
                     .repos
                     .read()
                     .get(&id)
-                    .is_some_and(|e| e.servable());
+                    // A repository whose last sync failed is synced again (its error may pass).
+                    .is_some_and(|e| e.servable() && e.record.last_result == Some(SyncResult::Ok));
             if followed {
                 continue;
             }
@@ -270,7 +289,6 @@ impl Scheduler {
         for id in wanted.repos.keys() {
             repos.entry(id.clone()).or_default();
         }
-        self.shared.all_changed();
         removed
     }
 
@@ -324,7 +342,8 @@ impl Scheduler {
         let coordinator = self.coordinator.clone();
         let permits = self.permits.clone();
         let env = self.env.clone();
-        self.tasks.spawn(async move {
+        let task_repo = id.clone();
+        let handle = self.tasks.spawn(async move {
             let permit = permits
                 .clone()
                 .acquire_owned()
@@ -373,6 +392,7 @@ impl Scheduler {
                 .sync_done(&result, started.elapsed().as_secs_f64());
             (id, res, from_upstream, started.elapsed())
         });
+        self.task_repos.insert(handle.id(), task_repo);
     }
 
     async fn finished(
