@@ -103,7 +103,8 @@ pub fn poll_every<T>(
         if start.elapsed() >= limit {
             return None;
         }
-        std::thread::sleep(every);
+        // The poll interval, never past the deadline.
+        std::thread::sleep(every.min(limit.saturating_sub(start.elapsed())));
     }
 }
 

@@ -44,19 +44,15 @@ impl OwnStates {
         for (id, e) in repos {
             changed |= self.one(t, id, Some(e));
         }
-        if self.published.len() > repos.len()
-            || self.published.keys().any(|id| !repos.contains_key(id))
-        {
-            // A repository no longer mirrored (or gone upstream) is no longer claimed.
-            let gone: Vec<RepoId> = self
-                .published
-                .keys()
-                .filter(|id| !repos.contains_key(*id))
-                .cloned()
-                .collect();
-            for id in gone {
-                changed |= self.one(t, &id, None);
-            }
+        // A repository no longer mirrored (or gone upstream) is no longer claimed.
+        let gone: Vec<RepoId> = self
+            .published
+            .keys()
+            .filter(|id| !repos.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            changed |= self.one(t, &id, None);
         }
         self.raise(t, changed)
     }
