@@ -1,5 +1,7 @@
-//! Farm gossip settings shared by nodes and the load balancer: chitchat with fast rounds (a new
-//! state reaches the members within a round or two) and a failure detector tuned so a stopped
+//! Farm gossip settings shared by nodes and the load balancer: chitchat with 100 ms rounds (a
+//! new value reaches the members within a round or two; what must travel faster — a staged state,
+//! a sync passed on — goes over the farm channel; at rest a member sends a few KB/s, whatever the
+//! repository count, since gossip carries no per-repository keys) and a failure detector tuned so a stopped
 //! member is declared dead in 1–2 s (chitchat's defaults take ~20 s) while a member whose
 //! gossip stalls for less than that (a busy machine) is not; and the key that marks a load
 //! balancer.
@@ -14,6 +16,9 @@ pub const ROLE: &str = "role";
 /// The value of [`ROLE`] for a load balancer.
 pub const ROLE_LB: &str = "lb";
 
+/// Time between two gossip rounds of a participant.
+pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(100);
+
 /// The chitchat settings of a participant `id` gossiping at `addr` (advertised as is).
 pub fn chitchat_config(id: &str, addr: SocketAddr, seeds: &[String]) -> ChitchatConfig {
     let generation = std::time::SystemTime::now()
@@ -23,20 +28,20 @@ pub fn chitchat_config(id: &str, addr: SocketAddr, seeds: &[String]) -> Chitchat
     ChitchatConfig {
         chitchat_id: ChitchatId::new(id.to_owned(), generation, addr),
         cluster_id: "mirrorfarm".into(),
-        gossip_interval: Duration::from_millis(20),
+        gossip_interval: GOSSIP_INTERVAL,
         listen_addr: addr,
         seed_nodes: seeds.to_vec(),
         failure_detector_config: FailureDetectorConfig {
             // phi = silence / (mean heartbeat interval × ln 10). chitchat bumps a member's
-            // heartbeat on every gossip message it handles, so with 20 ms rounds another member's
-            // heartbeat moves every ~10 ms in a farm of 2, ~5 ms in a farm of 3, ~3 ms in larger
-            // ones: 100 means about 2.3 s, 1.2 s, 0.8 s of silence — dead within 3 s, and a stall
-            // shorter than that is not a death. (Measured: a killed member of 3 is out in ~1.2 s.)
-            phi_threshold: 100.0,
+            // heartbeat on every gossip message it handles, so with 100 ms rounds another member's
+            // heartbeat moves every ~50 ms in a farm of 2, ~25 ms in a farm of 3, ~15 ms in larger
+            // ones: 20 means about 2.3 s, 1.2 s, 0.7 s of silence — dead within 3 s, and a stall
+            // shorter than that is not a death.
+            phi_threshold: 20.0,
             sampling_window_size: 100,
             max_interval: Duration::from_secs(2),
             // The prior for a member with few samples yet: one gossip round.
-            initial_interval: Duration::from_millis(20),
+            initial_interval: GOSSIP_INTERVAL,
             dead_node_grace_period: Duration::from_secs(3600),
         },
         marked_for_deletion_grace_period: Duration::from_secs(3600),

@@ -10,6 +10,7 @@ pub mod messages;
 pub mod proof;
 pub mod selection;
 pub mod series;
+pub mod states;
 pub mod tls;
 
 pub use error::FarmError;
@@ -34,6 +35,8 @@ pub const STAGED: &str = "/farm/staged";
 /// Prefix of the git objects a member serves its peers: `<GIT>/<PROJECT>/<repo>.git/…` (smart
 /// HTTP, with the state it staged; a node's certificate needed).
 pub const GIT: &str = "/farm/git";
+/// Members' ref states: `GET <STATES>?since=R` → [`states::StatesAnswer`] (nodes only).
+pub const STATES: &str = "/farm/states";
 /// Sessions: `GET` every live one a member holds, `POST` changed ones to merge (nodes only).
 pub const SESSIONS: &str = "/farm/sessions";
 /// Which LFS objects a member holds (`POST` [`messages::LfsHave`]; nodes only).

@@ -186,7 +186,7 @@ mod tests {
         let mut v = mk(&others, others[0]);
         for m in &mut v.members {
             if m.node_id == leader {
-                let states = std::sync::Arc::make_mut(&mut m.repo_states);
+                let states = &mut m.repo_states;
                 states.get_mut("P/r").expect("state").generation = 5;
                 states.get_mut("P/r").expect("state").refs_hash = Some("h".into());
             }
@@ -205,7 +205,7 @@ mod tests {
             member("b", false, 5, "h", None),
         ]);
         assert!(withheld(&v, "P/r", &entry, None).is_some());
-        entry.staged = Some(crate::farm::keys::StagedHint {
+        entry.staged = Some(crate::state::StagedHint {
             refs_hash: "h".into(),
             head: None,
         });

@@ -1,11 +1,12 @@
-//! What members said over the farm channel that gossip has not carried yet: the states they
+//! What members said over the farm channel ahead of their published states: the states they
 //! staged ([`mirrorfarm_common::farm::messages::StagedNotice`]). Each rebuild of the view merges
-//! them in (so `/status` and every decision see them as if gossip had brought them), and a
-//! consistent flip waits for the members' word rather than for gossip. Gossip stays the record: a
-//! word goes once gossip shows that state, once gossip shows anything new for that member and
-//! repository after the word came (gossip is then the fresher source), when the member leaves the
-//! view, or after [`KEEP`]. Of two words about one repository from one member, the one staged
-//! later counts, whatever order they arrive in.
+//! them in (so `/status` and every decision see them as if the member's published states had
+//! brought them), and a consistent flip waits for the members' word rather than for those. The
+//! published states ([`crate::farm::repo_states`]: read once gossip shows their revision move)
+//! stay the record: a word goes once they show that state, once they show anything new for that
+//! member and repository after the word came (they are then the fresher source), when the member
+//! leaves the view, or after [`KEEP`]. Of two words about one repository from one member, the
+//! one staged later counts, whatever order they arrive in.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -13,8 +14,8 @@ use std::time::{Duration, Instant};
 use crate::farm::view::FarmView;
 use crate::names::RefName;
 
-/// How long a word counts without gossip confirming it (gossip, every 20 ms, carries a staged
-/// state within a few rounds; a word older than this is stale).
+/// How long a word counts without the member's published states confirming it (they carry a
+/// staged state within a gossip round or two and one request; a word older than this is stale).
 pub const KEEP: Duration = Duration::from_secs(5);
 
 /// One member's word about one repository.
@@ -96,9 +97,7 @@ impl Heard {
                 Some(_) => {}
             }
             // The gossip cache's map is shared: this view gets its own copy.
-            let s = std::sync::Arc::make_mut(&mut m.repo_states)
-                .entry(repo.clone())
-                .or_default();
+            let s = m.repo_states.entry(repo.clone()).or_default();
             s.staged_hash = Some(w.refs_hash.clone());
             s.staged_head = w.head.clone();
             true
@@ -162,7 +161,8 @@ mod tests {
         assert_eq!(heard.len(), 1);
         // Gossip now carries it: the word goes.
         let mut v = view();
-        std::sync::Arc::make_mut(&mut v.members[1].repo_states)
+        v.members[1]
+            .repo_states
             .get_mut("P/r")
             .expect("state")
             .staged_hash = Some("h2".into());
@@ -217,7 +217,8 @@ mod tests {
         );
         // Gossip shows something else new for that member and repository: the word is stale.
         let mut v = view();
-        std::sync::Arc::make_mut(&mut v.members[1].repo_states)
+        v.members[1]
+            .repo_states
             .get_mut("P/r")
             .expect("state")
             .staged_hash = Some("h4".into());

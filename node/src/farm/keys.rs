@@ -4,12 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Projects};
-use crate::names::RefName;
-pub use crate::state::StagedHint;
+use mirrorfarm_common::farm::states::StatesDigest;
 
 /// The node's HTTP listener as peers reach it.
 pub const HTTP: &str = "http";
@@ -21,8 +19,8 @@ pub const VERSION: &str = "version";
 /// members of different formats do not form one farm.
 pub const FORMAT: &str = "format";
 /// This build's data format. Raise it with any change older members would misread; members that
-/// predate the key count as format 1.
-pub const DATA_FORMAT: u32 = 1;
+/// predate the key count as format 1. Format 2: ref states over the farm channel, not gossip.
+pub const DATA_FORMAT: u32 = 2;
 /// Wall clock, Unix milliseconds, refreshed every half second.
 pub const CLOCK_MS: &str = "clock_ms";
 /// Node state word.
@@ -31,18 +29,10 @@ pub const STATE: &str = "state";
 /// not reached it; `-` while it reaches it. Only a member's own observation: others' staleness is
 /// never republished (that would keep a healed farm stale).
 pub const STALE_SINCE_MS: &str = "stale_since_ms";
-/// Prefix of the published ref states: `refs:<PROJECT/repo>` = `<generation> <refs hash>` this
-/// member serves (signed, see [`crate::farm::signing`]).
-pub const REFS_PREFIX: &str = "refs:";
-/// Prefix of the staged states: `staged:<PROJECT/repo>` = `<refs hash> <HEAD branch or ->` of the
-/// newest state this member holds complete (objects present, refs hidden until the farm flips;
-/// signed).
-pub const STAGED_PREFIX: &str = "staged:";
-/// A counter a member raises in every round in which it set or removed any of its
-/// [`REFS_PREFIX`] / [`STAGED_PREFIX`] keys (after them, so it arrives with them or later): a
-/// peer re-reads those keys only when it moved. Members that predate it are re-read whenever
-/// anything of theirs changed.
-pub const REPOS_REV: &str = "repos_rev";
+/// This member's ref states in brief ([`StatesRev`]): the revision of its states (raised with
+/// every change) and the digest of all of them. The states themselves go over the farm channel
+/// ([`crate::farm::repo_states`]): gossip stays the same size whatever the repository count.
+pub const STATES: &str = "states";
 /// Prefix of the configuration digests: `config:<key>` = SHA-256 of the value.
 pub const CONFIG_PREFIX: &str = "config:";
 
@@ -132,49 +122,26 @@ pub(crate) fn is_hash(v: &str) -> bool {
     crate::names::is_sha256_hex(v)
 }
 
-/// A ref state a member serves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Served {
-    /// Generation (counts the farm's flips of this repository).
-    pub generation: u64,
-    /// Hash of the ref map.
-    pub refs_hash: String,
+/// The value of [`STATES`]: `<revision> <digest>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatesRev {
+    /// Raised with every change of the member's states (within one incarnation).
+    pub rev: u64,
+    /// The digest of all of them.
+    pub digest: StatesDigest,
 }
 
-impl Served {
+impl StatesRev {
     /// The gossip value.
     pub fn encode(&self) -> String {
-        format!("{} {}", self.generation, self.refs_hash)
+        format!("{} {}", self.rev, self.digest.hex())
     }
     /// Reads a gossip value; `None` when it does not parse.
     pub fn decode(v: &str) -> Option<Self> {
-        let (g, h) = v.split_once(' ')?;
+        let (r, d) = v.split_once(' ')?;
         Some(Self {
-            generation: g.parse().ok()?,
-            refs_hash: h.to_owned(),
-        })
-        .filter(|s| is_hash(&s.refs_hash))
-    }
-}
-
-// The gossip encoding of a staged state (the type is the repository map's).
-impl StagedHint {
-    /// The gossip value (`<hash> <branch or ->`).
-    pub fn encode(&self) -> String {
-        let head = self.head.as_ref().map(RefName::as_str).unwrap_or("-");
-        format!("{} {head}", self.refs_hash)
-    }
-    /// Reads a gossip value; `None` when it does not parse.
-    pub fn decode(v: &str) -> Option<Self> {
-        let (h, head) = v.split_once(' ')?;
-        let head = match head {
-            "-" => None,
-            b => Some(RefName::parse(b).filter(|r| r.as_str().starts_with("refs/heads/"))?),
-        };
-        is_hash(h).then(|| Self {
-            refs_hash: h.to_owned(),
-            head,
+            rev: r.parse().ok()?,
+            digest: StatesDigest::parse(d)?,
         })
     }
 }
@@ -184,26 +151,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn state_values_round_trip_and_reject_junk() {
-        let s = Served {
-            generation: 7,
-            refs_hash: "a".repeat(64),
-        };
-        assert_eq!(Served::decode(&s.encode()), Some(s));
-        let h = StagedHint {
-            refs_hash: "b".repeat(64),
-            head: RefName::parse("refs/heads/main"),
-        };
-        assert_eq!(StagedHint::decode(&h.encode()), Some(h));
-        assert!(
-            StagedHint::decode(&format!("{} -", "c".repeat(64))).is_some_and(|h| h.head.is_none())
-        );
-        for bad in ["", "7", "x abc", &format!("-1 {}", "a".repeat(64))] {
-            assert_eq!(Served::decode(bad), None, "{bad:?}");
+    fn the_states_value_round_trips_and_junk_is_refused() {
+        let mut digest = StatesDigest::default();
+        digest.toggle(&[7; 32]);
+        let v = StatesRev { rev: 12, digest };
+        assert_eq!(StatesRev::decode(&v.encode()), Some(v));
+        for bad in ["", "7", "x abc", &format!("-1 {}", "a".repeat(64)), "3 abc"] {
+            assert_eq!(StatesRev::decode(bad), None, "{bad:?}");
         }
-        assert_eq!(
-            StagedHint::decode(&format!("{} refs/tags/v1", "a".repeat(64))),
-            None
-        );
     }
 }

@@ -1,5 +1,5 @@
 //! Reading a peer's gossip state back into a [`Member`]: what it says about itself (strictly
-//! parsed: a value that does not parse is left out) and its ref states ([`crate::farm::repo_states`]).
+//! parsed: a value that does not parse is left out), with its ref states ([`crate::farm::repo_states`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,7 +11,6 @@ use crate::farm::keys::{
     STALE_SINCE_MS, STATE, VERSION,
 };
 use crate::farm::repo_states::RepoStates;
-use crate::farm::signing::GossipKey;
 
 /// What a peer says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,10 +49,10 @@ fn word(s: &str) -> Option<String> {
 }
 
 impl Member {
-    /// Reads a peer's gossip state, verifying every ref state (see
-    /// [`crate::farm::repo_states::StatesCache`] to read them once per change).
-    pub fn from_state(id: &ChitchatId, st: &NodeState, key: &GossipKey) -> Self {
-        Self::with_states(id, st, crate::farm::repo_states::read(id, st, key))
+    /// Reads what a peer says about itself in its gossip (its ref states come over the farm
+    /// channel: see [`crate::farm::repo_states`]).
+    pub fn from_state(id: &ChitchatId, st: &NodeState) -> Self {
+        Self::with_states(id, st, RepoStates::default())
     }
 
     /// Reads what a peer says about itself, with its ref states `states` (read already).

@@ -9,9 +9,8 @@ use chitchat::{spawn_chitchat, ChitchatId};
 use tokio::sync::watch;
 
 use crate::farm::follow::{mark_withheld, Follow, Isolation};
-use crate::farm::keys;
+use crate::farm::keys::{self, StatesRev};
 use crate::farm::member::Member;
-use crate::farm::signing::{GossipKey, Publisher};
 use crate::farm::view::build_view;
 use crate::farm::Farm;
 use crate::store::now_ms;
@@ -68,13 +67,12 @@ pub async fn run(
     let chitchat = handle.chitchat();
     // Wakes when a gossip round brought any member's new values (heartbeats alone do not).
     let mut gossip_news = chitchat.lock().await.live_nodes_watcher();
-    let key = GossipKey::derive(&farm.secret);
+    let generation = chitchat.lock().await.self_chitchat_id().generation_id;
+    *this.own_states.lock() = crate::farm::own_states::OwnStates::new(generation);
     let mut tick = tokio::time::interval(REFRESH);
     let mut logged: BTreeSet<(String, Vec<String>)> = BTreeSet::new();
     let mut follow = Follow::default();
     let mut isolation = Isolation::default();
-    let mut own_states = crate::farm::own_states::OwnStates::default();
-    let mut states_cache = crate::farm::repo_states::StatesCache::default();
     // The per-repository passes (publishing, withholding, following) look at what changed (here,
     // in gossip) and, when the members change and at least every FULL_PASS, at everything.
     let started = std::time::Instant::now();
@@ -89,6 +87,7 @@ pub async fn run(
             _ = shutdown.changed() => break,
             _ = tick.tick() => {}
             _ = shared.repos_changed.notified() => {}
+            _ = this.states_news.notified() => {}
             r = gossip_news.changed() => if r.is_err() { break },
         }
         let changed = shared.take_changed();
@@ -98,15 +97,11 @@ pub async fn run(
             state_and_stale = (shared.node_state(), shared.stale_since_ms());
         }
         let (state, stale_since) = state_and_stale;
+        let mut asks: Vec<(ChitchatId, u64)> = Vec::new();
         let me = shared.identity.node_id.clone();
         let now = now_ms();
         let view = {
             let mut c = chitchat.lock().await;
-            let self_id = c.self_chitchat_id().clone();
-            let by = Publisher {
-                node_id: &self_id.node_id,
-                generation: self_id.generation_id,
-            };
             let own = c.self_node_state();
             if own
                 .get(keys::CLOCK_MS)
@@ -118,39 +113,48 @@ pub async fn run(
             own.set(keys::STATE, state);
             let stale = stale_since.map_or("-".to_owned(), |t| t.to_string());
             own.set(keys::STALE_SINCE_MS, stale);
-            {
-                let mut target = crate::farm::own_states::Target { own, by, key: &key };
+            let own_map = {
                 let repos = shared.repos.read();
-                if due {
-                    own_states.publish_all(&mut target, &repos);
-                } else if !changed.repos.is_empty() {
-                    own_states.publish_some(&mut target, &repos, changed.repos.iter());
+                let mut o = this.own_states.lock();
+                let moved = if due {
+                    o.publish_all(&repos)
+                } else {
+                    o.publish_some(&repos, changed.repos.iter())
+                };
+                if moved {
+                    o.announce(own);
                 }
-            }
+                o.map()
+            };
             // A member that restarted is a new incarnation (generation) of its node ID; until the
             // failure detector buries the old one, both look live. Only the newest counts: the old
             // one will never stage anything, and a flip must not wait for it.
             let mut live: Vec<ChitchatId> = c.live_nodes().cloned().collect();
             newest_incarnations(&mut live);
             let mut unverified = Vec::new();
+            let asked_at = std::time::Instant::now();
+            let mut cache = this.states.lock();
             let members: Vec<Member> = live
                 .iter()
                 .filter_map(|id| {
                     let st = c.node_state(id)?;
-                    Some(Member::with_states(
-                        id,
-                        st,
-                        states_cache.states(id, st, &key),
-                    ))
-                })
-                .filter(|m| {
-                    let ok = m.is_lb
-                        || m.node_id == me
-                        || m.gossip.is_some_and(|a| verifier.verified(&m.node_id, a));
-                    if !ok {
-                        unverified.push(m.node_id.clone());
+                    if *id.node_id == *me {
+                        return Some(Member::with_states(id, st, own_map.clone()));
                     }
-                    ok
+                    if !verifier.verified(&id.node_id, id.gossip_advertise_addr) {
+                        let m = Member::with_states(id, st, Default::default());
+                        if !m.is_lb {
+                            unverified.push(m.node_id.clone());
+                            return None;
+                        }
+                        return Some(m);
+                    }
+                    let published = st.get(keys::STATES).and_then(StatesRev::decode);
+                    let (states, ask) = cache.states(id, published, asked_at);
+                    if let Some(since) = ask {
+                        asks.push((id.clone(), since));
+                    }
+                    Some(Member::with_states(id, st, states))
                 })
                 .collect();
             let heard_at = std::time::Instant::now();
@@ -160,7 +164,8 @@ pub async fn run(
                 }
             }
             heartbeats.retain(|n| live.iter().any(|id| &*id.node_id == n));
-            states_cache.retain(&live);
+            cache.retain(&live);
+            drop(cache);
             let mut view = build_view(&me, now, members, &ours);
             for m in view.members.iter_mut().filter(|m| !m.this_node) {
                 m.last_gossip_ms = heartbeats.age_ms(&m.node_id, heard_at);
@@ -182,9 +187,13 @@ pub async fn run(
             sync.trigger(crate::sync::scheduler::Trigger::All);
         }
         let members: Vec<String> = view.members.iter().map(|m| m.node_id.clone()).collect();
+        for (id, since) in asks.drain(..) {
+            ask_states(&this, id, since, shutdown.clone());
+        }
         let mut dirty = changed.repos;
         dirty.extend(
-            states_cache
+            this.states
+                .lock()
                 .take_changed()
                 .iter()
                 .filter_map(|r| crate::names::RepoId::parse(r).ok()),
@@ -205,6 +214,33 @@ pub async fn run(
     if let Err(e) = handle.shutdown().await {
         tracing::warn!(error = %e, "farm gossip did not stop cleanly");
     }
+}
+
+/// Asks member `id` for its states changed after `since` and applies the answer (in the
+/// background; the membership loop is woken when it came).
+fn ask_states(this: &Arc<Farm>, id: ChitchatId, since: u64, mut shutdown: watch::Receiver<bool>) {
+    let this = this.clone();
+    tokio::spawn(async move {
+        let asked = this
+            .client
+            .states(&id.node_id, id.gossip_advertise_addr, since);
+        let answer = tokio::select! {
+            _ = shutdown.changed() => return,
+            a = asked => a,
+        };
+        let mut cache = this.states.lock();
+        match answer {
+            Ok(a) => {
+                cache.apply(&id, since, a);
+            }
+            Err(e) => {
+                tracing::warn!(node = %id.node_id, error = %e, "cannot read a member's ref states");
+                cache.failed(&id, std::time::Instant::now());
+            }
+        }
+        drop(cache);
+        this.states_news.notify_one();
+    });
 }
 
 /// Keeps, of the incarnations of each node ID, the one with the highest generation.

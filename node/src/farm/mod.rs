@@ -111,6 +111,12 @@ pub struct Farm {
     pub view_updated: tokio::sync::Notify,
     /// What members said they staged that gossip has not carried yet (merged into the view).
     pub heard: parking_lot::Mutex<heard::Heard>,
+    /// This node's ref states as peers ask for them.
+    pub own_states: parking_lot::Mutex<own_states::OwnStates>,
+    /// The other members' ref states as this node holds them.
+    pub states: parking_lot::Mutex<repo_states::StatesCache>,
+    /// Woken when an answer about a member's states came.
+    pub states_news: tokio::sync::Notify,
     /// Requests to other members over the farm channel.
     pub client: FarmClient,
     /// This node's farm certificate files.

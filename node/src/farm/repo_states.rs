@@ -1,19 +1,24 @@
-//! A member's ref states as its gossip says — two signed keys per repository
-//! ([`keys::REFS_PREFIX`], [`keys::STAGED_PREFIX`]) — read into one shared map. [`StatesCache`]
-//! reads a member's keys again only when its [`keys::REPOS_REV`] moved (or, for a member that
-//! predates it, when anything of its state changed), and then verifies only the keys whose
-//! version changed: a farm at rest costs no per-repository work, and one repository's change
-//! costs one signature check, not one per repository.
+//! Members' ref states as this node holds them. A member's gossip carries only
+//! [`keys::STATES`] (its revision and the digest of all its states); when that moves, this node
+//! asks the member over the farm channel for what changed since the revision it read last
+//! ([`mirrorfarm_common::farm::states`]) and applies it here. A farm at rest costs no
+//! per-repository work and no per-repository gossip; one repository's change costs one entry.
+//! The maps are persistent ([`imbl::OrdMap`]): every view shares them, and a change copies
+//! a path, not the map.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
-use chitchat::{ChitchatId, NodeState, Version};
+use chitchat::ChitchatId;
+use mirrorfarm_common::farm::states::{StateEntry, StatesAnswer, StatesDigest};
 
-use crate::farm::keys::{self, Served, StagedHint};
-use crate::farm::signing::{GossipKey, Publisher};
+use crate::farm::keys::{is_hash, StatesRev};
+use crate::names::RefName;
 
-/// A member's state of one repository, as its gossip says.
+/// How long after a failed request a member's states are asked for again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// A member's state of one repository.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RepoState {
     /// Generation served (0: none).
@@ -23,118 +28,164 @@ pub struct RepoState {
     /// Hash of the newest state staged (equal to `refsHash` once advertised).
     pub staged_hash: Option<String>,
     /// The branch HEAD names in the staged state.
-    pub staged_head: Option<crate::names::RefName>,
+    pub staged_head: Option<RefName>,
 }
 
 /// Every repository's state of one member (`PROJECT/repo` → state), shared by every view.
-pub type RepoStates = Arc<BTreeMap<String, RepoState>>;
+pub type RepoStates = imbl::OrdMap<String, RepoState>;
 
-/// One verified, decoded key.
-#[derive(Debug, Clone)]
-enum Value {
-    Served(Served),
-    Staged(StagedHint),
-}
+impl RepoState {
+    /// Reads an entry of a member's answer: `None` when it says the repository is gone or does
+    /// not parse (a hash that is not one, a HEAD that is not a branch).
+    pub fn from_entry(e: &StateEntry) -> Option<Self> {
+        let hash = |h: &Option<String>| match h {
+            Some(h) if is_hash(h) => Some(Some(h.clone())),
+            Some(_) => None,
+            None => Some(None),
+        };
+        let staged_head = match &e.staged_head {
+            None => None,
+            Some(h) => Some(RefName::parse(h).filter(|r| r.as_str().starts_with("refs/heads/"))?),
+        };
+        let s = Self {
+            generation: e.generation,
+            refs_hash: hash(&e.refs_hash)?,
+            staged_hash: hash(&e.staged_hash)?,
+            staged_head,
+        };
+        (s.refs_hash.is_some() || s.staged_hash.is_some()).then_some(s)
+    }
 
-/// The repository a state key names, and whether it is the served (not the staged) state.
-fn repo_of(key: &str) -> Option<(&str, bool)> {
-    let (repo, served) = match key.strip_prefix(keys::REFS_PREFIX) {
-        Some(r) => (r, true),
-        None => (key.strip_prefix(keys::STAGED_PREFIX)?, false),
-    };
-    crate::names::RepoId::parse(repo).ok()?;
-    Some((repo, served))
-}
-
-fn open(key: &GossipKey, by: Publisher<'_>, k: &str, v: &str, served: bool) -> Option<Value> {
-    let v = key.open(by, k, v)?;
-    if served {
-        Served::decode(v).map(Value::Served)
-    } else {
-        StagedHint::decode(v).map(Value::Staged)
+    /// This state as an entry of an answer about `repo`.
+    pub fn entry(&self, repo: &str) -> StateEntry {
+        StateEntry {
+            repo: repo.to_owned(),
+            generation: self.generation,
+            refs_hash: self.refs_hash.clone(),
+            staged_hash: self.staged_hash.clone(),
+            staged_head: self.staged_head.as_ref().map(|h| h.as_str().to_owned()),
+        }
     }
 }
 
-/// Sets (or, with `None`, clears) one key's part of `states`.
-fn apply(states: &mut BTreeMap<String, RepoState>, repo: &str, served: bool, v: Option<&Value>) {
-    let e = states.entry(repo.to_owned()).or_default();
-    match (served, v) {
-        (_, Some(Value::Served(s))) => {
-            e.generation = s.generation;
-            e.refs_hash = Some(s.refs_hash.clone());
-        }
-        (_, Some(Value::Staged(h))) => {
-            e.staged_hash = Some(h.refs_hash.clone());
-            e.staged_head = h.head.clone();
-        }
-        (true, None) => {
-            e.generation = 0;
-            e.refs_hash = None;
-        }
-        (false, None) => {
-            e.staged_hash = None;
-            e.staged_head = None;
-        }
-    }
-    if e.refs_hash.is_none() && e.staged_hash.is_none() {
-        states.remove(repo);
-    }
-}
-
-/// Reads every state key of `st` (published by `id`), verifying each.
-pub fn read(id: &ChitchatId, st: &NodeState, key: &GossipKey) -> RepoStates {
-    let by = Publisher {
-        node_id: &id.node_id,
-        generation: id.generation_id,
-    };
-    let mut states = BTreeMap::new();
-    for prefix in [keys::REFS_PREFIX, keys::STAGED_PREFIX] {
-        for (k, vv) in st.iter_prefix(prefix) {
-            if let Some((repo, served)) = repo_of(k) {
-                if let Some(v) = open(key, by, k, &vv.value, served) {
-                    apply(&mut states, repo, served, Some(&v));
-                }
-            }
-        }
-    }
-    Arc::new(states)
-}
-
-/// One member's states as last read.
+/// One member's states as this node holds them.
 #[derive(Default)]
 struct Cached {
-    /// The [`keys::REPOS_REV`] version (or the state's max version) they were read at.
-    at: Option<Version>,
-    /// Each state key's version and what it verified to.
-    keys: HashMap<String, (Version, Option<Value>)>,
+    rev: u64,
+    digest: StatesDigest,
     states: RepoStates,
+    asking: bool,
+    failed_at: Option<Instant>,
 }
 
-/// Members' states, read again only when they moved.
+/// Members' states, by incarnation.
 #[derive(Default)]
 pub struct StatesCache {
     members: HashMap<ChitchatId, Cached>,
     /// Repositories whose state changed in any member since [`StatesCache::take_changed`].
-    changed: std::collections::HashSet<String>,
+    changed: HashSet<String>,
 }
 
 impl StatesCache {
-    /// `id`'s states as of `st`.
-    pub fn states(&mut self, id: &ChitchatId, st: &NodeState, key: &GossipKey) -> RepoStates {
-        let at = st
-            .get_versioned(keys::REPOS_REV)
-            .filter(|v| !v.is_deleted())
-            .map_or_else(|| st.max_version(), |v| v.version);
+    /// `id`'s states as held here, and — when its gossip says `published` and they lag behind
+    /// it, and no request is out — the revision to ask it for changes after (the caller asks,
+    /// then hands the answer to [`StatesCache::apply`] or reports [`StatesCache::failed`]).
+    pub fn states(
+        &mut self,
+        id: &ChitchatId,
+        published: Option<StatesRev>,
+        now: Instant,
+    ) -> (RepoStates, Option<u64>) {
         let c = self.members.entry(id.clone()).or_default();
-        if c.at != Some(at) {
-            self.changed.extend(c.refresh(id, st, key));
-            c.at = Some(at);
+        let behind = published.is_some_and(|p| {
+            p.rev > c.rev || (p.rev == c.rev && p.digest != c.digest && p.rev > 0)
+        });
+        let waited = c
+            .failed_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= RETRY);
+        let ask = (behind && !c.asking && waited).then(|| {
+            c.asking = true;
+            // Same revision, another digest: this copy went wrong somewhere; read it all again.
+            if published.is_some_and(|p| p.rev == c.rev) {
+                0
+            } else {
+                c.rev
+            }
+        });
+        (c.states.clone(), ask)
+    }
+
+    /// Applies `id`'s answer to a request for changes after `since`; false when it was not
+    /// usable (another incarnation answered, or the result does not match its digest: the next
+    /// request reads everything again).
+    pub fn apply(&mut self, id: &ChitchatId, since: u64, a: StatesAnswer) -> bool {
+        let Some(c) = self.members.get_mut(id) else {
+            return false;
+        };
+        c.asking = false;
+        if a.generation != id.generation_id || a.rev < c.rev {
+            return false;
         }
-        c.states.clone()
+        if since == 0 {
+            // A full answer: whatever is not in it is gone.
+            let listed: HashSet<&str> = a.states.iter().map(|e| e.repo.as_str()).collect();
+            let gone: Vec<String> = c
+                .states
+                .keys()
+                .filter(|r| !listed.contains(r.as_str()))
+                .cloned()
+                .collect();
+            for repo in gone {
+                c.states.remove(&repo);
+                self.changed.insert(repo);
+            }
+            c.digest = StatesDigest::default();
+            for (repo, s) in c.states.iter() {
+                c.digest.toggle(&s.entry(repo).digest_part());
+            }
+        }
+        for e in &a.states {
+            if crate::names::RepoId::parse(&e.repo).is_err() {
+                continue;
+            }
+            let new = RepoState::from_entry(e);
+            let old = c.states.get(&e.repo);
+            if old == new.as_ref() {
+                continue;
+            }
+            if let Some(o) = old {
+                c.digest.toggle(&o.entry(&e.repo).digest_part());
+            }
+            match new {
+                Some(n) => {
+                    c.digest.toggle(&n.entry(&e.repo).digest_part());
+                    c.states.insert(e.repo.clone(), n);
+                }
+                None => {
+                    c.states.remove(&e.repo);
+                }
+            }
+            self.changed.insert(e.repo.clone());
+        }
+        let matches = StatesDigest::parse(&a.digest) == Some(c.digest);
+        // A copy that does not match is read again in full at the next chance.
+        c.rev = if matches { a.rev } else { 0 };
+        if !matches {
+            tracing::warn!(node = %id.node_id, "a member's states did not match its digest: reading them all again");
+        }
+        matches
+    }
+
+    /// A request to `id` failed: asked again after [`RETRY`].
+    pub fn failed(&mut self, id: &ChitchatId, now: Instant) {
+        if let Some(c) = self.members.get_mut(id) {
+            c.asking = false;
+            c.failed_at = Some(now);
+        }
     }
 
     /// The repositories whose state changed in any member since the last call.
-    pub fn take_changed(&mut self) -> std::collections::HashSet<String> {
+    pub fn take_changed(&mut self) -> HashSet<String> {
         std::mem::take(&mut self.changed)
     }
 
@@ -144,115 +195,96 @@ impl StatesCache {
     }
 }
 
-impl Cached {
-    /// Reads the keys that moved; returns the repositories whose state changed.
-    fn refresh(&mut self, id: &ChitchatId, st: &NodeState, key: &GossipKey) -> Vec<String> {
-        let by = Publisher {
-            node_id: &id.node_id,
-            generation: id.generation_id,
-        };
-        let mut changed: Vec<(String, bool, Option<Value>)> = Vec::new();
-        let mut seen = 0usize;
-        for prefix in [keys::REFS_PREFIX, keys::STAGED_PREFIX] {
-            for (k, vv) in st.iter_prefix(prefix) {
-                let Some((repo, served)) = repo_of(k) else {
-                    continue;
-                };
-                seen += 1;
-                if self.keys.get(k).is_some_and(|(ver, _)| *ver == vv.version) {
-                    continue;
-                }
-                let v = open(key, by, k, &vv.value, served);
-                self.keys.insert(k.to_owned(), (vv.version, v.clone()));
-                changed.push((repo.to_owned(), served, v));
-            }
-        }
-        if seen < self.keys.len() {
-            // Keys removed (a repository no longer mirrored, a staged state withdrawn).
-            let gone: Vec<String> = self
-                .keys
-                .keys()
-                .filter(|k| st.get(k).is_none())
-                .cloned()
-                .collect();
-            for k in gone {
-                self.keys.remove(&k);
-                if let Some((repo, served)) = repo_of(&k) {
-                    changed.push((repo.to_owned(), served, None));
-                }
-            }
-        }
-        if changed.is_empty() {
-            return Vec::new();
-        }
-        let states = Arc::make_mut(&mut self.states);
-        for (repo, served, v) in &changed {
-            apply(states, repo, *served, v.as_ref());
-        }
-        changed.into_iter().map(|(repo, _, _)| repo).collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_cache_reads_what_a_full_read_reads_and_only_again_when_the_counter_moves() {
-        let key = GossipKey::derive("correct-horse-battery-staple");
-        let id = ChitchatId::new("n1", 7, "127.0.0.1:1".parse().expect("addr"));
-        let by = Publisher {
-            node_id: "n1",
-            generation: 7,
-        };
-        let sign = |k: &str, v: &str| (k.to_owned(), key.sign(by, k, v));
-        let served = |g: u64, h: char| {
-            Served {
-                generation: g,
-                refs_hash: h.to_string().repeat(64),
-            }
-            .encode()
-        };
-        let kv = vec![
-            sign("refs:P/a", &served(3, 'a')),
-            sign("refs:P/b", &served(1, 'b')),
-            sign("staged:P/b", &format!("{} refs/heads/main", "c".repeat(64))),
-            // A forged value is left out.
-            (
-                "refs:P/x".to_owned(),
-                format!("{} {}", served(9, 'd'), "0".repeat(64)),
-            ),
-            (keys::REPOS_REV.to_owned(), "1".to_owned()),
-        ];
-        let mut st = NodeState::for_test();
-        for (k, v) in &kv {
-            st.set(k, v);
+    fn entry(repo: &str, generation: u64, h: char) -> StateEntry {
+        StateEntry {
+            repo: repo.into(),
+            generation,
+            refs_hash: Some(h.to_string().repeat(64)),
+            ..Default::default()
         }
+    }
+
+    fn digest(entries: &[&StateEntry]) -> String {
+        let mut d = StatesDigest::default();
+        for e in entries {
+            d.toggle(&e.digest_part());
+        }
+        d.hex()
+    }
+
+    #[test]
+    fn the_cache_asks_when_the_revision_moves_and_follows_the_changes() {
+        let id = ChitchatId::new("n1", 7, "127.0.0.1:1".parse().expect("addr"));
+        let now = Instant::now();
         let mut cache = StatesCache::default();
-        let first = cache.states(&id, &st, &key);
-        assert_eq!(*first, *read(&id, &st, &key));
-        assert_eq!(first.len(), 2);
-        assert_eq!(first["P/b"].staged_hash.as_deref(), Some(&*"c".repeat(64)));
-        // Another key moving (the clock) reads nothing again: the same map.
-        st.set("clock_ms", "5");
-        assert!(Arc::ptr_eq(&first, &cache.states(&id, &st, &key)));
-        // Without the counter moving, even a changed state key is not read yet (it comes with
-        // the counter, or before it).
-        let (k, v) = sign("refs:P/a", &served(4, 'e'));
-        st.set(&k, &v);
-        assert!(Arc::ptr_eq(&first, &cache.states(&id, &st, &key)));
-        // One repository changed, one staged state goes, the counter moves: the cache follows.
-        st.delete("staged:P/b");
-        st.set(keys::REPOS_REV, "2");
-        let next = cache.states(&id, &st, &key);
-        assert_eq!(*next, *read(&id, &st, &key));
-        assert_eq!(next["P/a"].generation, 4);
-        assert_eq!(next["P/b"].staged_hash, None);
+        let (a, b) = (entry("P/a", 3, 'a'), entry("P/b", 1, 'b'));
+        let d1 = digest(&[&a, &b]);
+        let rev = |rev, d: &str| StatesDigest::parse(d).map(|digest| StatesRev { rev, digest });
+        // Gossip says revision 2: ask for everything, once.
+        let (s, ask) = cache.states(&id, rev(2, &d1), now);
+        assert!(s.is_empty());
+        assert_eq!(ask, Some(0));
+        assert_eq!(
+            cache.states(&id, rev(2, &d1), now).1,
+            None,
+            "one request out"
+        );
+        let answer = |rev, digest: &str, states: Vec<StateEntry>| StatesAnswer {
+            generation: 7,
+            rev,
+            digest: digest.into(),
+            states,
+        };
+        assert!(cache.apply(&id, 0, answer(2, &d1, vec![a.clone(), b.clone()])));
+        let (s, ask) = cache.states(&id, rev(2, &d1), now);
+        assert_eq!((s.len(), ask), (2, None));
+        assert_eq!(s["P/a"].generation, 3);
         let mut changed: Vec<String> = cache.take_changed().into_iter().collect();
         changed.sort();
-        assert_eq!(changed, ["P/a", "P/b", "P/x"]);
-        assert!(cache.take_changed().is_empty());
-        // A view that held the earlier map still sees what it saw.
-        assert_eq!(first["P/a"].generation, 3);
+        assert_eq!(changed, ["P/a", "P/b"]);
+        // a moves, b goes: revision 4; only the changes after 2 are asked for.
+        let a2 = entry("P/a", 4, 'c');
+        let d2 = digest(&[&a2]);
+        assert_eq!(cache.states(&id, rev(4, &d2), now).1, Some(2));
+        let gone = StateEntry {
+            repo: "P/b".into(),
+            ..Default::default()
+        };
+        assert!(cache.apply(&id, 2, answer(4, &d2, vec![a2, gone])));
+        let (s2, ask) = cache.states(&id, rev(4, &d2), now);
+        assert_eq!(ask, None);
+        assert_eq!(s2.len(), 1);
+        assert_eq!(s2["P/a"].generation, 4);
+        // The earlier map, still held by an earlier view, is as it was.
+        assert_eq!(s["P/a"].generation, 3);
+        // Another incarnation's answer is not taken; a wrong digest sends it back to 0.
+        assert_eq!(cache.states(&id, rev(5, &d2), now).1, Some(4));
+        let mut other = answer(5, &d2, vec![]);
+        other.generation = 8;
+        assert!(!cache.apply(&id, 4, other));
+        assert_eq!(cache.states(&id, rev(5, &d2), now).1, Some(4));
+        assert!(!cache.apply(&id, 4, answer(5, &d1, vec![])));
+        assert_eq!(cache.states(&id, rev(5, &d2), now).1, Some(0));
+        // A failed request is retried only after a pause.
+        cache.failed(&id, now);
+        assert_eq!(cache.states(&id, rev(5, &d2), now).1, None);
+        assert_eq!(cache.states(&id, rev(5, &d2), now + RETRY).1, Some(0));
+    }
+
+    #[test]
+    fn entries_that_do_not_parse_are_left_out() {
+        let mut e = entry("P/a", 1, 'a');
+        assert!(RepoState::from_entry(&e).is_some());
+        e.staged_head = Some("refs/tags/v1".into());
+        assert_eq!(RepoState::from_entry(&e), None);
+        e.staged_head = None;
+        e.refs_hash = Some("not a hash".into());
+        assert_eq!(RepoState::from_entry(&e), None);
+        let s = RepoState::from_entry(&entry("P/a", 2, 'b')).expect("parses");
+        assert_eq!(RepoState::from_entry(&s.entry("P/a")), Some(s));
     }
 }

@@ -52,7 +52,7 @@ impl MemberView {
             this_node,
             last_gossip_ms: None,
             gossip: None,
-            repo_states: std::sync::Arc::new(repo_states),
+            repo_states: repo_states.into_iter().collect(),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod lfs;
 pub mod selection;
 pub mod sessions;
 pub mod staged;
+pub mod states;
 
 use std::sync::Arc;
 
@@ -23,7 +24,7 @@ use axum::{Extension, Json, Router};
 use mirrorfarm_common::farm::messages::{Description, SyncNudge};
 use mirrorfarm_common::farm::{
     DESCRIBE, GIT, INVENTORY, JOIN, LB_REPORT, LFS_FETCH, LFS_HAVE, LFS_OBJECTS, RELIST, SELECTION,
-    SERIES, SESSIONS, STAGED, SYNC,
+    SERIES, SESSIONS, STAGED, STATES, SYNC,
 };
 use tokio::sync::watch;
 
@@ -184,6 +185,7 @@ pub fn router(c: Channel) -> Router {
         )
         .route(INVENTORY, get(inventory::inventory))
         .route(STAGED, post(staged::staged))
+        .route(STATES, get(states::states))
         .route(
             LFS_HAVE,
             post(lfs::have).layer(DefaultBodyLimit::max(2 << 20)),
