@@ -9,7 +9,7 @@ use std::time::Duration;
 use chitchat::transport::ChannelTransport;
 use chitchat::{spawn_chitchat, ChitchatHandle};
 use mirrorfarm_common::gossip::chitchat_config;
-use mirrorfarm_node::farm::keys::{CONFIG_PREFIX, FARM_KEYS};
+use mirrorfarm_node::farm::keys::{CONFIG_PREFIX, DATA_FORMAT, FARM_KEYS, FORMAT};
 use mirrorfarm_node::farm::member::Member;
 use mirrorfarm_node::farm::view::{build_view, FarmView};
 
@@ -25,10 +25,11 @@ async fn start(
 ) -> ChitchatHandle {
     let seeds: Vec<String> = seed.iter().map(SocketAddr::to_string).collect();
     let config = chitchat_config(id, addr, &seeds);
-    let kv: Vec<(String, String)> = digests()
+    let mut kv: Vec<(String, String)> = digests()
         .into_iter()
         .map(|(k, v)| (format!("{CONFIG_PREFIX}{k}"), v))
         .collect();
+    kv.push((FORMAT.to_owned(), DATA_FORMAT.to_string()));
     spawn_chitchat(config, kv, transport)
         .await
         .expect("in-memory gossip starts")
@@ -60,7 +61,15 @@ async fn settle(
         if all {
             return start.elapsed();
         }
-        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
+        if start.elapsed() >= limit {
+            let mut seen = Vec::new();
+            for (h, id) in nodes {
+                let v = view(h, id).await;
+                let ids: Vec<String> = v.members.iter().map(|m| m.node_id.clone()).collect();
+                seen.push(format!("{id} sees {ids:?}, refused {:?}", v.refused));
+            }
+            panic!("not within {limit:?}: {what}; {}", seen.join("; "));
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

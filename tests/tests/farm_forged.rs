@@ -1,5 +1,5 @@
 //! Forged gossip gets nothing: a process that speaks the farm's gossip, copies a member's
-//! configuration digests and claims a far newer state of the repository — without the farm
+//! configuration digests and claims far newer ref states — without the farm
 //! secret or a farm certificate — is not counted as a member, leads nothing, holds no flip back,
 //! makes no member stop serving and is never fetched from.
 
@@ -76,11 +76,12 @@ fn forged_gossip_is_ignored() {
                 own.set("ssh", "127.0.0.1:9");
                 own.set("version", env!("CARGO_PKG_VERSION"));
                 own.set("state", "SYNCHRONIZED");
+                own.set("format", "2");
+                // States far ahead: were it counted, members would ask it for them (it has no
+                // farm certificate to answer with).
+                own.set("states", format!("999999 {fake_hash}"));
+                // What earlier versions gossiped per repository, with a made-up signature.
                 own.set("refs:P/r", format!("999 {fake_hash} {}", "0".repeat(32)));
-                own.set(
-                    "staged:P/r",
-                    format!("{fake_hash} refs/heads/main {}", "0".repeat(32)),
-                );
                 break;
             }
             drop(c);

@@ -2,12 +2,17 @@
 //! two members mirroring 600 one-commit repositories of an OpenSSH upstream. The readiness
 //! document the LB reads every second stays a few hundred bytes; `/status` lists the first 100
 //! repositories (and each member's first 100 states) and points to the paged resource, which
-//! lists all 600 in order; a member restarted while the upstream and the other member are down is
+//! lists all 600 in order; each member's gossip state stays a few hundred bytes (its ref states
+//! go over the farm channel); a full reconcile against the upstream runs over one SSH connection
+//! per member; a member restarted while the upstream and the other member are down is
 //! ready — serving its last state, every repository — without having fetched anything.
 //! (The figures at 2 000 and 20 000 repositories are the `scale` benchmark's.)
 
 use std::time::Duration;
 
+use chitchat::spawn_chitchat;
+use chitchat::transport::UdpTransport;
+use mirrorfarm_common::gossip::chitchat_config;
 use mirrorfarm_tests::farm::member_props;
 use mirrorfarm_tests::node::Node;
 use mirrorfarm_tests::upstream::{Shape, Upstream};
@@ -32,6 +37,50 @@ fn ready_doc(node: &Node) -> (Value, usize) {
 fn serves_all(node: &Node) -> bool {
     let (doc, _) = ready_doc(node);
     doc["ready"] == true && doc["syncedRepos"].as_u64() == Some(N as u64)
+}
+
+/// What an observer in the farm's gossip (seeded at `seed_port`) sees of each member: the bytes of its keys and values,
+/// and the revision of its ref states.
+fn gossip_states(nodes: &[Node], seed_port: u16) -> Vec<(usize, u64)> {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let seed = format!("127.0.0.1:{seed_port}");
+    rt.block_on(async {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+        let observer = spawn_chitchat(
+            chitchat_config("observer", addr, &[seed]),
+            Vec::new(),
+            &UdpTransport,
+        )
+        .await
+        .expect("observer gossip");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let seen = loop {
+            let c = observer.chitchat();
+            let c = c.lock().await;
+            let seen: Vec<(usize, u64)> = c
+                .live_nodes()
+                .filter(|id| *id.node_id != *"observer")
+                .filter_map(|id| {
+                    let st = c.node_state(id)?;
+                    let rev = st.get("states")?.split(' ').next()?.parse().ok()?;
+                    let bytes = st.key_values().map(|(k, v)| k.len() + v.len()).sum();
+                    Some((bytes, rev))
+                })
+                .collect();
+            if seen.len() == nodes.len() {
+                break seen;
+            }
+            drop(c);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the observer saw {} members' states",
+                seen.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let _ = observer.shutdown().await;
+        seen
+    })
 }
 
 #[test]
@@ -122,6 +171,32 @@ fn sizes_stay_small_paging_lists_everything_and_a_restart_is_ready_without_fetch
     let mut want = names.clone();
     want.sort();
     assert_eq!(listed, want);
+
+    // Gossip: each member's whole state (what every round's digest and deltas draw from) is a
+    // few hundred bytes, whatever the count: ref states go over the farm channel.
+    for (bytes, rev) in gossip_states(&nodes, p0) {
+        assert!(bytes < 4096, "a member gossips {bytes} bytes of state");
+        assert!(rev >= N as u64, "revision {rev} after {N} repositories");
+    }
+
+    // A full reconcile of {N} unchanged repositories against the ssh:// upstream: one fetch per
+    // repository, over each member's one shared connection, not a connection per repository.
+    let (conns, cmds) = (up.accepted_sessions(), up.command_sessions());
+    for n in &nodes {
+        assert_eq!(n.trigger(None), 202);
+    }
+    poll_until(LIMIT, || (up.command_sessions() >= cmds + N).then_some(())).unwrap_or_else(|| {
+        panic!(
+            "{} fetches of {N} repositories: {}",
+            up.command_sessions() - cmds,
+            nodes[0].explain(20)
+        )
+    });
+    let new = up.accepted_sessions() - conns;
+    assert!(
+        new <= 2,
+        "{new} SSH connections for a reconcile of {N} repositories"
+    );
 
     // A restart with nothing to fetch from: the upstream and the other member are down.
     nodes[0].stop();
