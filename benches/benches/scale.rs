@@ -2,7 +2,9 @@
 //! (`mirror.projects=*`, one-commit repositories in 10 projects), for each repository count in
 //! `MIRRORFARM_SCALE_REPOS` (comma list, default `2000`), one run each, reported side by side so
 //! the growth shows. Per count: time to all members serving everything; each member's own CPU
-//! (not git's) during that sync, per repository, and at rest (30 s); gossip bytes per second per
+//! (not git's) during that sync, per repository, and at rest (30 s, no reconcile in it); a full
+//! reconcile of the unchanged repositories, its time and own CPU per repository, and the rest
+//! figure with a reconcile every 180 s (the default interval) added; gossip bytes per second per
 //! member at rest (`mirrorfarm_gossip_bytes_total`); `/status`, the readiness document and a
 //! 100-row page of `/rest/mirroring/latest/repos` in bytes; RSS; a member's restart until it is
 //! ready again; push → visible on every member (p50, p99 of 20).
@@ -20,6 +22,19 @@ use mirrorfarm_tests::{free_udp_port, poll_every};
 const PROJECTS: usize = 10;
 const REST: Duration = Duration::from_secs(30);
 const PUSHES: usize = 20;
+/// The farm's reconcile interval here: long, so that no periodic reconcile falls in a measuring
+/// window (one is started and measured on its own).
+const INTERVAL: u64 = 3600;
+/// The default reconcile interval (`plugin.mirroring.synchronization.interval`), s.
+const DEFAULT_INTERVAL: f64 = 180.0;
+
+/// Syncs every member finished so far (any result).
+fn syncs(nodes: &[Node]) -> f64 {
+    nodes
+        .iter()
+        .map(|n| n.metric("mirrorfarm_syncs_total", &[]))
+        .sum()
+}
 
 /// An upstream of `n` one-commit repositories in [`PROJECTS`] projects.
 fn upstream(n: usize) -> Upstream {
@@ -37,6 +52,7 @@ fn props(port: u16, seed: Option<u16>) -> String {
         .unwrap_or_default();
     format!(
         "setup.baseUrl=https://farm.example.com\nmirror.projects=*\nmirror.access=anonymous\n\
+         plugin.mirroring.synchronization.interval={INTERVAL}\n\
          farm.secret={SECRET}\nfarm.gossip.address=127.0.0.1\nfarm.gossip.port={port}\n{seeds}"
     )
 }
@@ -79,6 +95,8 @@ struct Figures {
     cpu_ms_per_repo: f64,
     rest_cpu_pct: f64,
     gossip_bps: f64,
+    reconcile_s: f64,
+    reconcile_cpu_ms: f64,
     status_bytes: usize,
     ready_bytes: usize,
     page_bytes: usize,
@@ -123,6 +141,23 @@ fn run(n: usize) -> Figures {
     let g1: Vec<f64> = nodes.iter().map(gossip_sent).collect();
     let rest_cpu_pct = c0.iter().zip(&c1).map(|(a, b)| b - a).fold(0.0, f64::max) / secs * 100.0;
     let gossip_bps = g0.iter().zip(&g1).map(|(a, b)| b - a).fold(0.0, f64::max) / secs;
+    // A full reconcile of n unchanged repositories: how long, and our own CPU (the busiest
+    // member's) per repository.
+    let before = syncs(&nodes);
+    let c0: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
+    let t = Instant::now();
+    for node in &nodes {
+        node.trigger(None);
+    }
+    let limit = Duration::from_secs(600 + n as u64 / 2);
+    let done = poll_every(limit, Duration::from_millis(500), || {
+        (syncs(&nodes) >= before + n as f64).then_some(())
+    });
+    assert!(done.is_some(), "no full reconcile within {limit:?}");
+    let reconcile_s = t.elapsed().as_secs_f64();
+    let c1: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
+    let reconcile_cpu_ms =
+        c0.iter().zip(&c1).map(|(a, b)| b - a).fold(0.0, f64::max) / n as f64 * 1000.0;
     let status_bytes = bytes_of(&nodes[0], "/status");
     let ready_bytes = bytes_of(&nodes[0], "/rest/mirroring/latest/ready");
     let page_bytes = bytes_of(&nodes[0], "/rest/mirroring/latest/repos?start=0&limit=100");
@@ -175,6 +210,8 @@ fn run(n: usize) -> Figures {
         cpu_ms_per_repo,
         rest_cpu_pct,
         gossip_bps,
+        reconcile_s,
+        reconcile_cpu_ms,
         status_bytes,
         ready_bytes,
         page_bytes,
@@ -209,6 +246,19 @@ fn main() {
     });
     row("gossip sent at rest, busiest member (B/s)", &|f| {
         format!("{:>10.0}", f.gossip_bps)
+    });
+    row("full reconcile, nothing changed (s)", &|f| {
+        format!("{:>10.0}", f.reconcile_s)
+    });
+    row("own CPU per repository, reconcile (ms)", &|f| {
+        format!("{:>10.2}", f.reconcile_cpu_ms)
+    });
+    row("own CPU at rest + reconcile every 180 s (%)", &|f| {
+        let per_pass = f.reconcile_cpu_ms * f.n as f64 / 1000.0;
+        format!(
+            "{:>10.2}",
+            f.rest_cpu_pct + per_pass / DEFAULT_INTERVAL * 100.0
+        )
     });
     row("/status (bytes)", &|f| format!("{:>10}", f.status_bytes));
     row("readiness document (bytes)", &|f| {

@@ -164,8 +164,10 @@ impl Coordinator for Farm {
     }
 
     fn led_elsewhere(&self, id: &RepoId) -> bool {
-        // Followed only while the leader's gossip shows a state of it: one the leader dropped
-        // (gone upstream, say) is synced here again, and learns so.
+        // Followed only while the leader's states show it: one the leader dropped (gone
+        // upstream, say) is synced here again, and learns so. While the leader's states are still
+        // being asked for (it or this node just joined), it is followed: following fetches from
+        // it as soon as they come, and a periodic sync of every repository here is not needed.
         let repo = id.to_string();
         let Some((leader, _)) = remote_leader(self, &repo) else {
             return false;
@@ -174,9 +176,10 @@ impl Coordinator for Farm {
         view.as_ref()
             .and_then(|v| v.members.iter().find(|m| m.node_id == leader))
             .is_some_and(|m| {
-                m.repo_states
-                    .get(&repo)
-                    .is_some_and(|s| s.refs_hash.is_some())
+                !m.states_current
+                    || m.repo_states
+                        .get(&repo)
+                        .is_some_and(|s| s.refs_hash.is_some())
             })
     }
 

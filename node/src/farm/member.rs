@@ -39,6 +39,9 @@ pub struct Member {
     pub gossip: Option<SocketAddr>,
     /// What it serves and has staged, per repository (`PROJECT/repo`).
     pub states: RepoStates,
+    /// Whether `states` are as its gossip says they are now (false while they are being asked
+    /// for: a member that just joined or restarted, say).
+    pub states_current: bool,
 }
 
 fn word(s: &str) -> Option<String> {
@@ -79,6 +82,7 @@ impl Member {
                 == Some(mirrorfarm_common::gossip::ROLE_LB),
             gossip: Some(id.gossip_advertise_addr),
             states,
+            states_current: true,
         }
     }
 
@@ -119,6 +123,7 @@ mod tests {
             is_lb: false,
             gossip: None,
             states: RepoStates::default(),
+            states_current: true,
         };
         assert!(m.mismatched_keys(&ours).is_empty(), "an older member");
         m.config.insert("mirror.admins".into(), "b".repeat(64));

@@ -150,11 +150,13 @@ pub async fn run(
                         return Some(m);
                     }
                     let published = st.get(keys::STATES).and_then(StatesRev::decode);
-                    let (states, ask) = cache.states(id, published, asked_at);
+                    let (states, current, ask) = cache.states(id, published, asked_at);
                     if let Some(since) = ask {
                         asks.push((id.clone(), since));
                     }
-                    Some(Member::with_states(id, st, states))
+                    let mut m = Member::with_states(id, st, states);
+                    m.states_current = current;
+                    Some(m)
                 })
                 .collect();
             let heard_at = std::time::Instant::now();

@@ -178,11 +178,11 @@ mod tests {
                 rev: own.rev,
                 digest: own.digest,
             };
-            let (_, ask) = peer.states(&id, Some(published), now);
+            let (_, _, ask) = peer.states(&id, Some(published), now);
             let since = ask.expect("the peer asks");
             assert!(peer.apply(&id, since, own.since(since)));
-            let (held, ask) = peer.states(&id, Some(published), now);
-            assert_eq!(ask, None);
+            let (held, current, ask) = peer.states(&id, Some(published), now);
+            assert_eq!((current, ask), (true, None));
             held
         };
         let held = follow(&own, &mut peer);

@@ -87,15 +87,16 @@ pub struct StatesCache {
 }
 
 impl StatesCache {
-    /// `id`'s states as held here, and — when its gossip says `published` and they lag behind
-    /// it, and no request is out — the revision to ask it for changes after (the caller asks,
-    /// then hands the answer to [`StatesCache::apply`] or reports [`StatesCache::failed`]).
+    /// `id`'s states as held here, whether they are as its gossip (`published`) says, and —
+    /// when they lag behind and no request is out — the revision to ask it for changes after
+    /// (the caller asks, then hands the answer to [`StatesCache::apply`] or reports
+    /// [`StatesCache::failed`]).
     pub fn states(
         &mut self,
         id: &ChitchatId,
         published: Option<StatesRev>,
         now: Instant,
-    ) -> (RepoStates, Option<u64>) {
+    ) -> (RepoStates, bool, Option<u64>) {
         let c = self.members.entry(id.clone()).or_default();
         let behind = published.is_some_and(|p| {
             p.rev > c.rev || (p.rev == c.rev && p.digest != c.digest && p.rev > 0)
@@ -112,7 +113,7 @@ impl StatesCache {
                 c.rev
             }
         });
-        (c.states.clone(), ask)
+        (c.states.clone(), !behind, ask)
     }
 
     /// Applies `id`'s answer to a request for changes after `since`; false when it was not
@@ -225,11 +226,11 @@ mod tests {
         let d1 = digest(&[&a, &b]);
         let rev = |rev, d: &str| StatesDigest::parse(d).map(|digest| StatesRev { rev, digest });
         // Gossip says revision 2: ask for everything, once.
-        let (s, ask) = cache.states(&id, rev(2, &d1), now);
-        assert!(s.is_empty());
+        let (s, current, ask) = cache.states(&id, rev(2, &d1), now);
+        assert!(s.is_empty() && !current);
         assert_eq!(ask, Some(0));
         assert_eq!(
-            cache.states(&id, rev(2, &d1), now).1,
+            cache.states(&id, rev(2, &d1), now).2,
             None,
             "one request out"
         );
@@ -240,8 +241,8 @@ mod tests {
             states,
         };
         assert!(cache.apply(&id, 0, answer(2, &d1, vec![a.clone(), b.clone()])));
-        let (s, ask) = cache.states(&id, rev(2, &d1), now);
-        assert_eq!((s.len(), ask), (2, None));
+        let (s, current, ask) = cache.states(&id, rev(2, &d1), now);
+        assert_eq!((s.len(), current, ask), (2, true, None));
         assert_eq!(s["P/a"].generation, 3);
         let mut changed: Vec<String> = cache.take_changed().into_iter().collect();
         changed.sort();
@@ -249,30 +250,30 @@ mod tests {
         // a moves, b goes: revision 4; only the changes after 2 are asked for.
         let a2 = entry("P/a", 4, 'c');
         let d2 = digest(&[&a2]);
-        assert_eq!(cache.states(&id, rev(4, &d2), now).1, Some(2));
+        assert_eq!(cache.states(&id, rev(4, &d2), now).2, Some(2));
         let gone = StateEntry {
             repo: "P/b".into(),
             ..Default::default()
         };
         assert!(cache.apply(&id, 2, answer(4, &d2, vec![a2, gone])));
-        let (s2, ask) = cache.states(&id, rev(4, &d2), now);
+        let (s2, _, ask) = cache.states(&id, rev(4, &d2), now);
         assert_eq!(ask, None);
         assert_eq!(s2.len(), 1);
         assert_eq!(s2["P/a"].generation, 4);
         // The earlier map, still held by an earlier view, is as it was.
         assert_eq!(s["P/a"].generation, 3);
         // Another incarnation's answer is not taken; a wrong digest sends it back to 0.
-        assert_eq!(cache.states(&id, rev(5, &d2), now).1, Some(4));
+        assert_eq!(cache.states(&id, rev(5, &d2), now).2, Some(4));
         let mut other = answer(5, &d2, vec![]);
         other.generation = 8;
         assert!(!cache.apply(&id, 4, other));
-        assert_eq!(cache.states(&id, rev(5, &d2), now).1, Some(4));
+        assert_eq!(cache.states(&id, rev(5, &d2), now).2, Some(4));
         assert!(!cache.apply(&id, 4, answer(5, &d1, vec![])));
-        assert_eq!(cache.states(&id, rev(5, &d2), now).1, Some(0));
+        assert_eq!(cache.states(&id, rev(5, &d2), now).2, Some(0));
         // A failed request is retried only after a pause.
         cache.failed(&id, now);
-        assert_eq!(cache.states(&id, rev(5, &d2), now).1, None);
-        assert_eq!(cache.states(&id, rev(5, &d2), now + RETRY).1, Some(0));
+        assert_eq!(cache.states(&id, rev(5, &d2), now).2, None);
+        assert_eq!(cache.states(&id, rev(5, &d2), now + RETRY).2, Some(0));
     }
 
     #[test]

@@ -30,8 +30,10 @@ pub struct MemberView {
     pub last_gossip_ms: Option<u64>,
     /// Gossip (and farm TLS) address.
     pub gossip: Option<SocketAddr>,
-    /// Its state of each repository (shared with the gossip cache: copied only when changed).
+    /// Its state of each repository (shared with the states cache: copied only when changed).
     pub repo_states: RepoStates,
+    /// Whether `repo_states` are as its gossip says they are now (false while being asked for).
+    pub states_current: bool,
 }
 
 #[cfg(test)]
@@ -53,6 +55,7 @@ impl MemberView {
             last_gossip_ms: None,
             gossip: None,
             repo_states: repo_states.into_iter().collect(),
+            states_current: true,
         }
     }
 }
@@ -128,6 +131,7 @@ pub fn build_view(
         view.members.push(MemberView {
             gossip: m.gossip,
             repo_states: m.states,
+            states_current: m.states_current,
             this_node: m.node_id == me,
             last_gossip_ms: (m.node_id == me).then_some(0),
             node_id: m.node_id,
@@ -187,6 +191,7 @@ mod tests {
             is_lb: false,
             gossip: None,
             states: RepoStates::default(),
+            states_current: true,
         }
     }
 
