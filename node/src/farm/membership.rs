@@ -20,6 +20,9 @@ use crate::store::now_ms;
 const REFRESH: Duration = Duration::from_millis(250);
 /// The longest time between two passes over every repository when nothing seems to change.
 const FULL_PASS: Duration = Duration::from_secs(5);
+/// The shortest time between two readings of the node's state word and staleness over every
+/// repository (the refresh tick brings a change in within it and a tick).
+const STATE_EVERY: Duration = Duration::from_millis(200);
 /// How often the published clock is refreshed (ms); it is for skew warnings only.
 const CLOCK_EVERY_MS: u64 = 500;
 
@@ -79,6 +82,7 @@ pub async fn run(
     let mut last_full = started.checked_sub(FULL_PASS).unwrap_or(started);
     let mut last_members: Vec<String> = Vec::new();
     let mut state_and_stale = (shared.node_state(), shared.stale_since_ms());
+    let (mut state_at, mut state_dirty) = (std::time::Instant::now(), false);
     let mut heartbeats = crate::farm::heartbeats::Heartbeats::default();
     loop {
         // Event-driven: a local sync staged or flipped a state, or gossip brought news (a new
@@ -92,9 +96,13 @@ pub async fn run(
         }
         let changed = shared.take_changed();
         let due = changed.all || last_full.elapsed() >= FULL_PASS;
-        if due || !changed.repos.is_empty() {
-            // Both read every repository: only when one changed (or now and then).
+        state_dirty |= !changed.repos.is_empty();
+        if due || (state_dirty && state_at.elapsed() >= STATE_EVERY) {
+            // Both read every repository: only after one changed, at most every STATE_EVERY
+            // (a sync of many repositories changes some in every round), and now and then.
             state_and_stale = (shared.node_state(), shared.stale_since_ms());
+            state_at = std::time::Instant::now();
+            state_dirty = false;
         }
         let (state, stale_since) = state_and_stale;
         let mut asks: Vec<(ChitchatId, u64)> = Vec::new();
