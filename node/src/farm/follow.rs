@@ -125,7 +125,7 @@ impl Follow {
                 let before = self.leaders.insert(id.clone(), leader.to_owned());
                 if before.is_some_and(|b| b != leader) && leader == me {
                     tracing::info!(repo = %id, "leading this repository now: syncing from the upstream");
-                    sync.trigger(crate::sync::scheduler::Trigger::Repo(id.clone()));
+                    sync.trigger(crate::sync::scheduler::Trigger::Takeover(id.clone()));
                     continue;
                 }
             }

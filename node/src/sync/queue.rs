@@ -23,6 +23,13 @@ impl Queue {
         }
     }
 
+    /// Queues `id` ahead of the periodic syncs (a repository this node has just come to lead).
+    pub fn push_front(&mut self, id: RepoId) {
+        // A later copy in `order` is skipped by `pop` once this one is taken.
+        self.queued.insert(id.clone());
+        self.order.push_front(id);
+    }
+
     /// Takes `id` out (it starts now, or is no longer mirrored).
     pub fn remove(&mut self, id: &RepoId) {
         // Left in `order`: `pop` skips what is no longer queued.
@@ -73,5 +80,14 @@ mod tests {
         assert_eq!(q.pop(), None);
         assert!(q.is_empty());
         assert_eq!((background_limit(1), background_limit(4)), (1, 3));
+        // A takeover goes first, once, even when it was queued already.
+        for r in ["a", "b"] {
+            q.push(id(r));
+        }
+        q.push_front(id("b"));
+        q.push_front(id("t"));
+        assert_eq!(q.len(), 3);
+        let order: Vec<RepoId> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(order, [id("t"), id("b"), id("a")]);
     }
 }

@@ -30,6 +30,10 @@ pub enum Trigger {
     Repo(RepoId),
     /// A client asked this node to sync one repository: also passed on to whoever fetches it.
     Requested(RepoId),
+    /// Sync one repository in a background place, ahead of the periodic syncs: catching up on
+    /// one this node has come to lead (a member left). Hundreds come at once when a member
+    /// leaves; they must not take the place a push's sync needs.
+    Takeover(RepoId),
 }
 
 /// Sends triggers to the scheduler; cheap to clone.
@@ -133,6 +137,12 @@ pub async fn run(
                 Trigger::Requested(id) => {
                     s.coordinator.requested(&id);
                     s.start(id);
+                }
+                Trigger::Takeover(id) => {
+                    if !s.running.contains(&id) {
+                        s.queue.push_front(id);
+                        s.fill();
+                    }
                 }
             },
             Some(done) = s.tasks.join_next_with_id(), if !s.tasks.is_empty() => {
