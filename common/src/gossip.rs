@@ -2,7 +2,7 @@
 //! new value reaches the members within a round or two; what must travel faster — a staged state,
 //! a sync passed on — goes over the farm channel; at rest a member sends a few KB/s, whatever the
 //! repository count, since gossip carries no per-repository keys) and a failure detector tuned so a stopped
-//! member is declared dead in 1–4 s (chitchat's defaults take ~20 s) while a member whose
+//! member is declared dead within 3 s (chitchat's defaults take ~20 s) while a member whose
 //! gossip stalls for less than that (a busy machine) is not; and the key that marks a load
 //! balancer.
 
@@ -34,11 +34,10 @@ pub fn chitchat_config(id: &str, addr: SocketAddr, seeds: &[String]) -> Chitchat
         failure_detector_config: FailureDetectorConfig {
             // phi = silence / (mean heartbeat interval × ln 10). chitchat bumps a member's
             // heartbeat on every gossip message it handles, so with 100 ms rounds another member's
-            // heartbeat moves every ~50 ms in a farm of 2, ~25 ms in a farm of 3, ~15 ms in larger
-            // ones: 30 means about 3.5 s, 1.7 s, 1 s of silence — dead within 4 s, and a stall
-            // shorter than that (a member busy right after a restart, say) is not a death: a
-            // false death moves the leadership of a third of the repositories twice.
-            phi_threshold: 30.0,
+            // heartbeat moves every ~25–50 ms: 20 means 1.2–2.3 s of silence — dead within 3 s
+            // (the contract), and a shorter stall (a member busy right after a restart, say) is
+            // not a death: a false death moves the leadership of a third of the repositories twice.
+            phi_threshold: 20.0,
             sampling_window_size: 100,
             max_interval: Duration::from_secs(2),
             // The prior for a member with few samples yet: one gossip round.

@@ -104,6 +104,10 @@ pub struct StatesAnswer {
     pub rev: u64,
     /// The digest of all its states at `rev`.
     pub digest: String,
+    /// Whether `states` are all of them (what they do not list is gone): asked with `since`
+    /// 0, or with a revision this incarnation never reached.
+    #[serde(default)]
+    pub full: bool,
     /// Every state changed after `since` (all of them when `since` is 0), gone ones included.
     pub states: Vec<StateEntry>,
 }

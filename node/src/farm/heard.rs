@@ -91,10 +91,14 @@ impl Heard {
                 return false;
             }
             let gossip = (staged, served);
-            match &w.gossip_then {
-                None => w.gossip_then = Some(gossip),
-                Some(then) if *then != gossip => return false,
-                Some(_) => {}
+            // What the member's states showed when the word came counts only once they are
+            // current (before, they may be empty for a while: a member just joined).
+            if m.states_current {
+                match &w.gossip_then {
+                    None => w.gossip_then = Some(gossip),
+                    Some(then) if *then != gossip => return false,
+                    Some(_) => {}
+                }
             }
             // The gossip cache's map is shared: this view gets its own copy.
             let s = m.repo_states.entry(repo.clone()).or_default();
@@ -228,5 +232,28 @@ mod tests {
             Some("h4")
         );
         assert!(heard.is_empty());
+    }
+
+    #[test]
+    fn a_word_heard_before_the_members_states_came_survives_their_arrival() {
+        let (mut heard, t0) = (Heard::default(), Instant::now());
+        heard.record("b", "P/r", Word::new("h2".into(), None, 1, t0));
+        // b's states are still being asked for: empty, not current.
+        let mut v = view();
+        v.members[1].repo_states = Default::default();
+        v.members[1].states_current = false;
+        heard.apply(&mut v, t0);
+        assert_eq!(
+            v.members[1].repo_states["P/r"].staged_hash.as_deref(),
+            Some("h2")
+        );
+        // They come (older than the word): the word still counts.
+        let mut v = view();
+        heard.apply(&mut v, t0);
+        assert_eq!(
+            v.members[1].repo_states["P/r"].staged_hash.as_deref(),
+            Some("h2")
+        );
+        assert_eq!(heard.len(), 1);
     }
 }

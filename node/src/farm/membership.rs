@@ -129,7 +129,9 @@ pub async fn run(
                 } else {
                     o.publish_some(&repos, changed.repos.iter())
                 };
-                if moved {
+                // Announced at once (revision 0 included): a member without it counts as just
+                // started, its states not known yet.
+                if moved || own.get(keys::STATES).is_none() {
                     o.announce(own);
                 }
                 o.map()
@@ -241,7 +243,7 @@ fn ask_states(this: &Arc<Farm>, id: ChitchatId, since: u64, mut shutdown: watch:
         let mut cache = this.states.lock();
         match answer {
             Ok(a) => {
-                cache.apply(&id, since, a);
+                cache.apply(&id, since, a, std::time::Instant::now());
             }
             Err(e) => {
                 tracing::warn!(node = %id.node_id, error = %e, "cannot read a member's ref states");

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chitchat::NodeState;
-use mirrorfarm_common::farm::states::{StateEntry, StatesAnswer, StatesDigest};
+use mirrorfarm_common::farm::states::{StatesAnswer, StatesDigest};
 
 use crate::farm::keys::{self, StatesRev};
 use crate::farm::repo_states::{RepoState, RepoStates};
@@ -28,6 +28,35 @@ pub struct OwnStates {
     map: RepoStates,
     /// This incarnation's gossip generation.
     generation: u64,
+}
+
+/// An answer to a peer: the changes, or everything (listed from a [`Snapshot`]).
+pub enum Answer {
+    /// The changes after the revision asked.
+    Changes(StatesAnswer),
+    /// Everything.
+    All(Snapshot),
+}
+
+/// Every state published at one revision.
+pub struct Snapshot {
+    map: RepoStates,
+    rev: u64,
+    digest: StatesDigest,
+    generation: u64,
+}
+
+impl Snapshot {
+    /// The full answer.
+    pub fn answer(&self) -> StatesAnswer {
+        StatesAnswer {
+            generation: self.generation,
+            rev: self.rev,
+            digest: self.digest.hex(),
+            full: true,
+            states: self.map.iter().map(|(r, s)| s.entry(r)).collect(),
+        }
+    }
 }
 
 /// What `e` publishes (`None`: nothing, the repository is gone).
@@ -107,22 +136,38 @@ impl OwnStates {
     /// Every state changed after revision `since` (all of them for 0, or for a revision this
     /// incarnation never reached).
     pub fn since(&self, since: u64) -> StatesAnswer {
-        let since = if since > self.rev { 0 } else { since };
-        let states: Vec<StateEntry> = self
+        match self.answer(since) {
+            Answer::Changes(a) => a,
+            Answer::All(snapshot) => snapshot.answer(),
+        }
+    }
+
+    /// The states changed after revision `since`, or — for a full answer — a snapshot to list
+    /// them from outside the lock (a copy of a persistent map: constant time).
+    pub fn answer(&self, since: u64) -> Answer {
+        if since == 0 || since > self.rev {
+            return Answer::All(Snapshot {
+                map: self.map.clone(),
+                rev: self.rev,
+                digest: self.digest,
+                generation: self.generation,
+            });
+        }
+        let states = self
             .by_rev
             .range(since + 1..)
             .filter_map(|(_, id)| {
                 let (s, _) = self.published.get(id)?;
-                // A full answer leaves the gone ones out: what it does not list is gone.
-                (since > 0 || *s != RepoState::default()).then(|| s.entry(&id.to_string()))
+                Some(s.entry(&id.to_string()))
             })
             .collect();
-        StatesAnswer {
+        Answer::Changes(StatesAnswer {
             generation: self.generation,
             rev: self.rev,
             digest: self.digest.hex(),
+            full: false,
             states,
-        }
+        })
     }
 
     /// Publishes `id`'s entry (`None`: it is gone); true when its state changed.
@@ -180,7 +225,7 @@ mod tests {
             };
             let (_, _, ask) = peer.states(&id, Some(published), now);
             let since = ask.expect("the peer asks");
-            assert!(peer.apply(&id, since, own.since(since)));
+            assert!(peer.apply(&id, since, own.since(since), now));
             let (held, current, ask) = peer.states(&id, Some(published), now);
             assert_eq!((current, ask), (true, None));
             held

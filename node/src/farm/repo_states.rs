@@ -72,10 +72,30 @@ impl RepoState {
 #[derive(Default)]
 struct Cached {
     rev: u64,
+    /// The XOR of `parts`: what the member's digest must be at `rev`.
     digest: StatesDigest,
+    /// Each repository's part of the digest as received (also for an entry left out of
+    /// `states` because it did not parse, so the digests still agree).
+    parts: HashMap<String, [u8; 32]>,
     states: RepoStates,
     asking: bool,
+    /// Requests that failed or answers that were not usable, in a row.
+    failures: u32,
     failed_at: Option<Instant>,
+}
+
+impl Cached {
+    /// The pause before asking again after `failures` failures in a row: 1 s, doubling, at most
+    /// a minute.
+    fn pause(&self) -> Duration {
+        RETRY * 2u32.pow(self.failures.saturating_sub(1).min(6))
+    }
+
+    fn fail(&mut self, now: Instant) {
+        self.asking = false;
+        self.failures = self.failures.saturating_add(1);
+        self.failed_at = Some(now);
+    }
 }
 
 /// Members' states, by incarnation.
@@ -87,10 +107,12 @@ pub struct StatesCache {
 }
 
 impl StatesCache {
-    /// `id`'s states as held here, whether they are as its gossip (`published`) says, and —
-    /// when they lag behind and no request is out — the revision to ask it for changes after
-    /// (the caller asks, then hands the answer to [`StatesCache::apply`] or reports
-    /// [`StatesCache::failed`]).
+    /// `id`'s states as held here; whether they may be taken as its current states (false while
+    /// they lag behind its gossip, `published`, and no request for them has failed yet — after a
+    /// failure they count for what they are); and — when they lag behind and no request is out
+    /// — the revision to ask it for changes after (the caller asks, then hands the answer to
+    /// [`StatesCache::apply`] or reports [`StatesCache::failed`]). A member that publishes no
+    /// revision yet (it just started) lags behind.
     pub fn states(
         &mut self,
         id: &ChitchatId,
@@ -98,90 +120,96 @@ impl StatesCache {
         now: Instant,
     ) -> (RepoStates, bool, Option<u64>) {
         let c = self.members.entry(id.clone()).or_default();
-        let behind = published.is_some_and(|p| {
-            p.rev > c.rev || (p.rev == c.rev && p.digest != c.digest && p.rev > 0)
-        });
+        // (Gossip showing an earlier revision than held here only lags behind an answer.)
+        let behind =
+            published.is_none_or(|p| p.rev > c.rev || (p.rev == c.rev && p.digest != c.digest));
         let waited = c
             .failed_at
-            .is_none_or(|t| now.saturating_duration_since(t) >= RETRY);
-        let ask = (behind && !c.asking && waited).then(|| {
-            c.asking = true;
-            // Same revision, another digest: this copy went wrong somewhere; read it all again.
-            if published.is_some_and(|p| p.rev == c.rev) {
-                0
-            } else {
-                c.rev
+            .is_none_or(|t| now.saturating_duration_since(t) >= c.pause());
+        let ask = match published {
+            Some(p) if behind && !c.asking && waited => {
+                c.asking = true;
+                // Ahead of the member, or the same revision with another digest: this copy went
+                // wrong somewhere; read it all again.
+                Some(if p.rev > c.rev { c.rev } else { 0 })
             }
-        });
-        (c.states.clone(), !behind, ask)
+            _ => None,
+        };
+        let current = !behind || c.failures > 0;
+        (c.states.clone(), current, ask)
     }
 
     /// Applies `id`'s answer to a request for changes after `since`; false when it was not
     /// usable (another incarnation answered, or the result does not match its digest: the next
-    /// request reads everything again).
-    pub fn apply(&mut self, id: &ChitchatId, since: u64, a: StatesAnswer) -> bool {
+    /// request, after a pause, reads everything again).
+    pub fn apply(&mut self, id: &ChitchatId, since: u64, a: StatesAnswer, now: Instant) -> bool {
         let Some(c) = self.members.get_mut(id) else {
             return false;
         };
-        c.asking = false;
-        if a.generation != id.generation_id || a.rev < c.rev {
+        let full = since == 0 || a.full;
+        if a.generation != id.generation_id || (!full && a.rev < c.rev) {
+            c.fail(now);
             return false;
         }
-        if since == 0 {
-            // A full answer: whatever is not in it is gone.
+        c.asking = false;
+        if full {
+            // Whatever a full answer does not list is gone.
             let listed: HashSet<&str> = a.states.iter().map(|e| e.repo.as_str()).collect();
             let gone: Vec<String> = c
-                .states
+                .parts
                 .keys()
+                .chain(c.states.keys())
                 .filter(|r| !listed.contains(r.as_str()))
                 .cloned()
                 .collect();
             for repo in gone {
-                c.states.remove(&repo);
-                self.changed.insert(repo);
+                c.parts.remove(&repo);
+                if c.states.remove(&repo).is_some() {
+                    self.changed.insert(repo);
+                }
             }
             c.digest = StatesDigest::default();
-            for (repo, s) in c.states.iter() {
-                c.digest.toggle(&s.entry(repo).digest_part());
+            for part in c.parts.values() {
+                c.digest.toggle(part);
             }
         }
         for e in &a.states {
-            if crate::names::RepoId::parse(&e.repo).is_err() {
-                continue;
+            if let Some(old) = c.parts.remove(&e.repo) {
+                c.digest.toggle(&old);
             }
-            let new = RepoState::from_entry(e);
-            let old = c.states.get(&e.repo);
-            if old == new.as_ref() {
-                continue;
+            if !e.is_gone() {
+                let part = e.digest_part();
+                c.digest.toggle(&part);
+                c.parts.insert(e.repo.clone(), part);
             }
-            if let Some(o) = old {
-                c.digest.toggle(&o.entry(&e.repo).digest_part());
+            let new = crate::names::RepoId::parse(&e.repo)
+                .ok()
+                .and_then(|_| RepoState::from_entry(e));
+            if c.states.get(&e.repo) == new.as_ref() {
+                continue;
             }
             match new {
-                Some(n) => {
-                    c.digest.toggle(&n.entry(&e.repo).digest_part());
-                    c.states.insert(e.repo.clone(), n);
-                }
-                None => {
-                    c.states.remove(&e.repo);
-                }
-            }
+                Some(n) => c.states.insert(e.repo.clone(), n),
+                None => c.states.remove(&e.repo),
+            };
             self.changed.insert(e.repo.clone());
         }
-        let matches = StatesDigest::parse(&a.digest) == Some(c.digest);
-        // A copy that does not match is read again in full at the next chance.
-        c.rev = if matches { a.rev } else { 0 };
-        if !matches {
+        if StatesDigest::parse(&a.digest) != Some(c.digest) {
             tracing::warn!(node = %id.node_id, "a member's states did not match its digest: reading them all again");
+            c.rev = 0;
+            c.fail(now);
+            return false;
         }
-        matches
+        c.rev = a.rev;
+        c.failures = 0;
+        c.failed_at = None;
+        true
     }
 
-    /// A request to `id` failed: asked again after [`RETRY`].
+    /// A request to `id` failed: asked again after a pause.
     pub fn failed(&mut self, id: &ChitchatId, now: Instant) {
         if let Some(c) = self.members.get_mut(id) {
-            c.asking = false;
-            c.failed_at = Some(now);
+            c.fail(now);
         }
     }
 
@@ -217,14 +245,32 @@ mod tests {
         d.hex()
     }
 
+    fn rev(rev: u64, d: &str) -> Option<StatesRev> {
+        StatesDigest::parse(d).map(|digest| StatesRev { rev, digest })
+    }
+
+    fn answer(rev: u64, digest: &str, states: Vec<StateEntry>) -> StatesAnswer {
+        StatesAnswer {
+            generation: 7,
+            rev,
+            digest: digest.into(),
+            full: false,
+            states,
+        }
+    }
+
+    fn id() -> ChitchatId {
+        ChitchatId::new("n1", 7, "127.0.0.1:1".parse().expect("addr"))
+    }
+
     #[test]
     fn the_cache_asks_when_the_revision_moves_and_follows_the_changes() {
-        let id = ChitchatId::new("n1", 7, "127.0.0.1:1".parse().expect("addr"));
-        let now = Instant::now();
+        let (id, now) = (id(), Instant::now());
         let mut cache = StatesCache::default();
+        // No revision published yet (it just started): not current, nothing to ask.
+        assert!(!cache.states(&id, None, now).1);
         let (a, b) = (entry("P/a", 3, 'a'), entry("P/b", 1, 'b'));
         let d1 = digest(&[&a, &b]);
-        let rev = |rev, d: &str| StatesDigest::parse(d).map(|digest| StatesRev { rev, digest });
         // Gossip says revision 2: ask for everything, once.
         let (s, current, ask) = cache.states(&id, rev(2, &d1), now);
         assert!(s.is_empty() && !current);
@@ -234,13 +280,7 @@ mod tests {
             None,
             "one request out"
         );
-        let answer = |rev, digest: &str, states: Vec<StateEntry>| StatesAnswer {
-            generation: 7,
-            rev,
-            digest: digest.into(),
-            states,
-        };
-        assert!(cache.apply(&id, 0, answer(2, &d1, vec![a.clone(), b.clone()])));
+        assert!(cache.apply(&id, 0, answer(2, &d1, vec![a.clone(), b.clone()]), now));
         let (s, current, ask) = cache.states(&id, rev(2, &d1), now);
         assert_eq!((s.len(), current, ask), (2, true, None));
         assert_eq!(s["P/a"].generation, 3);
@@ -255,25 +295,56 @@ mod tests {
             repo: "P/b".into(),
             ..Default::default()
         };
-        assert!(cache.apply(&id, 2, answer(4, &d2, vec![a2, gone])));
+        assert!(cache.apply(&id, 2, answer(4, &d2, vec![a2, gone]), now));
         let (s2, _, ask) = cache.states(&id, rev(4, &d2), now);
         assert_eq!(ask, None);
         assert_eq!(s2.len(), 1);
         assert_eq!(s2["P/a"].generation, 4);
         // The earlier map, still held by an earlier view, is as it was.
         assert_eq!(s["P/a"].generation, 3);
-        // Another incarnation's answer is not taken; a wrong digest sends it back to 0.
-        assert_eq!(cache.states(&id, rev(5, &d2), now).2, Some(4));
-        let mut other = answer(5, &d2, vec![]);
+        // Gossip lagging behind what an answer brought is not a reason to ask.
+        assert_eq!(cache.states(&id, rev(3, &d1), now).2, None);
+    }
+
+    #[test]
+    fn unusable_answers_and_failures_are_asked_again_after_a_growing_pause() {
+        let (id, now) = (id(), Instant::now());
+        let mut cache = StatesCache::default();
+        let a = entry("P/a", 3, 'a');
+        let d = digest(&[&a]);
+        assert_eq!(cache.states(&id, rev(5, &d), now).2, Some(0));
+        // Another incarnation answered: not taken, asked again only after a pause.
+        let mut other = answer(5, &d, vec![a.clone()]);
         other.generation = 8;
-        assert!(!cache.apply(&id, 4, other));
-        assert_eq!(cache.states(&id, rev(5, &d2), now).2, Some(4));
-        assert!(!cache.apply(&id, 4, answer(5, &d1, vec![])));
-        assert_eq!(cache.states(&id, rev(5, &d2), now).2, Some(0));
-        // A failed request is retried only after a pause.
-        cache.failed(&id, now);
-        assert_eq!(cache.states(&id, rev(5, &d2), now).2, None);
-        assert_eq!(cache.states(&id, rev(5, &d2), now + RETRY).2, Some(0));
+        assert!(!cache.apply(&id, 0, other, now));
+        assert_eq!(cache.states(&id, rev(5, &d), now).2, None);
+        assert_eq!(cache.states(&id, rev(5, &d), now + RETRY).2, Some(0));
+        // A result that does not match the digest: not taken, the pause doubles; the states
+        // held count for what they are once a request failed (so the member is not followed
+        // blindly).
+        let wrong = digest(&[&entry("P/a", 9, 'f')]);
+        assert!(!cache.apply(&id, 0, answer(5, &wrong, vec![a.clone()]), now));
+        let (_, current, ask) = cache.states(&id, rev(5, &d), now + RETRY);
+        assert_eq!((current, ask), (true, None));
+        let later = now + 2 * RETRY;
+        assert_eq!(cache.states(&id, rev(5, &d), later).2, Some(0));
+        cache.failed(&id, later);
+        assert_eq!(cache.states(&id, rev(5, &d), later + 3 * RETRY).2, None);
+        assert_eq!(cache.states(&id, rev(5, &d), later + 4 * RETRY).2, Some(0));
+        // An entry that does not parse is left out of the map but counts in the digest.
+        let mut bad = entry("P/b", 1, 'b');
+        bad.staged_head = Some("refs/tags/v1".into());
+        let d2 = digest(&[&a, &bad]);
+        assert!(cache.apply(&id, 0, answer(6, &d2, vec![a, bad]), later));
+        let (s, current, ask) = cache.states(&id, rev(6, &d2), later);
+        assert_eq!((s.len(), current, ask), (1, true, None));
+        // A full answer to a delta request (the member did not know the revision) is taken as
+        // full: what it does not list is gone.
+        assert_eq!(cache.states(&id, rev(7, &digest(&[])), later).2, Some(6));
+        let mut full = answer(7, &digest(&[]), vec![]);
+        full.full = true;
+        assert!(cache.apply(&id, 6, full, later));
+        assert!(cache.states(&id, rev(7, &digest(&[])), later).0.is_empty());
     }
 
     #[test]

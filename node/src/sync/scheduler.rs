@@ -139,7 +139,10 @@ pub async fn run(
                     s.start(id);
                 }
                 Trigger::Takeover(id) => {
-                    if !s.running.contains(&id) {
+                    if s.running.contains(&id) {
+                        // Synced again from the upstream once the running sync is done.
+                        s.pending.insert(id);
+                    } else {
                         s.queue.push_front(id);
                         s.fill();
                     }

@@ -6,7 +6,10 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 
-use super::{require_node, Channel, Peer};
+use axum::http::StatusCode;
+
+use super::{refuse, require_node, Channel, Peer};
+use crate::farm::own_states::Answer;
 
 /// The query.
 #[derive(Debug, Deserialize)]
@@ -26,6 +29,14 @@ pub async fn states(
     if let Err(r) = require_node(&peer) {
         return r.into_response();
     }
-    let answer = c.farm.own_states.lock().since(q.since);
-    Json(answer).into_response()
+    let answer = c.farm.own_states.lock().answer(q.since);
+    match answer {
+        Answer::Changes(a) => Json(a).into_response(),
+        // Listing every state is the blocking pool's work.
+        Answer::All(snapshot) => match tokio::task::spawn_blocking(move || snapshot.answer()).await
+        {
+            Ok(a) => Json(a).into_response(),
+            Err(_) => refuse(StatusCode::INTERNAL_SERVER_ERROR, "cannot list the states"),
+        },
+    }
 }
