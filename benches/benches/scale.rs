@@ -141,6 +141,7 @@ fn run(n: usize) -> Figures {
     let g1: Vec<f64> = nodes.iter().map(gossip_sent).collect();
     let rest_cpu_pct = c0.iter().zip(&c1).map(|(a, b)| b - a).fold(0.0, f64::max) / secs * 100.0;
     let gossip_bps = g0.iter().zip(&g1).map(|(a, b)| b - a).fold(0.0, f64::max) / secs;
+    eprintln!("scale {n}: at rest: own CPU {rest_cpu_pct:.2} %, gossip sent {gossip_bps:.0} B/s");
     // A full reconcile of n unchanged repositories: how long, and our own CPU (the busiest
     // member's) per repository.
     let before = syncs(&nodes);
@@ -162,6 +163,10 @@ fn run(n: usize) -> Figures {
     let ready_bytes = bytes_of(&nodes[0], "/rest/mirroring/latest/ready");
     let page_bytes = bytes_of(&nodes[0], "/rest/mirroring/latest/repos?start=0&limit=100");
     let rss = pids.iter().map(|p| rss_mb(*p)).fold(0.0, f64::max);
+    eprintln!(
+        "scale {n}: reconcile {reconcile_s:.1} s, {reconcile_cpu_ms:.2} ms own CPU per repository; \
+         /status {status_bytes} B, ready {ready_bytes} B, page {page_bytes} B; RSS {rss:.0} MB"
+    );
 
     // A member restarts: ready again (serving its last state) how soon?
     nodes[2].stop();
@@ -169,6 +174,7 @@ fn run(n: usize) -> Figures {
     nodes[2].spawn();
     wait_ready(&[&nodes[2]], n, limit);
     let restart_s = t.elapsed().as_secs_f64();
+    eprintln!("scale {n}: a member restarted, ready in {restart_s:.1} s");
     let refs: Vec<&Node> = nodes.iter().collect();
     wait_ready(&refs, n, limit);
 

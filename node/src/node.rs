@@ -18,7 +18,6 @@ use crate::farm::{channel, Farm};
 use crate::gitcmd::{self, GitError};
 use crate::home::{Home, HomeError};
 use crate::identity::{Identity, IdentityError};
-use crate::mirror_repo::MirrorRepo;
 use crate::names::RepoId;
 use crate::serve::router::{router, AppState};
 use crate::serve::{ssh, Serving};
@@ -443,7 +442,8 @@ async fn join_farm(
     ))
 }
 
-/// Opens the store, loads the identity and the repository records, and cleans up after a crash.
+/// Opens the store, loads the identity and the repository records (cleaning up after a crash
+/// waits for each repository's first sync: [`crate::sync::recover`]).
 fn open_state(home: &Home) -> Result<(Store, Identity, BTreeMap<RepoId, RepoEntry>), NodeError> {
     let store = Store::open(&home.data_dir())?;
     let identity = Identity::load_or_create(home, &store)?;
@@ -453,16 +453,6 @@ fn open_state(home: &Home) -> Result<(Store, Identity, BTreeMap<RepoId, RepoEntr
             tracing::warn!(key, "ignoring a stored repository with an invalid name");
             continue;
         };
-        let repo = MirrorRepo::new(home.repos_dir().join(id.rel_path()));
-        match repo.recover() {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::info!(repo = %id, removed = n, "cleaned up after an interrupted sync")
-            }
-            Err(e) => {
-                tracing::warn!(repo = %id, error = %e, "cleanup after an interrupted sync failed")
-            }
-        }
         repos.insert(
             id,
             RepoEntry {

@@ -29,6 +29,9 @@ pub struct RepoEntry {
     /// Since when (Unix ms) this node has held a newer state than the one it serves (staged,
     /// waiting for the farm's flip); none while it serves the newest state it holds.
     pub behind_since_ms: Option<i64>,
+    /// What an interrupted sync may have left in its directory was cleaned up by this process
+    /// (done before its first sync here, not at startup: a restart does not walk every mirror).
+    pub recovered: bool,
 }
 
 impl RepoEntry {

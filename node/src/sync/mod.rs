@@ -7,5 +7,6 @@ pub mod notify;
 pub mod publish;
 pub mod queue;
 pub mod record;
+pub mod recover;
 pub mod scheduler;
 pub mod transport;

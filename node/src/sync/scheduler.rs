@@ -371,6 +371,7 @@ impl Scheduler {
                 }
             }
             let repo = MirrorRepo::new(shared.repo_path(&id));
+            crate::sync::recover::once(&shared, &id, &repo).await;
             // In a farm, only the repository's leader fetches from the upstream; the others take
             // the state the leader staged from it.
             let source = coordinator.source(&id);
