@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use crate::gitcmd::{self, GitError};
 use crate::names::RefName;
-use crate::packed_refs::{self, RefMap, RefValue};
+use crate::packed_refs::{self, RefMap};
+
+mod refs;
+pub use refs::RefSets;
 
 /// Hidden namespace: not advertised to clients (`uploadpack.hideRefs`).
 pub const HIDDEN: &str = "refs/mirrorfarm/";
@@ -70,6 +73,17 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RepoError + '_ {
 
 const LOCAL: Duration = Duration::from_secs(600);
 
+/// Runs `f` (file work on the repository at `path`) on the blocking pool: one trip for several
+/// file operations rather than one each.
+async fn blocking<T: Send + 'static>(
+    path: &Path,
+    f: impl FnOnce() -> Result<T, RepoError> + Send + 'static,
+) -> Result<T, RepoError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io(path)(std::io::Error::other(e)))?
+}
+
 /// A bare mirror repository.
 #[derive(Debug, Clone)]
 pub struct MirrorRepo {
@@ -93,14 +107,21 @@ impl MirrorRepo {
     /// Creates it (in a temporary directory renamed into place, so a half-made repository never
     /// appears) with the node's settings.
     pub async fn create(&self) -> Result<(), RepoError> {
-        let parent = self.path.parent().expect("repository paths have a parent");
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(io(parent))?;
+        let parent = self
+            .path
+            .parent()
+            .expect("repository paths have a parent")
+            .to_owned();
         let tmp = self.path.with_extension("git.creating");
-        if tmp.exists() {
-            tokio::fs::remove_dir_all(&tmp).await.map_err(io(&tmp))?;
-        }
+        let t = tmp.clone();
+        blocking(&self.path, move || {
+            std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+            match std::fs::remove_dir_all(&t) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&t)(e)),
+                _ => Ok(()),
+            }
+        })
+        .await?;
         let args = [
             OsStr::new("init"),
             OsStr::new("--bare"),
@@ -108,21 +129,14 @@ impl MirrorRepo {
             tmp.as_os_str(),
         ];
         gitcmd::run(None, args, &[], None, LOCAL).await?;
-        tokio::fs::write(tmp.join("config"), CONFIG)
-            .await
-            .map_err(io(&tmp))?;
-        for f in ["description", "hooks"] {
-            let p = tmp.join(f);
-            let _ = if p.is_dir() {
-                tokio::fs::remove_dir_all(&p).await
-            } else {
-                tokio::fs::remove_file(&p).await
-            };
-        }
-        tokio::fs::rename(&tmp, &self.path)
-            .await
-            .map_err(io(&self.path))?;
-        Ok(())
+        let path = self.path.clone();
+        blocking(&self.path, move || {
+            std::fs::write(tmp.join("config"), CONFIG).map_err(io(&tmp))?;
+            let _ = std::fs::remove_file(tmp.join("description"));
+            let _ = std::fs::remove_dir_all(tmp.join("hooks"));
+            std::fs::rename(&tmp, &path).map_err(io(&path))
+        })
+        .await
     }
 
     /// Removes what a killed process can leave behind: stale lock files, temporary packs and
@@ -157,110 +171,6 @@ impl MirrorRepo {
             }
         }
         Ok(removed)
-    }
-
-    /// Refs under `prefix` (e.g. `refs/` or [`STAGING`]), with the prefix stripped off for
-    /// [`STAGING`]; refs in the hidden namespace are left out when reading `refs/`.
-    pub async fn read_refs(&self, prefix: &str) -> Result<RefMap, RepoError> {
-        let fmt = "--format=%(objectname) %(objecttype) %(*objectname) %(*objecttype) %(refname)";
-        let out = gitcmd::run(
-            Some(&self.path),
-            ["for-each-ref", fmt, prefix],
-            &[],
-            None,
-            LOCAL,
-        )
-        .await?;
-        let text = String::from_utf8(out.stdout)
-            .map_err(|_| RepoError::Parse("non-UTF-8 ref name".into()))?;
-        let mut map = RefMap::new();
-        let mut nested = Vec::new();
-        for line in text.lines() {
-            let mut parts = line.splitn(5, ' ');
-            let (oid, otype, peeled, ptype, name) = (
-                parts.next().unwrap_or_default(),
-                parts.next().unwrap_or_default(),
-                parts.next().unwrap_or_default(),
-                parts.next().unwrap_or_default(),
-                parts.next().unwrap_or_default(),
-            );
-            let name = if prefix == STAGING {
-                format!("refs/{}", name.strip_prefix(STAGING).unwrap_or(name))
-            } else if prefix.starts_with(HIDDEN) {
-                name.to_owned()
-            } else {
-                if name.starts_with(HIDDEN) {
-                    continue;
-                }
-                name.to_owned()
-            };
-            let Some(refname) = RefName::parse(&name) else {
-                tracing::warn!(repo = %self.path.display(), refname = %name, "skipping a ref with an invalid name");
-                continue;
-            };
-            let peeled = (otype == "tag" && !peeled.is_empty()).then(|| peeled.to_owned());
-            if ptype == "tag" {
-                nested.push(refname.clone());
-            }
-            map.insert(
-                refname,
-                RefValue {
-                    oid: oid.to_owned(),
-                    peeled,
-                },
-            );
-        }
-        if !nested.is_empty() {
-            self.peel_fully(&mut map, &nested).await?;
-        }
-        Ok(map)
-    }
-
-    async fn peel_fully(&self, map: &mut RefMap, names: &[RefName]) -> Result<(), RepoError> {
-        let input: String = names
-            .iter()
-            .map(|n| format!("{}^{{}}\n", map[n].oid))
-            .collect();
-        let out = gitcmd::run(
-            Some(&self.path),
-            ["cat-file", "--batch-check=%(objectname)"],
-            &[],
-            Some(input.into_bytes()),
-            LOCAL,
-        )
-        .await?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        for (name, line) in names.iter().zip(text.lines()) {
-            if let Some(v) = map.get_mut(name) {
-                v.peeled = Some(line.trim().to_owned());
-            }
-        }
-        Ok(())
-    }
-
-    /// The object the staged upstream HEAD points to, if the upstream has one.
-    pub async fn staged_head(&self) -> Result<Option<String>, RepoError> {
-        match gitcmd::run(
-            Some(&self.path),
-            ["rev-parse", "--verify", "--quiet", STAGING_HEAD],
-            &[],
-            None,
-            LOCAL,
-        )
-        .await
-        {
-            Ok(out) => Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())),
-            Err(GitError::Status { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The branch HEAD points to (`refs/heads/…`).
-    pub async fn head_target(&self) -> Result<Option<String>, RepoError> {
-        let head = tokio::fs::read_to_string(self.path.join("HEAD"))
-            .await
-            .map_err(io(&self.path))?;
-        Ok(head.strip_prefix("ref: ").map(|s| s.trim().to_owned()))
     }
 
     /// Keeps the repository fast to serve: packs consolidated with a reachability bitmap
@@ -305,13 +215,15 @@ impl MirrorRepo {
 
     /// Makes `visible` the repository's advertised state in one atomic step, keeping `current`
     /// (the state it replaces) hidden under [`PREVIOUS`] and `previous` (the refs now under
-    /// [`PREVIOUS`], full names) under [`OLDER`], then points HEAD at `head`.
+    /// [`PREVIOUS`], full names) under [`OLDER`], then points HEAD at `head` (from
+    /// `current_head`, what it names now) — both files written on one trip to the blocking pool.
     pub async fn apply(
         &self,
         visible: &RefMap,
         current: &RefMap,
         previous: &RefMap,
         head: Option<&RefName>,
+        current_head: Option<&str>,
     ) -> Result<(), RepoError> {
         let mut hidden = RefMap::new();
         for (name, v) in current {
@@ -328,23 +240,20 @@ impl MirrorRepo {
             }
         }
         let content = packed_refs::render(visible, &hidden);
+        let new_head = head
+            .filter(|h| current_head != Some(h.as_str()))
+            .map(|h| h.as_str().to_owned());
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || packed_refs::replace(&path, &content))
-            .await
-            .map_err(|e| RepoError::Parse(format!("packed-refs writer failed: {e}")))?
-            .map_err(io(&self.path))?;
-        if let Some(h) = head {
-            if self.head_target().await?.as_deref() != Some(h.as_str()) {
-                gitcmd::run(
-                    Some(&self.path),
-                    ["symbolic-ref", "HEAD", h.as_str()],
-                    &[],
-                    None,
-                    LOCAL,
-                )
-                .await?;
+        tokio::task::spawn_blocking(move || {
+            packed_refs::replace(&path, &content)?;
+            match new_head {
+                Some(h) => packed_refs::replace_head(&path, &h),
+                None => Ok(()),
             }
-        }
+        })
+        .await
+        .map_err(|e| RepoError::Parse(format!("packed-refs writer failed: {e}")))?
+        .map_err(io(&self.path))?;
         Ok(())
     }
 }

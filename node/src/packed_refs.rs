@@ -1,4 +1,5 @@
-//! Writing a repository's whole visible ref state as one `packed-refs` file, atomically.
+//! Writing a repository's whole visible ref state as one `packed-refs` file, atomically (and
+//! HEAD, with the same lock protocol).
 //!
 //! The node never creates loose refs outside `refs/mirrorfarm/`, so the visible refs are exactly
 //! the content of `packed-refs`: replacing that file with one `rename(2)` flips every ref at once,
@@ -66,7 +67,17 @@ pub fn render(visible: &RefMap, extra: &RefMap) -> Vec<u8> {
 /// Replaces `<repo>/packed-refs` with `content` using git's lock protocol
 /// (`packed-refs.lock` created exclusively, written, synced, renamed over).
 pub fn replace(repo: &Path, content: &[u8]) -> std::io::Result<()> {
-    let lock = repo.join("packed-refs.lock");
+    replace_locked(repo, "packed-refs", content)
+}
+
+/// Points `<repo>/HEAD` at the branch `target` (`refs/heads/…`) as `git symbolic-ref HEAD`
+/// does: `HEAD.lock` created exclusively, written, synced, renamed over.
+pub fn replace_head(repo: &Path, target: &str) -> std::io::Result<()> {
+    replace_locked(repo, "HEAD", format!("ref: {target}\n").as_bytes())
+}
+
+fn replace_locked(repo: &Path, name: &str, content: &[u8]) -> std::io::Result<()> {
+    let lock = repo.join(format!("{name}.lock"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -74,7 +85,7 @@ pub fn replace(repo: &Path, content: &[u8]) -> std::io::Result<()> {
     let res = (|| {
         f.write_all(content)?;
         f.sync_all()?;
-        std::fs::rename(&lock, repo.join("packed-refs"))?;
+        std::fs::rename(&lock, repo.join(name))?;
         std::fs::File::open(repo)?.sync_all()
     })();
     if res.is_err() {

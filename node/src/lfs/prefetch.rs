@@ -17,33 +17,12 @@ use crate::names::RepoId;
 /// Objects asked about per batch call.
 const BATCH: usize = 100;
 
-/// The tips of the refs a mirror serves now (its hidden namespace left out). Blocking.
-fn served_tips(repo: &std::path::Path) -> Vec<String> {
-    let Ok(r) = git2::Repository::open_bare(repo) else {
-        return Vec::new();
-    };
-    let Ok(refs) = r.references() else {
-        return Vec::new();
-    };
-    refs.flatten()
-        .filter(|rf| {
-            rf.name()
-                .is_ok_and(|n| !n.starts_with(crate::mirror_repo::HIDDEN))
-        })
-        .filter_map(|rf| rf.target().map(|o| o.to_string()))
-        .collect()
-}
-
-/// Starts prefetching the LFS objects of `new_tips` (commit IDs, hex) of `id` in the background;
-/// returns once it has read the tips served now (call it before the flip).
-pub async fn start(lfs: &Arc<Lfs>, id: &RepoId, repo: PathBuf, new_tips: Vec<String>) {
+/// Starts prefetching the LFS objects of `new_tips` (commit IDs, hex) of `id` in the background,
+/// the commits `old_tips` (the tips served now) reach left out.
+pub fn start(lfs: &Arc<Lfs>, id: &RepoId, repo: PathBuf, new_tips: Vec<String>, old: Vec<String>) {
     if !lfs.config.prefetch || new_tips.is_empty() {
         return;
     }
-    let path = repo.clone();
-    let Ok(old) = tokio::task::spawn_blocking(move || served_tips(&path)).await else {
-        return;
-    };
     let (lfs, id) = (lfs.clone(), id.clone());
     tokio::spawn(async move {
         let budget = lfs.config.prefetch_max;

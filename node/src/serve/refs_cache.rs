@@ -219,7 +219,7 @@ type State = (
 );
 
 async fn read_state(repo: &MirrorRepo) -> Result<State, String> {
-    let map = repo.read_refs("refs/").await.map_err(|e| e.to_string())?;
+    let map = repo.read_refs().await.map_err(|e| e.to_string())?;
     let target = repo.head_target().await.map_err(|e| e.to_string())?;
     let head_ref = target.as_deref().and_then(RefName::parse);
     let key = refs_hash(&map, head_ref.as_ref());

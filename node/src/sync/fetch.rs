@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::gitcmd::{self, GitError};
-use crate::mirror_repo::{MirrorRepo, RepoError, PREVIOUS, STAGING, STAGING_HEAD};
+use crate::mirror_repo::{MirrorRepo, RepoError, STAGING, STAGING_HEAD};
 use crate::names::{RefName, RepoId};
 use crate::packed_refs::{refs_hash, RefMap};
 use crate::store::SyncResult;
@@ -37,6 +37,19 @@ pub struct Staged {
     pub head: Option<RefName>,
     /// Hash of refs and HEAD, as it will be served.
     pub hash: String,
+    /// The refs served when this state was staged, the ones kept from the state before, and
+    /// the branch HEAD named: read together with the staged refs (one `for-each-ref`); only
+    /// this sync writes the repository's refs, so they still hold when it flips.
+    served: RefMap,
+    previous: RefMap,
+    served_head: Option<String>,
+}
+
+impl Staged {
+    /// The objects the refs served when it was staged name.
+    pub fn served_tips(&self) -> Vec<String> {
+        self.served.values().map(|v| v.oid.clone()).collect()
+    }
 }
 
 /// Why a sync failed.
@@ -90,18 +103,24 @@ pub async fn stage(
         repo.create().await?;
     }
     fetch(plan, true).await?;
-    let refs = repo.read_refs(STAGING).await?;
-    let head_oid = repo.staged_head().await?;
+    let sets = repo.read_ref_sets().await?;
     let current_head = repo.head_target().await?;
     let hint = head_hint.or_else(|| current_head.as_deref().and_then(RefName::parse));
     let head = choose_head(
-        &refs,
-        head_oid.as_deref(),
+        &sets.staged,
+        sets.staged_head.as_deref(),
         hint.as_ref().map(RefName::as_str),
     )
     .or_else(|| current_head.as_deref().and_then(RefName::parse));
-    let hash = refs_hash(&refs, head.as_ref());
-    Ok(Staged { refs, head, hash })
+    let hash = refs_hash(&sets.staged, head.as_ref());
+    Ok(Staged {
+        refs: sets.staged,
+        head,
+        hash,
+        served: sets.visible,
+        previous: sets.previous,
+        served_head: current_head,
+    })
 }
 
 /// Makes a staged state the served one in one atomic step (the replaced state and the one before
@@ -110,15 +129,19 @@ pub async fn stage(
 pub async fn flip(plan: &FetchPlan<'_>, staged: &Staged) -> Result<Synced, SyncFailure> {
     let started = Instant::now();
     let repo = plan.repo;
-    let current = repo.read_refs("refs/").await?;
-    let current_head = repo.head_target().await?;
-    let (changed, changed_refs) = changes(&current, &staged.refs);
-    let head_changed = staged.head.is_some()
-        && staged.head.as_ref().map(RefName::as_str) != current_head.as_deref();
+    let (current, current_head) = (&staged.served, staged.served_head.as_deref());
+    let (changed, changed_refs) = changes(current, &staged.refs);
+    let head_changed =
+        staged.head.is_some() && staged.head.as_ref().map(RefName::as_str) != current_head;
     if changed > 0 || head_changed {
-        let previous = repo.read_refs(PREVIOUS).await?;
-        repo.apply(&staged.refs, &current, &previous, staged.head.as_ref())
-            .await?;
+        repo.apply(
+            &staged.refs,
+            current,
+            &staged.previous,
+            staged.head.as_ref(),
+            current_head,
+        )
+        .await?;
     }
     Ok(Synced {
         changed,

@@ -30,7 +30,8 @@ pub(crate) async fn stage_and_flip(
         // This node took the state from the upstream (it leads the repository, or stands alone):
         // the LFS objects of the new commits are fetched beside the flip.
         let tips = staged.refs.values().map(|v| v.oid.clone()).collect();
-        crate::lfs::prefetch::start(&shared.lfs, plan.id, plan.repo.path().to_owned(), tips).await;
+        let old = staged.served_tips();
+        crate::lfs::prefetch::start(&shared.lfs, plan.id, plan.repo.path().to_owned(), tips, old);
     }
     let t = std::time::Instant::now();
     let (verdict, permit) = coordinator.staged(plan.id, &staged, permit).await;
