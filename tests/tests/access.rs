@@ -138,8 +138,17 @@ fn credentials_decide_what_each_user_reads() {
         nope.body.replace("PROJ/nope", "X")
     );
 
-    // 100 first requests of one new credential at once: one upstream check.
+    // 100 first requests of one new credential at once: one upstream check. Those that arrive
+    // while it runs share its answer, those after it find it cached: every one is counted as granted.
     let before = http.checks();
+    let granted = |source: &str| {
+        node.metric(
+            "mirrorfarm_auth_decisions_total",
+            &[("source", source), ("outcome", "granted")],
+        )
+    };
+    let sum_granted = || granted("upstream") + granted("shared") + granted("cache");
+    let (upstream_before, all_before) = (granted("upstream"), sum_granted());
     let start = Barrier::new(100);
     let statuses: Vec<u16> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..100)
@@ -157,6 +166,12 @@ fn credentials_decide_what_each_user_reads() {
         http.checks(),
         before + 1,
         "100 requests, one upstream check"
+    );
+    assert_eq!(granted("upstream") - upstream_before, 1.0);
+    assert_eq!(
+        sum_granted() - all_before,
+        100.0,
+        "each request counted once"
     );
 
     // A session: the cookie alone reads what its grant covers, nothing else.
@@ -194,7 +209,6 @@ fn credentials_decide_what_each_user_reads() {
         .expect("text");
     for needle in [
         "mirrorfarm_auth_decisions_total{source=\"upstream\",outcome=\"granted\"}",
-        "mirrorfarm_auth_decisions_total{source=\"shared\",outcome=\"granted\"}",
         "mirrorfarm_auth_decisions_total{source=\"cache\",outcome=\"bad_credentials\"} 1",
         "mirrorfarm_sessions_live",
     ] {
