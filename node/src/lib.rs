@@ -45,6 +45,7 @@ pub mod shared;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod summary;
 pub mod sync;
 #[cfg(test)]
 mod testing;

@@ -45,8 +45,9 @@ impl Series {
 /// The sync lag of `shared` now: seconds since its oldest repository's last successful sync
 /// (0 with none; a repository never synced counts from the node's start).
 pub fn lag_seconds(shared: &crate::shared::Shared, now_ms: i64, started_ms: i64) -> u64 {
-    let snapshot = shared.snapshot();
-    let oldest = snapshot
+    let oldest = shared
+        .repos
+        .read()
         .values()
         .map(|e| e.record.last_success_ms.unwrap_or(started_ms))
         .min();

@@ -117,28 +117,20 @@ impl Shared {
         }
     }
 
-    /// Whether a load balancer may send this node requests: once the first listing is taken,
-    /// every mirrored repository has a complete state it vouches for. After that, a repository
-    /// that arrives later (created upstream, a re-list) does not take the node out while its
-    /// first sync runs — requests for it alone are sent elsewhere — but one it served and no
-    /// longer vouches for (withheld) does.
-    pub fn ready(&self, repos: &BTreeMap<RepoId, RepoEntry>) -> bool {
-        if !self.listed.load(Ordering::Acquire) {
+    /// Whether a load balancer may send this node requests (from `s`, a [`Shared::summary`]):
+    /// once the first listing is taken, every mirrored repository has a complete state it vouches
+    /// for. After that, a repository that arrives later (created upstream, a re-list) does not
+    /// take the node out while its first sync runs — requests for it alone are sent elsewhere —
+    /// but one it served and no longer vouches for (withheld) does.
+    pub fn ready(&self, s: &crate::summary::Summary) -> bool {
+        if !s.listed {
             return false;
         }
-        let active = || {
-            repos
-                .values()
-                .filter(|e| e.record.last_result != Some(SyncResult::NotFound))
-        };
-        if active().all(|e| e.servable() && e.withheld.is_none()) {
+        if s.all_servable && !s.any_withheld {
             self.was_ready.store(true, Ordering::Release);
             return true;
         }
-        self.was_ready.load(Ordering::Acquire)
-            && active()
-                .filter(|e| e.servable())
-                .all(|e| e.withheld.is_none())
+        self.was_ready.load(Ordering::Acquire) && !s.catching_up
     }
 
     /// A copy of the repository map.
@@ -147,60 +139,9 @@ impl Shared {
     }
 
     /// The node's state word (`STARTING`, `AWAITING_AUTHORIZATION`, `SYNCHRONIZING`,
-    /// `SYNCHRONIZED`, `STALE`, `CATCHING_UP`, `ERROR`).
+    /// `SYNCHRONIZED`, `STALE`, `CATCHING_UP`, `ERROR`): one pass (see [`Shared::summary`]).
     pub fn node_state(&self) -> &'static str {
-        if !self.listed.load(Ordering::Acquire) {
-            return "STARTING";
-        }
-        let repos = self.repos.read();
-        // Read in place (no copy): the LB's health checks ask every second.
-        let results = || repos.values().map(|e| e.record.last_result.as_ref());
-        if results().any(|r| r == Some(&SyncResult::HostKeyChanged)) {
-            return "ERROR";
-        }
-        if results().any(|r| r == Some(&SyncResult::Unauthorized)) {
-            return "AWAITING_AUTHORIZATION";
-        }
-        let farm_stale = self.farm_stale_since.load(Ordering::Acquire) != 0;
-        let active = || {
-            repos
-                .values()
-                .filter(|e| e.record.last_result != Some(SyncResult::NotFound))
-        };
-        if active().any(|e| e.servable() && e.withheld.is_some()) {
-            return "CATCHING_UP";
-        }
-        if active().all(|e| e.servable()) {
-            // Serving a complete state the upstream could not be asked about lately (by this
-            // node, or by the member fetching for the farm).
-            if farm_stale || results().any(|r| r == Some(&SyncResult::Unreachable)) {
-                return "STALE";
-            }
-            return "SYNCHRONIZED";
-        }
-        if active().any(|e| e.state() == "ERROR") && !active().any(|e| e.syncing) {
-            return "ERROR";
-        }
-        "SYNCHRONIZING"
-    }
-
-    /// The oldest last successful sync among repositories whose upstream this node could not
-    /// reach at their last try (Unix ms; `None` when every one was reached). A member that could
-    /// not be reached does not count: this is what the farm publishes about the upstream.
-    pub fn stale_since_ms(&self) -> Option<i64> {
-        self.oldest_unreached(true)
-    }
-
-    /// The oldest last success among repositories whose last sync could not reach its source
-    /// (only the upstream with `upstream_only`, or a member too).
-    fn oldest_unreached(&self, upstream_only: bool) -> Option<i64> {
-        self.repos
-            .read()
-            .values()
-            .filter(|e| e.upstream_tried || !upstream_only)
-            .filter(|e| e.record.last_result == Some(SyncResult::Unreachable))
-            .filter_map(|e| e.record.last_success_ms)
-            .min()
+        self.summary().state()
     }
 
     /// Records since when another farm member has not reached the upstream.
@@ -210,13 +151,10 @@ impl Shared {
     }
 
     /// Seconds since the farm (this node, or the member fetching for it) last reached the
-    /// upstream, while it cannot (`None` when it can).
-    pub fn stale_seconds(&self, now_ms: i64) -> Option<u64> {
+    /// upstream, while it cannot (`None` when it can); `s` is a [`Shared::summary`].
+    pub fn stale_seconds(&self, s: &crate::summary::Summary, now_ms: i64) -> Option<u64> {
         let farm = Some(self.farm_stale_since.load(Ordering::Acquire)).filter(|t| *t != 0);
-        let since = [self.oldest_unreached(false), farm]
-            .into_iter()
-            .flatten()
-            .min()?;
+        let since = [s.oldest_unreached, farm].into_iter().flatten().min()?;
         Some((now_ms.saturating_sub(since).max(0) / 1000) as u64)
     }
 }

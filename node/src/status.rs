@@ -2,7 +2,6 @@
 
 use crate::config::Access;
 use crate::shared::Shared;
-use crate::store::SyncResult;
 pub use mirrorfarm_common::status::{
     LoadBalancerBackend, LoadBalancerStatus, MemberRepoState, MemberStatus, RefusedMember,
     RepoStatus, SelectionStatus, StatusDoc, UpstreamStatus,
@@ -67,25 +66,21 @@ pub fn build_listing(
     farm: Option<&crate::farm::Farm>,
     listed: usize,
 ) -> StatusDoc {
-    let snapshot = shared.snapshot();
+    let summary = shared.summary();
     let lb_reports = farm.map(|f| f.lbs.current()).unwrap_or_default();
     let farm = farm.and_then(|f| f.view.read().clone());
     let now_ms = crate::store::now_ms();
-    let repos: Vec<RepoStatus> = snapshot
+    // Read in place: the first `listed` entries, not a copy of every one.
+    let repos: Vec<RepoStatus> = shared
+        .repos
+        .read()
         .iter()
         .take(listed)
         .map(|(id, e)| repo_status(id, e, &farm, now_ms))
         .collect();
-    let repos_next = (snapshot.len() > listed)
+    let repos_next = (summary.total > listed)
         .then(|| format!("/rest/mirroring/latest/repos?start={listed}&limit={listed}"));
-    let unreachable = snapshot
-        .values()
-        .filter_map(|e| e.record.last_result.as_ref())
-        .any(|r| *r == SyncResult::Unreachable);
-    let last_ok = snapshot
-        .values()
-        .filter_map(|e| e.record.last_success_ms)
-        .max();
+    let (unreachable, last_ok) = (summary.unreachable, summary.last_success);
     let anonymous = shared.config.access == Access::Anonymous;
     let offline = shared.gate.decisions.as_ref().and_then(|d| d.offline());
     let mut warnings = farm
@@ -118,7 +113,7 @@ pub fn build_listing(
         );
     }
     StatusDoc {
-        state: shared.node_state().to_owned(),
+        state: summary.state().to_owned(),
         node_id: shared.identity.node_id.clone(),
         farm_id: shared.identity.farm_id.clone(),
         display_name: shared.config.display_name.clone(),
@@ -134,10 +129,10 @@ pub fn build_listing(
         access_message: (!anonymous).then(|| access_message(shared)),
         auth_offline: offline.is_some(),
         live_sessions: shared.gate.sessions.live_count(crate::store::now_ms()),
-        stale_seconds: shared.stale_seconds(crate::store::now_ms()),
-        ready: shared.ready(&snapshot),
-        synced_repos: snapshot.values().filter(|e| e.servable()).count(),
-        total_repos: snapshot.len(),
+        stale_seconds: shared.stale_seconds(&summary, crate::store::now_ms()),
+        ready: shared.ready(&summary),
+        synced_repos: summary.servable,
+        total_repos: summary.total,
         upstream: UpstreamStatus {
             url: shared.config.upstream.to_string(),
             reachable: !unreachable,

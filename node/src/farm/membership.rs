@@ -81,7 +81,8 @@ pub async fn run(
     let started = std::time::Instant::now();
     let mut last_full = started.checked_sub(FULL_PASS).unwrap_or(started);
     let mut last_members: Vec<String> = Vec::new();
-    let mut state_and_stale = (shared.node_state(), shared.stale_since_ms());
+    let state_and_stale_of = |s: crate::summary::Summary| (s.state(), s.oldest_unreached_upstream);
+    let mut state_and_stale = state_and_stale_of(shared.summary());
     let (mut state_at, mut state_dirty) = (std::time::Instant::now(), false);
     let mut heartbeats = crate::farm::heartbeats::Heartbeats::default();
     loop {
@@ -98,9 +99,9 @@ pub async fn run(
         let due = changed.all || last_full.elapsed() >= FULL_PASS;
         state_dirty |= !changed.repos.is_empty();
         if due || (state_dirty && state_at.elapsed() >= STATE_EVERY) {
-            // Both read every repository: only after one changed, at most every STATE_EVERY
+            // One pass over every repository: only after one changed, at most every STATE_EVERY
             // (a sync of many repositories changes some in every round), and now and then.
-            state_and_stale = (shared.node_state(), shared.stale_since_ms());
+            state_and_stale = state_and_stale_of(shared.summary());
             state_at = std::time::Instant::now();
             state_dirty = false;
         }

@@ -12,22 +12,14 @@ use mirrorfarm_common::status::ReadyDoc;
 
 /// Builds the document.
 pub fn doc(shared: &crate::shared::Shared) -> ReadyDoc {
-    let state = shared.node_state().to_owned();
-    let (ready, synced_repos, total_repos) = {
-        let repos = shared.repos.read();
-        (
-            shared.ready(&repos),
-            repos.values().filter(|e| e.servable()).count(),
-            repos.len(),
-        )
-    };
+    let summary = shared.summary();
     ReadyDoc {
         node_id: shared.identity.node_id.clone(),
-        state,
-        ready,
+        state: summary.state().to_owned(),
+        ready: shared.ready(&summary),
         base_url: shared.config.base_url.clone(),
-        synced_repos,
-        total_repos,
+        synced_repos: summary.servable,
+        total_repos: summary.total,
     }
 }
 

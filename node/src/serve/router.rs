@@ -143,11 +143,9 @@ async fn metrics(State(s): State<AppState>) -> Response {
     s.shared.metrics.sessions_live(live);
     let p = &s.shared.processes;
     s.shared.metrics.places(p.running(), p.waiting());
-    let body = s.shared.metrics.render(
-        &s.shared.snapshot(),
-        s.shared.packs.size(),
-        &s.shared.lfs.status(),
-    );
+    let (packs, lfs) = (s.shared.packs.size(), s.shared.lfs.status());
+    // Read in place (no copy of the repository map).
+    let body = s.shared.metrics.render(&s.shared.repos.read(), packs, &lfs);
     (
         [(
             header::CONTENT_TYPE,
@@ -191,7 +189,7 @@ async fn trigger_sync(State(s): State<AppState>, body: Bytes) -> Response {
         Ok(id) => id,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    if !s.shared.snapshot().contains_key(&id) {
+    if !s.shared.repos.read().contains_key(&id) {
         return json_error(
             StatusCode::NOT_FOUND,
             format!("repository {id} is not mirrored here"),

@@ -63,7 +63,7 @@ pub async fn sync(
         )
     } else {
         let id = match RepoId::parse(&format!("{}/{}", f.project, f.repo)) {
-            Ok(id) if s.shared.snapshot().contains_key(&id) => id,
+            Ok(id) if s.shared.repos.read().contains_key(&id) => id,
             _ => {
                 return respond(
                     StatusCode::NOT_FOUND,

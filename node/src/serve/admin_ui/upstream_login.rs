@@ -76,10 +76,10 @@ fn basic(
 async fn guarded(s: &Serving, upstream: &Upstream) -> Result<Option<RepoId>, CheckError> {
     let known = s.admin_logins.guarded.lock().clone();
     // Only while it is still mirrored (one gone upstream would answer 404 to every password).
-    if let Some(r) = known.filter(|r| s.snapshot().contains_key(r)) {
+    if let Some(r) = known.filter(|r| s.repos.read().contains_key(r)) {
         return Ok(Some(r));
     }
-    let repos: Vec<RepoId> = s.snapshot().keys().take(PROBES).cloned().collect();
+    let repos: Vec<RepoId> = s.repos.read().keys().take(PROBES).cloned().collect();
     for repo in repos {
         if upstream.demands_credentials(&repo).await? {
             *s.admin_logins.guarded.lock() = Some(repo.clone());

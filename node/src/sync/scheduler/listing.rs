@@ -1,0 +1,126 @@
+//! The scheduler's listings: taking one (here or from the farm) and reconciling the mirrors
+//! with it (new ones synced, gone ones forgotten, unchanged ones by fingerprint skipped).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::{remove_dir, Scheduler};
+use crate::forge::inventory::Wanted;
+use crate::names::RepoId;
+use crate::store::SyncResult;
+
+impl Scheduler {
+    /// Starts listing the repositories to mirror (once more after the one under way, if one is
+    /// and this is `fresh`). In a farm one member lists the upstream for all; a periodic listing
+    /// may be one taken in the last half interval, a `fresh` one (a trigger, a webhook) is taken
+    /// after it was asked for.
+    pub(super) fn list(&mut self, fresh: bool) {
+        if self.listing.is_some() {
+            self.relist |= fresh;
+            return;
+        }
+        let shared = self.shared.clone();
+        let coordinator = self.coordinator.clone();
+        let max_age = if fresh {
+            Duration::ZERO
+        } else {
+            self.shared.config.sync_interval / 2
+        };
+        let since = std::time::Instant::now();
+        let since = since.checked_sub(max_age).unwrap_or(since);
+        self.listing = Some(tokio::spawn(async move {
+            if shared.inventory.lists_upstream() {
+                if let Some(w) = coordinator.listing(fresh).await {
+                    return w;
+                }
+            }
+            shared.inventory.wanted_since(since).await
+        }));
+    }
+
+    /// Takes a new listing: forgets the repositories no longer mirrored and syncs the others,
+    /// but for those whose upstream fingerprint says this node already has their state.
+    pub(super) async fn reconcile(&mut self, wanted: Wanted) {
+        let removed = self.apply_inventory(&wanted);
+        if !wanted.complete {
+            tracing::warn!(
+                "the listing of the upstream is incomplete (nothing listed before to keep): no mirror is removed"
+            );
+        }
+        for id in removed {
+            self.forget(id).await;
+        }
+        self.shared.listed.store(true, Ordering::Release);
+        // The farm looks at every repository again (some came or went; the node is listed now).
+        self.shared.all_changed();
+        let mut skipped = 0usize;
+        for (id, fingerprint) in wanted.repos {
+            // In a farm, a repository another member leads is followed through its gossip: no
+            // periodic sync here (a new one, with nothing served yet, is synced from the leader).
+            let followed = self.coordinator.led_elsewhere(&id)
+                && self
+                    .shared
+                    .repos
+                    .read()
+                    .get(&id)
+                    // A repository whose last sync failed is synced again (its error may pass).
+                    .is_some_and(|e| e.servable() && e.record.last_result == Some(SyncResult::Ok));
+            if followed {
+                continue;
+            }
+            if let Some(fp) = fingerprint {
+                let current = self.shared.repos.read().get(&id).is_some_and(|e| {
+                    e.servable() && e.upstream_fingerprint.as_deref() == Some(fp.as_str())
+                });
+                if current {
+                    skipped += 1;
+                    continue;
+                }
+                if !self.running.contains(&id) {
+                    self.fingerprints.insert(id.clone(), fp);
+                }
+            }
+            self.queue.push(id);
+        }
+        self.fill();
+        if skipped > 0 {
+            tracing::debug!(
+                skipped,
+                "repositories unchanged upstream (by fingerprint) not synced"
+            );
+        }
+    }
+
+    /// Adds what the listing holds; removes (and returns) what it does not, when it is complete.
+    fn apply_inventory(&mut self, wanted: &Wanted) -> Vec<RepoId> {
+        let mut repos = self.shared.repos.write();
+        let removed: Vec<RepoId> = repos
+            .keys()
+            .filter(|k| wanted.complete && !wanted.repos.contains_key(*k))
+            .cloned()
+            .collect();
+        for id in &removed {
+            repos.remove(id);
+        }
+        for id in wanted.repos.keys() {
+            repos.entry(id.clone()).or_default();
+        }
+        removed
+    }
+
+    /// Stops mirroring a repository: the caller already took it out of the served map.
+    async fn forget(&mut self, id: RepoId) {
+        tracing::info!(repo = %id, "repository is no longer mirrored; removing it");
+        self.retries.remove(&id);
+        self.pending.remove(&id);
+        self.fingerprints.remove(&id);
+        let store = self.shared.store.clone();
+        let key = id.clone();
+        if let Err(e) = store.run(move |s| s.delete_repo(&key)).await {
+            tracing::error!(repo = %id, error = %e, "cannot remove repository record");
+        }
+        if !self.running.contains(&id) {
+            remove_dir(self.shared.repo_path(&id)).await;
+        }
+    }
+}
