@@ -22,9 +22,13 @@ pub fn init(dir: &Path, file_name: &str, json: bool) {
         .create(true)
         .append(true)
         .open(dir.join(file_name));
+    // A line that cannot be written (a full disk under the log file or stderr's file) is
+    // dropped: reporting it would `eprintln!`, which panics when stderr cannot be written, in
+    // whatever task logged — a client's response cut off mid-pack.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(false);
+        .with_ansi(false)
+        .log_internal_errors(false);
     match (file, json) {
         (Ok(f), false) => builder
             .with_writer(std::io::stderr.and(std::sync::Arc::new(f)))

@@ -24,6 +24,8 @@ pub struct Placement {
     pub host: Option<Host>,
     /// Environment variables added to the process's (e.g. a `faketime` preload).
     pub env: Vec<(String, String)>,
+    /// Where its stderr goes (default: `process.log` in its home).
+    pub stderr: Option<PathBuf>,
 }
 
 /// A running (or stopped) node.
@@ -128,6 +130,7 @@ impl Node {
         process.bin = placement.bin.clone();
         process.host = host.clone();
         process.env = placement.env.clone();
+        process.stderr = placement.stderr.clone();
         let mut n = Self {
             process,
             home,

@@ -18,6 +18,8 @@ pub struct Service {
     pub host: Host,
     /// Environment variables added to the process's.
     pub env: Vec<(String, String)>,
+    /// Where the process's stderr goes (default: `process.log` in its home, with stdout).
+    pub stderr: Option<PathBuf>,
 }
 
 impl Service {
@@ -30,6 +32,7 @@ impl Service {
             bin: None,
             host: Host::loopback(),
             env: Vec::new(),
+            stderr: None,
         }
     }
 
@@ -43,13 +46,16 @@ impl Service {
             .expect("log file");
         let mut cmd = self.host.command(self.bin.clone().unwrap_or_else(bin));
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        let child = cmd
-            .arg(self.role)
+        cmd.arg(self.role)
             .arg("--home")
             .arg(&self.home)
             .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
+            .stdout(log.try_clone().expect("dup log"));
+        match &self.stderr {
+            Some(p) => cmd.stderr(std::fs::File::create(p).expect("stderr file")),
+            None => cmd.stderr(log),
+        };
+        let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("start mirrorfarm {}: {e}", self.role));
         self.child = Some(child);

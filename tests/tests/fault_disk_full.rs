@@ -83,3 +83,43 @@ fn a_full_disk_fails_syncs_clearly_keeps_serving_and_recovers() {
     advertised_objects_present(&node).expect("every advertised object present");
     assert_eq!(node.stop(), Some(0));
 }
+
+/// Log output that cannot be written (stderr on `/dev/full`, as under a full disk) is dropped:
+/// the node starts, syncs and serves every clone whole. (Reporting a failed log write used to
+/// `eprintln!`, which panics when stderr cannot be written, in the task that logged: a farm
+/// member with a full disk cut a client's response off at its "served" line.)
+#[test]
+fn log_lines_that_cannot_be_written_are_dropped_and_clones_stay_whole() {
+    let up = Upstream::new();
+    up.create("P", "r", &Shape::small());
+    let node = Node::start_placed(
+        &up.file_url(),
+        "mirror.repos=P/r\nmirror.access=anonymous\n",
+        &Placement {
+            stderr: Some("/dev/full".into()),
+            ..Default::default()
+        },
+    );
+    node.wait_state("SYNCHRONIZED", LIMIT);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for i in 0..5 {
+        let dest = tmp.path().join(format!("c{i}"));
+        let url = node.http_url("P", "r");
+        gitc::run(
+            None,
+            &["clone", "-q", "--bare", &url, dest.to_str().expect("utf8")],
+            &[],
+        );
+        gitc::run(
+            Some(&dest),
+            &["fsck", "--no-dangling", "--no-progress"],
+            &[],
+        );
+    }
+    // The lines were logged (to the file; stderr refused each one).
+    let log = std::fs::read_to_string(node.home().join("logs/node.log")).expect("node.log");
+    assert!(
+        log.matches("served repo=P/r").count() >= 5,
+        "each clone logged as served:\n{log}"
+    );
+}
