@@ -133,11 +133,6 @@ impl Shared {
         self.was_ready.load(Ordering::Acquire) && !s.catching_up
     }
 
-    /// A copy of the repository map.
-    pub fn snapshot(&self) -> BTreeMap<RepoId, RepoEntry> {
-        self.repos.read().clone()
-    }
-
     /// The node's state word (`STARTING`, `AWAITING_AUTHORIZATION`, `SYNCHRONIZING`,
     /// `SYNCHRONIZED`, `STALE`, `CATCHING_UP`, `ERROR`): one pass (see [`Shared::summary`]).
     pub fn node_state(&self) -> &'static str {
