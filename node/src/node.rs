@@ -226,6 +226,7 @@ pub async fn run(
         changed: Default::default(),
         served_changed: Default::default(),
     });
+    let shared_store = shared.store.clone();
     let (sync, sync_rx) = scheduler::channel();
     let mut farm_tasks = Vec::new();
     let farm = match (&shared.config.farm, farm_ca) {
@@ -305,6 +306,10 @@ pub async fn run(
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
         tracing::warn!("grace period over; stopping with requests still in flight");
+    }
+    // Records written "soon" (finished syncs' results) are made durable before the process ends.
+    if let Err(e) = shared_store.flush().await {
+        tracing::error!(error = %e, "cannot record the last sync results");
     }
     Ok(())
 }

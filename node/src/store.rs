@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::names::RepoId;
 
+mod writer;
+pub use writer::SOON;
+
 /// Version of the on-disk data format written by this build.
 pub const DATA_FORMAT: u32 = 1;
 
@@ -32,6 +35,15 @@ pub enum StoreError {
     /// A blocking task was cancelled.
     #[error("state store task failed: {0}")]
     Join(String),
+    /// The thread that writes repository records could not start.
+    #[error("state store: cannot start the record writer: {0}")]
+    Thread(#[source] std::io::Error),
+    /// The thread that writes repository records is gone (the node is stopping).
+    #[error("state store: the record writer has stopped")]
+    WriterGone,
+    /// A commit failed for every record in it.
+    #[error("{0}")]
+    Shared(std::sync::Arc<StoreError>),
 }
 
 pub use mirrorfarm_common::status::SyncResult;
@@ -74,6 +86,7 @@ pub struct Store {
     env: Env<WithoutTls>,
     meta: Database<'static, Str, Str>,
     repos: Database<'static, Str, SerdeJson<RepoRecord>>,
+    writer: std::sync::Arc<writer::Writer>,
 }
 
 impl Store {
@@ -104,7 +117,13 @@ impl Store {
             })
             .map_err(err)?
             .unwrap_commit();
-        let store = Self { env, meta, repos };
+        let writer = writer::Writer::start(env.clone(), repos).map_err(StoreError::Thread)?;
+        let store = Self {
+            env,
+            meta,
+            repos,
+            writer: std::sync::Arc::new(writer),
+        };
         store.check_format()?;
         Ok(store)
     }
@@ -178,6 +197,24 @@ impl Store {
         wtxn.commit().map_err(|e| self.err(e))
     }
 
+    /// Writes one repository's record (`None`: forgets the repository), together with the
+    /// others written meanwhile (one commit), and waits until it is durable.
+    pub async fn write_now(&self, id: &RepoId, rec: Option<RepoRecord>) -> Result<(), StoreError> {
+        self.writer.now(id, rec).await
+    }
+
+    /// Writes one repository's record within [`SOON`], together with the others written
+    /// meanwhile; returns at once. For what a crash may lose (a finished sync's times and
+    /// result), not for a new served state.
+    pub fn write_soon(&self, id: &RepoId, rec: RepoRecord) -> Result<(), StoreError> {
+        self.writer.soon(id, rec)
+    }
+
+    /// Makes every record written so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.writer.flush().await
+    }
+
     /// Runs `f` with the store on the blocking pool.
     pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
@@ -194,6 +231,40 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_record_writer_commits_in_order_now_soon_and_at_flush() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("open");
+        let (a, b) = (
+            RepoId::parse("P/a").expect("id"),
+            RepoId::parse("P/b").expect("id"),
+        );
+        let rec = |generation| RepoRecord {
+            generation,
+            ..Default::default()
+        };
+        // "Now": durable when it returns.
+        s.write_now(&a, Some(rec(1))).await.expect("now");
+        assert_eq!(s.repo(&a).expect("get").map(|r| r.generation), Some(1));
+        // "Soon": waits for company, then is committed within SOON without anyone asking.
+        s.write_soon(&b, rec(2)).expect("soon");
+        assert_eq!(s.repo(&b).expect("get"), None, "not committed at once");
+        let deadline = std::time::Instant::now() + SOON * 5;
+        while s.repo(&b).expect("get").is_none() {
+            assert!(std::time::Instant::now() < deadline, "never committed");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // The last word on a repository wins: a removal after a waiting record removes it.
+        s.write_soon(&a, rec(3)).expect("soon");
+        s.write_now(&a, None).await.expect("forget");
+        s.flush().await.expect("flush");
+        assert_eq!(s.repo(&a).expect("get"), None);
+        // A flush makes what waits durable.
+        s.write_soon(&b, rec(4)).expect("soon");
+        s.flush().await.expect("flush");
+        assert_eq!(s.repo(&b).expect("get").map(|r| r.generation), Some(4));
+    }
 
     #[test]
     fn records_survive_reopen_and_newer_format_is_refused() {

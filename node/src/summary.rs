@@ -126,6 +126,13 @@ impl Shared {
         let farm_stale = self.farm_stale_since.load(Ordering::Acquire) != 0;
         Summary::of(&self.repos.read(), listed, farm_stale)
     }
+
+    /// Brings the node-wide flags of an earlier `summary` up to date (no walk over the
+    /// repositories: their part stays as it was read).
+    pub fn refresh_flags(&self, summary: &mut Summary) {
+        summary.listed = self.listed.load(Ordering::Acquire);
+        summary.farm_stale = self.farm_stale_since.load(Ordering::Acquire) != 0;
+    }
 }
 
 #[cfg(test)]

@@ -23,9 +23,9 @@ use crate::sync::fetch::Staged;
 /// resolved to its farm address); older ones fetch from the upstream instead.
 pub const MIN_GIT_FOR_MEMBERS: (u32, u32, u32) = (2, 37, 0);
 
-/// How often a staged state checks whether the farm may advertise it, at the latest (it checks
-/// each time the farm view is rebuilt).
-const FLIP_POLL: Duration = Duration::from_millis(50);
+/// How long after the stage timeout a staged state looks again, should no view come (it looks
+/// each time the farm view is rebuilt, and the view is rebuilt at least every few hundred ms).
+const AFTER_TIMEOUT: Duration = Duration::from_millis(10);
 
 impl Farm {
     /// git's settings for fetching from member `node` at `addr`, and the URL of `repo` there.
@@ -103,7 +103,10 @@ impl Farm {
             if d != Decision::Wait {
                 return d;
             }
-            let _ = tokio::time::timeout(FLIP_POLL, updated).await;
+            // Only a new view or the stage timeout changes the decision: no polling (hundreds of
+            // staged states wait at once while a farm syncs many repositories).
+            let left = self.config.stage_timeout.saturating_sub(start.elapsed());
+            let _ = tokio::time::timeout(left + AFTER_TIMEOUT, updated).await;
         }
     }
 }
@@ -180,6 +183,28 @@ impl Coordinator for Farm {
                     || m.repo_states
                         .get(&repo)
                         .is_some_and(|s| s.refs_hash.is_some())
+            })
+    }
+
+    fn awaits_leader(&self, id: &RepoId) -> bool {
+        // Only when this node would fetch it from the leader (see `source`), and the leader's
+        // states as held here are complete: while they are still being asked for, nothing is
+        // known, and the sync goes ahead (a refusal is retried).
+        if self.shared.git < MIN_GIT_FOR_MEMBERS {
+            return false;
+        }
+        let repo = id.to_string();
+        let Some((leader, _)) = remote_leader(self, &repo) else {
+            return false;
+        };
+        let view = self.view.read();
+        view.as_ref()
+            .and_then(|v| v.members.iter().find(|m| m.node_id == leader))
+            .is_some_and(|m| {
+                m.states_current
+                    && m.repo_states
+                        .get(&repo)
+                        .is_none_or(|s| s.staged_hash.is_none() && s.refs_hash.is_none())
             })
     }
 

@@ -60,6 +60,11 @@ pub trait Coordinator: Send + Sync + 'static {
     fn led_elsewhere(&self, _id: &RepoId) -> bool {
         false
     }
+    /// Whether `id` is fetched from another member that holds no state of it yet: a fetch from
+    /// there would be refused; its word (or gossip) that it staged one starts the sync here.
+    fn awaits_leader(&self, _id: &RepoId) -> bool {
+        false
+    }
     /// `staged` is complete: resolves when the node may flip to it. The
     /// concurrency `permit` is handed back, or given up while waiting (the scheduler then takes
     /// one again to flip).

@@ -95,8 +95,7 @@ async fn flip_and_publish(
                 synced.changed,
             ));
         }
-        let key = plan.id.clone();
-        if let Err(e) = shared.store.run(move |s| s.put_repo(&key, &rec)).await {
+        if let Err(e) = shared.store.write_now(plan.id, Some(rec)).await {
             tracing::error!(repo = %plan.id, error = %e, "cannot record the new state");
         }
     }

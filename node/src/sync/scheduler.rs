@@ -323,9 +323,9 @@ impl Scheduler {
         if kind == Some(SyncResult::NotFound) {
             remove_dir(self.shared.repo_path(&id)).await;
         }
-        let store = self.shared.store.clone();
-        let (key, to_store) = (id.clone(), rec.clone());
-        if let Err(e) = store.run(move |s| s.put_repo(&key, &to_store)).await {
+        // Durable within a second, together with other syncs' records: a new served state was
+        // written at its flip; what a crash may lose here is this attempt's times and result.
+        if let Err(e) = self.shared.store.write_soon(&id, rec.clone()) {
             tracing::error!(repo = %id, error = %e, "cannot record sync result");
         }
         let again = matches!(&res, Ok(s) if s.again);

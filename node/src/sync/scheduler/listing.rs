@@ -53,7 +53,7 @@ impl Scheduler {
         self.shared.listed.store(true, Ordering::Release);
         // The farm looks at every repository again (some came or went; the node is listed now).
         self.shared.all_changed();
-        let mut skipped = 0usize;
+        let (mut skipped, mut awaiting) = (0usize, 0usize);
         for (id, fingerprint) in wanted.repos {
             // In a farm, a repository another member leads is followed through its gossip: no
             // periodic sync here (a new one, with nothing served yet, is synced from the leader).
@@ -66,6 +66,18 @@ impl Scheduler {
                     // A repository whose last sync failed is synced again (its error may pass).
                     .is_some_and(|e| e.servable() && e.record.last_result == Some(SyncResult::Ok));
             if followed {
+                continue;
+            }
+            // A new one its leader holds nothing of yet: synced when the leader says it staged
+            // a state (a fetch from it now would only be refused).
+            let unserved = !self
+                .shared
+                .repos
+                .read()
+                .get(&id)
+                .is_some_and(|e| e.servable());
+            if unserved && self.coordinator.awaits_leader(&id) {
+                awaiting += 1;
                 continue;
             }
             if let Some(fp) = fingerprint {
@@ -83,6 +95,12 @@ impl Scheduler {
             self.queue.push(id);
         }
         self.fill();
+        if awaiting > 0 {
+            tracing::debug!(
+                awaiting,
+                "new repositories whose leader holds nothing yet: synced when it stages them"
+            );
+        }
         if skipped > 0 {
             tracing::debug!(
                 skipped,
@@ -114,9 +132,9 @@ impl Scheduler {
         self.retries.remove(&id);
         self.pending.remove(&id);
         self.fingerprints.remove(&id);
-        let store = self.shared.store.clone();
-        let key = id.clone();
-        if let Err(e) = store.run(move |s| s.delete_repo(&key)).await {
+        // Through the record writer: a finished sync's record waiting there is not written
+        // after the removal.
+        if let Err(e) = self.shared.store.write_now(&id, None).await {
             tracing::error!(repo = %id, error = %e, "cannot remove repository record");
         }
         if !self.running.contains(&id) {
