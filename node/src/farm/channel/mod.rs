@@ -87,9 +87,37 @@ fn refuse(status: StatusCode, why: &'static str) -> Response {
     Refusal(status, why.to_owned()).into_response()
 }
 
+/// The peers of the certificates seen lately, by the certificate's bytes: a farm has a handful,
+/// and every member's fetch of every repository comes on a new connection (each git process
+/// its own), so parsing each one's certificate was a cost per repository.
+static PEERS: std::sync::LazyLock<parking_lot::Mutex<std::collections::HashMap<Vec<u8>, Peer>>> =
+    std::sync::LazyLock::new(Default::default);
+/// Certificates remembered at most (the map is emptied when full).
+const PEERS_MAX: usize = 64;
+
+impl Peer {
+    /// [`Peer::of`], remembered for the certificate's bytes.
+    fn of_remembered(cert: &ClientCert) -> Option<Self> {
+        let der = cert.0.as_ref()?;
+        if let Some(p) = PEERS.lock().get(AsRef::<[u8]>::as_ref(&**der)) {
+            return Some(p.clone());
+        }
+        let p = Self::of(cert)?;
+        let mut peers = PEERS.lock();
+        if peers.len() >= PEERS_MAX {
+            peers.clear();
+        }
+        peers.insert(AsRef::<[u8]>::as_ref(&**der).to_vec(), p.clone());
+        Some(p)
+    }
+}
+
 /// Lets through only clients that presented a farm certificate.
 async fn require_certificate(mut req: Request, next: Next) -> Response {
-    let peer = req.extensions().get::<ClientCert>().and_then(Peer::of);
+    let peer = req
+        .extensions()
+        .get::<ClientCert>()
+        .and_then(Peer::of_remembered);
     match peer {
         Some(p) => {
             req.extensions_mut().insert(p);
