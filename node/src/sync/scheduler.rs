@@ -219,6 +219,13 @@ impl Scheduler {
 
     fn start(&mut self, id: RepoId) {
         self.queue.remove(&id);
+        if !self.running.contains(&id) && self.awaits_leader(&id) {
+            // Queued before the farm took shape (a member joined and leads it now, say): synced
+            // when its leader says it staged a state, not refused by it now and retried.
+            tracing::debug!(repo = %id, "its leader holds nothing of it yet: synced on its word");
+            self.retries.remove(&id);
+            return;
+        }
         let known = {
             let mut repos = self.shared.repos.write();
             match repos.get_mut(&id) {
@@ -368,6 +375,17 @@ impl Scheduler {
                 self.retries.remove(&id);
             }
         }
+    }
+
+    /// A repository not served here whose leader (another member) holds nothing of it yet.
+    fn awaits_leader(&self, id: &RepoId) -> bool {
+        let unserved = !self
+            .shared
+            .repos
+            .read()
+            .get(id)
+            .is_some_and(|e| e.servable());
+        unserved && self.coordinator.awaits_leader(id)
     }
 
     fn start_due_retries(&mut self) {

@@ -70,13 +70,7 @@ impl Scheduler {
             }
             // A new one its leader holds nothing of yet: synced when the leader says it staged
             // a state (a fetch from it now would only be refused).
-            let unserved = !self
-                .shared
-                .repos
-                .read()
-                .get(&id)
-                .is_some_and(|e| e.servable());
-            if unserved && self.coordinator.awaits_leader(&id) {
+            if self.awaits_leader(&id) {
                 awaiting += 1;
                 continue;
             }
