@@ -60,6 +60,9 @@ const RETRY_MIN: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(300);
 /// Retry while waiting for the upstream admin to authorize the farm key.
 const RETRY_AUTH: Duration = Duration::from_secs(15);
+/// How long a new repository waits for its leader (another member) to hold a state of it
+/// before it is synced here anyway.
+const AWAIT_LEADER_MAX: Duration = Duration::from_secs(120);
 /// How long running syncs get to finish at shutdown before they are stopped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -85,6 +88,8 @@ struct Scheduler {
     queue: Queue,
     /// The repository of each running task.
     task_repos: std::collections::HashMap<tokio::task::Id, RepoId>,
+    /// New repositories waiting for their leader to hold a state, since when.
+    awaited: std::collections::HashMap<RepoId, Instant>,
 }
 
 /// Runs until `shutdown` turns true.
@@ -114,6 +119,7 @@ pub async fn run(
         fingerprints: Default::default(),
         queue: Queue::default(),
         task_repos: Default::default(),
+        awaited: Default::default(),
     };
     let mut interval = tokio::time::interval(s.shared.config.sync_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -213,19 +219,12 @@ impl Scheduler {
         let limit = background_limit(self.shared.config.sync_concurrency);
         while self.running.len() < limit {
             let Some(id) = self.queue.pop() else { break };
-            self.start(id);
+            self.start_unless_awaiting(id);
         }
     }
 
     fn start(&mut self, id: RepoId) {
         self.queue.remove(&id);
-        if !self.running.contains(&id) && self.awaits_leader(&id) {
-            // Queued before the farm took shape (a member joined and leads it now, say): synced
-            // when its leader says it staged a state, not refused by it now and retried.
-            tracing::debug!(repo = %id, "its leader holds nothing of it yet: synced on its word");
-            self.retries.remove(&id);
-            return;
-        }
         let known = {
             let mut repos = self.shared.repos.write();
             match repos.get_mut(&id) {
@@ -332,7 +331,13 @@ impl Scheduler {
         }
         // Durable within a second, together with other syncs' records: a new served state was
         // written at its flip; what a crash may lose here is this attempt's times and result.
-        if let Err(e) = self.shared.store.write_soon(&id, rec.clone()) {
+        // A repository gone upstream (its directory removed) is recorded so at once.
+        let written = if kind == Some(SyncResult::NotFound) {
+            self.shared.store.write_now(&id, Some(rec.clone())).await
+        } else {
+            self.shared.store.write_soon(&id, rec.clone())
+        };
+        if let Err(e) = written {
             tracing::error!(repo = %id, error = %e, "cannot record sync result");
         }
         let again = matches!(&res, Ok(s) if s.again);
@@ -377,15 +382,34 @@ impl Scheduler {
         }
     }
 
-    /// A repository not served here whose leader (another member) holds nothing of it yet.
-    fn awaits_leader(&self, id: &RepoId) -> bool {
+    /// Starts a queued or retried sync, unless [`Self::awaits_leader`]: queued before the farm
+    /// took shape (a member joined and leads it now, say), it would be refused by its leader and
+    /// retried; the leader's word that it staged a state starts it. (A trigger — the leader's
+    /// word, a client's request — always starts.)
+    fn start_unless_awaiting(&mut self, id: RepoId) {
+        if !self.running.contains(&id) && self.awaits_leader(&id) {
+            tracing::debug!(repo = %id, "its leader holds nothing of it yet: synced on its word");
+            return;
+        }
+        self.start(id);
+    }
+
+    /// A repository not served here whose leader (another member) holds nothing of it yet —
+    /// for at most [`AWAIT_LEADER_MAX`] since this node first waited: one the leader never gets
+    /// (gone upstream, say) is tried here then, and its error shows.
+    pub(super) fn awaits_leader(&mut self, id: &RepoId) -> bool {
         let unserved = !self
             .shared
             .repos
             .read()
             .get(id)
             .is_some_and(|e| e.servable());
-        unserved && self.coordinator.awaits_leader(id)
+        if !unserved || !self.coordinator.awaits_leader(id) {
+            self.awaited.remove(id);
+            return false;
+        }
+        let since = *self.awaited.entry(id.clone()).or_insert_with(Instant::now);
+        since.elapsed() < AWAIT_LEADER_MAX
     }
 
     fn start_due_retries(&mut self) {
@@ -397,7 +421,7 @@ impl Scheduler {
             .map(|(id, (_, d))| (id.clone(), *d))
             .collect();
         for (id, backoff) in due {
-            self.start(id.clone());
+            self.start_unless_awaiting(id.clone());
             // Keep the backoff so the next failure doubles it.
             self.retries
                 .insert(id, (now + Duration::from_secs(86_400), backoff));

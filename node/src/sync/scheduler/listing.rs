@@ -126,6 +126,7 @@ impl Scheduler {
         self.retries.remove(&id);
         self.pending.remove(&id);
         self.fingerprints.remove(&id);
+        self.awaited.remove(&id);
         // Through the record writer: a finished sync's record waiting there is not written
         // after the removal.
         if let Err(e) = self.shared.store.write_now(&id, None).await {
