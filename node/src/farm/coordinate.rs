@@ -69,6 +69,23 @@ impl Farm {
         (url, config)
     }
 
+    /// Whether `id` is led by another member and `what` holds of that member (as the farm view
+    /// shows it) and the repository's name.
+    fn remote_leader_is(
+        &self,
+        id: &RepoId,
+        what: impl FnOnce(&crate::farm::view::MemberView, &str) -> bool,
+    ) -> bool {
+        let repo = id.to_string();
+        let Some((leader, _)) = remote_leader(self, &repo) else {
+            return false;
+        };
+        let view = self.view.read();
+        view.as_ref()
+            .and_then(|v| v.members.iter().find(|m| m.node_id == leader))
+            .is_some_and(|m| what(m, &repo))
+    }
+
     fn leader_head(&self, leader: &str, repo: &str) -> Option<RefName> {
         let view = self.view.read();
         view.as_ref()?
@@ -171,19 +188,12 @@ impl Coordinator for Farm {
         // upstream, say) is synced here again, and learns so. While the leader's states are still
         // being asked for (it or this node just joined), it is followed: following fetches from
         // it as soon as they come, and a periodic sync of every repository here is not needed.
-        let repo = id.to_string();
-        let Some((leader, _)) = remote_leader(self, &repo) else {
-            return false;
-        };
-        let view = self.view.read();
-        view.as_ref()
-            .and_then(|v| v.members.iter().find(|m| m.node_id == leader))
-            .is_some_and(|m| {
-                !m.states_current
-                    || m.repo_states
-                        .get(&repo)
-                        .is_some_and(|s| s.refs_hash.is_some())
-            })
+        self.remote_leader_is(id, |m, repo| {
+            !m.states_current
+                || m.repo_states
+                    .get(repo)
+                    .is_some_and(|s| s.refs_hash.is_some())
+        })
     }
 
     fn awaits_leader(&self, id: &RepoId) -> bool {
@@ -193,19 +203,12 @@ impl Coordinator for Farm {
         if self.shared.git < MIN_GIT_FOR_MEMBERS {
             return false;
         }
-        let repo = id.to_string();
-        let Some((leader, _)) = remote_leader(self, &repo) else {
-            return false;
-        };
-        let view = self.view.read();
-        view.as_ref()
-            .and_then(|v| v.members.iter().find(|m| m.node_id == leader))
-            .is_some_and(|m| {
-                m.states_current
-                    && m.repo_states
-                        .get(&repo)
-                        .is_none_or(|s| s.staged_hash.is_none() && s.refs_hash.is_none())
-            })
+        self.remote_leader_is(id, |m, repo| {
+            m.states_current
+                && m.repo_states
+                    .get(repo)
+                    .is_none_or(|s| s.staged_hash.is_none() && s.refs_hash.is_none())
+        })
     }
 
     fn requested(&self, id: &RepoId) {
