@@ -1,7 +1,8 @@
 //! The node's durable state in a heed (LMDB) environment under `<home>/data`:
 //! identity (node ID, farm ID, data format) and one record per mirrored repository.
 //!
-//! Every call blocks on LMDB, so async code goes through the `*_async` helpers (spawn_blocking).
+//! Repository records are written through one writer thread ([`Store::write_now`],
+//! [`Store::write_soon`]); the other calls block on LMDB briefly (reads, start-up).
 
 use heed::types::{SerdeJson, Str};
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, WithoutTls};
@@ -32,9 +33,6 @@ pub enum StoreError {
         /// Format found.
         found: u32,
     },
-    /// A blocking task was cancelled.
-    #[error("state store task failed: {0}")]
-    Join(String),
     /// The thread that writes repository records could not start.
     #[error("state store: cannot start the record writer: {0}")]
     Thread(#[source] std::io::Error),
@@ -179,24 +177,6 @@ impl Store {
         self.repos.get(&rtxn, &id.key()).map_err(|e| self.err(e))
     }
 
-    /// Writes one repository's record.
-    pub fn put_repo(&self, id: &RepoId, rec: &RepoRecord) -> Result<(), StoreError> {
-        let mut wtxn = self.env.write_txn().map_err(|e| self.err(e))?;
-        self.repos
-            .put(&mut wtxn, &id.key(), rec)
-            .map_err(|e| self.err(e))?;
-        wtxn.commit().map_err(|e| self.err(e))
-    }
-
-    /// Forgets one repository.
-    pub fn delete_repo(&self, id: &RepoId) -> Result<(), StoreError> {
-        let mut wtxn = self.env.write_txn().map_err(|e| self.err(e))?;
-        self.repos
-            .delete(&mut wtxn, &id.key())
-            .map_err(|e| self.err(e))?;
-        wtxn.commit().map_err(|e| self.err(e))
-    }
-
     /// Writes one repository's record (`None`: forgets the repository), together with the
     /// others written meanwhile (one commit), and waits until it is durable.
     pub async fn write_now(&self, id: &RepoId, rec: Option<RepoRecord>) -> Result<(), StoreError> {
@@ -213,18 +193,6 @@ impl Store {
     /// Makes every record written so far durable.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.writer.flush().await
-    }
-
-    /// Runs `f` with the store on the blocking pool.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| StoreError::Join(e.to_string()))?
     }
 }
 
@@ -266,8 +234,8 @@ mod tests {
         assert_eq!(s.repo(&b).expect("get").map(|r| r.generation), Some(4));
     }
 
-    #[test]
-    fn records_survive_reopen_and_newer_format_is_refused() {
+    #[tokio::test]
+    async fn records_survive_reopen_and_newer_format_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let id = RepoId::parse("P/r").expect("id");
         {
@@ -277,7 +245,7 @@ mod tests {
                 last_result: Some(SyncResult::Ok),
                 ..Default::default()
             };
-            s.put_repo(&id, &rec).expect("put");
+            s.write_now(&id, Some(rec)).await.expect("put");
         }
         {
             let s = Store::open(dir.path()).expect("reopen");

@@ -122,9 +122,9 @@ impl Summary {
 impl Shared {
     /// The node-wide facts, in one pass over the repository map (read in place, not copied).
     pub fn summary(&self) -> Summary {
-        let listed = self.listed.load(Ordering::Acquire);
-        let farm_stale = self.farm_stale_since.load(Ordering::Acquire) != 0;
-        Summary::of(&self.repos.read(), listed, farm_stale)
+        let mut s = Summary::of(&self.repos.read(), false, false);
+        self.refresh_flags(&mut s);
+        s
     }
 
     /// Brings the node-wide flags of an earlier `summary` up to date (no walk over the
