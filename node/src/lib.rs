@@ -37,6 +37,7 @@ pub mod names;
 pub mod node;
 pub mod packed_refs;
 pub mod pktline;
+pub mod repo_map;
 pub mod secrets;
 pub mod selection;
 pub mod series;

@@ -211,7 +211,7 @@ pub async fn run(
         store,
         git,
         openssh,
-        repos: RwLock::new(repos),
+        repos: crate::repo_map::RepoMap::new(repos),
         listed: AtomicBool::new(false),
         was_ready: AtomicBool::new(false),
         farm_stale_since: std::sync::atomic::AtomicI64::new(0),

@@ -2,11 +2,8 @@
 //! versions, the repository map and the metrics. The parts keep their own state elsewhere
 //! (serving: its caches; the farm: its view).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-use parking_lot::RwLock;
 
 use crate::config::Config;
 use crate::home::Home;
@@ -29,8 +26,8 @@ pub struct Shared {
     pub git: (u32, u32, u32),
     /// OpenSSH client version (for ssh:// upstreams), if checked.
     pub openssh: (u32, u32, u32),
-    /// Repositories currently mirrored.
-    pub repos: RwLock<BTreeMap<RepoId, RepoEntry>>,
+    /// Repositories currently mirrored, with the running tally [`Shared::summary`] reads.
+    pub repos: crate::repo_map::RepoMap,
     /// The first inventory of repositories has been taken.
     pub listed: AtomicBool,
     /// Every repository once had a complete state at the same time (see [`Shared::ready`]).

@@ -1,15 +1,16 @@
 //! What the node says about all its repositories at once — its state word, whether a load
-//! balancer may send it requests, the counts, the oldest success it could not confirm — read in
-//! one pass over the repository map. The load balancer's health check asks every second and the
-//! farm's membership loop every few hundred milliseconds: one walk, not one per question.
+//! balancer may send it requests, the counts, the oldest success it could not confirm — read
+//! from the repository map's running tally ([`crate::repo_map`]). The load balancer's health
+//! check asks every second and the farm's membership loop every few hundred milliseconds: no
+//! walk over the repositories for either.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use crate::names::RepoId;
+use crate::repo_map::Tally;
 use crate::shared::Shared;
 use crate::state::RepoEntry;
-use crate::store::SyncResult;
 
 /// The node-wide facts of one pass (see [`Shared::summary`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,43 +51,28 @@ pub struct Summary {
 impl Summary {
     /// One pass over `repos`; `listed` and `farm_stale` come from the node.
     pub fn of(repos: &BTreeMap<RepoId, RepoEntry>, listed: bool, farm_stale: bool) -> Self {
-        let mut s = Summary {
+        Self::from_tally(&Tally::of(repos.values()), repos.len(), listed, farm_stale)
+    }
+
+    /// The summary of `total` repositories whose parts add up to `t`.
+    pub fn from_tally(t: &Tally, total: usize, listed: bool, farm_stale: bool) -> Self {
+        Summary {
             listed,
             farm_stale,
-            all_servable: true,
-            total: repos.len(),
-            ..Summary::default()
-        };
-        for e in repos.values() {
-            let result = e.record.last_result.as_ref();
-            let servable = e.servable();
-            s.servable += usize::from(servable);
-            s.last_success = s.last_success.max(e.record.last_success_ms);
-            match result {
-                Some(SyncResult::HostKeyChanged) => s.host_key_changed = true,
-                Some(SyncResult::Unauthorized) => s.unauthorized = true,
-                Some(SyncResult::Unreachable) => {
-                    s.unreachable = true;
-                    if let Some(t) = e.record.last_success_ms {
-                        let min = |o: Option<i64>| Some(o.map_or(t, |m| m.min(t)));
-                        s.oldest_unreached = min(s.oldest_unreached);
-                        if e.upstream_tried {
-                            s.oldest_unreached_upstream = min(s.oldest_unreached_upstream);
-                        }
-                    }
-                }
-                _ => {}
-            }
-            if result == Some(&SyncResult::NotFound) {
-                continue;
-            }
-            s.all_servable &= servable;
-            s.any_withheld |= e.withheld.is_some();
-            s.catching_up |= servable && e.withheld.is_some();
-            s.any_error |= e.state() == "ERROR";
-            s.any_syncing |= e.syncing;
+            host_key_changed: t.host_key_changed > 0,
+            unauthorized: t.unauthorized > 0,
+            unreachable: t.unreachable > 0,
+            all_servable: t.unservable == 0,
+            any_withheld: t.withheld > 0,
+            catching_up: t.catching_up > 0,
+            any_error: t.errors > 0,
+            any_syncing: t.syncing > 0,
+            servable: t.servable,
+            total,
+            oldest_unreached_upstream: t.oldest_unreached_upstream(),
+            oldest_unreached: t.oldest_unreached(),
+            last_success: t.last_success(),
         }
-        s
     }
 
     /// The node's state word (`STARTING`, `AWAITING_AUTHORIZATION`, `SYNCHRONIZING`,
@@ -120,9 +106,11 @@ impl Summary {
 }
 
 impl Shared {
-    /// The node-wide facts, in one pass over the repository map (read in place, not copied).
+    /// The node-wide facts, from the repository map's running tally (no walk over it).
     pub fn summary(&self) -> Summary {
-        let mut s = Summary::of(&self.repos.read(), false, false);
+        let mut s = self
+            .repos
+            .with_tally(|t, total| Summary::from_tally(t, total, false, false));
         self.refresh_flags(&mut s);
         s
     }
@@ -138,6 +126,7 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::SyncResult;
 
     fn entry(result: Option<SyncResult>, generation: u64) -> RepoEntry {
         let mut e = RepoEntry::default();

@@ -23,10 +23,6 @@ const REFRESH: Duration = Duration::from_millis(250);
 /// members a full one). At 20 000 repositories a full pass costs tens of milliseconds: every 5 s
 /// it was half of a member's CPU at rest.
 const FULL_PASS: Duration = Duration::from_secs(30);
-/// The shortest time between two readings of the node's state word and staleness over every
-/// repository while repositories change (the refresh tick brings a change in within it and a
-/// tick); the node-wide flags the word also depends on are read every round.
-const STATE_EVERY: Duration = Duration::from_secs(1);
 /// How often the published clock is refreshed (ms); it is for skew warnings only.
 const CLOCK_EVERY_MS: u64 = 500;
 
@@ -85,8 +81,6 @@ pub async fn run(
     let started = std::time::Instant::now();
     let mut last_full = started.checked_sub(FULL_PASS).unwrap_or(started);
     let mut last_members: Vec<String> = Vec::new();
-    let mut summary = shared.summary();
-    let (mut state_at, mut state_dirty) = (std::time::Instant::now(), false);
     let mut heartbeats = crate::farm::heartbeats::Heartbeats::default();
     loop {
         // Event-driven: a local sync staged or flipped a state, or gossip brought news (a new
@@ -100,16 +94,8 @@ pub async fn run(
         }
         let changed = shared.take_changed();
         let due = changed.all || last_full.elapsed() >= FULL_PASS;
-        state_dirty |= !changed.repos.is_empty();
-        if due || (state_dirty && state_at.elapsed() >= STATE_EVERY) {
-            // One pass over every repository: only after one changed, at most every STATE_EVERY
-            // (a sync of many repositories changes some in every round), and now and then.
-            summary = shared.summary();
-            state_at = std::time::Instant::now();
-            state_dirty = false;
-        } else {
-            shared.refresh_flags(&mut summary);
-        }
+        // The repository map's running tally: no walk over the repositories.
+        let summary = shared.summary();
         let (state, stale_since) = (summary.state(), summary.oldest_unreached_upstream);
         let mut asks: Vec<(ChitchatId, u64)> = Vec::new();
         let me = shared.identity.node_id.clone();

@@ -115,7 +115,7 @@ impl Scheduler {
             repos.remove(id);
         }
         for id in wanted.repos.keys() {
-            repos.entry(id.clone()).or_default();
+            repos.get_or_default(id);
         }
         removed
     }
