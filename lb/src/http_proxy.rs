@@ -39,6 +39,8 @@ pub struct RequestCtx {
     tried: Vec<SocketAddr>,
     /// The node answered that another member may serve this request: send it there.
     elsewhere: bool,
+    /// The node sent the head of its answer (a failure after it is not sent again).
+    answered: bool,
 }
 
 /// Whether a request only reads (a fetch's POST is as safe to send again as a GET; a push is
@@ -47,6 +49,15 @@ fn is_read(req: &RequestHeader) -> bool {
     req.method == http::Method::GET
         || req.method == http::Method::HEAD
         || (req.method == http::Method::POST && req.uri.path().ends_with("/git-upload-pack"))
+}
+
+/// Whether `e` is the node closing or resetting the connection (not a timeout, not the client).
+fn dropped_by_node(e: &Error) -> bool {
+    *e.esource() == pingora::ErrorSource::Upstream
+        && matches!(
+            e.etype(),
+            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+        )
 }
 
 /// The node route the request's `BITBUCKETSESSIONID` cookie names, if any.
@@ -305,6 +316,7 @@ impl ProxyHttp for FarmProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        ctx.answered = true;
         let read = is_read(session.req_header());
         let elsewhere = upstream_response.status.as_u16() == 503
             && upstream_response
@@ -333,8 +345,15 @@ impl ProxyHttp for FarmProxy {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
+        let read = is_read(session.req_header());
+        let whole = !session.as_ref().retry_buffer_truncated();
         if std::mem::take(&mut ctx.elsewhere) {
             // `upstream_response_filter` checked the body is whole.
+            e.set_retry(true);
+        } else if read && whole && !ctx.answered && dropped_by_node(&e) && self.others_left(ctx) {
+            // A read the node dropped before answering (a new connection accepted as it
+            // stopped, say): sent to another node.
+            tracing::debug!(backend = %Self::backend_label(ctx), error = %e, "node dropped a read before answering; trying another");
             e.set_retry(true);
         } else if !(session.req_header().method.is_idempotent() || is_read(session.req_header()))
             || session.as_ref().retry_buffer_truncated()

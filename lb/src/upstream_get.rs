@@ -106,6 +106,17 @@ pub async fn forward<S: ResponseSink>(
             let read = timed("read", IO_TIMEOUT, conn.read_buf(&mut buf)).await;
             match read {
                 Ok(0) | Err(_) if reused && buf.is_empty() => break None,
+                // A new connection dropped before any byte of an answer (accepted as the node
+                // stopped, say): the request is sent to another node.
+                Ok(0) if buf.is_empty() => {
+                    return Ok(Outcome::Unreachable(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "the node closed the connection before answering",
+                    )))
+                }
+                Err(e) if buf.is_empty() && e.kind() != std::io::ErrorKind::TimedOut => {
+                    return Ok(Outcome::Unreachable(e))
+                }
                 Ok(0) => return Err(upstream_error("node", "closed the connection")),
                 Err(e) => return Err(upstream_error("reading from node", e)),
                 Ok(_) => {}
@@ -418,6 +429,29 @@ mod tests {
             let out = forward(&mut sink, &pool, b, req, false, || true).await;
             assert!(matches!(out, Ok(Outcome::Done)), "{out:?}");
             assert_eq!(sink.data, b"busy");
+        });
+    }
+
+    #[test]
+    fn a_new_connection_dropped_before_any_answer_goes_to_another_node() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let (silent, cut) = (node(b"").await, node(b"HTTP/1.1 200 OK\r\nContent-").await);
+            let pool = Pool::default();
+            let req = b"GET /scm/P/r.git/info/refs HTTP/1.1\r\nHost: n\r\n\r\n";
+            let mut sink = Collect::default();
+            let out = forward(&mut sink, &pool, silent, req, false, || true).await;
+            assert!(matches!(out, Ok(Outcome::Unreachable(_))), "{out:?}");
+            assert!(
+                sink.data.is_empty() && !sink.ended,
+                "nothing reached the client"
+            );
+            // Part of an answer came: not sent again (the node did answer), an error.
+            let out = forward(&mut sink, &pool, cut, req, false, || true).await;
+            assert!(out.is_err(), "{out:?}");
         });
     }
 }
