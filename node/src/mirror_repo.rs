@@ -1,7 +1,6 @@
 //! One bare mirror repository on disk: creation with the node's settings, recovery after a crash,
 //! reading ref maps, and flipping the visible refs to a new state in one atomic step.
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -84,6 +83,31 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| io(path)(std::io::Error::other(e)))?
 }
 
+/// Writes a bare repository with the node's settings at `path`, through a temporary directory.
+fn create_layout(path: &Path) -> Result<(), RepoError> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let tmp = path.with_extension("git.creating");
+    match std::fs::remove_dir_all(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&tmp)(e)),
+        _ => {}
+    }
+    for dir in [
+        "objects/info",
+        "objects/pack",
+        "refs/heads",
+        "refs/tags",
+        "info",
+    ] {
+        let d = tmp.join(dir);
+        std::fs::create_dir_all(&d).map_err(io(&d))?;
+    }
+    // What `git init` names before the first sync chooses the upstream's branch.
+    std::fs::write(tmp.join("HEAD"), "ref: refs/heads/master\n").map_err(io(&tmp))?;
+    std::fs::write(tmp.join("config"), CONFIG).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
 /// A bare mirror repository.
 #[derive(Debug, Clone)]
 pub struct MirrorRepo {
@@ -104,37 +128,19 @@ impl MirrorRepo {
         self.path.join("config").is_file()
     }
 
-    /// Creates it (in a temporary directory renamed into place, so a half-made repository never
-    /// appears) with the node's settings.
-    pub async fn create(&self) -> Result<(), RepoError> {
-        let parent = self
-            .path
-            .parent()
-            .expect("repository paths have a parent")
-            .to_owned();
-        let tmp = self.path.with_extension("git.creating");
-        let t = tmp.clone();
-        blocking(&self.path, move || {
-            std::fs::create_dir_all(&parent).map_err(io(&parent))?;
-            match std::fs::remove_dir_all(&t) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&t)(e)),
-                _ => Ok(()),
-            }
-        })
-        .await?;
-        let args = [
-            OsStr::new("init"),
-            OsStr::new("--bare"),
-            OsStr::new("--quiet"),
-            tmp.as_os_str(),
-        ];
-        gitcmd::run(None, args, &[], None, LOCAL).await?;
+    /// Creates it when it does not exist yet (in a temporary directory renamed into place, so a
+    /// half-made repository never appears: the layout `git init --bare` makes, with the node's
+    /// settings, written here rather than by a process of its own), and reads the branch HEAD
+    /// names: what a sync needs before its fetch, on one trip to the blocking pool (the fetch
+    /// leaves HEAD as it is).
+    pub async fn prepare(&self) -> Result<Option<String>, RepoError> {
         let path = self.path.clone();
         blocking(&self.path, move || {
-            std::fs::write(tmp.join("config"), CONFIG).map_err(io(&tmp))?;
-            let _ = std::fs::remove_file(tmp.join("description"));
-            let _ = std::fs::remove_dir_all(tmp.join("hooks"));
-            std::fs::rename(&tmp, &path).map_err(io(&path))
+            if !path.join("config").is_file() {
+                create_layout(&path)?;
+            }
+            let head = std::fs::read_to_string(path.join("HEAD")).map_err(io(&path))?;
+            Ok(refs::symref_target(&head))
         })
         .await
     }
@@ -245,15 +251,54 @@ impl MirrorRepo {
             .map(|h| h.as_str().to_owned());
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
-            packed_refs::replace(&path, &content)?;
-            match new_head {
-                Some(h) => packed_refs::replace_head(&path, &h),
-                None => Ok(()),
-            }
+            packed_refs::replace_with_head(&path, &content, new_head.as_deref())
         })
         .await
         .map_err(|e| RepoError::Parse(format!("packed-refs writer failed: {e}")))?
         .map_err(io(&self.path))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_created_repository_is_one_git_takes_with_the_node_settings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = MirrorRepo::new(dir.path().join("P/r.git"));
+        // A leftover of a creation cut short is replaced.
+        std::fs::create_dir_all(dir.path().join("P/r.git.creating/junk")).expect("mkdir");
+        assert_eq!(
+            repo.prepare().await.expect("prepare").as_deref(),
+            Some("refs/heads/master")
+        );
+        assert!(repo.exists());
+        assert!(!dir.path().join("P/r.git.creating").exists());
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(repo.path())
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("git runs");
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+            String::from_utf8(out.stdout).expect("utf-8")
+        };
+        assert_eq!(git(&["rev-parse", "--is-bare-repository"]).trim(), "true");
+        assert_eq!(
+            git(&["config", "uploadpack.hideRefs"]).trim(),
+            "refs/mirrorfarm"
+        );
+        assert_eq!(git(&["symbolic-ref", "HEAD"]).trim(), "refs/heads/master");
+        // Objects and refs can be written: a ref to a new (empty) blob.
+        let blob = git(&["hash-object", "-w", "--stdin"]);
+        git(&["update-ref", "refs/x", blob.trim()]);
+        assert_eq!(
+            git(&["for-each-ref", "--format=%(objectname) %(refname)"]),
+            format!("{} refs/x\n", blob.trim())
+        );
     }
 }

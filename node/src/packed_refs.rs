@@ -67,29 +67,51 @@ pub fn render(visible: &RefMap, extra: &RefMap) -> Vec<u8> {
 /// Replaces `<repo>/packed-refs` with `content` using git's lock protocol
 /// (`packed-refs.lock` created exclusively, written, synced, renamed over).
 pub fn replace(repo: &Path, content: &[u8]) -> std::io::Result<()> {
-    replace_locked(repo, "packed-refs", content)
+    replace_locked(repo, &[("packed-refs", content)])
 }
 
-/// Points `<repo>/HEAD` at the branch `target` (`refs/heads/…`) as `git symbolic-ref HEAD`
-/// does: `HEAD.lock` created exclusively, written, synced, renamed over.
-pub fn replace_head(repo: &Path, target: &str) -> std::io::Result<()> {
-    replace_locked(repo, "HEAD", format!("ref: {target}\n").as_bytes())
+/// Replaces `packed-refs` with `content`, then points `<repo>/HEAD` at the branch `head`
+/// (`refs/heads/…`) as `git symbolic-ref HEAD` does: each `.lock` file created exclusively,
+/// written and synced, renamed over in that order, the directory synced once for both.
+pub fn replace_with_head(repo: &Path, content: &[u8], head: Option<&str>) -> std::io::Result<()> {
+    match head {
+        Some(h) => replace_locked(
+            repo,
+            &[
+                ("packed-refs", content),
+                ("HEAD", format!("ref: {h}\n").as_bytes()),
+            ],
+        ),
+        None => replace(repo, content),
+    }
 }
 
-fn replace_locked(repo: &Path, name: &str, content: &[u8]) -> std::io::Result<()> {
-    let lock = repo.join(format!("{name}.lock"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&lock)?;
+fn replace_locked(repo: &Path, files: &[(&str, &[u8])]) -> std::io::Result<()> {
+    let locks: Vec<std::path::PathBuf> = files
+        .iter()
+        .map(|(name, _)| repo.join(format!("{name}.lock")))
+        .collect();
+    let mut created = 0;
     let res = (|| {
-        f.write_all(content)?;
-        f.sync_all()?;
-        std::fs::rename(&lock, repo.join(name))?;
+        for ((_, content), lock) in files.iter().zip(&locks) {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(lock)?;
+            created += 1;
+            f.write_all(content)?;
+            f.sync_all()?;
+        }
+        for ((name, _), lock) in files.iter().zip(&locks) {
+            std::fs::rename(lock, repo.join(name))?;
+        }
         std::fs::File::open(repo)?.sync_all()
     })();
     if res.is_err() {
-        let _ = std::fs::remove_file(&lock);
+        // Only locks this call created (another writer's lock is not ours to remove).
+        for lock in locks.iter().take(created) {
+            let _ = std::fs::remove_file(lock);
+        }
     }
     res
 }
@@ -139,5 +161,32 @@ mod tests {
             refs_hash(&v, None),
             refs_hash(&v, Some(&r("refs/heads/main")))
         );
+    }
+
+    #[test]
+    fn packed_refs_and_head_replaced_together_under_git_locks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path();
+        std::fs::write(repo.join("HEAD"), "ref: refs/heads/master\n").expect("write");
+        replace_with_head(repo, b"one\n", Some("refs/heads/main")).expect("replace");
+        let read = |n: &str| std::fs::read_to_string(repo.join(n)).expect("read");
+        assert_eq!(
+            (read("packed-refs"), read("HEAD")),
+            ("one\n".into(), "ref: refs/heads/main\n".into())
+        );
+        replace_with_head(repo, b"two\n", None).expect("replace");
+        assert_eq!(
+            (read("packed-refs"), read("HEAD")),
+            ("two\n".into(), "ref: refs/heads/main\n".into())
+        );
+        // Another writer holds HEAD's lock: nothing is replaced, its lock is left alone, ours go.
+        std::fs::write(repo.join("HEAD.lock"), "theirs").expect("write");
+        assert!(replace_with_head(repo, b"three\n", Some("refs/heads/x")).is_err());
+        assert_eq!(
+            (read("packed-refs"), read("HEAD")),
+            ("two\n".into(), "ref: refs/heads/main\n".into())
+        );
+        assert_eq!(read("HEAD.lock"), "theirs");
+        assert!(!repo.join("packed-refs.lock").exists());
     }
 }

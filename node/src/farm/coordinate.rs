@@ -65,6 +65,9 @@ impl Farm {
             // v0: the refs come with the first request (v2 takes a round trip and an upload-pack
             // run more for ls-refs).
             "protocol.version=0".to_owned(),
+            // Two requests on a connection made for one fetch: HTTP/2's connection set-up and
+            // flow control cost both members more than they save.
+            "http.version=HTTP/1.1".to_owned(),
         ];
         (url, config)
     }

@@ -151,8 +151,13 @@ impl MirrorRepo {
         let head = tokio::fs::read_to_string(self.path.join("HEAD"))
             .await
             .map_err(io(&self.path))?;
-        Ok(head.strip_prefix("ref: ").map(|s| s.trim().to_owned()))
+        Ok(symref_target(&head))
     }
+}
+
+/// The ref a `HEAD` file's content names, if it names one (not a detached object).
+pub(super) fn symref_target(head: &str) -> Option<String> {
+    head.strip_prefix("ref: ").map(|s| s.trim().to_owned())
 }
 
 #[cfg(test)]

@@ -99,12 +99,9 @@ pub async fn stage(
     head_hint: Option<RefName>,
 ) -> Result<Staged, SyncFailure> {
     let repo = plan.repo;
-    if !repo.exists() {
-        repo.create().await?;
-    }
+    let current_head = repo.prepare().await?;
     fetch(plan, true).await?;
     let sets = repo.read_ref_sets().await?;
-    let current_head = repo.head_target().await?;
     let hint = head_hint.or_else(|| current_head.as_deref().and_then(RefName::parse));
     let head = choose_head(
         &sets.staged,
