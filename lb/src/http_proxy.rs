@@ -15,6 +15,7 @@ use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
 use crate::backends::{Backend, Backends, InFlight};
+use crate::retry::{dropped_by_node, is_read};
 use crate::rules::{self, Admission};
 
 /// The proxy logic (cheap to clone: the HTTP/1.1 front holds one too).
@@ -41,23 +42,6 @@ pub struct RequestCtx {
     elsewhere: bool,
     /// The node sent the head of its answer (a failure after it is not sent again).
     answered: bool,
-}
-
-/// Whether a request only reads (a fetch's POST is as safe to send again as a GET; a push is
-/// not).
-fn is_read(req: &RequestHeader) -> bool {
-    req.method == http::Method::GET
-        || req.method == http::Method::HEAD
-        || (req.method == http::Method::POST && req.uri.path().ends_with("/git-upload-pack"))
-}
-
-/// Whether `e` is the node closing or resetting the connection (not a timeout, not the client).
-fn dropped_by_node(e: &Error) -> bool {
-    *e.esource() == pingora::ErrorSource::Upstream
-        && matches!(
-            e.etype(),
-            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
-        )
 }
 
 /// The node route the request's `BITBUCKETSESSIONID` cookie names, if any.
@@ -223,6 +207,15 @@ impl FarmProxy {
                 crate::upstream_get::Outcome::Elsewhere => {
                     tracing::debug!(backend = %backend.addr.label, "node does not serve the repository right now; trying another");
                 }
+                crate::upstream_get::Outcome::Dropped(e) => {
+                    if !self.others_left(ctx) {
+                        return Err(Error::explain(
+                            ErrorType::HTTPStatus(502),
+                            format!("the mirror node dropped the request: {e}"),
+                        ));
+                    }
+                    tracing::debug!(backend = %backend.addr.label, error = %e, "node dropped a request before answering; trying another");
+                }
                 crate::upstream_get::Outcome::Unreachable(e) => {
                     if !self.unreachable(ctx, &e) {
                         return Err(Error::explain(
@@ -300,6 +293,8 @@ impl ProxyHttp for FarmProxy {
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         let backend = self.choose(session, ctx)?;
+        // A new try: what the node before it answered does not count.
+        ctx.answered = false;
         let mut peer = HttpPeer::new(backend.addr.http, false, String::new());
         peer.options.connection_timeout = Some(Duration::from_secs(3));
         peer.options.total_connection_timeout = Some(Duration::from_secs(5));

@@ -13,6 +13,7 @@ pub mod http_proxy;
 pub mod metrics;
 pub mod request_head;
 pub mod response_head;
+pub mod retry;
 pub mod rules;
 pub mod server;
 pub mod ssh_proxy;

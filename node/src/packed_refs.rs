@@ -91,7 +91,7 @@ fn replace_locked(repo: &Path, files: &[(&str, &[u8])]) -> std::io::Result<()> {
         .iter()
         .map(|(name, _)| repo.join(format!("{name}.lock")))
         .collect();
-    let mut created = 0;
+    let (mut created, mut renamed) = (0, 0);
     let res = (|| {
         for ((_, content), lock) in files.iter().zip(&locks) {
             let mut f = std::fs::OpenOptions::new()
@@ -104,12 +104,14 @@ fn replace_locked(repo: &Path, files: &[(&str, &[u8])]) -> std::io::Result<()> {
         }
         for ((name, _), lock) in files.iter().zip(&locks) {
             std::fs::rename(lock, repo.join(name))?;
+            renamed += 1;
         }
         std::fs::File::open(repo)?.sync_all()
     })();
     if res.is_err() {
-        // Only locks this call created (another writer's lock is not ours to remove).
-        for lock in locks.iter().take(created) {
+        // Only the locks this call holds still: one renamed away, or another writer's, is
+        // not ours to remove.
+        for lock in &locks[renamed..created] {
             let _ = std::fs::remove_file(lock);
         }
     }

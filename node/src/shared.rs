@@ -131,7 +131,7 @@ impl Shared {
     }
 
     /// The node's state word (`STARTING`, `AWAITING_AUTHORIZATION`, `SYNCHRONIZING`,
-    /// `SYNCHRONIZED`, `STALE`, `CATCHING_UP`, `ERROR`): one pass (see [`Shared::summary`]).
+    /// `SYNCHRONIZED`, `STALE`, `CATCHING_UP`, `ERROR`), from [`Shared::summary`].
     pub fn node_state(&self) -> &'static str {
         self.summary().state()
     }

@@ -108,18 +108,10 @@ impl Summary {
 impl Shared {
     /// The node-wide facts, from the repository map's running tally (no walk over it).
     pub fn summary(&self) -> Summary {
-        let mut s = self
-            .repos
-            .with_tally(|t, total| Summary::from_tally(t, total, false, false));
-        self.refresh_flags(&mut s);
-        s
-    }
-
-    /// Brings the node-wide flags of an earlier `summary` up to date (no walk over the
-    /// repositories: their part stays as it was read).
-    pub fn refresh_flags(&self, summary: &mut Summary) {
-        summary.listed = self.listed.load(Ordering::Acquire);
-        summary.farm_stale = self.farm_stale_since.load(Ordering::Acquire) != 0;
+        let listed = self.listed.load(Ordering::Acquire);
+        let farm_stale = self.farm_stale_since.load(Ordering::Acquire) != 0;
+        self.repos
+            .with_tally(|t, total| Summary::from_tally(t, total, listed, farm_stale))
     }
 }
 
