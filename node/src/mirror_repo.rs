@@ -123,10 +123,6 @@ impl MirrorRepo {
     pub fn path(&self) -> &Path {
         &self.path
     }
-    /// Whether it has been created.
-    pub fn exists(&self) -> bool {
-        self.path.join("config").is_file()
-    }
 
     /// Creates it when it does not exist yet (in a temporary directory renamed into place, so a
     /// half-made repository never appears: the layout `git init --bare` makes, with the node's
@@ -274,7 +270,7 @@ mod tests {
             repo.prepare().await.expect("prepare").as_deref(),
             Some("refs/heads/master")
         );
-        assert!(repo.exists());
+        assert!(repo.path().join("config").is_file());
         assert!(!dir.path().join("P/r.git.creating").exists());
         let git = |args: &[&str]| {
             let out = std::process::Command::new("git")

@@ -4,13 +4,10 @@
 //! check asks every second and the farm's membership loop every few hundred milliseconds: no
 //! walk over the repositories for either.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-use crate::names::RepoId;
 use crate::repo_map::Tally;
 use crate::shared::Shared;
-use crate::state::RepoEntry;
 
 /// The node-wide facts of one pass (see [`Shared::summary`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,8 +46,13 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// One pass over `repos`; `listed` and `farm_stale` come from the node.
-    pub fn of(repos: &BTreeMap<RepoId, RepoEntry>, listed: bool, farm_stale: bool) -> Self {
+    /// One pass over `repos` (the tests' reference: the node reads its running tally).
+    #[cfg(test)]
+    pub fn of(
+        repos: &std::collections::BTreeMap<crate::names::RepoId, crate::state::RepoEntry>,
+        listed: bool,
+        farm_stale: bool,
+    ) -> Self {
         Self::from_tally(&Tally::of(repos.values()), repos.len(), listed, farm_stale)
     }
 
@@ -118,7 +120,10 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::RepoId;
+    use crate::state::RepoEntry;
     use crate::store::SyncResult;
+    use std::collections::BTreeMap;
 
     fn entry(result: Option<SyncResult>, generation: u64) -> RepoEntry {
         let mut e = RepoEntry::default();
