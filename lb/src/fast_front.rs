@@ -171,7 +171,8 @@ impl FastFront {
     /// too large or malformed, which pingora answers).
     fn route(&self, buf: &[u8], client: Option<std::net::IpAddr>) -> Option<(Route, usize)> {
         let framed = request_head::frame(buf, &self.farm.hostname, |method, path, headers| {
-            self.farm.upstream_head(
+            crate::rules::node_request_head(
+                &self.farm.hostname,
                 method,
                 path,
                 headers.iter().map(|h| (h.name, h.value)),

@@ -117,7 +117,8 @@ impl FarmProxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        self.upstream_head(
+        rules::node_request_head(
+            &self.hostname,
             req.method.as_str().as_bytes(),
             req.uri
                 .path_and_query()
@@ -127,47 +128,6 @@ impl FarmProxy {
             req.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
             client,
         )
-    }
-
-    /// A request head for a node: the client's headers without hop-by-hop and forwarding ones,
-    /// then `Host` and the `X-Forwarded-*` headers.
-    pub(crate) fn upstream_head<'h>(
-        &self,
-        method: &[u8],
-        path: &[u8],
-        headers: impl Iterator<Item = (&'h str, &'h [u8])>,
-        client: Option<std::net::IpAddr>,
-    ) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1024);
-        out.extend_from_slice(method);
-        out.push(b' ');
-        out.extend_from_slice(path);
-        out.extend_from_slice(b" HTTP/1.1\r\n");
-        let mut host = None;
-        let mut xff = None;
-        for (name, value) in headers {
-            if name.eq_ignore_ascii_case("host") {
-                host = Some(value);
-            } else if name.eq_ignore_ascii_case("x-forwarded-for") {
-                xff = Some(value);
-            } else if rules::replaced_request_header(name) {
-            } else {
-                out.extend_from_slice(name.as_bytes());
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(value);
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-        out.extend_from_slice(b"Host: ");
-        out.extend_from_slice(host.unwrap_or(self.hostname.as_bytes()));
-        out.extend_from_slice(b"\r\nX-Forwarded-For: ");
-        out.extend_from_slice(&rules::forwarded_for(xff, client));
-        out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
-        out.extend_from_slice(rules::FORWARDED_PROTO.as_bytes());
-        out.extend_from_slice(b"\r\nX-Forwarded-Host: ");
-        out.extend_from_slice(self.hostname.as_bytes());
-        out.extend_from_slice(b"\r\n\r\n");
-        out
     }
 
     /// Forwards a request without a body on this worker's own connections (see

@@ -121,6 +121,46 @@ pub fn admit(host: Option<&str>, path: &str, hostname: &str) -> Admission {
     }
 }
 
+/// A request head for a node: the client's headers without hop-by-hop and forwarding ones, then
+/// `Host` (the client's, else `hostname`) and the `X-Forwarded-*` headers.
+pub fn node_request_head<'h>(
+    hostname: &str,
+    method: &[u8],
+    path: &[u8],
+    headers: impl Iterator<Item = (&'h str, &'h [u8])>,
+    client: Option<IpAddr>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    out.extend_from_slice(method);
+    out.push(b' ');
+    out.extend_from_slice(path);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut host = None;
+    let mut xff = None;
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case("host") {
+            host = Some(value);
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+            xff = Some(value);
+        } else if !replaced_request_header(name) {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"Host: ");
+    out.extend_from_slice(host.unwrap_or(hostname.as_bytes()));
+    out.extend_from_slice(b"\r\nX-Forwarded-For: ");
+    out.extend_from_slice(&forwarded_for(xff, client));
+    out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
+    out.extend_from_slice(FORWARDED_PROTO.as_bytes());
+    out.extend_from_slice(b"\r\nX-Forwarded-Host: ");
+    out.extend_from_slice(hostname.as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

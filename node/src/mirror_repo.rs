@@ -58,9 +58,12 @@ pub enum RepoError {
     /// git failed.
     #[error(transparent)]
     Git(#[from] GitError),
-    /// git printed something unexpected.
-    #[error("{0}")]
-    Parse(String),
+    /// git listed a ref whose name is not UTF-8.
+    #[error("{path}: git listed a ref name that is not UTF-8")]
+    NonUtf8Ref {
+        /// The repository.
+        path: PathBuf,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RepoError + '_ {
@@ -246,13 +249,10 @@ impl MirrorRepo {
             .filter(|h| current_head != Some(h.as_str()))
             .map(|h| h.as_str().to_owned());
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            packed_refs::replace_with_head(&path, &content, new_head.as_deref())
+        blocking(&self.path, move || {
+            packed_refs::replace_with_head(&path, &content, new_head.as_deref()).map_err(io(&path))
         })
         .await
-        .map_err(|e| RepoError::Parse(format!("packed-refs writer failed: {e}")))?
-        .map_err(io(&self.path))?;
-        Ok(())
     }
 }
 

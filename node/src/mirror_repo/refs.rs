@@ -73,8 +73,9 @@ impl MirrorRepo {
             LOCAL,
         )
         .await?;
-        let text = String::from_utf8(out.stdout)
-            .map_err(|_| RepoError::Parse("non-UTF-8 ref name".into()))?;
+        let text = String::from_utf8(out.stdout).map_err(|_| RepoError::NonUtf8Ref {
+            path: self.path.clone(),
+        })?;
         let mut sets = RefSets::default();
         let mut nested = Vec::new();
         for line in text.lines() {
