@@ -342,7 +342,9 @@ impl Upstream {
         self.sshd_log_lines("Accepted publickey")
     }
 
-    /// Commands run over SSH so far (one per fetch, also over a shared connection).
+    /// Commands run over SSH so far (one per fetch, also over a shared connection), as sshd
+    /// logged them: a lower bound when several connections run commands at once (its log drops
+    /// lines then; seen with three members fetching together).
     pub fn command_sessions(&self) -> usize {
         self.sshd_log_lines("Starting session: command")
     }
