@@ -20,9 +20,9 @@ use mirrorfarm_tests::{free_port, gitc, wait_for};
 struct Killed(Vec<Child>);
 impl Drop for Killed {
     fn drop(&mut self) {
-        // fcgiwrap runs in a group of its own: its workers go with it.
         for c in &mut self.0 {
-            mirrorfarm_tests::http_upstream::kill_group(c);
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 }

@@ -27,13 +27,10 @@ pub fn git_http_backend() -> String {
     )
 }
 
-/// Starts fcgiwrap with `children` workers on the unix socket `sock`, in a process group of its
-/// own (see [`kill_group`]); returns once it listens.
+/// Starts fcgiwrap with `children` workers on the unix socket `sock`; returns once it listens.
 pub fn fcgiwrap(sock: &Path, children: u32) -> Child {
-    use std::os::unix::process::CommandExt;
     let fcgi = Command::new("fcgiwrap")
         .args(["-c", &children.to_string(), "-s"])
-        .process_group(0)
         .arg(format!("unix:{}", sock.display()))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -343,18 +340,11 @@ impl HttpUpstream {
 impl Drop for HttpUpstream {
     fn drop(&mut self) {
         self.stop();
-        kill_group(&mut self.fcgi);
+        // fcgiwrap's workers outlive their master otherwise.
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P", &self.fcgi.id().to_string()])
+            .status();
+        let _ = self.fcgi.kill();
+        let _ = self.fcgi.wait();
     }
-}
-
-/// Kills a child started in a process group of its own, and everything still in that group:
-/// fcgiwrap's workers (and the CGI processes they run) outlive their master otherwise — killing
-/// the master's direct children alone left workers behind after CI runs.
-pub fn kill_group(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", child.id())])
-        .stderr(Stdio::null())
-        .status();
-    let _ = child.kill();
-    let _ = child.wait();
 }
