@@ -163,8 +163,8 @@ pub async fn maintain(plan: &FetchPlan<'_>) {
     }
 }
 
-/// The first git whose `fetch` takes `--no-auto-maintenance`; before it, `gc.auto=0` keeps the
-/// `gc --auto` it runs from doing anything.
+/// The first git whose `fetch` takes `--no-auto-maintenance` (older ones start a `gc --auto`
+/// after each fetch, which the mirror's `gc.auto = 0` keeps idle).
 const NO_AUTO_MAINTENANCE: (u32, u32, u32) = (2, 29, 0);
 
 async fn fetch(plan: &FetchPlan<'_>, with_head: bool) -> Result<(), SyncFailure> {
@@ -174,14 +174,10 @@ async fn fetch(plan: &FetchPlan<'_>, with_head: bool) -> Result<(), SyncFailure>
         .flatten()
         .flat_map(|c| ["-c".to_owned(), c.clone()])
         .collect();
-    // No `git maintenance run --auto` (or `gc --auto`) after each fetch: a process more per
-    // sync, detached, that could repack beside this node's own maintenance (`maintain`).
-    let flag = plan.git >= NO_AUTO_MAINTENANCE;
-    if !flag {
-        args.extend(["-c".to_owned(), "gc.auto=0".to_owned()]);
-    }
     args.extend(["fetch".to_owned(), "--quiet".into()]);
-    if flag {
+    // No `git maintenance run --auto` after each fetch: a process more per sync, with nothing
+    // to do (the mirror's `gc.auto = 0`: the node maintains its mirrors itself, see `maintain`).
+    if plan.git >= NO_AUTO_MAINTENANCE {
         args.push("--no-auto-maintenance".into());
     }
     args.extend([
@@ -296,117 +292,4 @@ pub fn log_result(id: &RepoId, res: &Result<Synced, SyncFailure>, elapsed: Durat
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::packed_refs::RefValue;
-
-    fn map(items: &[(&str, &str)]) -> RefMap {
-        items
-            .iter()
-            .map(|(n, o)| {
-                (
-                    RefName::parse(n).expect("ref"),
-                    RefValue {
-                        oid: o.to_string(),
-                        peeled: None,
-                    },
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn head_choice_and_change_count() {
-        let staged = map(&[
-            ("refs/heads/dev", "1"),
-            ("refs/heads/main", "1"),
-            ("refs/heads/x", "2"),
-        ]);
-        let pick = |cur| choose_head(&staged, Some("1"), cur).map(|r| r.to_string());
-        assert_eq!(pick(None).as_deref(), Some("refs/heads/main"));
-        assert_eq!(
-            pick(Some("refs/heads/dev")).as_deref(),
-            Some("refs/heads/dev")
-        );
-        assert_eq!(
-            pick(Some("refs/heads/x")).as_deref(),
-            Some("refs/heads/main")
-        );
-        assert!(choose_head(&staged, None, None).is_none());
-        let old = map(&[("refs/heads/main", "0"), ("refs/heads/gone", "3")]);
-        let (n, listed) = changes(&old, &staged);
-        assert_eq!(n, 4);
-        let gone = listed
-            .iter()
-            .find(|c| c.name == "refs/heads/gone")
-            .expect("deleted ref listed");
-        assert_eq!(
-            (gone.before.as_deref(), gone.after.as_deref()),
-            (Some("3"), None)
-        );
-        let main = listed
-            .iter()
-            .find(|c| c.name == "refs/heads/main")
-            .expect("changed ref listed");
-        assert_eq!(
-            (main.before.as_deref(), main.after.as_deref()),
-            (Some("0"), Some("1"))
-        );
-    }
-
-    #[tokio::test]
-    async fn a_fetch_leaves_no_automatic_maintenance_behind() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let up = dir.path().join("up.git");
-        let git = |args: &[&str]| {
-            let out = std::process::Command::new("git")
-                .args(args)
-                .stdin(std::process::Stdio::null())
-                .output()
-                .expect("git runs");
-            assert!(out.status.success(), "git {args:?}: {out:?}");
-            String::from_utf8(out.stdout).expect("utf-8")
-        };
-        let up_s = up.to_str().expect("utf-8 path");
-        git(&["init", "-q", "--bare", up_s]);
-        let tree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
-        let commit = git(&[
-            "-C",
-            up_s,
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit-tree",
-            tree,
-            "-m",
-            "one",
-        ]);
-        git(&["-C", up_s, "update-ref", "refs/heads/main", commit.trim()]);
-        let trace = dir.path().join("trace");
-        let env = [("GIT_TRACE", trace.display().to_string())];
-        let (id, repo) = (
-            RepoId::parse("P/r").expect("id"),
-            MirrorRepo::new(dir.path().join("P/r.git")),
-        );
-        let plan = FetchPlan {
-            id: &id,
-            repo: &repo,
-            url: format!("file://{up_s}"),
-            env: &env,
-            timeout: Duration::from_secs(60),
-            git: crate::gitcmd::check_git().await.expect("git version"),
-            member_config: None,
-        };
-        let staged = stage(&plan, None).await.expect("stage");
-        assert_eq!(staged.refs.len(), 1, "{:?}", staged.refs);
-        let trace = std::fs::read_to_string(&trace).expect("trace");
-        // The trace shows the processes the fetch started (the upload-pack at least), and none
-        // of them is git's automatic maintenance.
-        assert!(trace.contains("git-upload-pack"), "{trace}");
-        assert!(
-            !trace.contains("maintenance run") && !trace.contains("gc --auto"),
-            "{trace}"
-        );
-    }
-}
+mod tests;
