@@ -21,6 +21,9 @@ use mirrorfarm_tests::node::Node;
 use mirrorfarm_tests::upstream::{Shape, Upstream};
 use mirrorfarm_tests::{free_udp_port, poll_every};
 
+#[path = "scale/ssh.rs"]
+mod ssh;
+
 const PROJECTS: usize = 10;
 const REST: Duration = Duration::from_secs(30);
 const PUSHES: usize = 20;
@@ -50,103 +53,6 @@ fn upstream(n: usize) -> Upstream {
     let up = Upstream::new();
     up.create_copies(&names(n), &Shape::one_commit());
     up
-}
-
-/// What a full reconcile against the `ssh://` upstream cost.
-struct SshReconcile {
-    secs: f64,
-    connections: usize,
-    fetches: f64,
-    cpu_ms: f64,
-}
-
-/// The farm's members move to the same repositories over `ssh://` (OpenSSH and bare
-/// repositories: no listing, so `mirror.repos` names them all) and restart; a full reconcile is
-/// measured: its time, the SSH connections the upstream's sshd accepted for it, the fetches
-/// (syncs each member made; sshd's log of commands drops lines under load), the busiest
-/// member's own CPU.
-fn ssh_reconcile(up: &mut Upstream, nodes: &mut [Node], n: usize) -> SshReconcile {
-    up.start_sshd();
-    let mut keys: Vec<String> = nodes
-        .iter()
-        .map(|node| {
-            node.status()["publicKey"]
-                .as_str()
-                .expect("publicKey")
-                .to_owned()
-        })
-        .collect();
-    keys.dedup();
-    for k in &keys {
-        up.authorize(k);
-    }
-    let repos = format!("mirror.repos={}\n", names(n).join(","));
-    for node in nodes.iter_mut() {
-        node.stop();
-        let path = node.home().join("mirrorfarm.properties");
-        let props = std::fs::read_to_string(&path).expect("read properties");
-        let props: String = props
-            .lines()
-            .map(|l| {
-                if l.starts_with("plugin.mirroring.upstream.url=") {
-                    format!("plugin.mirroring.upstream.url={}\n", up.ssh_url())
-                } else if l == "mirror.projects=*" {
-                    repos.clone()
-                } else {
-                    format!("{l}\n")
-                }
-            })
-            .collect();
-        std::fs::write(&path, props).expect("write properties");
-    }
-    for node in nodes.iter_mut() {
-        node.spawn();
-    }
-    let nodes: &[Node] = nodes;
-    let limit = Duration::from_secs(600 + n as u64 / 2);
-    let refs: Vec<&Node> = nodes.iter().collect();
-    wait_ready(&refs, n, limit);
-    let pids: Vec<u32> = nodes.iter().map(|n| n.pid().expect("pid")).collect();
-    let per_member = |result: &str| -> Vec<f64> {
-        nodes
-            .iter()
-            .map(|n| n.metric("mirrorfarm_syncs_total", &[("result", result)]))
-            .collect()
-    };
-    let delta =
-        |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| y - x).collect() };
-    // One pass, as the periodic reconcile runs: each member opens its shared connection (none
-    // is open after the restart) and fetches the repositories it leads over it.
-    let (ok0, failed0) = (per_member("ok"), per_member("failed"));
-    let conns = up.accepted_sessions();
-    let c0: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
-    let t = Instant::now();
-    for node in nodes.iter() {
-        node.trigger(None);
-    }
-    let done = poll_every(limit, Duration::from_millis(500), || {
-        (delta(&ok0, &per_member("ok")).iter().sum::<f64>() >= n as f64).then_some(())
-    });
-    assert!(
-        done.is_some(),
-        "no full reconcile over ssh:// within {limit:?}: {}",
-        nodes[0].explain(20)
-    );
-    let took = t.elapsed().as_secs_f64();
-    let c1: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
-    let (ok, failed) = (
-        delta(&ok0, &per_member("ok")),
-        delta(&failed0, &per_member("failed")),
-    );
-    eprintln!(
-        "scale {n}: ssh:// reconcile in {took:.1} s: ok {ok:?}, failed {failed:?} per member"
-    );
-    SshReconcile {
-        secs: took,
-        connections: up.accepted_sessions() - conns,
-        fetches: ok.iter().sum(),
-        cpu_ms: c0.iter().zip(&c1).map(|(a, b)| b - a).fold(0.0, f64::max) / n as f64 * 1000.0,
-    }
 }
 
 fn props(port: u16, seed: Option<u16>) -> String {
@@ -207,7 +113,7 @@ struct Figures {
     restart_s: f64,
     push_p50: f64,
     push_p99: f64,
-    ssh: SshReconcile,
+    ssh: ssh::SshReconcile,
 }
 
 fn run(n: usize) -> Figures {
@@ -314,7 +220,7 @@ fn run(n: usize) -> Figures {
     }
     times.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
-    let ssh = ssh_reconcile(&mut up, &mut nodes, n);
+    let ssh = ssh::reconcile(&mut up, &mut nodes, n);
     eprintln!(
         "scale {n}: ssh:// full reconcile {:.0} s, {} SSH connections, {:.0} fetches, {:.2} ms own CPU per repository",
         ssh.secs, ssh.connections, ssh.fetches, ssh.cpu_ms

@@ -1,0 +1,137 @@
+//! The scale benchmark's `ssh://` phase: the farm's members move to the same repositories over
+//! `ssh://` (a real OpenSSH sshd and bare repositories: nothing lists them, so `mirror.repos`
+//! names them all) and restart; once the reconcile every member starts with is over, one full
+//! reconcile is measured: its time, the SSH connections sshd accepted for it, the fetches (the
+//! members' syncs: at rest each member fetches the repositories it leads, from the upstream,
+//! and follows the others), the busiest member's own CPU per repository.
+
+use std::time::{Duration, Instant};
+
+use mirrorfarm_tests::measure::cpu_seconds;
+use mirrorfarm_tests::node::Node;
+use mirrorfarm_tests::poll_every;
+use mirrorfarm_tests::upstream::Upstream;
+
+use super::{names, wait_ready};
+
+/// How long no member may finish a sync for the farm to count as at rest: longer than a shared
+/// connection's idle life (`mirror.sync.sshPersist`, 60 s by default), so the measured reconcile
+/// opens its connections as a periodic one (every 180 s by default) does.
+const QUIET: Duration = Duration::from_secs(70);
+
+/// What a full reconcile against the `ssh://` upstream cost.
+pub struct SshReconcile {
+    /// Its time (s).
+    pub secs: f64,
+    /// SSH connections sshd accepted meanwhile.
+    pub connections: usize,
+    /// Syncs the members made (one fetch each).
+    pub fetches: f64,
+    /// The busiest member's own CPU per repository (ms).
+    pub cpu_ms: f64,
+}
+
+fn syncs(nodes: &[Node], result: Option<&str>) -> Vec<f64> {
+    let want: Vec<(&str, &str)> = result.map(|r| ("result", r)).into_iter().collect();
+    nodes
+        .iter()
+        .map(|n| n.metric("mirrorfarm_syncs_total", &want))
+        .collect()
+}
+
+fn delta(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| y - x).collect()
+}
+
+/// Waits until no member has finished a sync for [`QUIET`].
+fn wait_quiet(nodes: &[Node], limit: Duration) {
+    let mut last = (syncs(nodes, None), Instant::now());
+    let quiet = poll_every(limit, Duration::from_secs(1), || {
+        let now = syncs(nodes, None);
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        (last.1.elapsed() >= QUIET).then_some(())
+    });
+    assert!(
+        quiet.is_some(),
+        "the farm did not come to rest within {limit:?}"
+    );
+}
+
+/// Moves the farm to `ssh://`, lets its start-up reconcile end, and measures one full reconcile
+/// of its `n` unchanged repositories.
+pub fn reconcile(up: &mut Upstream, nodes: &mut [Node], n: usize) -> SshReconcile {
+    up.start_sshd();
+    let mut keys: Vec<String> = nodes
+        .iter()
+        .map(|node| {
+            node.status()["publicKey"]
+                .as_str()
+                .expect("publicKey")
+                .to_owned()
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    for k in &keys {
+        up.authorize(k);
+    }
+    let repos = format!("mirror.repos={}\n", names(n).join(","));
+    for node in nodes.iter_mut() {
+        node.stop();
+        let path = node.home().join("mirrorfarm.properties");
+        let props = std::fs::read_to_string(&path).expect("read properties");
+        let props: String = props
+            .lines()
+            .map(|l| {
+                if l.starts_with("plugin.mirroring.upstream.url=") {
+                    format!("plugin.mirroring.upstream.url={}\n", up.ssh_url())
+                } else if l == "mirror.projects=*" {
+                    repos.clone()
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(&path, props).expect("write properties");
+    }
+    for node in nodes.iter_mut() {
+        node.spawn();
+    }
+    let nodes: &[Node] = nodes;
+    let limit = Duration::from_secs(600 + n as u64 / 2);
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_ready(&refs, n, limit);
+    // Every member reconciles what it leads as it starts: measured is the next one.
+    wait_quiet(nodes, limit);
+    let pids: Vec<u32> = nodes.iter().map(|n| n.pid().expect("pid")).collect();
+    let (ok0, failed0) = (syncs(nodes, Some("ok")), syncs(nodes, Some("failed")));
+    let conns = up.accepted_sessions();
+    let c0: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
+    let t = Instant::now();
+    for node in nodes {
+        node.trigger(None);
+    }
+    let done = poll_every(limit, Duration::from_millis(500), || {
+        (delta(&ok0, &syncs(nodes, Some("ok"))).iter().sum::<f64>() >= n as f64).then_some(())
+    });
+    assert!(
+        done.is_some(),
+        "no full reconcile over ssh:// within {limit:?}: {}",
+        nodes[0].explain(20)
+    );
+    let secs = t.elapsed().as_secs_f64();
+    let c1: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
+    let ok = delta(&ok0, &syncs(nodes, Some("ok")));
+    let failed = delta(&failed0, &syncs(nodes, Some("failed")));
+    eprintln!(
+        "scale {n}: ssh:// reconcile in {secs:.1} s: ok {ok:?}, failed {failed:?} per member"
+    );
+    SshReconcile {
+        secs,
+        connections: up.accepted_sessions() - conns,
+        fetches: ok.iter().sum(),
+        cpu_ms: delta(&c0, &c1).into_iter().fold(0.0, f64::max) / n as f64 * 1000.0,
+    }
+}
