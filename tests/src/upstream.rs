@@ -343,8 +343,8 @@ impl Upstream {
     }
 
     /// Commands run over SSH so far (one per fetch, also over a shared connection), as sshd
-    /// logged them: a lower bound when several connections run commands at once (its log drops
-    /// lines then; seen with three members fetching together).
+    /// logged them. With three members fetching at once, the scale benchmark saw a third as many
+    /// as the members counted fetches (not explained yet): read it as a lower bound.
     pub fn command_sessions(&self) -> usize {
         self.sshd_log_lines("Starting session: command")
     }
