@@ -270,18 +270,23 @@ fn admins_log_in_with_upstream_credentials_and_every_action_needs_the_sessions_c
     assert_eq!(get_admin(node, Some(&cookie), None).0, 200);
     assert_eq!(logout(&[("csrf", &csrf)]), 303);
     assert_eq!(get_admin(node, Some(&cookie), None).0, 401);
-    // The plots (a point a second here): the git requests just made show on the requests plot.
-    for _ in 0..3 {
-        let r = client()
-            .get(format!(
-                "{}/info/refs?service=git-upload-pack",
-                node.http_url("PROJ", "a")
-            ))
-            .basic_auth("alice", Some("alice-pw"))
-            .send()
-            .expect("info/refs");
-        assert_eq!(r.status().as_u16(), 200);
-    }
+    // The plots (a point a second here): git requests show on the requests plot. Three made
+    // back to back usually fall on one point; when a point's edge splits them, three more.
+    let three_requests = || {
+        for _ in 0..3 {
+            let r = client()
+                .get(format!(
+                    "{}/info/refs?service=git-upload-pack",
+                    node.http_url("PROJ", "a")
+                ))
+                .basic_auth("alice", Some("alice-pw"))
+                .send()
+                .expect("info/refs");
+            assert_eq!(r.status().as_u16(), 200);
+        }
+    };
+    three_requests();
+    let mut last_try = std::time::Instant::now();
     wait_for("the requests on the plot", LIMIT, || {
         let (_, page) = get_admin(node, None, Some(TOKEN));
         let needle = "id=plot-requests role=img aria-label=\"";
@@ -294,6 +299,10 @@ fn admins_log_in_with_upstream_credentials_and_every_action_needs_the_sessions_c
             .next()?
             .parse()
             .ok()?;
+        if most < 3 && last_try.elapsed() >= std::time::Duration::from_secs(3) {
+            three_requests();
+            last_try = std::time::Instant::now();
+        }
         (most >= 3).then_some(())
     });
 
