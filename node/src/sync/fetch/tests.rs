@@ -61,31 +61,12 @@ fn head_choice_and_change_count() {
 async fn a_fetch_leaves_no_automatic_maintenance_behind() {
     let dir = tempfile::tempdir().expect("tempdir");
     let up = dir.path().join("up.git");
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("git runs");
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-        String::from_utf8(out.stdout).expect("utf-8")
-    };
-    let up_s = up.to_str().expect("utf-8 path");
-    git(&["init", "-q", "--bare", up_s]);
+    let git = crate::testing::git;
+    git(dir.path(), &["init", "-q", "--bare", "up.git"]);
     let tree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
-    let commit = git(&[
-        "-C",
-        up_s,
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@t",
-        "commit-tree",
-        tree,
-        "-m",
-        "one",
-    ]);
-    git(&["-C", up_s, "update-ref", "refs/heads/main", commit.trim()]);
+    let commit = git(&up, &["commit-tree", tree, "-m", "one"]);
+    git(&up, &["update-ref", "refs/heads/main", &commit]);
+    let up_s = up.to_str().expect("utf-8 path");
     let trace = dir.path().join("trace");
     // The machine's own git settings (a global `maintenance.auto = false`, say) stay out.
     let env = [
