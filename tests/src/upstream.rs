@@ -121,9 +121,15 @@ impl Upstream {
     pub fn stop_sshd(&mut self) {
         if let Some(mut c) = self.sshd.take() {
             // Its connections too, as when the server goes down (a connection a node keeps open
-            // would otherwise go on serving it).
+            // would otherwise go on serving it). Stopped first, so that no connection it accepts
+            // meanwhile gets a process after its children were killed (the likely cause of a CI failure: the node's
+            // shared connection, opened in that moment, kept serving the fetches).
+            let pid = c.id().to_string();
+            let _ = std::process::Command::new("kill")
+                .args(["-STOP", &pid])
+                .status();
             let _ = std::process::Command::new("pkill")
-                .args(["-KILL", "-P", &c.id().to_string()])
+                .args(["-KILL", "-P", &pid])
                 .status();
             let _ = c.kill();
             let _ = c.wait();
