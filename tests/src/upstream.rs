@@ -122,8 +122,8 @@ impl Upstream {
         if let Some(mut c) = self.sshd.take() {
             // Its connections too, as when the server goes down (a connection a node keeps open
             // would otherwise go on serving it). Stopped first, so that no connection it accepts
-            // meanwhile gets a process after its children were killed (the likely cause of a CI failure: the node's
-            // shared connection, opened in that moment, kept serving the fetches).
+            // meanwhile gets a process after its children were killed (the likely cause of a CI
+            // failure: the node's shared connection, opened in that moment, kept serving).
             let pid = c.id().to_string();
             let _ = std::process::Command::new("kill")
                 .args(["-STOP", &pid])
