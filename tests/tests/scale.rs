@@ -190,7 +190,11 @@ fn sizes_stay_small_paging_lists_everything_and_a_restart_is_ready_without_fetch
             .map(|n| n.metric("mirrorfarm_syncs_total", &[("result", "ok")]))
             .sum()
     };
-    let (conns, before) = (up.accepted_sessions(), fetched(&nodes));
+    let (conns, cmds, before) = (
+        up.accepted_sessions(),
+        up.command_sessions(),
+        fetched(&nodes),
+    );
     for n in &nodes {
         assert_eq!(n.trigger(None), 202);
     }
@@ -204,6 +208,11 @@ fn sizes_stay_small_paging_lists_everything_and_a_restart_is_ready_without_fetch
             nodes[0].explain(20)
         )
     });
+    // The fetches went to the ssh:// upstream (sshd logged commands for them).
+    assert!(
+        up.command_sessions() > cmds,
+        "no command over SSH during the reconcile"
+    );
     let new = up.accepted_sessions() - conns;
     assert!(
         new <= 2,
