@@ -61,6 +61,7 @@ pub struct NodeMetrics {
     synced_repos: Gauge,
     advertisements: Family<SourceLabel, Counter>,
     pack_cache: Family<ResultLabel, Counter>,
+    probes: Family<ResultLabel, Counter>,
     pack_cache_bytes: Gauge,
     auth_decisions: Family<AuthLabels, Counter>,
     sessions_live: Gauge,
@@ -158,6 +159,12 @@ impl Default for NodeMetrics {
             "Upload-pack requests answered through the pack cache: hit, shared (while written), miss",
             pack_cache.clone(),
         );
+        let probes = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "reconcile_probes",
+            "Repositories a reconcile read the refs of over one SSH command instead of fetching: unchanged (not fetched), changed, unanswered (fetched)",
+            probes.clone(),
+        );
         let pack_cache_bytes = Gauge::default();
         registry.register(
             "pack_cache_bytes",
@@ -218,6 +225,7 @@ impl Default for NodeMetrics {
             webhooks,
             notices,
             pack_cache,
+            probes,
             pack_cache_bytes,
             advertisements,
             registry,
@@ -286,6 +294,16 @@ impl NodeMetrics {
                 source: source.into(),
             })
             .inc();
+    }
+
+    /// Counts a repository a reconcile probe answered for.
+    /// `result`: `unchanged`, `changed` or `unanswered`.
+    pub fn probe(&self, result: &'static str, n: u64) {
+        self.probes
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc_by(n);
     }
 
     /// Counts a request answered through the pack cache.

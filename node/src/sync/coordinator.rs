@@ -53,6 +53,10 @@ pub trait Coordinator: Send + Sync + 'static {
     fn listing(&self, fresh: bool) -> Listing<'_>;
     /// Where to fetch `id` from now.
     fn source(&self, id: &RepoId) -> Source;
+    /// Whether this node fetches `id` from the upstream now (it leads it, or is alone).
+    fn fetches_upstream(&self, id: &RepoId) -> bool {
+        matches!(self.source(id), Source::Upstream)
+    }
     /// A client asked this node for a sync of `id` (passed on to whoever fetches it).
     fn requested(&self, id: &RepoId);
     /// Whether another member fetches `id` from the upstream and its gossip shows a state of it:

@@ -4,6 +4,7 @@ pub mod classify;
 pub mod coordinator;
 pub mod fetch;
 pub mod notify;
+pub mod probe;
 pub mod publish;
 pub mod queue;
 pub mod record;

@@ -91,6 +91,16 @@ struct Scheduler {
     task_repos: std::collections::HashMap<tokio::task::Id, RepoId>,
     /// New repositories waiting for their leader to hold a state, since when.
     awaited: std::collections::HashMap<RepoId, Instant>,
+    /// git's `GIT_SSH_COMMAND` for a reconcile probe, when the upstream is probed (see
+    /// [`crate::sync::probe`]).
+    probe_ssh: Option<String>,
+    /// The reconcile probe under way.
+    probing: Option<tokio::task::JoinHandle<()>>,
+    /// Repositories a probe found to fetch.
+    refetch: (
+        mpsc::UnboundedSender<RepoId>,
+        mpsc::UnboundedReceiver<RepoId>,
+    ),
 }
 
 /// Runs until `shutdown` turns true.
@@ -106,7 +116,18 @@ pub async fn run(
         shared.openssh,
         shared.config.ssh_persist,
     );
+    // Not for a forge: its SSH server runs git's commands only.
+    let probe_ssh = (shared.config.ssh_probe && shared.inventory.forge().is_none())
+        .then(|| {
+            env.iter()
+                .find(|(k, _)| *k == "GIT_SSH_COMMAND")
+                .map(|(_, v)| v.clone())
+        })
+        .flatten();
     let mut s = Scheduler {
+        probe_ssh,
+        probing: None,
+        refetch: mpsc::unbounded_channel(),
         permits: Arc::new(Semaphore::new(shared.config.sync_concurrency)),
         env: Arc::new(env),
         shared,
@@ -177,10 +198,17 @@ pub async fn run(
                 s.fill();
             }
             _ = sleep_until(next_retry) => s.start_due_retries(),
+            Some(id) = s.refetch.1.recv() => {
+                s.queue.push(id);
+                s.fill();
+            }
         }
     }
     if let Some(l) = s.listing.take() {
         l.abort();
+    }
+    if let Some(p) = s.probing.take() {
+        p.abort();
     }
     if !s.tasks.is_empty() {
         tracing::info!(

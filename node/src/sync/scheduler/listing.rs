@@ -8,6 +8,7 @@ use super::{remove_dir, Scheduler};
 use crate::forge::inventory::Wanted;
 use crate::names::RepoId;
 use crate::store::SyncResult;
+use crate::sync::probe;
 
 impl Scheduler {
     /// Starts listing the repositories to mirror (once more after the one under way, if one is
@@ -54,6 +55,7 @@ impl Scheduler {
         // The farm looks at every repository again (some came or went; the node is listed now).
         self.shared.all_changed();
         let (mut skipped, mut awaiting) = (0usize, 0usize);
+        let mut probe = Vec::new();
         for (id, fingerprint) in wanted.repos {
             // In a farm, a repository another member leads is followed through its gossip: no
             // periodic sync here (a new one, with nothing served yet, is synced from the leader).
@@ -85,10 +87,14 @@ impl Scheduler {
                 if !self.running.contains(&id) {
                     self.fingerprints.insert(id.clone(), fp);
                 }
+            } else if let Some(served) = self.probe_candidate(&id) {
+                probe.push(probe::Candidate { id, served });
+                continue;
             }
             self.queue.push(id);
         }
         self.fill();
+        self.start_probe(probe);
         if awaiting > 0 {
             tracing::debug!(
                 awaiting,
@@ -101,6 +107,48 @@ impl Scheduler {
                 "repositories unchanged upstream (by fingerprint) not synced"
             );
         }
+    }
+
+    /// The hash of `id`'s served state when a reconcile probe may stand in for its fetch: the
+    /// upstream is probed, this node fetches it from there, and it serves the state of a
+    /// successful sync (nothing newer staged, no sync running).
+    fn probe_candidate(&self, id: &RepoId) -> Option<String> {
+        if self.probe_ssh.is_none() || self.running.contains(id) {
+            return None;
+        }
+        let served = self.shared.repos.read().get(id).and_then(|e| {
+            let staged_newer = e
+                .staged
+                .as_ref()
+                .is_some_and(|s| s.refs_hash != e.record.refs_hash);
+            (e.servable()
+                && e.withheld.is_none()
+                && e.record.last_result == Some(SyncResult::Ok)
+                && !staged_newer)
+                .then(|| e.record.refs_hash.clone())
+        })?;
+        self.coordinator.fetches_upstream(id).then_some(served)
+    }
+
+    /// Starts a reconcile probe of `candidates` (unless one runs: it covers them, or the next
+    /// reconcile does).
+    fn start_probe(&mut self, candidates: Vec<probe::Candidate>) {
+        let (Some(ssh), false) = (&self.probe_ssh, candidates.is_empty()) else {
+            return;
+        };
+        if self.probing.as_ref().is_some_and(|p| !p.is_finished()) {
+            tracing::debug!(
+                repos = candidates.len(),
+                "a reconcile probe is under way: not probing again"
+            );
+            return;
+        }
+        self.probing = Some(tokio::spawn(probe::run(
+            self.shared.clone(),
+            ssh.clone(),
+            candidates,
+            self.refetch.0.clone(),
+        )));
     }
 
     /// Adds what the listing holds; removes (and returns) what it does not, when it is complete.
