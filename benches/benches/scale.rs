@@ -8,8 +8,9 @@
 //! member at rest (`mirrorfarm_gossip_bytes_total`); `/status`, the readiness document and a
 //! 100-row page of `/rest/mirroring/latest/repos` in bytes; RSS; a member's restart until it is
 //! ready again; push → visible on every member (p50, p99 of 20); then, the members moved to the
-//! same repositories over `ssh://` (a real OpenSSH sshd), a full reconcile: its time, the SSH
-//! connections the upstream accepted for it and our own CPU per repository.
+//! same repositories over `ssh://` (a real OpenSSH sshd), a full reconcile fetching each one
+//! (`mirror.sync.sshProbe=false`, the baseline) and one with the reconcile probe (the default):
+//! their time, the SSH connections the upstream accepted for them and our own CPU per repository.
 //!
 //! Run: `scripts/bench scale`, or `MIRRORFARM_SCALE_REPOS=2000,20000 scripts/bench scale`.
 
@@ -113,7 +114,7 @@ struct Figures {
     restart_s: f64,
     push_p50: f64,
     push_p99: f64,
-    ssh: ssh::SshReconcile,
+    ssh: ssh::SshFigures,
 }
 
 fn run(n: usize) -> Figures {
@@ -221,10 +222,12 @@ fn run(n: usize) -> Figures {
     times.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
     let ssh = ssh::reconcile(&mut up, &mut nodes, n);
-    eprintln!(
-        "scale {n}: ssh:// full reconcile {:.0} s, {} SSH connections, {:.0} fetches, {:.2} ms own CPU per repository",
-        ssh.secs, ssh.connections, ssh.fetches, ssh.cpu_ms
-    );
+    for (how, r) in [("fetching each", &ssh.fetching), ("probing", &ssh.probing)] {
+        eprintln!(
+            "scale {n}: ssh:// full reconcile, {how}: {:.0} s, {} SSH connections, {:.0} fetches, {:.0} unchanged, {:.2} ms own CPU per repository",
+            r.secs, r.connections, r.fetches, r.unchanged, r.cpu_ms
+        );
+    }
     Figures {
         n,
         sync_s,
@@ -251,7 +254,7 @@ fn main() {
         .map(|c| c.trim().parse().expect("MIRRORFARM_SCALE_REPOS: numbers"))
         .collect();
     let figures: Vec<Figures> = counts.into_iter().map(run).collect();
-    println!("scale: 3 members, file:// upstream, mirror.projects=* (then ssh:// for one reconcile; one run per count)");
+    println!("scale: 3 members, file:// upstream, mirror.projects=* (then ssh:// for two reconciles, fetching each and probed; one run per count)");
     let row = |name: &str, f: &dyn Fn(&Figures) -> String| {
         let cells: Vec<String> = figures.iter().map(f).collect();
         println!("  {name:<44} {}", cells.join("  |  "));
@@ -301,14 +304,33 @@ fn main() {
     row("push -> every member, p99 (ms)", &|f| {
         format!("{:>10.0}", f.push_p99 * 1000.0)
     });
-    row("ssh:// full reconcile, nothing changed (s)", &|f| {
-        format!("{:>10.0}", f.ssh.secs)
+    row("ssh:// full reconcile, fetching each (s)", &|f| {
+        format!("{:>10.1}", f.ssh.fetching.secs)
     });
     row("  its SSH connections / fetches", &|f| {
-        format!("{:>4} / {:>5.0}", f.ssh.connections, f.ssh.fetches)
+        format!(
+            "{:>4} / {:>5.0}",
+            f.ssh.fetching.connections, f.ssh.fetching.fetches
+        )
     });
     row("  own CPU per repository (ms)", &|f| {
-        format!("{:>10.2}", f.ssh.cpu_ms)
+        format!("{:>10.2}", f.ssh.fetching.cpu_ms)
+    });
+    row("ssh:// full reconcile, probed (s)", &|f| {
+        format!("{:>10.1}", f.ssh.probing.secs)
+    });
+    row("  its SSH connections / fetches / unchanged", &|f| {
+        let p = &f.ssh.probing;
+        format!(
+            "{:>4} / {:>5.0} / {:>5.0}",
+            p.connections, p.fetches, p.unchanged
+        )
+    });
+    row("  own CPU per repository (ms)", &|f| {
+        format!("{:>10.2}", f.ssh.probing.cpu_ms)
+    });
+    row("  time probed / fetching each", &|f| {
+        format!("{:>10.3}", f.ssh.probing.secs / f.ssh.fetching.secs)
     });
     if let (Some(a), Some(b)) = (figures.first(), figures.last()) {
         if a.n != b.n {

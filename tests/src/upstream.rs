@@ -343,6 +343,19 @@ impl Upstream {
         writeln!(f, "{}", public_key.trim()).expect("write authorized_keys");
     }
 
+    /// Restricts every key granted so far to git's own commands (`git-shell`, as many plain
+    /// OpenSSH upstreams do): a connection authenticated afterwards can run no shell command.
+    pub fn restrict_to_git_shell(&self) {
+        let p = self.dir.path().join("sshd").join("authorized_keys");
+        let keys = std::fs::read_to_string(&p).expect("authorized_keys");
+        let restricted: String = keys
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| format!("command=\"git-shell -c \\\"$SSH_ORIGINAL_COMMAND\\\"\" {l}\n"))
+            .collect();
+        std::fs::write(p, restricted).expect("write authorized_keys");
+    }
+
     /// How many SSH sessions sshd accepted so far.
     pub fn accepted_sessions(&self) -> usize {
         self.sshd_log_lines("Accepted publickey")

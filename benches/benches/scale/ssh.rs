@@ -3,7 +3,10 @@
 //! names them all) and restart; once the reconcile every member starts with is over, one full
 //! reconcile is measured: its time, the SSH connections sshd accepted for it, the fetches (the
 //! members' syncs: at rest each member fetches the repositories it leads, from the upstream,
-//! and follows the others), the busiest member's own CPU per repository.
+//! and follows the others), the busiest member's own CPU per repository. Twice: first fetching
+//! every repository (`mirror.sync.sshProbe=false`, the baseline), then with the reconcile probe
+//! (the default: one SSH command per member reads every repository's refs, only changed ones
+//! are fetched).
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +32,32 @@ pub struct SshReconcile {
     pub fetches: f64,
     /// The busiest member's own CPU per repository (ms).
     pub cpu_ms: f64,
+    /// Repositories the members' probes found unchanged (not fetched).
+    pub unchanged: f64,
+}
+
+/// The `ssh://` phase's two reconciles.
+pub struct SshFigures {
+    /// Fetching every repository (`mirror.sync.sshProbe=false`).
+    pub fetching: SshReconcile,
+    /// With the reconcile probe (the default).
+    pub probing: SshReconcile,
+}
+
+fn probes(nodes: &[Node], result: &str) -> Vec<f64> {
+    nodes
+        .iter()
+        .map(|n| n.metric("mirrorfarm_reconcile_probes_total", &[("result", result)]))
+        .collect()
+}
+
+/// Every member's syncs and probed repositories, all results: what moves while a reconcile runs.
+fn activity(nodes: &[Node]) -> Vec<f64> {
+    let mut all = syncs(nodes, None);
+    for r in ["unchanged", "changed", "unanswered"] {
+        all.extend(probes(nodes, r));
+    }
+    all
 }
 
 fn syncs(nodes: &[Node], result: Option<&str>) -> Vec<f64> {
@@ -43,11 +72,11 @@ fn delta(a: &[f64], b: &[f64]) -> Vec<f64> {
     a.iter().zip(b).map(|(x, y)| y - x).collect()
 }
 
-/// Waits until no member has finished a sync for [`QUIET`].
+/// Waits until no member has finished a sync or a probe for [`QUIET`].
 fn wait_quiet(nodes: &[Node], limit: Duration) {
-    let mut last = (syncs(nodes, None), Instant::now());
+    let mut last = (activity(nodes), Instant::now());
     let quiet = poll_every(limit, Duration::from_secs(1), || {
-        let now = syncs(nodes, None);
+        let now = activity(nodes);
         if now != last.0 {
             last = (now, Instant::now());
         }
@@ -59,9 +88,9 @@ fn wait_quiet(nodes: &[Node], limit: Duration) {
     );
 }
 
-/// Moves the farm to `ssh://`, lets its start-up reconcile end, and measures one full reconcile
-/// of its `n` unchanged repositories.
-pub fn reconcile(up: &mut Upstream, nodes: &mut [Node], n: usize) -> SshReconcile {
+/// Moves the farm to `ssh://` and measures a full reconcile of its `n` unchanged repositories,
+/// fetching each, then probing.
+pub fn reconcile(up: &mut Upstream, nodes: &mut [Node], n: usize) -> SshFigures {
     up.start_sshd();
     let mut keys: Vec<String> = nodes
         .iter()
@@ -77,13 +106,23 @@ pub fn reconcile(up: &mut Upstream, nodes: &mut [Node], n: usize) -> SshReconcil
     for k in &keys {
         up.authorize(k);
     }
+    SshFigures {
+        fetching: measure(up, nodes, n, false),
+        probing: measure(up, nodes, n, true),
+    }
+}
+
+/// Restarts the members on the `ssh://` upstream (`probe`: `mirror.sync.sshProbe`), lets their
+/// start-up reconcile end, and measures the next full reconcile.
+fn measure(up: &Upstream, nodes: &mut [Node], n: usize, probe: bool) -> SshReconcile {
     let repos = format!("mirror.repos={}\n", names(n).join(","));
     for node in nodes.iter_mut() {
         node.stop();
         let path = node.home().join("mirrorfarm.properties");
         let props = std::fs::read_to_string(&path).expect("read properties");
-        let props: String = props
+        let mut props: String = props
             .lines()
+            .filter(|l| !l.starts_with("mirror.sync.sshProbe="))
             .map(|l| {
                 if l.starts_with("plugin.mirroring.upstream.url=") {
                     format!("plugin.mirroring.upstream.url={}\n", up.ssh_url())
@@ -94,6 +133,9 @@ pub fn reconcile(up: &mut Upstream, nodes: &mut [Node], n: usize) -> SshReconcil
                 }
             })
             .collect();
+        if !probe {
+            props.push_str("mirror.sync.sshProbe=false\n");
+        }
         std::fs::write(&path, props).expect("write properties");
     }
     for node in nodes.iter_mut() {
@@ -107,14 +149,25 @@ pub fn reconcile(up: &mut Upstream, nodes: &mut [Node], n: usize) -> SshReconcil
     wait_quiet(nodes, limit);
     let pids: Vec<u32> = nodes.iter().map(|n| n.pid().expect("pid")).collect();
     let (ok0, failed0) = (syncs(nodes, Some("ok")), syncs(nodes, Some("failed")));
+    let [u0, c0, a0] = ["unchanged", "changed", "unanswered"].map(|r| probes(nodes, r));
     let conns = up.accepted_sessions();
-    let c0: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
+    let cpu0: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
     let t = Instant::now();
     for node in nodes {
         node.trigger(None);
     }
+    let sum = |v: Vec<f64>| v.iter().sum::<f64>();
     let done = poll_every(limit, Duration::from_millis(500), || {
-        (delta(&ok0, &syncs(nodes, Some("ok"))).iter().sum::<f64>() >= n as f64).then_some(())
+        let fetched = sum(delta(&ok0, &syncs(nodes, Some("ok"))));
+        let done = if probe {
+            let unchanged = sum(delta(&u0, &probes(nodes, "unchanged")));
+            let to_fetch = sum(delta(&c0, &probes(nodes, "changed")))
+                + sum(delta(&a0, &probes(nodes, "unanswered")));
+            unchanged + to_fetch >= n as f64 && fetched >= to_fetch
+        } else {
+            fetched >= n as f64
+        };
+        done.then_some(())
     });
     assert!(
         done.is_some(),
@@ -122,16 +175,18 @@ pub fn reconcile(up: &mut Upstream, nodes: &mut [Node], n: usize) -> SshReconcil
         nodes[0].explain(20)
     );
     let secs = t.elapsed().as_secs_f64();
-    let c1: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
+    let cpu1: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
     let ok = delta(&ok0, &syncs(nodes, Some("ok")));
     let failed = delta(&failed0, &syncs(nodes, Some("failed")));
+    let unchanged = delta(&u0, &probes(nodes, "unchanged"));
     eprintln!(
-        "scale {n}: ssh:// reconcile in {secs:.1} s: ok {ok:?}, failed {failed:?} per member"
+        "scale {n}: ssh:// reconcile (probe {probe}) in {secs:.1} s: ok {ok:?}, failed {failed:?}, unchanged {unchanged:?} per member"
     );
     SshReconcile {
         secs,
         connections: up.accepted_sessions() - conns,
         fetches: ok.iter().sum(),
-        cpu_ms: delta(&c0, &c1).into_iter().fold(0.0, f64::max) / n as f64 * 1000.0,
+        cpu_ms: delta(&cpu0, &cpu1).into_iter().fold(0.0, f64::max) / n as f64 * 1000.0,
+        unchanged: unchanged.iter().sum(),
     }
 }

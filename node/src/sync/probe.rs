@@ -191,8 +191,15 @@ async fn probe(
     }
     .await;
     writer.abort();
-    let _ = child.start_kill();
-    let _ = child.wait().await;
+    // Answered in full, the remote loop has read the end of its input and ssh ends by itself.
+    if res.is_err()
+        || tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .is_err()
+    {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
     match res {
         Err(ProbeError::Ended(_)) => {
             // Bounded: an old OpenSSH's backgrounded master may hold stderr open.

@@ -139,9 +139,9 @@ mod tests {
             "ERR access denied\n".to_owned(),
             format!("{A} refs/heads/a..b\n"),
             format!("{A} refs/tags/none^{{}}\n"),
-            format!("{A}"),
+            A.to_owned(),
         ] {
-            let a = read(&[odd.clone()]);
+            let a = read(std::slice::from_ref(&odd));
             assert!(a.odd, "{odd:?}");
             assert!(!a.matches(&refs_hash(&a.refs, None)), "{odd:?}");
         }
