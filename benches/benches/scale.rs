@@ -9,7 +9,7 @@
 //! 100-row page of `/rest/mirroring/latest/repos` in bytes; RSS; a member's restart until it is
 //! ready again; push → visible on every member (p50, p99 of 20); then, the members moved to the
 //! same repositories over `ssh://` (a real OpenSSH sshd), a full reconcile fetching each one
-//! (`mirror.sync.sshProbe=false`, the baseline) and one with the reconcile probe (the default):
+//! (`mirror.sync.probe=false`, the baseline) and one with the reconcile probe (the default):
 //! their time, the SSH connections the upstream accepted for them and our own CPU per repository.
 //!
 //! Run: `scripts/bench scale`, or `MIRRORFARM_SCALE_REPOS=2000,20000 scripts/bench scale`.

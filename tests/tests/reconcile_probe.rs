@@ -1,4 +1,4 @@
-//! `mirror.sync.sshProbe` (default true): a reconcile against an ssh:// upstream reads every
+//! `mirror.sync.probe` (default true): a reconcile against an ssh:// upstream reads every
 //! repository's refs with one SSH command and fetches only those that changed — also the
 //! reconcile a node starts with — and against an upstream that allows git's commands only
 //! (`git-shell`) it fetches each repository, as before.

@@ -182,7 +182,7 @@ fn sizes_stay_small_paging_lists_everything_and_a_restart_is_ready_without_fetch
 
     // A full reconcile of {N} unchanged repositories against the ssh:// upstream: each member
     // reads the refs of the repositories it leads with one SSH command over its shared
-    // connection (`mirror.sync.sshProbe`) and fetches none of them — no connection, nor a fetch,
+    // connection (`mirror.sync.probe`) and fetches none of them — no connection, nor a fetch,
     // per repository.
     let sum = |name: &str, result: &str| -> f64 {
         nodes

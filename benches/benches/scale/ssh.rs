@@ -4,7 +4,7 @@
 //! reconcile is measured: its time, the SSH connections sshd accepted for it, the fetches (the
 //! members' syncs: at rest each member fetches the repositories it leads, from the upstream,
 //! and follows the others), the busiest member's own CPU per repository. Twice: first fetching
-//! every repository (`mirror.sync.sshProbe=false`, the baseline), then with the reconcile probe
+//! every repository (`mirror.sync.probe=false`, the baseline), then with the reconcile probe
 //! (the default: one SSH command per member reads every repository's refs, only changed ones
 //! are fetched).
 
@@ -38,7 +38,7 @@ pub struct SshReconcile {
 
 /// The `ssh://` phase's two reconciles.
 pub struct SshFigures {
-    /// Fetching every repository (`mirror.sync.sshProbe=false`).
+    /// Fetching every repository (`mirror.sync.probe=false`).
     pub fetching: SshReconcile,
     /// With the reconcile probe (the default).
     pub probing: SshReconcile,
@@ -112,7 +112,7 @@ pub fn reconcile(up: &mut Upstream, nodes: &mut [Node], n: usize) -> SshFigures 
     }
 }
 
-/// Restarts the members on the `ssh://` upstream (`probe`: `mirror.sync.sshProbe`), lets their
+/// Restarts the members on the `ssh://` upstream (`probe`: `mirror.sync.probe`), lets their
 /// start-up reconcile end, and measures the next full reconcile.
 fn measure(up: &Upstream, nodes: &mut [Node], n: usize, probe: bool) -> SshReconcile {
     let repos = format!("mirror.repos={}\n", names(n).join(","));
@@ -122,7 +122,7 @@ fn measure(up: &Upstream, nodes: &mut [Node], n: usize, probe: bool) -> SshRecon
         let props = std::fs::read_to_string(&path).expect("read properties");
         let mut props: String = props
             .lines()
-            .filter(|l| !l.starts_with("mirror.sync.sshProbe="))
+            .filter(|l| !l.starts_with("mirror.sync.probe="))
             .map(|l| {
                 if l.starts_with("plugin.mirroring.upstream.url=") {
                     format!("plugin.mirroring.upstream.url={}\n", up.ssh_url())
@@ -134,7 +134,7 @@ fn measure(up: &Upstream, nodes: &mut [Node], n: usize, probe: bool) -> SshRecon
             })
             .collect();
         if !probe {
-            props.push_str("mirror.sync.sshProbe=false\n");
+            props.push_str("mirror.sync.probe=false\n");
         }
         std::fs::write(&path, props).expect("write properties");
     }

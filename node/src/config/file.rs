@@ -30,8 +30,8 @@ pub struct FileConfig {
     pub sync_timeout: Option<Located>,
     /// `mirror.sync.sshPersist`
     pub ssh_persist: Option<Located>,
-    /// `mirror.sync.sshProbe`
-    pub ssh_probe: Option<Located>,
+    /// `mirror.sync.probe`
+    pub sync_probe: Option<Located>,
     /// `mirror.cache.packs.maxSize`
     pub pack_cache_max: Option<Located>,
     /// `server.address`
@@ -134,7 +134,7 @@ impl KnownKeys for FileConfig {
             "mirror.sync.concurrency" => &mut self.sync_concurrency,
             "mirror.sync.timeout" => &mut self.sync_timeout,
             "mirror.sync.sshPersist" => &mut self.ssh_persist,
-            "mirror.sync.sshProbe" => &mut self.ssh_probe,
+            "mirror.sync.probe" => &mut self.sync_probe,
             "mirror.cache.packs.maxSize" => &mut self.pack_cache_max,
             "server.address" => &mut self.http_address,
             "server.port" => &mut self.http_port,

@@ -87,12 +87,12 @@ pub struct Config {
     /// connection sharing), saving the connection setup on every fetch. A key revoked or a host
     /// key changed upstream is noticed only once that connection closes.
     pub ssh_persist: Duration,
-    /// `mirror.sync.sshProbe` (default true): for an ssh:// upstream that no forge or manifest
-    /// fingerprints, a reconcile first reads every repository's refs it would fetch with one SSH
-    /// command (a POSIX shell loop over `git-upload-pack --advertise-refs`) and fetches only the
-    /// ones that changed; an upstream that refuses the command (a restricted shell such as
-    /// `git-shell`) gets a fetch per repository, as with `false`.
-    pub ssh_probe: bool,
+    /// `mirror.sync.probe` (default true): for an ssh:// or file:// upstream without a forge or
+    /// manifest, a reconcile first reads the refs of every repository it would fetch with one
+    /// command (over SSH: a POSIX shell loop over `git-upload-pack --advertise-refs`) and fetches
+    /// only the ones that changed; an upstream that refuses the command (a restricted shell such
+    /// as `git-shell`) gets a fetch per repository, as with `false`.
+    pub sync_probe: bool,
     /// `mirror.cache.packs.maxSize` (default 1 GiB; 0 turns the pack cache off).
     pub pack_cache_max: u64,
     /// `server.address`:`server.port` (default 0.0.0.0:7990).
@@ -218,7 +218,7 @@ impl Config {
             0..=600,
             60,
         )?);
-        let ssh_probe = v.boolean(&fc.ssh_probe, "mirror.sync.sshProbe", true)?;
+        let sync_probe = v.boolean(&fc.sync_probe, "mirror.sync.probe", true)?;
         let header_timeout = v.seconds(&fc.header_timeout, "server.headerTimeout", 30)?;
         let pack_cache_max = match &fc.pack_cache_max {
             None => 1 << 30,
@@ -404,7 +404,7 @@ impl Config {
             sync_concurrency,
             sync_timeout,
             ssh_persist,
-            ssh_probe,
+            sync_probe,
             http_addr,
             pack_cache_max,
             header_timeout,
@@ -507,7 +507,7 @@ mod tests {
         assert_eq!(c.repos.len(), 2);
         assert_eq!(c.sync_interval, Duration::from_secs(180));
         assert_eq!(c.ssh_persist, Duration::from_secs(60));
-        assert!(c.ssh_probe);
+        assert!(c.sync_probe);
         assert_eq!(c.http_addr.port(), 7990);
         assert_eq!(c.ssh_addr.port(), 7999);
         assert_eq!(c.access, Access::Authenticated);

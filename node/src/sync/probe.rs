@@ -48,7 +48,8 @@ enum ProbeError {
     Ended(String),
 }
 
-/// A repository to probe: its id, its path on the upstream, and the hash of the state served.
+/// A repository to probe: its id and the hash of the state served.
+#[derive(Debug, Clone)]
 pub struct Candidate {
     /// The repository.
     pub id: RepoId,
@@ -56,23 +57,86 @@ pub struct Candidate {
     pub served: String,
 }
 
-/// The path git's ssh transport asks the upstream for (`ssh://host/~user/x` → `~user/x`).
+/// The path the probe asks for: git's ssh transport's (`ssh://host/~user/x` → `~user/x`), or
+/// the directory of a `file://` upstream.
 pub fn remote_path(upstream: &UpstreamUrl, id: &RepoId) -> Option<String> {
-    let UpstreamUrl::Ssh { base, .. } = upstream else {
-        return None;
+    let path = match upstream {
+        UpstreamUrl::Ssh { base, .. } => {
+            let path = format!("{base}/{}", id.rel_path());
+            match path.strip_prefix("/~") {
+                Some(rest) => format!("~{rest}"),
+                None => path,
+            }
+        }
+        UpstreamUrl::File { path } => path.join(id.rel_path()).to_str()?.to_owned(),
+        UpstreamUrl::Https { .. } => return None,
     };
-    let path = format!("{base}/{}", id.rel_path());
-    Some(match path.strip_prefix("/~") {
-        Some(rest) => format!("~{rest}"),
-        None => path,
-    })
+    (!path.contains('\n')).then_some(path)
+}
+
+/// How the probe reaches the upstream.
+#[derive(Debug, Clone)]
+pub enum Via {
+    /// `ssh://`: git's `GIT_SSH_COMMAND` for it.
+    Ssh(String),
+    /// `file://`: the local shell.
+    Local,
+}
+
+impl Via {
+    /// The way to probe `upstream` (`env`: git's environment for it), if it can be probed.
+    pub fn of(upstream: &UpstreamUrl, env: &[(&'static str, String)]) -> Option<Self> {
+        match upstream {
+            UpstreamUrl::Ssh { .. } => env
+                .iter()
+                .find(|(k, _)| *k == "GIT_SSH_COMMAND")
+                .map(|(_, v)| Self::Ssh(v.clone())),
+            UpstreamUrl::File { .. } => Some(Self::Local),
+            UpstreamUrl::Https { .. } => None,
+        }
+    }
+
+    /// The command that runs [`SCRIPT`] at the upstream.
+    fn command(&self, upstream: &UpstreamUrl) -> Option<Command> {
+        let mut cmd = Command::new("sh");
+        match (self, upstream) {
+            (
+                Self::Ssh(ssh),
+                UpstreamUrl::Ssh {
+                    user, host, port, ..
+                },
+            ) => {
+                // git runs GIT_SSH_COMMAND through the shell the same way (it is a command line).
+                cmd.arg("-c")
+                    .arg(format!("{ssh} \"$@\""))
+                    .arg("mirrorfarm-probe");
+                if let Some(p) = port {
+                    cmd.arg("-p").arg(p.to_string());
+                }
+                cmd.arg("--").arg(match user {
+                    Some(u) => format!("{u}@{host}"),
+                    None => host.clone(),
+                });
+                cmd.arg(SCRIPT);
+            }
+            (Self::Local, UpstreamUrl::File { .. }) => {
+                cmd.arg("-c").arg(SCRIPT);
+            }
+            _ => return None,
+        }
+        cmd.env("LC_ALL", "C")
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_PROTOCOL")
+            .env_remove("GIT_CONFIG_PARAMETERS");
+        Some(cmd)
+    }
 }
 
 /// Probes `candidates`, sending each one that must be fetched (changed, or not answered for) to
-/// `refetch` as soon as that is known. `ssh_command` is git's `GIT_SSH_COMMAND` for the upstream.
+/// `refetch` as soon as that is known.
 pub async fn run(
     shared: Arc<Shared>,
-    ssh_command: String,
+    via: Via,
     candidates: Vec<Candidate>,
     refetch: mpsc::UnboundedSender<RepoId>,
 ) {
@@ -80,19 +144,14 @@ pub async fn run(
     let total = candidates.len();
     let mut waiting: VecDeque<Candidate> = candidates.into();
     let (mut unchanged, mut changed) = (0u64, 0u64);
-    let res = probe(
-        &shared.config.upstream,
-        &ssh_command,
-        &mut waiting,
-        |id, same| {
-            if same {
-                unchanged += 1;
-            } else {
-                changed += 1;
-                let _ = refetch.send(id);
-            }
-        },
-    )
+    let res = probe(&shared.config.upstream, &via, &mut waiting, |id, same| {
+        if same {
+            unchanged += 1;
+        } else {
+            changed += 1;
+            let _ = refetch.send(id);
+        }
+    })
     .await;
     let unanswered = waiting.len() as u64;
     for c in waiting {
@@ -128,14 +187,11 @@ pub async fn run(
 /// (taken off `waiting`) as it comes.
 async fn probe(
     upstream: &UpstreamUrl,
-    ssh_command: &str,
+    via: &Via,
     waiting: &mut VecDeque<Candidate>,
     mut answered: impl FnMut(RepoId, bool),
 ) -> Result<(), ProbeError> {
-    let UpstreamUrl::Ssh {
-        user, host, port, ..
-    } = upstream
-    else {
+    let Some(mut cmd) = via.command(upstream) else {
         return Ok(());
     };
     let mut paths = String::new();
@@ -145,21 +201,7 @@ async fn probe(
             paths.push('\n');
         }
     }
-    let mut cmd = Command::new("sh");
-    // git runs GIT_SSH_COMMAND through the shell the same way (it is a command line).
-    cmd.arg("-c")
-        .arg(format!("{ssh_command} \"$@\""))
-        .arg("mirrorfarm-probe");
-    if let Some(p) = port {
-        cmd.arg("-p").arg(p.to_string());
-    }
-    cmd.arg("--").arg(match user {
-        Some(u) => format!("{u}@{host}"),
-        None => host.clone(),
-    });
-    cmd.arg(SCRIPT)
-        .env("LC_ALL", "C")
-        .stdin(std::process::Stdio::piped())
+    cmd.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);

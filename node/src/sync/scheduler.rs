@@ -91,9 +91,8 @@ struct Scheduler {
     task_repos: std::collections::HashMap<tokio::task::Id, RepoId>,
     /// New repositories waiting for their leader to hold a state, since when.
     awaited: std::collections::HashMap<RepoId, Instant>,
-    /// git's `GIT_SSH_COMMAND` for a reconcile probe, when the upstream is probed (see
-    /// [`crate::sync::probe`]).
-    probe_ssh: Option<String>,
+    /// How a reconcile probe reaches the upstream, when it is probed (see [`crate::sync::probe`]).
+    probe: Option<crate::sync::probe::Via>,
     /// The reconcile probe under way.
     probing: Option<tokio::task::JoinHandle<()>>,
     /// Repositories a probe found to fetch.
@@ -117,15 +116,11 @@ pub async fn run(
         shared.config.ssh_persist,
     );
     // Not for a forge: its SSH server runs git's commands only.
-    let probe_ssh = (shared.config.ssh_probe && shared.inventory.forge().is_none())
-        .then(|| {
-            env.iter()
-                .find(|(k, _)| *k == "GIT_SSH_COMMAND")
-                .map(|(_, v)| v.clone())
-        })
+    let probe = (shared.config.sync_probe && shared.inventory.forge().is_none())
+        .then(|| crate::sync::probe::Via::of(&shared.config.upstream, &env))
         .flatten();
     let mut s = Scheduler {
-        probe_ssh,
+        probe,
         probing: None,
         refetch: mpsc::unbounded_channel(),
         permits: Arc::new(Semaphore::new(shared.config.sync_concurrency)),

@@ -83,7 +83,7 @@ async fn tells_unchanged_from_changed_and_unreadable_in_order() {
         ("P/missing", served_hash(&empty, None)),
         ("P/empty", served_hash(&empty, None)),
     ];
-    let mut waiting: VecDeque<Candidate> = candidates
+    let waiting: VecDeque<Candidate> = candidates
         .iter()
         .map(|(r, h)| Candidate {
             id: id(r),
@@ -96,22 +96,29 @@ async fn tells_unchanged_from_changed_and_unreadable_in_order() {
         remote_path(&upstream, &id("P/a")).as_deref(),
         Some(a.to_str().expect("utf-8"))
     );
-    let ssh = fake_ssh(dir.path(), false);
-    let mut answers = Vec::new();
-    probe(&upstream, &ssh, &mut waiting, |id, same| {
-        answers.push((id.to_string(), same))
-    })
-    .await
-    .expect("probe");
-    let want = [
-        ("P/a", true),
-        ("P/b", false),
-        ("P/missing", false),
-        ("P/empty", true),
+    let local = UpstreamUrl::parse(&format!("file://{}", root.display())).expect("url");
+    let via = [
+        (upstream, Via::Ssh(fake_ssh(dir.path(), false))),
+        (local, Via::Local),
     ];
-    let want: Vec<(String, bool)> = want.iter().map(|(r, s)| (r.to_string(), *s)).collect();
-    assert_eq!(answers, want);
-    assert!(waiting.is_empty());
+    for (upstream, via) in via {
+        let mut waiting = waiting.iter().map(Candidate::clone).collect();
+        let mut answers = Vec::new();
+        probe(&upstream, &via, &mut waiting, |id, same| {
+            answers.push((id.to_string(), same))
+        })
+        .await
+        .expect("probe");
+        let want = [
+            ("P/a", true),
+            ("P/b", false),
+            ("P/missing", false),
+            ("P/empty", true),
+        ];
+        let want: Vec<(String, bool)> = want.iter().map(|(r, s)| (r.to_string(), *s)).collect();
+        assert_eq!(answers, want, "{via:?}");
+        assert!(waiting.is_empty());
+    }
 }
 
 #[tokio::test]
@@ -125,9 +132,9 @@ async fn a_refused_command_leaves_every_repository_to_fetch() {
         })
         .collect();
     let upstream = UpstreamUrl::parse("ssh://git@mirror.invalid/srv").expect("url");
-    let ssh = fake_ssh(dir.path(), true);
+    let via = Via::Ssh(fake_ssh(dir.path(), true));
     let mut answered = 0;
-    let res = probe(&upstream, &ssh, &mut waiting, |_, _| answered += 1).await;
+    let res = probe(&upstream, &via, &mut waiting, |_, _| answered += 1).await;
     match res {
         Err(ProbeError::Ended(said)) => assert!(said.contains("unrecognized command"), "{said}"),
         other => panic!("{other:?}"),

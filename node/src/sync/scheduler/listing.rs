@@ -113,7 +113,7 @@ impl Scheduler {
     /// upstream is probed, this node fetches it from there, and it serves the state of a
     /// successful sync (nothing newer staged, no sync running).
     fn probe_candidate(&self, id: &RepoId) -> Option<String> {
-        if self.probe_ssh.is_none() || self.running.contains(id) {
+        if self.probe.is_none() || self.running.contains(id) {
             return None;
         }
         let served = self.shared.repos.read().get(id).and_then(|e| {
@@ -133,7 +133,7 @@ impl Scheduler {
     /// Starts a reconcile probe of `candidates` (unless one runs: it covers them, or the next
     /// reconcile does).
     fn start_probe(&mut self, candidates: Vec<probe::Candidate>) {
-        let (Some(ssh), false) = (&self.probe_ssh, candidates.is_empty()) else {
+        let (Some(via), false) = (&self.probe, candidates.is_empty()) else {
             return;
         };
         if self.probing.as_ref().is_some_and(|p| !p.is_finished()) {
@@ -145,7 +145,7 @@ impl Scheduler {
         }
         self.probing = Some(tokio::spawn(probe::run(
             self.shared.clone(),
-            ssh.clone(),
+            via.clone(),
             candidates,
             self.refetch.0.clone(),
         )));
