@@ -22,6 +22,8 @@ use mirrorfarm_tests::node::Node;
 use mirrorfarm_tests::upstream::{Shape, Upstream};
 use mirrorfarm_tests::{free_udp_port, poll_every};
 
+#[path = "scale/reconcile.rs"]
+mod reconcile;
 #[path = "scale/ssh.rs"]
 mod ssh;
 
@@ -33,14 +35,6 @@ const PUSHES: usize = 20;
 const INTERVAL: u64 = 3600;
 /// The default reconcile interval (`plugin.mirroring.synchronization.interval`), s.
 const DEFAULT_INTERVAL: f64 = 180.0;
-
-/// Syncs every member finished so far (any result).
-fn syncs(nodes: &[Node]) -> f64 {
-    nodes
-        .iter()
-        .map(|n| n.metric("mirrorfarm_syncs_total", &[]))
-        .sum()
-}
 
 /// The names of `n` repositories in [`PROJECTS`] projects.
 fn names(n: usize) -> Vec<String> {
@@ -155,7 +149,8 @@ fn run(n: usize) -> Figures {
     eprintln!("scale {n}: at rest: own CPU {rest_cpu_pct:.2} %, gossip sent {gossip_bps:.0} B/s");
     // A full reconcile of n unchanged repositories: how long, and our own CPU (the busiest
     // member's) per repository.
-    let before = syncs(&nodes);
+    // (With the reconcile probe, the default, an unchanged one is not fetched.)
+    let mark = reconcile::Mark::now(&nodes);
     let c0: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
     let t = Instant::now();
     for node in &nodes {
@@ -163,10 +158,15 @@ fn run(n: usize) -> Figures {
     }
     let limit = Duration::from_secs(600 + n as u64 / 2);
     let done = poll_every(limit, Duration::from_millis(500), || {
-        (syncs(&nodes) >= before + n as f64).then_some(())
+        mark.since(&nodes).covers(n).then_some(())
     });
     assert!(done.is_some(), "no full reconcile within {limit:?}");
     let reconcile_s = t.elapsed().as_secs_f64();
+    let did = mark.since(&nodes);
+    eprintln!(
+        "scale {n}: file:// reconcile: fetched {:?}, probed unchanged {:?} per member",
+        did.ok, did.unchanged
+    );
     let c1: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
     let reconcile_cpu_ms =
         c0.iter().zip(&c1).map(|(a, b)| b - a).fold(0.0, f64::max) / n as f64 * 1000.0;

@@ -162,7 +162,7 @@ impl Default for NodeMetrics {
         let probes = Family::<ResultLabel, Counter>::default();
         registry.register(
             "reconcile_probes",
-            "Repositories a reconcile read the refs of over one SSH command instead of fetching: unchanged (not fetched), changed, unanswered (fetched)",
+            "Repositories a reconcile probe read the refs of (one command for all, over SSH or the local shell): unchanged (not fetched), changed or unanswered (fetched)",
             probes.clone(),
         );
         let pack_cache_bytes = Gauge::default();

@@ -16,18 +16,32 @@ fn probes(node: &Node, result: &str) -> f64 {
     node.metric("mirrorfarm_reconcile_probes_total", &[("result", result)])
 }
 
+fn served(node: &Node, repo: &str) -> std::collections::BTreeMap<String, String> {
+    gitc::ls_remote(&node.http_url("P", repo), &[])
+}
+
+fn counts(node: &Node) -> [f64; 3] {
+    ["unchanged", "changed", "unanswered"].map(|r| probes(node, r))
+}
+
+/// The node's shared SSH connections to the upstream (OpenSSH masters on its control socket).
+fn masters(node: &Node) -> usize {
+    let out = std::process::Command::new("pgrep")
+        .arg("-f")
+        .arg(format!("{}/ssh/cm-", node.home().display()))
+        .output()
+        .expect("run pgrep");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
 fn fetches(node: &Node) -> f64 {
     node.metric("mirrorfarm_syncs_total", &[("result", "ok")])
 }
 
 /// Waits until the node's probes answered for `want` more repositories than `before` (per
 /// result: unchanged, changed, unanswered) and its fetches reached `fetched`; returns the counts.
-fn served(node: &Node, repo: &str) -> std::collections::BTreeMap<String, String> {
-    gitc::ls_remote(&node.http_url("P", repo), &[])
-}
-
 fn wait_probed(node: &Node, before: [f64; 3], want: [f64; 3], fetched: f64) -> [f64; 3] {
-    let now = || ["unchanged", "changed", "unanswered"].map(|r| probes(node, r));
+    let now = || counts(node);
     poll_until(LIMIT, || {
         let n = now();
         let reached = (0..3).all(|i| n[i] - before[i] >= want[i]);
@@ -73,23 +87,28 @@ fn only_changed_repositories_are_fetched_and_git_shell_upstreams_still_sync() {
     assert!(f0 >= N as f64, "{f0} fetches to start with");
 
     // Nothing changed: one probe, no fetch.
-    let zero = [0.0; 3];
+    let before = counts(&node);
     assert_eq!(node.trigger(None), 202);
-    let after = wait_probed(&node, zero, [N as f64, 0.0, 0.0], 0.0);
-    assert_eq!(after, [N as f64, 0.0, 0.0]);
+    let after = wait_probed(&node, before, [N as f64, 0.0, 0.0], 0.0);
+    assert_eq!(after, [before[0] + N as f64, before[1], before[2]]);
     assert_eq!(fetches(&node), f0, "an unchanged repository was fetched");
 
     // One repository gains a commit, another a branch: those two are fetched, and served.
     let new = up.commit("P", "r1", "main", "moved on");
     gitc::run(Some(&up.repo("P", "r2")), &["branch", "side", "main"], &[]);
     assert_eq!(node.trigger(None), 202);
-    let after = wait_probed(&node, after, [N as f64 - 2.0, 2.0, 0.0], f0 + 2.0);
-    assert_eq!(after, [2.0 * N as f64 - 2.0, 2.0, 0.0]);
+    let before = after;
+    let after = wait_probed(&node, before, [N as f64 - 2.0, 2.0, 0.0], f0 + 2.0);
+    assert_eq!(
+        after,
+        [before[0] + N as f64 - 2.0, before[1] + 2.0, before[2]]
+    );
     assert_eq!(served(&node, "r1").get("refs/heads/main"), Some(&new));
     assert!(served(&node, "r2").contains_key("refs/heads/side"));
     assert_eq!(fetches(&node), f0 + 2.0);
 
     // A restart: the reconcile the node starts with probes too.
+    let zero = [0.0; 3];
     node.stop();
     node.spawn();
     let after = wait_probed(&node, zero, [N as f64, 0.0, 0.0], 0.0);
@@ -105,6 +124,9 @@ fn only_changed_repositories_are_fetched_and_git_shell_upstreams_still_sync() {
     up.restrict_to_git_shell();
     let newer = up.commit("P", "r3", "main", "under git-shell");
     node.stop();
+    // The connection authenticated before the restriction is gone with the node.
+    poll_until(LIMIT, || (masters(&node) == 0).then_some(()))
+        .expect("the shared connection outlived the node");
     node.spawn();
     let after = wait_probed(&node, zero, [0.0, 0.0, N as f64], N as f64);
     assert_eq!(after, [0.0, 0.0, N as f64]);

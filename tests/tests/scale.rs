@@ -192,11 +192,16 @@ fn sizes_stay_small_paging_lists_everything_and_a_restart_is_ready_without_fetch
     };
     let unchanged = || sum("mirrorfarm_reconcile_probes_total", "unchanged");
     let fetched = || sum("mirrorfarm_syncs_total", "ok");
-    let (conns, cmds, probed, before) = (
+    let others = || {
+        sum("mirrorfarm_reconcile_probes_total", "changed")
+            + sum("mirrorfarm_reconcile_probes_total", "unanswered")
+    };
+    let (conns, cmds, probed, before, others0) = (
         up.accepted_sessions(),
         up.command_sessions(),
         unchanged(),
         fetched(),
+        others(),
     );
     for n in &nodes {
         assert_eq!(n.trigger(None), 202);
@@ -209,6 +214,11 @@ fn sizes_stay_small_paging_lists_everything_and_a_restart_is_ready_without_fetch
         )
     });
     assert_eq!(fetched(), before, "unchanged repositories were fetched");
+    assert_eq!(
+        others(),
+        others0,
+        "repositories probed changed or unanswered"
+    );
     // The probes went to the ssh:// upstream (sshd logged their commands).
     assert!(
         up.command_sessions() > cmds,

@@ -44,19 +44,11 @@ pub struct SshFigures {
     pub probing: SshReconcile,
 }
 
-fn probes(nodes: &[Node], result: &str) -> Vec<f64> {
-    nodes
-        .iter()
-        .map(|n| n.metric("mirrorfarm_reconcile_probes_total", &[("result", result)]))
-        .collect()
-}
-
 /// Every member's syncs and probed repositories, all results: what moves while a reconcile runs.
 fn activity(nodes: &[Node]) -> Vec<f64> {
+    let m = super::reconcile::Mark::now(nodes);
     let mut all = syncs(nodes, None);
-    for r in ["unchanged", "changed", "unanswered"] {
-        all.extend(probes(nodes, r));
-    }
+    all.extend(m.unchanged_and_to_fetch());
     all
 }
 
@@ -148,26 +140,15 @@ fn measure(up: &Upstream, nodes: &mut [Node], n: usize, probe: bool) -> SshRecon
     // Every member reconciles what it leads as it starts: measured is the next one.
     wait_quiet(nodes, limit);
     let pids: Vec<u32> = nodes.iter().map(|n| n.pid().expect("pid")).collect();
-    let (ok0, failed0) = (syncs(nodes, Some("ok")), syncs(nodes, Some("failed")));
-    let [u0, c0, a0] = ["unchanged", "changed", "unanswered"].map(|r| probes(nodes, r));
+    let mark = super::reconcile::Mark::now(nodes);
     let conns = up.accepted_sessions();
     let cpu0: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
     let t = Instant::now();
     for node in nodes {
         node.trigger(None);
     }
-    let sum = |v: Vec<f64>| v.iter().sum::<f64>();
     let done = poll_every(limit, Duration::from_millis(500), || {
-        let fetched = sum(delta(&ok0, &syncs(nodes, Some("ok"))));
-        let done = if probe {
-            let unchanged = sum(delta(&u0, &probes(nodes, "unchanged")));
-            let to_fetch = sum(delta(&c0, &probes(nodes, "changed")))
-                + sum(delta(&a0, &probes(nodes, "unanswered")));
-            unchanged + to_fetch >= n as f64 && fetched >= to_fetch
-        } else {
-            fetched >= n as f64
-        };
-        done.then_some(())
+        mark.since(nodes).covers(n).then_some(())
     });
     assert!(
         done.is_some(),
@@ -176,17 +157,16 @@ fn measure(up: &Upstream, nodes: &mut [Node], n: usize, probe: bool) -> SshRecon
     );
     let secs = t.elapsed().as_secs_f64();
     let cpu1: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
-    let ok = delta(&ok0, &syncs(nodes, Some("ok")));
-    let failed = delta(&failed0, &syncs(nodes, Some("failed")));
-    let unchanged = delta(&u0, &probes(nodes, "unchanged"));
+    let did = mark.since(nodes);
     eprintln!(
-        "scale {n}: ssh:// reconcile (probe {probe}) in {secs:.1} s: ok {ok:?}, failed {failed:?}, unchanged {unchanged:?} per member"
+        "scale {n}: ssh:// reconcile (probe {probe}) in {secs:.1} s: ok {:?}, failed {:?}, unchanged {:?} per member",
+        did.ok, did.failed, did.unchanged
     );
     SshReconcile {
         secs,
         connections: up.accepted_sessions() - conns,
-        fetches: ok.iter().sum(),
+        fetches: did.ok.iter().sum(),
         cpu_ms: delta(&cpu0, &cpu1).into_iter().fold(0.0, f64::max) / n as f64 * 1000.0,
-        unchanged: unchanged.iter().sum(),
+        unchanged: did.unchanged.iter().sum(),
     }
 }

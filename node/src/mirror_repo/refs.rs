@@ -154,6 +154,12 @@ impl MirrorRepo {
             .map_err(io(&self.path))?;
         Ok(symref_target(&head))
     }
+
+    /// [`Self::head_target`], for a thread that may block.
+    pub fn head_target_blocking(&self) -> Result<Option<String>, RepoError> {
+        let head = std::fs::read_to_string(self.path.join("HEAD")).map_err(io(&self.path))?;
+        Ok(symref_target(&head))
+    }
 }
 
 /// The ref a `HEAD` file's content names, if it names one (not a detached object).

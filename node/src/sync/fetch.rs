@@ -232,7 +232,11 @@ async fn fetch(plan: &FetchPlan<'_>, with_head: bool) -> Result<(), SyncFailure>
 
 /// Picks the branch HEAD should name: the current one if the upstream HEAD still points where it
 /// does, else a branch at the upstream HEAD's commit (preferring main, then master).
-fn choose_head(staged: &RefMap, head_oid: Option<&str>, current: Option<&str>) -> Option<RefName> {
+pub(crate) fn choose_head(
+    staged: &RefMap,
+    head_oid: Option<&str>,
+    current: Option<&str>,
+) -> Option<RefName> {
     let oid = head_oid?;
     let at_head = |n: &RefName| n.as_str().starts_with("refs/heads/") && staged[n].oid == oid;
     if let Some(c) = current.and_then(RefName::parse) {

@@ -95,10 +95,12 @@ struct Scheduler {
     probe: Option<crate::sync::probe::Via>,
     /// The reconcile probe under way.
     probing: Option<tokio::task::JoinHandle<()>>,
-    /// Repositories a probe found to fetch.
-    refetch: (
-        mpsc::UnboundedSender<RepoId>,
-        mpsc::UnboundedReceiver<RepoId>,
+    /// The candidates of a reconcile that came while a probe ran: probed after it.
+    probe_next: Option<Vec<crate::sync::probe::Candidate>>,
+    /// What the probes found.
+    answers: (
+        mpsc::UnboundedSender<crate::sync::probe::Answer>,
+        mpsc::UnboundedReceiver<crate::sync::probe::Answer>,
     ),
 }
 
@@ -122,7 +124,8 @@ pub async fn run(
     let mut s = Scheduler {
         probe,
         probing: None,
-        refetch: mpsc::unbounded_channel(),
+        probe_next: None,
+        answers: mpsc::unbounded_channel(),
         permits: Arc::new(Semaphore::new(shared.config.sync_concurrency)),
         env: Arc::new(env),
         shared,
@@ -193,9 +196,15 @@ pub async fn run(
                 s.fill();
             }
             _ = sleep_until(next_retry) => s.start_due_retries(),
-            Some(id) = s.refetch.1.recv() => {
-                s.queue.push(id);
-                s.fill();
+            Some(answer) = s.answers.1.recv() => s.answered(answer),
+            probed = join_probe(&mut s.probing) => {
+                s.probing = None;
+                if let Err(e) = probed {
+                    tracing::error!(error = %e, "reconcile probe failed");
+                }
+                if let Some(next) = s.probe_next.take() {
+                    s.start_probe(next);
+                }
             }
         }
     }
@@ -226,6 +235,15 @@ async fn join_listing(
 ) -> Result<Wanted, tokio::task::JoinError> {
     match listing {
         Some(l) => l.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn join_probe(
+    probing: &mut Option<tokio::task::JoinHandle<()>>,
+) -> Result<(), tokio::task::JoinError> {
+    match probing {
+        Some(p) => p.await,
         None => std::future::pending().await,
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::names::RefName;
 use crate::packed_refs::{refs_hash, RefMap, RefValue};
+use crate::sync::fetch::choose_head;
 
 /// What an upstream repository advertises.
 #[derive(Debug, Default)]
@@ -64,21 +65,16 @@ impl Advertised {
     }
 
     /// Whether a sync would leave a served state of hash `served` (see
-    /// [`crate::packed_refs::refs_hash`]) as it is: the same refs, and HEAD naming a branch at
-    /// the advertised HEAD's commit (the one a sync keeps). An upstream HEAD detached from every
-    /// branch never matches: such repositories are fetched at every reconcile, as before.
-    pub fn matches(&self, served: &str) -> bool {
+    /// [`crate::packed_refs::refs_hash`]), whose HEAD names `current`, as it is: the state a
+    /// sync would stage — these refs, HEAD chosen as [`crate::sync::fetch::stage`] chooses it —
+    /// has that hash.
+    pub fn matches(&self, served: &str, current: Option<&str>) -> bool {
         if self.odd {
             return false;
         }
-        match &self.head {
-            None => refs_hash(&self.refs, None) == served,
-            Some(oid) => self
-                .refs
-                .iter()
-                .filter(|(n, v)| n.as_str().starts_with("refs/heads/") && v.oid == *oid)
-                .any(|(n, _)| refs_hash(&self.refs, Some(n)) == served),
-        }
+        let head = choose_head(&self.refs, self.head.as_deref(), current)
+            .or_else(|| current.and_then(RefName::parse));
+        refs_hash(&self.refs, head.as_ref()) == served
     }
 }
 
@@ -115,18 +111,23 @@ mod tests {
         assert_eq!(a.head.as_deref(), Some(A));
         assert_eq!(a.refs.len(), 3);
         assert_eq!(a.refs[&name("refs/tags/v1")].peeled.as_deref(), Some(A));
+        let main = Some("refs/heads/main");
         let served = refs_hash(&a.refs, Some(&name("refs/heads/main")));
-        assert!(a.matches(&served));
-        // HEAD naming another branch, a ref more or less, a moved ref: not the served state.
-        assert!(!a.matches(&refs_hash(&a.refs, Some(&name("refs/heads/dev")))));
+        assert!(a.matches(&served, main));
+        // A sync keeps HEAD where it is while that branch is at the upstream HEAD's commit, and
+        // moves it there otherwise.
+        assert!(a.matches(&served, Some("refs/heads/dev")));
+        let on_dev = refs_hash(&a.refs, Some(&name("refs/heads/dev")));
+        assert!(!a.matches(&on_dev, Some("refs/heads/dev")));
+        // A ref more or less, a moved ref: not the served state.
         let mut fewer = a.refs.clone();
         fewer.remove(&name("refs/heads/dev"));
-        assert!(!a.matches(&refs_hash(&fewer, Some(&name("refs/heads/main")))));
+        assert!(!a.matches(&refs_hash(&fewer, Some(&name("refs/heads/main"))), main));
         let mut moved = a.refs.clone();
         if let Some(v) = moved.get_mut(&name("refs/heads/dev")) {
             v.oid = A.to_owned();
         }
-        assert!(!a.matches(&refs_hash(&moved, Some(&name("refs/heads/main")))));
+        assert!(!a.matches(&refs_hash(&moved, Some(&name("refs/heads/main"))), main));
     }
 
     #[test]
@@ -134,7 +135,13 @@ mod tests {
         let zero = "0".repeat(40);
         let empty = read(&[format!("{zero} capabilities^{{}}\0multi_ack\n")]);
         assert!(!empty.odd && empty.refs.is_empty() && empty.head.is_none());
-        assert!(empty.matches(&refs_hash(&RefMap::new(), None)));
+        // No HEAD advertised (empty, or unborn): a sync keeps the HEAD it has.
+        let master = Some("refs/heads/master");
+        assert!(empty.matches(
+            &refs_hash(&RefMap::new(), Some(&name("refs/heads/master"))),
+            master
+        ));
+        assert!(!empty.matches(&refs_hash(&RefMap::new(), None), master));
         for odd in [
             "ERR access denied\n".to_owned(),
             format!("{A} refs/heads/a..b\n"),
@@ -143,7 +150,7 @@ mod tests {
         ] {
             let a = read(std::slice::from_ref(&odd));
             assert!(a.odd, "{odd:?}");
-            assert!(!a.matches(&refs_hash(&a.refs, None)), "{odd:?}");
+            assert!(!a.matches(&refs_hash(&a.refs, None), None), "{odd:?}");
         }
     }
 }

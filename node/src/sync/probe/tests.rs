@@ -1,38 +1,58 @@
-//! The probe against real repositories and the real `git-upload-pack`; the SSH hop is played by
-//! a script that runs the remote command with the local shell, as sshd would.
+//! The probe against real repositories, the real `git upload-pack` and states served by the real
+//! sync (stage, then flip); the SSH hop is played by a script that runs the remote command with
+//! the local shell, as sshd would.
 
 use std::path::Path;
+use std::time::Duration;
 
+use super::stream::{probe, ProbeError};
 use super::*;
-use crate::names::RefName;
-use crate::packed_refs::{refs_hash, RefMap, RefValue};
+use crate::sync::fetch::{self, FetchPlan};
 use crate::testing::git;
+
+const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
 fn id(s: &str) -> RepoId {
     RepoId::parse(s).expect("repo id")
 }
 
-/// The hash a sync would serve for `repo` (its refs, HEAD naming `head`).
-fn served_hash(repo: &Path, head: Option<&str>) -> String {
-    let refs: RefMap = git(repo, &["for-each-ref", "--format=%(objectname) %(refname)"])
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(oid, name)| {
-            (
-                RefName::parse(name).expect("ref"),
-                RefValue {
-                    oid: oid.to_owned(),
-                    peeled: None,
-                },
-            )
-        })
-        .collect();
-    let head = head.map(|h| RefName::parse(h).expect("head"));
-    refs_hash(&refs, head.as_ref())
+/// Syncs `up` into `mirror` as the node does (stage, flip); the served state's hash.
+async fn sync(up: &Path, mirror: &Path) -> String {
+    let rid = id("P/x");
+    let repo = MirrorRepo::new(mirror.to_path_buf());
+    let plan = FetchPlan {
+        id: &rid,
+        repo: &repo,
+        url: format!("file://{}", up.display()),
+        env: &[],
+        timeout: Duration::from_secs(60),
+        git: crate::gitcmd::check_git().await.expect("git version"),
+        member_config: None,
+    };
+    let staged = fetch::stage(&plan, None).await.expect("stage");
+    fetch::flip(&plan, &staged).await.expect("flip");
+    staged.hash
 }
 
-/// A stand-in for ssh: runs its last argument (the remote command) with `sh`, or says `refuse`.
+/// A bare repository at `path` with commits `one` and `two` (main at two) and an annotated tag.
+fn upstream(path: &Path) -> (String, String) {
+    let parent = path.parent().expect("parent");
+    std::fs::create_dir_all(parent).expect("mkdir");
+    git(
+        parent,
+        &["init", "-q", "--bare", path.to_str().expect("utf-8")],
+    );
+    let one = git(path, &["commit-tree", EMPTY_TREE, "-m", "one"]);
+    let two = git(path, &["commit-tree", EMPTY_TREE, "-p", &one, "-m", "two"]);
+    git(path, &["update-ref", "refs/heads/main", &two]);
+    git(path, &["symbolic-ref", "HEAD", "refs/heads/main"]);
+    git(path, &["tag", "-a", "v1", "-m", "tag", &one]);
+    (one, two)
+}
+
+/// A stand-in for ssh: runs its last argument (the remote command) with `sh`, or refuses it.
 fn fake_ssh(dir: &Path, refuse: bool) -> String {
+    use std::os::unix::fs::PermissionsExt;
     let script = dir.join(if refuse { "refusing-ssh" } else { "ssh" });
     let body = if refuse {
         "#!/bin/sh\necho 'fatal: unrecognized command' >&2\nexit 128\n"
@@ -40,85 +60,94 @@ fn fake_ssh(dir: &Path, refuse: bool) -> String {
         "#!/bin/sh\nfor a; do last=$a; done\nexec sh -c \"$last\"\n"
     };
     std::fs::write(&script, body).expect("write script");
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     crate::sync::transport::sh_quote(&script.display().to_string())
 }
 
 #[tokio::test]
-async fn tells_unchanged_from_changed_and_unreadable_in_order() {
+async fn confirms_exactly_the_states_a_sync_would_leave_as_they_are() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("up");
-    let work = dir.path().join("work");
-    std::fs::create_dir_all(root.join("P")).expect("mkdir");
-    git(dir.path(), &["init", "-q", work.to_str().expect("utf-8")]);
-    git(&work, &["commit", "-q", "--allow-empty", "-m", "one"]);
-    git(&work, &["tag", "-a", "v1", "-m", "tag"]);
-    for r in ["a", "b"] {
-        let path = root.join(format!("P/{r}.git"));
-        git(
-            dir.path(),
-            &[
-                "clone",
-                "-q",
-                "--bare",
-                "work",
-                path.to_str().expect("utf-8"),
-            ],
-        );
-    }
-    let empty = root.join("P/empty.git");
-    git(
-        dir.path(),
-        &["init", "-q", "--bare", empty.to_str().expect("utf-8")],
-    );
-    let a = root.join("P/a.git");
-    let b = root.join("P/b.git");
-    let served_b = served_hash(&b, Some("refs/heads/main"));
-    // b moves on upstream after the state served here.
-    git(&b, &["branch", "dev", "main"]);
-    let candidates = [
-        ("P/a", served_hash(&a, Some("refs/heads/main"))),
-        ("P/b", served_b),
-        ("P/missing", served_hash(&empty, None)),
-        ("P/empty", served_hash(&empty, None)),
+    let mirrors = dir.path().join("mirrors");
+    let up = |r: &str| root.join(format!("P/{r}.git"));
+    let mirror = |r: &str| mirrors.join(format!("{r}.git"));
+    // Unchanged: an ordinary one; an empty one; one whose HEAD names a branch never pushed
+    // (`git init --bare`, then only main); one whose HEAD is detached from every branch.
+    // Changed: one that gained a branch, one that moved its HEAD to another branch at the same
+    // commit (the mirror keeps its HEAD: unchanged), one whose mirror lost its HEAD file.
+    let names = [
+        "plain", "empty", "unborn", "detached", "branched", "rehead", "broken",
     ];
-    let waiting: VecDeque<Candidate> = candidates
+    for r in names {
+        if r == "empty" {
+            std::fs::create_dir_all(root.join("P")).expect("mkdir");
+            git(&root, &["init", "-q", "--bare", "P/empty.git"]);
+            continue;
+        }
+        let (one, _) = upstream(&up(r));
+        match r {
+            "unborn" => git(&up(r), &["symbolic-ref", "HEAD", "refs/heads/master"]).clear(),
+            "detached" => git(&up(r), &["update-ref", "--no-deref", "HEAD", &one]).clear(),
+            "rehead" => git(&up(r), &["branch", "dev", "main"]).clear(),
+            _ => {}
+        }
+    }
+    let mut served = Vec::new();
+    for r in names {
+        served.push(sync(&up(r), &mirror(r)).await);
+    }
+    git(&up("branched"), &["branch", "side", "main"]);
+    git(&up("rehead"), &["symbolic-ref", "HEAD", "refs/heads/dev"]);
+    std::fs::remove_file(mirror("broken").join("HEAD")).expect("rm HEAD");
+    let mut candidates: Vec<Candidate> = names
         .iter()
-        .map(|(r, h)| Candidate {
-            id: id(r),
-            served: h.clone(),
-        })
+        .zip(&served)
+        .map(|(r, h)| Candidate::new(id(&format!("P/{r}")), h.clone(), mirror(r)))
         .collect();
-    let upstream =
-        UpstreamUrl::parse(&format!("ssh://git@mirror.invalid{}", root.display())).expect("url");
-    assert_eq!(
-        remote_path(&upstream, &id("P/a")).as_deref(),
-        Some(a.to_str().expect("utf-8"))
-    );
-    let local = UpstreamUrl::parse(&format!("file://{}", root.display())).expect("url");
+    // Not there upstream: the upstream cannot read it.
+    candidates.push(Candidate::new(
+        id("P/missing"),
+        served[0].clone(),
+        mirror("plain"),
+    ));
+    let candidates = read_heads(candidates).await;
+    let want: Vec<(String, bool)> = [
+        ("plain", true),
+        ("empty", true),
+        ("unborn", true),
+        ("detached", true),
+        ("branched", false),
+        ("rehead", true),
+        ("broken", false),
+        ("missing", false),
+    ]
+    .iter()
+    .map(|(r, same)| (format!("P/{r}"), *same))
+    .collect();
+    let ssh = UpstreamUrl::parse(&format!("ssh://git@mirror.invalid{}", root.display()));
+    let local = UpstreamUrl::parse(&format!("file://{}", root.display()));
     let via = [
-        (upstream, Via::Ssh(fake_ssh(dir.path(), false))),
-        (local, Via::Local),
+        (ssh.expect("url"), Via::Ssh(fake_ssh(dir.path(), false))),
+        (local.expect("url"), Via::Local),
     ];
     for (upstream, via) in via {
-        let mut waiting = waiting.iter().map(Candidate::clone).collect();
+        let mut waiting: VecDeque<Candidate> = candidates.iter().cloned().collect();
         let mut answers = Vec::new();
-        probe(&upstream, &via, &mut waiting, |id, same| {
-            answers.push((id.to_string(), same))
+        probe(&upstream, &via, &mut waiting, |c, adv| {
+            let same = match (adv, &c.head) {
+                (Some(a), Some(head)) => a.matches(&c.served, head.as_deref()),
+                _ => false,
+            };
+            answers.push((c.id.to_string(), same));
         })
         .await
         .expect("probe");
-        let want = [
-            ("P/a", true),
-            ("P/b", false),
-            ("P/missing", false),
-            ("P/empty", true),
-        ];
-        let want: Vec<(String, bool)> = want.iter().map(|(r, s)| (r.to_string(), *s)).collect();
         assert_eq!(answers, want, "{via:?}");
         assert!(waiting.is_empty());
     }
+    // What a sync of the changed ones serves now is what the probe would confirm next.
+    let again = sync(&up("branched"), &mirror("branched")).await;
+    assert_ne!(again, served[4]);
 }
 
 #[tokio::test]
@@ -126,10 +155,7 @@ async fn a_refused_command_leaves_every_repository_to_fetch() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut waiting: VecDeque<Candidate> = ["P/a", "P/b"]
         .iter()
-        .map(|r| Candidate {
-            id: id(r),
-            served: String::new(),
-        })
+        .map(|r| Candidate::new(id(r), String::new(), dir.path().join(r)))
         .collect();
     let upstream = UpstreamUrl::parse("ssh://git@mirror.invalid/srv").expect("url");
     let via = Via::Ssh(fake_ssh(dir.path(), true));
@@ -140,12 +166,9 @@ async fn a_refused_command_leaves_every_repository_to_fetch() {
         other => panic!("{other:?}"),
     }
     assert_eq!((answered, waiting.len()), (0, 2));
+    let home = UpstreamUrl::parse("ssh://h/~git/repos").expect("url");
     assert_eq!(
-        remote_path(
-            &UpstreamUrl::parse("ssh://h/~git/repos").expect("url"),
-            &id("P/a")
-        )
-        .as_deref(),
+        remote_path(&home, &id("P/a")).as_deref(),
         Some("~git/repos/P/a.git")
     );
 }

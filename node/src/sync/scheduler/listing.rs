@@ -55,7 +55,7 @@ impl Scheduler {
         // The farm looks at every repository again (some came or went; the node is listed now).
         self.shared.all_changed();
         let (mut skipped, mut awaiting) = (0usize, 0usize);
-        let mut probe = Vec::new();
+        let mut candidates = Vec::new();
         for (id, fingerprint) in wanted.repos {
             // In a farm, a repository another member leads is followed through its gossip: no
             // periodic sync here (a new one, with nothing served yet, is synced from the leader).
@@ -88,13 +88,14 @@ impl Scheduler {
                     self.fingerprints.insert(id.clone(), fp);
                 }
             } else if let Some(served) = self.probe_candidate(&id) {
-                probe.push(probe::Candidate { id, served });
+                let mirror = self.shared.repo_path(&id);
+                candidates.push(probe::Candidate::new(id, served, mirror));
                 continue;
             }
             self.queue.push(id);
         }
         self.fill();
-        self.start_probe(probe);
+        self.start_probe(candidates);
         if awaiting > 0 {
             tracing::debug!(
                 awaiting,
@@ -130,25 +131,68 @@ impl Scheduler {
         self.coordinator.fetches_upstream(id).then_some(served)
     }
 
-    /// Starts a reconcile probe of `candidates` (unless one runs: it covers them, or the next
-    /// reconcile does).
-    fn start_probe(&mut self, candidates: Vec<probe::Candidate>) {
+    /// Starts a reconcile probe of `candidates`; while one runs, they wait for it to end (the
+    /// newest reconcile's replacing an older one's).
+    pub(super) fn start_probe(&mut self, candidates: Vec<probe::Candidate>) {
         let (Some(via), false) = (&self.probe, candidates.is_empty()) else {
             return;
         };
-        if self.probing.as_ref().is_some_and(|p| !p.is_finished()) {
+        if self.probing.is_some() {
             tracing::debug!(
                 repos = candidates.len(),
-                "a reconcile probe is under way: not probing again"
+                "a reconcile probe is under way: probing again after it"
             );
+            self.probe_next = Some(candidates);
             return;
         }
         self.probing = Some(tokio::spawn(probe::run(
             self.shared.clone(),
             via.clone(),
             candidates,
-            self.refetch.0.clone(),
+            self.answers.0.clone(),
         )));
+    }
+
+    /// Takes a probe's answer for one repository: fetched, or — when it still serves the state
+    /// the upstream confirmed and no sync runs — recorded as synced now, without a fetch.
+    pub(super) fn answered(&mut self, answer: probe::Answer) {
+        let (id, hash) = match answer {
+            probe::Answer::Fetch(id) => {
+                self.queue.push(id);
+                self.fill();
+                return;
+            }
+            probe::Answer::Confirmed(id, hash) => (id, hash),
+        };
+        if self.running.contains(&id) {
+            return;
+        }
+        let rec = {
+            let repos = self.shared.repos.read();
+            let Some(e) = repos.get(&id) else { return };
+            (e.record.refs_hash == hash && e.record.last_result == Some(SyncResult::Ok)).then(
+                || {
+                    let mut rec = e.record.clone();
+                    let now = crate::store::now_ms();
+                    rec.last_sync_ms = Some(now);
+                    rec.last_success_ms = Some(now);
+                    rec
+                },
+            )
+        };
+        let Some(rec) = rec else {
+            // It changed here meanwhile: the fetch tells what the upstream holds.
+            self.queue.push(id);
+            self.fill();
+            return;
+        };
+        // Durable with the next group commit; a crash loses only these times.
+        if let Err(e) = self.shared.store.write_soon(&id, rec.clone()) {
+            tracing::error!(repo = %id, error = %e, "cannot record a confirmed state");
+        }
+        if let Some(e) = self.shared.repos.write().get_mut(&id) {
+            e.record = rec;
+        }
     }
 
     /// Adds what the listing holds; removes (and returns) what it does not, when it is complete.
