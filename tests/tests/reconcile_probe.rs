@@ -86,12 +86,16 @@ fn only_changed_repositories_are_fetched_and_git_shell_upstreams_still_sync() {
     let f0 = fetches(&node);
     assert!(f0 >= N as f64, "{f0} fetches to start with");
 
-    // Nothing changed: one probe, no fetch.
+    // Nothing changed: one probe, no fetch; the upstream's confirmation counts as a sync.
+    let last =
+        |node: &Node| node.repo_status("P", "r0").expect("P/r0")["lastSuccessfulSync"].clone();
+    let synced = last(&node);
     let before = counts(&node);
     assert_eq!(node.trigger(None), 202);
     let after = wait_probed(&node, before, [N as f64, 0.0, 0.0], 0.0);
     assert_eq!(after, [before[0] + N as f64, before[1], before[2]]);
     assert_eq!(fetches(&node), f0, "an unchanged repository was fetched");
+    assert_ne!(last(&node), synced, "the confirmation was not recorded");
 
     // One repository gains a commit, another a branch: those two are fetched, and served.
     let new = up.commit("P", "r1", "main", "moved on");

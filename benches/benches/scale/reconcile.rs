@@ -76,11 +76,12 @@ impl Mark {
 }
 
 impl Since {
-    /// Whether `n` repositories were all probed unchanged or fetched, and every one a probe
-    /// left to fetch was fetched.
+    /// Whether `n` repositories were all probed unchanged or fetched (with any result), and
+    /// every one a probe left to fetch was fetched.
     pub fn covers(&self, n: usize) -> bool {
         let sum = |v: &[f64]| v.iter().sum::<f64>();
-        let fetched = sum(&self.ok);
+        // A failed fetch counts: the reconcile is over for that repository too.
+        let fetched = sum(&self.ok) + sum(&self.failed);
         sum(&self.unchanged) + fetched >= n as f64 && fetched >= sum(&self.to_fetch)
     }
 }

@@ -35,11 +35,20 @@ pub struct Candidate {
     /// Its mirror (whose HEAD a sync keeps when it can).
     pub mirror: PathBuf,
     /// What the mirror's HEAD names, once read (`Some(None)`: detached, or no branch; `None`:
-    /// not read, or unreadable — then it is fetched, which makes the mirror whole again).
+    /// not read, or unreadable — then it is fetched, and the sync tells what is wrong).
     head: Option<Option<String>>,
 }
 
 impl Candidate {
+    /// Whether a sync would leave the served state as it is, the upstream advertising `adv`
+    /// (`None`: it could not read the repository).
+    pub(super) fn unchanged(&self, adv: Option<&advert::Advertised>) -> bool {
+        match (adv, &self.head) {
+            (Some(a), Some(current)) => a.matches(&self.served, current.as_deref()),
+            _ => false,
+        }
+    }
+
     /// A repository to probe, served at `served`, mirrored in `mirror`.
     pub fn new(id: RepoId, served: String, mirror: PathBuf) -> Self {
         Self {
@@ -183,11 +192,7 @@ pub async fn run(
     let mut waiting: VecDeque<Candidate> = candidates.into();
     let (mut unchanged, mut changed) = (0u64, 0u64);
     let res = stream::probe(&shared.config.upstream, &via, &mut waiting, |c, adv| {
-        let same = match (adv, &c.head) {
-            (Some(a), Some(current)) => a.matches(&c.served, current.as_deref()),
-            _ => false,
-        };
-        let answer = if same {
+        let answer = if c.unchanged(adv.as_ref()) {
             unchanged += 1;
             Answer::Confirmed(c.id, c.served)
         } else {
@@ -201,7 +206,7 @@ pub async fn run(
     for c in waiting {
         let _ = answers.send(Answer::Fetch(c.id));
     }
-    shared.metrics.probe("unchanged", unchanged);
+    // Unchanged ones are counted as the scheduler takes them (one may have moved here since).
     shared.metrics.probe("changed", changed);
     shared.metrics.probe("unanswered", unanswered);
     let took = started.elapsed().as_millis() as u64;

@@ -134,11 +134,7 @@ async fn confirms_exactly_the_states_a_sync_would_leave_as_they_are() {
         let mut waiting: VecDeque<Candidate> = candidates.iter().cloned().collect();
         let mut answers = Vec::new();
         probe(&upstream, &via, &mut waiting, |c, adv| {
-            let same = match (adv, &c.head) {
-                (Some(a), Some(head)) => a.matches(&c.served, head.as_deref()),
-                _ => false,
-            };
-            answers.push((c.id.to_string(), same));
+            answers.push((c.id.to_string(), c.unchanged(adv.as_ref())));
         })
         .await
         .expect("probe");

@@ -164,26 +164,24 @@ impl Scheduler {
             }
             probe::Answer::Confirmed(id, hash) => (id, hash),
         };
-        if self.running.contains(&id) {
+        // Still a repository the probe may stand for, at the state it confirmed (it may have
+        // moved here meanwhile, or a sync may run: then that, or a fetch, tells).
+        if self.probe_candidate(&id).as_deref() != Some(hash.as_str()) {
+            self.shared.metrics.probe("changed", 1);
+            if !self.running.contains(&id) {
+                self.queue.push(id);
+                self.fill();
+            }
             return;
         }
-        let rec = {
-            let repos = self.shared.repos.read();
-            let Some(e) = repos.get(&id) else { return };
-            (e.record.refs_hash == hash && e.record.last_result == Some(SyncResult::Ok)).then(
-                || {
-                    let mut rec = e.record.clone();
-                    let now = crate::store::now_ms();
-                    rec.last_sync_ms = Some(now);
-                    rec.last_success_ms = Some(now);
-                    rec
-                },
-            )
-        };
-        let Some(rec) = rec else {
-            // It changed here meanwhile: the fetch tells what the upstream holds.
-            self.queue.push(id);
-            self.fill();
+        self.shared.metrics.probe("unchanged", 1);
+        let Some(rec) = self.shared.repos.read().get(&id).map(|e| {
+            let mut rec = e.record.clone();
+            let now = crate::store::now_ms();
+            rec.last_sync_ms = Some(now);
+            rec.last_success_ms = Some(now);
+            rec
+        }) else {
             return;
         };
         // Durable with the next group commit; a crash loses only these times.
