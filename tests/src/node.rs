@@ -269,6 +269,17 @@ impl Node {
         )
     }
 
+    /// The node's shared SSH connections to the upstream: OpenSSH masters on its control
+    /// socket (`mirror.sync.sshPersist`).
+    pub fn shared_ssh_connections(&self) -> usize {
+        let out = std::process::Command::new("pgrep")
+            .arg("-f")
+            .arg(format!("{}/ssh/cm-", self.home().display()))
+            .output()
+            .expect("run pgrep (install procps)");
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+
     /// POST /rest/mirroring/latest/sync for one repository (or all with `None`); returns the status code.
     pub fn trigger(&self, repo: Option<(&str, &str)>) -> u16 {
         let url = format!(

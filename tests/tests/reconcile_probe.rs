@@ -24,16 +24,6 @@ fn counts(node: &Node) -> [f64; 3] {
     ["unchanged", "changed", "unanswered"].map(|r| probes(node, r))
 }
 
-/// The node's shared SSH connections to the upstream (OpenSSH masters on its control socket).
-fn masters(node: &Node) -> usize {
-    let out = std::process::Command::new("pgrep")
-        .arg("-f")
-        .arg(format!("{}/ssh/cm-", node.home().display()))
-        .output()
-        .expect("run pgrep");
-    String::from_utf8_lossy(&out.stdout).lines().count()
-}
-
 fn fetches(node: &Node) -> f64 {
     node.metric("mirrorfarm_syncs_total", &[("result", "ok")])
 }
@@ -129,7 +119,7 @@ fn only_changed_repositories_are_fetched_and_git_shell_upstreams_still_sync() {
     let newer = up.commit("P", "r3", "main", "under git-shell");
     node.stop();
     // The connection authenticated before the restriction is gone with the node.
-    poll_until(LIMIT, || (masters(&node) == 0).then_some(()))
+    poll_until(LIMIT, || (node.shared_ssh_connections() == 0).then_some(()))
         .expect("the shared connection outlived the node");
     node.spawn();
     let after = wait_probed(&node, zero, [0.0, 0.0, N as f64], N as f64);

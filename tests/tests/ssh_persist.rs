@@ -9,15 +9,6 @@ use mirrorfarm_tests::{gitc, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn masters(node: &Node) -> usize {
-    let out = std::process::Command::new("pgrep")
-        .arg("-f")
-        .arg(format!("{}/ssh/cm-", node.home().display()))
-        .output()
-        .expect("run pgrep");
-    String::from_utf8_lossy(&out.stdout).lines().count()
-}
-
 #[test]
 fn fetches_share_one_connection_and_it_is_closed_at_stop() {
     let mut up = Upstream::new();
@@ -43,9 +34,9 @@ fn fetches_share_one_connection_and_it_is_closed_at_stop() {
         "4 fetches should authenticate once"
     );
     assert!(up.command_sessions() >= 4);
-    assert_eq!(masters(&node), 1, "one shared connection");
+    assert_eq!(node.shared_ssh_connections(), 1, "one shared connection");
     assert_eq!(node.stop(), Some(0));
     wait_for("the shared connection closed", LIMIT, || {
-        (masters(&node) == 0).then_some(())
+        (node.shared_ssh_connections() == 0).then_some(())
     });
 }
