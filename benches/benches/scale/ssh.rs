@@ -47,16 +47,16 @@ pub struct SshFigures {
 /// Every member's syncs and probed repositories, all results: what moves while a reconcile runs.
 fn activity(nodes: &[Node]) -> Vec<f64> {
     let m = super::reconcile::Mark::now(nodes);
-    let mut all = syncs(nodes, None);
+    let mut all = syncs(nodes);
     all.extend(m.unchanged_and_to_fetch());
     all
 }
 
-fn syncs(nodes: &[Node], result: Option<&str>) -> Vec<f64> {
-    let want: Vec<(&str, &str)> = result.map(|r| ("result", r)).into_iter().collect();
+/// Every member's syncs, any result.
+fn syncs(nodes: &[Node]) -> Vec<f64> {
     nodes
         .iter()
-        .map(|n| n.metric("mirrorfarm_syncs_total", &want))
+        .map(|n| n.metric("mirrorfarm_syncs_total", &[]))
         .collect()
 }
 
