@@ -238,7 +238,43 @@ impl Node {
         let s = self.wait_state("AWAITING_AUTHORIZATION", limit);
         up.authorize(s["publicKey"].as_str().expect("publicKey"));
         assert_eq!(self.trigger(None), 202);
-        self.wait_state("SYNCHRONIZED", limit);
+        self.wait_synchronized(limit);
+    }
+
+    /// Waits until the node is SYNCHRONIZED and none of its repositories is syncing: SYNCHRONIZED comes at the flips, while the record of each sync (its
+    /// result's count, duration, size on disk) is complete only when the sync stops running,
+    /// after the repository's maintenance.
+    pub fn wait_synchronized(&self, limit: Duration) -> Value {
+        wait_or_explain(
+            "node state SYNCHRONIZED, no sync running",
+            limit,
+            || {
+                let s = self.status();
+                (s["state"] == "SYNCHRONIZED" && self.no_sync_running()).then_some(s)
+            },
+            || self.explain(60),
+        )
+    }
+
+    /// Whether none of the node's repositories is syncing now (all pages of
+    /// `/rest/mirroring/latest/repos`).
+    pub fn no_sync_running(&self) -> bool {
+        let mut start = 0;
+        loop {
+            let p = self.get_json(&format!(
+                "/rest/mirroring/latest/repos?start={start}&limit=1000"
+            ));
+            let Some(values) = p["values"].as_array() else {
+                return false;
+            };
+            if values.iter().any(|r| r["syncing"] != false) {
+                return false;
+            }
+            match p["nextPageStart"].as_u64() {
+                Some(next) if p["isLastPage"] == false => start = next as usize,
+                _ => return true,
+            }
+        }
     }
 
     /// The status entry of one repository.

@@ -52,15 +52,8 @@ fn setup() -> Setup {
             http.properties()
         ),
     );
+    // Until each sync has finished (its record, with the size on disk, is complete then).
     node.authorize_and_sync(&up, LIMIT);
-    // SYNCHRONIZED comes at the flips; each sync's record (its size on disk, counted after the
-    // repository's maintenance) is complete when it stops running.
-    for repo in ["a", "b"] {
-        wait_for(&format!("PROJ/{repo}'s sync to finish"), LIMIT, || {
-            let r = node.repo_status("PROJ", repo)?;
-            (r["syncing"] == false && r["sizeBytes"].is_u64()).then_some(())
-        });
-    }
     Setup {
         _up: up,
         _http: http,

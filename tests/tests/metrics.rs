@@ -23,7 +23,7 @@ fn metrics_parse_and_move_with_clones() {
         &up.file_url(),
         "mirror.repos=P/r\nmirror.access=anonymous\n",
     );
-    node.wait_state("SYNCHRONIZED", Duration::from_secs(60));
+    node.wait_synchronized(Duration::from_secs(60));
     let lb = Lb::start(&backends(&[&node]), "");
     lb.wait_healthy(1, Duration::from_secs(60));
     let node_url = format!("http://127.0.0.1:{}/metrics", node.http);

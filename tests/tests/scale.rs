@@ -184,6 +184,12 @@ fn sizes_stay_small_paging_lists_everything_and_a_restart_is_ready_without_fetch
     // reads the refs of the repositories it leads with one SSH command over its shared
     // connection (`mirror.sync.probe`) and fetches none of them — no connection, nor a fetch,
     // per repository.
+    // (Counted once the syncs of the first state are over: each counts when it ends, after the
+    // flip and the repository's maintenance.)
+    poll_until(LIMIT, || {
+        nodes.iter().all(Node::no_sync_running).then_some(())
+    })
+    .unwrap_or_else(|| panic!("syncs still running: {}", nodes[1].explain(20)));
     let sum = |name: &str, result: &str| -> f64 {
         nodes
             .iter()

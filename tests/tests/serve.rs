@@ -38,7 +38,8 @@ fn farm() -> (Upstream, Node) {
         &up.file_url(),
         "mirror.repos=PROJ/repo\nmirror.access=anonymous\n",
     );
-    node.wait_state("SYNCHRONIZED", LIMIT);
+    // Until the sync is over: the mirror's maintenance (bitmap, commit-graph) follows the flip.
+    node.wait_synchronized(LIMIT);
     (up, node)
 }
 
