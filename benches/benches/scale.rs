@@ -7,7 +7,8 @@
 //! figure with a reconcile every 180 s (the default interval) added; gossip bytes per second per
 //! member at rest (`mirrorfarm_gossip_bytes_total`); `/status`, the readiness document and a
 //! 100-row page of `/rest/mirroring/latest/repos` in bytes; RSS; a member's restart until it is
-//! ready again; push → visible on every member (p50, p99 of 20); then, the members moved to the
+//! ready again; push → visible on every member (p50, p99 of 100 at rest; p50 and max of 20 right
+//! after the restart, beside that member's start-up reconcile probe); then, the members moved to the
 //! same repositories over `ssh://` (a real OpenSSH sshd), a full reconcile fetching each one
 //! (`mirror.sync.probe=false`, the baseline) and one with the reconcile probe (the default):
 //! their time, the SSH connections the upstream accepted for them and our own CPU per repository.
@@ -17,11 +18,13 @@
 use std::time::{Duration, Instant};
 
 use mirrorfarm_tests::farm::SECRET;
-use mirrorfarm_tests::measure::{cpu_seconds, rss_mb, until_main_everywhere_in};
+use mirrorfarm_tests::measure::{cpu_seconds, rss_mb};
 use mirrorfarm_tests::node::Node;
 use mirrorfarm_tests::upstream::{Shape, Upstream};
 use mirrorfarm_tests::{free_udp_port, poll_every};
 
+#[path = "scale/push.rs"]
+mod push;
 #[path = "scale/reconcile.rs"]
 mod reconcile;
 #[path = "scale/ssh.rs"]
@@ -29,7 +32,10 @@ mod ssh;
 
 const PROJECTS: usize = 10;
 const REST: Duration = Duration::from_secs(30);
-const PUSHES: usize = 20;
+/// Pushes measured at rest.
+const PUSHES: usize = 100;
+/// Pushes measured right after a member's restart, beside its start-up reconcile.
+const PUSHES_STARTING: usize = 20;
 /// The farm's reconcile interval here: long, so that no periodic reconcile falls in a measuring
 /// window (one is started and measured on its own).
 const INTERVAL: u64 = 3600;
@@ -108,6 +114,8 @@ struct Figures {
     restart_s: f64,
     push_p50: f64,
     push_p99: f64,
+    starting_p50: f64,
+    starting_max: f64,
     ssh: ssh::SshFigures,
 }
 
@@ -180,6 +188,7 @@ fn run(n: usize) -> Figures {
     );
 
     // A member restarts: ready again (serving its last state) how soon?
+    let probes_before = push::probes_done(&nodes[2]);
     nodes[2].stop();
     let t = Instant::now();
     nodes[2].spawn();
@@ -189,38 +198,26 @@ fn run(n: usize) -> Figures {
     let refs: Vec<&Node> = nodes.iter().collect();
     wait_ready(&refs, n, limit);
 
-    // Push → visible on every member, one repository among n.
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
-    let mut times = Vec::new();
-    for i in 0..PUSHES {
-        let sha = up.commit("S1", "r00001", "main", &format!("push {i}"));
-        let t = Instant::now();
-        let code = nodes[i % 3].trigger(Some(("S1", "r00001")));
-        assert!((200..300).contains(&code), "sync trigger answered {code}");
-        let took = until_main_everywhere_in(
-            &nodes,
-            ("S1", "r00001"),
-            &sha,
-            t,
-            Duration::from_secs(60),
-            &client,
-        );
-        if took > Duration::from_secs(5) {
-            // An outlier: what each member was doing.
-            for (k, n) in nodes.iter().enumerate() {
-                let log = n.log();
-                let about: Vec<&str> = log.lines().filter(|l| l.contains("S1/r00001")).collect();
-                let tail = &about[about.len().saturating_sub(12)..];
-                eprintln!("push {i} took {took:?}; member {k}:\n{}", tail.join("\n"));
-            }
-        }
-        times.push(took.as_secs_f64());
-    }
-    times.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
+    // Push → visible on every member, one repository among n: first while the restarted member's
+    // start-up reconcile probes the repositories it leads, then at rest (that probe over).
+    let starting = push::times(&up, &nodes, PUSHES_STARTING, "starting");
+    let probed = poll_every(limit, Duration::from_millis(500), || {
+        (push::probes_done(&nodes[2]) > probes_before).then_some(())
+    });
+    assert!(
+        probed.is_some(),
+        "the restarted member's start-up probe did not end"
+    );
+    let at_rest = push::times(&up, &nodes, PUSHES, "at rest");
+    let q = push::quantile;
+    eprintln!(
+        "scale {n}: push -> every member: at rest p50 {:.0} ms, p99 {:.0} ms (of {PUSHES}); \
+         beside a member's start-up p50 {:.0} ms, max {:.0} ms (of {PUSHES_STARTING})",
+        q(&at_rest, 0.5) * 1000.0,
+        q(&at_rest, 0.99) * 1000.0,
+        q(&starting, 0.5) * 1000.0,
+        q(&starting, 1.0) * 1000.0,
+    );
     let ssh = ssh::reconcile(&mut up, &mut nodes, n);
     for (how, r) in [("fetching each", &ssh.fetching), ("probing", &ssh.probing)] {
         eprintln!(
@@ -241,8 +238,10 @@ fn run(n: usize) -> Figures {
         page_bytes,
         rss_mb: rss,
         restart_s,
-        push_p50: pct(0.5),
-        push_p99: pct(0.99),
+        push_p50: q(&at_rest, 0.5),
+        push_p99: q(&at_rest, 0.99),
+        starting_p50: q(&starting, 0.5),
+        starting_max: q(&starting, 1.0),
         ssh,
     }
 }
@@ -303,6 +302,13 @@ fn main() {
     });
     row("push -> every member, p99 (ms)", &|f| {
         format!("{:>10.0}", f.push_p99 * 1000.0)
+    });
+    row("  beside a member's start-up, p50 / max (ms)", &|f| {
+        format!(
+            "{:>4.0} / {:>4.0}",
+            f.starting_p50 * 1000.0,
+            f.starting_max * 1000.0
+        )
     });
     row("ssh:// full reconcile, fetching each (s)", &|f| {
         format!("{:>10.1}", f.ssh.fetching.secs)
