@@ -199,7 +199,8 @@ fn run(n: usize) -> Figures {
     wait_ready(&refs, n, limit);
 
     // Push → visible on every member, one repository among n: first while the restarted member's
-    // start-up reconcile probes the repositories it leads, then at rest (that probe over).
+    // start-up reconcile probes the repositories it leads, then at rest (that probe over, no sync
+    // running on any member).
     let starting = push::times(&up, &nodes, PUSHES_STARTING, "starting");
     let probed = poll_every(limit, Duration::from_millis(500), || {
         (push::probes_done(&nodes[2]) > probes_before).then_some(())
@@ -207,6 +208,16 @@ fn run(n: usize) -> Figures {
     assert!(
         probed.is_some(),
         "the restarted member's start-up probe did not end"
+    );
+    // At rest: no member syncs anything (a takeover's backlog, say, would still be running).
+    let t = Instant::now();
+    let idle = poll_every(limit, Duration::from_secs(1), || {
+        nodes.iter().all(Node::no_sync_running).then_some(())
+    });
+    assert!(idle.is_some(), "the members kept syncing after the restart");
+    eprintln!(
+        "scale {n}: after the restart and {PUSHES_STARTING} pushes, syncs went on for {:.1} s more",
+        t.elapsed().as_secs_f64()
     );
     let at_rest = push::times(&up, &nodes, PUSHES, "at rest");
     let q = push::quantile;

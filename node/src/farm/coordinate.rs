@@ -214,10 +214,12 @@ impl Coordinator for Farm {
         })
     }
 
-    fn requested(&self, id: &RepoId) {
-        if let Some((node, addr)) = remote_leader(self, &id.to_string()) {
-            crate::farm::nudge::member(self, node, addr, id);
-        }
+    fn requested(&self, id: &RepoId) -> bool {
+        let Some((node, addr)) = remote_leader(self, &id.to_string()) else {
+            return false;
+        };
+        crate::farm::nudge::member(self, node, addr, id);
+        true
     }
 
     fn staged<'a>(

@@ -57,8 +57,10 @@ pub trait Coordinator: Send + Sync + 'static {
     fn fetches_upstream(&self, id: &RepoId) -> bool {
         matches!(self.source(id), Source::Upstream)
     }
-    /// A client asked this node for a sync of `id` (passed on to whoever fetches it).
-    fn requested(&self, id: &RepoId);
+    /// A client asked this node for a sync of `id`: passed on to whoever fetches it from the
+    /// upstream; true when that is another member (this node then syncs when the leader's word
+    /// that it staged a new state arrives, or when it sees itself behind the leader).
+    fn requested(&self, id: &RepoId) -> bool;
     /// Whether another member fetches `id` from the upstream and its gossip shows a state of it:
     /// this node follows that gossip and needs no periodic sync of it.
     fn led_elsewhere(&self, _id: &RepoId) -> bool {
@@ -90,7 +92,9 @@ impl Coordinator for Alone {
     fn source(&self, _: &RepoId) -> Source {
         Source::Upstream
     }
-    fn requested(&self, _: &RepoId) {}
+    fn requested(&self, _: &RepoId) -> bool {
+        false
+    }
     fn staged<'a>(
         &'a self,
         _: &'a RepoId,

@@ -162,8 +162,12 @@ pub async fn run(
                 Trigger::All => s.list(true),
                 Trigger::Repo(id) => s.start(id),
                 Trigger::Requested(id) => {
-                    s.coordinator.requested(&id);
-                    s.start(id);
+                    // Passed on to the leader: its word that it staged a new state starts this
+                    // node's sync (a sync of the leader's state now would only find the old one
+                    // and hold the repository busy while the word arrives).
+                    if !s.coordinator.requested(&id) {
+                        s.start(id);
+                    }
                 }
                 Trigger::Takeover(id) => {
                     if s.running.contains(&id) {
