@@ -162,7 +162,7 @@ impl Default for NodeMetrics {
         let probes = Family::<ResultLabel, Counter>::default();
         registry.register(
             "reconcile_probes",
-            "Repositories a reconcile probe read the refs of (one command for all, over SSH or the local shell): unchanged (not fetched), changed or unanswered (fetched)",
+            "Repositories a reconcile probe read the refs of (one command for all, over SSH or the local shell): unchanged (not fetched), changed or unanswered (fetched), followed (led by another member by the time it answered: not fetched here)",
             probes.clone(),
         );
         let pack_cache_bytes = Gauge::default();

@@ -4,7 +4,8 @@
 //! repositories (and each member's first 100 states) and points to the paged resource, which
 //! lists all 600 in order; each member's gossip state stays a few hundred bytes (its ref states
 //! go over the farm channel); a full reconcile against the upstream reads every repository's
-//! refs with one SSH command per member and fetches none of them; a member restarted while the
+//! refs with one SSH command per member and fetches none of them; a member restarted beside the
+//! other fetches none either; a member restarted while the
 //! upstream and the other member are down is ready — serving its last state, every repository —
 //! without having fetched anything.
 //! (The figures at 2 000 and 20 000 repositories are the `scale` benchmark's.)
@@ -234,6 +235,26 @@ fn sizes_stay_small_paging_lists_everything_and_a_restart_is_ready_without_fetch
     assert!(
         new <= 2,
         "{new} SSH connections for a reconcile of {N} repositories"
+    );
+
+    // A member restarts beside the other: it serves at once and fetches none of the unchanged
+    // repositories — neither those it leads (probed) nor those it follows (its start-up probe
+    // may cover them too, before the farm's view shows the other member).
+    let probes = |n: &Node| n.log().matches("reconcile probe done").count();
+    let before = probes(&nodes[1]);
+    nodes[1].stop();
+    nodes[1].spawn();
+    poll_until(LIMIT, || {
+        (serves_all(&nodes[1])
+            && probes(&nodes[1]) > before
+            && nodes.iter().all(Node::no_sync_running))
+        .then_some(())
+    })
+    .unwrap_or_else(|| panic!("the restarted member settled: {}", nodes[1].explain(30)));
+    assert_eq!(
+        nodes[1].metric("mirrorfarm_syncs_total", &[("result", "ok")]),
+        0.0,
+        "a restarted member fetched unchanged repositories"
     );
 
     // A restart with nothing to fetch from: the upstream and the other member are down.

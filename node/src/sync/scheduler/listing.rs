@@ -59,15 +59,7 @@ impl Scheduler {
         for (id, fingerprint) in wanted.repos {
             // In a farm, a repository another member leads is followed through its gossip: no
             // periodic sync here (a new one, with nothing served yet, is synced from the leader).
-            let followed = self.coordinator.led_elsewhere(&id)
-                && self
-                    .shared
-                    .repos
-                    .read()
-                    .get(&id)
-                    // A repository whose last sync failed is synced again (its error may pass).
-                    .is_some_and(|e| e.servable() && e.record.last_result == Some(SyncResult::Ok));
-            if followed {
+            if self.followed(&id) {
                 continue;
             }
             // A new one its leader holds nothing of yet: synced when the leader says it staged
@@ -108,6 +100,19 @@ impl Scheduler {
                 "repositories unchanged upstream (by fingerprint) not synced"
             );
         }
+    }
+
+    /// Whether another member leads `id` and this node follows it through the leader's states
+    /// (no periodic sync here): it serves the state of a successful sync (a repository whose last
+    /// sync failed is synced again: its error may pass).
+    fn followed(&self, id: &RepoId) -> bool {
+        self.coordinator.led_elsewhere(id)
+            && self
+                .shared
+                .repos
+                .read()
+                .get(id)
+                .is_some_and(|e| e.servable() && e.record.last_result == Some(SyncResult::Ok))
     }
 
     /// The hash of `id`'s served state when a reconcile probe may stand in for its fetch: the
@@ -157,6 +162,12 @@ impl Scheduler {
     /// the upstream confirmed and no sync runs — recorded as synced now, without a fetch.
     pub(super) fn answered(&mut self, answer: probe::Answer) {
         let (id, hash) = match answer {
+            // Led by another member by now (a node probes at its start, before the farm's view
+            // shows the others, everything it holds): following it fetches what its leader has.
+            probe::Answer::Fetch(id) | probe::Answer::Confirmed(id, _) if self.followed(&id) => {
+                self.shared.metrics.probe("followed", 1);
+                return;
+            }
             probe::Answer::Fetch(id) => {
                 self.queue.push(id);
                 self.fill();
