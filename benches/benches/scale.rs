@@ -13,7 +13,8 @@
 //! (`mirror.sync.probe=false`, the baseline) and one with the reconcile probe (the default):
 //! their time, the SSH connections the upstream accepted for them and our own CPU per repository.
 //!
-//! Run: `scripts/bench scale`, or `MIRRORFARM_SCALE_REPOS=2000,20000 scripts/bench scale`.
+//! Run: `scripts/bench scale`, or `MIRRORFARM_SCALE_REPOS=2000,20000 scripts/bench scale`; with
+//! `MIRRORFARM_SCALE_SYNC_ONLY=1`, only the initial sync is measured.
 
 use std::time::{Duration, Instant};
 
@@ -119,9 +120,11 @@ struct Figures {
     ssh: ssh::SshFigures,
 }
 
-fn run(n: usize) -> Figures {
+/// A farm of 3 members that all serve the `n` repositories of a new upstream, with the time
+/// that took and each member's own CPU for it, per repository (ms).
+fn synced_farm(n: usize) -> (Upstream, Vec<Node>, f64, f64) {
     let t = Instant::now();
-    let mut up = upstream(n);
+    let up = upstream(n);
     eprintln!(
         "scale {n}: upstream made in {:.1} s",
         t.elapsed().as_secs_f64()
@@ -142,7 +145,15 @@ fn run(n: usize) -> Figures {
     let pids: Vec<u32> = nodes.iter().map(|n| n.pid().expect("pid")).collect();
     let sync_cpu: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
     let cpu_ms_per_repo = sync_cpu.iter().sum::<f64>() / 3.0 / n as f64 * 1000.0;
-    eprintln!("scale {n}: synchronized in {sync_s:.0} s; CPU {sync_cpu:?} s");
+    eprintln!(
+        "scale {n}: synchronized in {sync_s:.0} s; CPU {sync_cpu:?} s, {cpu_ms_per_repo:.2} ms per repository"
+    );
+    (up, nodes, sync_s, cpu_ms_per_repo)
+}
+
+fn run(n: usize) -> Figures {
+    let (mut up, mut nodes, sync_s, cpu_ms_per_repo) = synced_farm(n);
+    let pids: Vec<u32> = nodes.iter().map(|n| n.pid().expect("pid")).collect();
 
     // At rest: CPU and gossip over REST.
     let g0: Vec<f64> = nodes.iter().map(gossip_sent).collect();
@@ -263,6 +274,16 @@ fn main() {
         .split(',')
         .map(|c| c.trim().parse().expect("MIRRORFARM_SCALE_REPOS: numbers"))
         .collect();
+    if std::env::var_os("MIRRORFARM_SCALE_SYNC_ONLY").is_some() {
+        // The initial sync's figures alone (for profiling it, or comparing two binaries).
+        for n in counts {
+            let (_, _, sync_s, cpu_ms) = synced_farm(n);
+            println!(
+                "scale {n}: initial sync {sync_s:.0} s, own CPU {cpu_ms:.2} ms per repository"
+            );
+        }
+        return;
+    }
     let figures: Vec<Figures> = counts.into_iter().map(run).collect();
     println!("scale: 3 members, file:// upstream, mirror.projects=* (then ssh:// for two reconciles, fetching each and probed; one run per count)");
     let row = |name: &str, f: &dyn Fn(&Figures) -> String| {
