@@ -14,7 +14,9 @@
 //! their time, the SSH connections the upstream accepted for them and our own CPU per repository.
 //!
 //! Run: `scripts/bench scale`, or `MIRRORFARM_SCALE_REPOS=2000,20000 scripts/bench scale`; with
-//! `MIRRORFARM_SCALE_SYNC_ONLY=1`, only the initial sync is measured.
+//! `MIRRORFARM_SCALE_SYNC_ONLY=1`, only the initial sync is measured; with
+//! `MIRRORFARM_SCALE_QUICK=1`, the initial sync, the farm at rest and pushes at rest (to compare
+//! two binaries, `MIRRORFARM_BIN=`).
 
 use std::time::{Duration, Instant};
 
@@ -26,8 +28,12 @@ use mirrorfarm_tests::{free_udp_port, poll_every};
 
 #[path = "scale/push.rs"]
 mod push;
+#[path = "scale/quick.rs"]
+mod quick;
 #[path = "scale/reconcile.rs"]
 mod reconcile;
+#[path = "scale/rest.rs"]
+mod rest;
 #[path = "scale/ssh.rs"]
 mod ssh;
 
@@ -155,17 +161,7 @@ fn run(n: usize) -> Figures {
     let (mut up, mut nodes, sync_s, cpu_ms_per_repo) = synced_farm(n);
     let pids: Vec<u32> = nodes.iter().map(|n| n.pid().expect("pid")).collect();
 
-    // At rest: CPU and gossip over REST.
-    let g0: Vec<f64> = nodes.iter().map(gossip_sent).collect();
-    let c0: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
-    let rest_started = Instant::now();
-    std::thread::sleep(REST); // a measuring window, not a wait for a condition
-    let secs = rest_started.elapsed().as_secs_f64();
-    let c1: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
-    let g1: Vec<f64> = nodes.iter().map(gossip_sent).collect();
-    let rest_cpu_pct = c0.iter().zip(&c1).map(|(a, b)| b - a).fold(0.0, f64::max) / secs * 100.0;
-    let gossip_bps = g0.iter().zip(&g1).map(|(a, b)| b - a).fold(0.0, f64::max) / secs;
-    eprintln!("scale {n}: at rest: own CPU {rest_cpu_pct:.2} %, gossip sent {gossip_bps:.0} B/s");
+    let (rest_cpu_pct, gossip_bps) = rest::at_rest(n, &nodes);
     // A full reconcile of n unchanged repositories: how long, and our own CPU (the busiest
     // member's) per repository.
     // (With the reconcile probe, the default, an unchanged one is not fetched.)
@@ -281,6 +277,12 @@ fn main() {
             println!(
                 "scale {n}: initial sync {sync_s:.0} s, own CPU {cpu_ms:.2} ms per repository"
             );
+        }
+        return;
+    }
+    if std::env::var_os("MIRRORFARM_SCALE_QUICK").is_some() {
+        for n in counts {
+            quick::quick(n);
         }
         return;
     }

@@ -87,6 +87,9 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Writes a bare repository with the node's settings at `path`, through a temporary directory.
+/// The HEAD `git init` writes.
+const INIT_HEAD: &str = "ref: refs/heads/master\n";
+
 fn create_layout(path: &Path) -> Result<(), RepoError> {
     let parent = path.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(parent).map_err(io(parent))?;
@@ -103,7 +106,7 @@ fn create_layout(path: &Path) -> Result<(), RepoError> {
         std::fs::create_dir(&d).map_err(io(&d))?;
     }
     // What `git init` names before the first sync chooses the upstream's branch.
-    std::fs::write(tmp.join("HEAD"), "ref: refs/heads/master\n").map_err(io(&tmp))?;
+    std::fs::write(tmp.join("HEAD"), INIT_HEAD).map_err(io(&tmp))?;
     std::fs::write(tmp.join("config"), CONFIG).map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))
 }
@@ -135,7 +138,17 @@ impl MirrorRepo {
             if !path.join("config").is_file() {
                 create_layout(&path)?;
             }
-            let head = std::fs::read_to_string(path.join("HEAD")).map_err(io(&path))?;
+            let head = match std::fs::read_to_string(path.join("HEAD")) {
+                Ok(h) => h,
+                // Without HEAD, git takes the directory for no repository and every sync of it
+                // fails: it gets `git init`'s HEAD back, and the sync's flip names the
+                // upstream's branch (none is named here now).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    std::fs::write(path.join("HEAD"), INIT_HEAD).map_err(io(&path))?;
+                    return Ok(None);
+                }
+                Err(e) => return Err(io(&path)(e)),
+            };
             Ok(refs::symref_target(&head))
         })
         .await
@@ -292,6 +305,15 @@ mod tests {
         assert_eq!(
             git(&["for-each-ref", "--format=%(objectname) %(refname)"]),
             format!("{} refs/x\n", blob.trim())
+        );
+        // A mirror that lost its HEAD is a repository again, naming no branch until the flip.
+        std::fs::remove_file(repo.path().join("HEAD")).expect("rm HEAD");
+        assert_eq!(repo.prepare().await.expect("prepare again"), None);
+        assert_eq!(git(&["rev-parse", "--is-bare-repository"]).trim(), "true");
+        assert_eq!(
+            git(&["for-each-ref", "--format=%(refname)"]),
+            "refs/x\n",
+            "nothing it held is lost"
         );
     }
 }
