@@ -86,10 +86,10 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| io(path)(std::io::Error::other(e)))?
 }
 
-/// Writes a bare repository with the node's settings at `path`, through a temporary directory.
 /// The HEAD `git init` writes.
 const INIT_HEAD: &str = "ref: refs/heads/master\n";
 
+/// Writes a bare repository with the node's settings at `path`, through a temporary directory.
 fn create_layout(path: &Path) -> Result<(), RepoError> {
     let parent = path.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(parent).map_err(io(parent))?;
@@ -144,7 +144,7 @@ impl MirrorRepo {
                 // fails: it gets `git init`'s HEAD back, and the sync's flip names the
                 // upstream's branch (none is named here now).
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    std::fs::write(path.join("HEAD"), INIT_HEAD).map_err(io(&path))?;
+                    packed_refs::replace_head(&path, INIT_HEAD.as_bytes()).map_err(io(&path))?;
                     return Ok(None);
                 }
                 Err(e) => return Err(io(&path)(e)),
@@ -309,6 +309,7 @@ mod tests {
         // A mirror that lost its HEAD is a repository again, naming no branch until the flip.
         std::fs::remove_file(repo.path().join("HEAD")).expect("rm HEAD");
         assert_eq!(repo.prepare().await.expect("prepare again"), None);
+        assert!(!repo.path().join("HEAD.lock").exists(), "no lock left");
         assert_eq!(git(&["rev-parse", "--is-bare-repository"]).trim(), "true");
         assert_eq!(
             git(&["for-each-ref", "--format=%(refname)"]),

@@ -86,6 +86,12 @@ pub fn replace_with_head(repo: &Path, content: &[u8], head: Option<&str>) -> std
     }
 }
 
+/// Replaces `<repo>/HEAD` with `content` by the same lock protocol (a half-written HEAD is never
+/// in place).
+pub fn replace_head(repo: &Path, content: &[u8]) -> std::io::Result<()> {
+    replace_locked(repo, &[("HEAD", content)])
+}
+
 fn replace_locked(repo: &Path, files: &[(&str, &[u8])]) -> std::io::Result<()> {
     let locks: Vec<std::path::PathBuf> = files
         .iter()
