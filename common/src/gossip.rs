@@ -1,7 +1,9 @@
-//! Farm gossip settings shared by nodes and the load balancer: chitchat with 100 ms rounds (a
+//! Farm gossip settings shared by nodes and the load balancer: chitchat with 200 ms rounds (a
 //! new value reaches the members within a round or two; what must travel faster — a staged state,
 //! a sync passed on — goes over the farm channel; at rest a member sends a few KB/s, whatever the
-//! repository count, since gossip carries no per-repository keys) and a failure detector tuned so a stopped
+//! repository count, since gossip carries no per-repository keys), digests sent uncompressed (a
+//! few hundred bytes: compressing them cost a zstd context per datagram, a tenth of a busy
+//! member's own CPU went to gossip) and a failure detector tuned so a stopped
 //! member is declared dead within 3 s (chitchat's defaults take ~20 s) while a member whose
 //! gossip stalls for less than that (a busy machine) is not; and the key that marks a load
 //! balancer.
@@ -17,7 +19,7 @@ pub const ROLE: &str = "role";
 pub const ROLE_LB: &str = "lb";
 
 /// Time between two gossip rounds of a participant.
-pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(100);
+pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(200);
 
 /// The chitchat settings of a participant `id` gossiping at `addr` (advertised as is).
 pub fn chitchat_config(id: &str, addr: SocketAddr, seeds: &[String]) -> ChitchatConfig {
@@ -32,12 +34,13 @@ pub fn chitchat_config(id: &str, addr: SocketAddr, seeds: &[String]) -> Chitchat
         listen_addr: addr,
         seed_nodes: seeds.to_vec(),
         failure_detector_config: FailureDetectorConfig {
-            // phi = silence / (mean heartbeat interval × ln 10). chitchat bumps a member's
-            // heartbeat on every gossip message it handles, so with 100 ms rounds another member's
-            // heartbeat moves every ~25–50 ms: 20 means 1.2–2.3 s of silence — dead within 3 s
-            // (the contract), and a shorter stall (a member busy right after a restart, say) is
-            // not a death: a false death moves the leadership of a third of the repositories twice.
-            phi_threshold: 20.0,
+            // A member is dead after `phi_threshold` × its mean heartbeat interval of silence.
+            // chitchat bumps a member's heartbeat on every gossip message it handles, so with
+            // 200 ms rounds another member's heartbeat moves every ~50–100 ms: 10 means about
+            // 1.2–2.3 s of silence (as 20 did with 100 ms rounds) — dead within 3 s (the
+            // contract), and a shorter stall (a member busy right after a restart, say) is not a
+            // death: a false death moves the leadership of a third of the repositories twice.
+            phi_threshold: 10.0,
             sampling_window_size: 100,
             max_interval: Duration::from_secs(2),
             // The prior for a member with few samples yet: one gossip round.
@@ -47,6 +50,8 @@ pub fn chitchat_config(id: &str, addr: SocketAddr, seeds: &[String]) -> Chitchat
         marked_for_deletion_grace_period: Duration::from_secs(3600),
         catchup_callback: None,
         extra_liveness_predicate: None,
-        protocol_version: chitchat::ProtocolVersion::V1,
+        // Digests uncompressed (deltas are always compressed; a member of either version reads
+        // both, so a farm can be upgraded one member at a time).
+        protocol_version: chitchat::ProtocolVersion::V0,
     }
 }
