@@ -34,12 +34,13 @@ pub fn chitchat_config(id: &str, addr: SocketAddr, seeds: &[String]) -> Chitchat
         listen_addr: addr,
         seed_nodes: seeds.to_vec(),
         failure_detector_config: FailureDetectorConfig {
-            // A member is dead after `phi_threshold` × its mean heartbeat interval of silence.
-            // chitchat bumps a member's heartbeat on every gossip message it handles, so with
-            // 200 ms rounds another member's heartbeat moves every ~50–100 ms: 10 means about
-            // 1.2–2.3 s of silence (as 20 did with 100 ms rounds) — dead within 3 s (the
-            // contract), and a shorter stall (a member busy right after a restart, say) is not a
-            // death: a false death moves the leadership of a third of the repositories twice.
+            // A member is dead after `phi_threshold` × the mean interval at which its heartbeat
+            // is seen to move, without a move. That interval grows with the rounds, so 10 with
+            // 200 ms rounds is what 20 was with 100 ms: a member cut off leaves the others' views
+            // in 1.5–1.8 s either way (`node/tests/gossip_membership.rs`, three runs of each) —
+            // dead within 3 s (the contract), and a shorter stall (a member busy right after a
+            // restart, say) is not a death: a false death moves the leadership of a third of the
+            // repositories twice.
             phi_threshold: 10.0,
             sampling_window_size: 100,
             max_interval: Duration::from_secs(2),
