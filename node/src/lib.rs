@@ -43,6 +43,7 @@ pub mod selection;
 pub mod series;
 pub mod serve;
 pub mod shared;
+pub mod staged_refs;
 pub mod state;
 pub mod status;
 pub mod store;

@@ -150,7 +150,7 @@ impl Default for NodeMetrics {
         let advertisements = Family::<SourceLabel, Counter>::default();
         registry.register(
             "advertisements",
-            "Ref advertisements and ls-refs answers, by source (memory or a git process)",
+            "Ref advertisements and ls-refs answers, by source: memory or git (clients), farm_memory or farm_git (members fetching a staged state)",
             advertisements.clone(),
         );
         let pack_cache = Family::<ResultLabel, Counter>::default();
@@ -287,7 +287,8 @@ impl NodeMetrics {
             .inc_by(bytes);
     }
 
-    /// Counts a ref advertisement answered from `source` (`memory` or `git`).
+    /// Counts a ref advertisement answered from `source` (`memory` or `git`; for members,
+    /// `farm_memory` or `farm_git`).
     pub fn advertisement(&self, source: &str) {
         self.advertisements
             .get_or_create(&SourceLabel {

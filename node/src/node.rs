@@ -225,6 +225,7 @@ pub async fn run(
         repos_changed: Default::default(),
         changed: Default::default(),
         served_changed: Default::default(),
+        staged_refs: Default::default(),
     });
     let shared_store = shared.store.clone();
     let (sync, sync_rx) = scheduler::channel();

@@ -54,6 +54,8 @@ pub struct Shared {
     pub series: crate::series::Series,
     /// The API token and the webhook secret (re-read on SIGHUP).
     pub secrets: std::sync::Arc<crate::secrets::Secrets>,
+    /// The states this node staged and has not flipped yet, as a member's fetch lists them.
+    pub staged_refs: crate::staged_refs::StagedRefs,
     /// Sync-complete notices (`mirror.notify.url`).
     pub notifier: Option<crate::sync::notify::Notifier>,
 }

@@ -33,6 +33,30 @@ fn a_farm_fetches_each_change_from_the_upstream_once() {
         assert_eq!(st["refsHash"], s["repos"][0]["refsHash"]);
         assert_eq!(st["generation"], s["repos"][0]["generation"]);
     }
+    // The followers' fetches of each staged state listed its refs from the leader's memory:
+    // 3 changes, 2 followers each (a fetch after the leader flipped would go to git).
+    let metrics = |n: &mirrorfarm_tests::node::Node| {
+        reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", n.http))
+            .and_then(|r| r.text())
+            .unwrap_or_default()
+    };
+    let listed = |source: &str| -> f64 {
+        let key = format!("mirrorfarm_advertisements_total{{source=\"{source}\"}} ");
+        nodes
+            .iter()
+            .filter_map(|n| {
+                metrics(n)
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&key).map(str::to_owned))
+            })
+            .filter_map(|v| v.trim().parse::<f64>().ok())
+            .sum()
+    };
+    let (memory, git) = (listed("farm_memory"), listed("farm_git"));
+    assert!(
+        memory >= 6.0,
+        "followers' ls-refs from the leader's memory: {memory}, from git: {git}"
+    );
     // Each staged the 3 changes and told the 2 others each time (a word is counted when its
     // answer comes, which may be after the flip).
     for n in &nodes {

@@ -9,6 +9,7 @@ pub mod http_access;
 pub mod lfs;
 pub mod lfs_batch;
 pub mod lfs_ssh;
+pub mod ls_refs;
 pub mod pack_cache;
 pub mod path;
 pub mod processes;

@@ -238,6 +238,7 @@ async fn shows(
         if let Lookup::Ready(path, key) = serving.lookup(id) {
             if let Ok(a) = serving.refs.get(id, &path, &key).await {
                 let now: BTreeMap<&str, &str> = a
+                    .list
                     .refs
                     .iter()
                     .map(|(n, o, _)| (n.as_str(), o.as_str()))

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use crate::mirror_repo::MirrorRepo;
 use crate::names::{RefName, RepoId};
 use crate::packed_refs::refs_hash;
-use crate::pktline;
+pub use crate::serve::ls_refs::{LsRefs, RefList};
 
 /// One ref state of one repository, ready to be served.
 #[derive(Debug)]
@@ -27,105 +27,14 @@ pub struct Advertised {
     pub v0: Bytes,
     /// The same for protocol v2 (the capability advertisement).
     pub v2_caps: Bytes,
-    /// What HEAD names (`refs/heads/…`), and its object when that branch exists.
-    pub head: Option<(String, Option<String>)>,
-    /// Visible refs in name order: name, object, fully peeled object for annotated tags.
-    pub refs: Vec<(String, String, Option<String>)>,
-    /// `ls-refs` answers already rendered, by arguments (a few distinct ones in practice).
-    rendered: Mutex<HashMap<LsRefs, Bytes>>,
+    /// HEAD and the visible refs, from which `ls-refs` is answered.
+    pub list: RefList,
 }
-
-/// At most this many distinct `ls-refs` argument sets are kept rendered per ref state.
-const MAX_RENDERED: usize = 64;
-
-/// Arguments of an `ls-refs` request.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
-pub struct LsRefs {
-    /// `peel`.
-    pub peel: bool,
-    /// `symrefs`.
-    pub symrefs: bool,
-    /// `unborn`.
-    pub unborn: bool,
-    /// `ref-prefix` values.
-    pub prefixes: Vec<String>,
-}
-
-/// Git drops the prefix list (and lists everything) beyond this many prefixes.
-const TOO_MANY_PREFIXES: usize = 65_536;
 
 impl Advertised {
     /// The `ls-refs` response, rendered once per distinct arguments.
     pub fn ls_refs_cached(&self, args: &LsRefs) -> Bytes {
-        if let Some(b) = self.rendered.lock().get(args) {
-            return b.clone();
-        }
-        let b = Bytes::from(self.ls_refs(args));
-        let mut r = self.rendered.lock();
-        if r.len() < MAX_RENDERED {
-            r.insert(args.clone(), b.clone());
-        }
-        b
-    }
-
-    /// The `ls-refs` response (pkt-lines and a flush), as git's `ls_refs()` writes it.
-    pub fn ls_refs(&self, args: &LsRefs) -> Vec<u8> {
-        let prefixes: &[String] = if args.prefixes.len() >= TOO_MANY_PREFIXES {
-            &[]
-        } else {
-            &args.prefixes
-        };
-        // Each name is checked against its own prefixes in a set: thousands of `ref-prefix`
-        // arguments cost no more than a few.
-        let set: std::collections::HashSet<&str> = prefixes.iter().map(String::as_str).collect();
-        let matches = |name: &str| {
-            set.is_empty()
-                || (0..=name.len()).any(|i| name.is_char_boundary(i) && set.contains(&name[..i]))
-        };
-        let mut out = Vec::with_capacity(self.refs.len() * 64 + 64);
-        if let Some((target, oid)) = &self.head {
-            if (oid.is_some() || (args.unborn && args.symrefs)) && matches("HEAD") {
-                let mut line = match oid {
-                    Some(o) => format!("{o} HEAD"),
-                    None => "unborn HEAD".to_owned(),
-                };
-                if args.symrefs {
-                    line.push_str(" symref-target:");
-                    line.push_str(target);
-                }
-                if args.peel {
-                    if let Some(p) = oid.as_ref().and_then(|o| self.peeled_of(o)) {
-                        line.push_str(" peeled:");
-                        line.push_str(p);
-                    }
-                }
-                line.push('\n');
-                out.extend_from_slice(&pktline::pkt(&line));
-            }
-        }
-        for (name, oid, peeled) in &self.refs {
-            if !matches(name) {
-                continue;
-            }
-            let mut line = format!("{oid} {name}");
-            if args.peel {
-                if let Some(p) = peeled {
-                    line.push_str(" peeled:");
-                    line.push_str(p);
-                }
-            }
-            line.push('\n');
-            out.extend_from_slice(&pktline::pkt(&line));
-        }
-        out.extend_from_slice(pktline::FLUSH);
-        out
-    }
-
-    fn peeled_of(&self, oid: &str) -> Option<&str> {
-        self.refs
-            .iter()
-            .find(|(_, o, _)| o == oid)
-            .and_then(|(_, _, p)| p.as_deref())
+        self.list.ls_refs_cached(args)
     }
 }
 
@@ -203,9 +112,7 @@ async fn build(path: &Path) -> Result<Advertised, String> {
                 key,
                 v0,
                 v2_caps,
-                head,
-                refs,
-                rendered: Mutex::default(),
+                list: RefList::new(head, refs),
             });
         }
     }
@@ -234,64 +141,4 @@ async fn read_state(repo: &MirrorRepo) -> Result<State, String> {
         .map(|(n, v)| (n.as_str().to_owned(), v.oid, v.peeled))
         .collect();
     Ok((key, head, refs))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn adv() -> Advertised {
-        Advertised {
-            key: String::new(),
-            v0: Bytes::new(),
-            v2_caps: Bytes::new(),
-            head: Some(("refs/heads/main".into(), Some("a".repeat(40)))),
-            refs: vec![
-                ("refs/heads/main".into(), "a".repeat(40), None),
-                ("refs/tags/v1".into(), "b".repeat(40), Some("a".repeat(40))),
-            ],
-            rendered: Mutex::default(),
-        }
-    }
-
-    #[test]
-    fn ls_refs_lines() {
-        let a = adv();
-        let all = String::from_utf8(a.ls_refs(&LsRefs {
-            peel: true,
-            symrefs: true,
-            ..Default::default()
-        }))
-        .expect("utf8");
-        assert!(
-            all.contains(" HEAD symref-target:refs/heads/main\n"),
-            "{all}"
-        );
-        assert!(all.contains(" refs/tags/v1 peeled:"), "{all}");
-        assert!(all.ends_with("0000"));
-        let tags = String::from_utf8(a.ls_refs(&LsRefs {
-            prefixes: vec!["refs/tags/".into()],
-            ..Default::default()
-        }))
-        .expect("utf8");
-        assert!(
-            !tags.contains("HEAD")
-                && !tags.contains("refs/heads/")
-                && tags.contains("refs/tags/v1\n"),
-            "{tags}"
-        );
-        let unborn = Advertised {
-            head: Some(("refs/heads/main".into(), None)),
-            refs: vec![],
-            ..adv()
-        };
-        let u = String::from_utf8(unborn.ls_refs(&LsRefs {
-            symrefs: true,
-            unborn: true,
-            ..Default::default()
-        }))
-        .expect("utf8");
-        assert_eq!(u, "002eunborn HEAD symref-target:refs/heads/main\n0000");
-        assert_eq!(unborn.ls_refs(&LsRefs::default()), b"0000");
-    }
 }

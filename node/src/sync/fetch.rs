@@ -37,6 +37,8 @@ pub struct Staged {
     pub head: Option<RefName>,
     /// Hash of refs and HEAD, as it will be served.
     pub hash: String,
+    /// The object the staged upstream HEAD names (`refs/mirrorfarm/staging-head`), if any.
+    pub head_oid: Option<String>,
     /// The refs served when this state was staged, the ones kept from the state before, and
     /// the branch HEAD named: read together with the staged refs (one `for-each-ref`); only
     /// this sync writes the repository's refs, so they still hold when it flips.
@@ -49,6 +51,11 @@ impl Staged {
     /// The objects the refs served when it was staged name.
     pub fn served_tips(&self) -> Vec<String> {
         self.served.values().map(|v| v.oid.clone()).collect()
+    }
+
+    /// The refs served while this state is staged, and the branch HEAD names.
+    pub fn served(&self) -> (&RefMap, Option<&str>) {
+        (&self.served, self.served_head.as_deref())
     }
 }
 
@@ -114,6 +121,7 @@ pub async fn stage(
         refs: sets.staged,
         head,
         hash,
+        head_oid: sets.staged_head,
         served: sets.visible,
         previous: sets.previous,
         served_head: current_head,

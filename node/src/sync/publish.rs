@@ -33,8 +33,15 @@ pub(crate) async fn stage_and_flip(
         let old = staged.served_tips();
         crate::lfs::prefetch::start(&shared.lfs, plan.id, plan.repo.path().to_owned(), tips, old);
     }
+    // Members fetching this state list it from memory until the flip (in a farm).
+    let listed = shared
+        .config
+        .farm
+        .is_some()
+        .then(|| shared.staged_refs.keep(plan.id, &staged));
     let t = std::time::Instant::now();
     let (verdict, permit) = coordinator.staged(plan.id, &staged, permit).await;
+    drop(listed);
     tracing::debug!(repo = %plan.id, waited_ms = t.elapsed().as_millis() as u64, ?verdict, "may flip");
     let generation = match verdict {
         Verdict::Flip(g) => g,

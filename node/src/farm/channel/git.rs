@@ -1,6 +1,8 @@
 //! Git objects between members: smart HTTP on the farm channel, advertising the state this node
 //! staged (hidden from clients until the farm flips), so followers stage a leader's new state
-//! before anyone advertises it. Only member nodes are served.
+//! before anyone advertises it. Only member nodes are served. A member's protocol-v2 fetch costs
+//! one `git upload-pack` (its `fetch`): the capability advertisement and, between a sync's stage
+//! and flip, `ls-refs` are answered from memory ([`crate::staged_refs`]).
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -11,7 +13,9 @@ use axum::Extension;
 use crate::farm::channel::{require_node, Channel, Peer, Refusal};
 use crate::names::RepoId;
 use crate::pktline;
+use crate::serve::v2_request;
 use crate::upload_pack::{self, ChildStream, Exposure, Mode};
+use tokio::io::AsyncReadExt;
 
 /// Query of `info/refs`.
 #[derive(Debug, serde::Deserialize)]
@@ -29,7 +33,7 @@ fn target(
     peer: &Peer,
     project: &str,
     repo: &str,
-) -> Result<std::path::PathBuf, Refusal> {
+) -> Result<(RepoId, std::path::PathBuf), Refusal> {
     require_node(peer)?;
     let id = repo
         .strip_suffix(".git")
@@ -47,7 +51,8 @@ fn target(
             format!("{id} is not held here"),
         ));
     }
-    Ok(shared.repo_path(&id))
+    let path = shared.repo_path(&id);
+    Ok((id, path))
 }
 
 fn git_protocol(headers: &HeaderMap) -> Option<String> {
@@ -79,7 +84,7 @@ pub async fn info_refs(
     Query(q): Query<InfoRefsQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let path = match target(&c, &peer, &project, &repo) {
+    let (_, path) = match target(&c, &peer, &project, &repo) {
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
@@ -91,6 +96,18 @@ pub async fn info_refs(
     }
     let proto = git_protocol(&headers);
     let v2 = proto.as_deref().map(pktline::protocol_version) == Some(2);
+    if v2 {
+        return match c.farm.shared.staged_refs.caps(&path).await {
+            Ok(caps) => git_response(
+                "application/x-git-upload-pack-advertisement",
+                Body::from(caps),
+            ),
+            Err(e) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read git's capabilities: {e}"),
+            ),
+        };
+    }
     let child = match upload_pack::spawn(&path, Mode::Advertise, Exposure::Staged, proto.as_deref())
     {
         Ok(c) => c,
@@ -127,7 +144,7 @@ pub async fn upload_pack(
     Path((project, repo)): Path<(String, String)>,
     req: Request,
 ) -> Response {
-    let path = match target(&c, &peer, &project, &repo) {
+    let (id, path) = match target(&c, &peer, &project, &repo) {
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
@@ -137,11 +154,31 @@ pub async fn upload_pack(
         Err((status, why)) => return text(status, why),
     };
     let proto = git_protocol(headers);
-    let input = upload_pack::request_input(
+    let v2 = proto.as_deref().map(pktline::protocol_version) == Some(2);
+    let shared = &c.farm.shared;
+    let mut input = upload_pack::request_input(
         req.into_body(),
         gzip,
         c.farm.shared.config.serve_max_request,
     );
+    if v2 {
+        // An `ls-refs` of a state staged here is answered from memory; anything else goes on to
+        // git, replayed whole.
+        let mut raw = Vec::new();
+        let peek = v2_request::peek_ls_refs(&mut input, &mut raw);
+        let peeked = tokio::time::timeout(shared.config.body_timeout, peek).await;
+        if let Ok(Ok(Some(args))) = peeked {
+            if let Some(list) = shared.staged_refs.get(&id) {
+                shared.metrics.advertisement("farm_memory");
+                return git_response(
+                    "application/x-git-upload-pack-result",
+                    Body::from(list.ls_refs_cached(&args)),
+                );
+            }
+            shared.metrics.advertisement("farm_git");
+        }
+        input = Box::new(std::io::Cursor::new(raw).chain(input));
+    }
     let label = format!("{project}/{repo} (farm)");
     let child =
         match upload_pack::spawn_fed(&path, Exposure::Staged, proto.as_deref(), input, label) {
