@@ -61,7 +61,11 @@ pub struct Output {
 
 /// A `git` command with the environment every node invocation uses.
 pub fn git() -> Command {
-    let mut c = Command::new("git");
+    with_git_env(Command::new("git"))
+}
+
+/// `cmd` with the environment every git the node starts gets.
+fn with_git_env(mut c: Command) -> Command {
     c.env("LC_ALL", "C")
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ASKPASS", "/bin/false")
@@ -78,6 +82,48 @@ pub fn git() -> Command {
         .stdin(Stdio::null())
         .kill_on_drop(true);
     c
+}
+
+/// Runs the git commands `steps` (each its arguments) one after the other in `dir`, as one
+/// process of this node's (a shell starting each git in turn, stopping at the first failure):
+/// starting a process costs the node more than small steps cost git. Arguments are plain words
+/// (no quoting is needed or done); within `limit` for all.
+pub async fn run_in_turn(
+    dir: &Path,
+    steps: &[&[&str]],
+    limit: Duration,
+) -> Result<Output, GitError> {
+    let plain = |a: &str| {
+        !a.is_empty()
+            && a.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-=._,:/".contains(&b))
+    };
+    if let Some(bad) = steps.iter().flat_map(|s| s.iter()).find(|a| !plain(a)) {
+        return Err(GitError::Version(format!(
+            "not a plain word for the shell: {bad:?}"
+        )));
+    }
+    let script = steps
+        .iter()
+        .map(|s| format!("git {}", s.join(" ")))
+        .collect::<Vec<_>>()
+        .join(" && ");
+    let label = steps
+        .iter()
+        .map(|s| s.first().copied().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(" + ");
+    let mut cmd = with_git_env(Command::new("/bin/sh"));
+    cmd.arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|source| GitError::Spawn {
+        program: "/bin/sh".into(),
+        source,
+    })?;
+    collect(&mut child, &label, limit).await
 }
 
 /// Runs `git -C dir args…` with an optional stdin and a time limit; fails on non-zero exit.
@@ -253,5 +299,44 @@ mod tests {
         );
         assert!(parse_version("OpenSSH_7.1p2", "OpenSSH_").is_some_and(|v| v < MIN_OPENSSH));
         assert!(parse_version("git version 2.11.0", "git version ").is_some_and(|v| v < MIN_GIT));
+    }
+
+    #[tokio::test]
+    async fn steps_run_in_turn_and_stop_at_the_first_failure() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let limit = Duration::from_secs(30);
+        run_in_turn(
+            dir.path(),
+            &[
+                &["init", "-q", "--bare", "r.git"],
+                &["-C", "r.git", "config", "a.b", "c"],
+            ],
+            limit,
+        )
+        .await
+        .expect("both steps");
+        let r = dir.path().join("r.git");
+        let out = run(Some(&r), ["config", "a.b"], &[], None, limit)
+            .await
+            .expect("set");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "c");
+        // A failing step stops the rest, and its error names the steps.
+        let e = run_in_turn(&r, &[&["no-such-command"], &["config", "a.b", "d"]], limit)
+            .await
+            .expect_err("a failing step");
+        assert!(
+            matches!(&e, GitError::Status { args, .. } if args == "no-such-command + config"),
+            "{e}"
+        );
+        let out = run(Some(&r), ["config", "a.b"], &[], None, limit)
+            .await
+            .expect("kept");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "c");
+        // Nothing the shell would read as more than a word.
+        let e = run_in_turn(&r, &[&["config", "a.b", "x;touch y"]], limit)
+            .await
+            .expect_err("refused");
+        assert!(matches!(e, GitError::Version(_)), "{e}");
+        assert!(!r.join("y").exists());
     }
 }

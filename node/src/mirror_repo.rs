@@ -205,26 +205,24 @@ impl MirrorRepo {
         } else {
             &["repack", "-a", "-d", "-q", "-b"]
         };
-        gitcmd::run(Some(&self.path), repack, &[], None, LOCAL).await?;
-        if git >= (2, 27, 0) {
-            let args = [
+        let graph: &[&str] = if git >= (2, 27, 0) {
+            &[
                 "commit-graph",
                 "write",
                 "--reachable",
                 "--changed-paths",
                 "--no-progress",
-            ];
-            gitcmd::run(Some(&self.path), args, &[], None, LOCAL).await?;
+            ]
         } else if git >= (2, 18, 0) {
-            gitcmd::run(
-                Some(&self.path),
-                ["commit-graph", "write", "--reachable"],
-                &[],
-                None,
-                LOCAL,
-            )
-            .await?;
-        }
+            &["commit-graph", "write", "--reachable"]
+        } else {
+            &[]
+        };
+        let steps: Vec<&[&str]> = [repack, graph]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect();
+        gitcmd::run_in_turn(&self.path, &steps, LOCAL).await?;
         Ok(())
     }
 

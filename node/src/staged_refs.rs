@@ -17,6 +17,7 @@ use crate::gitcmd::GitError;
 use crate::mirror_repo::{STAGING, STAGING_HEAD};
 use crate::names::{RefName, RepoId};
 use crate::serve::ls_refs::RefList;
+use crate::serve::v0_advert::{CapsError, V0Caps};
 use crate::sync::fetch::Staged;
 use crate::upload_pack;
 
@@ -25,6 +26,18 @@ use crate::upload_pack;
 pub struct StagedRefs {
     listings: Mutex<HashMap<RepoId, Arc<RefList>>>,
     caps: tokio::sync::OnceCell<Bytes>,
+    v0_caps: tokio::sync::OnceCell<V0Caps>,
+}
+
+/// Why git's capabilities could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CapsReadError {
+    /// git failed.
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// Its advertisement did not read as expected.
+    #[error(transparent)]
+    Caps(#[from] CapsError),
 }
 
 /// How long git may take to write its capability advertisement.
@@ -39,6 +52,17 @@ impl StagedRefs {
             .get_or_try_init(|| upload_pack::advertisement(path, Some("version=2"), CAPS_LIMIT))
             .await
             .cloned()
+    }
+
+    /// The protocol-v0 capabilities for advertisements of staged states: git's own, taken once
+    /// from the mirror at `path` (less its `symref=`, which each advertisement writes).
+    pub async fn v0_caps(&self, path: &Path) -> Result<&V0Caps, CapsReadError> {
+        self.v0_caps
+            .get_or_try_init(|| async {
+                let adv = upload_pack::advertisement(path, None, CAPS_LIMIT).await?;
+                Ok(V0Caps::from_advertisement(&adv)?)
+            })
+            .await
     }
 
     /// Keeps the listing of `staged`, just staged for `id` (replacing any older one), until the

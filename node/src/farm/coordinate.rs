@@ -62,10 +62,9 @@ impl Farm {
             "http.lowSpeedLimit=1".to_owned(),
             "http.lowSpeedTime=60".to_owned(),
             "credential.helper=".to_owned(),
-            // v2: the member answers the capability advertisement and the `ls-refs` of the
-            // state it staged from memory, so its `fetch` is the one upload-pack run (v0's
-            // advertisement is one more).
-            "protocol.version=2".to_owned(),
+            // v0: the refs come with the first request, which the member answers from memory
+            // (v2 takes one request more: its capabilities, then `ls-refs`).
+            "protocol.version=0".to_owned(),
             // Two requests on a connection made for one fetch: HTTP/2's connection set-up and
             // flow control cost both members more than they save.
             "http.version=HTTP/1.1".to_owned(),

@@ -28,6 +28,7 @@ pub mod ssh_out;
 pub mod ssh_v0;
 pub mod ssh_v2;
 pub mod upstream_projects;
+pub mod v0_advert;
 pub mod v2_request;
 pub mod webhook;
 

@@ -1,8 +1,9 @@
 //! Git objects between members: smart HTTP on the farm channel, advertising the state this node
 //! staged (hidden from clients until the farm flips), so followers stage a leader's new state
-//! before anyone advertises it. Only member nodes are served. A member's protocol-v2 fetch costs
-//! one `git upload-pack` (its `fetch`): the capability advertisement and, between a sync's stage
-//! and flip, `ls-refs` are answered from memory ([`crate::staged_refs`]).
+//! before anyone advertises it. Only member nodes are served. Between a sync's stage and flip, a
+//! member's fetch costs one `git upload-pack` (the one sending objects): the ref advertisement
+//! (protocol v0), or the capability advertisement and `ls-refs` (v2), are written from memory
+//! ([`crate::staged_refs`]).
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -13,7 +14,7 @@ use axum::Extension;
 use crate::farm::channel::{require_node, Channel, Peer, Refusal};
 use crate::names::RepoId;
 use crate::pktline;
-use crate::serve::v2_request;
+use crate::serve::{v0_advert, v2_request};
 use crate::upload_pack::{self, ChildStream, Exposure, Mode};
 use tokio::io::AsyncReadExt;
 
@@ -84,7 +85,7 @@ pub async fn info_refs(
     Query(q): Query<InfoRefsQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let (_, path) = match target(&c, &peer, &project, &repo) {
+    let (id, path) = match target(&c, &peer, &project, &repo) {
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
@@ -108,6 +109,34 @@ pub async fn info_refs(
             ),
         };
     }
+    let shared = &c.farm.shared;
+    let mut prefix = Vec::new();
+    if !v2 {
+        prefix = pktline::pkt("# service=git-upload-pack\n");
+        prefix.extend_from_slice(pktline::FLUSH);
+    }
+    // A v0 advertisement of a state staged here is written from memory.
+    if proto
+        .as_deref()
+        .is_none_or(|p| pktline::protocol_version(p) == 0)
+    {
+        if let Some(list) = shared.staged_refs.get(&id) {
+            match shared.staged_refs.v0_caps(&path).await {
+                Ok(caps) => {
+                    shared.metrics.advertisement("farm_memory");
+                    prefix.extend(v0_advert::advertisement(&list, caps));
+                    return git_response(
+                        "application/x-git-upload-pack-advertisement",
+                        Body::from(prefix),
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(repo = %id, error = %e, "cannot read git's capabilities: git advertises")
+                }
+            }
+        }
+        shared.metrics.advertisement("farm_git");
+    }
     let child = match upload_pack::spawn(&path, Mode::Advertise, Exposure::Staged, proto.as_deref())
     {
         Ok(c) => c,
@@ -122,11 +151,6 @@ pub async fn info_refs(
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
-    let mut prefix = Vec::new();
-    if !v2 {
-        prefix = pktline::pkt("# service=git-upload-pack\n");
-        prefix.extend_from_slice(pktline::FLUSH);
-    }
     let head =
         futures_util::stream::once(
             async move { Ok::<_, std::io::Error>(bytes::Bytes::from(prefix)) },
