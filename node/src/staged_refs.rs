@@ -1,7 +1,7 @@
 //! The states this node staged and has not flipped yet, listed as a member's fetch of them sees
 //! the repository (the served refs, the staged ones under `refs/mirrorfarm/staging/`, the staged
-//! HEAD's object, HEAD): the farm channel answers a member's `ls-refs` from here instead of
-//! starting `git upload-pack` for it. A listing is kept from the sync's stage until its flip, while
+//! HEAD's object, HEAD): the farm channel writes a member's ref advertisement (v0) or `ls-refs`
+//! answer (v2) from here instead of starting `git upload-pack` for it. A listing is kept from the sync's stage until its flip, while
 //! that sync alone writes the repository's refs, so it is what the repository holds.
 
 use std::collections::HashMap;

@@ -23,10 +23,6 @@ const REFRESH: Duration = Duration::from_millis(250);
 /// members a full one). At 20 000 repositories a full pass costs tens of milliseconds: every 5 s
 /// it was half of a member's CPU at rest.
 const FULL_PASS: Duration = Duration::from_secs(30);
-/// Passes the membership loop makes at once before it spaces them ([`crate::farm::pace`]).
-const BURST: usize = 4;
-/// The spacing of passes past a burst: at most 40 a second.
-const GAP: Duration = Duration::from_millis(25);
 /// How often the published clock is refreshed (ms); it is for skew warnings only.
 const CLOCK_EVERY_MS: u64 = 500;
 
@@ -86,7 +82,6 @@ pub async fn run(
     let mut last_full = started.checked_sub(FULL_PASS).unwrap_or(started);
     let mut last_members: Vec<String> = Vec::new();
     let mut heartbeats = crate::farm::heartbeats::Heartbeats::default();
-    let mut pace = crate::farm::pace::Pace::new(GAP, BURST);
     loop {
         // Event-driven: a local sync staged or flipped a state, or gossip brought news (a new
         // value or a member coming or going); the tick is a fallback.
@@ -97,15 +92,6 @@ pub async fn run(
             _ = this.states_news.notified() => {}
             r = gossip_news.changed() => if r.is_err() { break },
         }
-        // What changes meanwhile is taken by this pass (`take_changed`, fresh gossip).
-        let wait = pace.wait(std::time::Instant::now());
-        if !wait.is_zero() {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
-        pace.passed(std::time::Instant::now());
         let changed = shared.take_changed();
         let due = changed.all || last_full.elapsed() >= FULL_PASS;
         // The repository map's running tally: no walk over the repositories.

@@ -21,7 +21,6 @@ pub mod member;
 pub mod membership;
 pub mod nudge;
 pub mod own_states;
-pub mod pace;
 pub mod repo_states;
 pub mod selection;
 pub mod sessions;

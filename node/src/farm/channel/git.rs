@@ -97,19 +97,21 @@ pub async fn info_refs(
     }
     let proto = git_protocol(&headers);
     let v2 = proto.as_deref().map(pktline::protocol_version) == Some(2);
-    if v2 {
-        return match c.farm.shared.staged_refs.caps(&path).await {
-            Ok(caps) => git_response(
-                "application/x-git-upload-pack-advertisement",
-                Body::from(caps),
-            ),
-            Err(e) => text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot read git's capabilities: {e}"),
-            ),
-        };
-    }
     let shared = &c.farm.shared;
+    // v2's capabilities name no ref: git's own, kept.
+    if v2 {
+        match shared.staged_refs.caps(&path).await {
+            Ok(caps) => {
+                return git_response(
+                    "application/x-git-upload-pack-advertisement",
+                    Body::from(caps),
+                )
+            }
+            Err(e) => {
+                tracing::warn!(repo = %id, error = %e, "cannot read git's capabilities: git advertises")
+            }
+        }
+    }
     let mut prefix = Vec::new();
     if !v2 {
         prefix = pktline::pkt("# service=git-upload-pack\n");
