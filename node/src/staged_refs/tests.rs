@@ -9,7 +9,7 @@ use super::*;
 use crate::mirror_repo::MirrorRepo;
 use crate::serve::ls_refs::LsRefs;
 use crate::serve::ls_refs::RefList;
-use crate::sync::fetch::{flip, stage, FetchPlan};
+use crate::sync::fetch::{flip, stage};
 use crate::testing::git;
 use crate::upload_pack::{Exposure, Mode};
 
@@ -121,15 +121,7 @@ async fn a_staged_state_is_listed_as_git_lists_it() {
         RepoId::parse("P/r").expect("id"),
         MirrorRepo::new(dir.path().join("P/r.git")),
     );
-    let plan = FetchPlan {
-        id: &id,
-        repo: &repo,
-        url: format!("file://{}", up.display()),
-        env: &[],
-        timeout: Duration::from_secs(60),
-        git: crate::gitcmd::check_git().await.expect("git version"),
-        member_config: None,
-    };
+    let plan = crate::testing::file_plan(&id, &repo, &up).await;
     // A served state, then a different one staged beside it (a branch gone, one new, main moved).
     let first = stage(&plan, None).await.expect("stage");
     // The first state: nothing served, HEAD names a branch that does not exist yet.

@@ -3,11 +3,10 @@
 //! the local shell, as sshd would.
 
 use std::path::Path;
-use std::time::Duration;
 
 use super::stream::{probe, ProbeError};
 use super::*;
-use crate::sync::fetch::{self, FetchPlan};
+use crate::sync::fetch;
 use crate::testing::git;
 
 const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
@@ -20,15 +19,7 @@ fn id(s: &str) -> RepoId {
 async fn sync(up: &Path, mirror: &Path) -> String {
     let rid = id("P/x");
     let repo = MirrorRepo::new(mirror.to_path_buf());
-    let plan = FetchPlan {
-        id: &rid,
-        repo: &repo,
-        url: format!("file://{}", up.display()),
-        env: &[],
-        timeout: Duration::from_secs(60),
-        git: crate::gitcmd::check_git().await.expect("git version"),
-        member_config: None,
-    };
+    let plan = crate::testing::file_plan(&rid, &repo, up).await;
     let staged = fetch::stage(&plan, None).await.expect("stage");
     fetch::flip(&plan, &staged).await.expect("flip");
     staged.hash
