@@ -114,16 +114,40 @@ pub async fn run_in_turn(
         .collect::<Vec<_>>()
         .join(" + ");
     let mut cmd = with_git_env(Command::new("/bin/sh"));
+    // A group of its own: stopped (time limit, shutdown), the shell takes the git it is running
+    // with it.
     cmd.arg("-c")
         .arg(script)
         .current_dir(dir)
+        .process_group(0)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|source| GitError::Spawn {
         program: "/bin/sh".into(),
         source,
     })?;
-    collect(&mut child, &label, limit).await
+    let mut group = Group(child.id());
+    let res = collect(&mut child, &label, limit).await;
+    if !matches!(res, Err(GitError::Timeout { .. })) {
+        // The shell has exited, after the last git it started.
+        group.0 = None;
+    }
+    res
+}
+
+/// Kills a process group when dropped, unless told it is gone (`.0 = None`).
+struct Group(Option<u32>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let leader = self
+            .0
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(rustix::process::Pid::from_raw);
+        if let Some(pid) = leader {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
 }
 
 /// Runs `git -C dir args…` with an optional stdin and a time limit; fails on non-zero exit.
@@ -332,6 +356,38 @@ mod tests {
             .await
             .expect("kept");
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "c");
+        // Past its time limit, the git the shell runs is stopped with it.
+        // (git's credential cache runs in the foreground until its socket has been idle 15 min.)
+        let cache = dir.path().join("cache");
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&cache)
+            .expect("socket directory");
+        let socket = cache.join("socket");
+        let socket = socket.to_str().expect("utf-8 path");
+        let e = run_in_turn(
+            dir.path(),
+            &[&["version"], &["credential-cache--daemon", socket]],
+            Duration::from_secs(1),
+        )
+        .await
+        .expect_err("stopped");
+        assert!(matches!(e, GitError::Timeout { .. }), "{e}");
+        let running = || {
+            std::fs::read_dir("/proc")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+                .any(|c| c.windows(socket.len()).any(|w| w == socket.as_bytes()))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while running() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the git the shell ran outlived it"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         // Nothing the shell would read as more than a word.
         let e = run_in_turn(&r, &[&["config", "a.b", "x;touch y"]], limit)
             .await
