@@ -7,6 +7,8 @@ use crate::logging;
 
 /// Validates the configuration, then runs the node until SIGTERM/SIGINT.
 pub fn run(home: PathBuf, config_file: Option<PathBuf>) -> ExitCode {
+    // Before any thread starts (logging and the runtime start below).
+    mirrorfarm_node::gitcmd::settle_environment();
     let config = match mirrorfarm_node::node::check_config(&home, config_file.as_deref()) {
         Ok(c) => c,
         Err(e) => {

@@ -16,11 +16,15 @@ fn walk(dir: &Path) -> std::io::Result<u64> {
     while let Some(d) = pending.pop() {
         for entry in std::fs::read_dir(&d)? {
             let entry = entry?;
-            // A file removed while counting (a repack's old pack) is not counted.
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
+            // The kind comes with the directory listing: only files are asked for their length.
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
                 pending.push(entry.path());
-            } else if meta.is_file() {
+            } else if kind.is_file() {
+                // A file removed while counting (a repack's old pack) is not counted.
+                let Ok(meta) = entry.metadata() else { continue };
                 total = total.saturating_add(meta.len());
             }
         }

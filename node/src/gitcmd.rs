@@ -4,6 +4,8 @@
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
@@ -64,23 +66,75 @@ pub fn git() -> Command {
     with_git_env(Command::new("git"))
 }
 
-/// `cmd` with the environment every git the node starts gets.
+/// What every git the node starts finds in its environment.
+const GIT_ENV: [(&str, &str); 4] = [
+    ("LC_ALL", "C"),
+    ("GIT_TERMINAL_PROMPT", "0"),
+    ("GIT_ASKPASS", "/bin/false"),
+    ("SSH_ASKPASS", "/bin/false"),
+];
+
+/// What no git the node starts may find there: TLS settings come from the node's own `-c`
+/// options, never from the environment.
+const NOT_FOR_GIT: [&str; 8] = [
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_PROTOCOL",
+    "GIT_SSL_CAINFO",
+    "GIT_SSL_CAPATH",
+    "GIT_SSL_CERT",
+    "GIT_SSL_KEY",
+    "GIT_SSL_NO_VERIFY",
+];
+
+/// Set once [`settle_environment`] has made the process's environment the one every git gets.
+static SETTLED: AtomicBool = AtomicBool::new(false);
+
+/// Makes the node's own environment the one every git it starts gets ([`GIT_ENV`] set,
+/// [`NOT_FOR_GIT`] removed), once, at start: a command that sets or removes a variable of its
+/// own makes the standard library copy the whole environment for it, on every start of a
+/// process; one that inherits it as it is does not. It changes the process's environment: call
+/// it before any other thread runs.
+pub fn settle_environment() {
+    // Read before the change: the member fetches' NO_PROXY depends on the admin's variables.
+    let _ = proxy_in_environment();
+    for (k, v) in GIT_ENV {
+        std::env::set_var(k, v);
+    }
+    for k in NOT_FOR_GIT {
+        std::env::remove_var(k);
+    }
+    SETTLED.store(true, Ordering::Release);
+}
+
+/// Whether the node's environment names a proxy that curl (git's HTTP transport) would use.
+pub fn proxy_in_environment() -> bool {
+    static PROXY: OnceLock<bool> = OnceLock::new();
+    *PROXY.get_or_init(|| {
+        [
+            "http_proxy",
+            "HTTP_PROXY",
+            "https_proxy",
+            "HTTPS_PROXY",
+            "all_proxy",
+            "ALL_PROXY",
+        ]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()))
+    })
+}
+
+/// `cmd` with the environment every git the node starts gets (the process's own once settled).
 fn with_git_env(mut c: Command) -> Command {
-    c.env("LC_ALL", "C")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ASKPASS", "/bin/false")
-        .env("SSH_ASKPASS", "/bin/false")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_PROTOCOL")
-        // TLS settings come from the node's own `-c` options, never from the environment.
-        .env_remove("GIT_SSL_CAINFO")
-        .env_remove("GIT_SSL_CAPATH")
-        .env_remove("GIT_SSL_CERT")
-        .env_remove("GIT_SSL_KEY")
-        .env_remove("GIT_SSL_NO_VERIFY")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+    if !SETTLED.load(Ordering::Acquire) {
+        for (k, v) in GIT_ENV {
+            c.env(k, v);
+        }
+        for k in NOT_FOR_GIT {
+            c.env_remove(k);
+        }
+    }
+    c.stdin(Stdio::null()).kill_on_drop(true);
     c
 }
 

@@ -1,18 +1,31 @@
 //! One upstream fetch per change: in a farm of three nodes over an OpenSSH upstream, only each
 //! repository's leader fetches from the upstream; the others take the new state from the leader
 //! over the farm's authenticated channel. A trigger sent to any node works. Members tell each
-//! other what they staged over that channel (not only through gossip).
+//! other what they staged over that channel (not only through gossip). The members' environment
+//! names an HTTP proxy that answers nothing (a member's fetch from another reaches it directly)
+//! and a `GIT_DIR` (no git of a node's may take it).
 
 use std::time::Duration;
 
-use mirrorfarm_tests::farm::{sessions_for_one_change_per_node, ssh_farm};
+use mirrorfarm_tests::farm::{sessions_for_one_change_per_node, ssh_farm_placed};
+use mirrorfarm_tests::node::Placement;
 use mirrorfarm_tests::{wait_for, wait_or_explain};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
 #[test]
 fn a_farm_fetches_each_change_from_the_upstream_once() {
-    let (up, nodes) = ssh_farm(3, LIMIT);
+    // Port 9 (discard): nothing listens there; a fetch through this proxy fails.
+    let proxy = "http://127.0.0.1:9".to_owned();
+    let placement = Placement {
+        env: vec![
+            ("https_proxy".into(), proxy.clone()),
+            ("HTTPS_PROXY".into(), proxy),
+            ("GIT_DIR".into(), "/nonexistent".into()),
+        ],
+        ..Placement::default()
+    };
+    let (up, nodes) = ssh_farm_placed(3, LIMIT, "", &placement);
     let fetched = sessions_for_one_change_per_node(&up, &nodes, LIMIT);
     assert_eq!(fetched, 3, "3 changes cost the upstream {fetched} fetches");
     // Every member shows every member serving the same ref state (generation) of the repository.

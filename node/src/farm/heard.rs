@@ -8,10 +8,10 @@
 //! leaves the view, or after [`KEEP`]. Of two words about one repository from one member, the
 //! one staged later counts, whatever order they arrive in.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use crate::farm::view::FarmView;
+use crate::farm::view::{FarmView, RepoStates};
 use crate::names::RefName;
 
 /// How long a word counts without the member's published states confirming it (they carry a
@@ -49,6 +49,16 @@ impl Word {
 #[derive(Debug, Default)]
 pub struct Heard {
     words: HashMap<(String, String), Word>,
+    /// Per member: the states gossip gave the last view, and those with its words merged in.
+    /// Reused while neither moved: merging copies parts of the map gossip's cache shares, and
+    /// the view is rebuilt many times a second while repositories sync.
+    merged: HashMap<String, Merged>,
+}
+
+#[derive(Debug)]
+struct Merged {
+    gossip: RepoStates,
+    with_words: RepoStates,
 }
 
 impl Heard {
@@ -64,48 +74,47 @@ impl Heard {
             return;
         }
         self.words.insert(key, word);
+        self.merged.remove(node);
     }
 
     /// Merges the words into `view` (built from gossip alone) as the members' staged states, and
     /// forgets those gossip has caught up with or moved past, the expired ones and those of
     /// members no longer in the view.
     pub fn apply(&mut self, view: &mut FarmView, now: Instant) {
-        self.words.retain(|(node, repo), w| {
-            if now.saturating_duration_since(w.at) > KEEP {
-                return false;
+        let Self { words, merged } = self;
+        let mut dropped: HashSet<String> = HashSet::new();
+        words.retain(|(node, repo), w| {
+            let keep = keeps(view, node, repo, w, now);
+            if !keep {
+                dropped.insert(node.clone());
             }
-            let Some(m) = view
-                .members
-                .iter_mut()
-                .find(|m| !m.this_node && m.node_id == *node)
-            else {
-                return false;
+            keep
+        });
+        let mut by_member: HashMap<&str, Vec<(&String, &Word)>> = HashMap::new();
+        for ((node, repo), w) in words.iter() {
+            by_member.entry(node).or_default().push((repo, w));
+        }
+        merged.retain(|node, _| by_member.contains_key(node.as_str()) && !dropped.contains(node));
+        for m in view.members.iter_mut().filter(|m| !m.this_node) {
+            let Some(told) = by_member.get(m.node_id.as_str()) else {
+                continue;
             };
-            let h = Some(w.refs_hash.as_str());
-            let (staged, served) = m
-                .repo_states
-                .get(repo)
-                .map(|s| (s.staged_hash.clone(), s.refs_hash.clone()))
-                .unwrap_or_default();
-            if staged.as_deref() == h || served.as_deref() == h {
-                return false;
-            }
-            let gossip = (staged, served);
-            // What the member's states showed when the word came counts only once they are
-            // current (before, they may be empty for a while: a member just joined).
-            if m.states_current {
-                match &w.gossip_then {
-                    None => w.gossip_then = Some(gossip),
-                    Some(then) if *then != gossip => return false,
-                    Some(_) => {}
+            if let Some(c) = merged.get(&m.node_id) {
+                if c.gossip.ptr_eq(&m.repo_states) {
+                    m.repo_states = c.with_words.clone();
+                    continue;
                 }
             }
             // The gossip cache's map is shared: this view gets its own copy.
-            let s = m.repo_states.entry(repo.clone()).or_default();
-            s.staged_hash = Some(w.refs_hash.clone());
-            s.staged_head = w.head.clone();
-            true
-        });
+            let gossip = m.repo_states.clone();
+            for (repo, w) in told {
+                let s = m.repo_states.entry((*repo).clone()).or_default();
+                s.staged_hash = Some(w.refs_hash.clone());
+                s.staged_head = w.head.clone();
+            }
+            let with_words = m.repo_states.clone();
+            merged.insert(m.node_id.clone(), Merged { gossip, with_words });
+        }
     }
 
     #[cfg(test)]
@@ -117,6 +126,42 @@ impl Heard {
     fn is_empty(&self) -> bool {
         self.words.is_empty()
     }
+}
+
+/// Whether the word of `node` about `repo` still counts for `view` (built from gossip alone):
+/// not expired, its member in the view, gossip neither showing it yet nor anything newer for
+/// that member and repository since it came (noted in the word the first time it is applied).
+fn keeps(view: &FarmView, node: &str, repo: &str, w: &mut Word, now: Instant) -> bool {
+    if now.saturating_duration_since(w.at) > KEEP {
+        return false;
+    }
+    let Some(m) = view
+        .members
+        .iter()
+        .find(|m| !m.this_node && m.node_id == node)
+    else {
+        return false;
+    };
+    let h = Some(w.refs_hash.as_str());
+    let (staged, served) = m
+        .repo_states
+        .get(repo)
+        .map(|s| (s.staged_hash.clone(), s.refs_hash.clone()))
+        .unwrap_or_default();
+    if staged.as_deref() == h || served.as_deref() == h {
+        return false;
+    }
+    let gossip = (staged, served);
+    // What the member's states showed when the word came counts only once they are current
+    // (before, they may be empty for a while: a member just joined).
+    if m.states_current {
+        match &w.gossip_then {
+            None => w.gossip_then = Some(gossip),
+            Some(then) if *then != gossip => return false,
+            Some(_) => {}
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -193,6 +238,44 @@ mod tests {
         heard.apply(&mut v, t0 + KEEP + Duration::from_millis(1));
         assert!(heard.is_empty());
         assert!(!v.members[1].repo_states.contains_key("P/new"));
+    }
+
+    #[test]
+    fn a_merge_is_reused_only_while_gossip_and_the_words_stand_still() {
+        let (mut heard, t0) = (Heard::default(), Instant::now());
+        heard.record("b", "P/r", Word::new("h2".into(), None, 1, t0));
+        heard.record("b", "P/s", Word::new("h7".into(), None, 1, t0));
+        let gossip = view();
+        let staged = |v: &FarmView, r: &str| v.members[1].repo_states[r].staged_hash.clone();
+        for _ in 0..2 {
+            let mut v = gossip.clone();
+            heard.apply(&mut v, t0);
+            assert_eq!(staged(&v, "P/r").as_deref(), Some("h2"));
+            assert_eq!(staged(&v, "P/s").as_deref(), Some("h7"));
+        }
+        assert!(heard.merged["b"]
+            .gossip
+            .ptr_eq(&gossip.members[1].repo_states));
+        // A new word shows at once.
+        heard.record("b", "P/r", Word::new("h3".into(), None, 2, t0));
+        let mut v = gossip.clone();
+        heard.apply(&mut v, t0);
+        assert_eq!(staged(&v, "P/r").as_deref(), Some("h3"));
+        // Gossip moved (it carries P/s now): its word goes, the merge is made again.
+        let mut moved = gossip.clone();
+        moved.members[1]
+            .repo_states
+            .insert("P/s".into(), served("h7", 1));
+        let mut v = moved.clone();
+        heard.apply(&mut v, t0);
+        assert_eq!(staged(&v, "P/r").as_deref(), Some("h3"));
+        assert_eq!(staged(&v, "P/s"), None);
+        assert_eq!(heard.len(), 1);
+        // The last word expires, gossip unchanged: nothing of it is left in the view.
+        let mut v = moved.clone();
+        heard.apply(&mut v, t0 + KEEP + Duration::from_millis(1));
+        assert_eq!(staged(&v, "P/r"), None);
+        assert!(heard.merged.is_empty());
     }
 
     #[test]

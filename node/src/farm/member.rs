@@ -1,8 +1,9 @@
 //! Reading a peer's gossip state back into a [`Member`]: what it says about itself (strictly
 //! parsed: a value that does not parse is left out), with its ref states ([`crate::farm::repo_states`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use chitchat::{ChitchatId, NodeState};
 
@@ -31,8 +32,8 @@ pub struct Member {
     pub stale_since_ms: Option<i64>,
     /// State word.
     pub state: String,
-    /// Configuration digests by key.
-    pub config: BTreeMap<String, String>,
+    /// Configuration digests by key (shared: read once per change of the member's gossip).
+    pub config: Arc<BTreeMap<String, String>>,
     /// Whether it is a load balancer rather than a node.
     pub is_lb: bool,
     /// Its gossip (and farm TLS) address.
@@ -77,7 +78,7 @@ impl Member {
             clock_ms: st.get(CLOCK_MS).and_then(|v| v.parse().ok()),
             stale_since_ms: st.get(STALE_SINCE_MS).and_then(|v| v.parse().ok()),
             state: st.get(STATE).and_then(word).unwrap_or_default(),
-            config,
+            config: Arc::new(config),
             is_lb: st.get(mirrorfarm_common::gossip::ROLE)
                 == Some(mirrorfarm_common::gossip::ROLE_LB),
             gossip: Some(id.gossip_advertise_addr),
@@ -92,6 +93,42 @@ impl Member {
             .filter(|(k, v)| differs(k, v, self.config.get(**k).map(String::as_str)))
             .map(|(k, _)| (*k).to_owned())
             .collect()
+    }
+}
+
+/// Members read back from gossip, each kept while its gossip state has not moved (its version):
+/// the membership loop passes many times a second while repositories sync, and reading a
+/// member again each time (its configuration digests copied) showed in a busy member's profile.
+#[derive(Debug, Default)]
+pub struct MemberCache {
+    read: HashMap<ChitchatId, (u64, Member)>,
+}
+
+impl MemberCache {
+    /// What the peer `id` says about itself in `st`, with its ref states `states`.
+    pub fn member(&mut self, id: &ChitchatId, st: &NodeState, states: RepoStates) -> Member {
+        let version = st.max_version();
+        let read = match self.read.get(id) {
+            Some((v, m)) if *v == version => m,
+            _ => {
+                let m = Member::from_state(id, st);
+                &self
+                    .read
+                    .entry(id.clone())
+                    .insert_entry((version, m))
+                    .into_mut()
+                    .1
+            }
+        };
+        Member {
+            states,
+            ..read.clone()
+        }
+    }
+
+    /// Forgets the peers not in `live`.
+    pub fn retain(&mut self, live: &[ChitchatId]) {
+        self.read.retain(|id, _| live.contains(id));
     }
 }
 
@@ -116,19 +153,39 @@ mod tests {
             clock_ms: None,
             stale_since_ms: None,
             state: String::new(),
-            config: FARM_KEYS
-                .iter()
-                .map(|k| ((*k).to_owned(), "a".repeat(64)))
-                .collect(),
+            config: Arc::new(
+                FARM_KEYS
+                    .iter()
+                    .map(|k| ((*k).to_owned(), "a".repeat(64)))
+                    .collect(),
+            ),
             is_lb: false,
             gossip: None,
             states: RepoStates::default(),
             states_current: true,
         };
         assert!(m.mismatched_keys(&ours).is_empty(), "an older member");
-        m.config.insert("mirror.admins".into(), "b".repeat(64));
+        Arc::make_mut(&mut m.config).insert("mirror.admins".into(), "b".repeat(64));
         assert_eq!(m.mismatched_keys(&ours), ["mirror.admins"]);
-        m.config.remove("mirror.repos");
+        Arc::make_mut(&mut m.config).remove("mirror.repos");
         assert_eq!(m.mismatched_keys(&ours), ["mirror.admins", "mirror.repos"]);
+    }
+
+    #[test]
+    fn a_member_is_read_again_when_its_gossip_moved() {
+        let id = ChitchatId::new("n1", 1, "127.0.0.1:1".parse().expect("addr"));
+        let mut st = NodeState::for_test();
+        st.set(STATE, "SYNCHRONIZED");
+        let mut cache = MemberCache::default();
+        let m = cache.member(&id, &st, RepoStates::default());
+        assert_eq!(m.state, "SYNCHRONIZED");
+        assert_eq!(m, Member::from_state(&id, &st));
+        st.set(STATE, "SYNCHRONIZING");
+        st.set(HTTP, "127.0.0.1:8080");
+        let m = cache.member(&id, &st, RepoStates::default());
+        assert_eq!(m.state, "SYNCHRONIZING");
+        assert_eq!(m, Member::from_state(&id, &st));
+        cache.retain(&[]);
+        assert!(cache.read.is_empty());
     }
 }

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::farm::follow::{mark_withheld, Follow, Isolation};
 use crate::farm::keys::{self, StatesRev};
-use crate::farm::member::Member;
+use crate::farm::member::{Member, MemberCache};
 use crate::farm::view::build_view;
 use crate::farm::Farm;
 use crate::store::now_ms;
@@ -82,6 +82,7 @@ pub async fn run(
     let mut last_full = started.checked_sub(FULL_PASS).unwrap_or(started);
     let mut last_members: Vec<String> = Vec::new();
     let mut heartbeats = crate::farm::heartbeats::Heartbeats::default();
+    let mut read = MemberCache::default();
     loop {
         // Event-driven: a local sync staged or flipped a state, or gossip brought news (a new
         // value or a member coming or going); the tick is a fallback.
@@ -141,10 +142,10 @@ pub async fn run(
                 .filter_map(|id| {
                     let st = c.node_state(id)?;
                     if *id.node_id == *me {
-                        return Some(Member::with_states(id, st, own_map.clone()));
+                        return Some(read.member(id, st, own_map.clone()));
                     }
                     if !verifier.verified(&id.node_id, id.gossip_advertise_addr) {
-                        let m = Member::with_states(id, st, Default::default());
+                        let m = read.member(id, st, Default::default());
                         if !m.is_lb {
                             unverified.push(m.node_id.clone());
                             return None;
@@ -156,7 +157,7 @@ pub async fn run(
                     if let Some(since) = ask {
                         asks.push((id.clone(), since));
                     }
-                    let mut m = Member::with_states(id, st, states);
+                    let mut m = read.member(id, st, states);
                     m.states_current = current;
                     Some(m)
                 })
@@ -168,6 +169,7 @@ pub async fn run(
                 }
             }
             heartbeats.retain(|n| live.iter().any(|id| &*id.node_id == n));
+            read.retain(&live);
             cache.retain(&live);
             drop(cache);
             let mut view = build_view(&me, now, members, &ours);

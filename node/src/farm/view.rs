@@ -184,10 +184,12 @@ mod tests {
             clock_ms: Some(clock),
             stale_since_ms: None,
             state: "SYNCHRONIZED".into(),
-            config: config
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), v.clone()))
-                .collect(),
+            config: std::sync::Arc::new(
+                config
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                    .collect(),
+            ),
             is_lb: false,
             gossip: None,
             states: RepoStates::default(),

@@ -33,11 +33,10 @@ pub(crate) async fn stage_and_flip(
         let old = staged.served_tips();
         crate::lfs::prefetch::start(&shared.lfs, plan.id, plan.repo.path().to_owned(), tips, old);
     }
-    // Members fetching this state list it from memory until the flip (in a farm).
-    let listed = shared
-        .config
-        .farm
-        .is_some()
+    // Members fetching this state list it from memory until the flip (in a farm, where they
+    // fetch from the member that took it from the upstream; one that took it from a member is
+    // not fetched from, or rarely: a member asking it then is answered by git).
+    let listed = (shared.config.farm.is_some() && !from_member)
         .then(|| shared.staged_refs.keep(plan.id, &staged));
     let t = std::time::Instant::now();
     let (verdict, permit) = coordinator.staged(plan.id, &staged, permit).await;
