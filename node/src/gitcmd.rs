@@ -5,7 +5,6 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
@@ -96,8 +95,6 @@ static SETTLED: AtomicBool = AtomicBool::new(false);
 /// process; one that inherits it as it is does not. It changes the process's environment: call
 /// it before any other thread runs.
 pub fn settle_environment() {
-    // Read before the change: the member fetches' NO_PROXY depends on the admin's variables.
-    let _ = proxy_in_environment();
     for (k, v) in GIT_ENV {
         std::env::set_var(k, v);
     }
@@ -105,23 +102,6 @@ pub fn settle_environment() {
         std::env::remove_var(k);
     }
     SETTLED.store(true, Ordering::Release);
-}
-
-/// Whether the node's environment names a proxy that curl (git's HTTP transport) would use.
-pub fn proxy_in_environment() -> bool {
-    static PROXY: OnceLock<bool> = OnceLock::new();
-    *PROXY.get_or_init(|| {
-        [
-            "http_proxy",
-            "HTTP_PROXY",
-            "https_proxy",
-            "HTTPS_PROXY",
-            "all_proxy",
-            "ALL_PROXY",
-        ]
-        .iter()
-        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()))
-    })
 }
 
 /// `cmd` with the environment every git the node starts gets (the process's own once settled).

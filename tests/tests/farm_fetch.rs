@@ -2,8 +2,8 @@
 //! repository's leader fetches from the upstream; the others take the new state from the leader
 //! over the farm's authenticated channel. A trigger sent to any node works. Members tell each
 //! other what they staged over that channel (not only through gossip). The members' environment
-//! names an HTTP proxy that answers nothing (a member's fetch from another reaches it directly)
-//! and a `GIT_DIR` (no git of a node's may take it).
+//! and git's global configuration name an HTTP proxy that answers nothing (a member's fetch from
+//! another reaches it directly), and their environment a `GIT_DIR` (no git of a node's may take it).
 
 use std::time::Duration;
 
@@ -17,10 +17,14 @@ const LIMIT: Duration = Duration::from_secs(90);
 fn a_farm_fetches_each_change_from_the_upstream_once() {
     // Port 9 (discard): nothing listens there; a fetch through this proxy fails.
     let proxy = "http://127.0.0.1:9".to_owned();
+    let global = tempfile::tempdir().expect("tempdir");
+    let gitconfig = global.path().join("gitconfig");
+    std::fs::write(&gitconfig, format!("[http]\n\tproxy = {proxy}\n")).expect("write gitconfig");
     let placement = Placement {
         env: vec![
             ("https_proxy".into(), proxy.clone()),
             ("HTTPS_PROXY".into(), proxy),
+            ("GIT_CONFIG_GLOBAL".into(), gitconfig.display().to_string()),
             ("GIT_DIR".into(), "/nonexistent".into()),
         ],
         ..Placement::default()

@@ -62,6 +62,9 @@ impl Farm {
             "http.lowSpeedLimit=1".to_owned(),
             "http.lowSpeedTime=60".to_owned(),
             "credential.helper=".to_owned(),
+            // Members are reached directly, never through a proxy the environment
+            // (`https_proxy`, …) or git's configuration names: empty, it turns proxying off.
+            "http.proxy=".to_owned(),
             // v0: the refs come with the first request, which the member answers from memory
             // (v2 takes one request more: its capabilities, then `ls-refs`).
             "protocol.version=0".to_owned(),

@@ -208,11 +208,8 @@ async fn fetch(plan: &FetchPlan<'_>, with_head: bool) -> Result<(), SyncFailure>
             args.push(format!("+HEAD:{STAGING_HEAD}"));
         }
     }
-    // Members are reached directly, never through a proxy of the environment (named only when
-    // there is one: a process started with variables of its own costs the node more).
-    let member_env = [("NO_PROXY", "*".to_owned()), ("no_proxy", "*".to_owned())];
+    // From a member: no proxy (its `-c http.proxy=`) and nothing of the environment's changed.
     let env = match &plan.member_config {
-        Some(_) if gitcmd::proxy_in_environment() => &member_env[..],
         Some(_) => &[],
         None => plan.env,
     };
