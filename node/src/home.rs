@@ -145,6 +145,17 @@ mod tests {
         let first = home.lock().expect("first lock");
         assert!(matches!(home.lock(), Err(HomeError::Locked(_))));
         drop(first);
-        home.lock().expect("lock again after release");
+        // A process another test starts at this moment holds a copy of the descriptor until its
+        // exec closes it (flock locks belong to the open file, not the descriptor): wait for it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match home.lock() {
+                Ok(_) => break,
+                Err(HomeError::Locked(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => panic!("lock again after release: {e:?}"),
+            }
+        }
     }
 }
