@@ -73,8 +73,14 @@ impl Shared {
     /// `id`'s staged or served state changed: the farm publishes and acts on it at its next
     /// round, which this wakes.
     pub fn repo_changed(&self, id: &RepoId) {
-        self.changed.lock().repos.insert(id.clone());
+        self.mark_changed(id);
         self.repos_changed.notify_one();
+    }
+
+    /// `id`'s state as the farm sees it changed: it is acted on at the farm's next round, which
+    /// the caller wakes (news from other members wakes it at once, unpaced).
+    pub fn mark_changed(&self, id: &RepoId) {
+        self.changed.lock().repos.insert(id.clone());
     }
 
     /// Repositories came or went: the farm looks at all of them at its next round.

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use crate::farm::follow::{mark_withheld, Follow, Isolation};
 use crate::farm::keys::{self, StatesRev};
 use crate::farm::member::{Member, MemberCache};
+use crate::farm::pace::LocalPace;
 use crate::farm::view::build_view;
 use crate::farm::Farm;
 use crate::store::now_ms;
@@ -83,16 +84,25 @@ pub async fn run(
     let mut last_members: Vec<String> = Vec::new();
     let mut heartbeats = crate::farm::heartbeats::Heartbeats::default();
     let mut read = MemberCache::default();
+    let mut pace = LocalPace::new(tokio::time::Instant::now());
     loop {
-        // Event-driven: a local sync staged or flipped a state, or gossip brought news (a new
-        // value or a member coming or going); the tick is a fallback.
+        // Event-driven: a local sync staged or flipped a state (paced), another member's word or
+        // states came, or gossip brought news (a new value or a member coming or going); the
+        // tick is a fallback.
+        let owed = pace.due();
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = tick.tick() => {}
-            _ = shared.repos_changed.notified() => {}
+            _ = shared.repos_changed.notified(), if owed.is_none() => {
+                if !pace.changed(tokio::time::Instant::now()) {
+                    continue;
+                }
+            }
+            _ = tokio::time::sleep_until(owed.unwrap_or_else(tokio::time::Instant::now)), if owed.is_some() => {}
             _ = this.states_news.notified() => {}
             r = gossip_news.changed() => if r.is_err() { break },
         }
+        pace.passed(tokio::time::Instant::now());
         let changed = shared.take_changed();
         let due = changed.all || last_full.elapsed() >= FULL_PASS;
         // The repository map's running tally: no walk over the repositories.

@@ -21,6 +21,7 @@ pub mod member;
 pub mod membership;
 pub mod nudge;
 pub mod own_states;
+pub mod pace;
 pub mod repo_states;
 pub mod selection;
 pub mod sessions;
@@ -115,7 +116,8 @@ pub struct Farm {
     pub own_states: parking_lot::Mutex<own_states::OwnStates>,
     /// The other members' ref states as this node holds them.
     pub states: parking_lot::Mutex<repo_states::StatesCache>,
-    /// Woken when an answer about a member's states came.
+    /// Woken when other members' news came: an answer about a member's states, a member's word
+    /// (own changes wake `shared.repos_changed`, paced: [`pace`]).
     pub states_news: tokio::sync::Notify,
     /// Requests to other members over the farm channel.
     pub client: FarmClient,

@@ -38,9 +38,10 @@ pub async fn staged(
     c.farm.shared.metrics.staged_word("received");
     let word = Word::new(n.refs_hash, head, n.staged_at_us, std::time::Instant::now());
     c.farm.heard.lock().record(&node, &repo, word);
-    // The membership loop rebuilds the view with it: followers start their fetch, flips waiting
-    // for it wake.
+    // The membership loop rebuilds the view with it at once: followers start their fetch, flips
+    // waiting for it wake.
     tracing::debug!(repo = %id, from = node, "a member staged a new state");
-    c.farm.shared.repo_changed(&id);
+    c.farm.shared.mark_changed(&id);
+    c.farm.states_news.notify_one();
     StatusCode::ACCEPTED.into_response()
 }
