@@ -34,7 +34,8 @@ pub struct Shared {
     pub was_ready: AtomicBool,
     /// Prometheus metrics.
     pub metrics: crate::metrics::NodeMetrics,
-    /// Woken when a repository's staged or served state changed (the farm publishes it at once).
+    /// Woken when a repository's staged or served state changed here (the farm's next pass
+    /// publishes it, paced: [`crate::farm::pace`]).
     pub repos_changed: tokio::sync::Notify,
     /// Which repositories changed since the farm's last look ([`Shared::repo_changed`]).
     pub changed: parking_lot::Mutex<Changed>,
@@ -71,7 +72,7 @@ pub struct Changed {
 
 impl Shared {
     /// `id`'s staged or served state changed: the farm publishes and acts on it at its next
-    /// round, which this wakes.
+    /// round, which this wakes (paced: [`crate::farm::pace`]).
     pub fn repo_changed(&self, id: &RepoId) {
         self.mark_changed(id);
         self.repos_changed.notify_one();
@@ -87,6 +88,12 @@ impl Shared {
     pub fn all_changed(&self) {
         self.changed.lock().all = true;
         self.repos_changed.notify_one();
+    }
+
+    /// Whether nothing changed since [`Shared::take_changed`] last took it.
+    pub fn nothing_changed(&self) -> bool {
+        let c = self.changed.lock();
+        !c.all && c.repos.is_empty()
     }
 
     /// What changed since the last call.

@@ -47,36 +47,46 @@ pub fn mark_withheld(
     isolated_since: Option<i64>,
     only: Option<&HashSet<RepoId>>,
 ) {
-    let mut repos = shared.repos.write();
-    match only {
-        None => {
-            for (id, e) in repos.iter_mut() {
-                mark(view, id, e, isolated_since);
+    let mut served_again = false;
+    {
+        let mut repos = shared.repos.write();
+        match only {
+            None => {
+                for (id, e) in repos.iter_mut() {
+                    served_again |= mark(view, id, e, isolated_since);
+                }
             }
-        }
-        Some(ids) => {
-            for id in ids {
-                if let Some(e) = repos.get_mut(id) {
-                    mark(view, id, e, isolated_since);
+            Some(ids) => {
+                for id in ids {
+                    if let Some(e) = repos.get_mut(id) {
+                        served_again |= mark(view, id, e, isolated_since);
+                    }
                 }
             }
         }
     }
+    if served_again {
+        // Whoever waits to see a state served (a push passed on) looks again.
+        shared.served_changed.notify_waiters();
+    }
 }
 
-fn mark(view: &FarmView, id: &RepoId, e: &mut RepoEntry, isolated_since: Option<i64>) {
+/// Marks `e`; true when it is served again.
+fn mark(view: &FarmView, id: &RepoId, e: &mut RepoEntry, isolated_since: Option<i64>) -> bool {
     let why = flip::withheld(view, &id.to_string(), e, isolated_since);
-    if why != e.withheld {
-        match why {
-            Some(w) => {
-                tracing::warn!(repo = %id, reason = w, "not serving this repository for now")
-            }
-            None => {
-                tracing::info!(repo = %id, generation = e.record.generation, "serving this repository again")
-            }
-        }
-        e.withheld = why;
+    if why == e.withheld {
+        return false;
     }
+    match why {
+        Some(w) => {
+            tracing::warn!(repo = %id, reason = w, "not serving this repository for now")
+        }
+        None => {
+            tracing::info!(repo = %id, generation = e.record.generation, "serving this repository again")
+        }
+    }
+    e.withheld = why;
+    why.is_none()
 }
 
 /// Sync triggers that keep this node with its farm, at most one per repository and target
@@ -132,11 +142,8 @@ impl Follow {
             let Some(leader) = self.leaders.get(id).map(String::as_str) else {
                 continue;
             };
-            if entry.syncing {
-                continue;
-            }
             let want = if leader == me {
-                if entry.withheld.is_none() {
+                if entry.withheld.is_none() || entry.syncing {
                     continue;
                 }
                 "upstream"
@@ -150,6 +157,13 @@ impl Follow {
                     _ => continue,
                 }
             };
+            // A running sync fetches what was asked for last; a newer state of the leader's is
+            // asked for now (the scheduler runs it once the running sync is done), not at a
+            // pass after that sync, which comes paced ([`crate::farm::pace`]). A sync this loop
+            // did not ask for may fetch anything: that one is let be.
+            if entry.syncing && self.last.get(id).is_none_or(|(h, _)| h == want) {
+                continue;
+            }
             let now = std::time::Instant::now();
             let recent = self
                 .last
@@ -161,5 +175,62 @@ impl Follow {
             self.last.insert(id.clone(), (want.to_owned(), now));
             sync.trigger(crate::sync::scheduler::Trigger::Repo(id.clone()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::farm::view::{MemberView, RepoState};
+    use crate::sync::scheduler::{channel, Trigger};
+
+    fn view(me: &str, leader: &str, repo: &str, leader_staged: &str) -> FarmView {
+        let state = RepoState {
+            staged_hash: Some(leader_staged.into()),
+            ..Default::default()
+        };
+        FarmView {
+            members: vec![
+                MemberView::for_test(me, true, Default::default()),
+                MemberView::for_test(leader, false, [(repo.to_owned(), state)].into()),
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_newer_state_of_the_leader_is_asked_for_while_a_sync_runs() {
+        let id = RepoId::parse("P/r").expect("id");
+        let repo = id.to_string();
+        let leader = crate::farm::leader::leader_of(&repo, ["a", "b"]).expect("leader");
+        let me = if leader == "a" { "b" } else { "a" };
+        let (sync, mut rx) = channel();
+        let mut repos = std::collections::BTreeMap::new();
+        let mut entry = RepoEntry::default();
+        entry.record.refs_hash = "x0".into();
+        repos.insert(id.clone(), entry);
+        let only: HashSet<RepoId> = [id.clone()].into();
+        let mut follow = Follow::default();
+        let v1 = view(me, leader, &repo, "x1");
+        follow.leaders(me, &v1, &repos, &sync, None);
+        assert_eq!(rx.try_recv().ok(), Some(Trigger::Repo(id.clone())));
+        // Its sync runs: the same state is not asked for again.
+        repos.get_mut(&id).expect("entry").syncing = true;
+        follow.leaders(me, &v1, &repos, &sync, Some(&only));
+        assert!(
+            rx.try_recv().is_err(),
+            "asked again for the state being fetched"
+        );
+        // The leader staged a newer one meanwhile: asked for at once.
+        let v2 = view(me, leader, &repo, "x2");
+        follow.leaders(me, &v2, &repos, &sync, Some(&only));
+        assert_eq!(rx.try_recv().ok(), Some(Trigger::Repo(id.clone())));
+        // A sync this loop did not ask for is let be.
+        let mut fresh = Follow::default();
+        fresh.leaders(me, &v2, &repos, &sync, None);
+        assert!(
+            rx.try_recv().is_err(),
+            "a sync it did not start was doubled"
+        );
     }
 }

@@ -17,7 +17,8 @@ use crate::farm::Farm;
 use crate::store::now_ms;
 
 /// How often this node republishes its clock, state and ref states and recomputes the view when
-/// nothing happened (changes wake it at once).
+/// nothing happened (other members' news wakes it at once, own changes within
+/// [`crate::farm::pace::LOCAL_PACE`]).
 const REFRESH: Duration = Duration::from_millis(250);
 /// The longest time between two passes over every repository when nothing seems to change (a
 /// safety net: every change wakes a pass over the repositories it touched, and a change of
@@ -94,7 +95,8 @@ pub async fn run(
             _ = shutdown.changed() => break,
             _ = tick.tick() => {}
             _ = shared.repos_changed.notified(), if owed.is_none() => {
-                if !pace.changed(tokio::time::Instant::now()) {
+                // (A wake stored while the last pass ran may find its change taken already.)
+                if shared.nothing_changed() || !pace.changed(tokio::time::Instant::now()) {
                     continue;
                 }
             }

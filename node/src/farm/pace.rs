@@ -1,8 +1,11 @@
-//! When the membership loop's next pass runs after this node's own changes: what such a pass
-//! publishes (a state staged, flipped or recorded here) leaves with the next gossip round anyway,
-//! so own changes wake a pass at most every [`LOCAL_PACE`], and a pass woken by anything else
-//! takes them along. News from other members (their words, their states, gossip) still wakes a
-//! pass at once: flips and followers' fetches wait for it.
+//! When the membership loop's next pass runs after this node's own changes (a state staged,
+//! flipped or recorded here). What such a pass publishes leaves with the next gossip round
+//! anyway, so own changes wake a pass at most every [`LOCAL_PACE`], and a pass woken by anything
+//! else takes them along. News from other members (their words, their states, gossip) still
+//! wakes a pass at once: flips and followers' fetches wait for it. What else a pass does for own
+//! changes does not hold a push up: a follower asks for the leader's newer state while its
+//! previous sync still runs ([`crate::farm::follow`]), and a repository served again after it
+//! was withheld wakes whoever waits to see it served.
 
 use tokio::time::{Duration, Instant};
 

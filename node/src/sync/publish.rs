@@ -67,8 +67,8 @@ pub(crate) async fn stage_and_flip(
     flip_and_publish(shared, plan, &staged, generation).await
 }
 
-/// Flips to `staged`, serves the new state at once (memory, store, gossip), then maintains the
-/// repository.
+/// Flips to `staged`, serves the new state at once (memory, store; the farm's gossip at its next
+/// pass), then maintains the repository.
 async fn flip_and_publish(
     shared: &Shared,
     plan: &FetchPlan<'_>,
