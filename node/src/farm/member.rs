@@ -53,14 +53,9 @@ fn word(s: &str) -> Option<String> {
 }
 
 impl Member {
-    /// Reads what a peer says about itself in its gossip (its ref states come over the farm
-    /// channel: see [`crate::farm::repo_states`]).
+    /// Reads what a peer says about itself in its gossip, without ref states (they come over the
+    /// farm channel: see [`crate::farm::repo_states`]; [`MemberCache::member`] adds them).
     pub fn from_state(id: &ChitchatId, st: &NodeState) -> Self {
-        Self::with_states(id, st, RepoStates::default())
-    }
-
-    /// Reads what a peer says about itself, with its ref states `states` (read already).
-    pub fn with_states(id: &ChitchatId, st: &NodeState, states: RepoStates) -> Self {
         let config = st
             .iter_prefix(CONFIG_PREFIX)
             .filter_map(|(k, v)| {
@@ -82,7 +77,7 @@ impl Member {
             is_lb: st.get(mirrorfarm_common::gossip::ROLE)
                 == Some(mirrorfarm_common::gossip::ROLE_LB),
             gossip: Some(id.gossip_advertise_addr),
-            states,
+            states: RepoStates::default(),
             states_current: true,
         }
     }
